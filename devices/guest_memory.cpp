@@ -1,0 +1,53 @@
+#include "devices/guest_memory.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace strata {
+
+GuestMemory::GuestMemory(std::vector<Region> regions)
+    : m_regions(std::move(regions))
+{
+    std::sort(m_regions.begin(), m_regions.end(), [](Region const& a, Region const& b) { return a.gpa < b.gpa; });
+}
+
+std::uint64_t GuestMemory::total_size() const
+{
+    std::uint64_t total = 0;
+    for (auto const& r : m_regions)
+        total += r.size;
+    return total;
+}
+
+Result<std::span<std::byte>> GuestMemory::slice(std::uint64_t gpa, std::uint64_t len) const
+{
+    for (auto const& r : m_regions) {
+        if (gpa < r.gpa)
+            break;
+        std::uint64_t off = gpa - r.gpa;
+        // Written so that neither side can overflow: off <= size, then len <= size - off.
+        if (off > r.size || len > r.size - off)
+            continue;
+        // SAFETY: [off, off+len) lies inside the region, checked just above.
+        return std::span<std::byte>(r.host + off, static_cast<std::size_t>(len));
+    }
+    std::ostringstream msg;
+    msg << "guest address range 0x" << std::hex << gpa << "+0x" << len << " is outside guest memory";
+    return make_error(ErrorKind::BadInput, msg.str());
+}
+
+Status GuestMemory::read_bytes(std::uint64_t gpa, std::span<std::byte> out) const
+{
+    STRATA_TRY(s, slice(gpa, out.size()));
+    std::memcpy(out.data(), s.data(), out.size());
+    return ok();
+}
+
+Status GuestMemory::write_bytes(std::uint64_t gpa, std::span<std::byte const> in) const
+{
+    STRATA_TRY(s, slice(gpa, in.size()));
+    std::memcpy(s.data(), in.data(), in.size());
+    return ok();
+}
+
+} // namespace strata

@@ -1,0 +1,73 @@
+// GuestMemory: the bounds-checked view of guest RAM that every device reads and
+// writes through (STYLE.md point 6). It owns nothing: the VMM maps guest RAM and
+// hands regions to it; tests hand it plain buffers.
+//
+// Every access checks [gpa, gpa+len) against one region with overflow-safe
+// arithmetic; an access that straddles two regions or leaves RAM is an error.
+// Threading: the region table is immutable after construction, so any thread may
+// use a GuestMemory concurrently. Concurrent accesses to the same guest bytes are
+// the guest's business; the virtio core uses atomic_ref where ordering matters.
+#pragma once
+
+#include "base/result.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+namespace strata {
+
+class GuestMemory {
+public:
+    struct Region {
+        std::uint64_t gpa;
+        std::uint64_t size;
+        std::byte* host;
+    };
+
+    GuestMemory() = default;
+    // Regions must not overlap; the constructor sorts them by gpa.
+    explicit GuestMemory(std::vector<Region> regions);
+
+    std::span<Region const> regions() const { return m_regions; }
+    // Sum of all region sizes.
+    std::uint64_t total_size() const;
+
+    // The host bytes behind [gpa, gpa+len), which must lie in one region.
+    // len == 0 is allowed at any gpa inside a region or at its end.
+    [[nodiscard]] Result<std::span<std::byte>> slice(std::uint64_t gpa, std::uint64_t len) const;
+
+    [[nodiscard]] Status read_bytes(std::uint64_t gpa, std::span<std::byte> out) const;
+    [[nodiscard]] Status write_bytes(std::uint64_t gpa, std::span<std::byte const> in) const;
+
+    template<typename T>
+    [[nodiscard]] Result<T> read(std::uint64_t gpa) const
+    {
+        static_assert(std::is_trivially_copyable_v<T>);
+        T value;
+        auto s = slice(gpa, sizeof(T));
+        if (!s)
+            return s.error();
+        std::memcpy(&value, s.value().data(), sizeof(T));
+        return value;
+    }
+
+    template<typename T>
+    [[nodiscard]] Status write(std::uint64_t gpa, T const& value) const
+    {
+        static_assert(std::is_trivially_copyable_v<T>);
+        auto s = slice(gpa, sizeof(T));
+        if (!s)
+            return s.error();
+        std::memcpy(s.value().data(), &value, sizeof(T));
+        return ok();
+    }
+
+private:
+    std::vector<Region> m_regions;
+};
+
+} // namespace strata
