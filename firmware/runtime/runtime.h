@@ -66,8 +66,10 @@ uint32_t rt_start_info_version(void);
  * program (rt_fail) when RAM runs out. */
 void* rt_alloc(uint64_t size, uint64_t align);
 
-/* Time: the TSC, its rate measured once against PIT channel 2 (10 ms gate). */
+/* Time: the TSC, its rate taken once from kvmclock, else measured against PIT
+ * channel 2 (10 ms gate), else CPUID 0x16 (see timer.c). */
 uint64_t rt_tsc_khz(void);
+const char* rt_tsc_source(void); /* "kvmclock", "pit", "cpuid-0x16" or "assumed" */
 uint64_t rt_tsc_to_us(uint64_t ticks);
 void rt_udelay(uint64_t us);
 

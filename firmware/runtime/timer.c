@@ -1,8 +1,13 @@
-/* TSC calibration against the PIT (8254 channel 2, gated through port 0x61, as
- * Linux's quick_pit_calibrate does in spirit): program a one-shot count of 11932
- * ticks at 1.193182 MHz (10 ms), read the TSC before and after OUT2 goes high.
- * The rate is measured once and cached. If the PIT never fires (no PIT), the
- * rate falls back to CPUID leaf 0x16's base frequency or 1 GHz, with a warning. */
+/* The TSC rate, measured once and cached, from the first source that works:
+ *  1. kvmclock (KVM's paravirtual clock, CPUID 0x40000001 bit 3): the hypervisor
+ *     publishes the TSC-to-nanoseconds factor, from which the rate follows
+ *     exactly with no waiting; QEMU and any VMM passing KVM's PV CPUID leaves
+ *     provide it;
+ *  2. the PIT: channel 2 gated through port 0x61, a one-shot count of 11932
+ *     ticks at 1.193182 MHz (10 ms), TSC read before and after OUT2 goes high
+ *     (QEMU microvm has no port 0x61, hence kvmclock first);
+ *  3. CPUID leaf 0x16's base frequency, else an assumed 1 GHz (with a warning).
+ * rt_tsc_source() names the one used, so that printed timings can be judged. */
 #include "io.h"
 #include "runtime.h"
 
@@ -11,10 +16,60 @@
 #define PIT_CMD 0x43
 #define PORT_B 0x61
 #define CAL_TICKS 11932u /* 10 ms */
+#define KVM_CPUID_SIGNATURE 0x40000000u
+#define KVM_FEATURE_CLOCKSOURCE2 (1u << 3)
+#define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01u
+
+struct pvclock_vcpu_time_info {
+    uint32_t version;
+    uint32_t pad0;
+    uint64_t tsc_timestamp;
+    uint64_t system_time;
+    uint32_t tsc_to_system_mul;
+    int8_t tsc_shift;
+    uint8_t flags;
+    uint8_t pad[2];
+};
 
 static uint64_t g_khz;
+static const char* g_source = "none";
+static struct pvclock_vcpu_time_info g_pvclock __attribute__((aligned(64)));
 
-static uint64_t calibrate(void)
+static void wrmsr(uint32_t msr, uint64_t v)
+{
+    __asm__ volatile("wrmsr" ::"c"(msr), "a"((uint32_t)v), "d"((uint32_t)(v >> 32)));
+}
+
+static uint64_t from_kvmclock(void)
+{
+    uint32_t r[4];
+    cpuid(KVM_CPUID_SIGNATURE, 0, r);
+    /* "KVMKVMKVM\0\0\0" in ebx, ecx, edx. */
+    if (r[1] != 0x4b4d564b || r[2] != 0x564b4d56 || r[3] != 0x4d || r[0] < KVM_CPUID_SIGNATURE + 1)
+        return 0;
+    cpuid(KVM_CPUID_SIGNATURE + 1, 0, r);
+    if (!(r[0] & KVM_FEATURE_CLOCKSOURCE2))
+        return 0;
+    wrmsr(MSR_KVM_SYSTEM_TIME_NEW, (uint64_t)&g_pvclock | 1);
+    uint32_t mul = 0;
+    int8_t shift = 0;
+    for (int i = 0; i < 1000 && !mul; ++i) {
+        uint32_t version = __atomic_load_n(&g_pvclock.version, __ATOMIC_ACQUIRE);
+        if (version & 1)
+            continue; /* the hypervisor is mid-update */
+        mul = g_pvclock.tsc_to_system_mul;
+        shift = g_pvclock.tsc_shift;
+        if (__atomic_load_n(&g_pvclock.version, __ATOMIC_ACQUIRE) != version)
+            mul = 0;
+    }
+    wrmsr(MSR_KVM_SYSTEM_TIME_NEW, 0); /* stop the hypervisor writing our memory */
+    if (!mul)
+        return 0;
+    uint64_t khz = (1000000ull << 32) / mul;
+    return shift < 0 ? khz << -shift : khz >> shift;
+}
+
+static uint64_t from_pit(void)
 {
     uint8_t b = inb(PORT_B);
     if (b == 0xff)
@@ -35,24 +90,38 @@ static uint64_t calibrate(void)
     return khz < 10000 ? 0 : khz; /* below 10 MHz the gate did not really run */
 }
 
+static uint64_t from_cpuid(void)
+{
+    uint32_t r[4];
+    cpuid(0, 0, r);
+    if (r[0] < 0x16)
+        return 0;
+    cpuid(0x16, 0, r);
+    return (uint64_t)(r[0] & 0xffff) * 1000;
+}
+
 uint64_t rt_tsc_khz(void)
 {
     if (g_khz)
         return g_khz;
-    g_khz = calibrate();
-    if (!g_khz) {
-        uint32_t r[4];
-        cpuid(0, 0, r);
-        if (r[0] >= 0x16) {
-            cpuid(0x16, 0, r);
-            g_khz = (uint64_t)(r[0] & 0xffff) * 1000;
-        }
-        if (!g_khz)
-            g_khz = 1000000;
-        printf("%s: warning: PIT calibration failed; assuming TSC at %lu kHz\n", rt_program_name,
-               (unsigned long)g_khz);
+    if ((g_khz = from_kvmclock()) != 0) {
+        g_source = "kvmclock";
+    } else if ((g_khz = from_pit()) != 0) {
+        g_source = "pit";
+    } else if ((g_khz = from_cpuid()) != 0) {
+        g_source = "cpuid-0x16";
+    } else {
+        g_khz = 1000000;
+        g_source = "assumed";
+        printf("%s: warning: no kvmclock, PIT or CPUID 0x16; assuming the TSC runs at 1 GHz\n", rt_program_name);
     }
     return g_khz;
+}
+
+const char* rt_tsc_source(void)
+{
+    rt_tsc_khz();
+    return g_source;
 }
 
 uint64_t rt_tsc_to_us(uint64_t ticks)
