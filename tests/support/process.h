@@ -1,0 +1,54 @@
+// Test support: runs a child process (strata, qemu-system-x86_64, qemu-img, a
+// checker) with an argv vector, an optional stdin file, extra environment and a
+// timeout, and captures its stdout, stderr and how it ended. The child gets its own
+// process group, and on timeout the whole group is killed with SIGKILL, so a hung
+// guest never outlives the test.
+//
+// Threading: run_process blocks the calling thread until the child ends or the
+// timeout expires; it forks, so call it from a process whose other threads hold no
+// locks the child could need (the child only calls async-signal-safe functions).
+#pragma once
+
+#include "base/result.h"
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace strata::test {
+
+struct ProcessOptions {
+    std::vector<std::string> argv;          // argv[0] is looked up in PATH
+    std::optional<std::string> stdin_path;  // default: /dev/null
+    std::vector<std::pair<std::string, std::string>> env; // set on top of the parent's
+    std::chrono::milliseconds timeout { 60'000 };
+    std::string cwd;                        // empty: the parent's
+};
+
+struct ProcessResult {
+    bool exited { false };     // ended through exit(); exit_code is valid
+    int exit_code { -1 };
+    int signal { 0 };          // the signal that ended it, when !exited
+    bool timed_out { false };  // killed by run_process after the timeout
+    std::string out;
+    std::string err;
+    double seconds { 0 };      // wall time from spawn to reaping
+
+    // One line for test failure messages: how it ended and the tail of stderr.
+    std::string describe() const;
+};
+
+// Spawn failures (no such program, fork failure) are errors; a child that fails
+// or times out is a result, for the caller to judge.
+[[nodiscard]] Result<ProcessResult> run_process(ProcessOptions const& options);
+
+// Convenience: run with a timeout and no stdin or environment changes.
+[[nodiscard]] Result<ProcessResult> run_process(std::vector<std::string> argv,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds { 60'000 });
+
+// Quotes argv for logs and failure messages (not for a shell).
+std::string join_argv(std::vector<std::string> const& argv);
+
+} // namespace strata::test
