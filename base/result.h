@@ -83,6 +83,16 @@ using Status = Result<void>;
 
 } // namespace strata
 
-// STRATA_TRY(expr) returns early on failure; STRATA_TRY(name, expr) also declares
-// `auto&& name` bound to the value (Boost 1.74's Outcome form: no `auto` in the call).
-#define STRATA_TRY(...) BOOST_OUTCOME_TRY(__VA_ARGS__)
+// STRATA_TRY(expr) returns the error early on failure and is a single statement,
+// so it is safe as the body of an unbraced if/for. STRATA_TRY(name, expr) also
+// declares `auto&& name` bound to the value (Boost 1.74's Outcome form: no `auto`
+// in the call); being a declaration, it needs braces around it in such bodies.
+#define STRATA_TRY_1(expr)                           \
+    do {                                             \
+        auto&& strata_try_result_ = (expr);          \
+        if (!strata_try_result_.has_value())         \
+            return strata_try_result_.as_failure();  \
+    } while (0)
+#define STRATA_TRY_2(name, expr) BOOST_OUTCOME_TRYA(name, expr)
+#define STRATA_TRY_PICK(a, b, macro, ...) macro
+#define STRATA_TRY(...) STRATA_TRY_PICK(__VA_ARGS__, STRATA_TRY_2, STRATA_TRY_1, unused)(__VA_ARGS__)

@@ -1,0 +1,20 @@
+// Whole-file reads for inputs that are small enough to hold in memory (firmware,
+// kernels, initrds, manifests), with a size cap so a huge or endless file (a
+// device, a FIFO) cannot exhaust memory.
+// Threading: pure functions.
+#pragma once
+
+#include "base/result.h"
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace strata {
+
+// Reads `path` whole. `what` names the file in errors ("firmware 'x.elf': ...").
+// Fails with NotFound, Permission, BadInput (a directory, or larger than max_size).
+[[nodiscard]] Result<std::vector<std::byte>> read_file(std::string const& path, std::string const& what, std::uint64_t max_size);
+
+} // namespace strata

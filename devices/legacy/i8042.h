@@ -1,0 +1,35 @@
+// The minimum of an i8042 keyboard controller that PCs use to reset: the command
+// port 0x64 accepts 0xFE (pulse the reset line), which the VMM turns into a guest
+// reset. Other commands answer as an i8042 with no keyboard attached would.
+// Reference: the IBM PC/AT technical reference, 8042 commands.
+// Not implemented: a keyboard, a mouse, the A20 gate (always on).
+// Threading: vCPU threads call read/write; a mutex guards the output byte.
+#pragma once
+
+#include "devices/bus.h"
+
+#include <functional>
+#include <mutex>
+#include <optional>
+
+namespace strata {
+
+class I8042 final : public BusDevice {
+public:
+    // on_reset runs on the vCPU thread that asked for the reset.
+    explicit I8042(std::function<void()> on_reset);
+
+    // Inserted at port 0x60 with length 5, so offset 0 is the data port and
+    // offset 4 the status/command port.
+    void read(std::uint64_t offset, std::span<std::byte> data) override;
+    void write(std::uint64_t offset, std::span<std::byte const> data) override;
+
+private:
+    std::function<void()> m_on_reset;
+    std::mutex m_lock;
+    std::optional<std::uint8_t> m_output;
+    std::uint8_t m_command_byte { 0x00 };
+    std::optional<std::uint8_t> m_pending_command;
+};
+
+} // namespace strata

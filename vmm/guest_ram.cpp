@@ -1,0 +1,65 @@
+#include "vmm/guest_ram.h"
+
+#include "vmm/layout.h"
+
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <sys/mman.h>
+
+namespace strata {
+
+std::uint64_t host_memory_limit()
+{
+    std::ifstream in("/proc/meminfo");
+    std::string key;
+    std::uint64_t value = 0;
+    std::string unit;
+    std::uint64_t total = 0;
+    while (in >> key >> value) {
+        std::getline(in, unit);
+        if (key == "MemTotal:" || key == "SwapTotal:")
+            total += value * 1024;
+    }
+    return total;
+}
+
+Result<std::unique_ptr<GuestRam>> GuestRam::create(Vm& vm, std::uint64_t size)
+{
+    using namespace layout;
+    if (size < min_mib * MiB)
+        return make_error(ErrorKind::Usage, "guest memory of " + std::to_string(size / MiB) + " MiB is too small: at least " + std::to_string(min_mib) + " MiB");
+    if (size > max_mib * MiB)
+        return make_error(ErrorKind::Usage, "guest memory of " + std::to_string(size / MiB) + " MiB is larger than strata's limit of " + std::to_string(max_mib) + " MiB");
+    if (size % (2 * MiB) != 0 && size % MiB != 0)
+        return make_error(ErrorKind::Usage, "guest memory must be a whole number of MiB");
+    auto limit = host_memory_limit();
+    if (limit != 0 && size > limit)
+        return make_error(ErrorKind::Usage, "guest memory of " + std::to_string(size / MiB) + " MiB is more than this host's RAM and swap (" + std::to_string(limit / MiB) + " MiB)");
+
+    void* host = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (host == MAP_FAILED)
+        return errno_error("mmap guest RAM of " + std::to_string(size / MiB) + " MiB");
+    // Transparent huge pages cut the guest's TLB misses; failure is harmless.
+    ::madvise(host, size, MADV_HUGEPAGE);
+    auto* base = static_cast<std::byte*>(host);
+
+    std::vector<GuestMemory::Region> regions;
+    std::uint64_t low = size < mmio_hole_start ? size : mmio_hole_start;
+    regions.push_back({ 0, low, base });
+    if (size > low)
+        regions.push_back({ mmio_hole_end, size - low, base + low });
+
+    auto ram = std::unique_ptr<GuestRam>(new GuestRam(size, base, size, GuestMemory(regions)));
+    std::uint32_t slot = 0;
+    for (auto const& r : regions)
+        STRATA_TRY(vm.map_memory(slot++, r.gpa, r.size, r.host));
+    return ram;
+}
+
+GuestRam::~GuestRam()
+{
+    ::munmap(m_host, m_host_size);
+}
+
+} // namespace strata

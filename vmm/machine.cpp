@@ -1,0 +1,296 @@
+#include "vmm/machine.h"
+
+#include "base/file.h"
+#include "devices/legacy/debug_exit.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/serial.h"
+#include "vmm/acpi.h"
+#include "vmm/guest_ram.h"
+#include "vmm/kvm.h"
+#include "vmm/layout.h"
+#include "vmm/loader/elf.h"
+#include "vmm/loader/memory_map.h"
+#include "vmm/loader/pvh.h"
+#include "vmm/vcpu.h"
+#include "vmm/vm.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+namespace strata {
+
+namespace {
+
+constexpr std::uint64_t max_boot_file = 512ull << 20;
+
+void signal_event(int fd)
+{
+    std::uint64_t one = 1;
+    // An eventfd write only fails on counter overflow, which cannot happen here.
+    [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
+}
+
+} // namespace
+
+Machine::Machine() = default;
+
+Machine::~Machine()
+{
+    stop();
+    for (auto& t : m_threads)
+        if (t.joinable())
+            t.join();
+    if (m_input_stop.valid())
+        signal_event(m_input_stop.get());
+    if (m_input_thread.joinable())
+        m_input_thread.join();
+    // Members are destroyed in reverse order: vCPUs, devices, RAM, VM, KVM.
+}
+
+Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, MachineIo io)
+{
+    if (config.vcpus == 0)
+        return make_error(ErrorKind::Usage, "a VM needs at least 1 vCPU");
+    if (config.vcpus > MachineConfig::max_vcpus)
+        return make_error(ErrorKind::Usage, "at most " + std::to_string(MachineConfig::max_vcpus) + " vCPUs are supported");
+    if (config.firmware.empty() == config.kernel.empty())
+        return make_error(ErrorKind::Usage, "give exactly one of --firmware and --kernel");
+
+    auto machine = std::unique_ptr<Machine>(new Machine());
+    machine->m_config = config;
+    machine->m_io = io;
+    int done = ::eventfd(0, EFD_CLOEXEC);
+    int stop = ::eventfd(0, EFD_CLOEXEC);
+    if (done < 0 || stop < 0)
+        return errno_error("eventfd");
+    machine->m_done_event = Fd(done);
+    machine->m_input_stop = Fd(stop);
+
+    STRATA_TRY(kvm, Kvm::open());
+    machine->m_kvm = std::move(kvm);
+    STRATA_TRY(vm, Vm::create(*machine->m_kvm));
+    machine->m_vm = std::move(vm);
+    STRATA_TRY(ram, GuestRam::create(*machine->m_vm, config.memory_mib << 20));
+    machine->m_ram = std::move(ram);
+    STRATA_TRY(machine->boot(config));
+    return machine;
+}
+
+Status Machine::boot(MachineConfig const& config)
+{
+    Machine* self = this;
+    Vm* vm = m_vm.get();
+    m_serial = std::make_unique<Serial>(m_io.serial_out, [vm] {
+        // The line is edge-triggered for the guest: raise and lower at once.
+        (void)vm->set_irq_line(layout::irq_serial0, true);
+        (void)vm->set_irq_line(layout::irq_serial0, false);
+    });
+    m_i8042 = std::make_unique<I8042>([self] { self->finish({ MachineExit::Kind::Reset, 0, {} }); });
+    m_exit_port = std::make_unique<DebugExit>([self](std::uint32_t value) { self->finish({ MachineExit::Kind::GuestExit, value, {} }); });
+    STRATA_TRY(m_pio.insert(*m_serial, layout::port_serial0, 8));
+    STRATA_TRY(m_pio.insert(*m_i8042, layout::port_i8042, 5));
+    STRATA_TRY(m_pio.insert(*m_exit_port, layout::port_debug_exit, 4));
+
+    auto const& memory = m_ram->memory();
+    STRATA_TRY(rsdp, write_acpi_tables(memory, AcpiConfig { config.vcpus, {} }));
+
+    if (config.firmware.empty())
+        return make_error(ErrorKind::Unsupported, "--kernel is not supported yet");
+
+    STRATA_TRY(file, read_file(config.firmware, "firmware", max_boot_file));
+    auto image = parse_elf(file);
+    if (!image)
+        return image.error().context("firmware '" + config.firmware + "'");
+    if (!image.value().pvh_entry)
+        return make_error(ErrorKind::BadInput, "firmware '" + config.firmware + "' is not PVH-bootable: it has no XEN_ELFNOTE_PHYS32_ENTRY note");
+    if (auto r = load_elf_segments(image.value(), file, memory, layout::high_memory); !r)
+        return r.error().context("firmware '" + config.firmware + "'");
+
+    PvhBootInfo info;
+    info.cmdline = config.cmdline;
+    info.memory_map = build_memory_map(m_ram->size());
+    info.rsdp = rsdp;
+    if (!config.initrd.empty()) {
+        STRATA_TRY(initrd, read_file(config.initrd, "initrd", max_boot_file));
+        STRATA_TRY(at, place_initrd(m_ram->size(), image.value().highest, initrd.size(), layout::mmio_hole_start));
+        STRATA_TRY(memory.write_bytes(at, initrd));
+        info.initrd_addr = at;
+        info.initrd_size = initrd.size();
+    }
+    STRATA_TRY(start_info, write_pvh_start_info(memory, info));
+
+    STRATA_TRY(cpuid, m_kvm->supported_cpuid());
+    for (std::uint32_t i = 0; i < config.vcpus; ++i) {
+        STRATA_TRY(vcpu, Vcpu::create(*m_vm, i));
+        STRATA_TRY(vcpu->set_cpuid(cpuid, config.vcpus));
+        STRATA_TRY(vcpu->setup_lapic());
+        if (i == 0)
+            STRATA_TRY(vcpu->setup_pvh_entry(*image.value().pvh_entry, start_info));
+        m_vcpus.push_back(std::move(vcpu));
+    }
+    return ok();
+}
+
+void Machine::finish(MachineExit exit)
+{
+    bool expected = false;
+    if (!m_finished.compare_exchange_strong(expected, true))
+        return;
+    m_exit = std::move(exit);
+    for (auto& v : m_vcpus)
+        v->request_exit();
+    signal_event(m_done_event.get());
+}
+
+void Machine::stop()
+{
+    finish({ MachineExit::Kind::Stopped, 0, {} });
+}
+
+MachineExit Machine::run()
+{
+    Vcpu::install_kick_signal();
+    for (auto& v : m_vcpus) {
+        Vcpu* vcpu = v.get();
+        m_threads.emplace_back([this, vcpu] { vcpu_loop(*vcpu); });
+    }
+    if (m_io.serial_in >= 0)
+        m_input_thread = std::thread([this] { input_loop(); });
+
+    pollfd pfd { m_done_event.get(), POLLIN, 0 };
+    while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+    }
+    for (auto& t : m_threads)
+        t.join();
+    m_threads.clear();
+    signal_event(m_input_stop.get());
+    if (m_input_thread.joinable())
+        m_input_thread.join();
+    return m_exit;
+}
+
+void Machine::vcpu_loop(Vcpu& vcpu)
+{
+    // Only the kick signal may interrupt a vCPU thread; SIGINT and SIGTERM belong
+    // to the main thread.
+    sigset_t block;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigaddset(&block, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &block, nullptr);
+    vcpu.bind_to_current_thread();
+
+    while (!m_finished.load(std::memory_order_acquire)) {
+        auto ran = vcpu.run();
+        if (!ran) {
+            finish({ MachineExit::Kind::Failed, 0, ran.error().message + " on vCPU " + std::to_string(vcpu.index()) });
+            return;
+        }
+        if (!ran.value())
+            continue; // interrupted: re-check m_finished
+        auto& run = vcpu.run_state();
+        switch (run.exit_reason) {
+        case KVM_EXIT_IO:
+            handle_io(run);
+            break;
+        case KVM_EXIT_MMIO:
+            handle_mmio(run);
+            break;
+        case KVM_EXIT_SHUTDOWN:
+            finish({ MachineExit::Kind::TripleFault, 0, "vCPU " + std::to_string(vcpu.index()) + " triple fault (KVM_EXIT_SHUTDOWN); registers:\n" + vcpu.dump_registers() });
+            return;
+        case KVM_EXIT_SYSTEM_EVENT:
+            if (run.system_event.type == KVM_SYSTEM_EVENT_RESET)
+                finish({ MachineExit::Kind::Reset, 0, {} });
+            else
+                finish({ MachineExit::Kind::PowerOff, 0, {} });
+            return;
+        case KVM_EXIT_HLT:
+            // With the in-kernel LAPIC, KVM handles HLT itself; seeing it here means a
+            // halt that can never wake (the guest is done without saying so).
+            finish({ MachineExit::Kind::Failed, 0, "vCPU " + std::to_string(vcpu.index()) + " halted" });
+            return;
+        case KVM_EXIT_INTR:
+            break;
+        case KVM_EXIT_FAIL_ENTRY:
+            finish({ MachineExit::Kind::Failed, 0, "KVM could not enter vCPU " + std::to_string(vcpu.index()) + " (hardware entry failure reason 0x" + std::to_string(run.fail_entry.hardware_entry_failure_reason) + "); registers:\n" + vcpu.dump_registers() });
+            return;
+        case KVM_EXIT_INTERNAL_ERROR: {
+            std::string why = run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION ? "an instruction KVM cannot emulate" : "KVM internal error " + std::to_string(run.internal.suberror);
+            finish({ MachineExit::Kind::Failed, 0, "vCPU " + std::to_string(vcpu.index()) + " stopped on " + why + "; registers:\n" + vcpu.dump_registers() });
+            return;
+        }
+        default:
+            finish({ MachineExit::Kind::Failed, 0, "unexpected KVM exit reason " + std::to_string(run.exit_reason) + " on vCPU " + std::to_string(vcpu.index()) });
+            return;
+        }
+    }
+}
+
+bool Machine::handle_io(kvm_run& run)
+{
+    // SAFETY: KVM places the port data inside the kvm_run mapping at data_offset,
+    // count * size bytes long.
+    auto* data = reinterpret_cast<std::byte*>(&run) + run.io.data_offset;
+    for (std::uint32_t i = 0; i < run.io.count; ++i) {
+        std::span<std::byte> bytes(data + i * run.io.size, run.io.size);
+        if (run.io.direction == KVM_EXIT_IO_OUT)
+            m_pio.write(run.io.port, bytes);
+        else
+            m_pio.read(run.io.port, bytes);
+    }
+    return true;
+}
+
+bool Machine::handle_mmio(kvm_run& run)
+{
+    std::size_t len = run.mmio.len <= 8 ? run.mmio.len : 8;
+    std::span<std::byte> bytes(reinterpret_cast<std::byte*>(run.mmio.data), len);
+    if (run.mmio.is_write)
+        m_mmio.write(run.mmio.phys_addr, bytes);
+    else
+        m_mmio.read(run.mmio.phys_addr, bytes);
+    return true;
+}
+
+void Machine::input_loop()
+{
+    std::byte buf[256];
+    pollfd fds[2] = { { m_input_stop.get(), POLLIN, 0 }, { m_io.serial_in, POLLIN, 0 } };
+    while (true) {
+        // While the guest's receive buffer is full, wait only for the stop event
+        // (with a short timeout to look again), so no input is read and dropped.
+        bool room = m_serial->wants_input();
+        int r = ::poll(fds, room ? 2 : 1, room ? -1 : 10);
+        if (r < 0 && errno != EINTR)
+            return;
+        if (fds[0].revents & POLLIN)
+            return;
+        if (!room || !(fds[1].revents & (POLLIN | POLLHUP)))
+            continue;
+        ssize_t n = ::read(m_io.serial_in, buf, sizeof buf);
+        if (n <= 0) {
+            if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            return; // end of input: the guest simply gets no more
+        }
+        std::span<std::byte const> rest(buf, static_cast<std::size_t>(n));
+        while (!rest.empty()) {
+            auto taken = m_serial->queue_input(rest);
+            rest = rest.subspan(taken);
+            if (!rest.empty()) {
+                pollfd stop { m_input_stop.get(), POLLIN, 0 };
+                if (::poll(&stop, 1, 10) > 0)
+                    return;
+            }
+        }
+    }
+}
+
+} // namespace strata

@@ -1,0 +1,99 @@
+// Machine: one VM and everything it owns — the KVM VM, guest RAM, vCPUs and their
+// threads, the buses and devices. Ownership is a tree (STYLE.md point 5): the
+// Machine owns all of it through unique_ptr and tears it down in reverse order,
+// vCPU threads first, so no device outlives the memory it points into.
+//
+// A Machine runs once: run() starts the vCPUs and returns when the guest writes
+// the exit port, resets, triple-faults, hits a fatal KVM error, or stop() is
+// called (a signal). Reboot-and-restart is the caller's loop, building a new
+// Machine from the same config.
+// Threading: create() and run() on one thread (the main thread); stop() from any
+// thread; the vCPU and input threads are private.
+#pragma once
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "devices/bus.h"
+#include "vmm/machine_config.h"
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+struct kvm_run;
+
+namespace strata {
+
+class Kvm;
+class Vm;
+class Vcpu;
+class GuestRam;
+class Serial;
+class I8042;
+class DebugExit;
+
+struct MachineExit {
+    enum class Kind {
+        GuestExit,   // the guest wrote `value` to the exit port
+        Reset,       // i8042 reset or a KVM system-event reset
+        PowerOff,    // a KVM system-event shutdown
+        TripleFault, // KVM_EXIT_SHUTDOWN; details holds the registers
+        Stopped,     // stop() was called
+        Failed,      // a KVM error or an emulation failure; details says which
+    };
+    Kind kind { Kind::Stopped };
+    std::uint32_t value { 0 };
+    std::string details;
+};
+
+struct MachineIo {
+    int serial_out { 1 }; // where the guest's serial output goes
+    int serial_in { 0 };  // where its serial input comes from; -1 for none
+};
+
+class Machine {
+public:
+    [[nodiscard]] static Result<std::unique_ptr<Machine>> create(MachineConfig const& config, MachineIo io);
+    ~Machine();
+    Machine(Machine const&) = delete;
+    Machine& operator=(Machine const&) = delete;
+
+    // Runs the guest until it ends; see MachineExit.
+    [[nodiscard]] MachineExit run();
+    // Asks a running machine to stop; safe from any thread and from signal context
+    // is NOT promised (use a signalfd or a self-pipe to call it).
+    void stop();
+
+private:
+    Machine();
+    [[nodiscard]] Status boot(MachineConfig const& config);
+    void vcpu_loop(Vcpu& vcpu);
+    void input_loop();
+    // Records the first exit reason and wakes run(); later ones are ignored.
+    void finish(MachineExit exit);
+    bool handle_io(kvm_run& run);
+    bool handle_mmio(kvm_run& run);
+
+    MachineConfig m_config;
+    MachineIo m_io;
+    std::unique_ptr<Kvm> m_kvm;
+    std::unique_ptr<Vm> m_vm;
+    std::unique_ptr<GuestRam> m_ram;
+    Bus m_pio { "port bus" };
+    Bus m_mmio { "MMIO bus" };
+    std::unique_ptr<Serial> m_serial;
+    std::unique_ptr<I8042> m_i8042;
+    std::unique_ptr<DebugExit> m_exit_port;
+    std::vector<std::unique_ptr<Vcpu>> m_vcpus;
+    std::vector<std::thread> m_threads;
+    std::thread m_input_thread;
+    Fd m_done_event;  // eventfd: an exit reason was recorded
+    Fd m_input_stop;  // eventfd: the input thread should return
+    std::atomic<bool> m_finished { false };
+    MachineExit m_exit;
+};
+
+} // namespace strata

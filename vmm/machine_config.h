@@ -1,0 +1,44 @@
+// What a VM is made of, as the CLI, the API and the store describe it: boot
+// source, CPUs, memory, and what to do on reboot. The Machine is built from it.
+// Threading: a plain value.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace strata {
+
+enum class OnReboot {
+    Exit,    // a guest reset ends the VM and strata exits 0
+    Restart, // a guest reset boots the VM again from the same configuration
+};
+
+enum class CpuTemplate {
+    Host,    // everything KVM supports
+    Minimal, // hides what instruction emulators commonly lack (see cpu_template.h)
+};
+
+enum class BootProtocol {
+    Auto, // PVH for firmware; the 64-bit Linux entry for kernels that have one
+    Pvh,
+    Linux64,
+};
+
+struct MachineConfig {
+    // Exactly one of firmware and kernel is set.
+    std::string firmware;
+    std::string kernel;
+    std::string initrd;
+    std::string cmdline;
+    BootProtocol boot_protocol { BootProtocol::Auto };
+    std::uint32_t vcpus { 1 };
+    std::uint64_t memory_mib { 128 };
+    CpuTemplate cpu_template { CpuTemplate::Host };
+    OnReboot on_reboot { OnReboot::Exit };
+
+    static constexpr std::uint32_t max_vcpus = 254;
+};
+
+} // namespace strata
