@@ -63,7 +63,7 @@ int main(const char* cmdline)
 
     size_t tramp_len = (size_t)(smp_trampoline_end - smp_trampoline_start);
     if (!ram_below_1m(SMP_TRAMPOLINE_BASE, 4096))
-        rt_fail(4, "the trampoline page %#x is not RAM", SMP_TRAMPOLINE_BASE);
+        rt_fail(4, "the trampoline page 0x%x is not RAM", SMP_TRAMPOLINE_BASE);
     memcpy((void*)(uint64_t)SMP_TRAMPOLINE_BASE, smp_trampoline_start, tramp_len);
     smp_stack_cursor = (uint64_t)rt_alloc((uint64_t)cpus.count * AP_STACK_SIZE, 4096);
 

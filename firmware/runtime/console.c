@@ -1,6 +1,6 @@
 /* Serial console on COM1 (a 16550 at 0x3f8, polled, no interrupts), the printf
  * subset the programs use (%d %i %u %x %X %p %s %c %%, the l/ll/z length
- * modifiers, a field width with optional 0 or - flag), and the exit port.
+ * modifiers, a field width with optional 0 or - flag, a precision for %s), and the exit port.
  * Each port access may cost a VM exit, so the transmitter is polled once per
  * character and the line is never reprogrammed: QEMU and strata both present a
  * ready 16550 after reset. */
@@ -114,6 +114,17 @@ static void format(struct sink* s, const char* fmt, va_list ap)
         int width = 0;
         for (; *fmt >= '0' && *fmt <= '9'; ++fmt)
             width = width * 10 + (*fmt - '0');
+        int precision = -1;
+        if (*fmt == '.') {
+            ++fmt;
+            precision = 0;
+            if (*fmt == '*') {
+                precision = va_arg(ap, int);
+                ++fmt;
+            }
+            for (; *fmt >= '0' && *fmt <= '9'; ++fmt)
+                precision = precision * 10 + (*fmt - '0');
+        }
         int longs = 0;
         for (; *fmt == 'l' || *fmt == 'z'; ++fmt)
             longs = *fmt == 'z' ? 2 : longs + 1;
@@ -143,11 +154,13 @@ static void format(struct sink* s, const char* fmt, va_list ap)
             const char* str = va_arg(ap, const char*);
             if (!str)
                 str = "(null)";
-            int len = (int)strlen(str);
+            int len = 0;
+            while (str[len] && (precision < 0 || len < precision))
+                ++len;
             for (int i = len; !left && i < width; ++i)
                 emit(s, ' ');
-            while (*str)
-                emit(s, *str++);
+            for (int i = 0; i < len; ++i)
+                emit(s, str[i]);
             for (int i = len; left && i < width; ++i)
                 emit(s, ' ');
             break;
