@@ -1,0 +1,122 @@
+/* seqwriter: the multi-disk write-order workload behind crash-consistency checks.
+ * Round r writes a record (seqrecord.h) at block r mod N on every writable disk,
+ * waits for all the writes, flushes every disk, waits for all the flushes, then
+ * starts round r+1. So at any instant every disk holds round R or R+1 as its
+ * newest record, and a capture of all disks taken at one instant must show
+ * highest rounds within 1 of each other, with the N-1 earlier records intact.
+ *
+ * Options: `blocks=N` (default 64), `rounds=N` (default: forever), `start=R`
+ * (first round, default 0, so a second run can continue a first one).
+ * Every 100 rounds it prints `seqwriter: round R maxgap_us G`: the largest time
+ * between two consecutive request completions during those 100 rounds, from the
+ * TSC, whose rate comes from kvmclock or the PIT (runtime/timer.c). A capture
+ * that pauses the queues shows up as a large gap. At the end it prints
+ * `seqwriter: done rounds N maxgap_us G` with G over the whole run. */
+#include "blk.h"
+#include "io.h"
+#include "runtime.h"
+#include "seqrecord.h"
+
+const char rt_program_name[] = "seqwriter";
+
+static struct blk_dev g_disks[BLK_MAX_DISKS];
+static struct blk_dev* g_writable[BLK_MAX_DISKS];
+static uint8_t* g_records[BLK_MAX_DISKS];
+static struct blk_req g_reqs[BLK_MAX_DISKS];
+static uint64_t g_last_completion;
+static uint64_t g_maxgap;
+
+/* Waits until every request in g_reqs[0..n) is done, tracking completion gaps. */
+static void wait_all(int n, uint32_t type, uint64_t round)
+{
+    uint64_t deadline = rdtsc() + 60000 * rt_tsc_khz();
+    for (int i = 0; i < n; ++i) {
+        while (!g_reqs[i].done) {
+            bool any = false;
+            for (int k = 0; k < n; ++k) {
+                if (blk_poll(g_writable[k])) {
+                    uint64_t now = rdtsc();
+                    if (now - g_last_completion > g_maxgap)
+                        g_maxgap = now - g_last_completion;
+                    g_last_completion = now;
+                    any = true;
+                }
+            }
+            if (!any && rdtsc() > deadline)
+                rt_fail(5, "round %lu: %s on disk %d did not complete in 60 s", (unsigned long)round,
+                        blk_type_name(type), g_writable[i]->index);
+        }
+        if (g_reqs[i].status != VIRTIO_BLK_S_OK)
+            rt_fail(6, "round %lu: %s on disk %d failed with status %u", (unsigned long)round, blk_type_name(type),
+                    g_writable[i]->index, g_reqs[i].status);
+    }
+}
+
+int main(const char* cmdline)
+{
+    (void)cmdline;
+    int found = blk_open_all(g_disks, BLK_MAX_DISKS);
+    int n = 0;
+    for (int i = 0; i < found; ++i)
+        if (!g_disks[i].read_only)
+            g_writable[n++] = &g_disks[i];
+    if (n == 0)
+        rt_fail(2, "no writable virtio-blk disks");
+    uint64_t blocks = cmdline_u64("blocks", 64);
+    uint64_t rounds = cmdline_u64("rounds", 0); /* 0: forever */
+    uint64_t start = cmdline_u64("start", 0);
+    if (blocks == 0)
+        rt_fail(3, "blocks must be at least 1");
+    for (int i = 0; i < n; ++i) {
+        if (g_writable[i]->sectors < blocks * (SEQ_BLOCK / 512))
+            rt_fail(3, "disk %d holds %lu sectors, fewer than %lu blocks", g_writable[i]->index,
+                    (unsigned long)g_writable[i]->sectors, (unsigned long)blocks);
+        g_records[i] = rt_alloc(SEQ_BLOCK, 4096);
+        memset(g_records[i], 0, SEQ_BLOCK);
+    }
+    printf("seqwriter: %d disks, %lu blocks, start %lu, rounds %lu%s, tsc %lu kHz from %s\n", n,
+           (unsigned long)blocks, (unsigned long)start, (unsigned long)rounds, rounds ? "" : " (forever)",
+           (unsigned long)rt_tsc_khz(), rt_tsc_source());
+
+    uint64_t run_maxgap = 0;
+    g_last_completion = rdtsc();
+    for (uint64_t r = start; rounds == 0 || r < start + rounds; ++r) {
+        uint64_t sector = (r % blocks) * (SEQ_BLOCK / 512);
+        for (int i = 0; i < n; ++i) {
+            struct seq_record_head* h = (struct seq_record_head*)g_records[i];
+            struct seq_record_tail* t = (struct seq_record_tail*)(g_records[i] + SEQ_BLOCK - sizeof(*t));
+            h->magic = SEQ_MAGIC;
+            h->disk = (uint32_t)g_writable[i]->index;
+            h->version = SEQ_VERSION;
+            h->round = r;
+            h->checksum = seq_checksum(h);
+            t->round = r;
+            t->magic = SEQ_MAGIC;
+            if (blk_queue(g_writable[i], &g_reqs[i], VIRTIO_BLK_T_OUT, sector, g_records[i], SEQ_BLOCK) != 0)
+                rt_fail(4, "cannot queue a write on disk %d", g_writable[i]->index);
+            blk_kick(g_writable[i]);
+        }
+        wait_all(n, VIRTIO_BLK_T_OUT, r);
+        for (int i = 0; i < n; ++i) {
+            if (!(g_writable[i]->features & VIRTIO_BLK_F_FLUSH)) {
+                g_reqs[i].done = true; /* no volatile write cache: writes are stable */
+                g_reqs[i].status = VIRTIO_BLK_S_OK;
+                continue;
+            }
+            if (blk_queue(g_writable[i], &g_reqs[i], VIRTIO_BLK_T_FLUSH, 0, 0, 0) != 0)
+                rt_fail(4, "cannot queue a flush on disk %d", g_writable[i]->index);
+            blk_kick(g_writable[i]);
+        }
+        wait_all(n, VIRTIO_BLK_T_FLUSH, r);
+        if ((r - start + 1) % 100 == 0) {
+            printf("seqwriter: round %lu maxgap_us %lu\n", (unsigned long)r, (unsigned long)rt_tsc_to_us(g_maxgap));
+            if (g_maxgap > run_maxgap)
+                run_maxgap = g_maxgap;
+            g_maxgap = 0;
+        }
+    }
+    if (g_maxgap > run_maxgap)
+        run_maxgap = g_maxgap;
+    printf("seqwriter: done rounds %lu maxgap_us %lu\n", (unsigned long)rounds, (unsigned long)rt_tsc_to_us(run_maxgap));
+    return 0;
+}
