@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -53,6 +54,17 @@ public:
 
 private:
     std::vector<Fd> m_fds;
+};
+
+// Where the driver's notifications for one queue land, so the VMM can bind the
+// queue's eventfd with KVM_IOEVENTFD (an MMIO address: virtio-mmio registers and
+// virtio-pci BARs are both MMIO). With datamatch, only writes of that value count.
+struct QueueNotifier {
+    std::uint64_t address { 0 };
+    std::uint32_t length { 0 }; // bytes the driver writes
+    std::optional<std::uint64_t> datamatch;
+    std::uint16_t queue { 0 };
+    int eventfd { -1 };
 };
 
 struct VirtioActivation {

@@ -1,7 +1,8 @@
 // TransportState: the part of a virtio transport both virtio-mmio and virtio-pci
 // share (virtio 1.2 §2.1 status, §2.2 feature negotiation, §3.1 initialization,
 // §2.4 reset): feature words selected 32 bits at a time, the device status state
-// machine, per-queue configuration, the config generation, and the queue eventfds.
+// machine, per-queue configuration and the queue eventfds. (The interrupt status and the
+// config generation live in the transports: device threads update them.)
 //
 // Rules enforced here, whatever the driver writes:
 // - driver features can change only before FEATURES_OK; FEATURES_OK is refused
@@ -60,9 +61,6 @@ public:
     // The selected queue if the driver may still change it, else nullptr.
     QueueConfig* writable_queue();
 
-    std::uint32_t config_generation() const { return m_config_generation; }
-    void bump_config_generation() { ++m_config_generation; }
-
 private:
     TransportState(VirtioDevice& device, GuestMemory const& mem, VirtioSignals& signals, QueueEventfds eventfds);
     void activate();
@@ -79,7 +77,6 @@ private:
     std::atomic<bool> m_needs_reset { false };
     std::uint16_t m_queue_sel { 0 };
     std::vector<QueueConfig> m_queues;
-    std::uint32_t m_config_generation { 0 };
     bool m_active { false };
 };
 

@@ -47,7 +47,7 @@ public:
     // Rings for a queue of `size` entries at `rings` (4 KiB aligned); buffers come
     // from a bump allocator starting at `heap`.
     TestDriver(GuestMemory const& mem, std::uint16_t size, std::uint64_t rings, std::uint64_t heap)
-        : m_mem(mem)
+        : m_mem(&mem)
         , m_size(size)
         , m_desc(rings)
         , m_avail(rings + virtio::desc_table_bytes(size))
@@ -76,10 +76,10 @@ public:
         std::uint16_t flags, std::uint16_t next)
     {
         std::uint64_t at = table + 16ULL * index;
-        (void)m_mem.write<std::uint64_t>(at, addr);
-        (void)m_mem.write<std::uint32_t>(at + 8, len);
-        (void)m_mem.write<std::uint16_t>(at + 12, flags);
-        (void)m_mem.write<std::uint16_t>(at + 14, next);
+        (void)m_mem->write<std::uint64_t>(at, addr);
+        (void)m_mem->write<std::uint32_t>(at + 8, len);
+        (void)m_mem->write<std::uint16_t>(at + 12, flags);
+        (void)m_mem->write<std::uint16_t>(at + 14, next);
     }
 
     // Writes segs as a chain of ring descriptors starting at the next free index
@@ -116,30 +116,30 @@ public:
 
     void publish(std::uint16_t head)
     {
-        (void)m_mem.write<std::uint16_t>(m_avail + 4 + 2ULL * (m_avail_idx % m_size), head);
+        (void)m_mem->write<std::uint16_t>(m_avail + 4 + 2ULL * (m_avail_idx % m_size), head);
         ++m_avail_idx;
         std::atomic_thread_fence(std::memory_order_release);
-        (void)m_mem.write<std::uint16_t>(m_avail + 2, m_avail_idx);
+        (void)m_mem->write<std::uint16_t>(m_avail + 2, m_avail_idx);
     }
-    void set_avail_idx(std::uint16_t idx) { (void)m_mem.write<std::uint16_t>(m_avail + 2, idx); }
-    void set_avail_flags(std::uint16_t flags) { (void)m_mem.write<std::uint16_t>(m_avail, flags); }
-    void set_used_event(std::uint16_t v) { (void)m_mem.write<std::uint16_t>(m_avail + 4 + 2ULL * m_size, v); }
-    std::uint16_t avail_event() const { return m_mem.read<std::uint16_t>(m_used + 4 + 8ULL * m_size).value(); }
+    void set_avail_idx(std::uint16_t idx) { (void)m_mem->write<std::uint16_t>(m_avail + 2, idx); }
+    void set_avail_flags(std::uint16_t flags) { (void)m_mem->write<std::uint16_t>(m_avail, flags); }
+    void set_used_event(std::uint16_t v) { (void)m_mem->write<std::uint16_t>(m_avail + 4 + 2ULL * m_size, v); }
+    std::uint16_t avail_event() const { return m_mem->read<std::uint16_t>(m_used + 4 + 8ULL * m_size).value(); }
 
     std::uint16_t used_idx() const
     {
         std::atomic_thread_fence(std::memory_order_acquire);
-        return m_mem.read<std::uint16_t>(m_used + 2).value();
+        return m_mem->read<std::uint16_t>(m_used + 2).value();
     }
     // The used element at ring position i: {id, len}.
     std::pair<std::uint32_t, std::uint32_t> used_elem(std::uint16_t i) const
     {
         std::uint64_t at = m_used + 4 + 8ULL * (i % m_size);
-        return { m_mem.read<std::uint32_t>(at).value(), m_mem.read<std::uint32_t>(at + 4).value() };
+        return { m_mem->read<std::uint32_t>(at).value(), m_mem->read<std::uint32_t>(at + 4).value() };
     }
 
 private:
-    GuestMemory const& m_mem;
+    GuestMemory const* m_mem;
     std::uint16_t m_size;
     std::uint64_t m_desc;
     std::uint64_t m_avail;
