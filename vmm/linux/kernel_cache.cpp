@@ -1,0 +1,108 @@
+#include "vmm/linux/kernel_cache.h"
+
+#include "base/fd.h"
+#include "vmm/linux/decompress.h"
+
+#include <openssl/evp.h>
+
+#include <cstdlib>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace strata::linux_boot {
+
+std::optional<std::filesystem::path> default_kernel_cache_dir()
+{
+    if (char const* home = std::getenv("STRATA_HOME"); home && *home)
+        return std::filesystem::path(home) / "cache" / "kernels";
+    if (char const* xdg = std::getenv("XDG_CACHE_HOME"); xdg && *xdg)
+        return std::filesystem::path(xdg) / "strata" / "kernels";
+    if (char const* home = std::getenv("HOME"); home && *home)
+        return std::filesystem::path(home) / ".cache" / "strata" / "kernels";
+    return std::nullopt;
+}
+
+std::string sha256_hex(std::span<std::byte const> data)
+{
+    std::array<unsigned char, EVP_MAX_MD_SIZE> md {};
+    unsigned int len = 0;
+    EVP_Digest(data.data(), data.size(), md.data(), &len, EVP_sha256(), nullptr);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < len; ++i) {
+        out += hex[md[i] >> 4];
+        out += hex[md[i] & 0xf];
+    }
+    return out;
+}
+
+namespace {
+
+Result<std::vector<std::byte>> read_whole(std::filesystem::path const& path, std::uint64_t max)
+{
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid())
+        return errno_error("open " + path.string());
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+        return errno_error("stat " + path.string());
+    if (static_cast<std::uint64_t>(st.st_size) > max)
+        return make_error(ErrorKind::BadInput, path.string() + " is larger than the kernel size limit");
+    std::vector<std::byte> buf(static_cast<std::size_t>(st.st_size));
+    STRATA_TRY((pread_all(fd.get(), buf, 0)));
+    return buf;
+}
+
+Status write_atomically(std::filesystem::path const& path, std::span<std::byte const> data)
+{
+    std::error_code ec;
+    std::filesystem::create_directories(path.parent_path(), ec);
+    if (ec)
+        return make_error(ErrorKind::Io, "create " + path.parent_path().string() + ": " + ec.message());
+    std::string tmp = path.string() + ".tmp." + std::to_string(::getpid());
+    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (!fd.valid())
+        return errno_error("create " + tmp);
+    if (auto s = pwrite_all(fd.get(), data, 0); !s) {
+        ::unlink(tmp.c_str());
+        return s.error();
+    }
+    if (::fsync(fd.get()) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
+        auto e = errno_error("store " + path.string());
+        ::unlink(tmp.c_str());
+        return e;
+    }
+    return ok();
+}
+
+} // namespace
+
+Result<CachedKernel> decompress_cached(std::span<std::byte const> image, std::span<std::byte const> payload,
+    std::optional<std::filesystem::path> const& cache_dir, std::uint64_t max_output)
+{
+    CachedKernel out;
+    std::optional<std::filesystem::path> entry;
+    if (cache_dir)
+        entry = *cache_dir / (sha256_hex(image) + ".vmlinux");
+    if (entry && std::filesystem::exists(*entry)) {
+        auto cached = read_whole(*entry, max_output);
+        // A cached entry must still look like what decompression yields (an ELF);
+        // anything else is ignored and rewritten.
+        if (cached && cached.value().size() >= 4 && detect_compression(cached.value()) == Compression::Uncompressed) {
+            out.vmlinux = std::move(cached.value());
+            out.hit = true;
+            return out;
+        }
+        out.cache_note = "ignored an unreadable cache entry " + entry->string();
+    }
+    STRATA_TRY(data, (decompress(payload, max_output)));
+    out.vmlinux = std::move(data);
+    if (entry) {
+        if (auto s = write_atomically(*entry, out.vmlinux); !s)
+            out.cache_note = "could not cache the decompressed kernel: " + s.error().message;
+    }
+    return out;
+}
+
+} // namespace strata::linux_boot
