@@ -1,7 +1,10 @@
 #include "vmm/kvm.h"
 
+#include "vmm/kvm_abi.h"
+
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <fcntl.h>
 #include <sys/ioctl.h>
@@ -62,12 +65,14 @@ Result<int> Kvm::vcpu_mmap_size() const
 Result<std::vector<kvm_cpuid_entry2>> Kvm::supported_cpuid() const
 {
     constexpr std::size_t max_entries = 256;
-    std::vector<std::byte> buf(sizeof(kvm_cpuid2) + max_entries * sizeof(kvm_cpuid_entry2));
-    // SAFETY: buf is sized for the header plus max_entries entries and suitably aligned by operator new.
-    auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buf.data());
-    cpuid->nent = max_entries;
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_GET_SUPPORTED_CPUID, reinterpret_cast<unsigned long>(cpuid)));
-    return std::vector<kvm_cpuid_entry2>(cpuid->entries, cpuid->entries + cpuid->nent);
+    std::vector<std::byte> buf(sizeof(kvm_abi::CpuidHeader) + max_entries * sizeof(kvm_cpuid_entry2));
+    kvm_abi::CpuidHeader header { max_entries, 0 };
+    std::memcpy(buf.data(), &header, sizeof header);
+    STRATA_TRY(kvm_ioctl(m_fd.get(), kvm_abi::get_supported_cpuid, "KVM_GET_SUPPORTED_CPUID", reinterpret_cast<unsigned long>(buf.data())));
+    std::memcpy(&header, buf.data(), sizeof header);
+    std::vector<kvm_cpuid_entry2> entries(header.nent);
+    std::memcpy(entries.data(), buf.data() + sizeof header, header.nent * sizeof(kvm_cpuid_entry2));
+    return entries;
 }
 
 } // namespace strata

@@ -1,5 +1,7 @@
 #include "vmm/vcpu.h"
 
+#include "vmm/kvm_abi.h"
+
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -58,12 +60,11 @@ Status Vcpu::set_cpuid(std::vector<kvm_cpuid_entry2> entries, std::uint32_t vcpu
             break;
         }
     }
-    std::vector<std::byte> buf(sizeof(kvm_cpuid2) + entries.size() * sizeof(kvm_cpuid_entry2));
-    // SAFETY: buf holds the header followed by entries.size() entries; operator new aligns it.
-    auto* cpuid = reinterpret_cast<kvm_cpuid2*>(buf.data());
-    cpuid->nent = static_cast<std::uint32_t>(entries.size());
-    std::memcpy(cpuid->entries, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SET_CPUID2, reinterpret_cast<unsigned long>(cpuid)));
+    std::vector<std::byte> buf(sizeof(kvm_abi::CpuidHeader) + entries.size() * sizeof(kvm_cpuid_entry2));
+    kvm_abi::CpuidHeader header { static_cast<std::uint32_t>(entries.size()), 0 };
+    std::memcpy(buf.data(), &header, sizeof header);
+    std::memcpy(buf.data() + sizeof header, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
+    STRATA_TRY(kvm_ioctl(m_fd.get(), kvm_abi::set_cpuid2, "KVM_SET_CPUID2", reinterpret_cast<unsigned long>(buf.data())));
     return ok();
 }
 
@@ -151,12 +152,11 @@ Status Vcpu::set_sregs(kvm_sregs const& sregs)
 
 Status Vcpu::set_msrs(std::vector<kvm_msr_entry> const& msrs)
 {
-    std::vector<std::byte> buf(sizeof(kvm_msrs) + msrs.size() * sizeof(kvm_msr_entry));
-    // SAFETY: buf holds the header followed by msrs.size() entries; operator new aligns it.
-    auto* table = reinterpret_cast<kvm_msrs*>(buf.data());
-    table->nmsrs = static_cast<std::uint32_t>(msrs.size());
-    std::memcpy(table->entries, msrs.data(), msrs.size() * sizeof(kvm_msr_entry));
-    STRATA_TRY(n, STRATA_KVM_IOCTL(m_fd.get(), KVM_SET_MSRS, reinterpret_cast<unsigned long>(table)));
+    std::vector<std::byte> buf(sizeof(kvm_abi::MsrsHeader) + msrs.size() * sizeof(kvm_msr_entry));
+    kvm_abi::MsrsHeader header { static_cast<std::uint32_t>(msrs.size()), 0 };
+    std::memcpy(buf.data(), &header, sizeof header);
+    std::memcpy(buf.data() + sizeof header, msrs.data(), msrs.size() * sizeof(kvm_msr_entry));
+    STRATA_TRY(n, kvm_ioctl(m_fd.get(), kvm_abi::set_msrs, "KVM_SET_MSRS", reinterpret_cast<unsigned long>(buf.data())));
     if (static_cast<std::size_t>(n) != msrs.size())
         return make_error(ErrorKind::Internal, "KVM_SET_MSRS: MSR 0x" + std::to_string(msrs[static_cast<std::size_t>(n)].index) + " was refused");
     return ok();

@@ -1,5 +1,7 @@
 #include "vmm/vm.h"
 
+#include "vmm/kvm_abi.h"
+
 #include <cstring>
 
 namespace strata {
@@ -151,12 +153,11 @@ Status Vm::commit_routes()
         e.u.msi.data = r.data;
         entries.push_back(e);
     }
-    std::vector<std::byte> buf(sizeof(kvm_irq_routing) + entries.size() * sizeof(kvm_irq_routing_entry));
-    // SAFETY: buf holds the header followed by entries.size() entries; operator new aligns it.
-    auto* table = reinterpret_cast<kvm_irq_routing*>(buf.data());
-    table->nr = static_cast<std::uint32_t>(entries.size());
-    std::memcpy(table->entries, entries.data(), entries.size() * sizeof(kvm_irq_routing_entry));
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SET_GSI_ROUTING, reinterpret_cast<unsigned long>(table)));
+    std::vector<std::byte> buf(sizeof(kvm_abi::IrqRoutingHeader) + entries.size() * sizeof(kvm_irq_routing_entry));
+    kvm_abi::IrqRoutingHeader header { static_cast<std::uint32_t>(entries.size()), 0 };
+    std::memcpy(buf.data(), &header, sizeof header);
+    std::memcpy(buf.data() + sizeof header, entries.data(), entries.size() * sizeof(kvm_irq_routing_entry));
+    STRATA_TRY(kvm_ioctl(m_fd.get(), kvm_abi::set_gsi_routing, "KVM_SET_GSI_ROUTING", reinterpret_cast<unsigned long>(buf.data())));
     return ok();
 }
 

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 
 #include <csignal>
+#include <fcntl.h>
 #include <cstdio>
 #include <iostream>
 #include <memory>
