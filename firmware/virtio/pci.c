@@ -149,6 +149,13 @@ int virtio_pci_find(uint32_t device_id, struct virtio_dev* out, int max)
                     || (device >= 0x1000 && device <= 0x103f && (cfg_read32(d, 0x2c) >> 16) == device_id));
             if (match) {
                 snprintf(d->name, sizeof(d->name), "pci 00:%02x.%x", slot, func);
+                if (cmdline_is("pci_bars", "reset")) {
+                    /* Test aid: forget what a BIOS assigned, to exercise the
+                     * placement path that a BIOS-less VMM relies on. */
+                    cfg_write32(d, 0x04, cfg_read32(d, 0x04) & 0xfff9u);
+                    for (uint8_t b = 0; b < 6; ++b)
+                        cfg_write32(d, (uint8_t)(0x10 + 4 * b), 0);
+                }
                 if (map_caps(d)) {
                     uint32_t cmd = cfg_read32(d, 0x04);
                     cfg_write32(d, 0x04, (cmd & 0xffff) | 0x6); /* memory space, bus master */
