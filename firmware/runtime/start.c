@@ -45,6 +45,8 @@ void rt_start(const struct hvm_start_info* info)
     if (info->version >= 1 && info->memmap_paddr) {
         const struct hvm_memmap_table_entry* e = (const struct hvm_memmap_table_entry*)info->memmap_paddr;
         for (uint32_t i = 0; i < info->memmap_entries && g_memmap_count < MAX_MEMMAP; ++i) {
+            if (e[i].size == 0)
+                continue; /* QEMU's PVH table can end with an empty entry */
             g_memmap[g_memmap_count].addr = e[i].addr;
             g_memmap[g_memmap_count].size = e[i].size;
             g_memmap[g_memmap_count].type = e[i].type;
