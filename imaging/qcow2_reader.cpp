@@ -316,7 +316,7 @@ Status Qcow2Reader::read(std::uint64_t offset, std::span<std::byte> buf)
 
 // The kind of the cluster at offset as this image alone sees it; from_backing
 // tells the caller to ask the backing instead.
-Result<Extent> Qcow2Reader::local_status(std::uint64_t offset, std::uint64_t max_length, bool& from_backing)
+Result<RangeStatus> Qcow2Reader::local_status(std::uint64_t offset, std::uint64_t max_length, bool& from_backing)
 {
     std::uint64_t cs = m_header.cluster_size;
     std::uint64_t length = std::min(max_length, cs - (offset & (cs - 1)));
@@ -325,33 +325,33 @@ Result<Extent> Qcow2Reader::local_status(std::uint64_t offset, std::uint64_t max
     std::uint64_t l1_index = cluster / m_header.l2_entries();
     std::uint64_t l2_offset = l1_index < m_l1.size() ? (m_l1[l1_index] & kOffsetMask) : 0;
     if (offset >= m_header.size)
-        return Extent { ExtentKind::Zero, length };
+        return RangeStatus { RangeKind::Zero, length };
     if (l2_offset == 0) {
         from_backing = true;
-        return Extent { ExtentKind::Zero, length };
+        return RangeStatus { RangeKind::Zero, length };
     }
     STRATA_TRY(table, l2_table(l2_offset));
     std::byte const* slot = table->data() + (cluster % m_header.l2_entries()) * m_header.l2_entry_bytes();
     std::uint64_t entry = load_be64(slot);
     if ((entry & kCompressed) != 0)
-        return Extent { ExtentKind::Data, length };
+        return RangeStatus { RangeKind::Data, length };
     if (m_header.extended_l2) {
         std::uint64_t bitmap = load_be64(slot + 8);
         if ((bitmap & 0xffffffffULL) != 0)
-            return Extent { ExtentKind::Data, length };
+            return RangeStatus { RangeKind::Data, length };
         from_backing = (bitmap >> 32) != 0xffffffffULL;
-        return Extent { ExtentKind::Zero, length };
+        return RangeStatus { RangeKind::Zero, length };
     }
     if (m_header.version >= 3 && (entry & kZeroFlag) != 0)
-        return Extent { ExtentKind::Zero, length };
+        return RangeStatus { RangeKind::Zero, length };
     if ((entry & kOffsetMask) != 0)
-        return Extent { ExtentKind::Data, length };
+        return RangeStatus { RangeKind::Data, length };
     from_backing = true;
-    return Extent { ExtentKind::Zero, length };
+    return RangeStatus { RangeKind::Zero, length };
 }
 
 // One cluster's kind through the whole chain.
-Result<Extent> Qcow2Reader::single_status(std::uint64_t offset, std::uint64_t max_length)
+Result<RangeStatus> Qcow2Reader::single_status(std::uint64_t offset, std::uint64_t max_length)
 {
     bool from_backing = false;
     STRATA_TRY(local, local_status(offset, max_length, from_backing));
@@ -359,17 +359,17 @@ Result<Extent> Qcow2Reader::single_status(std::uint64_t offset, std::uint64_t ma
         return local;
     // A raw backing counts as data (no hole probing); a qcow2 one is asked.
     if (!m_backing->qcow2)
-        return Extent { ExtentKind::Data, local.length };
+        return RangeStatus { RangeKind::Data, local.length };
     return m_backing->qcow2->single_status(offset, local.length);
 }
 
-Result<Extent> Qcow2Reader::block_status(std::uint64_t offset, std::uint64_t max_length)
+Result<RangeStatus> Qcow2Reader::block_status(std::uint64_t offset, std::uint64_t max_length)
 {
     if (offset >= m_size || max_length == 0)
         return make_error(ErrorKind::Usage, "qcow2: block status past the end of the disk");
     max_length = std::min(max_length, m_size - offset);
     STRATA_TRY(first, single_status(offset, max_length));
-    Extent run = first;
+    RangeStatus run = first;
     // Merge following clusters of the same kind so callers see long runs.
     while (run.length < max_length) {
         STRATA_TRY(next, single_status(offset + run.length, max_length - run.length));

@@ -26,6 +26,7 @@
 #include "base/fd.h"
 #include "imaging/block_backend.h"
 #include "imaging/qcow2_format.h"
+#include "imaging/store_io.h"
 
 #include <deque>
 #include <memory>
@@ -41,17 +42,6 @@ struct Qcow2OpenOptions {
     std::optional<std::string> backing;
     // The format of the explicit backing ("raw" or "qcow2"); probed when empty.
     std::optional<std::string> backing_format;
-};
-
-// What a range of the virtual disk holds, as block_status reports it.
-enum class ExtentKind {
-    Data, // may hold non-zero bytes
-    Zero, // reads as zeros for sure (unallocated in the whole chain, or zero flags)
-};
-
-struct Extent {
-    ExtentKind kind;
-    std::uint64_t length; // bytes from the queried offset with the same kind
 };
 
 class Qcow2Reader final : public BlockBackend {
@@ -73,7 +63,7 @@ public:
     [[nodiscard]] Status read(std::uint64_t offset, std::span<std::byte> buf);
     // What the chain holds at offset, for at most max_length bytes; lets import and
     // export skip zero ranges without reading them.
-    [[nodiscard]] Result<Extent> block_status(std::uint64_t offset, std::uint64_t max_length);
+    [[nodiscard]] Result<RangeStatus> block_status(std::uint64_t offset, std::uint64_t max_length);
 
     qcow2::Header const& header() const { return m_header; }
     // How many images the chain holds, this one included.
@@ -90,8 +80,8 @@ private:
     [[nodiscard]] Status read_compressed(std::uint64_t entry, std::uint64_t in_cluster, std::span<std::byte> buf);
     [[nodiscard]] Status read_backing(std::uint64_t offset, std::span<std::byte> buf);
     [[nodiscard]] Status check_host_range(std::uint64_t host, std::uint64_t length, char const* what) const;
-    [[nodiscard]] Result<Extent> local_status(std::uint64_t offset, std::uint64_t max_length, bool& from_backing);
-    [[nodiscard]] Result<Extent> single_status(std::uint64_t offset, std::uint64_t max_length);
+    [[nodiscard]] Result<RangeStatus> local_status(std::uint64_t offset, std::uint64_t max_length, bool& from_backing);
+    [[nodiscard]] Result<RangeStatus> single_status(std::uint64_t offset, std::uint64_t max_length);
 
     Fd m_fd;
     Fd m_event;

@@ -122,10 +122,10 @@ TEST_CASE("qcow2 reader: backing chains with zero writes, discards and subcluste
     // Block status: the tail past the base reads as zeros, the start holds data.
     auto head = top.value()->block_status(0, 65536);
     REQUIRE(head);
-    CHECK(head.value().kind == ExtentKind::Data);
+    CHECK(head.value().kind == RangeKind::Data);
     auto tail = top.value()->block_status(8 << 20, 1 << 20);
     REQUIRE(tail);
-    CHECK(tail.value().kind == ExtentKind::Zero);
+    CHECK(tail.value().kind == RangeKind::Zero);
 
     // A raw backing file.
     REQUIRE(sh("cd '" + dir.path() + "' && qemu-img create -f qcow2 -b base.raw -F raw over-raw.qcow2") == 0);
