@@ -31,13 +31,19 @@ Result<std::unique_ptr<Chain>> Chain::open(std::vector<std::string> const& paths
 Result<std::unique_ptr<Chain>> Chain::assemble(std::unique_ptr<IoEngine> engine, std::vector<std::unique_ptr<Layer>> layers,
     ChainOptions const& options)
 {
+    // Layers unregister from the engine when destroyed, so on failure drop them
+    // before the engine parameter goes away.
+    auto refuse = [&](ErrorKind kind, std::string message) {
+        layers.clear();
+        return make_error(kind, std::move(message));
+    };
     if (layers.empty() || layers.size() > kMaxDepth)
-        return make_error(ErrorKind::Usage, "a chain has 1 to 500 layers");
+        return refuse(ErrorKind::Usage, "a chain has 1 to 500 layers");
     for (std::size_t i = 0; i < layers.size(); ++i) {
         if (&layers[i]->engine() != engine.get())
-            return make_error(ErrorKind::Usage, "every layer of a chain must be opened on the chain's engine");
+            return refuse(ErrorKind::Usage, "every layer of a chain must be opened on the chain's engine");
         if (i + 1 < layers.size() && !layers[i]->frozen())
-            return make_error(ErrorKind::BadInput, "layer '" + layers[i]->path() + "' lies below the top of the chain but is not frozen");
+            return refuse(ErrorKind::BadInput, "layer '" + layers[i]->path() + "' lies below the top of the chain but is not frozen");
     }
     std::unique_ptr<Chain> chain(new Chain());
     chain->m_engine = std::move(engine);
