@@ -1,0 +1,237 @@
+// Store: disk operations (create, clone, snapshot, revert, commit, flatten,
+// resize, open) and the record of a snapshot frozen inside a running VMM.
+#include "imaging/store.h"
+
+#include <set>
+#include <unistd.h>
+
+namespace strata {
+
+static Status check_size(std::uint64_t size)
+{
+    if (size == 0 || size % 512 != 0 || size > layer_format::kMaxVirtualSize)
+        return make_error(ErrorKind::Usage, "a disk size must be a non-zero multiple of 512 bytes up to 64 PiB");
+    return ok();
+}
+
+// Creates an empty writable layer file for a store.
+static Result<LayerId> create_layer(Store const& store, std::uint64_t size)
+{
+    LayerId id = LayerId::random();
+    STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+    STRATA_TRY(layer, Layer::create(store.layer_path(id), size, id, *engine));
+    STRATA_TRY(layer->flush());
+    return id;
+}
+
+Result<ObjectManifest> Store::create_disk(std::string const& name, std::uint64_t size)
+{
+    STRATA_TRY(check_object_name(name));
+    STRATA_TRY(check_size(size));
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    if (load(ObjectKind::Disk, name))
+        return make_error(ErrorKind::Exists, "a disk named '" + name + "' already exists");
+    STRATA_TRY(id, create_layer(*this, size));
+    ObjectManifest m { ObjectKind::Disk, name, size, { id }, utc_now(), "size", {}, {}, nlohmann::json::object() };
+    STRATA_TRY(save(m, true));
+    return m;
+}
+
+// A new disk over the frozen layers of from, with a fresh writable top.
+Result<ObjectManifest> Store::clone_layers(std::string const& name, ObjectManifest const& from, std::string source)
+{
+    STRATA_TRY(id, create_layer(*this, from.size));
+    ObjectManifest m { ObjectKind::Disk, name, from.size, from.layers, utc_now(), std::move(source), {}, {}, nlohmann::json::object() };
+    m.layers.push_back(id);
+    auto saved = save(m, true);
+    if (!saved) {
+        ::unlink(layer_path(id).c_str());
+        return saved.error();
+    }
+    return m;
+}
+
+Result<ObjectManifest> Store::create_disk_from(std::string const& name, ObjectKind source_kind, std::string const& source)
+{
+    STRATA_TRY(check_object_name(name));
+    if (source_kind == ObjectKind::Disk)
+        return make_error(ErrorKind::Usage, "a disk is cloned from an image or a snapshot");
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    if (load(ObjectKind::Disk, name))
+        return make_error(ErrorKind::Exists, "a disk named '" + name + "' already exists");
+    STRATA_TRY(from, load(source_kind, source));
+    return clone_layers(name, from, std::string(kind_name(source_kind)) + ":" + source);
+}
+
+// Freezes the disk's top layer and stacks a new empty one; returns the disk's
+// new manifest (saved). The layers before the new top are all frozen.
+Result<ObjectManifest> Store::freeze_and_push(ObjectManifest disk)
+{
+    STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+    auto top = Layer::open(layer_path(disk.layers.back()), LayerOpen::Writable, *engine);
+    if (!top)
+        return top.error().context("disk '" + disk.name + "'");
+    // The new top exists before the old one freezes: a crash in between leaves an
+    // unreferenced layer (collected later), never a disk without a writable top.
+    STRATA_TRY(id, create_layer(*this, top.value()->size()));
+    auto frozen = top.value()->freeze(false);
+    if (!frozen) {
+        ::unlink(layer_path(id).c_str());
+        return frozen.error().context("freeze the top layer of disk '" + disk.name + "'");
+    }
+    disk.layers.push_back(id);
+    STRATA_TRY(save(disk, false));
+    return disk;
+}
+
+Result<ObjectManifest> Store::snapshot_disk(std::string const& disk, std::string const& snapshot)
+{
+    STRATA_TRY(check_object_name(snapshot));
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    if (load(ObjectKind::Snapshot, snapshot))
+        return make_error(ErrorKind::Exists, "a snapshot named '" + snapshot + "' already exists");
+    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    STRATA_TRY(pushed, freeze_and_push(d));
+    ObjectManifest s { ObjectKind::Snapshot, snapshot, pushed.size, pushed.layers, utc_now(), "disk:" + disk, disk, {},
+        nlohmann::json::object() };
+    s.layers.pop_back();
+    STRATA_TRY(save(s, true));
+    return s;
+}
+
+Status Store::record_push(std::string const& disk, LayerId const& new_top, std::string const& snapshot)
+{
+    if (!snapshot.empty())
+        STRATA_TRY(check_object_name(snapshot));
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    if (!snapshot.empty() && load(ObjectKind::Snapshot, snapshot))
+        return make_error(ErrorKind::Exists, "a snapshot named '" + snapshot + "' already exists");
+    if (::access(layer_path(new_top).c_str(), F_OK) != 0)
+        return make_error(ErrorKind::NotFound, "the new top layer " + new_top.to_string() + " is not in the store");
+    ObjectManifest frozen = d;
+    d.layers.push_back(new_top);
+    STRATA_TRY(save(d, false));
+    if (!snapshot.empty()) {
+        ObjectManifest s { ObjectKind::Snapshot, snapshot, frozen.size, frozen.layers, utc_now(), "disk:" + disk, disk, {},
+            nlohmann::json::object() };
+        STRATA_TRY(save(s, true));
+    }
+    return ok();
+}
+
+Status Store::revert_disk(std::string const& disk, std::string const& snapshot)
+{
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    STRATA_TRY(s, load(ObjectKind::Snapshot, snapshot));
+    {
+        // The disk must not be in use: its top layer's write lock tells.
+        STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+        auto top = Layer::open(layer_path(d.layers.back()), LayerOpen::Writable, *engine);
+        if (!top)
+            return top.error().context("disk '" + disk + "'");
+    }
+    STRATA_TRY(id, create_layer(*this, s.size));
+    d.layers = s.layers;
+    d.layers.push_back(id);
+    d.size = s.size;
+    STRATA_TRY(save(d, false));
+    STRATA_TRY(gc_locked());
+    return ok();
+}
+
+Status Store::commit_disk(std::string const& disk)
+{
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    if (d.layers.size() < 3)
+        return make_error(ErrorKind::Usage, "disk '" + disk + "' has no frozen layer with a parent to commit into");
+    std::size_t index = d.layers.size() - 2; // the top frozen layer
+    std::string parent = d.layers[index - 1].to_string();
+    for (ObjectKind k : { ObjectKind::Disk, ObjectKind::Snapshot, ObjectKind::Image }) {
+        STRATA_TRY(all, load_all(k));
+        for (auto const& other : all) {
+            if (k == ObjectKind::Disk && other.name == disk)
+                continue;
+            for (auto const& id : other.layers)
+                if (id.to_string() == parent)
+                    return make_error(ErrorKind::Busy, "cannot commit disk '" + disk + "': its layer " + parent + " is also used by "
+                            + std::string(kind_name(k)) + " '" + other.name + "'");
+        }
+    }
+    std::vector<std::string> paths;
+    for (auto const& id : d.layers)
+        paths.push_back(layer_path(id));
+    {
+        STRATA_TRY(chain, Chain::open(paths, ChainOptions { CacheMode::None, EngineKind::Sync, 32, false }));
+        STRATA_TRY(chain->commit(index));
+    }
+    d.layers.erase(d.layers.begin() + static_cast<std::ptrdiff_t>(index));
+    STRATA_TRY(save(d, false));
+    STRATA_TRY(gc_locked());
+    return ok();
+}
+
+Status Store::flatten_disk(std::string const& disk)
+{
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    std::vector<std::string> paths;
+    for (auto const& id : d.layers)
+        paths.push_back(layer_path(id));
+    LayerId id = LayerId::random();
+    {
+        STRATA_TRY(chain, Chain::open(paths, ChainOptions { CacheMode::None, EngineKind::Uring, 64, false }));
+        STRATA_TRY(chain->flatten_to(layer_path(id), id, false));
+    }
+    d.layers = { id };
+    STRATA_TRY(save(d, false));
+    STRATA_TRY(gc_locked());
+    return ok();
+}
+
+Status Store::resize_disk(std::string const& disk, std::uint64_t new_size)
+{
+    STRATA_TRY(check_size(new_size));
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    if (new_size < d.size)
+        return make_error(ErrorKind::Usage, "disks only grow: '" + disk + "' is " + std::to_string(d.size) + " bytes");
+    STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+    STRATA_TRY(top, Layer::open(layer_path(d.layers.back()), LayerOpen::Writable, *engine));
+    STRATA_TRY(top->resize(new_size));
+    STRATA_TRY(top->flush());
+    d.size = new_size;
+    return save(d, false);
+}
+
+Result<std::vector<std::string>> Store::layer_paths(ObjectKind kind, std::string const& name)
+{
+    STRATA_TRY(held, lock(false));
+    (void)held;
+    STRATA_TRY(d, load(kind, name));
+    std::vector<std::string> paths;
+    for (auto const& id : d.layers)
+        paths.push_back(layer_path(id));
+    return paths;
+}
+
+Result<std::unique_ptr<Chain>> Store::open_disk(std::string const& disk, ChainOptions const& options)
+{
+    STRATA_TRY(paths, layer_paths(ObjectKind::Disk, disk));
+    auto chain = Chain::open(paths, options);
+    if (!chain)
+        return chain.error().context("open disk '" + disk + "'");
+    return std::move(chain.value());
+}
+
+} // namespace strata

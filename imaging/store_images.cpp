@@ -1,0 +1,341 @@
+// Store: images — created from a disk or snapshot (O(1)), imported from raw,
+// qcow2, a strata layer or an archive (verified, written under tmp/ and moved
+// into layers/ only when complete), exported as archive, raw, qcow2 or strata.
+#include "imaging/store.h"
+
+#include "base/fd.h"
+#include "imaging/archive_reader.h"
+#include "imaging/archive_writer.h"
+#include "imaging/qcow2_reader.h"
+#include "imaging/qcow2_writer.h"
+
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace strata {
+
+namespace {
+
+// Temporary layer files of an import; removed unless released.
+struct TempLayers {
+    std::vector<std::string> paths;
+    ~TempLayers()
+    {
+        for (auto const& p : paths)
+            ::unlink(p.c_str());
+    }
+};
+
+// Writes data in strictly increasing offsets into whole 4 KiB blocks of a layer,
+// padding partial blocks with zeros, skipping all-zero blocks.
+class BlockAssembler {
+public:
+    explicit BlockAssembler(Layer& layer)
+        : m_layer(layer)
+        , m_block(kBlockSize)
+    {
+    }
+
+    Status put(std::uint64_t offset, std::span<std::byte const> data)
+    {
+        while (!data.empty()) {
+            std::uint64_t b = offset / kBlockSize;
+            std::size_t in = static_cast<std::size_t>(offset % kBlockSize);
+            if (in == 0 && data.size() >= kBlockSize) {
+                STRATA_TRY(flush());
+                std::size_t whole = data.size() / kBlockSize * kBlockSize;
+                STRATA_TRY(write_nonzero(b, data.first(whole)));
+                data = data.subspan(whole);
+                offset += whole;
+                continue;
+            }
+            if (b != m_index) {
+                STRATA_TRY(flush());
+                m_index = b;
+                std::memset(m_block.data(), 0, m_block.size());
+            }
+            std::size_t n = std::min<std::size_t>(kBlockSize - in, data.size());
+            std::memcpy(m_block.data() + in, data.data(), n);
+            data = data.subspan(n);
+            offset += n;
+        }
+        return ok();
+    }
+
+    Status flush()
+    {
+        if (m_index == kNone)
+            return ok();
+        std::uint64_t b = m_index;
+        m_index = kNone;
+        return write_nonzero(b, m_block);
+    }
+
+private:
+    static constexpr std::uint64_t kNone = ~0ULL;
+
+    Status write_nonzero(std::uint64_t first, std::span<std::byte const> data)
+    {
+        std::size_t blocks = data.size() / kBlockSize, i = 0;
+        while (i < blocks) {
+            if (is_zero(data.subspan(i * kBlockSize, kBlockSize))) {
+                ++i;
+                continue;
+            }
+            std::size_t j = i + 1;
+            while (j < blocks && !is_zero(data.subspan(j * kBlockSize, kBlockSize)))
+                ++j;
+            STRATA_TRY(m_layer.write_blocks(first + i, data.subspan(i * kBlockSize, (j - i) * kBlockSize)));
+            i = j;
+        }
+        return ok();
+    }
+
+    Layer& m_layer;
+    std::vector<std::byte> m_block;
+    std::uint64_t m_index { kNone };
+};
+
+BlockStatusFn chain_status(Chain& chain)
+{
+    return [&chain](std::uint64_t offset, std::uint64_t max) -> Result<RangeStatus> {
+        auto l = chain.merged_map().lookup(offset / kBlockSize);
+        std::uint64_t in = offset % kBlockSize;
+        std::uint64_t run = l.run > (max >> kBlockShift) + 2 ? max + in : l.run * kBlockSize;
+        std::uint64_t len = std::min(max, run - in);
+        return RangeStatus { mapval::kind(l.value) == MapKind::Data ? RangeKind::Data : RangeKind::Zero, len };
+    };
+}
+
+// The block status of any source open_image gives.
+BlockStatusFn status_for(BlockBackend& backend, ImageFormat format, int raw_fd, std::uint64_t raw_size)
+{
+    if (format == ImageFormat::Qcow2) {
+        auto* q = dynamic_cast<Qcow2Reader*>(&backend);
+        return [q](std::uint64_t off, std::uint64_t max) { return q->block_status(off, max); };
+    }
+    if (format == ImageFormat::Strata)
+        return chain_status(dynamic_cast<Chain&>(backend));
+    return [raw_fd, raw_size](std::uint64_t off, std::uint64_t max) { return file_block_status(raw_fd, raw_size, off, max); };
+}
+
+} // namespace
+
+Result<ObjectManifest> Store::create_image(std::string const& name, ObjectKind source_kind, std::string const& source)
+{
+    STRATA_TRY(check_object_name(name));
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    if (load(ObjectKind::Image, name))
+        return make_error(ErrorKind::Exists, "an image named '" + name + "' already exists");
+    STRATA_TRY(from, load(source_kind, source));
+    if (source_kind == ObjectKind::Disk) {
+        STRATA_TRY(pushed, freeze_and_push(from));
+        from = pushed;
+        from.layers.pop_back();
+    } else if (source_kind != ObjectKind::Snapshot) {
+        return make_error(ErrorKind::Usage, "an image is created from a disk or a snapshot");
+    }
+    ObjectManifest m { ObjectKind::Image, name, from.size, from.layers, utc_now(),
+        std::string(kind_name(source_kind)) + ":" + source, {}, {}, nlohmann::json::object() };
+    STRATA_TRY(save(m, true));
+    return m;
+}
+
+Result<std::vector<LayerId>> Store::import_into_layers(std::string const& file, ImportOptions const& options)
+{
+    ImageFormat format = ImageFormat::Raw;
+    if (options.format) {
+        format = *options.format;
+    } else {
+        STRATA_TRY(detected, detect_format(file));
+        format = detected;
+    }
+    TempLayers temps;
+    std::vector<LayerId> ids;
+    STRATA_TRY(engine, make_engine(EngineKind::Uring, 64));
+    auto new_layer = [&](std::uint64_t size) -> Result<std::unique_ptr<Layer>> {
+        LayerId id = LayerId::random();
+        std::string path = m_root + "/tmp/" + id.to_string();
+        temps.paths.push_back(path);
+        ids.push_back(id);
+        return Layer::create(path, size, id, *engine);
+    };
+
+    if (format == ImageFormat::Archive) {
+        STRATA_TRY(reader, ArchiveReader::open(file));
+        STRATA_TRY(reader->verify(options.progress));
+        archive::Entry const* disk = nullptr;
+        for (auto const& e : reader->manifest().entries)
+            if (e.type == archive::EntryType::Disk && disk == nullptr)
+                disk = &e;
+        if (disk == nullptr)
+            return make_error(ErrorKind::BadInput, "archive '" + file + "' holds no disk");
+        for (auto const& rec : disk->layers) {
+            STRATA_TRY(layer, new_layer(rec.size));
+            BlockAssembler out(*layer);
+            STRATA_TRY(reader->read_layer(
+                rec, [&](std::uint64_t off, std::span<std::byte const> d) { return out.put(off, d); },
+                [&](std::uint64_t off, std::uint64_t len) -> Status {
+                    std::uint64_t first = (off + kBlockSize - 1) / kBlockSize, end = (off + len) / kBlockSize;
+                    if (end > first)
+                        layer->set_zero(first, end - first);
+                    return ok();
+                }));
+            STRATA_TRY(out.flush());
+            STRATA_TRY(layer->freeze(true));
+        }
+    } else {
+        OpenImageOptions oo;
+        oo.cache = CacheMode::Writeback;
+        oo.engine = EngineKind::Sync;
+        STRATA_TRY(source, open_image(file, format, oo));
+        Fd raw_fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+        struct stat st {};
+        if (!raw_fd.valid() || ::fstat(raw_fd.get(), &st) != 0)
+            return errno_error("open '" + file + "'");
+        auto status = status_for(*source, format, raw_fd.get(), static_cast<std::uint64_t>(st.st_size));
+        std::uint64_t size = source->size();
+        STRATA_TRY(layer, new_layer(size));
+        BlockAssembler out(*layer);
+        std::vector<std::byte> buf(4 << 20);
+        for (std::uint64_t pos = 0; pos < size;) {
+            STRATA_TRY(range, status(pos, std::min<std::uint64_t>(buf.size(), size - pos)));
+            std::uint64_t n = std::clamp<std::uint64_t>(range.length, 512, std::min<std::uint64_t>(buf.size(), size - pos));
+            n = std::max<std::uint64_t>(512, n / 512 * 512);
+            if (range.kind == RangeKind::Data) {
+                auto part = std::span(buf).first(static_cast<std::size_t>(n));
+                STRATA_TRY(read_sync(*source, pos, part));
+                STRATA_TRY(out.put(pos, part));
+            }
+            pos += n;
+            if (options.progress)
+                options.progress(pos, size);
+        }
+        STRATA_TRY(out.flush());
+        STRATA_TRY(layer->freeze(true));
+    }
+    temps.paths.clear(); // the caller moves the files into layers/ (tmp/ names are the IDs)
+    return ids;
+}
+
+Result<ObjectManifest> Store::import_image(std::string const& name, std::string const& file, ImportOptions const& options)
+{
+    STRATA_TRY(check_object_name(name));
+    {
+        STRATA_TRY(held, lock(false));
+        (void)held;
+        if (load(ObjectKind::Image, name))
+            return make_error(ErrorKind::Exists, "an image named '" + name + "' already exists");
+    }
+    // The long copy runs without the store lock, into tmp/.
+    STRATA_TRY(ids, import_into_layers(file, options));
+    TempLayers temps;
+    for (auto const& id : ids)
+        temps.paths.push_back(m_root + "/tmp/" + id.to_string());
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    std::uint64_t size = 0;
+    {
+        STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+        STRATA_TRY(top, Layer::open(temps.paths.back(), LayerOpen::ReadOnly, *engine));
+        size = top->size();
+    }
+    for (auto const& id : ids) {
+        std::string from = m_root + "/tmp/" + id.to_string();
+        if (::rename(from.c_str(), layer_path(id).c_str()) != 0)
+            return errno_error("move imported layer into the store");
+    }
+    STRATA_TRY(fsync_parent_dir(layer_path(ids.front())));
+    temps.paths.clear();
+    ObjectManifest m { ObjectKind::Image, name, size, ids, utc_now(), "import", {}, options.description, nlohmann::json::object() };
+    auto saved = save(m, true);
+    if (!saved) {
+        (void)gc_locked();
+        return saved.error();
+    }
+    return m;
+}
+
+Status Store::export_image(std::string const& name, std::string const& file, ExportOptions const& options)
+{
+    STRATA_TRY(m, get(ObjectKind::Image, name));
+    std::vector<std::string> paths;
+    for (auto const& id : m.layers)
+        paths.push_back(layer_path(id));
+    if (options.format == ExportFormat::Archive) {
+        STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+        std::vector<std::unique_ptr<Layer>> layers;
+        std::vector<LayerInput> inputs;
+        for (auto const& p : paths) {
+            STRATA_TRY(layer, Layer::open(p, LayerOpen::ReadOnly, *engine, LayerOptions { .cache = CacheMode::Writeback }));
+            Layer* l = layer.get();
+            LayerInput in;
+            in.id = l->id().to_string();
+            in.size = l->size();
+            in.status = [l](std::uint64_t off, std::uint64_t max) -> Result<LayerRange> {
+                auto look = l->map().lookup(off / kBlockSize);
+                std::uint64_t run = look.run > (max >> kBlockShift) + 1 ? max : look.run * kBlockSize - off % kBlockSize;
+                auto kind = mapval::kind(look.value);
+                return LayerRange { kind == MapKind::Data ? LayerRangeKind::Data
+                        : kind == MapKind::Zero          ? LayerRangeKind::Zero
+                                                         : LayerRangeKind::Unmapped,
+                    std::min(max, run) };
+            };
+            in.read = [l](std::uint64_t off, std::span<std::byte> out) -> Status {
+                for (std::size_t done = 0; done < out.size();) {
+                    auto look = l->map().lookup((off + done) / kBlockSize);
+                    std::uint64_t in_block = (off + done) % kBlockSize;
+                    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(out.size() - done, look.run * kBlockSize - in_block));
+                    if (mapval::kind(look.value) == MapKind::Data)
+                        STRATA_TRY(pread_all(l->fd(), out.subspan(done, n), mapval::offset(look.value) + in_block));
+                    else
+                        std::memset(out.data() + done, 0, n);
+                    done += n;
+                }
+                return ok();
+            };
+            inputs.push_back(std::move(in));
+            layers.push_back(std::move(layer));
+        }
+        STRATA_TRY(writer, ArchiveWriter::create(file, ArchiveOptions { options.level, options.chunk_size, 0 }));
+        STRATA_TRY(writer->add_disk("disk", inputs, options.progress));
+        return writer->finish({ { "kind", "image" }, { "name", m.name }, { "size", m.size }, { "description", m.description },
+            { "labels", m.labels }, { "created", m.created } });
+    }
+    STRATA_TRY(chain, Chain::open(paths, ChainOptions { CacheMode::Writeback, EngineKind::Sync, 32, true }));
+    if (options.format == ExportFormat::Qcow2)
+        return export_qcow2(CopySource { chain.get(), chain_status(*chain) }, file, {}, options.progress);
+    if (options.format == ExportFormat::Strata) {
+        std::string tmp = file + ".strata-tmp";
+        ::unlink(tmp.c_str());
+        STRATA_TRY(chain->flatten_to(tmp, LayerId::random(), true));
+        if (::rename(tmp.c_str(), file.c_str()) != 0)
+            return errno_error("rename '" + tmp + "' to '" + file + "'");
+        return fsync_parent_dir(file);
+    }
+    // Raw: a sparse file; zero ranges are holes.
+    STRATA_TRY(out, AtomicFile::create(file));
+    auto status = chain_status(*chain);
+    std::vector<std::byte> buf(4 << 20);
+    for (std::uint64_t pos = 0; pos < m.size;) {
+        STRATA_TRY(range, status(pos, std::min<std::uint64_t>(buf.size(), m.size - pos)));
+        std::uint64_t n = range.length;
+        if (range.kind == RangeKind::Data) {
+            auto part = std::span(buf).first(static_cast<std::size_t>(n));
+            STRATA_TRY(read_sync(*chain, pos, part));
+            if (!is_zero(part))
+                STRATA_TRY(pwrite_all(out.fd(), part, pos));
+        }
+        pos += n;
+        if (options.progress)
+            options.progress(pos, m.size);
+    }
+    if (::ftruncate(out.fd(), static_cast<off_t>(m.size)) != 0)
+        return errno_error("size '" + file + "'");
+    return out.commit();
+}
+
+} // namespace strata
