@@ -17,6 +17,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <poll.h>
 #include <sys/eventfd.h>
@@ -71,7 +72,10 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, Ma
     machine->m_done_event = Fd(done);
     machine->m_input_stop = Fd(stop);
 
-    STRATA_TRY(kvm, Kvm::open());
+    // STRATA_KVM_DEVICE names another KVM device node: for tests of the missing-KVM
+    // path, and for hosts that put /dev/kvm elsewhere.
+    char const* kvm_path = std::getenv("STRATA_KVM_DEVICE");
+    STRATA_TRY(kvm, Kvm::open(kvm_path && *kvm_path ? kvm_path : "/dev/kvm"));
     machine->m_kvm = std::move(kvm);
     STRATA_TRY(vm, Vm::create(*machine->m_kvm));
     machine->m_vm = std::move(vm);

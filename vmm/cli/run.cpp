@@ -117,10 +117,10 @@ void register_run(CLI::App& app, int& exit_code)
     auto options = std::make_shared<RunOptions>();
     auto* run = app.add_subcommand("run", "Boot a VM in the foreground; its serial console is stdin/stdout");
     auto* boot = run->add_option_group("boot source");
-    boot->add_option("--firmware", options->config.firmware, "A PVH-bootable ELF guest program")->check(CLI::ExistingFile);
-    boot->add_option("--kernel", options->config.kernel, "A Linux kernel: bzImage, vmlinux or PVH ELF")->check(CLI::ExistingFile);
+    boot->add_option("--firmware", options->config.firmware, "A PVH-bootable ELF guest program");
+    boot->add_option("--kernel", options->config.kernel, "A Linux kernel: bzImage, vmlinux or PVH ELF");
     boot->require_option(1);
-    run->add_option("--initrd", options->config.initrd, "An initial RAM disk (a PVH module for firmware)")->check(CLI::ExistingFile);
+    run->add_option("--initrd", options->config.initrd, "An initial RAM disk (a PVH module for firmware)");
     run->add_option("--cmdline", options->config.cmdline, "The guest's command line");
     run->add_option("--vcpus", options->config.vcpus, "Number of vCPUs")->default_val(1)->check(CLI::Range(1u, MachineConfig::max_vcpus));
     run->add_option("--memory", options->config.memory_mib, "Guest RAM in MiB")->default_val(128)->check(CLI::PositiveNumber);

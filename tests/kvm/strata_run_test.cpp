@@ -1,0 +1,240 @@
+// Boots each firmware program under strata with real KVM and checks its serial
+// output, strata's messages and the exit status; then feeds strata every kind of
+// bad input the walking-skeleton issue names and checks the exit code and message.
+#include "tests/support/process.h"
+
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <elf.h>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <sysexits.h>
+#include <unistd.h>
+#include <vector>
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using strata::test::ProcessOptions;
+using strata::test::ProcessResult;
+
+namespace {
+
+std::string const strata_bin = STRATA_BUILD_DIR "/strata";
+std::string firmware(std::string const& name) { return STRATA_BUILD_DIR "/firmware/" + name + ".elf"; }
+
+ProcessResult run(std::vector<std::string> args, std::vector<std::pair<std::string, std::string>> env = {}, std::optional<std::string> stdin_path = {})
+{
+    ProcessOptions options;
+    options.argv = { strata_bin };
+    options.argv.insert(options.argv.end(), args.begin(), args.end());
+    options.env = std::move(env);
+    options.stdin_path = std::move(stdin_path);
+    options.timeout = 60s;
+    auto r = strata::test::run_process(options);
+    REQUIRE_MESSAGE(r.has_value(), "could not spawn strata");
+    INFO(strata::test::join_argv(options.argv), "\n", r.value().describe(), "\nstdout:\n", r.value().out);
+    REQUIRE_FALSE(r.value().timed_out);
+    return r.value();
+}
+
+struct TempDir {
+    fs::path path;
+    TempDir()
+    {
+        char tmpl[] = "/tmp/strata-run-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        path = tmpl;
+    }
+    ~TempDir()
+    {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+std::vector<char> slurp(std::string const& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    return std::vector<char>(std::istreambuf_iterator<char>(in), {});
+}
+
+void spit(fs::path const& path, std::vector<char> const& data)
+{
+    std::ofstream out(path, std::ios::binary);
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+bool contains(std::string const& haystack, std::string const& needle) { return haystack.find(needle) != std::string::npos; }
+
+// Returns the hello program with its first PT_LOAD program header edited by fn.
+std::vector<char> hello_with_phdr(void (*fn)(Elf64_Phdr&, std::vector<Elf64_Phdr>&))
+{
+    auto data = slurp(firmware("hello"));
+    Elf64_Ehdr eh;
+    std::memcpy(&eh, data.data(), sizeof eh);
+    std::vector<Elf64_Phdr> phdrs(eh.e_phnum);
+    std::memcpy(phdrs.data(), data.data() + eh.e_phoff, phdrs.size() * sizeof(Elf64_Phdr));
+    for (auto& ph : phdrs) {
+        if (ph.p_type == PT_LOAD) {
+            fn(ph, phdrs);
+            break;
+        }
+    }
+    std::memcpy(data.data() + eh.e_phoff, phdrs.data(), phdrs.size() * sizeof(Elf64_Phdr));
+    return data;
+}
+
+} // namespace
+
+TEST_CASE("hello prints to the serial port and exits 0")
+{
+    auto r = run({ "run", "--firmware", firmware("hello"), "--cmdline", "answer=42 name=strata" });
+    CHECK(r.exit_code == 0);
+    CHECK(contains(r.out, "hello from strata firmware"));
+    CHECK(contains(r.out, "answer=42 name=strata"));
+    CHECK_FALSE(contains(r.out, "strata:")); // strata's own messages go to stderr only
+}
+
+TEST_CASE("smp starts every vCPU the ACPI MADT lists")
+{
+    for (int n : { 1, 2, 4 }) {
+        auto r = run({ "run", "--firmware", firmware("smp"), "--vcpus", std::to_string(n) });
+        CHECK(r.exit_code == 0);
+        CHECK(contains(r.out, "cpus: " + std::to_string(n) + "\n"));
+    }
+}
+
+TEST_CASE("reboot exits 0 by default and restarts with --on-reboot restart")
+{
+    auto r = run({ "run", "--firmware", firmware("reboot") });
+    CHECK(r.exit_code == 0);
+    CHECK(contains(r.err, "guest reset"));
+
+    // With restart the guest resets forever; strata must boot it again each time.
+    ProcessOptions options;
+    options.argv = { strata_bin, "run", "--firmware", firmware("reboot"), "--on-reboot", "restart" };
+    options.timeout = 3s;
+    auto restarted = strata::test::run_process(options);
+    REQUIRE(restarted.has_value());
+    CHECK(restarted.value().timed_out);
+    std::string const& out = restarted.value().out;
+    std::size_t boots = 0;
+    for (auto at = out.find("resetting"); at != std::string::npos; at = out.find("resetting", at + 1))
+        ++boots;
+    CHECK(boots >= 2);
+    CHECK(contains(restarted.value().err, "restarting"));
+}
+
+TEST_CASE("a triple fault is reported with registers and EX_OSERR")
+{
+    auto r = run({ "run", "--firmware", firmware("fault") });
+    CHECK(r.exit_code == EX_OSERR);
+    CHECK(contains(r.err, "triple fault"));
+    CHECK(contains(r.err, "rip="));
+    CHECK(contains(r.err, "cr0="));
+}
+
+TEST_CASE("serial input reaches the guest from a file, a pipe or /dev/null")
+{
+    // hello echoes nothing, but strata must run to completion with any stdin.
+    TempDir dir;
+    auto input = dir.path / "input.txt";
+    spit(input, { 'a', 'b', 'c', '\n' });
+    CHECK(run({ "run", "--firmware", firmware("hello") }, {}, input.string()).exit_code == 0);
+    CHECK(run({ "run", "--firmware", firmware("hello") }, {}, "/dev/null").exit_code == 0);
+}
+
+TEST_CASE("bad input: usage errors exit EX_USAGE with a message")
+{
+    auto r = run({ "run", "--firmware", firmware("hello"), "--no-such-flag" });
+    CHECK(r.exit_code == EX_USAGE);
+    CHECK(contains(r.err, "--no-such-flag"));
+
+    r = run({ "run", "--firmware", firmware("hello"), "--vcpus", "0" });
+    CHECK(r.exit_code == EX_USAGE);
+    CHECK(contains(r.err, "--vcpus"));
+
+    r = run({ "run", "--firmware", firmware("hello"), "--memory", "2" });
+    CHECK(r.exit_code == EX_USAGE);
+    CHECK(contains(r.err, "too small"));
+
+    r = run({ "run", "--firmware", firmware("hello"), "--memory", "1048576" });
+    CHECK(r.exit_code == EX_USAGE);
+    CHECK(contains(r.err, "memory"));
+
+    r = run({ "run", "--firmware", firmware("hello"), "--memory", "2000000" });
+    CHECK(r.exit_code == EX_USAGE);
+    CHECK(contains(r.err, "limit"));
+
+    r = run({ "run" });
+    CHECK(r.exit_code == EX_USAGE);
+
+    r = run({ "run", "--firmware", firmware("hello"), "--on-reboot", "sometimes" });
+    CHECK(r.exit_code == EX_USAGE);
+}
+
+TEST_CASE("bad input: missing KVM is EX_UNAVAILABLE and says so")
+{
+    auto r = run({ "run", "--firmware", firmware("hello") }, { { "STRATA_KVM_DEVICE", "/nonexistent/kvm" } });
+    CHECK(r.exit_code == EX_UNAVAILABLE);
+    CHECK(contains(r.err, "no KVM"));
+}
+
+TEST_CASE("bad input: firmware files")
+{
+    TempDir dir;
+    auto r = run({ "run", "--firmware", (dir.path / "missing.elf").string() });
+    CHECK(r.exit_code == EX_NOINPUT);
+    CHECK(contains(r.err, "missing.elf"));
+    CHECK(contains(r.err, "No such file"));
+
+    auto text = dir.path / "text.elf";
+    spit(text, { 'h', 'e', 'l', 'l', 'o' });
+    r = run({ "run", "--firmware", text.string() });
+    CHECK(r.exit_code == EX_DATAERR);
+    CHECK(contains(r.err, "not an ELF file"));
+
+    auto truncated = dir.path / "truncated.elf";
+    auto data = slurp(firmware("hello"));
+    data.resize(data.size() / 2);
+    spit(truncated, data);
+    r = run({ "run", "--firmware", truncated.string() });
+    CHECK(r.exit_code == EX_DATAERR);
+    CHECK(contains(r.err, "truncated"));
+
+    auto outside = dir.path / "outside.elf";
+    spit(outside, hello_with_phdr([](Elf64_Phdr& ph, std::vector<Elf64_Phdr>&) { ph.p_paddr = 0x7f000000; }));
+    r = run({ "run", "--firmware", outside.string(), "--memory", "64" });
+    CHECK(r.exit_code == EX_DATAERR);
+    CHECK(contains(r.err, "outside guest memory"));
+
+    auto low = dir.path / "low.elf";
+    spit(low, hello_with_phdr([](Elf64_Phdr& ph, std::vector<Elf64_Phdr>&) { ph.p_paddr = 0x1000; }));
+    r = run({ "run", "--firmware", low.string() });
+    CHECK(r.exit_code == EX_DATAERR);
+    CHECK(contains(r.err, "boot area"));
+
+    auto overlap = dir.path / "overlap.elf";
+    spit(overlap, hello_with_phdr([](Elf64_Phdr& ph, std::vector<Elf64_Phdr>& all) {
+        // Turn the note's program header into a second PT_LOAD on top of the first.
+        for (auto& other : all) {
+            if (&other != &ph) {
+                other.p_type = PT_LOAD;
+                other.p_paddr = ph.p_paddr + 0x10;
+                break;
+            }
+        }
+    }));
+    r = run({ "run", "--firmware", overlap.string() });
+    CHECK(r.exit_code == EX_DATAERR);
+    CHECK(contains(r.err, "overlap"));
+
+    auto past = dir.path / "past.elf";
+    spit(past, hello_with_phdr([](Elf64_Phdr& ph, std::vector<Elf64_Phdr>&) { ph.p_offset = 1ull << 40; }));
+    r = run({ "run", "--firmware", past.string() });
+    CHECK(r.exit_code == EX_DATAERR);
+    CHECK(contains(r.err, "past the end"));
+}
