@@ -13,6 +13,7 @@ int main(int argc, char** argv)
     app.require_subcommand(1);
     int exit_code = 0;
     strata::cli::register_run(app, exit_code);
+    strata::cli::register_img(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (CLI::CallForHelp const& e) {
