@@ -1,0 +1,170 @@
+// VmController: what the REST API asks of a VM. The API (vmm/api/) parses and
+// validates a request, then calls exactly one method here; the Machine (or a test's
+// fake) implements it. The API never touches the Machine any other way.
+//
+// The shapes follow Firecracker's API where Firecracker has the concept (boot source,
+// machine config, drives, actions, pause/resume, instance info) and add strata's
+// own: a crash-consistent snapshot of every disk, a machine image of the running VM,
+// and per-disk metrics.
+//
+// Ordering rules are the API's, not the controller's: the dispatcher reads
+// instance_info().state first and refuses pre-boot requests (boot source, machine
+// config, drives, InstanceStart) once the VM has started, and post-boot requests
+// (SendCtrlAltDel, pause/resume, snapshot, machine image) before it has. A
+// controller may still refuse anything with an Error; ErrorKind picks the HTTP status
+// (dispatch.h: Usage/BadInput/Unsupported -> 400, NotFound -> 404, Exists/Busy -> 409,
+// anything else -> 500) and the message becomes the fault_message.
+//
+// Threading: the API server calls every method from ONE thread of its own (its
+// worker thread, never the socket I/O thread), one call at a time, so a controller
+// needs no locking against the API itself, only against its own threads (vCPUs,
+// disk I/O). A method may block for as long as it needs (a capture drains the disk
+// queues); other API requests wait behind it.
+#pragma once
+
+#include "base/result.h"
+#include "vmm/machine_config.h"
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace strata::api {
+
+// GET / "state": Firecracker's strings are "Not started", "Running", "Paused".
+enum class VmState {
+    NotStarted,
+    Running,
+    Paused,
+};
+
+// Firecracker's drive cache types. Unsafe ignores guest flushes (data reaches the
+// host page cache only); Writeback honours them (flush means fdatasync).
+enum class CacheType {
+    Unsafe,
+    Writeback,
+};
+
+// PUT /boot-source. Exactly one of kernel_image_path and firmware_path is set
+// (firmware_path is strata's own: a PVH ELF guest program); both are host paths.
+struct BootSource {
+    std::string kernel_image_path;
+    std::string firmware_path;
+    std::string initrd_path; // empty: none
+    std::string boot_args;   // empty: none
+};
+
+// PUT /machine-config. vcpu_count is within 1..254 and mem_size_mib is at least 8
+// (the parser checks both); smt is always false (strata has no SMT topology).
+struct MachineSettings {
+    std::uint32_t vcpu_count { 1 };
+    std::uint64_t mem_size_mib { 128 };
+    CpuTemplate cpu_template { CpuTemplate::Host };
+    bool smt { false };
+};
+
+// PUT /drives/{drive_id}. Exactly one of path_on_host (a raw or strata file on the
+// host) and disk_name (a disk in the VM's store) is set. A second PUT with the same
+// drive_id before boot replaces the first, as in Firecracker.
+struct DriveConfig {
+    std::string drive_id;
+    std::string path_on_host;
+    std::string disk_name;
+    bool is_read_only { false };
+    bool is_root_device { false };
+    CacheType cache_type { CacheType::Unsafe };
+    bool scratch { false }; // strata: never captured into images; the mapping is kept
+};
+
+// GET /. The API adds "app_name": "strata".
+struct InstanceInfo {
+    std::string id; // the VM's name, or a generated ID for an anonymous VMM
+    VmState state { VmState::NotStarted };
+    std::string vmm_version;
+};
+
+// GET /vm/config: the configuration as it stands (before boot: as configured so far).
+struct VmConfigView {
+    std::optional<BootSource> boot_source; // absent until PUT /boot-source
+    MachineSettings machine_config;
+    std::vector<DriveConfig> drives;
+};
+
+// GET /metrics, one entry per disk; the counters mirror virtio::blk::BlkMetrics.
+struct DiskMetrics {
+    std::string drive_id;
+    std::uint64_t requests { 0 }; // completed, successful or not
+    std::uint64_t read_requests { 0 };
+    std::uint64_t write_requests { 0 };
+    std::uint64_t flush_requests { 0 };
+    std::uint64_t discard_requests { 0 };
+    std::uint64_t write_zeroes_requests { 0 };
+    std::uint64_t bytes_read { 0 };
+    std::uint64_t bytes_written { 0 };
+    std::uint64_t errors { 0 };   // completed with a non-OK status
+    std::uint64_t rejected { 0 }; // of which refused by the request parser
+    std::uint64_t backpressure { 0 };
+};
+
+struct VmMetrics {
+    std::vector<DiskMetrics> disks;
+    // How long the guest's disk queues were held for the last capture (snapshot or
+    // machine image), from the first queue stopped to the last resumed; absent if
+    // nothing was captured yet.
+    std::optional<std::uint64_t> last_capture_stall_us;
+};
+
+// PUT /snapshot/disks: snapshot every disk of the VM at one crash-consistent instant.
+// The name passed the API's name check (api::check_name).
+struct SnapshotDisksRequest {
+    std::string snapshot_name;
+};
+
+// PUT /machine-images: capture configuration and every disk as a machine image.
+struct MachineImageRequest {
+    std::string name;                          // passed api::check_name
+    std::string description;                   // may be empty
+    std::map<std::string, std::string> labels; // passed api::check_label
+    bool guest_flush { false };                // ask the guest agent to freeze filesystems first
+};
+
+// What a capture reports; the API answers 200 with it as JSON.
+struct CaptureResult {
+    std::string name;       // the snapshot's or the machine image's name
+    std::uint64_t stall_us; // how long the disk queues were held
+};
+
+class VmController {
+public:
+    virtual ~VmController() = default;
+
+    // GET /; also read by the dispatcher before every pre/post-boot-only request.
+    [[nodiscard]] virtual Result<InstanceInfo> instance_info() = 0;
+    // GET /vm/config.
+    [[nodiscard]] virtual Result<VmConfigView> vm_config() = 0;
+    // GET /metrics.
+    [[nodiscard]] virtual Result<VmMetrics> metrics() = 0;
+
+    // Pre-boot only (the dispatcher refuses them once the VM has started).
+    [[nodiscard]] virtual Status set_boot_source(BootSource const& source) = 0;
+    [[nodiscard]] virtual Status set_machine_config(MachineSettings const& settings) = 0;
+    [[nodiscard]] virtual Status put_drive(DriveConfig const& drive) = 0;
+    // PUT /actions {"action_type": "InstanceStart"}: boots the configured VM and
+    // returns once it runs (state Running), or fails and the VM stays Not started.
+    [[nodiscard]] virtual Status start_instance() = 0;
+
+    // Post-boot only (the dispatcher refuses them before InstanceStart).
+    // PUT /actions {"action_type": "SendCtrlAltDel"}: asks the guest to shut down
+    // (i8042 Ctrl-Alt-Del); returns without waiting for the guest.
+    [[nodiscard]] virtual Status send_ctrl_alt_del() = 0;
+    // PATCH /vm {"state": "Paused"|"Resumed"}; pausing a paused VM (or resuming a
+    // running one) succeeds and changes nothing, as in Firecracker.
+    [[nodiscard]] virtual Status pause() = 0;
+    [[nodiscard]] virtual Status resume() = 0;
+    [[nodiscard]] virtual Result<CaptureResult> snapshot_disks(SnapshotDisksRequest const& request) = 0;
+    [[nodiscard]] virtual Result<CaptureResult> create_machine_image(MachineImageRequest const& request) = 0;
+};
+
+} // namespace strata::api
