@@ -87,6 +87,22 @@ std::vector<char> hello_with_phdr(void (*fn)(Elf64_Phdr&, std::vector<Elf64_Phdr
     return data;
 }
 
+// Calls fn with the first PT_LOAD program header of an ELF64 image.
+template<typename Fn>
+void hello_with_phdr_visit(std::vector<char> const& data, Fn fn)
+{
+    Elf64_Ehdr eh;
+    std::memcpy(&eh, data.data(), sizeof eh);
+    for (unsigned i = 0; i < eh.e_phnum; ++i) {
+        Elf64_Phdr ph;
+        std::memcpy(&ph, data.data() + eh.e_phoff + i * sizeof ph, sizeof ph);
+        if (ph.p_type == PT_LOAD) {
+            fn(ph);
+            return;
+        }
+    }
+}
+
 } // namespace
 
 TEST_CASE("hello prints to the serial port and exits 0")
@@ -137,14 +153,36 @@ TEST_CASE("a triple fault is reported with registers and EX_OSERR")
     CHECK(contains(r.err, "cr0="));
 }
 
-TEST_CASE("serial input reaches the guest from a file, a pipe or /dev/null")
+TEST_CASE("serial input reaches the guest from a file and from a pipe")
 {
-    // hello echoes nothing, but strata must run to completion with any stdin.
     TempDir dir;
     auto input = dir.path / "input.txt";
-    spit(input, { 'a', 'b', 'c', '\n' });
-    CHECK(run({ "run", "--firmware", firmware("hello") }, {}, input.string()).exit_code == 0);
-    CHECK(run({ "run", "--firmware", firmware("hello") }, {}, "/dev/null").exit_code == 0);
+    spit(input, { 'a', 'b', 'c', '\n', 'q' });
+    auto r = run({ "run", "--firmware", firmware("echo") }, {}, input.string());
+    CHECK(r.exit_code == 0);
+    CHECK(contains(r.out, "echo: ready\nabc\n"));
+    CHECK(contains(r.out, "echo: bye"));
+
+    // A pipe whose writer is slower than the guest.
+    ProcessOptions options;
+    options.argv = { "/bin/sh", "-c", "(sleep 0.3; printf xyz; sleep 0.2; printf q) | " + strata_bin + " run --firmware " + firmware("echo") };
+    options.timeout = 30s;
+    auto piped = strata::test::run_process(options);
+    REQUIRE(piped.has_value());
+    CHECK(piped.value().exit_code == 0);
+    CHECK(contains(piped.value().out, "xyz"));
+}
+
+TEST_CASE("stdin at end of file leaves the guest running until a signal stops it")
+{
+    ProcessOptions options;
+    options.argv = { "/bin/sh", "-c", strata_bin + " run --firmware " + firmware("echo") + " </dev/null & pid=$!; sleep 1; kill -TERM $pid; wait $pid" };
+    options.timeout = 30s;
+    auto r = strata::test::run_process(options);
+    REQUIRE(r.has_value());
+    CHECK(r.value().exit_code == 128 + 15);
+    CHECK(contains(r.value().out, "echo: ready"));
+    CHECK(contains(r.value().err, "stopped by"));
 }
 
 TEST_CASE("bad input: usage errors exit EX_USAGE with a message")
@@ -198,8 +236,12 @@ TEST_CASE("bad input: firmware files")
     CHECK(contains(r.err, "not an ELF file"));
 
     auto truncated = dir.path / "truncated.elf";
-    auto data = slurp(firmware("hello"));
-    data.resize(data.size() / 2);
+    // Cut the file in the middle of its loadable segment.
+    std::uint64_t cut = 0;
+    auto data = hello_with_phdr([](Elf64_Phdr&, std::vector<Elf64_Phdr>&) {});
+    hello_with_phdr_visit(data, [&](Elf64_Phdr const& ph) { cut = ph.p_offset + ph.p_filesz / 2; });
+    REQUIRE(cut > 0);
+    data.resize(cut);
     spit(truncated, data);
     r = run({ "run", "--firmware", truncated.string() });
     CHECK(r.exit_code == EX_DATAERR);
