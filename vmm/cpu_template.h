@@ -12,6 +12,7 @@
 #pragma once
 
 #include "base/result.h"
+#include "vmm/machine_config.h" // enum class CpuTemplate { Host, Minimal }
 
 #include <linux/kvm.h>
 
@@ -19,11 +20,6 @@
 #include <vector>
 
 namespace strata {
-
-enum class CpuTemplate {
-    Host,
-    Minimal,
-};
 
 [[nodiscard]] Result<CpuTemplate> parse_cpu_template(std::string const& name);
 char const* cpu_template_name(CpuTemplate t);
