@@ -1,0 +1,243 @@
+// The API request parser (vmm/api/request.h): every endpoint with good and bad
+// bodies, unknown paths and methods, names, labels and limits.
+#include "vmm/api/request.h"
+
+#include <doctest/doctest.h>
+
+#include <string>
+
+using namespace strata;
+using namespace strata::api;
+
+namespace {
+
+// Parses and expects a failure of `kind` whose message contains `needle`.
+void expect_error(std::string_view method, std::string_view target, std::string_view body, std::string_view needle,
+    ErrorKind kind = ErrorKind::Usage)
+{
+    auto r = parse_request(method, target, body);
+    INFO(method, " ", target, " ", body);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().kind == kind);
+    INFO("message: ", r.error().message);
+    CHECK(r.error().message.find(needle) != std::string::npos);
+}
+
+template<typename T>
+T expect_ok(std::string_view method, std::string_view target, std::string_view body)
+{
+    auto r = parse_request(method, target, body);
+    INFO(method, " ", target, " ", body, " -> ", r ? std::string("ok") : r.error().message);
+    REQUIRE(r.has_value());
+    REQUIRE(std::holds_alternative<T>(r.value()));
+    return std::get<T>(r.value());
+}
+
+} // namespace
+
+TEST_CASE("GET endpoints parse and refuse bodies")
+{
+    expect_ok<GetInstanceInfo>("GET", "/", "");
+    expect_ok<GetVmConfig>("GET", "/vm/config", "");
+    expect_ok<GetMetrics>("GET", "/metrics", "");
+    expect_error("GET", "/", "{}", "GET request cannot have a body");
+    CHECK(phase_of(GetInstanceInfo {}) == Phase::Any);
+}
+
+TEST_CASE("unknown paths and methods get Firecracker's message")
+{
+    expect_error("GET", "/nope", "", "Invalid request method and/or path: GET /nope.");
+    expect_error("PUT", "/vm", "{\"state\":\"Paused\"}", "Invalid request method and/or path: PUT /vm.");
+    expect_error("DELETE", "/drives/a", "", "Invalid request method and/or path");
+    expect_error("put", "/actions", "{\"action_type\":\"InstanceStart\"}", "Invalid request method");
+    expect_error("GET", "/vm/config/", "", "Invalid request method");
+    expect_error("GET", "/?x=1", "", "Invalid request method");
+    expect_error("PUT", "/drives/", "{}", "Invalid request method");
+    expect_error("PUT", "/drives/a/b", "{}", "Invalid request method");
+    // Control characters from the target are not echoed raw.
+    auto r = parse_request("GET", std::string("/a\x01\n", 4), "");
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().message.find('\n') == std::string::npos);
+}
+
+TEST_CASE("bodies: empty, malformed, not an object, too large")
+{
+    expect_error("PUT", "/actions", "", "The request body is empty");
+    expect_error("PUT", "/actions", "{\"action_type\": ", "not valid JSON");
+    expect_error("PUT", "/actions", "{\"action_type\": \"InstanceStart\"} trailing", "not valid JSON");
+    expect_error("PUT", "/actions", "\"InstanceStart\"", "expected a JSON object");
+    expect_error("PUT", "/actions", "[]", "expected a JSON object");
+    expect_error("PUT", "/actions", "{\"action_type\": \"\xff\xfe\"}", "not valid JSON"); // invalid UTF-8
+    std::string big = "{\"action_type\": \"" + std::string(max_body_bytes, 'a') + "\"}";
+    expect_error("PUT", "/actions", big, "larger than");
+}
+
+TEST_CASE("PUT /boot-source")
+{
+    auto k = expect_ok<BootSource>("PUT", "/boot-source", R"({"kernel_image_path": "/k", "initrd_path": "/i", "boot_args": "console=ttyS0"})");
+    CHECK(k.kernel_image_path == "/k");
+    CHECK(k.firmware_path.empty());
+    CHECK(k.initrd_path == "/i");
+    CHECK(k.boot_args == "console=ttyS0");
+    auto f = expect_ok<BootSource>("PUT", "/boot-source", R"({"firmware_path": "/fw.elf", "initrd_path": null})");
+    CHECK(f.firmware_path == "/fw.elf");
+    CHECK(f.initrd_path.empty());
+    CHECK(phase_of(f) == Phase::PreBoot);
+
+    expect_error("PUT", "/boot-source", R"({})", "Exactly one of `kernel_image_path` and `firmware_path`");
+    expect_error("PUT", "/boot-source", R"({"kernel_image_path": "/k", "firmware_path": "/f"})", "Exactly one");
+    expect_error("PUT", "/boot-source", R"({"kernel_image_path": 5})", "invalid type for `kernel_image_path`: integer `5`, expected a string");
+    expect_error("PUT", "/boot-source", R"({"kernel_image_path": "/k", "kernel": "/k"})", "unknown field `kernel`, expected one of");
+    expect_error("PUT", "/boot-source", R"({"kernel_image_path": ""})", "`kernel_image_path` is empty");
+    expect_error("PUT", "/boot-source", R"({"kernel_image_path": "/k\u0000/x"})", "control character");
+    expect_error("PUT", "/boot-source", R"({"kernel_image_path": "/k", "boot_args": "a\nb"})", "control character");
+    expect_error("PUT", "/boot-source", R"({"kernel_image_path": "/k", "initrd_path": ""})", "`initrd_path` is empty");
+    std::string long_path = R"({"firmware_path": "/)" + std::string(max_path_bytes, 'p') + "\"}";
+    expect_error("PUT", "/boot-source", long_path, "longer than");
+    std::string long_args = R"({"firmware_path": "/f", "boot_args": ")" + std::string(max_boot_args_bytes + 1, 'a') + "\"}";
+    expect_error("PUT", "/boot-source", long_args, "`boot_args` is longer");
+}
+
+TEST_CASE("PUT /machine-config")
+{
+    auto m = expect_ok<MachineSettings>("PUT", "/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 256})");
+    CHECK(m.vcpu_count == 2);
+    CHECK(m.mem_size_mib == 256);
+    CHECK(m.cpu_template == CpuTemplate::Host);
+    CHECK_FALSE(m.smt);
+    CHECK(expect_ok<MachineSettings>("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 8, "cpu_template": "minimal", "smt": false})")
+              .cpu_template
+        == CpuTemplate::Minimal);
+    CHECK(expect_ok<MachineSettings>("PUT", "/machine-config", R"({"vcpu_count": 254, "mem_size_mib": 8, "cpu_template": "None"})").cpu_template
+        == CpuTemplate::Host);
+
+    expect_error("PUT", "/machine-config", R"({"mem_size_mib": 256})", "missing field `vcpu_count`");
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": 1})", "missing field `mem_size_mib`");
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": 0, "mem_size_mib": 256})", "vCPU number is invalid");
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": 255, "mem_size_mib": 256})", "vCPU number is invalid");
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": -1, "mem_size_mib": 256})", "expected an unsigned integer");
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": 1.0, "mem_size_mib": 256})", "floating point number, expected an unsigned integer");
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": "1", "mem_size_mib": 256})", "string \"1\"");
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 7})", "memory size (MiB) is invalid");
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 18446744073709551615})", "memory size (MiB) is invalid");
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 99999999999999999999999})", "floating point"); // out of u64
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 64, "cpu_template": "C3"})", "unknown variant `C3`");
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 64, "smt": true})", "multithreading", ErrorKind::Unsupported);
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 64, "track_dirty_pages": false})", "unknown field `track_dirty_pages`");
+}
+
+TEST_CASE("PUT /drives/{id}")
+{
+    auto d = expect_ok<DriveConfig>("PUT", "/drives/rootfs", R"({"drive_id": "rootfs", "path_on_host": "/d.img", "is_root_device": true})");
+    CHECK(d.drive_id == "rootfs");
+    CHECK(d.path_on_host == "/d.img");
+    CHECK(d.disk_name.empty());
+    CHECK(d.is_root_device);
+    CHECK_FALSE(d.is_read_only);
+    CHECK(d.cache_type == CacheType::Unsafe);
+    CHECK_FALSE(d.scratch);
+    CHECK(phase_of(d) == Phase::PreBoot);
+    auto s = expect_ok<DriveConfig>("PUT", "/drives/data-1.x",
+        R"({"drive_id": "data-1.x", "disk_name": "data", "is_root_device": false, "is_read_only": true, "cache_type": "Writeback", "scratch": true})");
+    CHECK(s.disk_name == "data");
+    CHECK(s.is_read_only);
+    CHECK(s.cache_type == CacheType::Writeback);
+    CHECK(s.scratch);
+
+    expect_error("PUT", "/drives/a", R"({"drive_id": "b", "path_on_host": "/d", "is_root_device": false})", "The id from the path does not match");
+    expect_error("PUT", "/drives/a", R"({"path_on_host": "/d", "is_root_device": false})", "missing field `drive_id`");
+    expect_error("PUT", "/drives/a", R"({"drive_id": "a", "path_on_host": "/d"})", "missing field `is_root_device`");
+    expect_error("PUT", "/drives/a", R"({"drive_id": "a", "is_root_device": false})", "Exactly one of `path_on_host` and `disk_name`");
+    expect_error("PUT", "/drives/a", R"({"drive_id": "a", "path_on_host": "/d", "disk_name": "x", "is_root_device": false})", "Exactly one");
+    expect_error("PUT", "/drives/a", R"({"drive_id": "a", "disk_name": "../x", "is_root_device": false})", "'/'");
+    expect_error("PUT", "/drives/a", R"({"drive_id": "a", "disk_name": "..", "is_root_device": false})", "'..'");
+    expect_error("PUT", "/drives/a", R"({"drive_id": "a", "path_on_host": "/d", "is_root_device": "yes"})", "expected a boolean");
+    expect_error("PUT", "/drives/a", R"({"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "cache_type": "None"})", "unknown variant `None`");
+    expect_error("PUT", "/drives/a", R"({"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "io_engine": "Async"})", "unknown field `io_engine`");
+    expect_error("PUT", "/drives/a", R"({"drive_id": "a", "path_on_host": "/d", "is_root_device": true, "scratch": true})", "cannot be a scratch");
+    expect_error("PUT", "/drives/a%2Fb", R"({})", "API Resource IDs");
+    expect_error("PUT", "/drives/..", R"({})", "API Resource IDs");
+    expect_error("PUT", "/drives/" + std::string(65, 'a'), R"({})", "API Resource IDs");
+}
+
+TEST_CASE("PUT /actions and PATCH /vm")
+{
+    CHECK(expect_ok<InstanceAction>("PUT", "/actions", R"({"action_type": "InstanceStart"})").type == ActionType::InstanceStart);
+    auto c = expect_ok<InstanceAction>("PUT", "/actions", R"({"action_type": "SendCtrlAltDel"})");
+    CHECK(c.type == ActionType::SendCtrlAltDel);
+    CHECK(phase_of(InstanceAction { ActionType::InstanceStart }) == Phase::PreBoot);
+    CHECK(phase_of(c) == Phase::PostBoot);
+    expect_error("PUT", "/actions", R"({})", "missing field `action_type`");
+    expect_error("PUT", "/actions", R"({"action_type": "Reboot"})", "unknown variant `Reboot`");
+    expect_error("PUT", "/actions", R"({"action_type": "FlushMetrics"})", "GET /metrics", ErrorKind::Unsupported);
+    expect_error("PUT", "/actions", R"({"action_type": "InstanceStart", "x": 1})", "unknown field `x`");
+
+    CHECK(expect_ok<VmStateChange>("PATCH", "/vm", R"({"state": "Paused"})").pause);
+    auto r = expect_ok<VmStateChange>("PATCH", "/vm", R"({"state": "Resumed"})");
+    CHECK_FALSE(r.pause);
+    CHECK(phase_of(r) == Phase::PostBoot);
+    expect_error("PATCH", "/vm", R"({"state": "paused"})", "unknown variant `paused`");
+    expect_error("PATCH", "/vm", R"({"state": true})", "expected a string");
+    expect_error("PATCH", "/vm", R"({})", "missing field `state`");
+}
+
+TEST_CASE("PUT /snapshot/disks")
+{
+    auto s = expect_ok<SnapshotDisksRequest>("PUT", "/snapshot/disks", R"({"snapshot_name": "before-upgrade"})");
+    CHECK(s.snapshot_name == "before-upgrade");
+    CHECK(phase_of(s) == Phase::PostBoot);
+    expect_error("PUT", "/snapshot/disks", R"({})", "missing field `snapshot_name`");
+    expect_error("PUT", "/snapshot/disks", R"({"snapshot_name": ""})", "is empty");
+    expect_error("PUT", "/snapshot/disks", R"({"snapshot_name": "a/b"})", "'/'");
+    expect_error("PUT", "/snapshot/disks", R"({"snapshot_name": "a..b"})", "'..'");
+    expect_error("PUT", "/snapshot/disks", R"({"snapshot_name": "."})", "'.'");
+    expect_error("PUT", "/snapshot/disks", R"({"snapshot_name": "a\tb"})", "control character");
+    expect_error("PUT", "/snapshot/disks", R"({"snapshot_name": ")" + std::string(65, 'n') + "\"}", "longer than 64");
+    expect_ok<SnapshotDisksRequest>("PUT", "/snapshot/disks", R"({"snapshot_name": ")" + std::string(64, 'n') + "\"}");
+}
+
+TEST_CASE("PUT /machine-images")
+{
+    auto m = expect_ok<MachineImageRequest>("PUT", "/machine-images",
+        R"({"name": "web-1", "description": "Web server, 2024", "labels": {"env": "prod", "tier": ""}, "guest_flush": true})");
+    CHECK(m.name == "web-1");
+    CHECK(m.description == "Web server, 2024");
+    CHECK(m.labels.size() == 2);
+    CHECK(m.labels.at("env") == "prod");
+    CHECK(m.guest_flush);
+    CHECK(phase_of(m) == Phase::PostBoot);
+    auto minimal = expect_ok<MachineImageRequest>("PUT", "/machine-images", R"({"name": "x"})");
+    CHECK(minimal.labels.empty());
+    CHECK_FALSE(minimal.guest_flush);
+
+    expect_error("PUT", "/machine-images", R"({"description": "d"})", "missing field `name`");
+    expect_error("PUT", "/machine-images", R"({"name": "a/b"})", "'/'");
+    expect_error("PUT", "/machine-images", R"({"name": "x", "labels": ["a"]})", "expected a map of strings");
+    expect_error("PUT", "/machine-images", R"({"name": "x", "labels": {"env": 1}})", "invalid type for `labels.env`");
+    expect_error("PUT", "/machine-images", R"({"name": "x", "labels": {"Env": "a"}})", "Label key 'Env'");
+    expect_error("PUT", "/machine-images", R"({"name": "x", "labels": {"1a": "a"}})", "Label key");
+    expect_error("PUT", "/machine-images", R"({"name": "x", "labels": {"env": "Prod"}})", "Label value 'Prod'");
+    expect_error("PUT", "/machine-images", R"({"name": "x", "description": "a\u0007"})", "control character");
+    expect_error("PUT", "/machine-images", R"({"name": "x", "guest_flush": 1})", "expected a boolean");
+    expect_error("PUT", "/machine-images", R"({"name": "x", "source_vm": "y"})", "unknown field `source_vm`");
+    std::string many = R"({"name": "x", "labels": {)";
+    for (int i = 0; i <= static_cast<int>(max_labels); ++i)
+        many += std::string(i ? "," : "") + "\"k" + std::to_string(i) + "\": \"v\"";
+    expect_error("PUT", "/machine-images", many + "}}", "At most 64 labels");
+}
+
+TEST_CASE("names, drive IDs and labels")
+{
+    CHECK(check_name("n", "a.b-c_d").has_value());
+    CHECK_FALSE(check_name("n", "").has_value());
+    CHECK_FALSE(check_name("n", "..").has_value());
+    CHECK_FALSE(check_name("n", std::string("a\0b", 3)).has_value());
+    CHECK_FALSE(check_name("n", "a\x7f").has_value());
+    CHECK(check_drive_id("root_fs-1.0").has_value());
+    CHECK_FALSE(check_drive_id("a b").has_value());
+    CHECK_FALSE(check_drive_id(".").has_value());
+    CHECK(check_label("env", "").has_value());
+    CHECK_FALSE(check_label("", "x").has_value());
+    CHECK_FALSE(check_label(std::string(64, 'a'), "x").has_value());
+    CHECK_FALSE(check_label("a", std::string(64, 'a')).has_value());
+}

@@ -1,0 +1,199 @@
+// Request handling without the transport; see dispatch.h.
+#include "vmm/api/dispatch.h"
+
+#include "vmm/api/request.h"
+
+#include <nlohmann/json.hpp>
+
+namespace strata::api {
+
+namespace {
+
+using nlohmann::json;
+
+// Replacing invalid UTF-8 (a client's bytes echoed in a message) keeps dump()
+// from throwing.
+std::string dump(json const& value)
+{
+    return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+HttpReply json_reply(json const& value)
+{
+    return HttpReply { 200, dump(value) };
+}
+
+HttpReply error_reply(Error const& error)
+{
+    return fault_reply(status_for(error.kind), error.message);
+}
+
+char const* cpu_template_name(CpuTemplate t)
+{
+    return t == CpuTemplate::Minimal ? "minimal" : "host";
+}
+
+// The configuration in the same shape the PUTs take, so that a client can replay it.
+json boot_source_json(BootSource const& source)
+{
+    json out = json::object();
+    if (!source.kernel_image_path.empty())
+        out["kernel_image_path"] = source.kernel_image_path;
+    if (!source.firmware_path.empty())
+        out["firmware_path"] = source.firmware_path;
+    if (!source.initrd_path.empty())
+        out["initrd_path"] = source.initrd_path;
+    if (!source.boot_args.empty())
+        out["boot_args"] = source.boot_args;
+    return out;
+}
+
+json drive_json(DriveConfig const& drive)
+{
+    json out = { { "drive_id", drive.drive_id }, { "is_root_device", drive.is_root_device }, { "is_read_only", drive.is_read_only },
+        { "cache_type", drive.cache_type == CacheType::Writeback ? "Writeback" : "Unsafe" }, { "scratch", drive.scratch } };
+    if (!drive.path_on_host.empty())
+        out["path_on_host"] = drive.path_on_host;
+    if (!drive.disk_name.empty())
+        out["disk_name"] = drive.disk_name;
+    return out;
+}
+
+json vm_config_json(VmConfigView const& config)
+{
+    json out = json::object();
+    if (config.boot_source)
+        out["boot-source"] = boot_source_json(*config.boot_source);
+    auto const& m = config.machine_config;
+    out["machine-config"] = { { "vcpu_count", m.vcpu_count }, { "mem_size_mib", m.mem_size_mib }, { "smt", m.smt },
+        { "cpu_template", cpu_template_name(m.cpu_template) } };
+    out["drives"] = json::array();
+    for (auto const& drive : config.drives)
+        out["drives"].push_back(drive_json(drive));
+    return out;
+}
+
+json metrics_json(VmMetrics const& metrics)
+{
+    json disks = json::array();
+    for (auto const& d : metrics.disks) {
+        disks.push_back({ { "drive_id", d.drive_id }, { "requests", d.requests }, { "read_requests", d.read_requests },
+            { "write_requests", d.write_requests }, { "flush_requests", d.flush_requests }, { "discard_requests", d.discard_requests },
+            { "write_zeroes_requests", d.write_zeroes_requests }, { "bytes_read", d.bytes_read }, { "bytes_written", d.bytes_written },
+            { "errors", d.errors }, { "rejected", d.rejected }, { "backpressure", d.backpressure } });
+    }
+    json out = { { "disks", disks } };
+    out["last_capture_stall_us"] = metrics.last_capture_stall_us ? json(*metrics.last_capture_stall_us) : json(nullptr);
+    return out;
+}
+
+HttpReply status_reply(Status const& status)
+{
+    if (!status)
+        return error_reply(status.error());
+    return HttpReply { 204, {} };
+}
+
+HttpReply capture_reply(Result<CaptureResult> const& result)
+{
+    if (!result)
+        return error_reply(result.error());
+    return json_reply({ { "name", result.value().name }, { "stall_us", result.value().stall_us } });
+}
+
+// Calls the one controller method the request asks for.
+struct Executor {
+    VmController& controller;
+
+    HttpReply operator()(GetInstanceInfo const&) const
+    {
+        auto info = controller.instance_info();
+        if (!info)
+            return error_reply(info.error());
+        return json_reply({ { "id", info.value().id }, { "state", vm_state_name(info.value().state) },
+            { "vmm_version", info.value().vmm_version }, { "app_name", "strata" } });
+    }
+    HttpReply operator()(GetVmConfig const&) const
+    {
+        auto config = controller.vm_config();
+        if (!config)
+            return error_reply(config.error());
+        return json_reply(vm_config_json(config.value()));
+    }
+    HttpReply operator()(GetMetrics const&) const
+    {
+        auto metrics = controller.metrics();
+        if (!metrics)
+            return error_reply(metrics.error());
+        return json_reply(metrics_json(metrics.value()));
+    }
+    HttpReply operator()(BootSource const& r) const { return status_reply(controller.set_boot_source(r)); }
+    HttpReply operator()(MachineSettings const& r) const { return status_reply(controller.set_machine_config(r)); }
+    HttpReply operator()(DriveConfig const& r) const { return status_reply(controller.put_drive(r)); }
+    HttpReply operator()(InstanceAction const& r) const
+    {
+        if (r.type == ActionType::InstanceStart)
+            return status_reply(controller.start_instance());
+        return status_reply(controller.send_ctrl_alt_del());
+    }
+    HttpReply operator()(VmStateChange const& r) const { return status_reply(r.pause ? controller.pause() : controller.resume()); }
+    HttpReply operator()(SnapshotDisksRequest const& r) const { return capture_reply(controller.snapshot_disks(r)); }
+    HttpReply operator()(MachineImageRequest const& r) const { return capture_reply(controller.create_machine_image(r)); }
+};
+
+} // namespace
+
+unsigned status_for(ErrorKind kind)
+{
+    switch (kind) {
+    case ErrorKind::Usage:
+    case ErrorKind::BadInput:
+    case ErrorKind::Unsupported: return 400;
+    case ErrorKind::NotFound: return 404;
+    case ErrorKind::Exists:
+    case ErrorKind::Busy: return 409;
+    default: return 500;
+    }
+}
+
+std::string fault_body(std::string_view message)
+{
+    return dump(json { { "fault_message", std::string(message) } });
+}
+
+HttpReply fault_reply(unsigned status, std::string_view message)
+{
+    return HttpReply { status, fault_body(message) };
+}
+
+char const* vm_state_name(VmState state)
+{
+    switch (state) {
+    case VmState::NotStarted: return "Not started";
+    case VmState::Running: return "Running";
+    case VmState::Paused: return "Paused";
+    }
+    return "Not started";
+}
+
+HttpReply handle_request(VmController& controller, std::string_view method, std::string_view target, std::string_view body)
+{
+    auto request = parse_request(method, target, body);
+    if (!request)
+        return error_reply(request.error());
+
+    auto const phase = phase_of(request.value());
+    if (phase != Phase::Any) {
+        auto info = controller.instance_info();
+        if (!info)
+            return error_reply(info.error());
+        bool const started = info.value().state != VmState::NotStarted;
+        if (phase == Phase::PreBoot && started)
+            return fault_reply(400, not_supported_after_start);
+        if (phase == Phase::PostBoot && !started)
+            return fault_reply(400, not_supported_before_start);
+    }
+    return std::visit(Executor { controller }, request.value());
+}
+
+} // namespace strata::api

@@ -1,0 +1,341 @@
+// The API's request parser; see request.h.
+#include "vmm/api/request.h"
+
+#include "vmm/api/json_fields.h"
+
+#include <nlohmann/json.hpp>
+
+namespace strata::api {
+
+namespace {
+
+Error usage(std::string message)
+{
+    return make_error(ErrorKind::Usage, std::move(message));
+}
+
+bool has_control_character(std::string_view text)
+{
+    for (char c : text) {
+        auto const byte = static_cast<unsigned char>(c);
+        if (byte < 0x20 || byte == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+// A host path as the VMM will open it: JSON allows "\u0000" inside strings, which
+// would silently cut the path short at the open() call, so control characters are
+// refused along with empty and overlong paths.
+Status check_host_path(char const* field, std::string const& path)
+{
+    if (path.empty())
+        return usage(std::string("`") + field + "` is empty.");
+    if (path.size() > max_path_bytes)
+        return usage(std::string("`") + field + "` is longer than " + std::to_string(max_path_bytes) + " bytes.");
+    if (has_control_character(path))
+        return usage(std::string("`") + field + "` contains a control character.");
+    return ok();
+}
+
+Result<nlohmann::json> parse_json(std::string_view body)
+{
+    if (body.empty())
+        return usage("The request body is empty.");
+    // allow_exceptions=false: malformed JSON (and invalid UTF-8 in strings) yields
+    // a discarded value instead of throwing.
+    auto value = nlohmann::json::parse(body.begin(), body.end(), nullptr, false);
+    if (value.is_discarded())
+        return body_error("the body is not valid JSON");
+    return value;
+}
+
+Result<ApiRequest> parse_boot_source(nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "kernel_image_path", "firmware_path", "initrd_path", "boot_args" }));
+    STRATA_TRY(kernel, reader.string("kernel_image_path"));
+    STRATA_TRY(firmware, reader.string("firmware_path"));
+    STRATA_TRY(initrd, reader.string("initrd_path"));
+    STRATA_TRY(boot_args, reader.string("boot_args"));
+    if (kernel.has_value() == firmware.has_value())
+        return usage("Exactly one of `kernel_image_path` and `firmware_path` must be given.");
+    BootSource source;
+    source.kernel_image_path = kernel.value_or("");
+    source.firmware_path = firmware.value_or("");
+    STRATA_TRY(check_host_path(kernel ? "kernel_image_path" : "firmware_path", kernel ? *kernel : *firmware));
+    if (initrd) {
+        STRATA_TRY(check_host_path("initrd_path", *initrd));
+        source.initrd_path = *initrd;
+    }
+    if (boot_args) {
+        if (boot_args->size() > max_boot_args_bytes)
+            return usage("`boot_args` is longer than " + std::to_string(max_boot_args_bytes) + " bytes.");
+        if (has_control_character(*boot_args))
+            return usage("`boot_args` contains a control character.");
+        source.boot_args = *boot_args;
+    }
+    return ApiRequest { source };
+}
+
+Result<ApiRequest> parse_machine_config(nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "vcpu_count", "mem_size_mib", "cpu_template", "smt" }));
+    STRATA_TRY(vcpus, reader.unsigned_integer("vcpu_count"));
+    STRATA_TRY(mem, reader.unsigned_integer("mem_size_mib"));
+    STRATA_TRY(cpu_template, reader.string("cpu_template"));
+    STRATA_TRY(smt, reader.boolean("smt"));
+    if (!vcpus)
+        return ObjectReader::missing("vcpu_count");
+    if (!mem)
+        return ObjectReader::missing("mem_size_mib");
+    if (*vcpus < 1 || *vcpus > MachineConfig::max_vcpus)
+        return usage("The vCPU number is invalid! `vcpu_count` must be between 1 and " + std::to_string(MachineConfig::max_vcpus) + ".");
+    if (*mem < min_mem_size_mib || *mem > max_mem_size_mib)
+        return usage("The memory size (MiB) is invalid! `mem_size_mib` must be between " + std::to_string(min_mem_size_mib) + " and "
+            + std::to_string(max_mem_size_mib) + ".");
+    MachineSettings settings;
+    settings.vcpu_count = static_cast<std::uint32_t>(*vcpus);
+    settings.mem_size_mib = *mem;
+    if (cpu_template) {
+        // "None" is Firecracker's name for no template, which is strata's "host".
+        if (*cpu_template == "None" || *cpu_template == "host")
+            settings.cpu_template = CpuTemplate::Host;
+        else if (*cpu_template == "minimal")
+            settings.cpu_template = CpuTemplate::Minimal;
+        else
+            return body_error("unknown variant `" + quote_for_message(*cpu_template) + "` for `cpu_template`, expected one of `None`, `host`, `minimal`");
+    }
+    if (smt.value_or(false))
+        return make_error(ErrorKind::Unsupported, "Enabling simultaneous multithreading is not supported.");
+    return ApiRequest { settings };
+}
+
+Result<ApiRequest> parse_drive(std::string_view path_id, nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "drive_id", "path_on_host", "disk_name", "is_read_only", "is_root_device", "cache_type", "scratch" }));
+    STRATA_TRY(id, reader.string("drive_id"));
+    STRATA_TRY(path, reader.string("path_on_host"));
+    STRATA_TRY(disk, reader.string("disk_name"));
+    STRATA_TRY(read_only, reader.boolean("is_read_only"));
+    STRATA_TRY(root, reader.boolean("is_root_device"));
+    STRATA_TRY(cache, reader.string("cache_type"));
+    STRATA_TRY(scratch, reader.boolean("scratch"));
+    if (!id)
+        return ObjectReader::missing("drive_id");
+    if (!root)
+        return ObjectReader::missing("is_root_device");
+    if (*id != path_id)
+        return usage("The id from the path does not match the id from the body!");
+    if (path.has_value() == disk.has_value())
+        return usage("Exactly one of `path_on_host` and `disk_name` must be given.");
+    DriveConfig drive;
+    drive.drive_id = *id;
+    if (path) {
+        STRATA_TRY(check_host_path("path_on_host", *path));
+        drive.path_on_host = *path;
+    } else {
+        STRATA_TRY(check_name("disk_name", *disk));
+        drive.disk_name = *disk;
+    }
+    drive.is_read_only = read_only.value_or(false);
+    drive.is_root_device = *root;
+    drive.scratch = scratch.value_or(false);
+    if (cache) {
+        if (*cache == "Unsafe")
+            drive.cache_type = CacheType::Unsafe;
+        else if (*cache == "Writeback")
+            drive.cache_type = CacheType::Writeback;
+        else
+            return body_error("unknown variant `" + quote_for_message(*cache) + "` for `cache_type`, expected `Unsafe` or `Writeback`");
+    }
+    // A machine image without its boot disk's data could not boot.
+    if (drive.scratch && drive.is_root_device)
+        return usage("A root device cannot be a scratch disk.");
+    return ApiRequest { drive };
+}
+
+Result<ApiRequest> parse_action(nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "action_type" }));
+    STRATA_TRY(type, reader.string("action_type"));
+    if (!type)
+        return ObjectReader::missing("action_type");
+    if (*type == "InstanceStart")
+        return ApiRequest { InstanceAction { ActionType::InstanceStart } };
+    if (*type == "SendCtrlAltDel")
+        return ApiRequest { InstanceAction { ActionType::SendCtrlAltDel } };
+    if (*type == "FlushMetrics")
+        return make_error(ErrorKind::Unsupported, "FlushMetrics is not supported; read GET /metrics instead.");
+    return body_error("unknown variant `" + quote_for_message(*type) + "` for `action_type`, expected `InstanceStart` or `SendCtrlAltDel`");
+}
+
+Result<ApiRequest> parse_vm_state(nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "state" }));
+    STRATA_TRY(state, reader.string("state"));
+    if (!state)
+        return ObjectReader::missing("state");
+    if (*state == "Paused")
+        return ApiRequest { VmStateChange { true } };
+    if (*state == "Resumed")
+        return ApiRequest { VmStateChange { false } };
+    return body_error("unknown variant `" + quote_for_message(*state) + "` for `state`, expected `Paused` or `Resumed`");
+}
+
+Result<ApiRequest> parse_snapshot_disks(nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "snapshot_name" }));
+    STRATA_TRY(name, reader.string("snapshot_name"));
+    if (!name)
+        return ObjectReader::missing("snapshot_name");
+    STRATA_TRY(check_name("snapshot_name", *name));
+    return ApiRequest { SnapshotDisksRequest { *name } };
+}
+
+Result<ApiRequest> parse_machine_image(nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "name", "description", "labels", "guest_flush" }));
+    STRATA_TRY(name, reader.string("name"));
+    STRATA_TRY(description, reader.string("description"));
+    STRATA_TRY(labels, reader.string_map("labels"));
+    STRATA_TRY(guest_flush, reader.boolean("guest_flush"));
+    if (!name)
+        return ObjectReader::missing("name");
+    STRATA_TRY(check_name("name", *name));
+    MachineImageRequest request;
+    request.name = *name;
+    if (description) {
+        if (description->size() > max_description_bytes)
+            return usage("`description` is longer than " + std::to_string(max_description_bytes) + " bytes.");
+        if (has_control_character(*description))
+            return usage("`description` contains a control character.");
+        request.description = *description;
+    }
+    if (labels) {
+        if (labels->size() > max_labels)
+            return usage("At most " + std::to_string(max_labels) + " labels are allowed.");
+        for (auto const& [key, value] : *labels)
+            STRATA_TRY(check_label(key, value));
+        request.labels = std::move(*labels);
+    }
+    request.guest_flush = guest_flush.value_or(false);
+    return ApiRequest { std::move(request) };
+}
+
+Error invalid_path(std::string_view method, std::string_view target)
+{
+    return usage("Invalid request method and/or path: " + quote_for_message(method) + " " + quote_for_message(target) + ".");
+}
+
+} // namespace
+
+Result<ApiRequest> parse_request(std::string_view method, std::string_view target, std::string_view body)
+{
+    if (body.size() > max_body_bytes)
+        return usage("The request body is larger than " + std::to_string(max_body_bytes) + " bytes.");
+
+    bool const get = method == "GET";
+    if (get && (target == "/" || target == "/vm/config" || target == "/metrics")) {
+        if (!body.empty())
+            return usage("GET request cannot have a body.");
+        if (target == "/")
+            return ApiRequest { GetInstanceInfo {} };
+        if (target == "/vm/config")
+            return ApiRequest { GetVmConfig {} };
+        return ApiRequest { GetMetrics {} };
+    }
+
+    constexpr std::string_view drives_prefix = "/drives/";
+    if (method == "PUT") {
+        Result<ApiRequest> (*parse)(nlohmann::json const&) = nullptr;
+        if (target == "/boot-source")
+            parse = parse_boot_source;
+        else if (target == "/machine-config")
+            parse = parse_machine_config;
+        else if (target == "/actions")
+            parse = parse_action;
+        else if (target == "/snapshot/disks")
+            parse = parse_snapshot_disks;
+        else if (target == "/machine-images")
+            parse = parse_machine_image;
+        if (parse) {
+            STRATA_TRY(json, parse_json(body));
+            return parse(json);
+        }
+        if (target.starts_with(drives_prefix)) {
+            auto const id = target.substr(drives_prefix.size());
+            if (id.find('/') != std::string_view::npos || id.empty())
+                return invalid_path(method, target);
+            STRATA_TRY(check_drive_id(id));
+            STRATA_TRY(json, parse_json(body));
+            return parse_drive(id, json);
+        }
+    }
+    if (method == "PATCH" && target == "/vm") {
+        STRATA_TRY(json, parse_json(body));
+        return parse_vm_state(json);
+    }
+    return invalid_path(method, target);
+}
+
+Phase phase_of(ApiRequest const& request)
+{
+    if (std::holds_alternative<BootSource>(request) || std::holds_alternative<MachineSettings>(request)
+        || std::holds_alternative<DriveConfig>(request))
+        return Phase::PreBoot;
+    if (auto const* action = std::get_if<InstanceAction>(&request))
+        return action->type == ActionType::InstanceStart ? Phase::PreBoot : Phase::PostBoot;
+    if (std::holds_alternative<VmStateChange>(request) || std::holds_alternative<SnapshotDisksRequest>(request)
+        || std::holds_alternative<MachineImageRequest>(request))
+        return Phase::PostBoot;
+    return Phase::Any;
+}
+
+Status check_name(std::string_view what, std::string_view name)
+{
+    std::string const field(what);
+    if (name.empty())
+        return usage("`" + field + "` is empty.");
+    if (name.size() > max_name_bytes)
+        return usage("`" + field + "` is longer than " + std::to_string(max_name_bytes) + " bytes.");
+    if (name.find('/') != std::string_view::npos)
+        return usage("`" + field + "` contains '/'.");
+    if (name == "." || name.find("..") != std::string_view::npos)
+        return usage("`" + field + "` is '.' or contains '..'.");
+    if (has_control_character(name))
+        return usage("`" + field + "` contains a control character.");
+    return ok();
+}
+
+Status check_drive_id(std::string_view id)
+{
+    auto const allowed = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+    };
+    bool good = !id.empty() && id.size() <= max_name_bytes && id != "." && id != "..";
+    for (char c : id)
+        good = good && allowed(c);
+    if (!good)
+        return usage("API Resource IDs can only contain alphanumeric characters, underscores, '-' and '.' (at most "
+            + std::to_string(max_name_bytes) + ").");
+    return ok();
+}
+
+Status check_label(std::string_view key, std::string_view value)
+{
+    auto const allowed = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'; };
+    constexpr std::size_t limit = 63;
+    bool good_key = !key.empty() && key.size() <= limit && key[0] >= 'a' && key[0] <= 'z';
+    for (char c : key)
+        good_key = good_key && allowed(c);
+    if (!good_key)
+        return usage("Label key '" + quote_for_message(key) + "' must be 1-63 characters of a-z, 0-9, '_' or '-', starting with a letter.");
+    bool good_value = value.size() <= limit;
+    for (char c : value)
+        good_value = good_value && allowed(c);
+    if (!good_value)
+        return usage("Label value '" + quote_for_message(value) + "' must be at most 63 characters of a-z, 0-9, '_' or '-'.");
+    return ok();
+}
+
+} // namespace strata::api
