@@ -151,6 +151,7 @@ private:
     ExtentMap m_map;
     std::vector<Extent> m_dirty;          // mapping changes not yet in the journal
     std::uint64_t m_alloc_end { 0 };      // next free byte of the data area
+    std::uint64_t m_prealloc_end { 0 };   // the file is extended up to here ahead of allocation
     std::uint64_t m_committed_end { 0 };  // data end the durable metadata vouches for
     std::uint64_t m_journal_head { 0 };   // bytes of the journal in use
     std::uint64_t m_next_seq { 1 };

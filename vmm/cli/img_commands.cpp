@@ -295,6 +295,19 @@ int cmd_resize(std::string const& file, std::string const& format, std::string c
     return 0;
 }
 
+int cmd_freeze(std::string const& file, bool no_digest)
+{
+    auto engine = make_engine(EngineKind::Sync);
+    auto layer = Layer::open(file, LayerOpen::Writable, *engine.value(), LayerOptions { .cache = CacheMode::Writeback });
+    if (!layer)
+        return report(layer.error());
+    if (auto s = layer.value()->freeze(!no_digest); !s)
+        return report(s.error());
+    if (auto d = layer.value()->digest())
+        std::printf("%s\n", d->to_string().c_str());
+    return 0;
+}
+
 } // namespace
 
 CLI::App* img_group(CLI::App& app)
@@ -345,6 +358,13 @@ void register_img(CLI::App& app, int& exit_code)
     resize->add_option("FILE", r_file)->required();
     resize->add_option("SIZE", r_size)->required()->allow_extra_args(false);
     resize->callback([&exit_code] { exit_code = cmd_resize(r_file, r_fmt, r_size); });
+
+    static std::string f_file;
+    static bool f_no_digest = false;
+    auto* freeze = img->add_subcommand("freeze", "Freeze a strata layer (read-only forever) and print its SHA-256 digest");
+    freeze->add_flag("--no-digest", f_no_digest, "Skip computing the content digest");
+    freeze->add_option("FILE", f_file)->required();
+    freeze->callback([&exit_code] { exit_code = cmd_freeze(f_file, f_no_digest); });
 
     register_img_bench(*img, exit_code);
 }
