@@ -98,14 +98,17 @@ protected:
     }
 };
 
-// Logs each completed write (with its data) and each flush at submission, per file.
+// Logs each completed write (with its data), each fdatasync at submission, and
+// each fdatasync's completion with the log position of its submission: writes
+// logged before that position are durable once the completion is logged.
 class RecordingEngine final : public WrapEngine {
 public:
     struct Entry {
-        bool flush;
+        bool flush;          // a sync (submission or completion)
         FileId file;
         std::uint64_t offset;
         std::vector<std::byte> data;
+        std::size_t covers { SIZE_MAX }; // completions: log size at submission
     };
     using WrapEngine::WrapEngine;
     std::vector<Entry> log;
@@ -113,18 +116,28 @@ public:
 protected:
     int before(IoRequest const& r) override
     {
-        if (r.op == IoOp::Fdatasync)
+        if (r.op == IoOp::Fdatasync) {
+            m_submitted[r.token] = log.size();
             log.push_back(Entry { true, r.file, 0, {} });
+        }
         return 0;
     }
     void after(IoRequest const& r, int res) override
     {
+        if (r.op == IoOp::Fdatasync) {
+            if (res == 0)
+                log.push_back(Entry { true, r.file, 0, {}, m_submitted[r.token] });
+            return;
+        }
         if (r.op != IoOp::Write || res < 0)
             return;
         Entry e { false, r.file, r.offset, std::vector<std::byte>(r.length) };
         iov_to_buf(r.iov, 0, e.data);
         log.push_back(std::move(e));
     }
+
+private:
+    std::unordered_map<std::uint64_t, std::size_t> m_submitted;
 };
 
 // Fails requests the predicate picks with the given errno.

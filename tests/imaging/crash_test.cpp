@@ -1,0 +1,281 @@
+// Crash and power-loss tests for the layer format's invariant (FORMAT.md):
+// a recording engine logs every write and flush of the top layer; the log is
+// replayed onto the file as it was created, up to every flush point plus random
+// subsets (and a torn write) of what came after — the way dm-log-writes is used —
+// and each replayed file must open, check clean, and hold for every sector either
+// the value durable at that flush or a value written after it. Fault injection
+// fails each metadata write in turn with EIO or ENOSPC: the flush must fail
+// cleanly, a later flush must succeed, and the layer must reopen consistent.
+#include "tests/imaging/layer_test_util.h"
+
+#include <fcntl.h>
+#include <fstream>
+#include <iterator>
+#include <set>
+#include <unistd.h>
+
+using namespace strata;
+using namespace strata::test;
+
+namespace {
+
+constexpr std::uint64_t kDisk = 2 << 20;
+constexpr std::uint64_t kSectors = kDisk / 512;
+
+// Each sector written by write `id` holds (id, sector) repeated: any sector read
+// back names the write it came from, and garbage is detected.
+void tag(std::span<std::byte> buf, std::uint64_t first_sector, std::uint64_t id)
+{
+    for (std::size_t s = 0; s < buf.size() / 512; ++s)
+        for (std::size_t w = 0; w < 512; w += 16) {
+            std::uint64_t sec = first_sector + s;
+            std::memcpy(buf.data() + s * 512 + w, &id, 8);
+            std::memcpy(buf.data() + s * 512 + w + 8, &sec, 8);
+        }
+}
+
+// The write id a sector holds; UINT64_MAX for garbage.
+std::uint64_t id_of(std::span<std::byte const> sector, std::uint64_t index)
+{
+    if (all_zero(sector))
+        return 0;
+    std::uint64_t id, sec;
+    std::memcpy(&id, sector.data(), 8);
+    std::memcpy(&sec, sector.data() + 8, 8);
+    for (std::size_t w = 0; w < 512; w += 16)
+        if (std::memcmp(sector.data() + w, sector.data(), 16) != 0)
+            return UINT64_MAX;
+    return sec == index ? id : UINT64_MAX;
+}
+
+struct Event {
+    std::uint64_t first_sector, sectors, id; // id 0: zeroed (discard/write-zeroes)
+};
+
+struct Workload {
+    std::vector<std::uint64_t> cur = std::vector<std::uint64_t>(kSectors, 0);
+    std::vector<Event> events;
+    std::uint64_t next_id = 2;
+};
+
+std::string slurp(std::string const& path)
+{
+    std::ifstream f(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void spit(std::string const& path, std::string const& data)
+{
+    std::ofstream f(path, std::ios::binary | std::ios::trunc);
+    f.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+// A frozen base holding write id 1 in its first half.
+void make_base(std::string const& path, Workload& w)
+{
+    auto engine = make_engine(EngineKind::Sync);
+    auto layer = Layer::create(path, kDisk, LayerId::random(), *engine.value());
+    REQUIRE(layer);
+    std::vector<std::byte> buf(kDisk / 2);
+    tag(buf, 0, 1);
+    REQUIRE(layer.value()->write_blocks(0, buf));
+    REQUIRE(layer.value()->freeze(false));
+    std::fill(w.cur.begin(), w.cur.begin() + kSectors / 2, 1);
+}
+
+// One batch of non-overlapping requests at queue depth; returns false if any failed.
+bool batch(Chain& chain, Workload& w, std::mt19937& rng)
+{
+    std::vector<std::vector<std::byte>> bufs;
+    std::vector<iovec> iovs(8);
+    std::vector<BlockRequest> reqs;
+    std::set<std::uint64_t> slots;
+    for (unsigned i = 0; i < 6; ++i) {
+        std::uint64_t slot = rng() % (kDisk / 32768);
+        if (!slots.insert(slot).second)
+            continue;
+        bool sub_block = rng() % 5 == 0;
+        std::uint64_t off = slot * 32768 + (sub_block ? (rng() % 8) * 512 : (rng() % 4) * 4096);
+        std::uint64_t len = sub_block ? 512 * (1 + rng() % 3) : 4096 * (1 + rng() % 4);
+        Event e { off / 512, len / 512, 0 };
+        BlockRequest r { BlockOp::Write, off, len, {}, i };
+        if (rng() % 6 == 0) {
+            r.op = BlockOp::Discard;
+        } else {
+            e.id = w.next_id++;
+            bufs.emplace_back(len);
+            tag(bufs.back(), e.first_sector, e.id);
+            iovs[reqs.size()] = iovec { bufs.back().data(), len };
+            r.iov = { &iovs[reqs.size()], 1 };
+        }
+        reqs.push_back(r);
+        w.events.push_back(e);
+        std::fill_n(w.cur.begin() + static_cast<std::ptrdiff_t>(e.first_sector), e.sectors, e.id);
+    }
+    for (auto const& r : reqs)
+        REQUIRE(chain.submit(r));
+    REQUIRE(chain.kick());
+    std::size_t done = 0;
+    bool all_ok = true;
+    while (done < reqs.size())
+        done += chain.reap([&](BlockCompletion&& c) { all_ok = all_ok && static_cast<bool>(c.status); }, true);
+    return all_ok;
+}
+
+// Opens base + top, checks the top clean and every sector against what is allowed.
+void verify(std::string const& base, std::string const& top, std::vector<std::uint64_t> const& durable,
+    std::vector<Event> const& events, std::size_t events_after, std::string const& what)
+{
+    INFO(what);
+    auto chain = Chain::open({ base, top });
+    REQUIRE_MESSAGE(chain, (chain ? std::string() : chain.error().message));
+    auto report = chain.value()->top().check(RepairMode::None);
+    REQUIRE(report);
+    CHECK(report.value().corruptions == 0);
+    std::vector<std::set<std::uint64_t>> later(kSectors);
+    for (std::size_t i = events_after; i < events.size(); ++i)
+        for (std::uint64_t s = 0; s < events[i].sectors; ++s)
+            later[events[i].first_sector + s].insert(events[i].id);
+    auto bytes = read_all(*chain.value(), 0, kDisk);
+    for (std::uint64_t s = 0; s < kSectors; ++s) {
+        std::uint64_t id = id_of(std::span<std::byte const>(bytes).subspan(s * 512, 512), s);
+        if (id != durable[s] && !later[s].count(id))
+            FAIL("sector " << s << " holds write " << id << ", durable was " << durable[s]);
+    }
+}
+
+} // namespace
+
+TEST_CASE("crash: replay to every flush point plus random subsets of later writes keeps the invariant")
+{
+    TempDir dir;
+    std::string base = dir.path("base");
+    std::string top = dir.path("top");
+    Workload w;
+    make_base(base, w);
+    {
+        auto e = make_engine(EngineKind::Sync);
+        // A small journal, so replays also cross checkpoints and header switches.
+        REQUIRE(Layer::create(top, kDisk, LayerId::random(), *e.value(), LayerOptions { .journal_length = 16384 }));
+    }
+    std::string created = slurp(top);
+    struct FlushPoint {
+        std::size_t log_end, events;
+        std::vector<std::uint64_t> durable;
+    };
+    std::vector<FlushPoint> points { { 0, 0, w.cur } };
+    std::vector<RecordingEngine::Entry> log;
+    FileId top_file = 0;
+    {
+        RecordingEngine* rec = nullptr;
+        auto chain = open_chain({ base, top }, rec);
+        top_file = chain->top().file();
+        std::mt19937 rng(7);
+        for (unsigned b = 0; b < 60; ++b) {
+            REQUIRE(batch(*chain, w, rng));
+            if (rng() % 3 == 0) {
+                REQUIRE(flush_sync(*chain));
+                points.push_back({ rec->log.size(), w.events.size(), w.cur });
+            }
+        }
+        log = rec->log;
+    }
+    REQUIRE(points.size() > 5);
+    std::mt19937 rng(99);
+    std::string replay = dir.path("replay");
+    for (std::size_t k = 0; k < points.size(); ++k) {
+        for (unsigned variant = 0; variant < 6; ++variant) {
+            std::string img = created;
+            auto apply = [&](RecordingEngine::Entry const& e, std::size_t bytes) {
+                if (e.flush || e.file != top_file)
+                    return;
+                if (img.size() < e.offset + bytes)
+                    img.resize(e.offset + bytes);
+                std::memcpy(img.data() + e.offset, e.data.data(), bytes);
+            };
+            // Crash at a random point c of the window up to the next flush point.
+            // Writes logged before the submission of any sync completed before c
+            // are durable; the rest of the writes before c land or not (or torn).
+            std::size_t window_end = k + 1 < points.size() ? points[k + 1].log_end : log.size();
+            std::size_t c = variant == 0 ? points[k].log_end
+                                         : points[k].log_end + rng() % (window_end - points[k].log_end + 1);
+            std::size_t durable_end = 0;
+            for (std::size_t i = 0; i < c; ++i)
+                if (log[i].flush && log[i].covers != SIZE_MAX)
+                    durable_end = std::max(durable_end, log[i].covers);
+            for (std::size_t i = 0; i < c; ++i) {
+                unsigned dice = static_cast<unsigned>(rng() % 8);
+                if (i >= durable_end && dice < 3)
+                    continue;
+                // Sometimes only a prefix of the sectors lands (a torn write).
+                std::size_t n = log[i].data.size();
+                apply(log[i], i >= durable_end && dice == 3 ? (n / 512 / 2) * 512 : n);
+            }
+            spit(replay, img);
+            verify(base, replay, points[k].durable, w.events, points[k].events,
+                "flush point " + std::to_string(k) + " variant " + std::to_string(variant));
+        }
+    }
+}
+
+TEST_CASE("crash: EIO or ENOSPC at each metadata write fails the flush cleanly and the layer reopens consistent")
+{
+    for (int err : { EIO, ENOSPC }) {
+        for (unsigned nth = 0;; ++nth) {
+            CAPTURE(err);
+            CAPTURE(nth);
+            TempDir dir;
+            std::string base = dir.path("base");
+            std::string top = dir.path("top");
+            Workload w;
+            make_base(base, w);
+            std::uint64_t data_start = 0;
+            {
+                auto e = make_engine(EngineKind::Sync);
+                auto l = Layer::create(top, kDisk, LayerId::random(), *e.value(), LayerOptions { .journal_length = 16384 });
+                REQUIRE(l);
+                data_start = l.value()->header().data_start;
+            }
+            FaultEngine* fault = nullptr;
+            auto chain = open_chain({ base, top }, fault);
+            unsigned seen = 0;
+            bool fired = false;
+            fault->fault = [&](IoRequest const& r) {
+                if (r.op != IoOp::Write)
+                    return 0;
+                bool meta = r.offset < data_start;
+                if (!meta && r.iov.size() == 1 && r.iov[0].iov_len >= 8)
+                    meta = std::memcmp(r.iov[0].iov_base, "STRCKPT1", 8) == 0;
+                if (meta && seen++ == nth) {
+                    fired = true;
+                    return -err;
+                }
+                return 0;
+            };
+            std::vector<std::uint64_t> durable = w.cur;
+            std::size_t durable_events = 0;
+            bool failed_flush = false;
+            std::mt19937 rng(nth + 1);
+            for (unsigned b = 0; b < 24; ++b) {
+                REQUIRE(batch(*chain, w, rng));
+                if (b % 2 == 1) {
+                    auto s = flush_sync(*chain);
+                    if (s) {
+                        durable = w.cur;
+                        durable_events = w.events.size();
+                    } else {
+                        failed_flush = true;
+                        CHECK(s.error().kind == (err == EIO ? ErrorKind::Io : ErrorKind::NoSpace));
+                    }
+                }
+            }
+            chain.reset();
+            if (!fired)
+                break; // every metadata write has had its turn
+            CHECK(failed_flush);
+            verify(base, top, durable, w.events, durable_events, "fault at metadata write " + std::to_string(nth));
+            // The failure left nothing behind that a later flush cannot finish.
+            CHECK(nth < 200);
+        }
+    }
+}
