@@ -117,7 +117,14 @@ Result<std::unique_ptr<Layer>> Layer::open(std::string const& path, LayerOpen mo
     layer->m_map = std::move(l.map);
     layer->m_journal_head = l.journal_head;
     layer->m_next_seq = l.next_seq;
-    layer->m_alloc_end = round_up(std::max(l.data_end, l.header.data_start), kBlockSize);
+    // Allocate past everything referenced even if a recorded data end is stale
+    // or hostile, so new data or a checkpoint never lands on mapped blocks.
+    std::uint64_t referenced_end = 0;
+    layer->m_map.for_each([&](Extent const& e) {
+        if (mapval::kind(e.value) == MapKind::Data)
+            referenced_end = std::max(referenced_end, mapval::offset(e.value) + (e.count << kBlockShift));
+    });
+    layer->m_alloc_end = round_up(std::max({ l.data_end, l.header.data_start, referenced_end }), kBlockSize);
     layer->m_committed_end = layer->m_alloc_end;
     layer->m_prealloc_end = std::max(layer->m_alloc_end, size);
     if (mode == LayerOpen::Writable && layer->frozen())

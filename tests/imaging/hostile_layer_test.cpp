@@ -1,0 +1,201 @@
+// Corrupted, truncated and hostile layer files: each gets a clear Error (or a
+// check report), never a crash or an unbounded allocation; check -r all repairs
+// what can be repaired.
+#include "tests/imaging/layer_test_util.h"
+
+#include <fcntl.h>
+#include <filesystem>
+#include <unistd.h>
+
+using namespace strata;
+using namespace strata::test;
+
+namespace {
+
+std::uint64_t make_layer(std::string const& path, std::uint64_t blocks)
+{
+    auto e = make_engine(EngineKind::Sync);
+    auto l = Layer::create(path, 4 << 20, LayerId::random(), *e.value(), LayerOptions { .cache = CacheMode::Writeback });
+    REQUIRE(l);
+    if (blocks)
+        REQUIRE(l.value()->write_blocks(0, fill(blocks * kBlockSize, 1)));
+    return l.value()->header().data_start;
+}
+
+void poke(std::string const& path, std::uint64_t offset, std::span<std::byte const> bytes)
+{
+    Fd fd(::open(path.c_str(), O_RDWR));
+    REQUIRE(fd.valid());
+    REQUIRE(pwrite_all(fd.get(), bytes, offset));
+}
+
+// Writes a valid (CRC-correct) journal record with the given entries as the
+// first record of a fresh layer's journal.
+void write_record(std::string const& path, std::vector<Extent> const& entries)
+{
+    std::vector<std::byte> rec(record_length(entries.size()));
+    encode_record(1, 0, entries, rec);
+    poke(path, layer_format::kJournalOffset, rec);
+}
+
+Result<std::unique_ptr<Layer>> open_strict(std::string const& path, IoEngine& e)
+{
+    return Layer::open(path, LayerOpen::ReadOnly, e, LayerOptions { .cache = CacheMode::Writeback });
+}
+
+} // namespace
+
+TEST_CASE("hostile layers: truncated files and bad header CRCs are clear errors")
+{
+    TempDir dir;
+    auto e = make_engine(EngineKind::Sync);
+    std::string p = dir.path("t");
+    make_layer(p, 0);
+    REQUIRE(::truncate(p.c_str(), 100) == 0);
+    auto r = open_strict(p, *e.value());
+    REQUIRE(!r);
+    CHECK(r.error().kind == ErrorKind::BadInput);
+
+    std::string q = dir.path("crc");
+    make_layer(q, 0);
+    std::byte junk[4] { std::byte { 1 }, std::byte { 2 }, std::byte { 3 }, std::byte { 4 } };
+    poke(q, 48, junk);
+    r = open_strict(q, *e.value());
+    REQUIRE(!r);
+    CHECK(r.error().message.find("CRC") != std::string::npos);
+}
+
+TEST_CASE("hostile layers: huge sizes and out-of-range checkpoints are refused before allocating")
+{
+    TempDir dir;
+    auto e = make_engine(EngineKind::Sync);
+    std::string p = dir.path("h");
+    make_layer(p, 0);
+    LayerHeader h;
+    h.generation = 5;
+    h.virtual_size = 1ull << 62;
+    h.data_start = 8 << 20;
+    std::array<std::byte, 4096> slot {};
+    encode_header(h, slot);
+    // An invalid newer slot is ignored: the valid older header wins.
+    poke(p, 4096, slot);
+    auto r = open_strict(p, *e.value());
+    REQUIRE(r);
+    CHECK(r.value()->size() == (4u << 20));
+    r.value().reset();
+    // Both slots hostile: a clear error.
+    poke(p, 0, slot);
+    r = open_strict(p, *e.value());
+    REQUIRE(!r);
+    CHECK(r.error().message.find("virtual size") != std::string::npos);
+    // A checkpoint claimed far past the end of the file.
+    h.virtual_size = 4 << 20;
+    h.checkpoint_offset = 16 << 20;
+    h.checkpoint_length = 1ull << 31;
+    encode_header(h, slot);
+    poke(p, 0, slot);
+    poke(p, 4096, slot);
+    r = open_strict(p, *e.value());
+    REQUIRE(!r);
+    CHECK(r.error().message.find("checkpoint") != std::string::npos);
+}
+
+TEST_CASE("hostile layers: entries past EOF, outside the disk, or sharing space are errors; check reports, -r all repairs")
+{
+    TempDir dir;
+    auto e = make_engine(EngineKind::Sync);
+    std::string p = dir.path("m");
+    std::uint64_t data_start = make_layer(p, 0);
+    SUBCASE("data past the end of the file")
+    {
+        write_record(p, { Extent { 3, 2, mapval::data(1ull << 40) } });
+    }
+    SUBCASE("blocks outside the virtual size")
+    {
+        write_record(p, { Extent { (4 << 20) / kBlockSize - 1, 5, mapval::kZero } });
+    }
+    SUBCASE("two mappings sharing file space (a loop of blocks onto one place)")
+    {
+        std::vector<std::byte> blk(2 * kBlockSize, std::byte { 7 });
+        poke(p, data_start, blk);
+        write_record(p, { Extent { 0, 2, mapval::data(data_start) }, Extent { 10, 2, mapval::data(data_start + kBlockSize) } });
+    }
+    SUBCASE("a value with unknown bits")
+    {
+        write_record(p, { Extent { 0, 1, 0xff3 } });
+    }
+    auto r = open_strict(p, *e.value());
+    REQUIRE(!r);
+    CHECK(r.error().kind == ErrorKind::BadInput);
+    {
+        auto t = Layer::open(p, LayerOpen::ReadOnly, *e.value(), LayerOptions { .cache = CacheMode::Writeback, .tolerant = true });
+        REQUIRE(t);
+        auto rep = t.value()->check(RepairMode::None);
+        REQUIRE(rep);
+        CHECK(rep.value().corruptions > 0);
+    }
+    {
+        auto t = Layer::open(p, LayerOpen::Rewrite, *e.value(), LayerOptions { .cache = CacheMode::Writeback, .tolerant = true });
+        REQUIRE(t);
+        auto rep = t.value()->check(RepairMode::All);
+        REQUIRE(rep);
+        CHECK(rep.value().corruptions_fixed == rep.value().corruptions);
+    }
+    auto fixed = open_strict(p, *e.value());
+    REQUIRE_MESSAGE(fixed, (fixed ? std::string() : fixed.error().message));
+    auto rep = fixed.value()->check(RepairMode::None);
+    REQUIRE(rep);
+    CHECK(rep.value().corruptions == 0);
+}
+
+TEST_CASE("hostile layers: a checkpoint claiming more entries than it holds is unreadable, not an allocation")
+{
+    TempDir dir;
+    auto e = make_engine(EngineKind::Sync);
+    std::string p = dir.path("c");
+    make_layer(p, 4);
+    {
+        auto l = Layer::open(p, LayerOpen::Writable, *e.value(), LayerOptions { .cache = CacheMode::Writeback });
+        REQUIRE(l);
+        REQUIRE(l.value()->freeze(false)); // writes a checkpoint
+    }
+    auto l = open_strict(p, *e.value());
+    REQUIRE(l);
+    std::uint64_t at = l.value()->header().checkpoint_offset;
+    l.value().reset();
+    std::uint64_t huge = 1ull << 60;
+    poke(p, at + 16, std::as_bytes(std::span(&huge, 1)));
+    auto r = open_strict(p, *e.value());
+    REQUIRE(!r);
+    CHECK(r.error().message.find("checkpoint") != std::string::npos);
+}
+
+TEST_CASE("hostile layers: random byte flips never crash the opener")
+{
+    TempDir dir;
+    auto e = make_engine(EngineKind::Sync);
+    std::string p = dir.path("f");
+    make_layer(p, 8);
+    {
+        auto l = Layer::open(p, LayerOpen::Writable, *e.value(), LayerOptions { .cache = CacheMode::Writeback });
+        REQUIRE(l);
+        l.value()->set_zero(20, 4);
+        REQUIRE(l.value()->flush());
+    }
+    std::mt19937 rng(5);
+    std::string q = dir.path("g");
+    for (unsigned i = 0; i < 300; ++i) {
+        std::filesystem::copy_file(p, q, std::filesystem::copy_options::overwrite_existing);
+        for (unsigned k = 0; k < 1 + i % 4; ++k) {
+            std::uint64_t off = rng() % (12 * 1024);
+            std::byte b { static_cast<unsigned char>(rng()) };
+            poke(q, off, { &b, 1 });
+        }
+        auto r = Layer::open(q, LayerOpen::ReadOnly, *e.value(), LayerOptions { .cache = CacheMode::Writeback });
+        if (r)
+            CHECK(r.value()->check(RepairMode::None));
+        auto t = Layer::open(q, LayerOpen::ReadOnly, *e.value(), LayerOptions { .cache = CacheMode::Writeback, .tolerant = true });
+        if (t)
+            CHECK(t.value()->check(RepairMode::None));
+    }
+}
