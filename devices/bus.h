@@ -1,9 +1,12 @@
 // The port-I/O and MMIO buses: address ranges mapped to devices. A vCPU exit for
 // port I/O or MMIO is routed here; an access that hits no device reads as all ones
 // and writes are dropped, as on a PC.
-// Threading: ranges are inserted before vCPUs start and never removed, so lookups
-// take no lock. Each device serializes its own state (vCPU threads may call it
-// concurrently).
+// Threading: ranges are mostly inserted before vCPUs start, but a guest may move a
+// PCI BAR while running, so the range table sits behind a reader-writer lock:
+// lookups share it, insert/move take it exclusively. Devices are called after the
+// lock is released, so a device may move ranges from inside an access; devices
+// are never destroyed while vCPUs run, so the pointer stays valid. Each device serializes its own state (vCPU threads may
+// call it concurrently).
 #pragma once
 
 #include "base/result.h"
@@ -11,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <shared_mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -33,6 +37,8 @@ public:
     }
     // The bus does not own the device; the Machine does, and outlives the bus's use.
     [[nodiscard]] Status insert(BusDevice& device, std::uint64_t base, std::uint64_t length);
+    // Moves the range that starts at old_base to new_base (same length).
+    [[nodiscard]] Status move(std::uint64_t old_base, std::uint64_t new_base);
     // Returns false if no device claims the address.
     bool read(std::uint64_t addr, std::span<std::byte> data) const;
     bool write(std::uint64_t addr, std::span<std::byte const> data) const;
@@ -44,7 +50,9 @@ private:
         BusDevice* device;
     };
     Range const* find(std::uint64_t addr, std::uint64_t len) const;
+    Status check_free(std::uint64_t base, std::uint64_t length, BusDevice const* ignore) const;
 
+    mutable std::shared_mutex m_lock;
     std::string m_name;
     std::vector<Range> m_ranges; // sorted by base, non-overlapping
 };

@@ -9,6 +9,7 @@
 #include "vmm/kvm.h"
 #include "vmm/layout.h"
 #include "vmm/loader/elf.h"
+#include "vmm/machine_disks.h"
 #include "vmm/loader/memory_map.h"
 #include "vmm/loader/pvh.h"
 #include "vmm/vcpu.h"
@@ -50,7 +51,9 @@ Machine::~Machine()
         signal_event(m_input_stop.get());
     if (m_input_thread.joinable())
         m_input_thread.join();
-    // Members are destroyed in reverse order: vCPUs, devices, RAM, VM, KVM.
+    // The disks' I/O threads write guest RAM, so they stop before anything else
+    // goes; then members are destroyed in reverse order: vCPUs, devices, RAM, VM, KVM.
+    m_disks.reset();
 }
 
 Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, MachineIo io)
@@ -102,6 +105,9 @@ Status Machine::boot(MachineConfig const& config)
 
     auto const& memory = m_ram->memory();
     STRATA_TRY(rsdp, write_acpi_tables(memory, AcpiConfig { config.vcpus, {} }));
+    std::string cmdline = config.cmdline;
+    STRATA_TRY(disks, MachineDisks::create(*m_vm, memory, m_pio, m_mmio, config.disks, config.transport, cmdline));
+    m_disks = std::move(disks);
 
     if (config.firmware.empty())
         return make_error(ErrorKind::Unsupported, "--kernel is not supported yet");
@@ -116,7 +122,7 @@ Status Machine::boot(MachineConfig const& config)
         return r.error().context("firmware '" + config.firmware + "'");
 
     PvhBootInfo info;
-    info.cmdline = config.cmdline;
+    info.cmdline = cmdline;
     info.memory_map = build_memory_map(m_ram->size());
     info.rsdp = rsdp;
     if (!config.initrd.empty()) {

@@ -34,6 +34,7 @@ class GuestRam;
 class Serial;
 class I8042;
 class DebugExit;
+class MachineDisks;
 
 struct MachineExit {
     enum class Kind {
@@ -87,6 +88,7 @@ private:
     std::unique_ptr<Serial> m_serial;
     std::unique_ptr<I8042> m_i8042;
     std::unique_ptr<DebugExit> m_exit_port;
+    std::unique_ptr<MachineDisks> m_disks;
     std::vector<std::unique_ptr<Vcpu>> m_vcpus;
     std::vector<std::thread> m_threads;
     std::thread m_input_thread;

@@ -3,6 +3,8 @@
 // Threading: a plain value.
 #pragma once
 
+#include "vmm/disk_config.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -26,6 +28,11 @@ enum class BootProtocol {
     Linux64,
 };
 
+enum class Transport {
+    Mmio, // virtio-mmio version 2, announced on the kernel command line
+    Pci,  // modern virtio-pci on bus 0, MSI-X
+};
+
 struct MachineConfig {
     // Exactly one of firmware and kernel is set.
     std::string firmware;
@@ -37,6 +44,8 @@ struct MachineConfig {
     std::uint64_t memory_mib { 128 };
     CpuTemplate cpu_template { CpuTemplate::Host };
     OnReboot on_reboot { OnReboot::Exit };
+    Transport transport { Transport::Mmio };
+    std::vector<DiskConfig> disks;
 
     static constexpr std::uint32_t max_vcpus = 254;
 };

@@ -28,6 +28,8 @@ struct RunOptions {
     std::string on_reboot { "exit" };
     std::string cpu_template { "host" };
     std::string boot_protocol { "auto" };
+    std::string transport { "mmio" };
+    std::vector<std::string> disks;
 };
 
 int report(Error const& error)
@@ -75,6 +77,14 @@ int run_vm(RunOptions& options)
     config.on_reboot = options.on_reboot == "restart" ? OnReboot::Restart : OnReboot::Exit;
     config.cpu_template = options.cpu_template == "minimal" ? CpuTemplate::Minimal : CpuTemplate::Host;
     config.boot_protocol = options.boot_protocol == "pvh" ? BootProtocol::Pvh : options.boot_protocol == "linux" ? BootProtocol::Linux64 : BootProtocol::Auto;
+    config.transport = options.transport == "pci" ? Transport::Pci : Transport::Mmio;
+    config.disks.clear();
+    for (std::size_t i = 0; i < options.disks.size(); ++i) {
+        auto disk = parse_disk_spec(options.disks[i], static_cast<unsigned>(i));
+        if (!disk)
+            return report(disk.error());
+        config.disks.push_back(disk.value());
+    }
     // The guest's console must never block strata or kill it with SIGPIPE.
     std::signal(SIGPIPE, SIG_IGN);
 
@@ -127,6 +137,8 @@ void register_run(CLI::App& app, int& exit_code)
     run->add_option("--on-reboot", options->on_reboot, "What a guest reset does")->default_val("exit")->check(CLI::IsMember({ "exit", "restart" }));
     run->add_option("--cpu-template", options->cpu_template, "CPUID template")->default_val("host")->check(CLI::IsMember({ "host", "minimal" }));
     run->add_option("--boot-protocol", options->boot_protocol, "Kernel entry: auto, pvh or linux")->default_val("auto")->check(CLI::IsMember({ "auto", "pvh", "linux" }));
+    run->add_option("--transport", options->transport, "virtio transport for disks")->default_val("mmio")->check(CLI::IsMember({ "mmio", "pci" }));
+    run->add_option("--disk", options->disks, "A disk: NAME[,id=D][,readonly=on] (store) or path=P,format=raw|strata[,id=D][,readonly=on]")->take_all();
     run->callback([options, &exit_code] { exit_code = run_vm(*options); });
 }
 

@@ -1,0 +1,39 @@
+// A VM's disk as the user names it on the command line or in a manifest:
+//   --disk NAME[,id=D][,readonly=on][,boot=on][,cache=writeback|unsafe][,scratch=on]
+//   --disk path=P,format=raw|strata[,id=D][,readonly=on][,...]
+// The first form is a disk in the store; the second a file on the host.
+// Threading: plain values and pure functions.
+#pragma once
+
+#include "base/result.h"
+
+#include <string>
+#include <vector>
+
+namespace strata {
+
+enum class DiskCache {
+    None,      // O_DIRECT: no host page cache (the default)
+    Writeback, // the host page cache; guest flushes reach stable storage
+    Unsafe,    // the host page cache; see disk_config.cpp for how flushes are treated
+};
+
+struct DiskConfig {
+    std::string store_disk; // a disk in the store, or empty
+    std::string path;       // a host file, or empty
+    std::string format { "raw" }; // for path: raw or strata
+    std::string id;         // the virtio-blk serial (GET_ID); unique per VM
+    bool read_only { false };
+    bool boot { false };
+    bool scratch { false };
+    DiskCache cache { DiskCache::None };
+};
+
+// Parses one --disk value; `index` gives the default id ("disk0", ...) for files.
+[[nodiscard]] Result<DiskConfig> parse_disk_spec(std::string const& spec, unsigned index);
+// Checks a VM's disks together: unique ids, at most one boot disk.
+[[nodiscard]] Status check_disks(std::vector<DiskConfig> const& disks);
+// The canonical spec string of a disk (the inverse of parse_disk_spec).
+std::string disk_spec(DiskConfig const& disk);
+
+} // namespace strata

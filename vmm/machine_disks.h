@@ -1,0 +1,74 @@
+// MachineDisks: a VM's virtio-blk disks — for each, the BlockBackend (a store
+// disk's layer chain or a host file), the VirtioBlk device, its interrupt and its
+// transport (virtio-mmio or virtio-pci) — wired to KVM with ioeventfds for queue
+// notifications and irqfds (or MSI routes) for interrupts.
+//
+// Teardown order matters: transports first (they reset the device and stop its
+// I/O thread), then devices, then interrupts, then backends; Disk's member order
+// encodes that.
+// Threading: created on the main thread before vCPUs start; pause_all/resume_all
+// and metrics from any thread (machine-image capture, the API).
+#pragma once
+
+#include "base/result.h"
+#include "devices/bus.h"
+#include "devices/guest_memory.h"
+#include "vmm/disk_config.h"
+#include "vmm/machine_config.h"
+#include "vmm/vm.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace strata {
+
+class BlockBackend;
+class Chain;
+class Store;
+class IrqfdLine;
+class KvmMsiVectors;
+namespace pci {
+class PciBus;
+}
+namespace virtio {
+class MmioTransport;
+class PciTransport;
+namespace blk {
+class VirtioBlk;
+}
+}
+
+class MachineDisks {
+public:
+    // Opens every disk and attaches it. For mmio, the command-line entries Linux
+    // needs (virtio_mmio.device=...) are appended to cmdline_extra.
+    [[nodiscard]] static Result<std::unique_ptr<MachineDisks>> create(Vm& vm, GuestMemory const& memory,
+        Bus& pio, Bus& mmio, std::vector<DiskConfig> const& disks, Transport transport, std::string& cmdline_extra);
+    ~MachineDisks();
+
+    std::size_t count() const { return m_disks.size(); }
+    DiskConfig const& config(std::size_t i) const;
+    BlockBackend& backend(std::size_t i);
+    // The store disk's chain, or nullptr for a host file.
+    Chain* chain(std::size_t i);
+    virtio::blk::VirtioBlk& device(std::size_t i);
+    Store* store() { return m_store.get(); }
+
+    // Stops every device taking requests and waits until all in-flight requests
+    // have completed: the disks are then quiet together (one instant for all).
+    void pause_all();
+    void resume_all();
+
+private:
+    struct Disk;
+    MachineDisks() = default;
+    [[nodiscard]] Status attach(Vm& vm, GuestMemory const& memory, Bus& pio, Bus& mmio, DiskConfig const& config,
+        Transport transport, std::string& cmdline_extra);
+
+    std::unique_ptr<Store> m_store;
+    std::unique_ptr<pci::PciBus> m_pci;
+    std::vector<std::unique_ptr<Disk>> m_disks;
+};
+
+} // namespace strata
