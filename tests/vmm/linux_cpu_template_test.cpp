@@ -73,7 +73,7 @@ TEST_CASE("minimal hides CX16, the XSAVE family, AVX/AVX2/AVX-512/AMX and their 
     CHECK((ext.edx & (1u << 29)));  // LM stays
 }
 
-TEST_CASE("host changes nothing; names parse")
+TEST_CASE("host changes nothing, and names parse")
 {
     auto v = all_ones();
     apply_cpu_template(CpuTemplate::Host, v);

@@ -124,7 +124,7 @@ TEST_CASE("Debian's cloud bzImage loads for the 64-bit entry with a correct zero
     std::filesystem::remove_all(cache);
 }
 
-TEST_CASE("Debian's kernel decompressed vmlinux offers both entries; PVH when asked")
+TEST_CASE("Debian's kernel decompressed vmlinux offers both entries, and PVH is used when asked")
 {
     auto file = read_file(debian_kernel());
     TestRam ram(512ull << 20);

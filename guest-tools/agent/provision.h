@@ -1,0 +1,54 @@
+// First-boot provisioning and generalize, on a root directory.
+//
+// Metadata reaches the guest on the kernel command line as
+// `strata.meta=<base64 of a JSON object>`:
+//   {"instance_id": "...", "hostname": "...", "user": "...",
+//    "ssh_authorized_keys": ["ssh-ed25519 AAAA... comment", ...]}
+// Provisioning runs once per instance: it records the instance id in
+// /var/lib/strata/provisioned and does nothing while that marker holds the same
+// id. It sets the hostname (/etc/hostname, /etc/hosts), creates the user (passwd,
+// shadow with a locked password, group, home, ~/.ssh/authorized_keys) and gives
+// the machine a new /etc/machine-id if it has none.
+// Generalize removes the instance's identity: machine-id (left empty, as systemd
+// expects of images), the D-Bus machine-id, SSH host keys, the provisioning
+// marker, logs and the journal, and shell history.
+// Threading: single-threaded file operations.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace strata::agent {
+
+struct Metadata {
+    std::string instance_id;
+    std::string hostname;
+    std::string user;
+    std::vector<std::string> ssh_authorized_keys;
+};
+
+inline constexpr char const* kProvisionedMarker = "var/lib/strata/provisioned";
+
+// Finds strata.meta= on a command line and decodes it; nullopt when absent.
+// Malformed metadata is an error message in `error`.
+std::optional<Metadata> metadata_from_cmdline(std::string const& cmdline, std::string& error);
+std::optional<Metadata> metadata_from_json(std::string const& json, std::string& error);
+
+std::string base64_decode(std::string const& in, bool& ok);
+std::string base64_encode(std::string const& in);
+
+struct ProvisionResult {
+    bool ran { false };        // false: already provisioned for this instance
+    std::vector<std::string> actions;
+    std::string error;         // empty on success
+};
+
+// Provisions `root` (a directory standing for "/") for this instance.
+ProvisionResult provision(std::filesystem::path const& root, Metadata const& meta);
+
+// Removes identity from `root`; returns what was removed, or the first error.
+ProvisionResult generalize(std::filesystem::path const& root);
+
+} // namespace strata::agent
