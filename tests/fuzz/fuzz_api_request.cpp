@@ -35,7 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
     std::string_view target = input.substr(0, newline);
     std::string_view body = newline == std::string_view::npos ? std::string_view {} : input.substr(newline + 1);
 
-    test::FakeController vm;
+    fake::FakeController vm;
     // Half the inputs run against a started VM so post-boot paths are reached.
     if (data[0] & 1)
         vm.set_state(VmState::Running);

@@ -20,7 +20,7 @@ json fault_of(HttpReply const& reply)
     return j["fault_message"];
 }
 
-void configure(test::FakeController& vm)
+void configure(fake::FakeController& vm)
 {
     REQUIRE(handle_request(vm, "PUT", "/boot-source", R"({"firmware_path": "/fw.elf", "boot_args": "verbose=1"})").status == 204);
     REQUIRE(handle_request(vm, "PUT", "/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 64, "cpu_template": "minimal"})").status == 204);
@@ -32,7 +32,7 @@ void configure(test::FakeController& vm)
 
 TEST_CASE("GET / reports Firecracker's instance info")
 {
-    test::FakeController vm;
+    fake::FakeController vm;
     auto reply = handle_request(vm, "GET", "/", "");
     CHECK(reply.status == 200);
     auto j = json::parse(reply.body);
@@ -43,7 +43,7 @@ TEST_CASE("GET / reports Firecracker's instance info")
 
 TEST_CASE("configure, read back, start, pause, resume, capture")
 {
-    test::FakeController vm;
+    fake::FakeController vm;
     configure(vm);
     auto config = json::parse(handle_request(vm, "GET", "/vm/config", "").body);
     CHECK(config["boot-source"] == json { { "firmware_path", "/fw.elf" }, { "boot_args", "verbose=1" } });
@@ -80,7 +80,7 @@ TEST_CASE("configure, read back, start, pause, resume, capture")
 
 TEST_CASE("metrics before any capture show a null stall")
 {
-    test::FakeController vm;
+    fake::FakeController vm;
     auto metrics = json::parse(handle_request(vm, "GET", "/metrics", "").body);
     CHECK(metrics["disks"].empty());
     CHECK(metrics["last_capture_stall_us"].is_null());
@@ -88,7 +88,7 @@ TEST_CASE("metrics before any capture show a null stall")
 
 TEST_CASE("pre-boot requests after InstanceStart and post-boot requests before it get 400")
 {
-    test::FakeController vm;
+    fake::FakeController vm;
     for (auto const& [method, target, body] : std::vector<std::tuple<char const*, char const*, char const*>> {
              { "PUT", "/actions", R"({"action_type": "SendCtrlAltDel"})" },
              { "PATCH", "/vm", R"({"state": "Paused"})" },
@@ -117,7 +117,7 @@ TEST_CASE("pre-boot requests after InstanceStart and post-boot requests before i
 
 TEST_CASE("controller errors map to statuses and fault messages")
 {
-    test::FakeController vm;
+    fake::FakeController vm;
     struct Case {
         ErrorKind kind;
         unsigned status;
@@ -140,7 +140,7 @@ TEST_CASE("controller errors map to statuses and fault messages")
 
 TEST_CASE("unknown paths and bad bodies never reach the controller")
 {
-    test::FakeController vm;
+    fake::FakeController vm;
     auto reply = handle_request(vm, "GET", "/nope", "");
     CHECK(reply.status == 400);
     CHECK(fault_of(reply) == "Invalid request method and/or path: GET /nope.");

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-namespace strata::api::test {
+namespace strata::api::fake {
 
 class FakeController final : public VmController {
 public:
@@ -166,4 +166,4 @@ private:
     std::vector<std::string> m_calls;
 };
 
-} // namespace strata::api::test
+} // namespace strata::api::fake
