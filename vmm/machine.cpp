@@ -97,7 +97,10 @@ Status Machine::boot(MachineConfig const& config)
         (void)vm->set_irq_line(layout::irq_serial0, true);
         (void)vm->set_irq_line(layout::irq_serial0, false);
     });
-    m_i8042 = std::make_unique<I8042>([self] { self->finish({ MachineExit::Kind::Reset, 0, {} }); });
+    m_i8042 = std::make_unique<I8042>([self] { self->finish({ MachineExit::Kind::Reset, 0, {} }); }, [vm] {
+        (void)vm->set_irq_line(1, true);
+        (void)vm->set_irq_line(1, false);
+    });
     m_exit_port = std::make_unique<DebugExit>([self](std::uint32_t value) { self->finish({ MachineExit::Kind::GuestExit, value, {} }); });
     STRATA_TRY(m_pio.insert(*m_serial, layout::port_serial0, 8));
     STRATA_TRY(m_pio.insert(*m_i8042, layout::port_i8042, 5));
@@ -160,6 +163,38 @@ void Machine::finish(MachineExit exit)
 void Machine::stop()
 {
     finish({ MachineExit::Kind::Stopped, 0, {} });
+    std::lock_guard guard(m_pause_lock);
+    m_pause_cv.notify_all();
+}
+
+void Machine::pause_vcpus()
+{
+    std::unique_lock guard(m_pause_lock);
+    if (m_pause_requested)
+        return;
+    m_pause_requested = true;
+    for (auto& v : m_vcpus)
+        v->request_exit();
+    // A vCPU thread that has not started yet parks as soon as it does.
+    m_pause_cv.wait(guard, [&] { return m_vcpus_parked == m_vcpus.size() || m_finished.load(); });
+}
+
+void Machine::resume_vcpus()
+{
+    std::lock_guard guard(m_pause_lock);
+    m_pause_requested = false;
+    m_pause_cv.notify_all();
+}
+
+bool Machine::vcpus_paused() const
+{
+    std::lock_guard guard(m_pause_lock);
+    return m_pause_requested;
+}
+
+void Machine::send_ctrl_alt_del()
+{
+    m_i8042->press_ctrl_alt_del();
 }
 
 MachineExit Machine::run()
@@ -197,6 +232,19 @@ void Machine::vcpu_loop(Vcpu& vcpu)
     vcpu.bind_to_current_thread();
 
     while (!m_finished.load(std::memory_order_acquire)) {
+        {
+            std::unique_lock guard(m_pause_lock);
+            if (m_pause_requested) {
+                ++m_vcpus_parked;
+                m_pause_cv.notify_all();
+                m_pause_cv.wait(guard, [&] { return !m_pause_requested || m_finished.load(); });
+                --m_vcpus_parked;
+                // Clear the kick so the next KVM_RUN enters the guest.
+                vcpu.clear_exit_request();
+                if (m_finished.load())
+                    break;
+            }
+        }
         auto ran = vcpu.run();
         if (!ran) {
             finish({ MachineExit::Kind::Failed, 0, ran.error().message + " on vCPU " + std::to_string(vcpu.index()) });

@@ -17,6 +17,8 @@
 #include "vmm/machine_config.h"
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -68,6 +70,16 @@ public:
     // is NOT promised (use a signalfd or a self-pipe to call it).
     void stop();
 
+    // Holds every vCPU outside KVM_RUN (and returns once they are), or lets them go.
+    void pause_vcpus();
+    void resume_vcpus();
+    bool vcpus_paused() const;
+    // Presses Ctrl-Alt-Del on the i8042 keyboard (IRQ 1): a Linux guest reboots or
+    // shuts down; a firmware guest ignores it.
+    void send_ctrl_alt_del();
+    MachineDisks& disks() { return *m_disks; }
+    MachineConfig const& config() const { return m_config; }
+
 private:
     Machine();
     [[nodiscard]] Status boot(MachineConfig const& config);
@@ -95,6 +107,10 @@ private:
     Fd m_done_event;  // eventfd: an exit reason was recorded
     Fd m_input_stop;  // eventfd: the input thread should return
     std::atomic<bool> m_finished { false };
+    mutable std::mutex m_pause_lock;
+    std::condition_variable m_pause_cv;
+    bool m_pause_requested { false };
+    std::uint32_t m_vcpus_parked { 0 };
     MachineExit m_exit;
 };
 

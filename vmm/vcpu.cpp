@@ -176,6 +176,11 @@ Result<bool> Vcpu::run()
     return true;
 }
 
+void Vcpu::clear_exit_request()
+{
+    __atomic_store_n(&m_run->immediate_exit, 0, __ATOMIC_RELEASE);
+}
+
 void Vcpu::bind_to_current_thread()
 {
     m_thread.store(static_cast<unsigned long>(pthread_self()), std::memory_order_release);

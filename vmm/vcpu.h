@@ -50,6 +50,8 @@ public:
     [[nodiscard]] Result<bool> run();
     // Makes the current or next KVM_RUN return promptly; any thread may call it.
     void request_exit();
+    // Undoes request_exit() for a vCPU that was parked rather than stopped.
+    void clear_exit_request();
     // Remembers the pthread that runs this vCPU, so request_exit can kick it.
     void bind_to_current_thread();
 

@@ -12,9 +12,27 @@ constexpr std::uint8_t cmd_interface_test = 0xab;
 constexpr std::uint8_t cmd_pulse_reset = 0xfe;
 } // namespace
 
-I8042::I8042(std::function<void()> on_reset)
+I8042::I8042(std::function<void()> on_reset, std::function<void()> raise_kbd_irq)
     : m_on_reset(std::move(on_reset))
+    , m_raise_kbd_irq(std::move(raise_kbd_irq))
 {
+}
+
+void I8042::press_ctrl_alt_del()
+{
+    {
+        std::lock_guard guard(m_lock);
+        // Ctrl, Alt, Del down (0x1d, 0x38, 0xe0 0x53), then up (| 0x80).
+        static constexpr std::uint8_t codes[] = { 0x1d, 0x38, 0xe0, 0x53, 0xe0, 0xd3, 0xb8, 0x9d };
+        for (std::uint8_t code : codes)
+            m_keys.push_back(code);
+        if (m_output)
+            return;
+        m_output = m_keys.front();
+        m_keys.pop_front();
+    }
+    if (m_raise_kbd_irq)
+        m_raise_kbd_irq();
 }
 
 void I8042::read(std::uint64_t offset, std::span<std::byte> data)
@@ -22,16 +40,24 @@ void I8042::read(std::uint64_t offset, std::span<std::byte> data)
     if (data.empty())
         return;
     std::uint8_t value = 0;
+    bool more = false;
     {
         std::lock_guard guard(m_lock);
         if (offset == 0) {
             value = m_output.value_or(0);
             m_output.reset();
+            if (!m_keys.empty()) {
+                m_output = m_keys.front();
+                m_keys.pop_front();
+                more = true;
+            }
         } else if (offset == 4) {
             value = static_cast<std::uint8_t>(status_system | (m_output ? status_output_full : 0));
         }
     }
     data[0] = static_cast<std::byte>(value);
+    if (more && m_raise_kbd_irq)
+        m_raise_kbd_irq();
 }
 
 void I8042::write(std::uint64_t offset, std::span<std::byte const> data)

@@ -5,7 +5,10 @@
 #include "vmm/cli/commands.h"
 
 #include "base/sysexits.h"
+#include "vmm/api/server.h"
+#include "vmm/cli/run_support.h"
 #include "vmm/machine.h"
+#include "vmm/vmm_controller.h"
 
 #include <CLI/CLI.hpp>
 
@@ -30,45 +33,24 @@ struct RunOptions {
     std::string boot_protocol { "auto" };
     std::string transport { "mmio" };
     std::vector<std::string> disks;
+    std::string api_socket;
 };
 
-int report(Error const& error)
+// With --api-socket the VM also serves the REST API while it runs, so it can be
+// paused, captured and asked to shut down; a reset ends it whatever --on-reboot says.
+int run_with_api(MachineConfig const& config, std::string const& socket)
 {
-    std::cerr << "strata: " << error.message << "\n";
-    return exit_code_for(error.kind);
-}
-
-// Runs the machine while a helper thread turns SIGINT/SIGTERM into stop().
-MachineExit run_with_signals(Machine& machine, int& signal_number)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr);
-    int sfd = ::signalfd(-1, &set, SFD_CLOEXEC);
-    int wake[2];
-    if (::pipe2(wake, O_CLOEXEC) < 0)
-        wake[0] = wake[1] = -1;
-    std::thread watcher([&] {
-        pollfd fds[2] = { { sfd, POLLIN, 0 }, { wake[0], POLLIN, 0 } };
-        while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
-        }
-        if (fds[0].revents & POLLIN) {
-            signalfd_siginfo info {};
-            if (::read(sfd, &info, sizeof info) == sizeof info)
-                signal_number = static_cast<int>(info.ssi_signo);
-            machine.stop();
-        }
-    });
-    auto exit = machine.run();
-    char byte = 0;
-    [[maybe_unused]] auto n = ::write(wake[1], &byte, 1);
-    watcher.join();
-    ::close(sfd);
-    ::close(wake[0]);
-    ::close(wake[1]);
-    return exit;
+    VmmController controller("strata-run", config, MachineIo { STDOUT_FILENO, STDIN_FILENO });
+    auto server = api::ApiServer::start(socket, controller);
+    if (!server)
+        return report(server.error().context("API socket '" + socket + "'"));
+    if (auto r = controller.start(); !r)
+        return report(r.error());
+    int signal_number = 0;
+    auto exit = with_signals<std::optional<MachineExit>>([&] { return controller.run_until_exit(); }, [&] { controller.request_stop(); }, signal_number);
+    server.value()->stop();
+    bool restart = false;
+    return exit ? exit_status(*exit, OnReboot::Exit, signal_number, restart) : 0;
 }
 
 int run_vm(RunOptions& options)
@@ -88,35 +70,19 @@ int run_vm(RunOptions& options)
     // The guest's console must never block strata or kill it with SIGPIPE.
     std::signal(SIGPIPE, SIG_IGN);
 
-    for (unsigned boots = 1;; ++boots) {
+    if (!options.api_socket.empty())
+        return run_with_api(config, options.api_socket);
+    for (;;) {
         auto machine = Machine::create(config, MachineIo { STDOUT_FILENO, STDIN_FILENO });
         if (!machine)
             return report(machine.error());
         int signal_number = 0;
-        auto exit = run_with_signals(*machine.value(), signal_number);
-        switch (exit.kind) {
-        case MachineExit::Kind::GuestExit:
-            return static_cast<int>(exit.value & 0xff);
-        case MachineExit::Kind::Reset:
-            if (config.on_reboot == OnReboot::Restart) {
-                std::cerr << "strata: guest reset; restarting (boot " << boots + 1 << ")\n";
-                continue;
-            }
-            std::cerr << "strata: guest reset; exiting (--on-reboot exit)\n";
-            return 0;
-        case MachineExit::Kind::PowerOff:
-            std::cerr << "strata: guest powered off\n";
-            return 0;
-        case MachineExit::Kind::TripleFault:
-            std::cerr << "strata: guest " << exit.details;
-            return exit_code_for(ErrorKind::Guest);
-        case MachineExit::Kind::Stopped:
-            std::cerr << "strata: stopped by " << (signal_number ? strsignal(signal_number) : "request") << "\n";
-            return signal_number ? 128 + signal_number : 0;
-        case MachineExit::Kind::Failed:
-            std::cerr << "strata: guest failed: " << exit.details << "\n";
-            return exit_code_for(ErrorKind::Guest);
-        }
+        Machine& m = *machine.value();
+        auto exit = with_signals<MachineExit>([&] { return m.run(); }, [&] { m.stop(); }, signal_number);
+        bool restart = false;
+        int status = exit_status(exit, config.on_reboot, signal_number, restart);
+        if (!restart)
+            return status;
     }
 }
 
@@ -139,6 +105,7 @@ void register_run(CLI::App& app, int& exit_code)
     run->add_option("--boot-protocol", options->boot_protocol, "Kernel entry: auto, pvh or linux")->default_val("auto")->check(CLI::IsMember({ "auto", "pvh", "linux" }));
     run->add_option("--transport", options->transport, "virtio transport for disks")->default_val("mmio")->check(CLI::IsMember({ "mmio", "pci" }));
     run->add_option("--disk", options->disks, "A disk: NAME[,id=D][,readonly=on] (store) or path=P,format=raw|strata[,id=D][,readonly=on]")->take_all();
+    run->add_option("--api-socket", options->api_socket, "Serve the REST API on this Unix socket while the VM runs");
     run->callback([options, &exit_code] { exit_code = run_vm(*options); });
 }
 

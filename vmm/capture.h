@@ -1,0 +1,51 @@
+// Crash-consistent capture of every disk of a running VM at one instant: the
+// operation behind `PUT /snapshot/disks` and `PUT /machine-images`.
+//
+// The sequence (DESIGN.md, Processes): stop taking new requests from every
+// virtio-blk queue and wait for the requests in flight (MachineDisks::pause_all),
+// flush each disk, freeze each disk's top layer and push a new empty one, record
+// each disk's new chain in the store, and resume the queues. The store record of
+// the new top is made before the queues resume, so no write the guest makes after
+// the capture can land in a layer the store does not know; the snapshot or
+// machine-image manifest is written after resuming, since by then the frozen
+// layers can no longer change. The stall is measured from the first pause request
+// to the last resume.
+//
+// The test-only STRATA_TEST_CAPTURE_STAGGER_MS environment variable turns the
+// capture into a deliberately inconsistent one (each disk paused, frozen and
+// resumed on its own, with that many milliseconds between disks), the negative
+// control that the seqwriter checker must catch.
+// Threading: runs on the API's worker thread while vCPUs and disk I/O threads run.
+#pragma once
+
+#include "base/result.h"
+#include "imaging/layer_format.h"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace strata {
+
+class MachineDisks;
+class Store;
+
+struct CapturedDisk {
+    std::size_t index;                 // in MachineDisks
+    std::string disk_name;             // the store disk
+    std::vector<LayerId> frozen_layers; // bottom..top, all frozen: the captured data
+    LayerId new_top;                   // the disk's new writable top
+    bool scratch { false };            // scratch disks are not frozen: frozen_layers is empty
+};
+
+struct CaptureOutcome {
+    std::vector<CapturedDisk> disks;
+    std::uint64_t stall_us { 0 };
+};
+
+// Captures every disk. snapshot_prefix, if not empty, also records one store
+// snapshot per disk named "<prefix>-<disk id>". Host-file disks cannot be
+// captured (Unsupported, before anything is paused).
+[[nodiscard]] Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::string const& snapshot_prefix);
+
+} // namespace strata

@@ -1,0 +1,27 @@
+// What `strata run` and `strata vmm` share: turning SIGINT/SIGTERM into a stop
+// request while a VM runs, reporting errors, and mapping how a machine ended to
+// strata's exit status (README.md lists the codes).
+// Threading: main thread; with_signals runs one watcher thread while fn runs.
+#pragma once
+
+#include "base/result.h"
+#include "vmm/machine.h"
+
+#include <functional>
+#include <string>
+
+namespace strata::cli {
+
+// Prints "strata: <message>" on stderr and returns the error's sysexits code.
+int report(Error const& error);
+
+// Runs fn with SIGINT and SIGTERM blocked; when one arrives, calls stop (once)
+// and records its number in signal_number. Returns fn's result.
+template<typename T>
+T with_signals(std::function<T()> const& fn, std::function<void()> const& stop, int& signal_number);
+
+// The exit status for a machine that ended; sets restart when the guest reset and
+// on_reboot says to boot again. Messages about how it ended go to stderr.
+int exit_status(MachineExit const& exit, OnReboot on_reboot, int signal_number, bool& restart);
+
+} // namespace strata::cli

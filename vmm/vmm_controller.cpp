@@ -1,0 +1,238 @@
+#include "vmm/vmm_controller.h"
+
+#include "devices/virtio/blk/device.h"
+#include "imaging/manifest.h"
+#include "imaging/open_image.h"
+#include "vmm/machine_disks.h"
+
+namespace strata {
+
+VmmController::VmmController(std::string id, MachineConfig config, MachineIo io, RecordImage record_image)
+    : m_id(std::move(id))
+    , m_config(std::move(config))
+    , m_io(io)
+    , m_record_image(std::move(record_image))
+{
+}
+
+VmmController::~VmmController() = default;
+
+Machine* VmmController::running()
+{
+    std::lock_guard guard(m_lock);
+    return m_started ? m_machine.get() : nullptr;
+}
+
+Status VmmController::start()
+{
+    return start_instance();
+}
+
+Status VmmController::start_instance()
+{
+    {
+        std::lock_guard guard(m_lock);
+        if (m_started)
+            return make_error(ErrorKind::Usage, "the VM is already running");
+    }
+    STRATA_TRY(machine, Machine::create(m_config, m_io));
+    std::lock_guard guard(m_lock);
+    m_machine = std::move(machine);
+    m_started = true;
+    m_cv.notify_all();
+    return ok();
+}
+
+std::optional<MachineExit> VmmController::run_until_exit()
+{
+    Machine* machine = nullptr;
+    {
+        std::unique_lock guard(m_lock);
+        m_cv.wait(guard, [&] { return m_started || m_stop; });
+        if (!m_started)
+            return std::nullopt;
+        machine = m_machine.get();
+    }
+    return machine->run();
+}
+
+void VmmController::request_stop()
+{
+    std::lock_guard guard(m_lock);
+    m_stop = true;
+    if (m_machine)
+        m_machine->stop();
+    m_cv.notify_all();
+}
+
+Result<api::InstanceInfo> VmmController::instance_info()
+{
+    api::InstanceInfo info;
+    info.id = m_id;
+    info.vmm_version = "0.1.0";
+    Machine* m = running();
+    info.state = !m ? api::VmState::NotStarted : m->vcpus_paused() ? api::VmState::Paused : api::VmState::Running;
+    return info;
+}
+
+Result<api::VmConfigView> VmmController::vm_config()
+{
+    api::VmConfigView view;
+    if (!m_config.firmware.empty() || !m_config.kernel.empty()) {
+        api::BootSource boot;
+        boot.firmware_path = m_config.firmware;
+        boot.kernel_image_path = m_config.kernel;
+        boot.initrd_path = m_config.initrd;
+        boot.boot_args = m_config.cmdline;
+        view.boot_source = boot;
+    }
+    view.machine_config.vcpu_count = m_config.vcpus;
+    view.machine_config.mem_size_mib = m_config.memory_mib;
+    view.machine_config.cpu_template = m_config.cpu_template;
+    for (auto const& d : m_config.disks) {
+        api::DriveConfig drive;
+        drive.drive_id = d.id;
+        drive.path_on_host = d.path;
+        drive.disk_name = d.store_disk;
+        drive.is_read_only = d.read_only;
+        drive.is_root_device = d.boot;
+        drive.cache_type = d.cache == DiskCache::Unsafe ? api::CacheType::Unsafe : api::CacheType::Writeback;
+        drive.scratch = d.scratch;
+        view.drives.push_back(drive);
+    }
+    return view;
+}
+
+Result<api::VmMetrics> VmmController::metrics()
+{
+    api::VmMetrics out;
+    out.last_capture_stall_us = m_last_stall_us;
+    Machine* m = running();
+    if (!m)
+        return out;
+    auto& disks = m->disks();
+    for (std::size_t i = 0; i < disks.count(); ++i) {
+        auto b = disks.device(i).metrics();
+        api::DiskMetrics d;
+        d.drive_id = disks.config(i).id;
+        d.requests = b.requests;
+        d.read_requests = b.read_requests;
+        d.write_requests = b.write_requests;
+        d.flush_requests = b.flush_requests;
+        d.discard_requests = b.discard_requests;
+        d.write_zeroes_requests = b.write_zeroes_requests;
+        d.bytes_read = b.bytes_read;
+        d.bytes_written = b.bytes_written;
+        d.errors = b.errors;
+        d.rejected = b.rejected;
+        d.backpressure = b.backpressure;
+        out.disks.push_back(d);
+    }
+    return out;
+}
+
+Status VmmController::set_boot_source(api::BootSource const& source)
+{
+    m_config.firmware = source.firmware_path;
+    m_config.kernel = source.kernel_image_path;
+    m_config.initrd = source.initrd_path;
+    m_config.cmdline = source.boot_args;
+    return ok();
+}
+
+Status VmmController::set_machine_config(api::MachineSettings const& settings)
+{
+    m_config.vcpus = settings.vcpu_count;
+    m_config.memory_mib = settings.mem_size_mib;
+    m_config.cpu_template = settings.cpu_template;
+    return ok();
+}
+
+Status VmmController::put_drive(api::DriveConfig const& drive)
+{
+    DiskConfig d;
+    d.id = drive.drive_id;
+    d.path = drive.path_on_host;
+    d.store_disk = drive.disk_name;
+    d.read_only = drive.is_read_only;
+    d.boot = drive.is_root_device;
+    d.scratch = drive.scratch;
+    d.cache = drive.cache_type == api::CacheType::Unsafe ? DiskCache::Unsafe : DiskCache::Writeback;
+    if (!d.path.empty()) {
+        // A host file: a strata layer if it says so, raw otherwise.
+        d.format = "raw";
+        if (auto f = detect_format(d.path); f && f.value() == ImageFormat::Strata)
+            d.format = "strata";
+    }
+    for (auto& existing : m_config.disks) {
+        if (existing.id == d.id) {
+            existing = d;
+            return ok();
+        }
+    }
+    std::vector<DiskConfig> next = m_config.disks;
+    next.push_back(d);
+    STRATA_TRY(check_disks(next));
+    m_config.disks = std::move(next);
+    return ok();
+}
+
+Status VmmController::send_ctrl_alt_del()
+{
+    Machine* m = running();
+    if (!m)
+        return make_error(ErrorKind::Usage, "the VM is not running");
+    m->send_ctrl_alt_del();
+    return ok();
+}
+
+Status VmmController::pause()
+{
+    Machine* m = running();
+    if (!m)
+        return make_error(ErrorKind::Usage, "the VM is not running");
+    m->pause_vcpus();
+    return ok();
+}
+
+Status VmmController::resume()
+{
+    Machine* m = running();
+    if (!m)
+        return make_error(ErrorKind::Usage, "the VM is not running");
+    m->resume_vcpus();
+    return ok();
+}
+
+Result<api::CaptureResult> VmmController::snapshot_disks(api::SnapshotDisksRequest const& request)
+{
+    Machine* m = running();
+    if (!m)
+        return make_error(ErrorKind::Usage, "the VM is not running");
+    if (!m->disks().store())
+        return make_error(ErrorKind::Unsupported, "the VM has no store disks to snapshot");
+    STRATA_TRY(outcome, capture_disks(m->disks(), *m->disks().store(), request.snapshot_name));
+    m_last_stall_us = outcome.stall_us;
+    return api::CaptureResult { request.snapshot_name, outcome.stall_us };
+}
+
+Result<api::CaptureResult> VmmController::create_machine_image(api::MachineImageRequest const& request)
+{
+    Machine* m = running();
+    if (!m)
+        return make_error(ErrorKind::Usage, "the VM is not running");
+    if (!m_record_image)
+        return make_error(ErrorKind::Unsupported, "machine images need a VM from the store (strata vms start)");
+    if (!m->disks().store())
+        return make_error(ErrorKind::Unsupported, "the VM has no store disks to capture");
+    MachineImageCapture capture;
+    capture.request = request;
+    capture.captured_at = utc_now();
+    STRATA_TRY(outcome, capture_disks(m->disks(), *m->disks().store(), ""));
+    m_last_stall_us = outcome.stall_us;
+    capture.outcome = std::move(outcome);
+    STRATA_TRY(m_record_image(*m, capture));
+    return api::CaptureResult { request.name, capture.outcome.stall_us };
+}
+
+} // namespace strata

@@ -1,0 +1,78 @@
+// VmmController: the VMM process's side of the REST API (api::VmController). It
+// holds the configuration until InstanceStart (Firecracker's pre-boot requests
+// build it up), creates the Machine on start, and afterwards forwards pause,
+// resume, Ctrl-Alt-Del, metrics and captures to the running Machine.
+//
+// The Machine runs on the process's main thread (run_until_exit); the API's worker
+// thread only creates it and then hands it over, so the main thread owns its
+// lifetime. Captures need the store; a VMM started on host files alone refuses them.
+// A machine-image capture records the image through `record_image`, supplied by
+// whoever knows the VM's identity (the `strata vmm --vm` command).
+// Threading: the api::VmController methods run on the API's worker thread;
+// run_until_exit and request_stop on the main thread (request_stop from any).
+#pragma once
+
+#include "vmm/api/controller.h"
+#include "vmm/capture.h"
+#include "vmm/machine.h"
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+namespace strata {
+
+struct MachineImageCapture {
+    api::MachineImageRequest request;
+    CaptureOutcome outcome;
+    std::string captured_at; // UTC, ISO 8601
+};
+
+class VmmController final : public api::VmController {
+public:
+    using RecordImage = std::function<Status(Machine&, MachineImageCapture const&)>;
+
+    // `configured` says the config is complete (a VM from the store), so start()
+    // may boot at once; otherwise the API builds it up first.
+    VmmController(std::string id, MachineConfig config, MachineIo io, RecordImage record_image = {});
+    ~VmmController() override;
+
+    // Boots now (for a VM whose configuration came with it).
+    [[nodiscard]] Status start();
+    // Waits for the Machine (started here or through the API) and runs it until the
+    // guest ends or request_stop(); returns nullopt if stopped before any start.
+    std::optional<MachineExit> run_until_exit();
+    void request_stop();
+
+    Result<api::InstanceInfo> instance_info() override;
+    Result<api::VmConfigView> vm_config() override;
+    Result<api::VmMetrics> metrics() override;
+    Status set_boot_source(api::BootSource const& source) override;
+    Status set_machine_config(api::MachineSettings const& settings) override;
+    Status put_drive(api::DriveConfig const& drive) override;
+    Status start_instance() override;
+    Status send_ctrl_alt_del() override;
+    Status pause() override;
+    Status resume() override;
+    Result<api::CaptureResult> snapshot_disks(api::SnapshotDisksRequest const& request) override;
+    Result<api::CaptureResult> create_machine_image(api::MachineImageRequest const& request) override;
+
+private:
+    Machine* running();
+
+    std::string m_id;
+    MachineConfig m_config;
+    MachineIo m_io;
+    RecordImage m_record_image;
+    std::mutex m_lock;
+    std::condition_variable m_cv;
+    std::unique_ptr<Machine> m_machine;
+    bool m_started { false };
+    bool m_stop { false };
+    std::optional<std::uint64_t> m_last_stall_us;
+};
+
+} // namespace strata
