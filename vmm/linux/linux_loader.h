@@ -23,6 +23,7 @@
 #include "vmm/linux/boot_params.h"
 #include "vmm/linux/decompress.h"
 #include "vmm/linux/x86_entry.h"
+#include "vmm/machine_config.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -34,11 +35,10 @@
 
 namespace strata::linux_boot {
 
-enum class BootProtocol {
-    Auto,    // bzImage/vmlinux: 64-bit entry; PVH-only ELF: PVH
-    Linux64, // insist on the 64-bit boot protocol
-    Pvh,     // insist on the PVH entry note (also inside a bzImage's payload)
-};
+// MachineConfig's enum (vmm/machine_config.h): Auto (bzImage/vmlinux: the 64-bit
+// entry; an ELF with only a PVH note: PVH), Linux64 (insist on the 64-bit boot
+// protocol), Pvh (insist on the PVH note, also inside a bzImage's payload).
+using BootProtocol = strata::BootProtocol;
 
 enum class KernelFormat {
     BzImage,
@@ -81,6 +81,11 @@ struct LinuxBootSetup {
 
 [[nodiscard]] Result<LinuxBootSetup> load_linux(GuestMemory const& mem, std::span<std::byte const> kernel_file,
     LinuxLoadOptions const& options);
+
+// The same, reading the kernel and the initrd (if any; options.initrd is ignored)
+// from files, with errors naming the file.
+[[nodiscard]] Result<LinuxBootSetup> load_linux_files(GuestMemory const& mem, std::filesystem::path const& kernel,
+    std::optional<std::filesystem::path> const& initrd, LinuxLoadOptions options);
 
 // Picks a page-aligned address for an initrd: as high as fits in a usable e820
 // range, with the whole initrd below `limit` (exclusive), at or above 1 MiB, and
