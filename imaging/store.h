@@ -68,6 +68,18 @@ struct ObjectDetails {
     std::vector<std::string> used_by; // "snapshot:x", "image:y", "disk:z" sharing its layers
 };
 
+// Copy helpers shared by import, export and `img convert`.
+// What any image open_image gives holds (qcow2 and strata know; raw files use
+// SEEK_DATA/SEEK_HOLE on path).
+[[nodiscard]] Result<BlockStatusFn> image_block_status(BlockBackend& backend, ImageFormat format, std::string const& path);
+[[nodiscard]] BlockStatusFn chain_block_status(Chain& chain);
+// Writes source into a new strata layer file at path (which must not exist),
+// storing only non-zero 4 KiB blocks; frozen (with its digest) if freeze.
+[[nodiscard]] Status copy_to_new_layer(CopySource const& source, std::string const& path, LayerId id, bool freeze,
+    ProgressFn const& progress = {});
+// Writes source into a sparse raw file at path (atomically replaced).
+[[nodiscard]] Status copy_to_raw(CopySource const& source, std::string const& path, ProgressFn const& progress = {});
+
 // Holds the store-wide OFD lock (shared or exclusive) until destroyed.
 class StoreLock {
 public:

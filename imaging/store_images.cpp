@@ -10,6 +10,7 @@
 #include "imaging/qcow2_writer.h"
 
 #include <cstring>
+#include <memory>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -98,7 +99,9 @@ private:
     std::uint64_t m_index { kNone };
 };
 
-BlockStatusFn chain_status(Chain& chain)
+} // namespace
+
+BlockStatusFn chain_block_status(Chain& chain)
 {
     return [&chain](std::uint64_t offset, std::uint64_t max) -> Result<RangeStatus> {
         auto l = chain.merged_map().lookup(offset / kBlockSize);
@@ -109,19 +112,81 @@ BlockStatusFn chain_status(Chain& chain)
     };
 }
 
-// The block status of any source open_image gives.
-BlockStatusFn status_for(BlockBackend& backend, ImageFormat format, int raw_fd, std::uint64_t raw_size)
+Result<BlockStatusFn> image_block_status(BlockBackend& backend, ImageFormat format, std::string const& path)
 {
     if (format == ImageFormat::Qcow2) {
         auto* q = dynamic_cast<Qcow2Reader*>(&backend);
-        return [q](std::uint64_t off, std::uint64_t max) { return q->block_status(off, max); };
+        if (q != nullptr)
+            return BlockStatusFn([q](std::uint64_t off, std::uint64_t max) { return q->block_status(off, max); });
     }
-    if (format == ImageFormat::Strata)
-        return chain_status(dynamic_cast<Chain&>(backend));
-    return [raw_fd, raw_size](std::uint64_t off, std::uint64_t max) { return file_block_status(raw_fd, raw_size, off, max); };
+    if (format == ImageFormat::Strata) {
+        auto* c = dynamic_cast<Chain*>(&backend);
+        if (c != nullptr)
+            return chain_block_status(*c);
+    }
+    auto fd = std::make_shared<Fd>(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat st {};
+    if (!fd->valid() || ::fstat(fd->get(), &st) != 0)
+        return errno_error("open '" + path + "'");
+    auto size = static_cast<std::uint64_t>(st.st_size);
+    return BlockStatusFn([fd, size](std::uint64_t off, std::uint64_t max) { return file_block_status(fd->get(), size, off, max); });
 }
 
-} // namespace
+// Copies the data ranges of source, in order, to put(offset, bytes).
+static Status copy_data(CopySource const& source, ProgressFn const& progress,
+    std::function<Status(std::uint64_t, std::span<std::byte const>)> const& put)
+{
+    std::uint64_t size = source.backend->size();
+    std::vector<std::byte> buf(4 << 20);
+    for (std::uint64_t pos = 0; pos < size;) {
+        std::uint64_t max = std::min<std::uint64_t>(buf.size(), size - pos);
+        RangeStatus range { RangeKind::Data, max };
+        if (source.status) {
+            STRATA_TRY(r, source.status(pos, max));
+            range = r;
+        }
+        std::uint64_t n = std::clamp<std::uint64_t>(range.length, 512, max) / 512 * 512;
+        if (range.kind == RangeKind::Data) {
+            auto part = std::span(buf).first(static_cast<std::size_t>(n));
+            STRATA_TRY(read_sync(*source.backend, pos, part));
+            STRATA_TRY(put(pos, part));
+        }
+        pos += n;
+        if (progress)
+            progress(pos, size);
+    }
+    return ok();
+}
+
+Status copy_to_new_layer(CopySource const& source, std::string const& path, LayerId id, bool freeze, ProgressFn const& progress)
+{
+    STRATA_TRY(engine, make_engine(EngineKind::Uring, 64));
+    STRATA_TRY(layer, Layer::create(path, source.backend->size(), id, *engine));
+    BlockAssembler out(*layer);
+    Status status = copy_data(source, progress, [&](std::uint64_t off, std::span<std::byte const> d) { return out.put(off, d); });
+    if (status)
+        status = out.flush();
+    if (status)
+        status = freeze ? layer->freeze(true) : layer->flush();
+    if (!status) {
+        layer.reset();
+        ::unlink(path.c_str());
+    }
+    return status;
+}
+
+Status copy_to_raw(CopySource const& source, std::string const& path, ProgressFn const& progress)
+{
+    STRATA_TRY(out, AtomicFile::create(path));
+    STRATA_TRY(copy_data(source, progress, [&](std::uint64_t off, std::span<std::byte const> d) -> Status {
+        if (is_zero(d))
+            return ok();
+        return pwrite_all(out.fd(), d, off);
+    }));
+    if (::ftruncate(out.fd(), static_cast<off_t>(source.backend->size())) != 0)
+        return errno_error("size '" + path + "'");
+    return out.commit();
+}
 
 Result<ObjectManifest> Store::create_image(std::string const& name, ObjectKind source_kind, std::string const& source)
 {
@@ -192,30 +257,12 @@ Result<std::vector<LayerId>> Store::import_into_layers(std::string const& file, 
         oo.cache = CacheMode::Writeback;
         oo.engine = EngineKind::Sync;
         STRATA_TRY(source, open_image(file, format, oo));
-        Fd raw_fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
-        struct stat st {};
-        if (!raw_fd.valid() || ::fstat(raw_fd.get(), &st) != 0)
-            return errno_error("open '" + file + "'");
-        auto status = status_for(*source, format, raw_fd.get(), static_cast<std::uint64_t>(st.st_size));
-        std::uint64_t size = source->size();
-        STRATA_TRY(layer, new_layer(size));
-        BlockAssembler out(*layer);
-        std::vector<std::byte> buf(4 << 20);
-        for (std::uint64_t pos = 0; pos < size;) {
-            STRATA_TRY(range, status(pos, std::min<std::uint64_t>(buf.size(), size - pos)));
-            std::uint64_t n = std::clamp<std::uint64_t>(range.length, 512, std::min<std::uint64_t>(buf.size(), size - pos));
-            n = std::max<std::uint64_t>(512, n / 512 * 512);
-            if (range.kind == RangeKind::Data) {
-                auto part = std::span(buf).first(static_cast<std::size_t>(n));
-                STRATA_TRY(read_sync(*source, pos, part));
-                STRATA_TRY(out.put(pos, part));
-            }
-            pos += n;
-            if (options.progress)
-                options.progress(pos, size);
-        }
-        STRATA_TRY(out.flush());
-        STRATA_TRY(layer->freeze(true));
+        STRATA_TRY(status, image_block_status(*source, format, file));
+        LayerId id = LayerId::random();
+        std::string path = m_root + "/tmp/" + id.to_string();
+        temps.paths.push_back(path);
+        ids.push_back(id);
+        STRATA_TRY(copy_to_new_layer(CopySource { source.get(), status }, path, id, true, options.progress));
     }
     temps.paths.clear(); // the caller moves the files into layers/ (tmp/ names are the IDs)
     return ids;
@@ -306,36 +353,18 @@ Status Store::export_image(std::string const& name, std::string const& file, Exp
             { "labels", m.labels }, { "created", m.created } });
     }
     STRATA_TRY(chain, Chain::open(paths, ChainOptions { CacheMode::Writeback, EngineKind::Sync, 32, true }));
+    CopySource source { chain.get(), chain_block_status(*chain) };
     if (options.format == ExportFormat::Qcow2)
-        return export_qcow2(CopySource { chain.get(), chain_status(*chain) }, file, {}, options.progress);
+        return export_qcow2(source, file, {}, options.progress);
     if (options.format == ExportFormat::Strata) {
         std::string tmp = file + ".strata-tmp";
         ::unlink(tmp.c_str());
-        STRATA_TRY(chain->flatten_to(tmp, LayerId::random(), true));
+        STRATA_TRY(copy_to_new_layer(source, tmp, LayerId::random(), true, options.progress));
         if (::rename(tmp.c_str(), file.c_str()) != 0)
             return errno_error("rename '" + tmp + "' to '" + file + "'");
         return fsync_parent_dir(file);
     }
-    // Raw: a sparse file; zero ranges are holes.
-    STRATA_TRY(out, AtomicFile::create(file));
-    auto status = chain_status(*chain);
-    std::vector<std::byte> buf(4 << 20);
-    for (std::uint64_t pos = 0; pos < m.size;) {
-        STRATA_TRY(range, status(pos, std::min<std::uint64_t>(buf.size(), m.size - pos)));
-        std::uint64_t n = range.length;
-        if (range.kind == RangeKind::Data) {
-            auto part = std::span(buf).first(static_cast<std::size_t>(n));
-            STRATA_TRY(read_sync(*chain, pos, part));
-            if (!is_zero(part))
-                STRATA_TRY(pwrite_all(out.fd(), part, pos));
-        }
-        pos += n;
-        if (options.progress)
-            options.progress(pos, m.size);
-    }
-    if (::ftruncate(out.fd(), static_cast<off_t>(m.size)) != 0)
-        return errno_error("size '" + file + "'");
-    return out.commit();
+    return copy_to_raw(source, file, options.progress);
 }
 
 } // namespace strata

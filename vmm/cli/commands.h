@@ -14,5 +14,8 @@ void register_run(CLI::App& app, int& exit_code);
 // `img create|info|check|map|resize|bench`; img_group() returns the `img` subcommand (creating it once) for other img verbs.
 void register_img(CLI::App& app, int& exit_code);
 CLI::App* img_group(CLI::App& app);
+// `disks`, `snapshots`, `images` (store_commands.cpp); `img convert|compare` (convert_commands.cpp).
+void register_store(CLI::App& app, int& exit_code);
+void register_convert(CLI::App& app, int& exit_code);
 
 } // namespace strata::cli

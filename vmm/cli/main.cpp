@@ -14,6 +14,8 @@ int main(int argc, char** argv)
     int exit_code = 0;
     strata::cli::register_run(app, exit_code);
     strata::cli::register_img(app, exit_code);
+    strata::cli::register_store(app, exit_code);
+    strata::cli::register_convert(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (CLI::CallForHelp const& e) {
