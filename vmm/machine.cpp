@@ -9,6 +9,9 @@
 #include "vmm/kvm.h"
 #include "vmm/layout.h"
 #include "vmm/loader/elf.h"
+#include "vmm/cpu_template.h"
+#include "vmm/linux/kernel_cache.h"
+#include "vmm/linux/linux_loader.h"
 #include "vmm/machine_disks.h"
 #include "vmm/loader/memory_map.h"
 #include "vmm/loader/pvh.h"
@@ -112,8 +115,11 @@ Status Machine::boot(MachineConfig const& config)
     STRATA_TRY(disks, MachineDisks::create(*m_vm, memory, m_pio, m_mmio, config.disks, config.transport, cmdline));
     m_disks = std::move(disks);
 
-    if (config.firmware.empty())
-        return make_error(ErrorKind::Unsupported, "--kernel is not supported yet");
+    STRATA_TRY(cpuid, m_kvm->supported_cpuid());
+    apply_cpu_template(config.cpu_template, cpuid);
+
+    if (!config.kernel.empty())
+        return boot_linux(config, cmdline, rsdp, cpuid);
 
     STRATA_TRY(file, read_file(config.firmware, "firmware", max_boot_file));
     auto image = parse_elf(file);
@@ -137,13 +143,43 @@ Status Machine::boot(MachineConfig const& config)
     }
     STRATA_TRY(start_info, write_pvh_start_info(memory, info));
 
-    STRATA_TRY(cpuid, m_kvm->supported_cpuid());
     for (std::uint32_t i = 0; i < config.vcpus; ++i) {
         STRATA_TRY(vcpu, Vcpu::create(*m_vm, i));
         STRATA_TRY(vcpu->set_cpuid(cpuid, config.vcpus));
         STRATA_TRY(vcpu->setup_lapic());
         if (i == 0)
             STRATA_TRY(vcpu->setup_pvh_entry(*image.value().pvh_entry, start_info));
+        m_vcpus.push_back(std::move(vcpu));
+    }
+    return ok();
+}
+
+Status Machine::boot_linux(MachineConfig const& config, std::string const& cmdline, std::uint64_t rsdp, std::vector<kvm_cpuid_entry2> const& cpuid)
+{
+    linux_boot::LinuxLoadOptions options;
+    options.cmdline = cmdline;
+    options.protocol = config.boot_protocol;
+    options.rsdp_addr = rsdp;
+    options.cache_dir = linux_boot::default_kernel_cache_dir();
+    std::optional<std::filesystem::path> initrd;
+    if (!config.initrd.empty())
+        initrd = config.initrd;
+    STRATA_TRY(setup, linux_boot::load_linux_files(m_ram->memory(), config.kernel, initrd, options));
+    if (!setup.cache_note.empty())
+        std::fprintf(stderr, "strata: kernel cache: %s\n", setup.cache_note.c_str());
+    for (std::uint32_t i = 0; i < config.vcpus; ++i) {
+        STRATA_TRY(vcpu, Vcpu::create(*m_vm, i));
+        STRATA_TRY(vcpu->set_cpuid(cpuid, config.vcpus));
+        STRATA_TRY(vcpu->setup_lapic());
+        if (i == 0) {
+            STRATA_TRY(regs, vcpu->get_regs());
+            STRATA_TRY(sregs, vcpu->get_sregs());
+            kvm_regs r = regs;
+            kvm_sregs s = sregs;
+            linux_boot::apply_entry_state(setup.entry, r, s);
+            STRATA_TRY(vcpu->set_sregs(s));
+            STRATA_TRY(vcpu->set_regs(r));
+        }
         m_vcpus.push_back(std::move(vcpu));
     }
     return ok();

@@ -26,6 +26,7 @@
 #include <vector>
 
 struct kvm_run;
+struct kvm_cpuid_entry2;
 
 namespace strata {
 
@@ -83,6 +84,8 @@ public:
 private:
     Machine();
     [[nodiscard]] Status boot(MachineConfig const& config);
+    [[nodiscard]] Status boot_linux(MachineConfig const& config, std::string const& cmdline, std::uint64_t rsdp,
+        std::vector<kvm_cpuid_entry2> const& cpuid);
     void vcpu_loop(Vcpu& vcpu);
     void input_loop();
     // Records the first exit reason and wakes run(); later ones are ignored.
