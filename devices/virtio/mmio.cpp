@@ -58,6 +58,12 @@ Result<std::unique_ptr<MmioTransport>> MmioTransport::create(VirtioDevice& devic
     return t;
 }
 
+MmioTransport::~MmioTransport()
+{
+    if (m_state)
+        m_state->device().reset();
+}
+
 void MmioTransport::read(std::uint64_t offset, std::span<std::byte> data)
 {
     std::lock_guard lock(m_mutex);

@@ -45,6 +45,10 @@ public:
     [[nodiscard]] static Result<std::unique_ptr<MmioTransport>> create(VirtioDevice& device, GuestMemory const& mem,
         InterruptLine& interrupt, std::uint64_t base, std::uint32_t irq);
 
+    // Resets the device (stopping its I/O thread, which calls back into the
+    // transport), so the VMM must destroy the transport before the device.
+    ~MmioTransport() override;
+
     void read(std::uint64_t offset, std::span<std::byte> data) override;
     void write(std::uint64_t offset, std::span<std::byte const> data) override;
 

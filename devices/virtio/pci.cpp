@@ -104,6 +104,12 @@ void PciTransport::build_config_space(std::uint64_t bar_address)
     });
 }
 
+PciTransport::~PciTransport()
+{
+    if (m_state)
+        m_state->device().reset();
+}
+
 void PciTransport::set_relocation_handler(std::function<void(std::uint64_t, std::uint64_t)> handler)
 {
     std::lock_guard lock(m_mutex);

@@ -56,6 +56,10 @@ public:
     [[nodiscard]] static Result<std::unique_ptr<PciTransport>> create(VirtioDevice& device, GuestMemory const& mem,
         MsiSink& msi, std::uint64_t bar_address, InterruptLine* intx = nullptr);
 
+    // Resets the device (stopping its I/O thread, which calls back into the
+    // transport), so the VMM must destroy the transport before the device.
+    ~PciTransport() override;
+
     // PciDevice: configuration space.
     void config_read(std::uint64_t offset, std::span<std::byte> data) override;
     void config_write(std::uint64_t offset, std::span<std::byte const> data) override;

@@ -63,12 +63,8 @@ Result<Virtqueue> Virtqueue::create(GuestMemory const& mem, QueueConfig const& c
     q.m_event_idx = (features & feature::RingEventIdx) != 0;
     q.m_avail = avail.value();
     q.m_used = used.value();
-    // A queue starts where the rings say: a freshly initialized ring has both
-    // indices at zero, and adopting the used index keeps us consistent with it.
-    q.m_used_idx = ring_word(q.m_used, RingIdx).load(std::memory_order_acquire);
-    q.m_signalled_used = q.m_used_idx;
-    q.m_next_avail = q.m_used_idx;
-    q.m_avail_idx = q.m_next_avail;
+    // A queue starts at index 0 on both rings after every reset (§2.7.13.1), whatever
+    // stale values the ring memory holds.
     return q;
 }
 
