@@ -30,7 +30,7 @@ MILESTONES = [
 QEMU_MINIMAL_CPU = "max,-arch-capabilities," + ",".join("-" + f for f in [
     "cx16", "xsave", "xsaveopt", "xsavec", "xsaves", "avx", "avx2", "fma", "f16c",
     "avx512f", "avx512dq", "avx512ifma", "avx512pf", "avx512er", "avx512cd", "avx512bw",
-    "avx512vl", "avx512vbmi", "avx512vbmi2", "avx512-vnni", "avx512bitalg",
+    "avx512vl", "avx512vbmi", "avx512vbmi2", "avx512vnni", "avx512bitalg", "avx512-vp2intersect",
     "avx512-vpopcntdq", "avx512-4vnniw", "avx512-4fmaps", "avx512-bf16", "avx512-fp16",
     "amx-tile", "amx-int8", "amx-bf16", "avx-vnni", "pku", "vaes", "vpclmulqdq", "mpx",
     "xop", "fma4",
@@ -149,6 +149,8 @@ def watch(cmd, timeout, label, console_log=None):
             out.close()
     log("%s: stopped (%s) after %.1f s; reached %d of %d milestones" %
         (label, stop_reason, time.monotonic() - start, len(reached), len(MILESTONES)))
+    if stop_reason != "all milestones":
+        log("%s: last console lines:\n  %s" % (label, "\n  ".join(tail[-8:])))
     return reached, proc.returncode, tail
 
 
