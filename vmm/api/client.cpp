@@ -128,13 +128,15 @@ Result<ApiResponse> api_request(std::string const& socket_path, std::string_view
     if (method.empty() || target.empty() || has_line_break_or_space(method) || has_line_break_or_space(target))
         return make_error(ErrorKind::Usage, "an API method and target must be non-empty and contain no spaces or line breaks");
     auto const deadline = Clock::now() + timeout;
-    STRATA_TRY(fd, connect_unix(socket_path));
 
+    // The request is built before connecting, so that a large body does not eat
+    // into the server's read timeout.
     std::string request;
     request.append(method).append(" ").append(target).append(" HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nAccept: application/json\r\n");
     if (!json_body.empty())
         request.append("Content-Type: application/json\r\nContent-Length: ").append(std::to_string(json_body.size())).append("\r\n");
     request.append("\r\n").append(json_body);
+    STRATA_TRY(fd, connect_unix(socket_path));
 
     // A send failure may just mean the server refused the request early (413) and
     // closed; its reply is still readable, so read before reporting the send error.
