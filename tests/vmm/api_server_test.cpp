@@ -227,6 +227,20 @@ TEST_CASE("keep-alive serves several requests on one connection; HTTP/1.0 closes
     CHECK(reply.starts_with("HTTP/1.0 200 OK"));
 }
 
+TEST_CASE("Expect: 100-continue is answered before the body is sent")
+{
+    Fixture f;
+    Fd fd = connect_raw(f.path);
+    std::string const body = R"({"snapshot_name": "s"})";
+    send_raw(fd.get(), "PUT /snapshot/disks HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n");
+    auto interim = receive_raw(fd.get(), 1s);
+    CHECK(interim == "HTTP/1.1 100 Continue\r\n\r\n");
+    send_raw(fd.get(), body);
+    auto reply = receive_raw(fd.get(), 500ms);
+    CHECK(reply.starts_with("HTTP/1.1 400")); // Not started: the request was read whole and judged
+    CHECK(reply.find("before starting the microVM") != std::string::npos);
+}
+
 TEST_CASE("malformed, truncated and oversized requests get 4xx or a close, and the server keeps serving")
 {
     ServerOptions options;

@@ -90,11 +90,38 @@ public:
         m_parser->header_limit(static_cast<std::uint32_t>(m_server.options.max_header_bytes));
         m_parser->body_limit(m_server.options.max_body_bytes);
         m_stream.expires_after(m_server.options.read_timeout);
-        http::async_read(m_stream, m_buffer, *m_parser,
-            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+        http::async_read_header(m_stream, m_buffer, *m_parser,
+            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_header(ec); });
     }
 
 private:
+    // The header is in (and passed its size limit, and a Content-Length over the
+    // body limit has already failed). A client that waits for "100 Continue"
+    // before sending its body (curl does for larger bodies) gets it now.
+    void on_header(beast::error_code ec)
+    {
+        if (ec) {
+            on_read(ec);
+            return;
+        }
+        auto const read_body = [self = shared_from_this()] {
+            http::async_read(self->m_stream, self->m_buffer, *self->m_parser,
+                [self](beast::error_code read_ec, std::size_t) { self->on_read(read_ec); });
+        };
+        if (!beast::iequals(m_parser->get()[http::field::expect], "100-continue")) {
+            read_body();
+            return;
+        }
+        m_continue.emplace(http::status::continue_, 11);
+        http::async_write(m_stream, *m_continue, [self = shared_from_this(), read_body](beast::error_code write_ec, std::size_t) {
+            if (write_ec) {
+                self->close();
+                return;
+            }
+            read_body();
+        });
+    }
+
     void on_read(beast::error_code ec)
     {
         if (ec == http::error::end_of_stream || ec == asio::error::eof || ec == beast::error::timeout
@@ -170,6 +197,7 @@ private:
     beast::flat_buffer m_buffer;
     std::optional<http::request_parser<http::string_body>> m_parser;
     std::optional<http::response<http::string_body>> m_response;
+    std::optional<http::response<http::empty_body>> m_continue;
 };
 
 void ApiServer::Impl::accept()

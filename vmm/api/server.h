@@ -10,8 +10,7 @@
 // is closed without a reply, which bounds both idle and slow (slowloris) clients; at
 // most max_connections are open, more are closed at once. No error from a client
 // stops the server or the VM.
-// Not implemented: "Expect: 100-continue" is not answered, so a client that waits
-// for it (curl, for bodies over 1 KiB) sends its body after its own timeout.
+// "Expect: 100-continue" is answered once the header has passed its checks.
 //
 // Threading: two private threads. The I/O thread runs an io_context with every
 // socket; the worker thread runs the VmController calls one at a time, in the order
