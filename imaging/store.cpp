@@ -3,6 +3,7 @@
 #include "imaging/store.h"
 
 #include "base/fd.h"
+#include "imaging/machine_image.h"
 
 #include <algorithm>
 #include <dirent.h>
@@ -227,6 +228,9 @@ Result<GcReport> Store::gc_locked()
             for (auto const& id : m.layers)
                 used.insert(id.to_string());
     }
+    // Machine images (machine_image.h) name layers too.
+    STRATA_TRY(image_layers, machine_image_layer_refs(m_root));
+    used.insert(image_layers.begin(), image_layers.end());
     GcReport report;
     std::string dir = m_root + "/layers";
     std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);

@@ -2,6 +2,8 @@
 // resize, open) and the record of a snapshot frozen inside a running VMM.
 #include "imaging/store.h"
 
+#include "imaging/machine_image.h"
+
 #include <set>
 #include <unistd.h>
 
@@ -166,6 +168,10 @@ Status Store::commit_disk(std::string const& disk)
                             + std::string(kind_name(k)) + " '" + other.name + "'");
         }
     }
+    // Commit rewrites the parent: a machine image's layer must not change either.
+    STRATA_TRY(image_layers, machine_image_layer_refs(m_root));
+    if (image_layers.count(parent))
+        return make_error(ErrorKind::Busy, "cannot commit disk '" + disk + "': its layer " + parent + " is also used by a machine image");
     std::vector<std::string> paths;
     for (auto const& id : d.layers)
         paths.push_back(layer_path(id));

@@ -1,0 +1,262 @@
+// Machine images as portable archives (imaging/ARCHIVE.md): export and import.
+#include "imaging/machine_image_store.h"
+
+#include "imaging/archive_reader.h"
+#include "imaging/archive_writer.h"
+#include "imaging/artifacts.h"
+#include "imaging/layer.h"
+#include "imaging/store.h"
+
+#include <cstring>
+#include <unistd.h>
+
+namespace strata {
+
+namespace {
+
+// One layer's own content for the archive writer.
+LayerInput layer_input(Layer* l)
+{
+    LayerInput in;
+    in.id = l->id().to_string();
+    in.size = l->size();
+    in.status = [l](std::uint64_t off, std::uint64_t max) -> Result<LayerRange> {
+        auto look = l->map().lookup(off / kBlockSize);
+        // Runs can reach far past max (an unmapped tail): avoid overflowing the product.
+        std::uint64_t run = look.run > (max >> kBlockShift) + 1 ? max : look.run * kBlockSize - off % kBlockSize;
+        auto kind = mapval::kind(look.value);
+        LayerRangeKind k = kind == MapKind::Data ? LayerRangeKind::Data : kind == MapKind::Zero ? LayerRangeKind::Zero : LayerRangeKind::Unmapped;
+        return LayerRange { k, std::max<std::uint64_t>(1, std::min(max, run)) };
+    };
+    in.read = [l](std::uint64_t off, std::span<std::byte> out) -> Status {
+        for (std::size_t done = 0; done < out.size();) {
+            auto look = l->map().lookup((off + done) / kBlockSize);
+            std::uint64_t in_block = (off + done) % kBlockSize;
+            std::uint64_t left = out.size() - done;
+            std::uint64_t run = look.run > (left >> kBlockShift) + 1 ? left : look.run * kBlockSize - in_block;
+            auto n = static_cast<std::size_t>(std::min(left, run));
+            if (mapval::kind(look.value) == MapKind::Data)
+                STRATA_TRY(pread_all(l->fd(), out.subspan(done, n), mapval::offset(look.value) + in_block));
+            else
+                std::memset(out.data() + done, 0, n);
+            done += n;
+        }
+        return ok();
+    };
+    return in;
+}
+
+// Rebuilds one archived layer in a new layer file. Data arrives in increasing
+// offsets; partial 4 KiB blocks are padded with zeros. In every layer but the
+// bottom one an all-zero block inside a data chunk must still hide the layers
+// below, so it is recorded as a zero block rather than skipped.
+class LayerBuilder {
+public:
+    LayerBuilder(Layer& layer, bool bottom)
+        : m_layer(layer)
+        , m_bottom(bottom)
+        , m_block(kBlockSize)
+    {
+    }
+
+    Status zero(std::uint64_t off, std::uint64_t len)
+    {
+        std::uint64_t first = (off + kBlockSize - 1) / kBlockSize, end = (off + len) / kBlockSize;
+        if (end > first && !m_bottom)
+            m_layer.set_zero(first, end - first);
+        return ok();
+    }
+
+    Status data(std::uint64_t off, std::span<std::byte const> bytes)
+    {
+        while (!bytes.empty()) {
+            std::uint64_t b = off / kBlockSize;
+            auto in = static_cast<std::size_t>(off % kBlockSize);
+            if (b != m_index) {
+                STRATA_TRY(flush());
+                m_index = b;
+                std::memset(m_block.data(), 0, m_block.size());
+            }
+            std::size_t n = std::min<std::size_t>(kBlockSize - in, bytes.size());
+            std::memcpy(m_block.data() + in, bytes.data(), n);
+            bytes = bytes.subspan(n);
+            off += n;
+        }
+        return ok();
+    }
+
+    Status flush()
+    {
+        if (m_index == kNone)
+            return ok();
+        std::uint64_t b = m_index;
+        m_index = kNone;
+        if (b * kBlockSize >= m_layer.size())
+            return make_error(ErrorKind::BadInput, "archive: data beyond the layer's size");
+        if (is_zero(m_block)) {
+            if (!m_bottom)
+                m_layer.set_zero(b, 1);
+            return ok();
+        }
+        return m_layer.write_blocks(b, m_block);
+    }
+
+private:
+    static constexpr std::uint64_t kNone = ~0ULL;
+    Layer& m_layer;
+    bool m_bottom;
+    std::vector<std::byte> m_block;
+    std::uint64_t m_index { kNone };
+};
+
+// Layer files written under tmp/ by an import; removed unless kept.
+struct TempFiles {
+    std::vector<std::string> paths;
+    ~TempFiles()
+    {
+        for (auto const& p : paths)
+            ::unlink(p.c_str());
+    }
+};
+
+} // namespace
+
+Status export_machine_image(Store& store, std::string const& name, std::string const& file, int level, ProgressFn const& progress)
+{
+    STRATA_TRY(ensure_record_dirs(store.root()));
+    MachineImageRecord m;
+    std::vector<std::pair<std::string, std::vector<std::byte>>> blobs;
+    STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+    std::vector<std::vector<std::unique_ptr<Layer>>> opened;
+    {
+        // Open every layer under the lock: once open, a concurrent delete and
+        // collection cannot take the data away from the export.
+        STRATA_TRY(held, RecordLock::take(store.root(), false));
+        STRATA_TRY(record, load_machine_image(held, name));
+        m = record;
+        for (auto const& digest : boot_digests(m.spec.boot)) {
+            STRATA_TRY(bytes, read_artifact(held, digest));
+            blobs.emplace_back("artifact-" + digest, std::move(bytes));
+        }
+        for (auto const& d : m.disks) {
+            std::vector<std::unique_ptr<Layer>> layers;
+            for (auto const& id : d.layers) {
+                STRATA_TRY(l, Layer::open(store.layer_path(id), LayerOpen::ReadOnly, *engine, LayerOptions { .cache = CacheMode::Writeback }));
+                layers.push_back(std::move(l));
+            }
+            opened.push_back(std::move(layers));
+        }
+    }
+    STRATA_TRY(writer, ArchiveWriter::create(file, ArchiveOptions { level, 4 << 20, 0 }));
+    for (std::size_t i = 0; i < m.disks.size(); ++i) {
+        if (m.disks[i].scratch)
+            continue;
+        std::vector<LayerInput> inputs;
+        for (auto const& l : opened[i])
+            inputs.push_back(layer_input(l.get()));
+        STRATA_TRY(writer->add_disk("disk-" + m.disks[i].id, inputs, progress));
+    }
+    for (auto const& [blob_name, bytes] : blobs)
+        STRATA_TRY(writer->add_blob(blob_name, bytes));
+    return writer->finish(nlohmann::json { { "kind", "machine-image" }, { "name", m.name }, { "record", machine_image_json(m) } });
+}
+
+Result<MachineImageRecord> import_machine_image(Store& store, std::string const& name, std::string const& file, ProgressFn const& progress)
+{
+    STRATA_TRY(check_object_name(name));
+    STRATA_TRY(ensure_record_dirs(store.root()));
+    {
+        STRATA_TRY(held, RecordLock::take(store.root(), false));
+        if (read_record(held.root(), RecordKind::MachineImage, name))
+            return make_error(ErrorKind::Exists, "a machine-image named '" + name + "' already exists");
+    }
+    STRATA_TRY(reader, ArchiveReader::open(file));
+    STRATA_TRY(reader->verify(progress));
+    auto const& meta = reader->manifest().metadata;
+    if (!meta.is_object() || meta.value("kind", "") != "machine-image" || !meta.contains("record"))
+        return make_error(ErrorKind::BadInput, "archive '" + file + "' does not hold a machine image");
+    auto parsed = parse_machine_image_json(meta["record"]);
+    if (!parsed)
+        return parsed.error().context("archive '" + file + "'");
+    MachineImageRecord m = parsed.value();
+    m.name = name;
+    m.source = "import";
+
+    // Everything is read and checked into tmp/ first (no lock: a long copy).
+    TempFiles temps;
+    STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+    for (auto& d : m.disks) {
+        if (d.scratch)
+            continue;
+        auto const* entry = reader->find("disk-" + d.id);
+        if (entry == nullptr || entry->type != archive::EntryType::Disk)
+            return make_error(ErrorKind::BadInput, "archive '" + file + "' lacks the disk 'disk-" + d.id + "'");
+        if (entry->size != d.size)
+            return make_error(ErrorKind::BadInput, "archive '" + file + "': disk '" + d.id + "' has the wrong size");
+        d.layers.clear();
+        for (std::size_t i = 0; i < entry->layers.size(); ++i) {
+            auto const& rec = entry->layers[i];
+            LayerId id = LayerId::random();
+            std::string path = store.root() + "/tmp/" + id.to_string();
+            temps.paths.push_back(path);
+            STRATA_TRY(layer, Layer::create(path, rec.size, id, *engine, LayerOptions { .cache = CacheMode::Writeback }));
+            LayerBuilder out(*layer, i == 0);
+            STRATA_TRY(reader->read_layer(
+                rec, [&](std::uint64_t off, std::span<std::byte const> data) { return out.data(off, data); },
+                [&](std::uint64_t off, std::uint64_t len) { return out.zero(off, len); }));
+            STRATA_TRY(out.flush());
+            STRATA_TRY(layer->freeze(true));
+            d.layers.push_back(id);
+        }
+        d.layer_name.clear(); // named afresh in this store
+    }
+    std::vector<std::pair<std::string, std::vector<std::byte>>> blobs;
+    for (auto const& digest : boot_digests(m.spec.boot)) {
+        auto const* entry = reader->find("artifact-" + digest);
+        if (entry == nullptr || entry->type != archive::EntryType::Blob)
+            return make_error(ErrorKind::BadInput, "archive '" + file + "' lacks the boot artifact " + digest.substr(0, 12));
+        std::vector<std::byte> bytes(static_cast<std::size_t>(entry->size));
+        STRATA_TRY(reader->read_blob(*entry, [&](std::uint64_t off, std::span<std::byte const> data) -> Status {
+            if (off > bytes.size() || data.size() > bytes.size() - off)
+                return make_error(ErrorKind::BadInput, "archive: blob data out of range");
+            std::memcpy(bytes.data() + off, data.data(), data.size());
+            return ok();
+        }));
+        blobs.emplace_back(digest, std::move(bytes));
+    }
+
+    // Into the store under the exclusive lock: layers, artifacts, then the record.
+    STRATA_TRY(held, RecordLock::take(store.root(), true));
+    std::vector<std::string> moved;
+    auto undo = [&] {
+        for (auto const& p : moved)
+            ::unlink(p.c_str());
+    };
+    for (auto const& d : m.disks)
+        for (auto const& id : d.layers) {
+            std::string to = store.layer_path(id);
+            if (::rename((store.root() + "/tmp/" + id.to_string()).c_str(), to.c_str()) != 0) {
+                undo();
+                return errno_error("move an imported layer into the store");
+            }
+            moved.push_back(to);
+        }
+    temps.paths.clear();
+    if (!moved.empty())
+        STRATA_TRY(fsync_parent_dir(moved.front()));
+    for (auto const& [digest, bytes] : blobs) {
+        if (auto put = put_artifact_bytes(held, bytes, digest); !put) {
+            undo();
+            return put.error();
+        }
+    }
+    m.created = m.created.empty() ? utc_now() : m.created;
+    if (auto recorded = record_machine_image(held, m); !recorded) {
+        undo();
+        (void)gc_artifacts(held);
+        return recorded.error();
+    }
+    return load_machine_image(held, name);
+}
+
+} // namespace strata
