@@ -17,5 +17,9 @@ CLI::App* img_group(CLI::App& app);
 // `disks`, `snapshots`, `images` (store_commands.cpp); `img convert|compare` (convert_commands.cpp).
 void register_store(CLI::App& app, int& exit_code);
 void register_convert(CLI::App& app, int& exit_code);
+// `vms` (vm_commands.cpp), `instance-templates` (template_commands.cpp), `machine-images` (machine_image_commands.cpp).
+void register_vms(CLI::App& app, int& exit_code);
+void register_templates(CLI::App& app, int& exit_code);
+void register_machine_images(CLI::App& app, int& exit_code);
 
 } // namespace strata::cli

@@ -1,0 +1,41 @@
+// The VMM's side of VM records (imaging/vm_record.h) and machine images
+// (imaging/machine_image.h): turning a VM record into the MachineConfig the
+// Machine is built from (boot artifacts resolved to their files in the store),
+// and a live capture (vmm/capture.h, through VmmController) into a machine image
+// record written with record_machine_image.
+//
+// What `strata vmm --vm NAME` does with it:
+//   auto store = Store::open(Store::default_root());
+//   auto vm = load_vm(*store, name);                       // imaging/vm_record.h
+//   auto config = machine_config_for(*store, vm);          // this header
+//   VmmController controller(name, config, io,
+//       [&](Machine&, MachineImageCapture const& c) { return record_vm_capture(*store, vm, c); });
+//
+// Threading: pure functions; record_vm_capture takes the store's lock itself and
+// runs on whichever thread captures (the API's worker thread).
+#pragma once
+
+#include "imaging/machine_image.h"
+#include "imaging/vm_record.h"
+#include "vmm/machine_config.h"
+#include "vmm/vmm_controller.h"
+
+namespace strata {
+
+class Store;
+
+// The MachineConfig of a VM record: firmware/kernel/initrd are the artifact
+// files (artifacts/<digest>), disks are the record's store disks. Fails with
+// NotFound when an artifact is missing.
+[[nodiscard]] Result<MachineConfig> machine_config_for(Store const& store, VmRecord const& vm);
+
+// The machine image record of a live capture of vm: the VM's spec, mapping,
+// labels and metadata, each captured disk's frozen layers (disk sizes from the
+// store), the request's name, description and labels, the capture time and stall.
+[[nodiscard]] Result<MachineImageRecord> machine_image_from_capture(Store& store, VmRecord const& vm, MachineImageCapture const& capture);
+
+// machine_image_from_capture, then record_machine_image: the RecordImage callback
+// of VmmController for a VM from the store.
+[[nodiscard]] Status record_vm_capture(Store& store, VmRecord const& vm, MachineImageCapture const& capture);
+
+} // namespace strata
