@@ -10,7 +10,9 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <unistd.h>
 
 namespace strata::cli {
 
@@ -119,10 +121,18 @@ int delete_vm_command(std::string const& name, bool stop, unsigned timeout)
             if (auto gc = gc_artifacts(held.value()); !gc)
                 return vm_fail(gc.error());
         }
+        // The runtime folder (logs of past runs) goes with the VM.
+        std::error_code ec;
+        std::filesystem::remove_all(vm_runtime(s, name).paths.dir, ec);
         for (auto const& d : vm.value().disks) {
             if (!d.owned)
                 continue;
             auto st = s.remove(ObjectKind::Disk, d.disk);
+            // A VMM that just ended may still be releasing its disks' locks.
+            for (int i = 0; i < 50 && !st && st.error().kind == ErrorKind::Busy; ++i) {
+                ::usleep(100'000);
+                st = s.remove(ObjectKind::Disk, d.disk);
+            }
             if (!st && st.error().kind != ErrorKind::NotFound)
                 return vm_fail(st.error());
         }

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <csignal>
 #include <fcntl.h>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <poll.h>
@@ -60,8 +61,17 @@ bool is_vmm(pid_t pid, std::string const& vm)
     if (!std::getline(stat, line))
         return false;
     auto close = line.rfind(')');
-    if (close == std::string::npos || close + 2 >= line.size() || line[close + 2] == 'Z' || line[close + 2] == 'X')
+    if (close == std::string::npos || close + 2 >= line.size())
         return false;
+    if (line[close + 2] == 'Z' || line[close + 2] == 'X') {
+        // A zombie main thread: the process is gone once no other thread of it
+        // remains (they may still hold its disks' locks while they finish).
+        std::error_code ec;
+        auto tasks = std::distance(std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec),
+            std::filesystem::directory_iterator());
+        // Its command line is gone with the main thread; the pid file named it.
+        return !ec && tasks > 1;
+    }
     std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
     std::string all((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
     std::vector<std::string> args;
