@@ -4,16 +4,21 @@
 // O(1) VMs from an image, atomicity when a capture is cut short, and the archive
 // round trip into a second store (with a corrupted copy that imports nothing).
 #include "imaging/artifacts.h"
+#include "imaging/layer.h"
 #include "imaging/machine_image_store.h"
 #include "imaging/store.h"
 #include "imaging/template_record.h"
 #include "tests/imaging/store_test_util.h"
 
 #include <algorithm>
+#include <chrono>
 #include <dirent.h>
 #include <fstream>
 #include <set>
+#include <csignal>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace strata;
 using strata::test::TempDir;
@@ -465,4 +470,70 @@ TEST_CASE("export and import into another store; a corrupted archive imports not
     CHECK(read_block(*b, "copy-disk-data", 4096) == '\0');
     CHECK(read_block(*b, "copy-disk-data", 8192) == 'D');
     CHECK(read_block(*b, "copy-disk-tmp", 0) == '\0');
+}
+
+TEST_CASE("kill -9 during a stopped VM's capture: the image is absent or complete, GC still works")
+{
+    TempDir dir;
+    auto store = open_store(dir / "home");
+    VmRecord vm = make_vm(*store, dir);
+    write_block(*store, "vm-data", 0, 'A');
+    // How long one capture takes here, so the kills spread over all of it.
+    auto t0 = std::chrono::steady_clock::now();
+    capture(*store, vm, "timing");
+    auto span_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
+    unsigned complete = 0, absent = 0, frozen_top = 0;
+    unsigned const runs = 30;
+    for (unsigned i = 0; i < runs; ++i) {
+        std::string name = "k" + std::to_string(i);
+        pid_t pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            auto s = Store::open(dir / "home");
+            MachineImageRecord m;
+            m.name = name;
+            bool done = s && capture_stopped_vm(*s.value(), vm, m);
+            ::_exit(done ? 0 : 1);
+        }
+        // From "before anything" to "long done" (process start-up included).
+        ::usleep(static_cast<useconds_t>(span_us * 3 * i / runs));
+        ::kill(pid, SIGKILL);
+        int status = 0;
+        REQUIRE(::waitpid(pid, &status, 0) == pid);
+        {
+            auto held = RecordLock::take(store->root(), false);
+            REQUIRE(held);
+            auto names = record_names(store->root(), RecordKind::MachineImage);
+            REQUIRE(names);
+            bool present = std::find(names.value().begin(), names.value().end(), name) != names.value().end();
+            if (present) {
+                // Complete: it parses and every layer it names is in the store.
+                auto m = load_machine_image(held.value(), name);
+                REQUIRE_MESSAGE(m, (m ? "" : m.error().message));
+                for (auto const& d : m.value().disks)
+                    for (auto const& id : d.layers)
+                        CHECK(::access(store->layer_path(id).c_str(), F_OK) == 0);
+                ++complete;
+            } else {
+                ++absent;
+            }
+        }
+        REQUIRE(store->gc());
+        // The disk must open writable again. A kill between freezing the top and
+        // recording the new one leaves a frozen top; the store's recovery (not
+        // this module's) must handle that: count it, and repair by hand here.
+        auto chain = store->open_disk("vm-data", ChainOptions { CacheMode::Writeback, EngineKind::Sync, 8, false });
+        if (!chain) {
+            ++frozen_top;
+            auto m = store->get(ObjectKind::Disk, "vm-data");
+            REQUIRE(m);
+            LayerId top = LayerId::random();
+            auto engine = make_engine(EngineKind::Sync, 8);
+            REQUIRE(engine);
+            REQUIRE(Layer::create(store->layer_path(top), m.value().size, top, *engine.value()));
+            REQUIRE(store->record_push("vm-data", top, ""));
+        }
+    }
+    MESSAGE("capture takes ", span_us, " us; complete ", complete, ", absent ", absent, ", frozen top left by the kill ", frozen_top);
+    CHECK(read_block(*store, "vm-data", 0) == 'A');
 }
