@@ -202,7 +202,7 @@ TEST_CASE("vms: create, start, describe, console, stop and delete an echo VM")
     CHECK(fs::is_empty(home.path / "artifacts"));
 }
 
-TEST_CASE("vms create: from an image and a template; bad input is refused with the right code")
+TEST_CASE("vms create: from an image and a template, and bad input is refused with the right code")
 {
     Home home;
     home.run({ "disks", "create", "base", "--size", "4M" });
