@@ -21,8 +21,8 @@ static Result<LayerId> create_layer(Store const& store, std::uint64_t size)
 {
     LayerId id = LayerId::random();
     STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
-    STRATA_TRY(layer, Layer::create(store.layer_path(id), size, id, *engine));
-    STRATA_TRY(layer->flush());
+    // Layer::create makes the new file durable (file and directory) before returning.
+    STRATA_TRY(Layer::create(store.layer_path(id), size, id, *engine));
     return id;
 }
 

@@ -10,7 +10,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <unistd.h>
 
@@ -39,16 +41,23 @@ ProgressFn terminal_progress(std::string const& what)
     };
 }
 
-// Runs fn with the store; its int is the exit code.
+// Runs fn with the store; its int is the exit code. With STRATA_TIMING set in
+// the environment, prints how long the operation took inside the process
+// (bench/imaging uses it to time snapshots and clones without process startup).
 template<typename F>
 void with_store(int& exit_code, F&& fn)
 {
+    auto start = std::chrono::steady_clock::now();
     auto store = Store::open(Store::default_root());
     if (!store) {
         exit_code = fail(store.error());
         return;
     }
     exit_code = fn(*store.value());
+    if (::getenv("STRATA_TIMING") != nullptr) {
+        auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count();
+        std::fprintf(stderr, "strata-timing-us %lld\n", static_cast<long long>(us));
+    }
 }
 
 void print_list(std::vector<ObjectManifest> const& all, bool json)
