@@ -11,6 +11,8 @@ class App;
 namespace strata::cli {
 
 void register_run(CLI::App& app, int& exit_code);
+// `vmm`: one VM's VMM process with its REST API (vmm_command.cpp).
+void register_vmm(CLI::App& app, int& exit_code);
 // `img create|info|check|map|resize|bench`; img_group() returns the `img` subcommand (creating it once) for other img verbs.
 void register_img(CLI::App& app, int& exit_code);
 CLI::App* img_group(CLI::App& app);

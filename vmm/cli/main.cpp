@@ -13,6 +13,7 @@ int main(int argc, char** argv)
     app.require_subcommand(1);
     int exit_code = 0;
     strata::cli::register_run(app, exit_code);
+    strata::cli::register_vmm(app, exit_code);
     strata::cli::register_img(app, exit_code);
     strata::cli::register_store(app, exit_code);
     strata::cli::register_convert(app, exit_code);

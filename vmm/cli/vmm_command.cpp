@@ -1,0 +1,127 @@
+// `strata vmm`: one VM's VMM process, serving the REST API on a Unix socket.
+//   strata vmm --vm NAME          a VM from the store; what `strata vms start`
+//                                 spawns (detached). Its runtime folder (API socket,
+//                                 console socket, serial log, pid) is
+//                                 runtime_paths(store, NAME).
+//   strata vmm --api-socket PATH  an unconfigured VMM that the API configures and
+//                                 starts (Firecracker's way); serial on stdio.
+#include "vmm/cli/commands.h"
+
+#include "imaging/store.h"
+#include "imaging/vm_record.h"
+#include "vmm/api/server.h"
+#include "vmm/cli/run_support.h"
+#include "vmm/console_relay.h"
+#include "vmm/runtime_dir.h"
+#include "vmm/vm_config.h"
+#include "vmm/vmm_controller.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cerrno>
+#include <csignal>
+#include <fcntl.h>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace strata::cli {
+
+namespace {
+
+struct VmmOptions {
+    std::string vm;
+    std::string api_socket;
+};
+
+Status make_private_dir(std::string const& path)
+{
+    // The runtime folder's parent may be shared (/tmp): create each level 0700.
+    std::string partial;
+    for (std::size_t at = 1; at != std::string::npos;) {
+        at = path.find('/', at + 1);
+        partial = path.substr(0, at);
+        if (::mkdir(partial.c_str(), 0700) < 0 && errno != EEXIST)
+            return errno_error("create runtime folder '" + partial + "'");
+    }
+    return ok();
+}
+
+int run_stored_vm(std::string const& name)
+{
+    std::signal(SIGPIPE, SIG_IGN);
+    auto store = Store::open(Store::default_root());
+    if (!store)
+        return report(store.error());
+    auto vm = load_vm(*store.value(), name);
+    if (!vm)
+        return report(vm.error());
+    auto config = machine_config_for(*store.value(), vm.value());
+    if (!config)
+        return report(config.error());
+    auto paths = runtime_paths(store.value()->root(), name);
+    if (auto r = make_private_dir(paths.dir); !r)
+        return report(r.error());
+    auto relay = ConsoleRelay::start(paths.serial_log, paths.console_socket);
+    if (!relay)
+        return report(relay.error());
+
+    Store& st = *store.value();
+    VmRecord const& record = vm.value();
+    VmmController controller(name, config.value(), MachineIo { relay.value()->serial_out(), relay.value()->serial_in() },
+        [&st, &record](Machine&, MachineImageCapture const& capture) { return record_vm_capture(st, record, capture); });
+    if (auto r = controller.start(); !r)
+        return report(r.error());
+    auto server = api::ApiServer::start(paths.api_socket, controller);
+    if (!server)
+        return report(server.error().context("API socket"));
+    // The pid file is written last: its presence with a live pid and an answering
+    // socket is what `strata vms` reads as "running".
+    {
+        std::string pid = std::to_string(::getpid()) + "\n";
+        int fd = ::open(paths.pid_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            [[maybe_unused]] auto n = ::write(fd, pid.data(), pid.size());
+            ::close(fd);
+        }
+    }
+    int signal_number = 0;
+    auto exit = with_signals<std::optional<MachineExit>>([&] { return controller.run_until_exit(); }, [&] { controller.request_stop(); }, signal_number);
+    server.value()->stop();
+    ::unlink(paths.pid_file.c_str());
+    bool restart = false;
+    return exit ? exit_status(*exit, OnReboot::Exit, signal_number, restart) : 0;
+}
+
+int run_api_only(std::string const& socket)
+{
+    std::signal(SIGPIPE, SIG_IGN);
+    VmmController controller("strata-vmm", MachineConfig {}, MachineIo { STDOUT_FILENO, STDIN_FILENO });
+    auto server = api::ApiServer::start(socket, controller);
+    if (!server)
+        return report(server.error().context("API socket '" + socket + "'"));
+    int signal_number = 0;
+    auto exit = with_signals<std::optional<MachineExit>>([&] { return controller.run_until_exit(); }, [&] { controller.request_stop(); }, signal_number);
+    server.value()->stop();
+    bool restart = false;
+    return exit ? exit_status(*exit, OnReboot::Exit, signal_number, restart) : 0;
+}
+
+} // namespace
+
+void register_vmm(CLI::App& app, int& exit_code)
+{
+    auto options = std::make_shared<VmmOptions>();
+    auto* vmm = app.add_subcommand("vmm", "Run one VM's VMM process with a REST API (started by `vms start`)");
+    auto* source = vmm->add_option_group("VM");
+    source->add_option("--vm", options->vm, "A VM in the store");
+    source->add_option("--api-socket", options->api_socket, "Serve an unconfigured VMM's API on this socket");
+    source->require_option(1);
+    vmm->callback([options, &exit_code] {
+        exit_code = options->vm.empty() ? run_api_only(options->api_socket) : run_stored_vm(options->vm);
+    });
+}
+
+} // namespace strata::cli
