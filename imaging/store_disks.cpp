@@ -233,6 +233,24 @@ Result<std::vector<std::string>> Store::layer_paths(ObjectKind kind, std::string
 
 Result<std::unique_ptr<Chain>> Store::open_disk(std::string const& disk, ChainOptions const& options)
 {
+    if (!options.read_only) {
+        // A process killed between freezing a disk's top and recording the new top
+        // (a snapshot or a live capture) leaves a disk whose last layer is frozen.
+        // Nothing was written after the freeze (the VMM holds its queues until the
+        // record is made), so pushing a fresh empty top recovers without loss.
+        STRATA_TRY(held, lock(true));
+        (void)held;
+        STRATA_TRY(d, load(ObjectKind::Disk, disk));
+        STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+        auto top = Layer::open(layer_path(d.layers.back()), LayerOpen::ReadOnly, *engine);
+        if (top && top.value()->frozen()) {
+            std::uint64_t size = top.value()->size();
+            top.value().reset();
+            STRATA_TRY(id, create_layer(*this, size));
+            d.layers.push_back(id);
+            STRATA_TRY(save(d, false));
+        }
+    }
     STRATA_TRY(paths, layer_paths(ObjectKind::Disk, disk));
     auto chain = Chain::open(paths, options);
     if (!chain)
