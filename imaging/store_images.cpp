@@ -30,12 +30,15 @@ struct TempLayers {
 };
 
 // Writes data in strictly increasing offsets into whole 4 KiB blocks of a layer,
-// padding partial blocks with zeros, skipping all-zero blocks.
+// padding partial blocks with zeros. All-zero blocks are skipped in a bottom layer;
+// in an upper layer (zeros_hide_below) they become zero entries instead, because
+// skipping them would let the layer below show through where the disk reads zeros.
 class BlockAssembler {
 public:
-    explicit BlockAssembler(Layer& layer)
+    explicit BlockAssembler(Layer& layer, bool zeros_hide_below = false)
         : m_layer(layer)
         , m_block(kBlockSize)
+        , m_zeros_hide_below(zeros_hide_below)
     {
     }
 
@@ -82,6 +85,8 @@ private:
         std::size_t blocks = data.size() / kBlockSize, i = 0;
         while (i < blocks) {
             if (is_zero(data.subspan(i * kBlockSize, kBlockSize))) {
+                if (m_zeros_hide_below)
+                    m_layer.set_zero(first + i, 1);
                 ++i;
                 continue;
             }
@@ -96,6 +101,7 @@ private:
 
     Layer& m_layer;
     std::vector<std::byte> m_block;
+    bool m_zeros_hide_below;
     std::uint64_t m_index { kNone };
 };
 
@@ -240,7 +246,7 @@ Result<std::vector<LayerId>> Store::import_into_layers(std::string const& file, 
             return make_error(ErrorKind::BadInput, "archive '" + file + "' holds no disk");
         for (auto const& rec : disk->layers) {
             STRATA_TRY(layer, new_layer(rec.size));
-            BlockAssembler out(*layer);
+            BlockAssembler out(*layer, &rec != &disk->layers.front());
             STRATA_TRY(reader->read_layer(
                 rec, [&](std::uint64_t off, std::span<std::byte const> d) { return out.put(off, d); },
                 [&](std::uint64_t off, std::uint64_t len) -> Status {

@@ -40,3 +40,32 @@ TEST_CASE("a disk left with a frozen top opens writable, with its data")
     CHECK(write_sync(*chain.value(), 0, more).has_value());
     CHECK(store->get(ObjectKind::Disk, "d").value().layers.size() == manifest.layers.size() + 1);
 }
+
+TEST_CASE("an archive of a multi-layer image imports zero blocks of upper layers as zeros")
+{
+    test::TempDir dir;
+    auto store = Store::open(dir / "store").value();
+    REQUIRE(store->create_disk("d", 1 << 20).has_value());
+    std::vector<std::byte> data(4096, std::byte { 0x77 }), zeros(4096);
+    {
+        auto chain = store->open_disk("d").value();
+        REQUIRE(write_sync(*chain, 0, data).has_value());
+        REQUIRE(flush_sync(*chain).has_value());
+    }
+    REQUIRE(store->snapshot_disk("d", "s").has_value());
+    {
+        // Written zeros (not a discard): the upper layer holds a zero data block.
+        auto chain = store->open_disk("d").value();
+        REQUIRE(write_sync(*chain, 0, zeros).has_value());
+        REQUIRE(flush_sync(*chain).has_value());
+    }
+    REQUIRE(store->create_image("img", ObjectKind::Disk, "d").has_value());
+    REQUIRE(store->export_image("img", dir / "img.strata").has_value());
+    auto other = Store::open(dir / "other").value();
+    REQUIRE(other->import_image("back", dir / "img.strata").has_value());
+    REQUIRE(other->create_disk_from("check", ObjectKind::Image, "back").has_value());
+    auto chain = other->open_disk("check", ChainOptions { .read_only = true }).value();
+    std::vector<std::byte> back(4096, std::byte { 1 });
+    REQUIRE(read_sync(*chain, 0, back).has_value());
+    CHECK(std::memcmp(back.data(), zeros.data(), zeros.size()) == 0);
+}
