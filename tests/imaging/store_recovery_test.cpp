@@ -54,9 +54,12 @@ TEST_CASE("an archive of a multi-layer image imports zero blocks of upper layers
     }
     REQUIRE(store->snapshot_disk("d", "s").has_value());
     {
-        // Written zeros (not a discard): the upper layer holds a zero data block.
+        // Written zeros (not a discard) next to data, so the archive carries the
+        // zero block inside a data chunk of the upper layer.
         auto chain = store->open_disk("d").value();
-        REQUIRE(write_sync(*chain, 0, zeros).has_value());
+        std::vector<std::byte> mixed(8192, std::byte { 0x33 });
+        std::memset(mixed.data(), 0, 4096);
+        REQUIRE(write_sync(*chain, 0, mixed).has_value());
         REQUIRE(flush_sync(*chain).has_value());
     }
     REQUIRE(store->create_image("img", ObjectKind::Disk, "d").has_value());
