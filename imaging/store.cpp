@@ -1,6 +1,7 @@
 // Store: opening, locking, manifest I/O, listing, describe, delete and garbage
 // collection. Disk operations are in store_disks.cpp, images in store_images.cpp.
 #include "imaging/store.h"
+#include "imaging/vm_record.h"
 
 #include "base/fd.h"
 #include "imaging/machine_image.h"
@@ -200,6 +201,10 @@ Status Store::remove(ObjectKind kind, std::string const& name)
         auto top = Layer::open(layer_path(m.layers.back()), LayerOpen::Writable, *engine);
         if (!top && top.error().kind == ErrorKind::Busy)
             return top.error().context("disk '" + name + "' is in use");
+        // A stopped VM does not hold the lock, but its record names the disk.
+        STRATA_TRY(users, vms_using_disk(m_root, name));
+        if (!users.empty())
+            return make_error(ErrorKind::Busy, "disk '" + name + "' is used by vm '" + users.front() + "'; delete the vm first");
     }
     std::string path = manifest_path(kind, name);
     if (::unlink(path.c_str()) != 0)

@@ -263,4 +263,18 @@ Status save_vm(RecordLock const& held, VmRecord const& vm, bool must_be_new)
     return write_record(held.root(), RecordKind::Vm, vm.name, encode_vm(vm), must_be_new);
 }
 
+Result<std::vector<std::string>> vms_using_disk(std::string const& store_root, std::string const& disk)
+{
+    STRATA_TRY(names, record_names(store_root, RecordKind::Vm));
+    std::vector<std::string> users;
+    for (auto const& n : names) {
+        STRATA_TRY(text, read_record(store_root, RecordKind::Vm, n));
+        STRATA_TRY(vm, parse_vm(text));
+        for (auto const& d : vm.disks)
+            if (d.disk == disk)
+                users.push_back(vm.name);
+    }
+    return users;
+}
+
 } // namespace strata

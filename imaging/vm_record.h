@@ -98,6 +98,9 @@ nlohmann::json vm_disk_json(VmDisk const& d);
 nlohmann::json vm_json(VmRecord const& vm);
 std::string encode_vm(VmRecord const& vm);
 [[nodiscard]] Result<VmRecord> parse_vm(std::string_view text);
+// The VMs that use store disk `disk`, read without taking the record lock: for
+// Store::remove, which already holds the store's lock (the same lock file).
+[[nodiscard]] Result<std::vector<std::string>> vms_using_disk(std::string const& store_root, std::string const& disk);
 
 // Store I/O. load_vm(Store&, ...) takes the record lock itself (shared) — what
 // `strata vmm --vm NAME` calls; the others run under a lock the caller holds.
