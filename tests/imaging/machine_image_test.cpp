@@ -303,7 +303,14 @@ TEST_CASE("machine images: differential layers, GC keeps what images use, VMs fr
     // Commit must not rewrite a layer a machine image names.
     CHECK(store->commit_disk("c1-disk-data").error().kind == ErrorKind::Busy);
 
-    // Delete the source VM's disks: the images' layers survive GC.
+    // A disk a VM record names cannot be deleted; delete the source VM's record,
+    // then its disks: the images' layers survive GC.
+    CHECK(store->remove(ObjectKind::Disk, "vm-data").error().kind == ErrorKind::Busy);
+    {
+        auto held = RecordLock::take(store->root(), true);
+        REQUIRE(held);
+        REQUIRE(remove_record(store->root(), RecordKind::Vm, "vm"));
+    }
     REQUIRE(store->remove(ObjectKind::Disk, "vm-data"));
     REQUIRE(store->gc());
     for (auto const& id : two.disks[0].layers)
@@ -314,8 +321,14 @@ TEST_CASE("machine images: differential layers, GC keeps what images use, VMs fr
     // ...and deleting two keeps what the clones' disks still use.
     REQUIRE(delete_machine_image(*store, "two"));
     CHECK(read_block(*store, "c3-disk-data", 8192) == 'B');
-    for (std::string n : { "c1", "c2", "c3" })
+    for (std::string n : { "c1", "c2", "c3" }) {
+        {
+            auto held = RecordLock::take(store->root(), true);
+            REQUIRE(held);
+            REQUIRE(remove_record(store->root(), RecordKind::Vm, n));
+        }
         REQUIRE(store->remove(ObjectKind::Disk, n + "-disk-data"));
+    }
     for (auto const& id : two.disks[0].layers)
         CHECK(::access(store->layer_path(id).c_str(), F_OK) != 0);
 }
