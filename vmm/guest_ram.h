@@ -46,7 +46,7 @@ private:
     GuestMemory m_memory;
 };
 
-// Total RAM plus swap of this host, in bytes, from /proc/meminfo (0 if unknown).
+// Total RAM plus swap of this host, in bytes (0 if unknown).
 std::uint64_t host_memory_limit();
 
 } // namespace strata
