@@ -38,39 +38,10 @@ pvh_start32:
     xor %eax, %eax
     rep stosl
 
-    /* PML4[0] -> PDPT; PDPT[0..3] -> the four page directories. */
-    mov $rt_pdpt, %eax
-    or $PTE_PRESENT_RW, %eax
-    mov %eax, rt_pml4
-    mov $rt_pd, %eax
-    or $PTE_PRESENT_RW, %eax
-    mov $rt_pdpt, %edi
-    mov $4, %ecx
-1:  mov %eax, (%edi)
-    add $4096, %eax
-    add $8, %edi
-    dec %ecx
-    jnz 1b
-
-    /* 2048 2 MiB entries cover 4 GiB; the last 512 (3-4 GiB) are uncached. */
-    mov $rt_pd, %edi
-    mov $PDE_LARGE, %eax
-    xor %edx, %edx
-    mov $1536, %ecx
-2:  mov %eax, (%edi)
-    mov %edx, 4(%edi)
-    add $0x200000, %eax
-    add $8, %edi
-    dec %ecx
-    jnz 2b
-    or $PDE_UNCACHED, %eax
-    mov $512, %ecx
-3:  mov %eax, (%edi)
-    mov %edx, 4(%edi)
-    add $0x200000, %eax
-    add $8, %edi
-    dec %ecx
-    jnz 3b
+    /* The identity map (PML4 -> PDPT -> four page directories of 2 MiB pages)
+     * is built by the assembler in .data, not by a loop here: guest code may be
+     * emulated instruction by instruction, and a 2048-entry loop costs
+     * milliseconds of every boot. */
 
     .globl rt_enter_long_mode32
 rt_enter_long_mode32:
@@ -120,12 +91,33 @@ rt_gdt_ptr:
     .word rt_gdt_end - rt_gdt - 1
     .quad rt_gdt
 
-    .section .bss
+    .section .data
     .p2align 12
     .globl rt_pml4
-rt_pml4: .skip 4096
-rt_pdpt: .skip 4096
-rt_pd:   .skip 4 * 4096
+rt_pml4:
+    .quad rt_pdpt + PTE_PRESENT_RW
+    .skip 4096 - 8
+rt_pdpt:
+    .quad rt_pd + 0 * 4096 + PTE_PRESENT_RW
+    .quad rt_pd + 1 * 4096 + PTE_PRESENT_RW
+    .quad rt_pd + 2 * 4096 + PTE_PRESENT_RW
+    .quad rt_pd + 3 * 4096 + PTE_PRESENT_RW
+    .skip 4096 - 32
+    /* 2048 2 MiB entries cover 4 GiB; the last 512 (3-4 GiB, the MMIO hole) are uncached. */
+rt_pd:
+    .set page, 0
+    .rept 1536
+    .quad page + PDE_LARGE
+    .set page, page + 0x200000
+    .endr
+    .rept 512
+    .quad page + PDE_LARGE + PDE_UNCACHED
+    .set page, page + 0x200000
+    .endr
+
+    /* The boot stack is not part of .bss, so the boot does not spend emulated
+     * instructions zeroing it. */
+    .section .stack, "aw", @nobits
     .p2align 4
 rt_boot_stack: .skip 32768
 rt_boot_stack_top:
