@@ -5,7 +5,6 @@
 #include "vmm/cli/commands.h"
 
 #include "base/sysexits.h"
-#include "vmm/api/server.h"
 #include "vmm/cli/run_support.h"
 #include "vmm/machine.h"
 #include "vmm/vmm_controller.h"
@@ -13,13 +12,8 @@
 #include <CLI/CLI.hpp>
 
 #include <csignal>
-#include <fcntl.h>
-#include <cstdio>
 #include <iostream>
 #include <memory>
-#include <poll.h>
-#include <sys/signalfd.h>
-#include <thread>
 #include <unistd.h>
 
 namespace strata::cli {
@@ -41,16 +35,7 @@ struct RunOptions {
 int run_with_api(MachineConfig const& config, std::string const& socket)
 {
     VmmController controller("strata-run", config, MachineIo { STDOUT_FILENO, STDIN_FILENO });
-    auto server = api::ApiServer::start(socket, controller);
-    if (!server)
-        return report(server.error().context("API socket '" + socket + "'"));
-    if (auto r = controller.start(); !r)
-        return report(r.error());
-    int signal_number = 0;
-    auto exit = with_signals<std::optional<MachineExit>>([&] { return controller.run_until_exit(); }, [&] { controller.request_stop(); }, signal_number);
-    server.value()->stop();
-    bool restart = false;
-    return exit ? exit_status(*exit, OnReboot::Exit, signal_number, restart) : 0;
+    return serve_until_exit(controller, socket, true);
 }
 
 int run_vm(RunOptions& options)

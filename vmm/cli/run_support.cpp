@@ -1,6 +1,7 @@
 #include "vmm/cli/run_support.h"
 
 #include "base/sysexits.h"
+#include "vmm/api/server.h"
 
 #include <cerrno>
 #include <csignal>
@@ -56,6 +57,24 @@ T with_signals(std::function<T()> const& fn, std::function<void()> const& stop, 
 
 template MachineExit with_signals<MachineExit>(std::function<MachineExit()> const&, std::function<void()> const&, int&);
 template std::optional<MachineExit> with_signals<std::optional<MachineExit>>(std::function<std::optional<MachineExit>()> const&, std::function<void()> const&, int&);
+
+int serve_until_exit(VmmController& controller, std::string const& socket, bool boot_now, std::function<void()> const& on_serving)
+{
+    if (boot_now) {
+        if (auto r = controller.start(); !r)
+            return report(r.error());
+    }
+    auto server = api::ApiServer::start(socket, controller);
+    if (!server)
+        return report(server.error().context("API socket '" + socket + "'"));
+    if (on_serving)
+        on_serving();
+    int signal_number = 0;
+    auto exit = with_signals<std::optional<MachineExit>>([&] { return controller.run_until_exit(); }, [&] { controller.request_stop(); }, signal_number);
+    server.value()->stop();
+    bool restart = false;
+    return exit ? exit_status(*exit, OnReboot::Exit, signal_number, restart) : 0;
+}
 
 int exit_status(MachineExit const& exit, OnReboot on_reboot, int signal_number, bool& restart)
 {

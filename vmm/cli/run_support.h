@@ -6,6 +6,7 @@
 
 #include "base/result.h"
 #include "vmm/machine.h"
+#include "vmm/vmm_controller.h"
 
 #include <functional>
 #include <string>
@@ -19,6 +20,13 @@ int report(Error const& error);
 // and records its number in signal_number. Returns fn's result.
 template<typename T>
 T with_signals(std::function<T()> const& fn, std::function<void()> const& stop, int& signal_number);
+
+// Serves the REST API on `socket` for controller's VM until the VM ends or a
+// signal stops it, and returns strata's exit status. With boot_now the VM is
+// started before the API answers (its configuration came with it); otherwise the
+// API configures and starts it. on_serving runs once the API answers.
+int serve_until_exit(VmmController& controller, std::string const& socket, bool boot_now,
+    std::function<void()> const& on_serving = {});
 
 // The exit status for a machine that ended; sets restart when the guest reset and
 // on_reboot says to boot again. Messages about how it ended go to stderr.

@@ -9,7 +9,6 @@
 
 #include "imaging/store.h"
 #include "imaging/vm_record.h"
-#include "vmm/api/server.h"
 #include "vmm/cli/run_support.h"
 #include "vmm/console_relay.h"
 #include "vmm/runtime_dir.h"
@@ -23,7 +22,6 @@
 #include <fcntl.h>
 #include <iostream>
 #include <memory>
-#include <optional>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -72,41 +70,25 @@ int run_stored_vm(std::string const& name)
     VmRecord const& record = vm.value();
     VmmController controller(name, config.value(), MachineIo { relay.value()->serial_out(), relay.value()->serial_in() },
         [&st, &record](Machine&, MachineImageCapture const& capture) { return record_vm_capture(st, record, capture); });
-    if (auto r = controller.start(); !r)
-        return report(r.error());
-    auto server = api::ApiServer::start(paths.api_socket, controller);
-    if (!server)
-        return report(server.error().context("API socket"));
-    // The pid file is written last: its presence with a live pid and an answering
-    // socket is what `strata vms` reads as "running".
-    {
+    // The pid file is written once the API answers: its presence with a live pid
+    // and an answering socket is what `strata vms` reads as "running".
+    int status = serve_until_exit(controller, paths.api_socket, true, [&] {
         std::string pid = std::to_string(::getpid()) + "\n";
         int fd = ::open(paths.pid_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd >= 0) {
             [[maybe_unused]] auto n = ::write(fd, pid.data(), pid.size());
             ::close(fd);
         }
-    }
-    int signal_number = 0;
-    auto exit = with_signals<std::optional<MachineExit>>([&] { return controller.run_until_exit(); }, [&] { controller.request_stop(); }, signal_number);
-    server.value()->stop();
+    });
     ::unlink(paths.pid_file.c_str());
-    bool restart = false;
-    return exit ? exit_status(*exit, OnReboot::Exit, signal_number, restart) : 0;
+    return status;
 }
 
 int run_api_only(std::string const& socket)
 {
     std::signal(SIGPIPE, SIG_IGN);
     VmmController controller("strata-vmm", MachineConfig {}, MachineIo { STDOUT_FILENO, STDIN_FILENO });
-    auto server = api::ApiServer::start(socket, controller);
-    if (!server)
-        return report(server.error().context("API socket '" + socket + "'"));
-    int signal_number = 0;
-    auto exit = with_signals<std::optional<MachineExit>>([&] { return controller.run_until_exit(); }, [&] { controller.request_stop(); }, signal_number);
-    server.value()->stop();
-    bool restart = false;
-    return exit ? exit_status(*exit, OnReboot::Exit, signal_number, restart) : 0;
+    return serve_until_exit(controller, socket, false);
 }
 
 } // namespace
