@@ -58,6 +58,27 @@ std::optional<std::uint32_t> find_pvh_note(std::span<std::byte const> file, std:
     return std::nullopt;
 }
 
+// The fields of the ELF header that loading needs, the same for both classes.
+struct ElfHeader {
+    std::uint16_t type;
+    std::uint16_t machine;
+    std::uint64_t entry;
+    std::uint64_t phoff;
+    std::uint64_t phnum;
+    std::uint64_t phentsize;
+};
+
+template<typename Ehdr, typename Phdr>
+Result<ElfHeader> read_header(std::span<std::byte const> file)
+{
+    auto eh = read_at<Ehdr>(file, 0);
+    if (!eh)
+        return bad("truncated ELF header");
+    if (eh->e_phentsize != sizeof(Phdr))
+        return bad("ELF program header size " + std::to_string(eh->e_phentsize) + " is not " + std::to_string(sizeof(Phdr)));
+    return ElfHeader { eh->e_type, eh->e_machine, eh->e_entry, eh->e_phoff, eh->e_phnum, eh->e_phentsize };
+}
+
 } // namespace
 
 Result<ElfImage> parse_elf(std::span<std::byte const> file)
@@ -72,33 +93,11 @@ Result<ElfImage> parse_elf(std::span<std::byte const> file)
 
     ElfImage image;
     image.is_64bit = cls == ELFCLASS64;
-    std::uint64_t phoff, phnum, phentsize;
-    std::uint16_t type, machine;
-    if (image.is_64bit) {
-        auto eh = read_at<Elf64_Ehdr>(file, 0);
-        if (!eh)
-            return bad("truncated ELF header");
-        type = eh->e_type;
-        machine = eh->e_machine;
-        image.entry = eh->e_entry;
-        phoff = eh->e_phoff;
-        phnum = eh->e_phnum;
-        phentsize = eh->e_phentsize;
-        if (phentsize != sizeof(Elf64_Phdr))
-            return bad("ELF program header size " + std::to_string(phentsize) + " is not " + std::to_string(sizeof(Elf64_Phdr)));
-    } else {
-        auto eh = read_at<Elf32_Ehdr>(file, 0);
-        if (!eh)
-            return bad("truncated ELF header");
-        type = eh->e_type;
-        machine = eh->e_machine;
-        image.entry = eh->e_entry;
-        phoff = eh->e_phoff;
-        phnum = eh->e_phnum;
-        phentsize = eh->e_phentsize;
-        if (phentsize != sizeof(Elf32_Phdr))
-            return bad("ELF program header size " + std::to_string(phentsize) + " is not " + std::to_string(sizeof(Elf32_Phdr)));
-    }
+    auto header = image.is_64bit ? read_header<Elf64_Ehdr, Elf64_Phdr>(file) : read_header<Elf32_Ehdr, Elf32_Phdr>(file);
+    if (!header)
+        return header.error();
+    auto [type, machine, entry, phoff, phnum, phentsize] = header.value();
+    image.entry = entry;
     if (type != ET_EXEC)
         return bad("ELF file is not an executable (e_type " + std::to_string(type) + ")");
     if (machine != EM_X86_64 && machine != EM_386)
