@@ -32,6 +32,17 @@ std::vector<std::byte> virtio_cap(CfgType type, std::uint32_t offset, std::uint3
     return body;
 }
 
+// Mass storage/other for blk, communication/other for the console (as other VMMs
+// present them); unclassified for anything else.
+std::uint32_t class_code_for(std::uint32_t id)
+{
+    if (id == static_cast<std::uint32_t>(DeviceId::Block))
+        return 0x018000u;
+    if (id == static_cast<std::uint32_t>(DeviceId::Console))
+        return 0x078000u;
+    return 0xff0000u;
+}
+
 } // namespace
 
 Result<std::unique_ptr<PciTransport>> PciTransport::create(VirtioDevice& device, GuestMemory const& mem, MsiSink& msi,
@@ -62,7 +73,7 @@ void PciTransport::build_config_space(std::uint64_t bar_address)
     m_config = std::make_unique<pci::PciConfigSpace>(pci::PciIdentity {
         .vendor = VirtioVendor,
         .device = static_cast<std::uint16_t>(ModernDeviceBase + id),
-        .class_code = id == static_cast<std::uint32_t>(DeviceId::Block) ? 0x018000u : 0xff0000u,
+        .class_code = class_code_for(id),
         .revision = 1,
         .subsystem_vendor = VirtioVendor,
         .subsystem = 0x1100,

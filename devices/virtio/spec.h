@@ -16,6 +16,7 @@ static_assert(std::endian::native == std::endian::little, "virtio 1.x structures
 enum class DeviceId : std::uint32_t {
     Net = 1,
     Block = 2,
+    Console = 3,
 };
 
 // Device status bits (§2.1).
