@@ -29,6 +29,7 @@ enum class ErrorKind {
     Io,          // an I/O operation failed
     Unsupported, // a valid input that this version does not implement
     Guest,       // the guest did something fatal (triple fault)
+    Timeout,     // a peer (the guest agent) did not answer in time
     Internal,    // a bug or an unexpected OS failure
 };
 

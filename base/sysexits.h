@@ -21,6 +21,7 @@ namespace strata {
     case ErrorKind::NoSpace: return EX_CANTCREAT;       // 73
     case ErrorKind::Io: return EX_IOERR;                // 74
     case ErrorKind::Busy: return EX_TEMPFAIL;           // 75
+    case ErrorKind::Timeout: return EX_TEMPFAIL;        // 75: try again later
     case ErrorKind::Permission: return EX_NOPERM;       // 77
     case ErrorKind::Exists: return EX_CANTCREAT;        // 73
     case ErrorKind::Unsupported: return EX_CONFIG;      // 78

@@ -1,9 +1,13 @@
 #include "vmm/machine.h"
 
 #include "base/file.h"
+#include "devices/legacy/boot_timer.h"
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
+#include "devices/pci/pci_bus.h"
+#include "devices/virtio/console/device.h"
+#include "vmm/agent_channel.h"
 #include "vmm/acpi.h"
 #include "vmm/guest_ram.h"
 #include "vmm/kvm.h"
@@ -16,6 +20,7 @@
 #include "vmm/loader/memory_map.h"
 #include "vmm/loader/pvh.h"
 #include "vmm/vcpu.h"
+#include "vmm/virtio_slot.h"
 #include "vmm/vm.h"
 
 #include <cerrno>
@@ -54,9 +59,12 @@ Machine::~Machine()
         signal_event(m_input_stop.get());
     if (m_input_thread.joinable())
         m_input_thread.join();
-    // The disks' I/O threads write guest RAM, so they stop before anything else
-    // goes; then members are destroyed in reverse order: vCPUs, devices, RAM, VM, KVM.
+    // The disks' and the console's I/O threads write guest RAM, so they stop before
+    // anything else goes; then members are destroyed in reverse order: vCPUs,
+    // devices, RAM, VM, KVM.
     m_disks.reset();
+    m_console_slot.reset();
+    m_console.reset();
 }
 
 Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, MachineIo io)
@@ -69,6 +77,7 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, Ma
         return make_error(ErrorKind::Usage, "give exactly one of --firmware and --kernel");
 
     auto machine = std::unique_ptr<Machine>(new Machine());
+    machine->m_created = std::chrono::steady_clock::now();
     machine->m_config = config;
     machine->m_io = io;
     int done = ::eventfd(0, EFD_CLOEXEC);
@@ -108,12 +117,23 @@ Status Machine::boot(MachineConfig const& config)
     STRATA_TRY(m_pio.insert(*m_serial, layout::port_serial0, 8));
     STRATA_TRY(m_pio.insert(*m_i8042, layout::port_i8042, 5));
     STRATA_TRY(m_pio.insert(*m_exit_port, layout::port_debug_exit, 4));
+    m_boot_timer = std::make_unique<BootTimer>([self] {
+        auto const us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - self->m_created).count();
+        self->m_boot_complete_us.store(us);
+        std::fprintf(stderr, "strata: guest boot completed in %lld ms\n", static_cast<long long>(us / 1000));
+    });
+    STRATA_TRY(m_pio.insert(*m_boot_timer, BootTimer::Port, 1));
 
     auto const& memory = m_ram->memory();
     STRATA_TRY(rsdp, write_acpi_tables(memory, AcpiConfig { config.vcpus, {} }));
     std::string cmdline = config.cmdline;
-    STRATA_TRY(disks, MachineDisks::create(*m_vm, memory, m_pio, m_mmio, config.disks, config.transport, cmdline));
+    if (config.transport == Transport::Pci) {
+        m_pci = std::make_unique<pci::PciBus>();
+        STRATA_TRY(m_pio.insert(*m_pci, pci::PciBus::PortBase, pci::PciBus::PortLength));
+    }
+    STRATA_TRY(disks, MachineDisks::create(*m_vm, memory, m_mmio, m_pci.get(), config.disks, config.transport, cmdline));
     m_disks = std::move(disks);
+    STRATA_TRY(attach_console(cmdline));
 
     STRATA_TRY(cpuid, m_kvm->supported_cpuid());
     apply_cpu_template(config.cpu_template, cpuid);
@@ -152,6 +172,44 @@ Status Machine::boot(MachineConfig const& config)
         m_vcpus.push_back(std::move(vcpu));
     }
     return ok();
+}
+
+Status Machine::attach_console(std::string& cmdline)
+{
+    // The agent channel and the console point at each other: the console's sink
+    // feeds the channel, the channel writes into the console. Both exist before
+    // any vCPU runs, and the console's I/O thread starts only at the guest's
+    // DRIVER_OK, so neither sees the other half-built.
+    m_agent = std::make_unique<AgentChannel>(AgentIo {
+        [this](std::span<std::byte const> bytes) { return m_console->write(bytes); },
+        [this] { return m_console->discard_pending(); },
+    });
+    AgentChannel* agent = m_agent.get();
+    virtio::console::ConsoleOptions options;
+    options.name = "agent";
+    STRATA_TRY(console, virtio::console::VirtioConsole::create(options, [agent](std::span<std::byte const> bytes) {
+        agent->on_guest_bytes(bytes);
+    }));
+    m_console = std::move(console);
+    auto const index = static_cast<std::uint32_t>(m_disks->count());
+    auto slot = attach_virtio(VirtioBuses { *m_vm, m_ram->memory(), m_mmio, m_pci.get(), m_config.transport }, *m_console, index, cmdline);
+    if (!slot)
+        return slot.error().context("virtio-console");
+    m_console_slot = std::move(slot.value());
+    return ok();
+}
+
+virtio::console::ConsoleMetrics Machine::console_metrics() const
+{
+    return m_console->metrics();
+}
+
+std::optional<std::uint64_t> Machine::boot_complete_us() const
+{
+    auto const us = m_boot_complete_us.load();
+    if (us < 0)
+        return std::nullopt;
+    return static_cast<std::uint64_t>(us);
 }
 
 Status Machine::boot_linux(MachineConfig const& config, std::string const& cmdline, std::uint64_t rsdp, std::vector<kvm_cpuid_entry2> const& cpuid)

@@ -7,8 +7,13 @@
 // the exit port, resets, triple-faults, hits a fatal KVM error, or stop() is
 // called (a signal). Reboot-and-restart is the caller's loop, building a new
 // Machine from the same config.
+// Besides the disks, every VM has a virtio-console (attached after the disks)
+// whose host side is the AgentChannel to the guest agent, and the boot-complete
+// port (devices/legacy/boot_timer.h): the first guest write of 123 to port 0x3f0
+// is recorded as microseconds since create() began and logged once to stderr.
 // Threading: create() and run() on one thread (the main thread); stop() from any
-// thread; the vCPU and input threads are private.
+// thread; agent(), boot_complete_us() and console_metrics() from any thread; the
+// vCPU and input threads are private.
 #pragma once
 
 #include "base/fd.h"
@@ -17,10 +22,12 @@
 #include "vmm/machine_config.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,6 +45,16 @@ class Serial;
 class I8042;
 class DebugExit;
 class MachineDisks;
+class BootTimer;
+class AgentChannel;
+struct VirtioSlot;
+namespace pci {
+class PciBus;
+}
+namespace virtio::console {
+class VirtioConsole;
+struct ConsoleMetrics;
+}
 
 struct MachineExit {
     enum class Kind {
@@ -79,11 +96,17 @@ public:
     // shuts down; a firmware guest ignores it.
     void send_ctrl_alt_del();
     MachineDisks& disks() { return *m_disks; }
+    // The client of the guest agent on the VM's virtio-console.
+    AgentChannel& agent() { return *m_agent; }
+    virtio::console::ConsoleMetrics console_metrics() const;
+    // Microseconds from create() to the guest's boot-complete write, once it came.
+    std::optional<std::uint64_t> boot_complete_us() const;
     MachineConfig const& config() const { return m_config; }
 
 private:
     Machine();
     [[nodiscard]] Status boot(MachineConfig const& config);
+    [[nodiscard]] Status attach_console(std::string& cmdline);
     [[nodiscard]] Status boot_linux(MachineConfig const& config, std::string const& cmdline, std::uint64_t rsdp,
         std::vector<kvm_cpuid_entry2> const& cpuid);
     void vcpu_loop(Vcpu& vcpu);
@@ -103,7 +126,14 @@ private:
     std::unique_ptr<Serial> m_serial;
     std::unique_ptr<I8042> m_i8042;
     std::unique_ptr<DebugExit> m_exit_port;
+    std::unique_ptr<BootTimer> m_boot_timer;
+    std::unique_ptr<pci::PciBus> m_pci; // virtio-pci VMs only
     std::unique_ptr<MachineDisks> m_disks;
+    std::unique_ptr<AgentChannel> m_agent; // the console's sink; outlives it
+    std::unique_ptr<virtio::console::VirtioConsole> m_console;
+    std::unique_ptr<VirtioSlot> m_console_slot;
+    std::chrono::steady_clock::time_point m_created {};
+    std::atomic<std::int64_t> m_boot_complete_us { -1 };
     std::vector<std::unique_ptr<Vcpu>> m_vcpus;
     std::vector<std::thread> m_threads;
     std::thread m_input_thread;

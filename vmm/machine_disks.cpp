@@ -1,15 +1,11 @@
 #include "vmm/machine_disks.h"
 
-#include "devices/pci/pci_bus.h"
 #include "devices/virtio/blk/device.h"
-#include "devices/virtio/mmio.h"
-#include "devices/virtio/pci.h"
 #include "imaging/chain.h"
 #include "imaging/open_image.h"
 #include "imaging/raw_backend.h"
 #include "imaging/store.h"
-#include "vmm/interrupts.h"
-#include "vmm/layout.h"
+#include "vmm/virtio_slot.h"
 
 #include <cstdio>
 
@@ -20,29 +16,24 @@ struct MachineDisks::Disk {
     std::unique_ptr<BlockBackend> backend;
     Chain* chain { nullptr }; // backend, when it is a store disk's chain
     std::unique_ptr<virtio::blk::VirtioBlk> device;
-    std::unique_ptr<IrqfdLine> irq;
-    std::unique_ptr<KvmMsiVectors> msi;
-    std::unique_ptr<virtio::MmioTransport> mmio;
-    std::unique_ptr<virtio::PciTransport> pci;
+    std::unique_ptr<VirtioSlot> slot; // destroyed before the device
 };
 
 MachineDisks::~MachineDisks()
 {
     // Transports first: destroying one resets its device and joins its I/O thread.
-    for (auto& d : m_disks) {
-        d->mmio.reset();
-        d->pci.reset();
-    }
+    for (auto& d : m_disks)
+        d->slot.reset();
     m_disks.clear();
 }
 
-Result<std::unique_ptr<MachineDisks>> MachineDisks::create(Vm& vm, GuestMemory const& memory, Bus& pio, Bus& mmio,
+Result<std::unique_ptr<MachineDisks>> MachineDisks::create(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::PciBus* pci,
     std::vector<DiskConfig> const& disks, Transport transport, std::string& cmdline_extra)
 {
     STRATA_TRY(check_disks(disks));
     auto set = std::unique_ptr<MachineDisks>(new MachineDisks());
     for (auto const& d : disks) {
-        if (auto r = set->attach(vm, memory, pio, mmio, d, transport, cmdline_extra); !r)
+        if (auto r = set->attach(vm, memory, mmio, pci, d, transport, cmdline_extra); !r)
             return r.error().context("disk '" + d.id + "'");
     }
     return set;
@@ -56,7 +47,7 @@ static CacheMode cache_mode(DiskCache cache)
     return cache == DiskCache::None ? CacheMode::None : CacheMode::Writeback;
 }
 
-Status MachineDisks::attach(Vm& vm, GuestMemory const& memory, Bus& pio, Bus& mmio, DiskConfig const& config,
+Status MachineDisks::attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::PciBus* pci, DiskConfig const& config,
     Transport transport, std::string& cmdline_extra)
 {
     auto disk = std::make_unique<Disk>();
@@ -87,53 +78,9 @@ Status MachineDisks::attach(Vm& vm, GuestMemory const& memory, Bus& pio, Bus& mm
     STRATA_TRY(device, virtio::blk::VirtioBlk::create(*disk->backend, options));
     disk->device = std::move(device);
 
-    std::vector<virtio::QueueNotifier> notifiers;
     auto index = static_cast<std::uint32_t>(m_disks.size());
-    if (transport == Transport::Mmio) {
-        std::uint64_t base = layout::virtio_mmio_base + index * layout::virtio_mmio_stride;
-        std::uint32_t gsi = layout::virtio_mmio_first_irq + index;
-        if (gsi >= Vm::ioapic_pins)
-            return make_error(ErrorKind::Usage, "too many virtio-mmio disks (at most " + std::to_string(Vm::ioapic_pins - layout::virtio_mmio_first_irq) + "); use --transport pci");
-        STRATA_TRY(irq, IrqfdLine::create(vm, gsi));
-        disk->irq = std::move(irq);
-        STRATA_TRY(transport_dev, virtio::MmioTransport::create(*disk->device, memory, *disk->irq, base, gsi));
-        disk->mmio = std::move(transport_dev);
-        STRATA_TRY(mmio.insert(*disk->mmio, base, layout::virtio_mmio_stride));
-        cmdline_extra += " " + disk->mmio->cmdline_entry();
-        notifiers = disk->mmio->notifiers();
-    } else {
-        if (!m_pci) {
-            m_pci = std::make_unique<pci::PciBus>();
-            STRATA_TRY(pio.insert(*m_pci, pci::PciBus::PortBase, pci::PciBus::PortLength));
-        }
-        std::uint64_t bar = layout::pci_mmio_base + index * virtio::PciTransport::BarSize;
-        if (bar + virtio::PciTransport::BarSize > layout::pci_mmio_end)
-            return make_error(ErrorKind::Usage, "too many virtio-pci disks");
-        STRATA_TRY(msi, KvmMsiVectors::create(vm, static_cast<std::uint16_t>(disk->device->num_queues() + 1)));
-        disk->msi = std::move(msi);
-        STRATA_TRY(transport_dev, virtio::PciTransport::create(*disk->device, memory, *disk->msi, bar, nullptr));
-        disk->pci = std::move(transport_dev);
-        STRATA_TRY(m_pci->add(*disk->pci));
-        STRATA_TRY(mmio.insert(*disk->pci, bar, virtio::PciTransport::BarSize));
-        notifiers = disk->pci->notifiers();
-        // The guest may move BAR 0: move the MMIO range and the notification
-        // addresses with it.
-        Vm* vmp = &vm;
-        Bus* bus = &mmio;
-        auto* transport_ptr = disk->pci.get();
-        disk->pci->set_relocation_handler([vmp, bus, transport_ptr](std::uint64_t old_base, std::uint64_t new_base) {
-            if (auto r = bus->move(old_base, new_base); !r)
-                std::fprintf(stderr, "strata: moving a virtio-pci BAR: %s\n", r.error().message.c_str());
-            for (auto const& n : transport_ptr->notifiers()) {
-                std::uint64_t old_addr = n.address - new_base + old_base;
-                (void)vmp->remove_ioeventfd(n.eventfd, old_addr, n.length, false, n.datamatch);
-                if (auto r = vmp->add_ioeventfd(n.eventfd, n.address, n.length, false, n.datamatch); !r)
-                    std::fprintf(stderr, "strata: virtio-pci notification: %s\n", r.error().message.c_str());
-            }
-        });
-    }
-    for (auto const& n : notifiers)
-        STRATA_TRY(vm.add_ioeventfd(n.eventfd, n.address, n.length, false, n.datamatch));
+    STRATA_TRY(slot, attach_virtio(VirtioBuses { vm, memory, mmio, pci, transport }, *disk->device, index, cmdline_extra));
+    disk->slot = std::move(slot);
     m_disks.push_back(std::move(disk));
     return ok();
 }

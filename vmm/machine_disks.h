@@ -1,11 +1,10 @@
 // MachineDisks: a VM's virtio-blk disks — for each, the BlockBackend (a store
-// disk's layer chain or a host file), the VirtioBlk device, its interrupt and its
-// transport (virtio-mmio or virtio-pci) — wired to KVM with ioeventfds for queue
-// notifications and irqfds (or MSI routes) for interrupts.
+// disk's layer chain or a host file), the VirtioBlk device and its VirtioSlot
+// (transport and interrupt, wired to KVM; vmm/virtio_slot.h). Disk i is the VM's
+// i-th virtio device; devices attached after the disks (the console) follow them.
 //
-// Teardown order matters: transports first (they reset the device and stop its
-// I/O thread), then devices, then interrupts, then backends; Disk's member order
-// encodes that.
+// Teardown order matters: slots first (the transport resets the device and stops
+// its I/O thread), then devices, then backends; Disk's member order encodes that.
 // Threading: created on the main thread before vCPUs start; pause_all/resume_all
 // and metrics from any thread (machine-image capture, the API).
 #pragma once
@@ -26,14 +25,10 @@ namespace strata {
 class BlockBackend;
 class Chain;
 class Store;
-class IrqfdLine;
-class KvmMsiVectors;
 namespace pci {
 class PciBus;
 }
 namespace virtio {
-class MmioTransport;
-class PciTransport;
 namespace blk {
 class VirtioBlk;
 }
@@ -42,9 +37,10 @@ class VirtioBlk;
 class MachineDisks {
 public:
     // Opens every disk and attaches it. For mmio, the command-line entries Linux
-    // needs (virtio_mmio.device=...) are appended to cmdline_extra.
+    // needs (virtio_mmio.device=...) are appended to cmdline_extra; for pci, `pci`
+    // is the VM's bus 0 (null for mmio).
     [[nodiscard]] static Result<std::unique_ptr<MachineDisks>> create(Vm& vm, GuestMemory const& memory,
-        Bus& pio, Bus& mmio, std::vector<DiskConfig> const& disks, Transport transport, std::string& cmdline_extra);
+        Bus& mmio, pci::PciBus* pci, std::vector<DiskConfig> const& disks, Transport transport, std::string& cmdline_extra);
     ~MachineDisks();
 
     std::size_t count() const { return m_disks.size(); }
@@ -63,11 +59,10 @@ public:
 private:
     struct Disk;
     MachineDisks() = default;
-    [[nodiscard]] Status attach(Vm& vm, GuestMemory const& memory, Bus& pio, Bus& mmio, DiskConfig const& config,
+    [[nodiscard]] Status attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::PciBus* pci, DiskConfig const& config,
         Transport transport, std::string& cmdline_extra);
 
     std::unique_ptr<Store> m_store;
-    std::unique_ptr<pci::PciBus> m_pci;
     std::vector<std::unique_ptr<Disk>> m_disks;
 };
 

@@ -13,7 +13,7 @@
 // (SendCtrlAltDel, pause/resume, snapshot, machine image) before it has. A
 // controller may still refuse anything with an Error; ErrorKind picks the HTTP status
 // (dispatch.h: Usage/BadInput/Unsupported -> 400, NotFound -> 404, Exists/Busy -> 409,
-// anything else -> 500) and the message becomes the fault_message.
+// Timeout -> 504, anything else -> 500) and the message becomes the fault_message.
 //
 // Threading: the API server calls every method from ONE thread of its own (its
 // worker thread, never the socket I/O thread), one call at a time, so a controller

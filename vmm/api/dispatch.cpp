@@ -152,6 +152,7 @@ unsigned status_for(ErrorKind kind)
     case ErrorKind::NotFound: return 404;
     case ErrorKind::Exists:
     case ErrorKind::Busy: return 409;
+    case ErrorKind::Timeout: return 504;
     default: return 500;
     }
 }

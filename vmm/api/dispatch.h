@@ -28,7 +28,8 @@ struct HttpReply {
 inline constexpr char const* not_supported_after_start = "The requested operation is not supported after starting the microVM.";
 inline constexpr char const* not_supported_before_start = "The requested operation is not supported before starting the microVM.";
 
-// Usage, BadInput, Unsupported -> 400; NotFound -> 404; Exists, Busy -> 409; other -> 500.
+// Usage, BadInput, Unsupported -> 400; NotFound -> 404; Exists, Busy -> 409;
+// Timeout (the guest agent did not answer) -> 504; other -> 500.
 unsigned status_for(ErrorKind kind);
 
 // {"fault_message": message}, with invalid UTF-8 from the client replaced.

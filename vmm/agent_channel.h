@@ -1,0 +1,91 @@
+// AgentChannel: the VMM's client of the guest agent (guest-tools/agent/agent.h)
+// over the VM's virtio-console. One JSON object per line each way: the VMM sends
+// {"id": N, "cmd": "...", ...} and waits for the line whose "id" is N, either
+// {"id": N, "ok": true, "result": {...}} or {"id": N, "ok": false, "error": "..."}.
+//
+// Guest output is hostile (STYLE.md 9): lines longer than MaxLineBytes are dropped
+// up to their newline; lines that are not JSON objects, carry another id (a reply
+// that came after its request timed out), or lack "ok" are ignored and counted;
+// nothing the guest sends can grow host memory beyond one line. A request that
+// gets no reply in time fails with ErrorKind::Timeout, and whatever of it the
+// guest had not yet read is withdrawn from the console (AgentIo::discard_pending),
+// so a stale command — a freeze above all — is never delivered late. Each request
+// starts with a newline, which ends any partial line an earlier withdrawn request
+// left in the guest's buffer (the agent ignores empty lines).
+//
+// Threading: on_guest_bytes() runs on the console's I/O thread; request() on any
+// thread, one at a time (a second caller waits for the first to finish).
+#pragma once
+
+#include "base/result.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+
+namespace strata {
+
+// How the channel reaches the console's host side (VirtioConsole::write and
+// discard_pending in the VMM; a fake guest in tests).
+struct AgentIo {
+    std::function<std::size_t(std::span<std::byte const>)> write; // returns the bytes accepted
+    std::function<std::size_t()> discard_pending;                 // returns the bytes withdrawn
+};
+
+struct AgentReply {
+    bool ok { false };
+    nlohmann::json result; // when ok
+    std::string error;     // when not ok
+    nlohmann::json line;   // the whole reply as the agent sent it
+};
+
+struct AgentStats {
+    std::uint64_t requests, replies, timeouts;
+    std::uint64_t ignored_lines;  // not JSON, not an object, or not an awaited reply
+    std::uint64_t overlong_lines; // longer than MaxLineBytes, dropped
+};
+
+class AgentChannel {
+public:
+    static constexpr std::size_t MaxLineBytes = 64 * 1024;
+
+    explicit AgentChannel(AgentIo io);
+
+    // Bytes the guest transmitted on the console.
+    void on_guest_bytes(std::span<std::byte const> bytes);
+
+    // Sends cmd with the extra fields of `args` (an object; may be empty) and
+    // waits up to `timeout` for its reply. Errors: Timeout (no reply; `delivered`
+    // says whether the guest had read the request), Busy (the console's buffer
+    // is full: the guest is not reading). An agent's ok=false reply is a success
+    // here (AgentReply::ok is false): the caller decides what it means.
+    [[nodiscard]] Result<AgentReply> request(std::string const& cmd, nlohmann::json const& args,
+        std::chrono::milliseconds timeout, bool* delivered = nullptr);
+
+    AgentStats stats() const;
+
+private:
+    void handle_line(std::string const& line);
+
+    AgentIo m_io;
+    std::mutex m_request_lock; // one request at a time
+
+    mutable std::mutex m_lock;
+    std::condition_variable m_cv;
+    std::string m_partial;   // bytes since the last newline
+    bool m_discarding { false }; // inside an over-long line
+    std::uint64_t m_next_id { 1 };
+    std::optional<std::uint64_t> m_awaited;
+    std::optional<AgentReply> m_reply;
+    AgentStats m_stats {};
+};
+
+} // namespace strata
