@@ -83,6 +83,10 @@ public:
     // Freezes the top layer (flush, state frozen; O(1), no data copied) and stacks
     // a new empty writable layer, created at new_path with new_id, on top.
     [[nodiscard]] Status freeze_top_and_push(std::string const& new_path, LayerId new_id);
+    // The same with a new top made beforehand (Store::prepare_push), so that a
+    // live capture does not create and sync a file while the disk's queues wait.
+    // The layer at new_path must be empty, writable and of the disk's size.
+    [[nodiscard]] Status freeze_top_and_adopt(std::string const& new_path);
     // Merges frozen layer[index] into layer[index - 1] (which is rewritten in
     // place, stays frozen and loses its digest) and drops layer[index] from the
     // chain. The caller deletes its file and guarantees nothing else uses the parent.
@@ -94,6 +98,9 @@ public:
     [[nodiscard]] Status resize(std::uint64_t new_size);
 
 private:
+    [[nodiscard]] Status check_can_push() const;
+    [[nodiscard]] Status freeze_top_under(std::unique_ptr<Layer> fresh, std::string const& unlink_on_failure);
+
     enum class SubKind : std::uint8_t { Read, Write, WriteMap, FlushStep };
     struct Parent {
         BlockRequest request;

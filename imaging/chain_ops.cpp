@@ -3,23 +3,47 @@
 #include "imaging/chain.h"
 
 #include <algorithm>
+#include <unistd.h>
 
 namespace strata {
 
 Status Chain::freeze_top_and_push(std::string const& new_path, LayerId new_id)
+{
+    STRATA_TRY(check_can_push());
+    // Create the new top first: if that fails, the disk is unchanged.
+    STRATA_TRY(fresh, Layer::create(new_path, m_layers.back()->size(), new_id, *m_engine, LayerOptions { .cache = m_options.cache }));
+    return freeze_top_under(std::move(fresh), new_path);
+}
+
+Status Chain::freeze_top_and_adopt(std::string const& new_path)
+{
+    STRATA_TRY(check_can_push());
+    STRATA_TRY(fresh, Layer::open(new_path, LayerOpen::Writable, *m_engine, LayerOptions { .cache = m_options.cache }));
+    // The layer was made for this push: anything else in it would be data the
+    // merged map does not know about.
+    if (fresh->frozen() || !fresh->map().empty() || fresh->size() != m_layers.back()->size())
+        return make_error(ErrorKind::BadInput, "layer '" + new_path + "' is not an empty writable layer of the disk's size");
+    return freeze_top_under(std::move(fresh), {});
+}
+
+Status Chain::check_can_push() const
 {
     STRATA_TRY(require_idle("snapshot"));
     if (m_read_only)
         return make_error(ErrorKind::Permission, "a read-only disk cannot be snapshotted");
     if (m_layers.size() >= kMaxDepth)
         return make_error(ErrorKind::Unsupported, "the chain already has the maximum of 500 layers");
+    return ok();
+}
+
+Status Chain::freeze_top_under(std::unique_ptr<Layer> fresh, std::string const& unlink_on_failure)
+{
     Layer& old_top = *m_layers.back();
-    // Create the new top first: if that fails, the disk is unchanged.
-    STRATA_TRY(fresh, Layer::create(new_path, old_top.size(), new_id, *m_engine, LayerOptions { .cache = m_options.cache }));
     Status frozen = old_top.freeze(false);
     if (!frozen) {
         fresh.reset();
-        (void)::unlink(new_path.c_str());
+        if (!unlink_on_failure.empty())
+            (void)::unlink(unlink_on_failure.c_str());
         return frozen.error().context("snapshot");
     }
     STRATA_TRY(old_top.downgrade_to_reader());

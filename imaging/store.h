@@ -42,6 +42,9 @@ enum class ExportFormat { Archive, Raw, Qcow2, Strata };
 struct ImportOptions {
     std::optional<ImageFormat> format; // detected from the file's magic when empty
     std::string description;
+    // The manifest's `source`: how the image was made ("directory" for create-rootfs).
+    // Never a host path: manifests travel between machines.
+    std::string source { "import" };
     ProgressFn progress;
 };
 
@@ -133,6 +136,18 @@ public:
     [[nodiscard]] LayerId new_layer_id() const { return LayerId::random(); }
     [[nodiscard]] Status record_push(std::string const& disk, LayerId const& new_top, std::string const& snapshot);
 
+    // A live capture's two halves, so the durable work happens while the VM runs.
+    // prepare_push creates an empty layer and records it as the disk's new top,
+    // above the top the VMM is still writing; the VMM then freezes that top and
+    // adopts the new one (Chain::freeze_top_and_adopt). Until it does, the disk's
+    // manifest names a writable layer under the top; open_disk freezes it if the
+    // VMM died in between (nothing can have been written to the new top yet).
+    // cancel_push undoes a prepare_push whose freeze did not happen.
+    [[nodiscard]] Result<LayerId> prepare_push(std::string const& disk);
+    [[nodiscard]] Status cancel_push(std::string const& disk, LayerId const& new_top);
+    // Records a snapshot of a disk made of these (frozen) layers.
+    [[nodiscard]] Status record_snapshot(std::string const& snapshot, std::string const& disk, std::vector<LayerId> const& layers);
+
     // --- Images ---
     [[nodiscard]] Result<ObjectManifest> create_image(std::string const& name, ObjectKind source_kind, std::string const& source);
     [[nodiscard]] Result<ObjectManifest> import_image(std::string const& name, std::string const& file, ImportOptions const& options = {});
@@ -155,6 +170,7 @@ private:
     [[nodiscard]] Status save(ObjectManifest const& m, bool must_be_new);
     [[nodiscard]] Result<std::vector<ObjectManifest>> load_all(ObjectKind kind) const;
     [[nodiscard]] Result<GcReport> gc_locked();
+    [[nodiscard]] Status finish_prepared_push(ObjectManifest const& disk, IoEngine& engine);
     [[nodiscard]] Result<ObjectManifest> freeze_and_push(ObjectManifest disk);
     [[nodiscard]] Result<ObjectManifest> clone_layers(std::string const& name, ObjectManifest const& from, std::string source);
     [[nodiscard]] Result<std::vector<LayerId>> import_into_layers(std::string const& file, ImportOptions const& options);

@@ -126,6 +126,45 @@ Status Store::record_push(std::string const& disk, LayerId const& new_top, std::
     return ok();
 }
 
+Result<LayerId> Store::prepare_push(std::string const& disk)
+{
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    STRATA_TRY(id, create_layer(*this, d.size));
+    d.layers.push_back(id);
+    if (auto saved = save(d, false); !saved) {
+        ::unlink(layer_path(id).c_str());
+        return saved.error();
+    }
+    return id;
+}
+
+Status Store::cancel_push(std::string const& disk, LayerId const& new_top)
+{
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    if (d.layers.empty() || d.layers.back() != new_top)
+        return make_error(ErrorKind::Internal, "disk '" + disk + "' no longer ends with layer " + new_top.to_string());
+    d.layers.pop_back();
+    STRATA_TRY(save(d, false));
+    ::unlink(layer_path(new_top).c_str());
+    return ok();
+}
+
+Status Store::record_snapshot(std::string const& snapshot, std::string const& disk, std::vector<LayerId> const& layers)
+{
+    STRATA_TRY(check_object_name(snapshot));
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    if (load(ObjectKind::Snapshot, snapshot))
+        return make_error(ErrorKind::Exists, "a snapshot named '" + snapshot + "' already exists");
+    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    ObjectManifest s { ObjectKind::Snapshot, snapshot, d.size, layers, utc_now(), "disk:" + disk, disk, {}, nlohmann::json::object() };
+    return save(s, true);
+}
+
 Status Store::revert_disk(std::string const& disk, std::string const& snapshot)
 {
     STRATA_TRY(held, lock(true));
@@ -231,17 +270,46 @@ Result<std::vector<std::string>> Store::layer_paths(ObjectKind kind, std::string
     return paths;
 }
 
+// A VMM killed after Store::prepare_push but before it froze the disk's old top
+// leaves the manifest naming a writable layer below the top. The VMM had paused
+// (or never resumed) the disk's queues, so the new top is empty and the old top
+// holds every write: freezing it finishes the push without loss. Taking the old
+// top's write lock tells a dead VMM from a live one mid-capture (Busy).
+Status Store::finish_prepared_push(ObjectManifest const& d, IoEngine& engine)
+{
+    if (d.layers.size() < 2)
+        return ok();
+    auto below = Layer::open(layer_path(d.layers[d.layers.size() - 2]), LayerOpen::ReadOnly, engine);
+    if (!below || below.value()->frozen())
+        return ok();
+    below.value().reset();
+    STRATA_TRY(top, Layer::open(layer_path(d.layers.back()), LayerOpen::ReadOnly, engine));
+    if (!top->map().empty())
+        return make_error(ErrorKind::BadInput, "disk '" + d.name + "': layer " + d.layers[d.layers.size() - 2].to_string()
+                + " is writable but has layers above it holding data; the disk needs repair by hand");
+    top.reset();
+    auto old_top = Layer::open(layer_path(d.layers[d.layers.size() - 2]), LayerOpen::Writable, engine);
+    if (!old_top)
+        return old_top.error().context("disk '" + d.name + "'");
+    auto frozen = old_top.value()->freeze(false);
+    if (!frozen)
+        return frozen.error().context("disk '" + d.name + "': finish an interrupted capture");
+    return ok();
+}
+
 Result<std::unique_ptr<Chain>> Store::open_disk(std::string const& disk, ChainOptions const& options)
 {
     if (!options.read_only) {
-        // A process killed between freezing a disk's top and recording the new top
-        // (a snapshot or a live capture) leaves a disk whose last layer is frozen.
-        // Nothing was written after the freeze (the VMM holds its queues until the
-        // record is made), so pushing a fresh empty top recovers without loss.
+        // Two interrupted operations are finished here. A snapshot of a disk no
+        // VMM runs freezes the top and then records a new one: killed in between,
+        // the disk's last layer is frozen, and since nothing can be written to a
+        // frozen layer, pushing a fresh empty top loses nothing. A live capture
+        // records the new top first (prepare_push): see finish_prepared_push.
         STRATA_TRY(held, lock(true));
         (void)held;
         STRATA_TRY(d, load(ObjectKind::Disk, disk));
         STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+        STRATA_TRY(finish_prepared_push(d, *engine));
         auto top = Layer::open(layer_path(d.layers.back()), LayerOpen::ReadOnly, *engine);
         if (top && top.value()->frozen()) {
             std::uint64_t size = top.value()->size();

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <optional>
 #include <thread>
 
 namespace strata {
@@ -21,25 +22,18 @@ std::uint64_t stagger_ms()
     return v ? std::strtoull(v, nullptr, 10) : 0;
 }
 
-// Flushes one paused disk and freezes its top under a new empty layer. Touches only
-// that disk's chain, so disks run this in parallel.
-Status freeze_one(MachineDisks& disks, Store const& store, std::size_t i, std::vector<LayerId> const& layers, CapturedDisk& out)
+// Flushes one paused disk, freezes its top and adopts the new top prepared for
+// it. Touches only that disk's chain, so disks run this in parallel.
+Status freeze_one(MachineDisks& disks, Store const& store, CapturedDisk const& d)
 {
-    Chain& chain = *disks.chain(i);
+    Chain& chain = *disks.chain(d.index);
     STRATA_TRY(flush_sync(chain));
-    out.frozen_layers = layers;
-    out.new_top = store.new_layer_id();
-    STRATA_TRY(chain.freeze_top_and_push(store.layer_path(out.new_top), out.new_top));
-    return ok();
+    return chain.freeze_top_and_adopt(store.layer_path(d.new_top));
 }
 
-// Records a frozen disk's new chain (and its snapshot) in the store. The store is
-// used by one thread at a time, so this runs disk after disk.
-Status record_one(MachineDisks& disks, Store& store, std::string const& snapshot_prefix, CapturedDisk const& d)
+std::string snapshot_name(MachineDisks& disks, std::string const& prefix, CapturedDisk const& d)
 {
-    auto const& config = disks.config(d.index);
-    std::string snapshot = snapshot_prefix.empty() ? std::string() : snapshot_prefix + "-" + config.id;
-    return store.record_push(config.store_disk, d.new_top, snapshot);
+    return prefix + "-" + disks.config(d.index).id;
 }
 
 } // namespace
@@ -60,62 +54,83 @@ Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::str
         outcome.disks.push_back(std::move(d));
     }
 
-    // The layer lists as they stand before the capture, read before the pause so
-    // the store's manifest reads stay out of the stall.
-    std::vector<std::vector<LayerId>> layers(disks.count());
-    for (auto const& d : outcome.disks) {
-        STRATA_TRY(manifest, store.get(ObjectKind::Disk, d.disk_name));
-        layers[d.index] = manifest.layers;
+    if (!snapshot_prefix.empty()) {
+        for (auto const& d : outcome.disks) {
+            if (!d.scratch && store.get(ObjectKind::Snapshot, snapshot_name(disks, snapshot_prefix, d)))
+                return make_error(ErrorKind::Exists, "a snapshot named '" + snapshot_name(disks, snapshot_prefix, d) + "' already exists");
+        }
     }
 
+    // The layer lists as they stand, and each disk's new top, made durable and
+    // recorded while the VM still runs (Store::prepare_push): the stall is then
+    // only the flush and the freeze.
+    auto unprepare = [&](std::size_t upto) {
+        for (std::size_t k = 0; k < upto; ++k) {
+            if (!outcome.disks[k].scratch)
+                (void)store.cancel_push(outcome.disks[k].disk_name, outcome.disks[k].new_top);
+        }
+    };
+    for (std::size_t k = 0; k < outcome.disks.size(); ++k) {
+        auto& d = outcome.disks[k];
+        if (d.scratch)
+            continue;
+        auto manifest = store.get(ObjectKind::Disk, d.disk_name);
+        auto top = manifest ? store.prepare_push(d.disk_name) : Result<LayerId>(manifest.error());
+        if (!top) {
+            unprepare(k);
+            return top.error().context("capture: disk '" + d.disk_name + "'");
+        }
+        d.frozen_layers = manifest.value().layers;
+        d.new_top = top.value();
+    }
+
+    std::vector<Status> results(outcome.disks.size(), ok());
+    auto start = Clock::now();
     if (auto ms = stagger_ms(); ms > 0) {
         // Test-only negative control: one disk at a time, with a gap between.
-        auto start = Clock::now();
-        for (auto& d : outcome.disks) {
-            if (d.scratch)
-                continue;
-            disks.device(d.index).pause();
-            Status s = freeze_one(disks, store, d.index, layers[d.index], d);
-            if (s)
-                s = record_one(disks, store, snapshot_prefix, d);
-            disks.device(d.index).resume();
-            if (!s)
-                return s.error();
-            std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-        }
-        outcome.stall_us = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
-        return outcome;
-    }
-
-    auto start = Clock::now();
-    disks.pause_all();
-    // Flush and freeze every disk at once, each on its own thread: the stall is then
-    // the slowest disk's, not the sum. The store records follow, in order.
-    std::vector<Status> results(outcome.disks.size(), ok());
-    {
-        std::vector<std::thread> workers;
         for (std::size_t k = 0; k < outcome.disks.size(); ++k) {
             auto& d = outcome.disks[k];
             if (d.scratch)
                 continue;
-            workers.emplace_back([&, k] { results[k] = freeze_one(disks, store, d.index, layers[d.index], d); });
+            disks.device(d.index).pause();
+            results[k] = freeze_one(disks, store, d);
+            disks.device(d.index).resume();
+            std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        }
+    } else {
+        disks.pause_all();
+        // Flush and freeze every disk at once, each on its own thread: the stall
+        // is then the slowest disk's, not the sum.
+        std::vector<std::thread> workers;
+        for (std::size_t k = 0; k < outcome.disks.size(); ++k) {
+            if (!outcome.disks[k].scratch)
+                workers.emplace_back([&, k] { results[k] = freeze_one(disks, store, outcome.disks[k]); });
         }
         for (auto& w : workers)
             w.join();
+        disks.resume_all();
     }
-    Status status = ok();
-    for (std::size_t k = 0; k < outcome.disks.size() && status; ++k) {
-        if (!results[k]) {
-            status = results[k];
-            break;
-        }
-        if (!outcome.disks[k].scratch)
-            status = record_one(disks, store, snapshot_prefix, outcome.disks[k]);
-    }
-    disks.resume_all();
     outcome.stall_us = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
-    if (!status)
-        return status.error().context("capture");
+
+    // A disk whose freeze failed keeps writing its old top: take its prepared top
+    // back out of the store. The disks that froze keep their new tops (an extra
+    // layer boundary, harmless), but the capture as a whole failed.
+    std::optional<Error> failed;
+    for (std::size_t k = 0; k < outcome.disks.size(); ++k) {
+        if (results[k])
+            continue;
+        (void)store.cancel_push(outcome.disks[k].disk_name, outcome.disks[k].new_top);
+        if (!failed)
+            failed = results[k].error().context("capture: disk '" + outcome.disks[k].disk_name + "'");
+    }
+    if (failed)
+        return *failed;
+    if (!snapshot_prefix.empty()) {
+        for (auto const& d : outcome.disks) {
+            if (!d.scratch)
+                STRATA_TRY(store.record_snapshot(snapshot_name(disks, snapshot_prefix, d), d.disk_name, d.frozen_layers));
+        }
+    }
     return outcome;
 }
 

@@ -1,15 +1,17 @@
 // Crash-consistent capture of every disk of a running VM at one instant: the
 // operation behind `PUT /snapshot/disks` and `PUT /machine-images`.
 //
-// The sequence (DESIGN.md, Processes): stop taking new requests from every
-// virtio-blk queue and wait for the requests in flight (MachineDisks::pause_all),
-// flush each disk, freeze each disk's top layer and push a new empty one, record
-// each disk's new chain in the store, and resume the queues. The store record of
-// the new top is made before the queues resume, so no write the guest makes after
-// the capture can land in a layer the store does not know; the snapshot or
-// machine-image manifest is written after resuming, since by then the frozen
-// layers can no longer change. The stall is measured from the first pause request
-// to the last resume.
+// The sequence (DESIGN.md, Processes): while the VM runs, make each disk's new
+// empty top layer and record it in the store above the top being written
+// (Store::prepare_push; the durable file and manifest work stays out of the
+// stall). Then stop taking new requests from every virtio-blk queue and wait for
+// the requests in flight (MachineDisks::pause_all), flush and freeze each disk's
+// top and adopt the prepared one, all disks in parallel, and resume the queues.
+// Snapshot or machine-image manifests are written after resuming, since by then
+// the frozen layers can no longer change. A VMM killed between the record and
+// the freeze leaves manifests that Store::open_disk completes without loss (the
+// queues were held, so the new tops are empty). The stall is measured from the
+// first pause request to the last resume.
 //
 // The test-only STRATA_TEST_CAPTURE_STAGGER_MS environment variable turns the
 // capture into a deliberately inconsistent one (each disk paused, frozen and
