@@ -303,7 +303,7 @@ Result<ObjectManifest> Store::import_image(std::string const& name, std::string 
     }
     STRATA_TRY(fsync_parent_dir(layer_path(ids.front())));
     temps.paths.clear();
-    ObjectManifest m { ObjectKind::Image, name, size, ids, utc_now(), "import", {}, options.description, nlohmann::json::object() };
+    ObjectManifest m { ObjectKind::Image, name, size, ids, utc_now(), options.source, {}, options.description, nlohmann::json::object() };
     auto saved = save(m, true);
     if (!saved) {
         (void)gc_locked();
