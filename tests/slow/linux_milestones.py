@@ -45,21 +45,36 @@ def log(msg):
     print(msg, flush=True)
 
 
-def prepare(work, agent):
-    """Builds vmlinuz + initramfs (guest-tools/build-initramfs) and a small ext4
-    root disk made from a directory with mke2fs -d. Returns a dict of paths."""
+ROOTFS_IMAGE = "slow-rootfs"
+
+
+def strata_env(home):
+    return dict(os.environ, STRATA_HOME=home)
+
+
+def prepare(work, agent, strata):
+    """Builds vmlinuz + initramfs (guest-tools/build-initramfs) and a small root
+    file system: a directory turned into the store image ROOTFS_IMAGE by
+    `strata images create-rootfs` (mke2fs -d under fakeroot; no mounts) in the
+    store work/store. Boots get their own copies: strata a disk cloned from the
+    image (fresh_strata_disk), QEMU the same bytes exported raw (fresh_qemu_rootfs).
+    Returns a dict of paths and the store."""
     os.makedirs(work, exist_ok=True)
     out = os.path.join(work, "guest")
     if not os.path.exists(os.path.join(out, "initramfs.cpio.gz")) or \
             os.path.getmtime(agent) > os.path.getmtime(os.path.join(out, "initramfs.cpio.gz")):
         subprocess.run([os.path.join(SOURCE_DIR, "guest-tools", "build-initramfs"), "--agent", agent,
                         "--out", out, "--cache", os.path.join(work, "kernel-cache")], check=True)
-    rootdir = os.path.join(work, "rootfs-dir")
-    rootimg = os.path.join(work, "rootfs.img")
-    if not os.path.exists(rootimg):
+    home = os.path.join(work, "store")
+    env = strata_env(home)
+    have = subprocess.run([strata, "images", "describe", ROOTFS_IMAGE], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    if not have:
+        rootdir = os.path.join(work, "rootfs-dir")
         shutil.rmtree(rootdir, ignore_errors=True)
         for d in ["bin", "sbin", "etc", "dev", "proc", "sys", "tmp", "var/log", "var/lib", "root", "home"]:
             os.makedirs(os.path.join(rootdir, d), exist_ok=True)
+        os.chmod(os.path.join(rootdir, "tmp"), 0o1777)
         shutil.copy(shutil.which("busybox"), os.path.join(rootdir, "bin", "busybox"))
         os.symlink("busybox", os.path.join(rootdir, "bin", "sh"))
         with open(os.path.join(rootdir, "etc", "passwd"), "w") as f:
@@ -67,11 +82,27 @@ def prepare(work, agent):
         with open(os.path.join(rootdir, "etc", "group"), "w") as f:
             f.write("root:x:0:\n")
         open(os.path.join(rootdir, "etc", "machine-id"), "w").close()
-        # No /sbin/init: strata-agent stays PID 1 after switching root.
-        subprocess.run(["fakeroot", "mke2fs", "-q", "-t", "ext4", "-E", "root_owner=0:0", "-d", rootdir,
-                        "-F", rootimg, "64M"], check=True)
+        # No /sbin/init: strata-agent stays PID 1 after switching root. Every file
+        # is root's in the image whoever runs this (create-rootfs uses fakeroot).
+        subprocess.run([strata, "images", "create-rootfs", ROOTFS_IMAGE, "--from-dir", rootdir], env=env, check=True)
     return {"kernel": os.path.join(out, "vmlinuz"), "initrd": os.path.join(out, "initramfs.cpio.gz"),
-            "rootfs": rootimg}
+            "store": home, "image": ROOTFS_IMAGE}
+
+
+def fresh_strata_disk(strata, art, disk):
+    """A new store disk named disk, an O(1) clone of the root file system image
+    (the guest mounts it rw, so each boot gets its own). Returns its name."""
+    env = strata_env(art["store"])
+    subprocess.run([strata, "disks", "delete", disk], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run([strata, "disks", "create", disk, "--image", art["image"]], env=env, check=True)
+    return disk
+
+
+def fresh_qemu_rootfs(strata, art, path):
+    """The root file system image's bytes as a raw file for QEMU (a new copy each
+    boot, since the guest writes to it). Returns path."""
+    subprocess.run([strata, "images", "export", art["image"], path, "-O", "raw"], env=strata_env(art["store"]), check=True)
+    return path
 
 
 def extract_vmlinux(bzimage, dest):
@@ -164,10 +195,11 @@ def qemu_cmd(kernel, initrd, rootfs, cmdline, memory_mib=1024):
             "-device", "virtio-blk-device,drive=d0"]
 
 
-def strata_cmd(strata, kernel, initrd, rootfs, cmdline, memory_mib=1024, extra=()):
-    return [strata, "run", "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline,
-            "--cpu-template", "minimal", "--memory", str(memory_mib),
-            "--disk", "path=%s,format=raw" % rootfs] + list(extra)
+def strata_cmd(strata, kernel, initrd, store, disk, cmdline, memory_mib=1024, extra=()):
+    """strata run with the store disk disk (fresh_strata_disk) as /dev/vda; the
+    store is passed through env(1) so the logged command line is complete."""
+    return ["env", "STRATA_HOME=" + store, strata, "run", "--kernel", kernel, "--initrd", initrd, "--cmdline", cmdline,
+            "--cpu-template", "minimal", "--memory", str(memory_mib), "--disk", disk] + list(extra)
 
 
 def strata_kernel_support(strata, probe_kernel):
