@@ -58,10 +58,15 @@ json machine_image_json(MachineImageRecord const& m)
     j["labels"] = from_map(m.labels);
     j["source_vm"] = json { { "name", m.source_vm.name }, { "labels", from_map(m.source_vm.labels) },
         { "metadata", from_map(m.source_vm.metadata) } };
+    if (!m.source_vm.instance_id.empty())
+        j["source_vm"]["instance_id"] = m.source_vm.instance_id;
     j["created"] = m.created;
     j["stall_us"] = m.stall_us;
     j["generalized"] = m.generalized;
+    j["os_state"] = m.generalized ? "generalized" : "specialized";
     j["source"] = m.source;
+    if (!m.guest_flush.empty())
+        j["guest_flush"] = m.guest_flush;
     return j;
 }
 
@@ -121,12 +126,27 @@ Result<MachineImageRecord> parse_machine_image_json(json const& j)
         STRATA_TRY(vm_name, string_field(*src, "name", false, kMaxObjectName));
         STRATA_TRY(vm_labels, string_map(*src, "labels"));
         STRATA_TRY(vm_metadata, string_map(*src, "metadata"));
-        m.source_vm = SourceVmInfo { vm_name, vm_labels, vm_metadata };
+        STRATA_TRY(instance_id, string_field(*src, "instance_id", false, 64));
+        if (auto st = check_instance_id(instance_id); !st)
+            return bad("machine-image record", st.error().message);
+        m.source_vm = SourceVmInfo { vm_name, vm_labels, vm_metadata, instance_id };
     }
     STRATA_TRY(created, string_field(j, "created", false, 64));
     STRATA_TRY(stall, uint_field(j, "stall_us", false, 0, ~0ULL));
     STRATA_TRY(generalized, bool_field(j, "generalized"));
     STRATA_TRY(source, string_field(j, "source", false, 256));
+    STRATA_TRY(os_state, string_field(j, "os_state", false, 16));
+    if (!os_state.empty()) {
+        if (os_state != "generalized" && os_state != "specialized")
+            return bad("machine-image record", "'os_state' is neither \"generalized\" nor \"specialized\"");
+        if (j.contains("generalized") && generalized != (os_state == "generalized"))
+            return bad("machine-image record", "'os_state' contradicts 'generalized'");
+        generalized = os_state == "generalized";
+    }
+    STRATA_TRY(guest_flush, string_field(j, "guest_flush", false, 1024));
+    if (!guest_flush.empty() && guest_flush != "quiesced" && !guest_flush.starts_with("not-quiesced: "))
+        return bad("machine-image record", "'guest_flush' is neither \"quiesced\" nor \"not-quiesced: ...\"");
+    m.guest_flush = guest_flush;
     m.created = created;
     m.stall_us = stall;
     m.generalized = generalized;

@@ -48,6 +48,7 @@ struct SourceVmInfo {
     std::string name;
     std::map<std::string, std::string> labels;
     std::map<std::string, std::string> metadata;
+    std::string instance_id; // a VM from a specialized image keeps it
 };
 
 struct MachineImageRecord {
@@ -59,8 +60,16 @@ struct MachineImageRecord {
     SourceVmInfo source_vm;
     std::string created;          // capture time, UTC ISO 8601
     std::uint64_t stall_us { 0 }; // how long the guest's disk queues were held (0: VM was stopped)
-    bool generalized { false };   // false: specialized (keeps the guest's identity)
+    // The record says "os_state": "generalized" | "specialized" (Azure's two kinds)
+    // next to the boolean. A VM from a generalized image must be given
+    // provisioning data and gets a new instance id; one from a specialized image
+    // keeps the source VM's.
+    bool generalized { false };
     std::string source;           // "vm:NAME" when captured, "import" when imported
+    // Only for a capture with --guest-flush: "quiesced" (the guest agent froze its
+    // file systems for the capture) or "not-quiesced: <reason>" (crash-consistent
+    // only). Empty otherwise.
+    std::string guest_flush;
 };
 
 [[nodiscard]] Status check_machine_image(MachineImageRecord const& m);

@@ -77,7 +77,7 @@ Result<MachineImageRecord> capture_stopped_vm(Store& store, VmRecord const& vm, 
             return make_error(ErrorKind::Exists, "a machine-image named '" + image.name + "' already exists");
     }
     image.spec = vm.spec;
-    image.source_vm = SourceVmInfo { vm.name, vm.labels, vm.metadata };
+    image.source_vm = SourceVmInfo { vm.name, vm.labels, vm.metadata, vm.instance_id };
     image.generalized = vm.generalized;
     image.stall_us = 0;
     image.source = "vm:" + vm.name;
@@ -124,7 +124,21 @@ Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& v
     vm.spec = mi.spec;
     vm.labels = mi.source_vm.labels;
     vm.metadata = mi.source_vm.metadata;
-    vm.generalized = mi.generalized;
+    // The new VM itself is never generalized: from a generalized image it is a new
+    // instance (provisioned on first boot), from a specialized one the same instance.
+    vm.generalized = false;
+    vm.instance_id = mi.generalized || mi.source_vm.instance_id.empty() ? new_instance_id() : mi.source_vm.instance_id;
+    if (mi.generalized) {
+        auto has = [&](char const* key) {
+            if (!overrides.metadata)
+                return false;
+            auto it = overrides.metadata->find(key);
+            return it != overrides.metadata->end() && !it->second.empty();
+        };
+        if (!has("hostname") && !has("user"))
+            return make_error(ErrorKind::Usage, "machine-image '" + image + "' is generalized: the new VM needs its provisioning data "
+                    "(--metadata hostname=NAME[,user=USER][,ssh-authorized-keys=KEY]; at least hostname or user)");
+    }
     vm.source = "machine-image:" + image;
     vm.created = utc_now();
     if (overrides.vcpus)

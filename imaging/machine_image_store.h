@@ -22,6 +22,8 @@
 namespace strata {
 
 // What `vms create --source-machine-image` may override (absent: the image's).
+// From a generalized image, metadata must be given with a non-empty hostname or
+// user (the guest provisions itself from it) and the VM gets a new instance id.
 struct VmOverrides {
     std::optional<std::uint32_t> vcpus;
     std::optional<std::uint64_t> memory_mib;

@@ -5,6 +5,8 @@
 #include "imaging/store.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <random>
 #include <set>
 
 namespace strata {
@@ -167,6 +169,8 @@ json vm_json(VmRecord const& vm)
     j["created"] = vm.created;
     j["source"] = vm.source;
     j["generalized"] = vm.generalized;
+    if (!vm.instance_id.empty())
+        j["instance_id"] = vm.instance_id;
     return j;
 }
 
@@ -215,11 +219,36 @@ Result<VmRecord> parse_vm(std::string_view text)
     STRATA_TRY(created, string_field(j, "created", false, 64));
     STRATA_TRY(source, string_field(j, "source", false, 256));
     STRATA_TRY(generalized, bool_field(j, "generalized"));
+    STRATA_TRY(instance_id, string_field(j, "instance_id", false, 64));
+    if (auto st = check_instance_id(instance_id); !st)
+        return bad("vm record", st.error().message);
+    vm.instance_id = instance_id;
     vm.description = description;
     vm.created = created;
     vm.source = source;
     vm.generalized = generalized;
     return vm;
+}
+
+std::string new_instance_id()
+{
+    std::random_device random;
+    std::uint64_t value = (std::uint64_t { random() } << 32) ^ random();
+    char text[32];
+    std::snprintf(text, sizeof text, "i-%016llx", static_cast<unsigned long long>(value));
+    return text;
+}
+
+Status check_instance_id(std::string_view id)
+{
+    if (id.empty())
+        return ok();
+    bool good = id.size() > 2 && id.size() <= 34 && id.starts_with("i-");
+    for (char c : id.substr(std::min<std::size_t>(2, id.size())))
+        good = good && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+    if (!good)
+        return make_error(ErrorKind::BadInput, "instance id '" + std::string(id.substr(0, 40)) + "' is not \"i-\" and 1-32 lowercase hex digits");
+    return ok();
 }
 
 Result<VmRecord> load_vm(RecordLock const& held, std::string const& name)

@@ -74,8 +74,20 @@ struct VmRecord {
     std::string description;
     std::string created; // UTC, ISO 8601
     std::string source;  // "flags", "image:I", "template:T", "machine-image:M"
+    // Set once `vms generalize` removed the guest's identity and the VM ended; a
+    // generalized VM is not started again (capture it, then boot new VMs).
     bool generalized { false };
+    // The guest instance's identity ("i-" + 16 hex digits), given to a kernel
+    // guest in strata.meta= (first-boot provisioning runs once per id). New for a
+    // VM created from flags, a template or a generalized machine image; kept from
+    // the source VM for a specialized one. Empty in records older than the field.
+    std::string instance_id;
 };
+
+// A fresh instance id: "i-" and 16 random hex digits.
+std::string new_instance_id();
+// Checks an instance id: empty, or "i-" and 1..32 of [0-9a-f].
+[[nodiscard]] Status check_instance_id(std::string_view id);
 
 // The digests of the spec's boot artifacts (firmware/kernel/initrd that are set).
 std::vector<std::string> boot_digests(BootSpec const& boot);

@@ -20,6 +20,25 @@ Result<std::string> artifact_file(Store const& store, std::string const& digest)
     return path;
 }
 
+std::string base64(std::string const& in)
+{
+    static char const alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    std::size_t i = 0;
+    for (; i + 2 < in.size(); i += 3) {
+        unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8 | static_cast<unsigned char>(in[i + 2]);
+        out += { alphabet[v >> 18], alphabet[(v >> 12) & 63], alphabet[(v >> 6) & 63], alphabet[v & 63] };
+    }
+    if (i + 1 == in.size()) {
+        unsigned v = static_cast<unsigned char>(in[i]) << 16;
+        out += { alphabet[v >> 18], alphabet[(v >> 12) & 63], '=', '=' };
+    } else if (i + 2 == in.size()) {
+        unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8;
+        out += { alphabet[v >> 18], alphabet[(v >> 12) & 63], alphabet[(v >> 6) & 63], '=' };
+    }
+    return out;
+}
+
 DiskCache cache_of(std::string const& cache)
 {
     if (cache == "writeback")
@@ -30,6 +49,44 @@ DiskCache cache_of(std::string const& cache)
 }
 
 } // namespace
+
+Result<std::string> guest_metadata_arg(VmRecord const& vm)
+{
+    nlohmann::json meta = nlohmann::json::object();
+    // Records older than instance ids fall back to the VM's name, which is unique
+    // in its store.
+    meta["instance_id"] = vm.instance_id.empty() ? vm.name : vm.instance_id;
+    auto get = [&](char const* key) -> std::string {
+        auto it = vm.metadata.find(key);
+        return it == vm.metadata.end() ? std::string() : it->second;
+    };
+    if (auto h = get("hostname"); !h.empty())
+        meta["hostname"] = h;
+    if (auto u = get("user"); !u.empty())
+        meta["user"] = u;
+    std::string keys = get("ssh-authorized-keys");
+    if (keys.empty())
+        keys = get("ssh_authorized_keys");
+    if (!keys.empty()) {
+        nlohmann::json list = nlohmann::json::array();
+        std::size_t at = 0;
+        while (at <= keys.size()) {
+            std::size_t end = keys.find_first_of(";\n", at);
+            if (end == std::string::npos)
+                end = keys.size();
+            if (end > at)
+                list.push_back(keys.substr(at, end - at));
+            at = end + 1;
+        }
+        meta["ssh_authorized_keys"] = list;
+    }
+    std::string arg = "strata.meta=" + base64(meta.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+    // x86 Linux keeps 2048 bytes of command line; leave room for the rest of it.
+    if (arg.size() > MaxMetadataArgBytes)
+        return make_error(ErrorKind::Usage, "vm '" + vm.name + "': its metadata (hostname, user, SSH keys) needs " + std::to_string(arg.size())
+                + " bytes on the kernel command line; at most " + std::to_string(MaxMetadataArgBytes) + " fit");
+    return arg;
+}
 
 Result<MachineConfig> machine_config_for(Store const& store, VmRecord const& vm)
 {
@@ -44,6 +101,10 @@ Result<MachineConfig> machine_config_for(Store const& store, VmRecord const& vm)
     c.kernel = kernel;
     c.initrd = initrd;
     c.cmdline = boot.cmdline;
+    if (!c.kernel.empty()) {
+        STRATA_TRY(meta, guest_metadata_arg(vm));
+        c.cmdline += (c.cmdline.empty() ? "" : " ") + meta;
+    }
     c.boot_protocol = boot.boot_protocol == "pvh" ? BootProtocol::Pvh : boot.boot_protocol == "linux" ? BootProtocol::Linux64 : BootProtocol::Auto;
     c.vcpus = vm.spec.vcpus;
     c.memory_mib = vm.spec.memory_mib;
@@ -71,7 +132,8 @@ Result<MachineImageRecord> machine_image_from_capture(Store& store, VmRecord con
     m.description = capture.request.description;
     m.labels = capture.request.labels;
     m.spec = vm.spec;
-    m.source_vm = SourceVmInfo { vm.name, vm.labels, vm.metadata };
+    m.source_vm = SourceVmInfo { vm.name, vm.labels, vm.metadata, vm.instance_id };
+    m.guest_flush = capture.guest_flush;
     m.created = capture.captured_at;
     m.stall_us = capture.outcome.stall_us;
     m.generalized = vm.generalized;

@@ -25,9 +25,18 @@ namespace strata {
 class Store;
 
 // The MachineConfig of a VM record: firmware/kernel/initrd are the artifact
-// files (artifacts/<digest>), disks are the record's store disks. Fails with
-// NotFound when an artifact is missing.
+// files (artifacts/<digest>), disks are the record's store disks. For a kernel,
+// the command line gets guest_metadata_arg(vm) appended. Fails with NotFound when
+// an artifact is missing.
 [[nodiscard]] Result<MachineConfig> machine_config_for(Store const& store, VmRecord const& vm);
+
+// `strata.meta=<base64 of JSON>`, the guest agent's provisioning data
+// (guest-tools/agent/provision.h): {"instance_id", "hostname", "user",
+// "ssh_authorized_keys": [...]} from the VM's instance id and its metadata keys
+// hostname, user and ssh-authorized-keys (several keys separated by ';').
+// Fails (Usage) when it would take more than MaxMetadataArgBytes.
+inline constexpr std::size_t MaxMetadataArgBytes = 1536;
+[[nodiscard]] Result<std::string> guest_metadata_arg(VmRecord const& vm);
 
 // The machine image record of a live capture of vm: the VM's spec, mapping,
 // labels and metadata, each captured disk's frozen layers (disk sizes from the

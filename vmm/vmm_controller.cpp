@@ -1,9 +1,13 @@
 #include "vmm/vmm_controller.h"
 
 #include "devices/virtio/blk/device.h"
+#include "devices/virtio/console/device.h"
+#include "vmm/agent_channel.h"
 #include "imaging/manifest.h"
 #include "imaging/open_image.h"
 #include "vmm/machine_disks.h"
+
+#include <cstdio>
 
 namespace strata {
 
@@ -110,6 +114,9 @@ Result<api::VmMetrics> VmmController::metrics()
     Machine* m = running();
     if (!m)
         return out;
+    out.boot_complete_us = m->boot_complete_us();
+    auto const c = m->console_metrics();
+    out.console = api::ConsoleMetrics { c.bytes_to_guest, c.bytes_from_guest, c.errors, c.refused_bytes, c.discarded_bytes };
     auto& disks = m->disks();
     for (std::size_t i = 0; i < disks.count(); ++i) {
         auto b = disks.device(i).metrics();
@@ -227,12 +234,80 @@ Result<api::CaptureResult> VmmController::create_machine_image(api::MachineImage
         return make_error(ErrorKind::Unsupported, "the VM has no store disks to capture");
     MachineImageCapture capture;
     capture.request = request;
-    capture.captured_at = utc_now();
-    STRATA_TRY(outcome, capture_disks(m->disks(), *m->disks().store(), ""));
-    m_last_stall_us = outcome.stall_us;
-    capture.outcome = std::move(outcome);
+    auto do_capture = [&]() -> Status {
+        capture.captured_at = utc_now();
+        STRATA_TRY(outcome, capture_disks(m->disks(), *m->disks().store(), ""));
+        m_last_stall_us = outcome.stall_us;
+        capture.outcome = std::move(outcome);
+        return ok();
+    };
+    if (request.guest_flush)
+        STRATA_TRY(capture_with_guest_flush(*m, request.guest_flush_wait_ms, do_capture, capture.guest_flush));
+    else
+        STRATA_TRY(do_capture());
     STRATA_TRY(m_record_image(*m, capture));
-    return api::CaptureResult { request.name, capture.outcome.stall_us };
+    return api::CaptureResult { request.name, capture.outcome.stall_us, capture.guest_flush };
+}
+
+Status VmmController::capture_with_guest_flush(Machine& m, std::uint64_t wait_ms, std::function<Status()> const& capture,
+    std::string& flush_state)
+{
+    auto const wait = std::chrono::milliseconds(wait_ms);
+    AgentChannel& agent = m.agent();
+    std::string reason;
+    bool delivered = false;
+    bool thaw = true;
+    auto frozen = agent.request("freeze", nlohmann::json { { "timeout_s", FreezeTimeoutS } }, wait, &delivered);
+    if (!frozen) {
+        reason = frozen.error().message;
+        // A freeze the guest never read was withdrawn: there is nothing to thaw.
+        thaw = delivered;
+    } else if (!frozen.value().ok) {
+        // The agent thaws what it froze when a freeze fails part-way.
+        reason = "the guest agent could not freeze: " + frozen.value().error;
+        thaw = false;
+    }
+    Status captured = capture();
+    if (thaw) {
+        auto thawed = agent.request("thaw", nlohmann::json::object(), wait);
+        std::string problem;
+        if (!thawed) {
+            problem = thawed.error().message;
+        } else if (!thawed.value().ok) {
+            problem = "the guest agent could not thaw: " + thawed.value().error;
+        } else {
+            auto const& r = thawed.value().result;
+            auto a = r.is_object() ? r.find("auto_thawed") : r.end();
+            if (r.is_object() && a != r.end() && a->is_boolean() && a->get<bool>())
+                problem = "the guest thawed by itself (freeze timeout of " + std::to_string(FreezeTimeoutS) + " s) before the capture ended";
+        }
+        if (reason.empty() && !problem.empty())
+            reason = problem;
+        if (!problem.empty())
+            std::fprintf(stderr, "strata: guest flush: %s\n", problem.c_str());
+    }
+    flush_state = reason.empty() ? "quiesced" : "not-quiesced: " + reason;
+    return captured;
+}
+
+Result<api::AgentAnswer> VmmController::agent_command(api::AgentCommand const& command)
+{
+    Machine* m = running();
+    if (!m)
+        return make_error(ErrorKind::Usage, "the VM is not running");
+    nlohmann::json args = nlohmann::json::object();
+    if (command.timeout_s)
+        args["timeout_s"] = *command.timeout_s;
+    STRATA_TRY(reply, m->agent().request(command.cmd, args, std::chrono::milliseconds(command.wait_ms)));
+    if (command.cmd == "generalize" && reply.ok)
+        m_generalize_acknowledged = true;
+    return api::AgentAnswer { reply.ok, reply.error, reply.line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) };
+}
+
+bool VmmController::generalized_on_exit(MachineExit const& exit) const
+{
+    return m_generalize_acknowledged.load()
+        && (exit.kind == MachineExit::Kind::Reset || exit.kind == MachineExit::Kind::PowerOff);
 }
 
 } // namespace strata

@@ -8,6 +8,16 @@
 // lifetime. Captures need the store; a VMM started on host files alone refuses them.
 // A machine-image capture records the image through `record_image`, supplied by
 // whoever knows the VM's identity (the `strata vmm --vm` command).
+//
+// Guest flush (a machine image with guest_flush): before the capture the agent is
+// asked to freeze its file systems (timeout_s FreezeTimeoutS, so a VMM that dies
+// cannot leave the guest frozen for long) and given guest_flush_wait_ms for its
+// reply; after the capture, to thaw. The capture happens in every case; the
+// result says "quiesced" only when the freeze was acknowledged and the thaw
+// reported no auto-thaw, otherwise "not-quiesced: <reason>".
+// Generalize: once the agent has acknowledged `generalize` (PUT /agent), the VM's
+// end by reset or power-off is its generalization; generalized_on_exit() says so
+// to the `strata vmm --vm` command, which then marks the VM record.
 // Threading: the api::VmController methods run on the API's worker thread;
 // run_until_exit and request_stop on the main thread (request_stop from any).
 #pragma once
@@ -16,6 +26,7 @@
 #include "vmm/capture.h"
 #include "vmm/machine.h"
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -29,6 +40,7 @@ struct MachineImageCapture {
     api::MachineImageRequest request;
     CaptureOutcome outcome;
     std::string captured_at; // UTC, ISO 8601
+    std::string guest_flush; // with request.guest_flush: "quiesced" or "not-quiesced: <reason>"
 };
 
 class VmmController final : public api::VmController {
@@ -59,9 +71,20 @@ public:
     Status resume() override;
     Result<api::CaptureResult> snapshot_disks(api::SnapshotDisksRequest const& request) override;
     Result<api::CaptureResult> create_machine_image(api::MachineImageRequest const& request) override;
+    Result<api::AgentAnswer> agent_command(api::AgentCommand const& command) override;
+
+    // True when the agent acknowledged generalize and the machine then ended by a
+    // guest reset or power-off (call after run_until_exit).
+    bool generalized_on_exit(MachineExit const& exit) const;
+
+    static constexpr std::uint64_t FreezeTimeoutS = 10;
 
 private:
     Machine* running();
+    // Freezes through the agent, runs capture, thaws; returns the capture's status
+    // and sets flush_state.
+    Status capture_with_guest_flush(Machine& m, std::uint64_t wait_ms, std::function<Status()> const& capture,
+        std::string& flush_state);
 
     std::string m_id;
     MachineConfig m_config;
@@ -73,6 +96,7 @@ private:
     bool m_started { false };
     bool m_stop { false };
     std::optional<std::uint64_t> m_last_stall_us;
+    std::atomic<bool> m_generalize_acknowledged { false };
 };
 
 } // namespace strata

@@ -105,7 +105,15 @@ public:
         auto guard = enter("create_machine_image:" + request.name);
         STRATA_TRY(take_failure());
         m_last_stall = 567;
-        return CaptureResult { request.name, 567 };
+        return CaptureResult { request.name, 567, request.guest_flush ? "not-quiesced: no agent in the fake" : "" };
+    }
+    Result<AgentAnswer> agent_command(AgentCommand const& command) override
+    {
+        auto guard = enter("agent_command:" + command.cmd);
+        STRATA_TRY(take_failure());
+        if (command.cmd == "thaw")
+            return AgentAnswer { false, "not frozen", {} };
+        return AgentAnswer { true, {}, R"({"id":1,"ok":true,"result":{"agent":"fake"}})" };
     }
 
     // Test side.

@@ -5,7 +5,7 @@
 // The shapes follow Firecracker's API where Firecracker has the concept (boot source,
 // machine config, drives, actions, pause/resume, instance info) and add strata's
 // own: a crash-consistent snapshot of every disk, a machine image of the running VM,
-// and per-disk metrics.
+// per-disk metrics, and commands to the guest agent.
 //
 // Ordering rules are the API's, not the controller's: the dispatcher reads
 // instance_info().state first and refuses pre-boot requests (boot source, machine
@@ -108,8 +108,22 @@ struct DiskMetrics {
     std::uint64_t backpressure { 0 };
 };
 
+// GET /metrics "console": the virtio-console the guest agent talks over
+// (virtio::console::ConsoleMetrics).
+struct ConsoleMetrics {
+    std::uint64_t bytes_to_guest { 0 };
+    std::uint64_t bytes_from_guest { 0 };
+    std::uint64_t errors { 0 };          // chains the device refused
+    std::uint64_t refused_bytes { 0 };   // host bytes that did not fit its buffer
+    std::uint64_t discarded_bytes { 0 }; // host bytes withdrawn (agent requests that timed out unread)
+};
+
 struct VmMetrics {
     std::vector<DiskMetrics> disks;
+    // Microseconds from the VM's start to the guest's boot-complete write (port
+    // 0x3f0, value 123); absent until it came.
+    std::optional<std::uint64_t> boot_complete_us;
+    std::optional<ConsoleMetrics> console; // absent before the VM starts
     // How long the guest's disk queues were held for the last capture (snapshot or
     // machine image), from the first queue stopped to the last resumed; absent if
     // nothing was captured yet.
@@ -128,12 +142,36 @@ struct MachineImageRequest {
     std::string description;                   // may be empty
     std::map<std::string, std::string> labels; // passed api::check_label
     bool guest_flush { false };                // ask the guest agent to freeze filesystems first
+    // How long to wait for each of the agent's replies (freeze, thaw) with
+    // guest_flush; 1..60000, default 2000.
+    std::uint64_t guest_flush_wait_ms { 2000 };
 };
 
 // What a capture reports; the API answers 200 with it as JSON.
 struct CaptureResult {
     std::string name;       // the snapshot's or the machine image's name
     std::uint64_t stall_us; // how long the disk queues were held
+    // With guest_flush: "quiesced", or "not-quiesced: <reason>" (the capture was
+    // still made; it is crash-consistent). Empty without guest_flush.
+    std::string guest_flush {};
+};
+
+// PUT /agent: one command to the guest agent (guest-tools/agent/agent.h) over the
+// VM's virtio-console. cmd is one of ping, freeze, thaw, generalize (the parser
+// checks); timeout_s goes with freeze only (the agent's auto-thaw, 1..300);
+// wait_ms is how long strata waits for the reply (1..60000, default 2000).
+struct AgentCommand {
+    std::string cmd;
+    std::optional<std::uint64_t> timeout_s;
+    std::uint64_t wait_ms { 2000 };
+};
+
+// The agent's reply line, as JSON text; ok=false when the agent refused (its
+// "error" is then in error).
+struct AgentAnswer {
+    bool ok { false };
+    std::string error;
+    std::string reply_json;
 };
 
 class VmController {
@@ -165,6 +203,9 @@ public:
     [[nodiscard]] virtual Status resume() = 0;
     [[nodiscard]] virtual Result<CaptureResult> snapshot_disks(SnapshotDisksRequest const& request) = 0;
     [[nodiscard]] virtual Result<CaptureResult> create_machine_image(MachineImageRequest const& request) = 0;
+    // PUT /agent: sends the command and waits for the reply. Timeout when the
+    // agent does not answer in time (the VM keeps running).
+    [[nodiscard]] virtual Result<AgentAnswer> agent_command(AgentCommand const& command) = 0;
 };
 
 } // namespace strata::api

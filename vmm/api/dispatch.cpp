@@ -84,6 +84,10 @@ json metrics_json(VmMetrics const& metrics)
     }
     json out = { { "disks", disks } };
     out["last_capture_stall_us"] = metrics.last_capture_stall_us ? json(*metrics.last_capture_stall_us) : json(nullptr);
+    out["boot_complete_us"] = metrics.boot_complete_us ? json(*metrics.boot_complete_us) : json(nullptr);
+    if (auto const& c = metrics.console)
+        out["console"] = { { "bytes_to_guest", c->bytes_to_guest }, { "bytes_from_guest", c->bytes_from_guest }, { "errors", c->errors },
+            { "refused_bytes", c->refused_bytes }, { "discarded_bytes", c->discarded_bytes } };
     return out;
 }
 
@@ -98,7 +102,24 @@ HttpReply capture_reply(Result<CaptureResult> const& result)
 {
     if (!result)
         return error_reply(result.error());
-    return json_reply({ { "name", result.value().name }, { "stall_us", result.value().stall_us } });
+    json out = { { "name", result.value().name }, { "stall_us", result.value().stall_us } };
+    if (!result.value().guest_flush.empty())
+        out["guest_flush"] = result.value().guest_flush;
+    return json_reply(out);
+}
+
+HttpReply agent_reply(AgentCommand const& command, Result<AgentAnswer> const& result)
+{
+    if (!result)
+        return error_reply(result.error());
+    if (!result.value().ok)
+        return fault_reply(400, "The guest agent refused `" + command.cmd + "`: " + result.value().error);
+    // The agent's line is JSON already; parse it to re-serialize safely (a guest
+    // may put anything in it), falling back to quoting it as a string.
+    auto line = json::parse(result.value().reply_json, nullptr, false);
+    if (line.is_discarded())
+        line = json { { "reply", result.value().reply_json } };
+    return json_reply(line);
 }
 
 // Calls the one controller method the request asks for.
@@ -139,6 +160,7 @@ struct Executor {
     HttpReply operator()(VmStateChange const& r) const { return status_reply(r.pause ? controller.pause() : controller.resume()); }
     HttpReply operator()(SnapshotDisksRequest const& r) const { return capture_reply(controller.snapshot_disks(r)); }
     HttpReply operator()(MachineImageRequest const& r) const { return capture_reply(controller.create_machine_image(r)); }
+    HttpReply operator()(AgentCommand const& r) const { return agent_reply(r, controller.agent_command(r)); }
 };
 
 } // namespace

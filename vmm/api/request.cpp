@@ -194,11 +194,12 @@ Result<ApiRequest> parse_snapshot_disks(nlohmann::json const& json)
 
 Result<ApiRequest> parse_machine_image(nlohmann::json const& json)
 {
-    STRATA_TRY(reader, ObjectReader::open(json, { "name", "description", "labels", "guest_flush" }));
+    STRATA_TRY(reader, ObjectReader::open(json, { "name", "description", "labels", "guest_flush", "guest_flush_wait_ms" }));
     STRATA_TRY(name, reader.string("name"));
     STRATA_TRY(description, reader.string("description"));
     STRATA_TRY(labels, reader.string_map("labels"));
     STRATA_TRY(guest_flush, reader.boolean("guest_flush"));
+    STRATA_TRY(wait, reader.unsigned_integer("guest_flush_wait_ms"));
     if (!name)
         return ObjectReader::missing("name");
     STRATA_TRY(check_name("name", *name));
@@ -219,7 +220,41 @@ Result<ApiRequest> parse_machine_image(nlohmann::json const& json)
         request.labels = std::move(*labels);
     }
     request.guest_flush = guest_flush.value_or(false);
+    if (wait) {
+        if (*wait < 1 || *wait > max_agent_wait_ms)
+            return usage("`guest_flush_wait_ms` must be between 1 and " + std::to_string(max_agent_wait_ms) + ".");
+        if (!request.guest_flush)
+            return usage("`guest_flush_wait_ms` goes with `guest_flush`: true.");
+        request.guest_flush_wait_ms = *wait;
+    }
     return ApiRequest { std::move(request) };
+}
+
+Result<ApiRequest> parse_agent(nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "cmd", "timeout_s", "wait_ms" }));
+    STRATA_TRY(cmd, reader.string("cmd"));
+    STRATA_TRY(timeout, reader.unsigned_integer("timeout_s"));
+    STRATA_TRY(wait, reader.unsigned_integer("wait_ms"));
+    if (!cmd)
+        return ObjectReader::missing("cmd");
+    if (*cmd != "ping" && *cmd != "freeze" && *cmd != "thaw" && *cmd != "generalize")
+        return body_error("unknown variant `" + quote_for_message(*cmd) + "` for `cmd`, expected one of `ping`, `freeze`, `thaw`, `generalize`");
+    AgentCommand command;
+    command.cmd = *cmd;
+    if (timeout) {
+        if (*cmd != "freeze")
+            return usage("`timeout_s` goes with the `freeze` command only.");
+        if (*timeout < 1 || *timeout > max_agent_freeze_s)
+            return usage("`timeout_s` must be between 1 and " + std::to_string(max_agent_freeze_s) + ".");
+        command.timeout_s = *timeout;
+    }
+    if (wait) {
+        if (*wait < 1 || *wait > max_agent_wait_ms)
+            return usage("`wait_ms` must be between 1 and " + std::to_string(max_agent_wait_ms) + ".");
+        command.wait_ms = *wait;
+    }
+    return ApiRequest { std::move(command) };
 }
 
 Error invalid_path(std::string_view method, std::string_view target)
@@ -258,6 +293,8 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
             parse = parse_snapshot_disks;
         else if (target == "/machine-images")
             parse = parse_machine_image;
+        else if (target == "/agent")
+            parse = parse_agent;
         if (parse) {
             STRATA_TRY(json, parse_json(body));
             return parse(json);
@@ -286,7 +323,7 @@ Phase phase_of(ApiRequest const& request)
     if (auto const* action = std::get_if<InstanceAction>(&request))
         return action->type == ActionType::InstanceStart ? Phase::PreBoot : Phase::PostBoot;
     if (std::holds_alternative<VmStateChange>(request) || std::holds_alternative<SnapshotDisksRequest>(request)
-        || std::holds_alternative<MachineImageRequest>(request))
+        || std::holds_alternative<MachineImageRequest>(request) || std::holds_alternative<AgentCommand>(request))
         return Phase::PostBoot;
     return Phase::Any;
 }

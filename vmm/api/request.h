@@ -9,7 +9,7 @@
 //
 // Paths and field names are Firecracker's (PUT /boot-source, /machine-config,
 // /drives/{id}, /actions, PATCH /vm, GET /vm/config, GET /) plus strata's
-// PUT /snapshot/disks, PUT /machine-images and GET /metrics; the list is in
+// PUT /snapshot/disks, PUT /machine-images, PUT /agent and GET /metrics; the list is in
 // request.cpp's route table. It has a fuzz target (tests/fuzz/fuzz_api_request.cpp).
 // Threading: pure functions.
 #pragma once
@@ -41,7 +41,7 @@ struct VmStateChange {
 };
 
 using ApiRequest = std::variant<GetInstanceInfo, GetVmConfig, GetMetrics, BootSource, MachineSettings, DriveConfig,
-    InstanceAction, VmStateChange, SnapshotDisksRequest, MachineImageRequest>;
+    InstanceAction, VmStateChange, SnapshotDisksRequest, MachineImageRequest, AgentCommand>;
 
 // Bodies are small JSON objects; anything larger is refused before parsing.
 constexpr std::size_t max_body_bytes = 64 * 1024;
@@ -53,6 +53,8 @@ constexpr std::size_t max_boot_args_bytes = 4096;
 constexpr std::size_t max_description_bytes = 2048;
 constexpr std::size_t max_labels = 64;
 constexpr std::uint64_t min_mem_size_mib = 8;
+constexpr std::uint64_t max_agent_wait_ms = 60000;
+constexpr std::uint64_t max_agent_freeze_s = 300; // the agent's own limit
 constexpr std::uint64_t max_mem_size_mib = std::uint64_t { 1 } << 24; // 16 TiB keeps MiB << 20 far from overflow
 
 [[nodiscard]] Result<ApiRequest> parse_request(std::string_view method, std::string_view target, std::string_view body);

@@ -21,6 +21,7 @@ namespace {
 struct ImageArgs {
     std::string name, source_vm, description, labels, file;
     bool guest_flush { false };
+    unsigned guest_flush_wait_ms { 2000 };
     bool json { false };
 };
 
@@ -51,6 +52,8 @@ int create_image(Store& s, ImageArgs const& a)
     if (rt.running) {
         nlohmann::json body { { "name", a.name }, { "description", a.description }, { "labels", record_json::from_map(labels.value()) },
             { "guest_flush", a.guest_flush } };
+        if (a.guest_flush)
+            body["guest_flush_wait_ms"] = a.guest_flush_wait_ms;
         auto r = api::api_request(rt.paths.api_socket, "PUT", "/machine-images", body.dump());
         if (!r)
             return vm_fail(r.error().context("vm '" + a.source_vm + "'"));
@@ -63,8 +66,18 @@ int create_image(Store& s, ImageArgs const& a)
         auto reply = nlohmann::json::parse(r.value().body, nullptr, false);
         std::printf("Created machine image %s from running vm %s (stall %llu us)\n", a.name.c_str(), a.source_vm.c_str(),
             static_cast<unsigned long long>(reply.is_object() ? reply.value("stall_us", 0ULL) : 0ULL));
+        if (a.guest_flush) {
+            std::string flush = reply.is_object() ? reply.value("guest_flush", std::string()) : std::string();
+            if (flush == "quiesced")
+                std::printf("guest flush: quiesced\n");
+            else
+                std::fprintf(stderr, "strata: warning: machine image %s is %s; it is crash-consistent only\n", a.name.c_str(),
+                    flush.empty() ? "not-quiesced" : flush.c_str());
+        }
         return 0;
     }
+    if (a.guest_flush)
+        std::fprintf(stderr, "strata: note: vm %s is stopped, so --guest-flush has no guest to freeze\n", a.source_vm.c_str());
     MachineImageRecord image;
     image.name = a.name;
     image.description = a.description;
@@ -82,9 +95,11 @@ void print_image(MachineImageRecord const& m)
     std::printf("name: %s\ncreated: %s\nsource: %s\n", m.name.c_str(), m.created.c_str(), m.source.c_str());
     if (!m.description.empty())
         std::printf("description: %s\n", m.description.c_str());
-    std::printf("source vm: %s\nstatus: %s\nstall: %llu us\nvcpus: %u\nmemory: %llu MiB\n", m.source_vm.name.c_str(),
-        m.generalized ? "generalized" : "specialized", static_cast<unsigned long long>(m.stall_us), m.spec.vcpus,
-        static_cast<unsigned long long>(m.spec.memory_mib));
+    std::printf("source vm: %s\nos state: %s\nstall: %llu us\n", m.source_vm.name.c_str(), m.generalized ? "generalized" : "specialized",
+        static_cast<unsigned long long>(m.stall_us));
+    if (!m.guest_flush.empty())
+        std::printf("guest flush: %s\n", m.guest_flush.c_str());
+    std::printf("vcpus: %u\nmemory: %llu MiB\n", m.spec.vcpus, static_cast<unsigned long long>(m.spec.memory_mib));
     std::printf("%s: %s\n", b.firmware.empty() ? "kernel" : "firmware", (b.firmware.empty() ? b.kernel : b.firmware).c_str());
     if (!b.initrd.empty())
         std::printf("initrd: %s\n", b.initrd.c_str());
@@ -125,6 +140,8 @@ void register_machine_images(CLI::App& app, int& exit_code)
     create->add_option("--description", a->description);
     create->add_option("--labels", a->labels, "k=v,...");
     create->add_flag("--guest-flush", a->guest_flush, "Ask the guest agent to freeze its file systems first (running VMs)");
+    create->add_option("--guest-flush-wait", a->guest_flush_wait_ms, "With --guest-flush: milliseconds to wait for each agent reply (default 2000)")
+        ->check(CLI::Range(1u, 60000u));
     create->callback([&exit_code, a] { exit_code = with_vm_store([&](Store& s) { return create_image(s, *a); }); });
 
     auto* list = group->add_subcommand("list", "List machine images");

@@ -58,7 +58,8 @@ T with_signals(std::function<T()> const& fn, std::function<void()> const& stop, 
 template MachineExit with_signals<MachineExit>(std::function<MachineExit()> const&, std::function<void()> const&, int&);
 template std::optional<MachineExit> with_signals<std::optional<MachineExit>>(std::function<std::optional<MachineExit>()> const&, std::function<void()> const&, int&);
 
-int serve_until_exit(VmmController& controller, std::string const& socket, bool boot_now, std::function<void()> const& on_serving)
+int serve_until_exit(VmmController& controller, std::string const& socket, bool boot_now, std::function<void()> const& on_serving,
+    std::function<void(MachineExit const&)> const& on_exit)
 {
     if (boot_now) {
         if (auto r = controller.start(); !r)
@@ -72,6 +73,8 @@ int serve_until_exit(VmmController& controller, std::string const& socket, bool 
     int signal_number = 0;
     auto exit = with_signals<std::optional<MachineExit>>([&] { return controller.run_until_exit(); }, [&] { controller.request_stop(); }, signal_number);
     server.value()->stop();
+    if (exit && on_exit)
+        on_exit(*exit);
     bool restart = false;
     return exit ? exit_status(*exit, OnReboot::Exit, signal_number, restart) : 0;
 }

@@ -25,8 +25,9 @@ T with_signals(std::function<T()> const& fn, std::function<void()> const& stop, 
 // signal stops it, and returns strata's exit status. With boot_now the VM is
 // started before the API answers (its configuration came with it); otherwise the
 // API configures and starts it. on_serving runs once the API answers.
+// on_exit sees how the machine ended (not called when it never started).
 int serve_until_exit(VmmController& controller, std::string const& socket, bool boot_now,
-    std::function<void()> const& on_serving = {});
+    std::function<void()> const& on_serving = {}, std::function<void(MachineExit const&)> const& on_exit = {});
 
 // The exit status for a machine that ended; sets restart when the guest reset and
 // on_reboot says to boot again. Messages about how it ended go to stderr.

@@ -9,6 +9,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
+
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -95,6 +97,10 @@ int describe_vm_command(std::string const& name, bool json)
             std::printf("label: %s=%s\n", k.c_str(), val.c_str());
         for (auto const& [k, val] : v.metadata)
             std::printf("metadata: %s=%s\n", k.c_str(), val.c_str());
+        if (!v.instance_id.empty())
+            std::printf("instance id: %s\n", v.instance_id.c_str());
+        if (v.generalized)
+            std::printf("generalized: yes (not startable; capture it as a machine image)\n");
         return 0;
     });
 }
@@ -136,6 +142,66 @@ int delete_vm_command(std::string const& name, bool stop, unsigned timeout)
             if (!st && st.error().kind != ErrorKind::NotFound)
                 return vm_fail(st.error());
         }
+        return 0;
+    });
+}
+
+struct AgentArgs {
+    std::string name, cmd;
+    std::optional<unsigned> timeout_s;
+    unsigned wait_ms { 2000 };
+    unsigned end_timeout_s { 30 };
+};
+
+int agent_cli(AgentArgs const& a)
+{
+    return with_vm_store([&](Store& s) {
+        auto vm = load_vm(s, a.name);
+        if (!vm)
+            return vm_fail(vm.error());
+        auto reply = agent_command(s, a.name, a.cmd, a.timeout_s, a.wait_ms);
+        if (!reply)
+            return vm_fail(reply.error());
+        auto j = nlohmann::json::parse(reply.value(), nullptr, false);
+        std::cout << (j.is_discarded() ? reply.value() : j.dump(2)) << "\n";
+        return 0;
+    });
+}
+
+// `vms generalize`: the agent removes the guest's identity and powers off; the
+// VMM marks the record when the VM ends (vmm_command.cpp); here we wait for that.
+int generalize_cli(AgentArgs const& a)
+{
+    return with_vm_store([&](Store& s) {
+        auto vm = load_vm(s, a.name);
+        if (!vm)
+            return vm_fail(vm.error());
+        if (vm.value().generalized) {
+            std::printf("vm %s is already generalized\n", a.name.c_str());
+            return 0;
+        }
+        auto reply = agent_command(s, a.name, "generalize", std::nullopt, a.wait_ms);
+        if (!reply)
+            return vm_fail(reply.error());
+        auto j = nlohmann::json::parse(reply.value(), nullptr, false);
+        std::size_t removed = 0;
+        if (j.is_object() && j.contains("result") && j["result"].is_object() && j["result"].contains("removed") && j["result"]["removed"].is_array())
+            removed = j["result"]["removed"].size();
+        std::printf("vm %s: the guest agent removed its identity (%zu items) and is powering off\n", a.name.c_str(), removed);
+        auto const end = std::chrono::steady_clock::now() + std::chrono::seconds(a.end_timeout_s);
+        while (vm_runtime(s, a.name).running) {
+            if (std::chrono::steady_clock::now() >= end)
+                return vm_fail(make_error(ErrorKind::Timeout, "vm '" + a.name + "' acknowledged generalize but did not end within "
+                        + std::to_string(a.end_timeout_s) + " s; it is not marked generalized (look at its console, or stop it and retry)"));
+            ::usleep(100'000);
+        }
+        auto after = load_vm(s, a.name);
+        if (!after)
+            return vm_fail(after.error());
+        if (!after.value().generalized)
+            return vm_fail(make_error(ErrorKind::Guest, "vm '" + a.name + "' ended, but not by the guest's reset or power-off, so it is "
+                    "not marked generalized (see " + vm_runtime(s, a.name).paths.dir + "/vmm.log)"));
+        std::printf("vm %s is generalized; capture it with `strata machine-images create NAME --source-vm %s`\n", a.name.c_str(), a.name.c_str());
         return 0;
     });
 }
@@ -226,6 +292,22 @@ void register_vms(CLI::App& app, int& exit_code)
             return st ? 0 : vm_fail(st.error());
         });
     });
+
+    auto agent_args = std::make_shared<AgentArgs>();
+    auto* agent = vms->add_subcommand("agent", "Send one command to the guest agent of a running VM (PUT /agent) and print its reply");
+    agent->add_option("NAME", agent_args->name)->required();
+    agent->add_option("CMD", agent_args->cmd, "ping, freeze, thaw or generalize")->required()->check(CLI::IsMember({ "ping", "freeze", "thaw", "generalize" }));
+    agent->add_option("--timeout-s", agent_args->timeout_s, "freeze: the agent thaws by itself after this many seconds (1-300; default 10)")
+        ->check(CLI::Range(1u, 300u));
+    agent->add_option("--wait", agent_args->wait_ms, "Milliseconds to wait for the reply (default 2000)")->check(CLI::Range(1u, 60000u));
+    agent->callback([&exit_code, agent_args] { exit_code = agent_cli(*agent_args); });
+
+    auto* generalize = vms->add_subcommand("generalize", "Remove the guest's identity through its agent; the VM powers off and is marked generalized");
+    generalize->add_option("NAME", agent_args->name)->required();
+    generalize->add_option("--wait", agent_args->wait_ms, "Milliseconds to wait for the agent's reply (default 10000)")->check(CLI::Range(1u, 60000u));
+    generalize->add_option("--timeout", agent_args->end_timeout_s, "Seconds to wait for the VM to end (default 30)");
+    generalize->preparse_callback([agent_args](std::size_t) { agent_args->wait_ms = 10000; });
+    generalize->callback([&exit_code, agent_args] { exit_code = generalize_cli(*agent_args); });
 
     auto* del = vms->add_subcommand("delete", "Delete a VM and the disks it created");
     del->add_option("NAME", *name)->required();

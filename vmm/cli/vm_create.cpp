@@ -200,6 +200,7 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
         made.push_back(p.disk.disk);
     }
     vm.created = utc_now();
+    vm.instance_id = new_instance_id();
     Status saved = [&]() -> Status {
         STRATA_TRY(held, RecordLock::take(store.root(), true));
         if (boot_flags) {

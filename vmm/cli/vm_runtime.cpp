@@ -163,7 +163,9 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
     {
         STRATA_TRY(held, RecordLock::take(store.root(), false));
         STRATA_TRY(record, load_vm(held, vm));
-        (void)record;
+        if (record.generalized)
+            return make_error(ErrorKind::Usage, "vm '" + vm + "' is generalized (its guest identity was removed); capture it with "
+                    "`strata machine-images create` and create new VMs from that image instead of starting it");
     }
     VmRuntime rt = vm_runtime(store, vm);
     if (rt.running) {
@@ -226,6 +228,34 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
         std::this_thread::sleep_for(20ms);
     }
     return vm_runtime(store, vm);
+}
+
+Error api_error(std::string const& vm, api::ApiResponse const& reply)
+{
+    auto const status = reply.status;
+    ErrorKind kind = status == 504 ? ErrorKind::Timeout
+        : status == 409             ? ErrorKind::Busy
+        : status == 404             ? ErrorKind::NotFound
+        : status < 500              ? ErrorKind::Usage
+                                    : ErrorKind::Io;
+    return make_error(kind, "vm '" + vm + "': " + reply.fault_message());
+}
+
+Result<std::string> agent_command(Store const& store, std::string const& vm, std::string const& cmd, std::optional<unsigned> timeout_s,
+    unsigned wait_ms)
+{
+    VmRuntime rt = vm_runtime(store, vm);
+    if (!rt.running)
+        return make_error(ErrorKind::Usage, "vm '" + vm + "' is not running");
+    nlohmann::json body { { "cmd", cmd }, { "wait_ms", wait_ms } };
+    if (timeout_s)
+        body["timeout_s"] = *timeout_s;
+    // The VMM answers within wait_ms; the margin covers a capture the API may be
+    // busy with when the request arrives.
+    STRATA_TRY(reply, api::api_request(rt.paths.api_socket, "PUT", "/agent", body.dump(), std::chrono::milliseconds(wait_ms) + 60s));
+    if (reply.status != 200)
+        return api_error(vm, reply);
+    return reply.body;
 }
 
 Status stop_vm(Store const& store, std::string const& vm, bool force, unsigned timeout_s)

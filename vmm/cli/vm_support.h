@@ -8,6 +8,7 @@
 #include "base/result.h"
 #include "imaging/store.h"
 #include "imaging/vm_record.h"
+#include "vmm/api/client.h"
 #include "vmm/runtime_dir.h"
 
 #include <map>
@@ -82,6 +83,15 @@ struct NewDiskSpec {
     std::string cache { "none" };
 };
 [[nodiscard]] Result<std::optional<NewDiskSpec>> parse_new_disk(std::string const& spec, unsigned index);
+
+// An API reply with a 4xx/5xx status as an Error (504 -> Timeout, 409 -> Busy,
+// 404 -> NotFound, other 4xx -> Usage, 5xx -> Io), prefixed with the VM's name.
+[[nodiscard]] Error api_error(std::string const& vm, api::ApiResponse const& reply);
+
+// PUT /agent on a running VM: one command to its guest agent; returns the agent's
+// reply line (JSON text).
+[[nodiscard]] Result<std::string> agent_command(Store const& store, std::string const& vm, std::string const& cmd,
+    std::optional<unsigned> timeout_s, unsigned wait_ms);
 
 // Connects the terminal to the VM's serial console until Ctrl-] or the VM ends.
 [[nodiscard]] Status attach_console(Store const& store, std::string const& vm);

@@ -7,6 +7,7 @@
 //                                 starts (Firecracker's way); serial on stdio.
 #include "vmm/cli/commands.h"
 
+#include "imaging/record_files.h"
 #include "imaging/store.h"
 #include "imaging/vm_record.h"
 #include "vmm/cli/run_support.h"
@@ -47,6 +48,14 @@ Status make_private_dir(std::string const& path)
     return ok();
 }
 
+Status mark_generalized(Store& store, std::string const& name)
+{
+    STRATA_TRY(held, RecordLock::take(store.root(), true));
+    STRATA_TRY(vm, load_vm(held, name));
+    vm.generalized = true;
+    return save_vm(held, vm, false);
+}
+
 int run_stored_vm(std::string const& name)
 {
     std::signal(SIGPIPE, SIG_IGN);
@@ -72,14 +81,25 @@ int run_stored_vm(std::string const& name)
         [&st, &record](Machine&, MachineImageCapture const& capture) { return record_vm_capture(st, record, capture); });
     // The pid file is written once the API answers: its presence with a live pid
     // and an answering socket is what `strata vms` reads as "running".
-    int status = serve_until_exit(controller, paths.api_socket, true, [&] {
+    auto write_pid = [&] {
         std::string pid = std::to_string(::getpid()) + "\n";
         int fd = ::open(paths.pid_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd >= 0) {
             [[maybe_unused]] auto n = ::write(fd, pid.data(), pid.size());
             ::close(fd);
         }
-    });
+    };
+    // A guest that acknowledged generalize and then reset or powered off is
+    // generalized: record it before this process (and so the VM) is seen to end.
+    auto on_exit = [&](MachineExit const& exit) {
+        if (!controller.generalized_on_exit(exit))
+            return;
+        if (auto marked = mark_generalized(st, name); !marked)
+            std::cerr << "strata: vm '" << name << "' generalized, but its record was not updated: " << marked.error().message << "\n";
+        else
+            std::cerr << "strata: vm '" << name << "' is generalized\n";
+    };
+    int status = serve_until_exit(controller, paths.api_socket, true, write_pid, on_exit);
     ::unlink(paths.pid_file.c_str());
     return status;
 }
