@@ -11,8 +11,15 @@
  * between two consecutive request completions during those 100 rounds, from the
  * TSC, whose rate comes from kvmclock or the PIT (runtime/timer.c). A capture
  * that pauses the queues shows up as a large gap. At the end it prints
- * `seqwriter: done rounds N maxgap_us G` with G over the whole run. */
+ * `seqwriter: done rounds N maxgap_us G` with G over the whole run.
+ *
+ * With `agent=1` (or `agent=silent`) it also serves the guest-agent protocol on
+ * the virtio-console between rounds (fwagent.h): a freeze arrives when the last
+ * round's writes and flushes have all completed, so every disk holds the same
+ * newest round while frozen, and no write is issued until thaw or the freeze's
+ * timeout. It also signals boot-complete on port 0x3f0. */
 #include "blk.h"
+#include "fwagent.h"
 #include "io.h"
 #include "runtime.h"
 #include "seqrecord.h"
@@ -25,6 +32,7 @@ static uint8_t* g_records[BLK_MAX_DISKS];
 static struct blk_req g_reqs[BLK_MAX_DISKS];
 static uint64_t g_last_completion;
 static uint64_t g_maxgap;
+static struct fwagent g_agent;
 
 /* Waits until every request in g_reqs[0..n) is done, tracking completion gaps. */
 static void wait_all(int n, uint32_t type, uint64_t round)
@@ -78,9 +86,13 @@ int main(const char* cmdline)
            (unsigned long)blocks, (unsigned long)start, (unsigned long)rounds, rounds ? "" : " (forever)",
            (unsigned long)rt_tsc_khz(), rt_tsc_source());
 
+    fwagent_init(&g_agent);
+
     uint64_t run_maxgap = 0;
     g_last_completion = rdtsc();
     for (uint64_t r = start; rounds == 0 || r < start + rounds; ++r) {
+        /* Between rounds nothing is in flight and every disk is flushed. */
+        fwagent_poll(&g_agent);
         uint64_t sector = (r % blocks) * (SEQ_BLOCK / 512);
         for (int i = 0; i < n; ++i) {
             struct seq_record_head* h = (struct seq_record_head*)g_records[i];
