@@ -6,7 +6,9 @@
 // output independently. The record layout is documented in firmware/README.md and
 // firmware/programs/seqrecord.h; it is restated here on purpose.
 //
-// Usage: seqcheck [--blocks N] DISK...   (N as seqwriter's blocks=, default 64)
+// Usage: seqcheck [--blocks N] [--same-round] DISK...   (N as seqwriter's blocks=,
+// default 64). --same-round asks more: every disk's highest round is the same, as
+// in a capture taken while the guest agent held seqwriter between rounds.
 // Exit: 0 consistent, 1 inconsistent (with the reasons on stdout), 2 usage or I/O.
 #include <cstdint>
 #include <cstdio>
@@ -158,13 +160,16 @@ std::string round_text(std::optional<uint64_t> r)
 int main(int argc, char** argv)
 {
     uint64_t blocks = 64;
+    bool same_round = false;
     std::vector<std::string> paths;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--blocks" && i + 1 < argc) {
             blocks = std::strtoull(argv[++i], nullptr, 0);
+        } else if (a == "--same-round") {
+            same_round = true;
         } else if (a == "-h" || a == "--help") {
-            std::cout << "usage: seqcheck [--blocks N] DISK...\n";
+            std::cout << "usage: seqcheck [--blocks N] [--same-round] DISK...\n";
             return 0;
         } else if (!a.empty() && a[0] == '-') {
             std::cerr << "seqcheck: unknown option " << a << "\n";
@@ -174,7 +179,7 @@ int main(int argc, char** argv)
         }
     }
     if (paths.empty() || blocks == 0) {
-        std::cerr << "usage: seqcheck [--blocks N] DISK...\n";
+        std::cerr << "usage: seqcheck [--blocks N] [--same-round] DISK...\n";
         return 2;
     }
     std::vector<DiskState> disks(paths.size());
@@ -191,7 +196,10 @@ int main(int argc, char** argv)
     for (size_t i = 0; i < disks.size(); ++i) {
         for (size_t j = i + 1; j < disks.size(); ++j) {
             long double a = as_signed(disks[i].highest), b = as_signed(disks[j].highest);
-            if (a - b > 1 || b - a > 1)
+            if (same_round && a != b)
+                problems.push_back("highest rounds differ (--same-round): " + disks[i].path + " has "
+                    + round_text(disks[i].highest) + ", " + disks[j].path + " has " + round_text(disks[j].highest));
+            else if (a - b > 1 || b - a > 1)
                 problems.push_back("highest rounds differ by more than 1: " + disks[i].path + " has "
                     + round_text(disks[i].highest) + ", " + disks[j].path + " has " + round_text(disks[j].highest));
             if (disks[i].index && disks[j].index && *disks[i].index == *disks[j].index)

@@ -1,0 +1,267 @@
+// The guest agent channel under KVM, with seqwriter's firmware agent (fwagent.h)
+// standing in for strata-agent: PUT /agent round trips on both transports, an
+// agent that never answers (504, the VM keeps running), boot-complete in
+// GET /metrics, `machine-images create --guest-flush` (quiesced: every disk at the
+// same round; not-quiesced when the agent is silent or thaws early), and the
+// generalize flow (record marked, image generalized, provisioning data required).
+#include "tests/support/process.h"
+#include "vmm/api/client.h"
+
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::string const strata_bin = STRATA_BUILD_DIR "/strata";
+std::string const seqcheck_bin = STRATA_BUILD_DIR "/seqcheck";
+
+struct Env {
+    fs::path dir;
+    std::vector<std::string> vms;
+    Env()
+    {
+        char tmpl[] = "/tmp/strata-agent-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        dir = tmpl;
+    }
+    ~Env()
+    {
+        for (auto const& vm : vms)
+            (void)run_raw({ "vms", "stop", vm, "--force" });
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+    strata::test::ProcessResult run_raw(std::vector<std::string> args) const
+    {
+        strata::test::ProcessOptions options;
+        options.argv = { strata_bin };
+        options.argv.insert(options.argv.end(), args.begin(), args.end());
+        options.env = { { "STRATA_HOME", (dir / "store").string() } };
+        options.timeout = 90s;
+        auto r = strata::test::run_process(options);
+        return r ? r.value() : strata::test::ProcessResult {};
+    }
+    strata::test::ProcessResult run(std::vector<std::string> args, bool must_succeed = true) const
+    {
+        auto r = run_raw(args);
+        INFO(strata::test::join_argv(args), "\n", r.describe(), "\n", r.out);
+        REQUIRE_FALSE(r.timed_out);
+        if (must_succeed)
+            REQUIRE(r.exit_code == 0);
+        return r;
+    }
+    json describe(std::string const& kind, std::string const& name) const
+    {
+        return json::parse(run({ kind, "describe", name, "--json" }).out);
+    }
+    // A seqwriter VM with `disks` disks and the given extra command-line words.
+    void start_writer(std::string const& name, int disks, std::string const& extra, std::string const& transport = "mmio")
+    {
+        std::vector<std::string> args = { "vms", "create", name, "--firmware", STRATA_BUILD_DIR "/firmware/seqwriter.elf", "--cmdline",
+            "blocks=32 transport=" + transport + " " + extra, "--transport", transport };
+        for (int i = 0; i < disks; ++i) {
+            args.push_back("--disk");
+            args.push_back("size=1M,id=d" + std::to_string(i));
+        }
+        run(args);
+        run({ "vms", "start", name });
+        vms.push_back(name);
+        // Let it boot and write some rounds.
+        std::this_thread::sleep_for(1500ms);
+    }
+    std::string socket(std::string const& vm) const { return describe("vms", vm)["api_socket"]; }
+
+    // Exports every disk of a VM made from `image` and runs seqcheck on them.
+    int check_image(std::string const& image, int disks, bool same_round) const
+    {
+        std::string vm = "check-" + image;
+        run({ "vms", "create", vm, "--source-machine-image", image });
+        std::vector<std::string> check = { seqcheck_bin, "--blocks", "32" };
+        if (same_round)
+            check.push_back("--same-round");
+        for (int i = 0; i < disks; ++i) {
+            std::string disk = vm + "-disk-d" + std::to_string(i);
+            auto raw = dir / (disk + ".raw");
+            run({ "images", "create", "x-" + disk, "--source-disk", disk });
+            run({ "images", "export", "x-" + disk, raw.string(), "-O", "raw" });
+            check.push_back(raw.string());
+        }
+        auto r = strata::test::run_process(check, 60s);
+        REQUIRE(r.has_value());
+        INFO(image, ": ", r.value().out, r.value().err);
+        return r.value().exit_code;
+    }
+};
+
+strata::api::ApiResponse put_agent(std::string const& socket, std::string const& body)
+{
+    auto r = strata::api::api_request(socket, "PUT", "/agent", body, 30s);
+    REQUIRE(r.has_value());
+    return r.value();
+}
+
+} // namespace
+
+TEST_CASE("PUT /agent ping round trip, bad bodies, boot-complete in metrics")
+{
+    Env env;
+    env.start_writer("a", 1, "agent=1");
+    auto sock = env.socket("a");
+    auto ping = put_agent(sock, R"({"cmd":"ping"})");
+    INFO(ping.body);
+    REQUIRE(ping.status == 200);
+    auto j = json::parse(ping.body);
+    CHECK(j["ok"] == true);
+    CHECK(j["result"]["agent"] == "strata-fw-agent");
+    CHECK(j["result"]["frozen"] == false);
+
+    CHECK(put_agent(sock, R"({"cmd":"reboot"})").status == 400);
+    CHECK(put_agent(sock, R"({"cmd":"ping","timeout_s":5})").status == 400);
+    CHECK(put_agent(sock, R"({"cmd":"freeze","timeout_s":0})").status == 400);
+    CHECK(put_agent(sock, R"({"cmd":"ping","wait_ms":0})").status == 400);
+    CHECK(put_agent(sock, "not json").status == 400);
+    // The agent refuses a thaw-less second freeze: 400 with its reason.
+    REQUIRE(put_agent(sock, R"({"cmd":"freeze","timeout_s":30})").status == 200);
+    auto again = put_agent(sock, R"({"cmd":"freeze"})");
+    CHECK(again.status == 400);
+    CHECK(again.fault_message().find("already frozen") != std::string::npos);
+    auto thaw = json::parse(put_agent(sock, R"({"cmd":"thaw"})").body);
+    CHECK(thaw["result"]["auto_thawed"] == false);
+
+    auto metrics = strata::api::api_request(sock, "GET", "/metrics");
+    REQUIRE(metrics.has_value());
+    auto m = json::parse(metrics.value().body);
+    INFO(metrics.value().body);
+    REQUIRE(m["boot_complete_us"].is_number_unsigned());
+    CHECK(m["boot_complete_us"].get<std::uint64_t>() > 0);
+    CHECK(m["console"]["bytes_from_guest"].get<std::uint64_t>() > 0);
+    CHECK(m["console"]["errors"] == 0);
+
+    // The CLI prints the reply.
+    auto cli = env.run({ "vms", "agent", "a", "ping" });
+    CHECK(cli.out.find("strata-fw-agent") != std::string::npos);
+}
+
+TEST_CASE("PUT /agent over virtio-pci")
+{
+    Env env;
+    env.start_writer("p", 2, "agent=1", "pci");
+    auto ping = put_agent(env.socket("p"), R"({"cmd":"ping"})");
+    INFO(ping.body);
+    CHECK(ping.status == 200);
+}
+
+TEST_CASE("an agent that never answers: 504, and the VM keeps running")
+{
+    Env env;
+    env.start_writer("s", 1, "agent=silent");
+    auto sock = env.socket("s");
+    auto r = put_agent(sock, R"({"cmd":"ping","wait_ms":300})");
+    CHECK(r.status == 504);
+    CHECK(r.fault_message().find("did not answer") != std::string::npos);
+    auto cli = env.run({ "vms", "agent", "s", "ping", "--wait", "200" }, false);
+    CHECK(cli.exit_code == 75);
+    auto root = strata::api::api_request(sock, "GET", "/");
+    REQUIRE(root.has_value());
+    CHECK(json::parse(root.value().body)["state"] == "Running");
+}
+
+TEST_CASE("machine-images create --guest-flush: quiesced, every disk at the same round")
+{
+    Env env;
+    int const disks = 3;
+    env.start_writer("q", disks, "agent=1");
+    for (int i = 0; i < 3; ++i) {
+        std::string name = "q" + std::to_string(i);
+        auto r = env.run({ "machine-images", "create", name, "--source-vm", "q", "--guest-flush" });
+        CHECK(r.out.find("guest flush: quiesced") != std::string::npos);
+        std::this_thread::sleep_for(200ms);
+    }
+    auto described = env.run({ "machine-images", "describe", "q0" });
+    CHECK(described.out.find("guest flush: quiesced") != std::string::npos);
+    env.run({ "vms", "stop", "q", "--force" });
+    for (int i = 0; i < 3; ++i) {
+        std::string name = "q" + std::to_string(i);
+        CHECK(env.describe("machine-images", name)["guest_flush"] == "quiesced");
+        CHECK(env.check_image(name, disks, true) == 0);
+    }
+    // Without --guest-flush nothing is recorded.
+}
+
+TEST_CASE("--guest-flush with a silent or early-thawing agent still captures, not quiesced")
+{
+    Env env;
+    env.start_writer("silent", 2, "agent=silent");
+    auto r = env.run({ "machine-images", "create", "s0", "--source-vm", "silent", "--guest-flush", "--guest-flush-wait", "500" });
+    CHECK(r.err.find("warning") != std::string::npos);
+    auto s0 = env.describe("machine-images", "s0");
+    std::string flush = s0["guest_flush"];
+    CHECK(flush.starts_with("not-quiesced: "));
+    CHECK(flush.find("did not answer") != std::string::npos);
+
+    env.start_writer("early", 2, "agent=1 agent_freeze_max_ms=1");
+    env.run({ "machine-images", "create", "e0", "--source-vm", "early", "--guest-flush" });
+    std::string early = env.describe("machine-images", "e0")["guest_flush"];
+    CHECK(early.find("thawed by itself") != std::string::npos);
+
+    // Plain captures record no guest_flush.
+    env.run({ "machine-images", "create", "plain", "--source-vm", "early" });
+    CHECK_FALSE(env.describe("machine-images", "plain").contains("guest_flush"));
+    env.run({ "vms", "stop", "silent", "--force" });
+    env.run({ "vms", "stop", "early", "--force" });
+    CHECK(env.check_image("s0", 2, false) == 0);
+    CHECK(env.check_image("e0", 2, false) == 0);
+}
+
+TEST_CASE("generalize: the VM ends, its record and images are generalized, clones need provisioning data")
+{
+    Env env;
+    env.start_writer("g", 1, "agent=1");
+    auto before = env.describe("vms", "g");
+    std::string instance = before["instance_id"];
+    CHECK(instance.starts_with("i-"));
+    // A specialized image first: its clones keep the instance id.
+    env.run({ "machine-images", "create", "spec", "--source-vm", "g" });
+    auto r = env.run({ "vms", "generalize", "g" });
+    CHECK(r.out.find("is generalized") != std::string::npos);
+    auto after = env.describe("vms", "g");
+    CHECK(after["generalized"] == true);
+    CHECK(after["state"] == "stopped");
+    auto start = env.run({ "vms", "start", "g" }, false);
+    CHECK(start.exit_code == 64);
+    CHECK(start.err.find("generalized") != std::string::npos);
+
+    env.run({ "machine-images", "create", "gen", "--source-vm", "g" });
+    auto gen = env.describe("machine-images", "gen");
+    CHECK(gen["os_state"] == "generalized");
+    CHECK(env.run({ "machine-images", "describe", "gen" }).out.find("os state: generalized") != std::string::npos);
+    CHECK(env.describe("machine-images", "spec")["os_state"] == "specialized");
+
+    auto refused = env.run({ "vms", "create", "c0", "--source-machine-image", "gen" }, false);
+    CHECK(refused.exit_code == 64);
+    CHECK(refused.err.find("provisioning data") != std::string::npos);
+    CHECK(env.run({ "vms", "create", "c0", "--source-machine-image", "gen", "--metadata", "owner=x" }, false).exit_code == 64);
+    env.run({ "vms", "create", "c0", "--source-machine-image", "gen", "--metadata", "hostname=web-1" });
+    auto c0 = env.describe("vms", "c0");
+    CHECK(c0["generalized"] == false);
+    CHECK(c0["instance_id"] != instance);
+    env.run({ "vms", "create", "c1", "--source-machine-image", "spec" });
+    CHECK(env.describe("vms", "c1")["instance_id"] == instance);
+    // The clone of the generalized image boots.
+    env.run({ "vms", "start", "c0" });
+    env.vms.push_back("c0");
+    CHECK(json::parse(env.run({ "vms", "agent", "c0", "ping" }).out)["ok"] == true);
+}
