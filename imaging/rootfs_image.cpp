@@ -12,7 +12,6 @@
 #include <set>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <utility>
 
 namespace strata {
 
@@ -145,16 +144,27 @@ Result<RootfsReport> create_rootfs_image(Store& store, std::string const& name, 
 
     // A sparse file of the full size in the store's tmp/ (the same file system as
     // layers/, so the space check is the real one); mke2fs uses the file's size.
-    TempFile temp { store.root() + "/tmp/rootfs-" + LayerId::random().to_string() + ".ext4" };
-    {
-        Fd fd(::open(temp.path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
-        if (!fd.valid()) {
-            std::string path = std::exchange(temp.path, std::string()); // not ours to remove
+    // Preferably an unnamed O_TMPFILE, so that even SIGKILL or Ctrl-C leaves
+    // nothing behind: mke2fs inherits the descriptor (no O_CLOEXEC; the CLI spawns
+    // from one thread) and it and the import both reach the file as
+    // /proc/self/fd/N. File systems without O_TMPFILE get a named file that
+    // TempFile removes on every return path.
+    TempFile named;
+    Fd fd(::open((store.root() + "/tmp").c_str(), O_TMPFILE | O_RDWR, 0600));
+    std::string path;
+    if (fd.valid()) {
+        path = "/proc/self/fd/" + std::to_string(fd.get());
+    } else if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
+        path = store.root() + "/tmp/rootfs-" + LayerId::random().to_string() + ".ext4";
+        fd.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+        if (!fd.valid())
             return errno_error("create '" + path + "'");
-        }
-        if (::ftruncate(fd.get(), static_cast<off_t>(report.size)) != 0)
-            return errno_error("size '" + temp.path + "'");
+        named.path = path;
+    } else {
+        return errno_error("create a temporary file in '" + store.root() + "/tmp'");
     }
+    if (::ftruncate(fd.get(), static_cast<off_t>(report.size)) != 0)
+        return errno_error("size the temporary ext4 file to " + std::to_string(report.size) + " bytes");
 
     // Under fakeroot, `chown -R 0:0` is recorded by fakeroot's daemon only
     // (FAKEROOTDONTTRYCHOWN), and mke2fs, in the same fakeroot session, sees every
@@ -163,7 +173,7 @@ Result<RootfsReport> create_rootfs_image(Store& store, std::string const& name, 
     // layer blocks and the guest's pages.
     std::string const script = "\"$5\" -R -h 0:0 -- \"$1\" && exec \"$2\" -q -F -t ext4 -b 4096 -N \"$3\" -E root_owner=0:0 -d \"$1\" \"$4\"";
     STRATA_TRY(run, run_host_tool({ fakeroot, "--", shell, "-c", script, "strata-create-rootfs", real.get(), mke2fs,
-                         std::to_string(report.inodes), temp.path, chown },
+                         std::to_string(report.inodes), path, chown },
                         { { "FAKEROOTDONTTRYCHOWN", "1" }, { "LC_ALL", "C" } }));
     if (!run.succeeded())
         return mke2fs_error(run, dir, usage, report.size, report.size_chosen);
@@ -173,7 +183,7 @@ Result<RootfsReport> create_rootfs_image(Store& store, std::string const& name, 
     import.description = options.description;
     import.source = "directory";
     import.progress = options.progress;
-    STRATA_TRY(manifest, store.import_image(name, temp.path, import));
+    STRATA_TRY(manifest, store.import_image(name, path, import));
     report.manifest = manifest;
     return report;
 }

@@ -58,8 +58,10 @@ struct RootfsReport {
     bool size_chosen { false }; // no --size: auto_rootfs_size picked it
 };
 
-// Builds the ext4 file in the store's tmp/ folder (removed on every path), then
-// imports it as image name (source "directory"; no host path is recorded).
+// Builds the ext4 file in the store's tmp/ folder (an unnamed O_TMPFILE where the
+// file system has them, so not even a killed process leaves it behind; else a
+// named file removed on every return path), then imports it as image name
+// (source "directory"; no host path is recorded).
 // Errors: a taken name is Exists; a missing dir NotFound; a non-directory or a size
 // too small for the content Usage (with mke2fs's own words); mke2fs or fakeroot
 // missing Unavailable; any other mke2fs failure BadInput with its output.

@@ -3,7 +3,8 @@
 // a setgid directory, a hard link) becomes an ext4 image whose files are root's
 // with their modes kept. The image is read back without mounting: exported raw,
 // then `debugfs -R stat|cat` and `e2fsck -fn`. Then every refusal, each with its
-// exit code, and a check that no failure leaves a file in the store's tmp/.
+// exit code, and a check that no failure, not even a SIGKILL, leaves a file in
+// the store's tmp/.
 #include "base/host_tool.h"
 #include "tests/imaging/store_test_util.h"
 #include "tests/support/process.h"
@@ -14,6 +15,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <regex>
+#include <csignal>
 #include <sys/stat.h>
 #include <sysexits.h>
 #include <unistd.h>
@@ -234,6 +236,21 @@ TEST_CASE("create-rootfs: refusals have clear messages and sysexits codes, and l
     write_file(fake_bin + "/mke2fs", "#!/bin/sh\necho 'mke2fs: simulated failure' >&2\nexit 1\n", 0755);
     std::string path = fake_bin + ":" + (::getenv("PATH") ? ::getenv("PATH") : "/usr/bin:/bin");
     refuse({ "new", "--from-dir", tree }, EX_DATAERR, "mke2fs: simulated failure", { { "PATH", path } });
+
+    // strata killed mid-build (SIGKILL, as from the OOM killer): the ext4 file was
+    // never named, so nothing is left in tmp/. The fake mke2fs kills strata, the
+    // parent of its parent (fakeroot), and lets fakeroot end normally, so fakeroot's
+    // daemon is stopped as usual rather than left behind.
+    write_file(fake_bin + "/mke2fs",
+        "#!/bin/sh\nread -r _ _ _ strata _ < /proc/$PPID/stat\nkill -KILL \"$strata\"\nexit 1\n", 0755);
+    strata::test::ProcessOptions killed;
+    killed.argv = { strata_bin, "images", "create-rootfs", "new", "--from-dir", tree };
+    killed.env = { { "PATH", path }, { "STRATA_HOME", dir / "home" } };
+    auto k = strata::test::run_process(killed);
+    REQUIRE(k.has_value());
+    CHECK_FALSE(k.value().exited);
+    CHECK(k.value().signal == SIGKILL);
+    CHECK(entries_in(dir / "home/tmp") == 0);
 
     // Nothing was created by any refusal.
     auto list = nlohmann::json::parse(strata_run(dir, { "images", "list", "--json" }).out);
