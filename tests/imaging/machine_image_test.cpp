@@ -184,6 +184,31 @@ TEST_CASE("records parse what they encode and refuse hostile text")
     CHECK_FALSE(mmut([](auto& j) { j["source_vm"] = 1; }));
     CHECK_FALSE(mmut([](auto& j) { j["disks"][0]["layer_name"] = "../x"; }));
     CHECK_FALSE(mmut([](auto& j) { j.erase("disks"); }));
+    // Guest flush, os_state and the source VM's instance id round-trip and are checked.
+    m.guest_flush = "not-quiesced: the guest agent did not answer";
+    m.generalized = true;
+    m.source_vm.instance_id = "i-00112233aabbccdd";
+    auto flushed = parse_machine_image(encode_machine_image(m));
+    REQUIRE_MESSAGE(flushed, (flushed ? "" : flushed.error().message));
+    CHECK(flushed.value().guest_flush == m.guest_flush);
+    CHECK(flushed.value().generalized);
+    CHECK(flushed.value().source_vm.instance_id == "i-00112233aabbccdd");
+    CHECK(machine_image_json(m)["os_state"] == "generalized");
+    CHECK_FALSE(mmut([](auto& j) { j["guest_flush"] = "maybe"; }));
+    CHECK_FALSE(mmut([](auto& j) { j["os_state"] = "specialized"; })); // contradicts generalized: true
+    CHECK_FALSE(mmut([](auto& j) { j["os_state"] = "frozen"; }));
+    CHECK_FALSE(mmut([](auto& j) { j["source_vm"]["instance_id"] = "I-XYZ"; }));
+    CHECK(mmut([](auto& j) {
+        j.erase("generalized");
+        j["os_state"] = "specialized";
+    }).value().generalized == false);
+    m.guest_flush.clear();
+    m.generalized = false;
+    vm.instance_id = "i-abc";
+    CHECK(parse_vm(encode_vm(vm)).value().instance_id == "i-abc");
+    vm.instance_id = "web-1";
+    CHECK_FALSE(parse_vm(encode_vm(vm)));
+    vm.instance_id.clear();
 
     TemplateRecord t;
     t.name = "small";

@@ -165,3 +165,15 @@ TEST_CASE("seqcheck rejects the same disk twice and bad usage")
     std::vector<unsigned char> tiny(100, 0);
     CHECK(check({ save(dir, "tiny", tiny) }).exit_code == 2);
 }
+
+TEST_CASE("seqcheck --same-round refuses rounds one apart and passes equal ones")
+{
+    TempDir dir;
+    auto a = save(dir, "a", disk_after(0, 20));
+    auto b = save(dir, "b", disk_after(1, 21));
+    auto c = save(dir, "c", disk_after(2, 20));
+    auto r = check({ "--same-round", a, b });
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.find("--same-round") != std::string::npos);
+    CHECK(check({ "--same-round", a, c }).exit_code == 0);
+}

@@ -152,3 +152,34 @@ TEST_CASE("unknown paths and bad bodies never reach the controller")
     CHECK_NOTHROW(json::parse(weird.body));
     CHECK(vm.calls().empty());
 }
+
+TEST_CASE("PUT /agent: the reply on 200, an agent's refusal as 400, a timeout as 504")
+{
+    fake::FakeController controller;
+    controller.set_state(VmState::Running);
+    auto ping = handle_request(controller, "PUT", "/agent", R"({"cmd": "ping"})");
+    CHECK(ping.status == 200);
+    CHECK(ping.body.find("\"agent\":\"fake\"") != std::string::npos);
+    auto thaw = handle_request(controller, "PUT", "/agent", R"({"cmd": "thaw"})");
+    CHECK(thaw.status == 400);
+    CHECK(thaw.body.find("not frozen") != std::string::npos);
+    controller.fail_next(make_error(ErrorKind::Timeout, "the guest agent did not answer"));
+    auto late = handle_request(controller, "PUT", "/agent", R"({"cmd": "ping"})");
+    CHECK(late.status == 504);
+    CHECK(late.body.find("did not answer") != std::string::npos);
+    controller.set_state(VmState::NotStarted);
+    CHECK(handle_request(controller, "PUT", "/agent", R"({"cmd": "ping"})").status == 400);
+}
+
+TEST_CASE("metrics show boot_complete_us (null until it came) and guest_flush in capture replies")
+{
+    fake::FakeController controller;
+    controller.set_state(VmState::Running);
+    auto metrics = handle_request(controller, "GET", "/metrics", "");
+    CHECK(metrics.body.find("\"boot_complete_us\":null") != std::string::npos);
+    auto image = handle_request(controller, "PUT", "/machine-images", R"({"name": "m", "guest_flush": true})");
+    CHECK(image.status == 200);
+    CHECK(image.body.find("\"guest_flush\":\"not-quiesced: no agent in the fake\"") != std::string::npos);
+    auto plain = handle_request(controller, "PUT", "/machine-images", R"({"name": "n"})");
+    CHECK(plain.body.find("guest_flush") == std::string::npos);
+}

@@ -241,3 +241,32 @@ TEST_CASE("names, drive IDs and labels")
     CHECK_FALSE(check_label(std::string(64, 'a'), "x").has_value());
     CHECK_FALSE(check_label("a", std::string(64, 'a')).has_value());
 }
+
+TEST_CASE("PUT /agent")
+{
+    auto ping = expect_ok<AgentCommand>("PUT", "/agent", R"({"cmd": "ping"})");
+    CHECK(ping.cmd == "ping");
+    CHECK(ping.wait_ms == 2000);
+    CHECK_FALSE(ping.timeout_s);
+    auto freeze = expect_ok<AgentCommand>("PUT", "/agent", R"({"cmd": "freeze", "timeout_s": 30, "wait_ms": 500})");
+    CHECK(freeze.timeout_s == 30u);
+    CHECK(freeze.wait_ms == 500);
+    expect_ok<AgentCommand>("PUT", "/agent", R"({"cmd": "generalize"})");
+    expect_error("PUT", "/agent", R"({})", "missing field `cmd`");
+    expect_error("PUT", "/agent", R"({"cmd": "reboot"})", "unknown variant");
+    expect_error("PUT", "/agent", R"({"cmd": "ping", "timeout_s": 5})", "`freeze` command only");
+    expect_error("PUT", "/agent", R"({"cmd": "freeze", "timeout_s": 301})", "between 1 and 300");
+    expect_error("PUT", "/agent", R"({"cmd": "ping", "wait_ms": 0})", "between 1 and 60000");
+    expect_error("PUT", "/agent", R"({"cmd": "ping", "extra": 1})", "unknown field");
+    expect_error("PUT", "/agent", R"({"cmd": 1})", "invalid type");
+    CHECK(phase_of(ApiRequest { AgentCommand {} }) == Phase::PostBoot);
+}
+
+TEST_CASE("PUT /machine-images guest_flush_wait_ms")
+{
+    auto m = expect_ok<MachineImageRequest>("PUT", "/machine-images", R"({"name": "x", "guest_flush": true, "guest_flush_wait_ms": 500})");
+    CHECK(m.guest_flush);
+    CHECK(m.guest_flush_wait_ms == 500);
+    expect_error("PUT", "/machine-images", R"({"name": "x", "guest_flush_wait_ms": 500})", "goes with `guest_flush`");
+    expect_error("PUT", "/machine-images", R"({"name": "x", "guest_flush": true, "guest_flush_wait_ms": 0})", "between 1 and 60000");
+}

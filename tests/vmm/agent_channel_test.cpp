@@ -1,0 +1,186 @@
+// AgentChannel (vmm/agent_channel.h) against a fake guest: request/reply matching
+// by id, hostile output (garbage, wrong ids, over-long lines, split lines), the
+// timeout that withdraws an unread request, a full console; and the provisioning
+// argument strata.meta= (vmm/vm_config.h) decoded back.
+#include "vmm/agent_channel.h"
+#include "vmm/vm_config.h"
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <thread>
+
+using namespace strata;
+using namespace std::chrono_literals;
+
+namespace {
+
+// The console's host side as the channel sees it: what the channel writes piles
+// up in `sent` (up to `capacity` bytes) until the fake guest takes it.
+struct FakeConsole {
+    std::mutex lock;
+    std::string sent;
+    std::size_t capacity { 1 << 20 };
+    AgentChannel channel { AgentIo {
+        [this](std::span<std::byte const> b) {
+            std::lock_guard g(lock);
+            std::size_t n = std::min(b.size(), capacity - std::min(capacity, sent.size()));
+            sent.append(reinterpret_cast<char const*>(b.data()), n); // SAFETY: bytes viewed as chars
+            return n;
+        },
+        [this] {
+            std::lock_guard g(lock);
+            std::size_t n = sent.size();
+            sent.clear();
+            return n;
+        } } };
+
+    // The guest reads everything sent so far.
+    std::string take()
+    {
+        std::lock_guard g(lock);
+        std::string out;
+        out.swap(sent);
+        return out;
+    }
+    void guest_says(std::string const& text) { channel.on_guest_bytes(std::as_bytes(std::span(text.data(), text.size()))); }
+};
+
+// Waits until the channel has sent a request, takes it and returns its id.
+std::uint64_t next_request(FakeConsole& c, std::string* text = nullptr)
+{
+    for (int i = 0; i < 2000; ++i) {
+        std::string s = c.take();
+        if (!s.empty()) {
+            if (text)
+                *text = s;
+            auto j = nlohmann::json::parse(s.substr(s.find('{')), nullptr, false);
+            return j["id"].get<std::uint64_t>();
+        }
+        std::this_thread::sleep_for(1ms);
+    }
+    FAIL("no request was sent");
+    return 0;
+}
+
+} // namespace
+
+TEST_CASE("agent channel: a reply with the request's id answers it and noise is ignored")
+{
+    FakeConsole c;
+    std::thread guest([&] {
+        std::string text;
+        auto id = next_request(c, &text);
+        CHECK(text.front() == '\n');
+        CHECK(text.back() == '\n');
+        CHECK(text.find("\"cmd\":\"ping\"") != std::string::npos);
+        c.guest_says("garbage\n[1,2]\n{\"id\":" + std::to_string(id + 7) + ",\"ok\":true}\n{\"id\":\"x\",\"ok\":true}\n");
+        // The real reply, split across two writes and ending in CRLF.
+        std::string reply = "{\"id\":" + std::to_string(id) + ",\"ok\":true,\"result\":{\"agent\":\"t\"}}\r\n";
+        c.guest_says(reply.substr(0, 10));
+        c.guest_says(reply.substr(10));
+    });
+    auto r = c.channel.request("ping", nlohmann::json::object(), 3000ms);
+    guest.join();
+    REQUIRE(r.has_value());
+    CHECK(r.value().ok);
+    CHECK(r.value().result["agent"] == "t");
+    auto s = c.channel.stats();
+    CHECK(s.ignored_lines == 4);
+    CHECK(s.replies == 1);
+}
+
+TEST_CASE("agent channel: ok=false replies carry the agent's error and args are sent")
+{
+    FakeConsole c;
+    std::thread guest([&] {
+        std::string text;
+        auto id = next_request(c, &text);
+        CHECK(text.find("\"timeout_s\":10") != std::string::npos);
+        c.guest_says("{\"id\":" + std::to_string(id) + ",\"ok\":false,\"error\":\"already frozen\"}\n");
+    });
+    auto r = c.channel.request("freeze", nlohmann::json { { "timeout_s", 10 } }, 3000ms);
+    guest.join();
+    REQUIRE(r.has_value());
+    CHECK_FALSE(r.value().ok);
+    CHECK(r.value().error == "already frozen");
+}
+
+TEST_CASE("agent channel: no reply is a Timeout and an unread request is withdrawn")
+{
+    FakeConsole c;
+    bool delivered = true;
+    auto r = c.channel.request("freeze", nlohmann::json::object(), 50ms, &delivered);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().kind == ErrorKind::Timeout);
+    CHECK(r.error().message.find("never read") != std::string::npos);
+    CHECK_FALSE(delivered);
+    CHECK(c.take().empty()); // withdrawn: a late freeze never reaches the guest
+
+    // Read but unanswered: delivered, and a late reply to it is ignored later.
+    std::thread guest([&] { next_request(c); });
+    auto r2 = c.channel.request("ping", nlohmann::json::object(), 100ms, &delivered);
+    guest.join();
+    CHECK_FALSE(r2.has_value());
+    CHECK(delivered);
+    c.guest_says("{\"id\":2,\"ok\":true}\n");
+    CHECK(c.channel.stats().ignored_lines == 1);
+    CHECK(c.channel.stats().timeouts == 2);
+}
+
+TEST_CASE("agent channel: over-long lines are dropped and a full console is Busy")
+{
+    FakeConsole c;
+    c.guest_says(std::string(AgentChannel::MaxLineBytes + 10, 'x'));
+    c.guest_says(std::string(100, 'y') + "\n");
+    CHECK(c.channel.stats().overlong_lines == 1);
+    CHECK(c.channel.stats().ignored_lines == 0);
+
+    c.capacity = 8;
+    auto r = c.channel.request("ping", nlohmann::json::object(), 1000ms);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().kind == ErrorKind::Busy);
+    CHECK(c.take().empty()); // the part that fit was taken back
+}
+
+TEST_CASE("strata.meta= carries the instance id, hostname, user and SSH keys")
+{
+    VmRecord vm;
+    vm.name = "web";
+    vm.instance_id = "i-0123456789abcdef";
+    vm.metadata = { { "hostname", "web-1" }, { "user", "alice" }, { "ssh-authorized-keys", "ssh-ed25519 AAAA a;ssh-rsa BBBB b" },
+        { "other", "x" } };
+    auto arg = guest_metadata_arg(vm);
+    REQUIRE(arg.has_value());
+    REQUIRE(arg.value().starts_with("strata.meta="));
+    std::string b64 = arg.value().substr(12);
+    // Decode (standard alphabet, padded).
+    std::string out;
+    unsigned value = 0;
+    int bits = 0;
+    for (char ch : b64) {
+        if (ch == '=')
+            break;
+        auto pos = std::string("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/").find(ch);
+        REQUIRE(pos != std::string::npos);
+        value = (value << 6) | static_cast<unsigned>(pos);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<char>((value >> bits) & 0xff));
+        }
+    }
+    auto j = nlohmann::json::parse(out);
+    CHECK(j["instance_id"] == "i-0123456789abcdef");
+    CHECK(j["hostname"] == "web-1");
+    CHECK(j["user"] == "alice");
+    CHECK(j["ssh_authorized_keys"] == nlohmann::json { "ssh-ed25519 AAAA a", "ssh-rsa BBBB b" });
+    CHECK_FALSE(j.contains("other"));
+
+    vm.metadata["ssh-authorized-keys"] = std::string(3000, 'k');
+    auto big = guest_metadata_arg(vm);
+    REQUIRE_FALSE(big.has_value());
+    CHECK(big.error().kind == ErrorKind::Usage);
+}
