@@ -6,7 +6,9 @@
 // Guest output is hostile (STYLE.md 9): lines longer than MaxLineBytes are dropped
 // up to their newline; lines that are not JSON objects, carry another id (a reply
 // that came after its request timed out), or lack "ok" are ignored and counted;
-// nothing the guest sends can grow host memory beyond one line. A request that
+// nothing the guest sends can grow host memory beyond one line. (A guest tty in
+// cooked mode echoes each request back: the echo has no "ok" and is ignored, and
+// the CR of a CRLF line ending is dropped.) A request that
 // gets no reply in time fails with ErrorKind::Timeout, and whatever of it the
 // guest had not yet read is withdrawn from the console (AgentIo::discard_pending),
 // so a stale command — a freeze above all — is never delivered late. Each request

@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <thread>
 #include <unistd.h>
 
@@ -134,6 +135,14 @@ void serve_channel_forever(std::string const& device, std::string const& instanc
             told = true;
             std::this_thread::sleep_for(std::chrono::seconds(2));
             continue;
+        }
+        // /dev/hvc0 is a tty: in its default cooked mode it would echo every
+        // request back to the VMM and turn "\n" into "\r\n". Raw mode passes the
+        // protocol's bytes through unchanged (the VMM copes with both anyway).
+        termios tio {};
+        if (::isatty(fd) && ::tcgetattr(fd, &tio) == 0) {
+            ::cfmakeraw(&tio);
+            ::tcsetattr(fd, TCSANOW, &tio);
         }
         say("serving the VMM on " + device);
         told = false;
