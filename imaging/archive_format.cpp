@@ -1,7 +1,6 @@
 #include "imaging/archive_format.h"
 
-
-#include <openssl/evp.h>
+#include "base/sha256.h"
 
 #include <algorithm>
 #include <cstring>
@@ -107,10 +106,7 @@ Result<Sha256> parse_hex_digest(std::string_view text)
 
 Sha256 sha256(std::span<std::byte const> bytes)
 {
-    Sha256 d;
-    unsigned len = 0;
-    EVP_Digest(bytes.data(), bytes.size(), d.bytes.data(), &len, EVP_sha256(), nullptr);
-    return d;
+    return Sha256 { sha256_bytes(bytes) };
 }
 
 static json chunks_json(std::vector<Chunk> const& chunks)

@@ -1,6 +1,7 @@
 #include "imaging/archive_reader.h"
 
-#include <openssl/evp.h>
+#include "base/sha256.h"
+
 #include <zstd.h>
 
 #include <cstring>
@@ -60,22 +61,18 @@ Entry const* ArchiveReader::find(std::string const& name) const
 
 Status ArchiveReader::verify(ProgressFn const& progress)
 {
-    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
-        return make_error(ErrorKind::NoSpace, "archive: cannot set up SHA-256");
+    Sha256Hasher hash;
     std::uint64_t covered = m_file_size - kTrailerSize + kTrailerDigestOffset;
     std::vector<std::byte> buf(4 << 20);
     for (std::uint64_t pos = 0; pos < covered;) {
         std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), covered - pos));
         STRATA_TRY(pread_all(m_fd.get(), std::span(buf).first(n), pos));
-        EVP_DigestUpdate(ctx.get(), buf.data(), n);
+        hash.update(std::span(buf).first(n));
         pos += n;
         if (progress)
             progress(pos, covered);
     }
-    Sha256 digest;
-    unsigned len = 0;
-    EVP_DigestFinal_ex(ctx.get(), digest.bytes.data(), &len);
+    Sha256 const digest { hash.finish() };
     if (digest != m_trailer.digest)
         return make_error(ErrorKind::BadInput, "archive '" + m_path + "': SHA-256 mismatch: the file is corrupted (expected "
                 + to_hex(m_trailer.digest) + ", found " + to_hex(digest) + ")");
@@ -111,17 +108,13 @@ Status ArchiveReader::read_layer(LayerRecord const& layer, DataSink const& data,
 
 Status ArchiveReader::read_blob(Entry const& blob, DataSink const& data)
 {
-    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
-        return make_error(ErrorKind::NoSpace, "archive: cannot set up SHA-256");
+    Sha256Hasher hash;
     for (auto const& c : blob.chunks) {
         STRATA_TRY(read_chunk(c, m_raw));
-        EVP_DigestUpdate(ctx.get(), m_raw.data(), m_raw.size());
+        hash.update(m_raw);
         STRATA_TRY(data(c.offset, m_raw));
     }
-    Sha256 digest;
-    unsigned len = 0;
-    EVP_DigestFinal_ex(ctx.get(), digest.bytes.data(), &len);
+    Sha256 const digest { hash.finish() };
     if (digest != blob.digest)
         return make_error(ErrorKind::BadInput, "archive '" + m_path + "': blob '" + blob.name + "' SHA-256 mismatch");
     return ok();

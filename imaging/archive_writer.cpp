@@ -1,9 +1,9 @@
 #include "imaging/archive_writer.h"
 
 #include "base/fd.h"
+#include "base/sha256.h"
 #include "imaging/archive_compress.h"
 
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <optional>
@@ -17,7 +17,7 @@ using namespace archive;
 struct ArchiveWriter::State {
     ArchiveOptions options;
     std::optional<AtomicFile> file;
-    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> hash { nullptr, EVP_MD_CTX_free };
+    Sha256Hasher hash;
     std::uint64_t end { 0 }; // bytes written
     Manifest manifest;
     std::set<std::string> names;
@@ -26,7 +26,7 @@ struct ArchiveWriter::State {
     Status append(std::span<std::byte const> bytes)
     {
         STRATA_TRY(pwrite_all(file->fd(), bytes, end));
-        EVP_DigestUpdate(hash.get(), bytes.data(), bytes.size());
+        hash.update(bytes);
         end += bytes.size();
         return ok();
     }
@@ -92,9 +92,6 @@ Result<std::unique_ptr<ArchiveWriter>> ArchiveWriter::create(std::string const& 
     s.manifest.chunk_size = options.chunk_size;
     STRATA_TRY(file, AtomicFile::create(path));
     s.file.emplace(std::move(file));
-    s.hash.reset(EVP_MD_CTX_new());
-    if (!s.hash || EVP_DigestInit_ex(s.hash.get(), EVP_sha256(), nullptr) != 1)
-        return make_error(ErrorKind::NoSpace, "archive: cannot set up SHA-256");
     unsigned workers = options.workers != 0 ? options.workers : std::max(1U, std::thread::hardware_concurrency());
     s.compressor = std::make_unique<ChunkCompressor>(workers, options.level, options.chunk_size);
     auto header = encode_header();
@@ -196,9 +193,8 @@ Status ArchiveWriter::finish(nlohmann::json metadata)
     // SAFETY: the manifest text is viewed as the bytes it is made of.
     STRATA_TRY(s.append(std::span(reinterpret_cast<std::byte const*>(text.data()), text.size())));
     auto trailer = encode_trailer(t);
-    EVP_DigestUpdate(s.hash.get(), trailer.data(), kTrailerDigestOffset);
-    unsigned len = 0;
-    EVP_DigestFinal_ex(s.hash.get(), t.digest.bytes.data(), &len);
+    s.hash.update(trailer.data(), kTrailerDigestOffset);
+    t.digest = Sha256 { s.hash.finish() };
     trailer = encode_trailer(t);
     STRATA_TRY(pwrite_all(s.file->fd(), trailer, s.end));
     s.end += trailer.size();

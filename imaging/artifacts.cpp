@@ -1,6 +1,7 @@
 #include "imaging/artifacts.h"
 
 #include "base/fd.h"
+#include "base/sha256.h"
 #include "imaging/machine_image.h"
 #include "imaging/store_io.h"
 #include "imaging/template_record.h"
@@ -9,7 +10,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <memory>
-#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,38 +19,14 @@ namespace {
 
 constexpr std::uint64_t kMaxArtifactBytes = 1ULL << 30;
 
-std::string hex(unsigned char const* bytes, std::size_t n)
-{
-    static char const digits[] = "0123456789abcdef";
-    std::string out;
-    for (std::size_t i = 0; i < n; ++i) {
-        out += digits[bytes[i] >> 4];
-        out += digits[bytes[i] & 15];
-    }
-    return out;
-}
-
-// SHA-256 fed in pieces.
+// SHA-256 fed in pieces, as a hex name.
 class Hasher {
 public:
-    Hasher()
-        : m_ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free)
-    {
-        if (m_ctx)
-            EVP_DigestInit_ex(m_ctx.get(), EVP_sha256(), nullptr);
-    }
-    bool valid() const { return m_ctx != nullptr; }
-    void update(std::span<std::byte const> bytes) { EVP_DigestUpdate(m_ctx.get(), bytes.data(), bytes.size()); }
-    std::string finish()
-    {
-        unsigned char out[EVP_MAX_MD_SIZE];
-        unsigned len = 0;
-        EVP_DigestFinal_ex(m_ctx.get(), out, &len);
-        return hex(out, len);
-    }
+    void update(std::span<std::byte const> bytes) { m_hash.update(bytes); }
+    std::string finish() { return sha256_hex(m_hash.finish()); }
 
 private:
-    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> m_ctx;
+    Sha256Hasher m_hash;
 };
 
 // Moves a complete temporary file to artifacts/<digest> (or drops it when that
@@ -86,8 +62,6 @@ Result<std::string> put_artifact(RecordLock const& held, std::string const& path
     // artifacts/ (same file system), then rename to the digest.
     STRATA_TRY(file, AtomicFile::create(held.root() + "/artifacts/incoming"));
     Hasher hash;
-    if (!hash.valid())
-        return make_error(ErrorKind::NoSpace, "cannot set up SHA-256");
     std::vector<std::byte> buf(1 << 20);
     std::uint64_t size = static_cast<std::uint64_t>(st.st_size);
     for (std::uint64_t at = 0; at < size;) {
@@ -117,8 +91,6 @@ Result<std::string> put_artifact_bytes(RecordLock const& held, std::span<std::by
     if (bytes.size() > kMaxArtifactBytes)
         return make_error(ErrorKind::Usage, "an artifact is larger than 1 GiB");
     Hasher hash;
-    if (!hash.valid())
-        return make_error(ErrorKind::NoSpace, "cannot set up SHA-256");
     hash.update(bytes);
     std::string digest = hash.finish();
     if (!expected.empty() && digest != expected)

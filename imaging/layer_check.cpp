@@ -1,11 +1,11 @@
 // Layer::check (qemu-img check's counts for a strata layer) and the content digest.
+#include "base/sha256.h"
 #include "imaging/layer.h"
 
 #include <algorithm>
 #include <cerrno>
 #include <fcntl.h>
 #include <linux/falloc.h>
-#include <openssl/evp.h>
 #include <unistd.h>
 
 namespace strata {
@@ -89,14 +89,12 @@ Result<CheckReport> Layer::check(RepairMode repair)
 
 Result<Sha256> Layer::compute_digest() const
 {
-    std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-    if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1)
-        return make_error(ErrorKind::Internal, "SHA-256 is unavailable");
+    Sha256Hasher hash;
     auto feed64 = [&](std::uint64_t v) {
         unsigned char b[8];
         for (int i = 0; i < 8; ++i)
             b[i] = static_cast<unsigned char>(v >> (8 * i));
-        EVP_DigestUpdate(ctx.get(), b, 8);
+        hash.update(b, 8);
     };
     feed64(m_header.virtual_size);
     AlignedBuffer buf(1 << 20);
@@ -114,17 +112,14 @@ Result<Sha256> Layer::compute_digest() const
         while (left > 0 && status) {
             std::uint64_t n = std::min<std::uint64_t>(left, buf.size());
             status = pread_all(m_file.fd.get(), std::span<std::byte>(buf.data(), n), at);
-            EVP_DigestUpdate(ctx.get(), buf.data(), n);
+            hash.update(buf.data(), n);
             at += n;
             left -= n;
         }
     });
     if (!status)
         return status.error().context("digest of layer '" + m_path + "'");
-    Sha256 out;
-    unsigned len = 0;
-    EVP_DigestFinal_ex(ctx.get(), out.bytes.data(), &len);
-    return out;
+    return Sha256 { hash.finish() };
 }
 
 } // namespace strata

@@ -1,7 +1,9 @@
 #include "vmm/runtime_dir.h"
 
 #include <cstdlib>
-#include <openssl/sha.h>
+#include "base/sha256.h"
+
+#include <span>
 #include <unistd.h>
 
 namespace strata {
@@ -9,14 +11,7 @@ namespace strata {
 RuntimePaths runtime_paths(std::string const& store_root, std::string const& vm_name)
 {
     std::string key_input = store_root + '\0' + vm_name;
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256(reinterpret_cast<unsigned char const*>(key_input.data()), key_input.size(), digest);
-    static char const hex[] = "0123456789abcdef";
-    std::string key;
-    for (int i = 0; i < 8; ++i) {
-        key += hex[digest[i] >> 4];
-        key += hex[digest[i] & 15];
-    }
+    std::string const key = sha256_hex(sha256_bytes(std::as_bytes(std::span(key_input))), 8);
     std::string base;
     if (char const* xdg = std::getenv("XDG_RUNTIME_DIR"); xdg && *xdg && std::string(xdg).size() < 60)
         base = std::string(xdg) + "/strata";

@@ -1,9 +1,8 @@
 #include "vmm/linux/kernel_cache.h"
 
 #include "base/fd.h"
+#include "base/sha256.h"
 #include "vmm/linux/decompress.h"
-
-#include <openssl/evp.h>
 
 #include <cstdlib>
 #include <fcntl.h>
@@ -25,16 +24,7 @@ std::optional<std::filesystem::path> default_kernel_cache_dir()
 
 std::string sha256_hex(std::span<std::byte const> data)
 {
-    std::array<unsigned char, EVP_MAX_MD_SIZE> md {};
-    unsigned int len = 0;
-    EVP_Digest(data.data(), data.size(), md.data(), &len, EVP_sha256(), nullptr);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < len; ++i) {
-        out += hex[md[i] >> 4];
-        out += hex[md[i] & 0xf];
-    }
-    return out;
+    return strata::sha256_hex(strata::sha256_bytes(data));
 }
 
 namespace {
