@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -192,13 +194,25 @@ TEST_CASE("machine-images create --guest-flush: quiesced, every disk at the same
     }
     auto described = env.run({ "machine-images", "describe", "q0" });
     CHECK(described.out.find("guest flush: quiesced") != std::string::npos);
+    // The guest really held still for each capture: frozen, then thawed by the VMM.
+    std::string serial_log = env.describe("vms", "q")["serial_log"];
     env.run({ "vms", "stop", "q", "--force" });
+    std::ifstream in(serial_log);
+    std::string log((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    auto count = [&](std::string const& what) {
+        std::size_t n = 0;
+        for (auto at = log.find(what); at != std::string::npos; at = log.find(what, at + 1))
+            ++n;
+        return n;
+    };
+    CHECK(count("fwagent: frozen") == 3);
+    CHECK(count("fwagent: thawed") == 3);
+    CHECK(count("thawed by itself") == 0);
     for (int i = 0; i < 3; ++i) {
         std::string name = "q" + std::to_string(i);
         CHECK(env.describe("machine-images", name)["guest_flush"] == "quiesced");
         CHECK(env.check_image(name, disks, true) == 0);
     }
-    // Without --guest-flush nothing is recorded.
 }
 
 TEST_CASE("--guest-flush with a silent or early-thawing agent still captures, not quiesced")
