@@ -24,6 +24,7 @@
 #include "devices/virtio/blk/request.h"
 #include "devices/virtio/device.h"
 #include "devices/virtio/queue.h"
+#include "devices/virtio/rate_limited_log.h"
 #include "imaging/block_backend.h"
 
 #include <atomic>
@@ -48,24 +49,6 @@ struct BlkCounters {
     std::atomic<std::uint64_t> errors { 0 };   // completed with a non-OK status
     std::atomic<std::uint64_t> rejected { 0 }; // of which refused by the parser
     std::atomic<std::uint64_t> backpressure { 0 }; // times a chain waited for room
-};
-
-// At most `burst` messages per second; the rest are counted and summarized.
-class RateLimitedLog {
-public:
-    explicit RateLimitedLog(std::string prefix, unsigned burst = 10)
-        : m_prefix(std::move(prefix))
-        , m_burst(burst)
-    {
-    }
-    void warn(std::string const& message);
-
-private:
-    std::string m_prefix;
-    unsigned m_burst;
-    std::chrono::steady_clock::time_point m_window {};
-    unsigned m_in_window { 0 };
-    unsigned m_suppressed { 0 };
 };
 
 class BlkEngine {

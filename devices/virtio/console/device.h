@@ -26,9 +26,9 @@
 #pragma once
 
 #include "base/fd.h"
-#include "devices/virtio/blk/engine.h"
 #include "devices/virtio/console/config.h"
 #include "devices/virtio/device.h"
+#include "devices/virtio/rate_limited_log.h"
 
 #include <atomic>
 #include <deque>
@@ -87,7 +87,7 @@ private:
     Sink m_sink;
     std::uint64_t m_features { 0 };
     Counters m_counters;
-    blk::RateLimitedLog m_log; // the blk device's limiter: at most 10 messages a second
+    RateLimitedLog m_log; // at most 10 messages a second
     Fd m_control;              // eventfd: "look at the buffer and the stop flag"
 
     mutable std::mutex m_buffer_lock;
