@@ -2,9 +2,9 @@
 
 #include "devices/virtio/blk/device.h"
 #include "devices/virtio/console/device.h"
-#include "vmm/agent_channel.h"
 #include "imaging/manifest.h"
 #include "imaging/open_image.h"
+#include "vmm/agent_channel.h"
 #include "vmm/machine_disks.h"
 
 #include <cstdio>
