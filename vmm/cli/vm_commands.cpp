@@ -265,7 +265,10 @@ void register_vms(CLI::App& app, int& exit_code)
             auto rt = start_vm(s, *name, already);
             if (!rt)
                 return vm_fail(rt.error());
-            std::printf(already ? "vm %s is already running (pid %d)\n" : "Started vm %s (pid %d)\n", name->c_str(), static_cast<int>(rt.value().pid));
+            if (!already && !rt.value().running)
+                std::printf("Started vm %s; its guest has already finished (serial log: %s)\n", name->c_str(), rt.value().paths.serial_log.c_str());
+            else
+                std::printf(already ? "vm %s is already running (pid %d)\n" : "Started vm %s (pid %d)\n", name->c_str(), static_cast<int>(rt.value().pid));
             return 0;
         });
     });

@@ -215,6 +215,11 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
         int status = 0;
         if (::waitpid(pid, &status, WNOHANG) == pid) {
             ::unlink(rt.paths.pid_file.c_str());
+            // A guest may finish before the API is polled (a firmware program
+            // that prints and exits takes ~30 ms): the VM did start, and ran to
+            // a clean end. Only a failed VMM is an error.
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                return vm_runtime(store, vm);
             return make_error(ErrorKind::Io, "the VMM of vm '" + vm + "' exited before its API answered; its log (" + log + "):\n" + log_tail(log));
         }
         if (api_answers(rt.paths.api_socket))

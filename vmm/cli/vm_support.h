@@ -50,7 +50,9 @@ VmRuntime vm_runtime(Store const& store, std::string const& vm);
 
 // Spawns `<this binary> vmm --vm NAME` detached (its own session, stdin from
 // /dev/null, stdout/stderr appended to vmm.log in the runtime folder) and waits
-// up to 10 s for its API socket to answer. A running VM is left alone.
+// up to 10 s for its API socket to answer. A running VM is left alone. A VMM
+// that exits 0 before its API answers ran its guest to the end: that is a
+// successful start (running is false in the result).
 [[nodiscard]] Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& already_running);
 
 // Asks the guest to shut down (SendCtrlAltDel) and waits up to timeout_s for the
