@@ -44,14 +44,18 @@ Result<ObjectManifest> create_disk_over_layers(RecordLock const& held, std::stri
     for (auto const& id : layers)
         if (::access(layer_file(held.root(), id).c_str(), F_OK) != 0)
             return make_error(ErrorKind::NotFound, "layer " + id.to_string() + " is missing from the store");
-    LayerId top = LayerId::random();
-    {
-        STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
-        STRATA_TRY(layer, Layer::create(layer_file(held.root(), top), size, top, *engine));
-        STRATA_TRY(layer->flush());
-    }
     ObjectManifest m { ObjectKind::Disk, name, size, layers, utc_now(), source, {}, {}, nlohmann::json::object() };
-    m.layers.push_back(top);
+    // Over frozen layers the writable top is made at the disk's first writable
+    // open (Store::writable_disk), which keeps VM creation to manifest writes. A
+    // disk with no layers (scratch) needs its top now.
+    std::optional<LayerId> top;
+    if (layers.empty()) {
+        top = LayerId::random();
+        STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+        STRATA_TRY(layer, Layer::create(layer_file(held.root(), *top), size, *top, *engine));
+        STRATA_TRY(layer->flush());
+        m.layers.push_back(*top);
+    }
     Status saved = [&]() -> Status {
         STRATA_TRY(file, AtomicFile::create(path));
         std::string text = encode_object(m);
@@ -60,7 +64,8 @@ Result<ObjectManifest> create_disk_over_layers(RecordLock const& held, std::stri
         return file.commit(true);
     }();
     if (!saved) {
-        ::unlink(layer_file(held.root(), top).c_str());
+        if (top)
+            ::unlink(layer_file(held.root(), *top).c_str());
         if (saved.error().kind == ErrorKind::Exists)
             return make_error(ErrorKind::Exists, "a disk named '" + name + "' already exists");
         return saved.error();
@@ -91,18 +96,14 @@ Result<MachineImageRecord> capture_stopped_vm(Store& store, VmRecord const& vm, 
             image.disks.push_back(out);
             continue;
         }
-        // Opening the chain writable takes the top layer's write lock: a VMM
-        // running on the disk makes this fail (Busy) before anything changes.
-        STRATA_TRY(chain, store.open_disk(d.disk, ChainOptions { CacheMode::Writeback, EngineKind::Sync, 8, false }));
+        // A VMM running on the disk holds its top's write lock, which makes this
+        // fail (Busy) before anything changes.
         STRATA_TRY(before, store.get(ObjectKind::Disk, d.disk));
-        LayerId new_top = store.new_layer_id();
-        auto frozen = chain->freeze_top_and_push(store.layer_path(new_top), new_top);
-        chain.reset();
+        auto frozen = store.freeze_disk(d.disk);
         if (!frozen)
             return frozen.error().context("freeze disk '" + d.disk + "'");
-        STRATA_TRY(store.record_push(d.disk, new_top, ""));
         out.size = before.size;
-        out.layers = before.layers;
+        out.layers = frozen.value();
         image.disks.push_back(out);
     }
     STRATA_TRY(record_machine_image(store, image));

@@ -33,8 +33,9 @@ struct VmOverrides {
     std::optional<std::map<std::string, std::string>> metadata;
 };
 
-// A new store disk named name: layers (bottom..top, all frozen; may be empty)
-// under a new empty writable layer of size bytes. Exclusive record lock held.
+// A new store disk named name over layers (bottom..top, all frozen; may be
+// empty). Its writable top of size bytes is made now only when layers is empty;
+// otherwise at its first writable open. Exclusive record lock held.
 [[nodiscard]] Result<ObjectManifest> create_disk_over_layers(RecordLock const& held, std::string const& name,
     std::vector<LayerId> const& layers, std::uint64_t size, std::string const& source);
 

@@ -117,7 +117,8 @@ public:
 
     // --- Disks ---
     [[nodiscard]] Result<ObjectManifest> create_disk(std::string const& name, std::uint64_t size);
-    // An O(1) clone: a new writable layer over the image's or snapshot's frozen layers.
+    // An O(1) clone: a manifest naming the image's or snapshot's frozen layers; the
+    // writable top is made when the disk is first opened for writing.
     [[nodiscard]] Result<ObjectManifest> create_disk_from(std::string const& name, ObjectKind source_kind, std::string const& source);
     [[nodiscard]] Result<ObjectManifest> snapshot_disk(std::string const& disk, std::string const& snapshot);
     [[nodiscard]] Status revert_disk(std::string const& disk, std::string const& snapshot);
@@ -129,12 +130,9 @@ public:
     // The layer files of a disk, bottom first (for callers that open them themselves).
     [[nodiscard]] Result<std::vector<std::string>> layer_paths(ObjectKind kind, std::string const& name);
 
-    // For a VMM that froze a disk's top and pushed new_top inside a running chain
-    // (Chain::freeze_top_and_push with new_layer_path): records the disk's new
-    // chain and, if snapshot is non-empty, a snapshot of the frozen layers. The
-    // disk's manifest must still end with the layer that was frozen.
-    [[nodiscard]] LayerId new_layer_id() const { return LayerId::random(); }
-    [[nodiscard]] Status record_push(std::string const& disk, LayerId const& new_top, std::string const& snapshot);
+    // Freezes a disk no VMM runs, in place, and returns its layers (all frozen);
+    // its next writable open stacks a new top. For machine images of stopped VMs.
+    [[nodiscard]] Result<std::vector<LayerId>> freeze_disk(std::string const& disk);
 
     // A live capture's two halves, so the durable work happens while the VM runs.
     // prepare_push creates an empty layer and records it as the disk's new top,
@@ -171,7 +169,12 @@ private:
     [[nodiscard]] Result<std::vector<ObjectManifest>> load_all(ObjectKind kind) const;
     [[nodiscard]] Result<GcReport> gc_locked();
     [[nodiscard]] Status finish_prepared_push(ObjectManifest const& disk, IoEngine& engine);
-    [[nodiscard]] Result<ObjectManifest> freeze_and_push(ObjectManifest disk);
+    // The disk's manifest, with a writable top made first if its last layer is
+    // frozen (a clone not yet written, a disk just snapshotted, or a capture
+    // whose VMM died).
+    // The caller holds the lock exclusively.
+    [[nodiscard]] Result<ObjectManifest> writable_disk(std::string const& disk);
+    [[nodiscard]] Result<std::vector<LayerId>> freeze_top(ObjectManifest const& disk);
     [[nodiscard]] Result<ObjectManifest> clone_layers(std::string const& name, ObjectManifest const& from, std::string source);
     [[nodiscard]] Result<std::vector<LayerId>> import_into_layers(std::string const& file, ImportOptions const& options);
 

@@ -40,17 +40,13 @@ Result<ObjectManifest> Store::create_disk(std::string const& name, std::uint64_t
     return m;
 }
 
-// A new disk over the frozen layers of from, with a fresh writable top.
+// A new disk over the frozen layers of from. Its writable top is made when the
+// disk is first opened for writing (writable_disk), so a clone writes one small
+// manifest and nothing else: O(1) and a few hundred microseconds.
 Result<ObjectManifest> Store::clone_layers(std::string const& name, ObjectManifest const& from, std::string source)
 {
-    STRATA_TRY(id, create_layer(*this, from.size));
     ObjectManifest m { ObjectKind::Disk, name, from.size, from.layers, utc_now(), std::move(source), {}, {}, nlohmann::json::object() };
-    m.layers.push_back(id);
-    auto saved = save(m, true);
-    if (!saved) {
-        ::unlink(layer_path(id).c_str());
-        return saved.error();
-    }
+    STRATA_TRY(save(m, true));
     return m;
 }
 
@@ -67,25 +63,36 @@ Result<ObjectManifest> Store::create_disk_from(std::string const& name, ObjectKi
     return clone_layers(name, from, std::string(kind_name(source_kind)) + ":" + source);
 }
 
-// Freezes the disk's top layer and stacks a new empty one; returns the disk's
-// new manifest (saved). The layers before the new top are all frozen.
-Result<ObjectManifest> Store::freeze_and_push(ObjectManifest disk)
+// Freezes the disk's top layer in place, so that every layer the disk names is
+// frozen and can be shared by a snapshot or an image; a top that is already
+// frozen stays as it is. The disk's manifest does not change: its next writable
+// open stacks a new top (writable_disk). A VMM holding the disk makes this fail
+// (Busy) before anything changes. The store lock is held.
+Result<std::vector<LayerId>> Store::freeze_top(ObjectManifest const& disk)
 {
     STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+    STRATA_TRY(finish_prepared_push(disk, *engine));
+    {
+        auto top = Layer::open(layer_path(disk.layers.back()), LayerOpen::ReadOnly, *engine);
+        if (!top)
+            return top.error().context("disk '" + disk.name + "'");
+        if (top.value()->frozen())
+            return disk.layers;
+    }
     auto top = Layer::open(layer_path(disk.layers.back()), LayerOpen::Writable, *engine);
     if (!top)
         return top.error().context("disk '" + disk.name + "'");
-    // The new top exists before the old one freezes: a crash in between leaves an
-    // unreferenced layer (collected later), never a disk without a writable top.
-    STRATA_TRY(id, create_layer(*this, top.value()->size()));
-    auto frozen = top.value()->freeze(false);
-    if (!frozen) {
-        ::unlink(layer_path(id).c_str());
+    if (auto frozen = top.value()->freeze(false); !frozen)
         return frozen.error().context("freeze the top layer of disk '" + disk.name + "'");
-    }
-    disk.layers.push_back(id);
-    STRATA_TRY(save(disk, false));
-    return disk;
+    return disk.layers;
+}
+
+Result<std::vector<LayerId>> Store::freeze_disk(std::string const& disk)
+{
+    STRATA_TRY(held, lock(true));
+    (void)held;
+    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    return freeze_top(d);
 }
 
 Result<ObjectManifest> Store::snapshot_disk(std::string const& disk, std::string const& snapshot)
@@ -96,34 +103,11 @@ Result<ObjectManifest> Store::snapshot_disk(std::string const& disk, std::string
     if (load(ObjectKind::Snapshot, snapshot))
         return make_error(ErrorKind::Exists, "a snapshot named '" + snapshot + "' already exists");
     STRATA_TRY(d, load(ObjectKind::Disk, disk));
-    STRATA_TRY(pushed, freeze_and_push(d));
-    ObjectManifest s { ObjectKind::Snapshot, snapshot, pushed.size, pushed.layers, utc_now(), "disk:" + disk, disk, {},
+    STRATA_TRY(frozen, freeze_top(d));
+    ObjectManifest s { ObjectKind::Snapshot, snapshot, d.size, frozen, utc_now(), "disk:" + disk, disk, {},
         nlohmann::json::object() };
-    s.layers.pop_back();
     STRATA_TRY(save(s, true));
     return s;
-}
-
-Status Store::record_push(std::string const& disk, LayerId const& new_top, std::string const& snapshot)
-{
-    if (!snapshot.empty())
-        STRATA_TRY(check_object_name(snapshot));
-    STRATA_TRY(held, lock(true));
-    (void)held;
-    STRATA_TRY(d, load(ObjectKind::Disk, disk));
-    if (!snapshot.empty() && load(ObjectKind::Snapshot, snapshot))
-        return make_error(ErrorKind::Exists, "a snapshot named '" + snapshot + "' already exists");
-    if (::access(layer_path(new_top).c_str(), F_OK) != 0)
-        return make_error(ErrorKind::NotFound, "the new top layer " + new_top.to_string() + " is not in the store");
-    ObjectManifest frozen = d;
-    d.layers.push_back(new_top);
-    STRATA_TRY(save(d, false));
-    if (!snapshot.empty()) {
-        ObjectManifest s { ObjectKind::Snapshot, snapshot, frozen.size, frozen.layers, utc_now(), "disk:" + disk, disk, {},
-            nlohmann::json::object() };
-        STRATA_TRY(save(s, true));
-    }
-    return ok();
 }
 
 Result<LayerId> Store::prepare_push(std::string const& disk)
@@ -169,7 +153,7 @@ Status Store::revert_disk(std::string const& disk, std::string const& snapshot)
 {
     STRATA_TRY(held, lock(true));
     (void)held;
-    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    STRATA_TRY(d, writable_disk(disk));
     STRATA_TRY(s, load(ObjectKind::Snapshot, snapshot));
     {
         // The disk must not be in use: its top layer's write lock tells.
@@ -178,9 +162,9 @@ Status Store::revert_disk(std::string const& disk, std::string const& snapshot)
         if (!top)
             return top.error().context("disk '" + disk + "'");
     }
-    STRATA_TRY(id, create_layer(*this, s.size));
+    // The snapshot's layers are all frozen: the writable top comes with the
+    // disk's next writable open, as for a clone.
     d.layers = s.layers;
-    d.layers.push_back(id);
     d.size = s.size;
     STRATA_TRY(save(d, false));
     STRATA_TRY(gc_locked());
@@ -191,7 +175,7 @@ Status Store::commit_disk(std::string const& disk)
 {
     STRATA_TRY(held, lock(true));
     (void)held;
-    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    STRATA_TRY(d, writable_disk(disk));
     if (d.layers.size() < 3)
         return make_error(ErrorKind::Usage, "disk '" + disk + "' has no frozen layer with a parent to commit into");
     std::size_t index = d.layers.size() - 2; // the top frozen layer
@@ -228,7 +212,7 @@ Status Store::flatten_disk(std::string const& disk)
 {
     STRATA_TRY(held, lock(true));
     (void)held;
-    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    STRATA_TRY(d, writable_disk(disk));
     std::vector<std::string> paths;
     for (auto const& id : d.layers)
         paths.push_back(layer_path(id));
@@ -248,7 +232,7 @@ Status Store::resize_disk(std::string const& disk, std::uint64_t new_size)
     STRATA_TRY(check_size(new_size));
     STRATA_TRY(held, lock(true));
     (void)held;
-    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    STRATA_TRY(d, writable_disk(disk));
     if (new_size < d.size)
         return make_error(ErrorKind::Usage, "disks only grow: '" + disk + "' is " + std::to_string(d.size) + " bytes");
     STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
@@ -297,27 +281,34 @@ Status Store::finish_prepared_push(ObjectManifest const& d, IoEngine& engine)
     return ok();
 }
 
+Result<ObjectManifest> Store::writable_disk(std::string const& disk)
+{
+    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+    STRATA_TRY(finish_prepared_push(d, *engine));
+    // A disk whose last layer is frozen gets its writable top now: a clone starts
+    // that way (clone_layers makes none), and so does a disk after a snapshot or
+    // an image of it (freeze_top freezes in place).
+    auto top = Layer::open(layer_path(d.layers.back()), LayerOpen::ReadOnly, *engine);
+    if (top && top.value()->frozen()) {
+        std::uint64_t size = top.value()->size();
+        top.value().reset();
+        STRATA_TRY(id, create_layer(*this, size));
+        d.layers.push_back(id);
+        if (auto saved = save(d, false); !saved) {
+            ::unlink(layer_path(id).c_str());
+            return saved.error();
+        }
+    }
+    return d;
+}
+
 Result<std::unique_ptr<Chain>> Store::open_disk(std::string const& disk, ChainOptions const& options)
 {
     if (!options.read_only) {
-        // Two interrupted operations are finished here. A snapshot of a disk no
-        // VMM runs freezes the top and then records a new one: killed in between,
-        // the disk's last layer is frozen, and since nothing can be written to a
-        // frozen layer, pushing a fresh empty top loses nothing. A live capture
-        // records the new top first (prepare_push): see finish_prepared_push.
         STRATA_TRY(held, lock(true));
         (void)held;
-        STRATA_TRY(d, load(ObjectKind::Disk, disk));
-        STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
-        STRATA_TRY(finish_prepared_push(d, *engine));
-        auto top = Layer::open(layer_path(d.layers.back()), LayerOpen::ReadOnly, *engine);
-        if (top && top.value()->frozen()) {
-            std::uint64_t size = top.value()->size();
-            top.value().reset();
-            STRATA_TRY(id, create_layer(*this, size));
-            d.layers.push_back(id);
-            STRATA_TRY(save(d, false));
-        }
+        STRATA_TRY(writable_disk(disk));
     }
     STRATA_TRY(paths, layer_paths(ObjectKind::Disk, disk));
     auto chain = Chain::open(paths, options);

@@ -203,9 +203,8 @@ Result<ObjectManifest> Store::create_image(std::string const& name, ObjectKind s
         return make_error(ErrorKind::Exists, "an image named '" + name + "' already exists");
     STRATA_TRY(from, load(source_kind, source));
     if (source_kind == ObjectKind::Disk) {
-        STRATA_TRY(pushed, freeze_and_push(from));
-        from = pushed;
-        from.layers.pop_back();
+        STRATA_TRY(frozen, freeze_top(from));
+        from.layers = frozen;
     } else if (source_kind != ObjectKind::Snapshot) {
         return make_error(ErrorKind::Usage, "an image is created from a disk or a snapshot");
     }
