@@ -37,4 +37,16 @@ Status pwrite_all(int fd, std::span<std::byte const> buf, std::uint64_t offset)
     return ok();
 }
 
+void eventfd_signal(int fd)
+{
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
+}
+
+void eventfd_drain(int fd)
+{
+    std::uint64_t counter = 0;
+    [[maybe_unused]] auto n = ::read(fd, &counter, sizeof counter);
+}
+
 } // namespace strata

@@ -1,5 +1,6 @@
-// An owned file descriptor that closes itself (RAII), and small helpers for
-// whole-buffer pread/pwrite used by synchronous code paths.
+// An owned file descriptor that closes itself (RAII), small helpers for
+// whole-buffer pread/pwrite used by synchronous code paths, and the two eventfd
+// moves every event loop makes.
 // Threading: a Fd is owned by one thread at a time; the descriptor itself may be
 // shared for positional I/O (pread/pwrite) across threads.
 #pragma once
@@ -58,5 +59,11 @@ private:
 [[nodiscard]] Status pread_all(int fd, std::span<std::byte> buf, std::uint64_t offset);
 // Writes exactly buf.size() bytes at offset, retrying short writes and EINTR.
 [[nodiscard]] Status pwrite_all(int fd, std::span<std::byte const> buf, std::uint64_t offset);
+
+// Adds one to an eventfd (a doorbell). The only failure is a counter at its
+// maximum, which still leaves the eventfd readable, so there is nothing to report.
+void eventfd_signal(int fd);
+// Resets a non-blocking eventfd's counter; EAGAIN just means it was zero.
+void eventfd_drain(int fd);
 
 } // namespace strata

@@ -407,8 +407,7 @@ Status Qcow2Reader::submit(BlockRequest const& request)
         break;
     }
     m_done.push_back(BlockCompletion { request.tag, std::move(status) });
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(m_event.get(), &one, sizeof one);
+    eventfd_signal(m_event.get());
     return ok();
 }
 

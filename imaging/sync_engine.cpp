@@ -35,8 +35,7 @@ void SyncEngine::remove_file(FileId file)
 
 void SyncEngine::notify()
 {
-    std::uint64_t one = 1;
-    (void)!::write(m_event_fd.get(), &one, sizeof one);
+    eventfd_signal(m_event_fd.get());
 }
 
 void SyncEngine::submit(IoRequest const& request)
@@ -101,8 +100,7 @@ Status SyncEngine::kick()
 
 std::size_t SyncEngine::reap(std::function<void(IoCompletion const&)> const& on_complete, bool wait)
 {
-    std::uint64_t counter = 0;
-    (void)!::read(m_event_fd.get(), &counter, sizeof counter);
+    eventfd_drain(m_event_fd.get());
     if (wait && m_done.empty())
         (void)kick();
     std::size_t n = 0;

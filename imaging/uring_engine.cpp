@@ -90,8 +90,7 @@ void UringEngine::remove_file(FileId file)
 
 void UringEngine::notify()
 {
-    std::uint64_t one = 1;
-    (void)!::write(m_event_fd.get(), &one, sizeof one);
+    eventfd_signal(m_event_fd.get());
 }
 
 void UringEngine::submit(IoRequest const& request)
@@ -213,8 +212,7 @@ static void advance(std::vector<iovec>& iov, std::uint64_t n)
 
 std::size_t UringEngine::reap(std::function<void(IoCompletion const&)> const& on_complete, bool wait)
 {
-    std::uint64_t counter = 0;
-    (void)!::read(m_event_fd.get(), &counter, sizeof counter);
+    eventfd_drain(m_event_fd.get());
     std::size_t reaped = 0;
     bool resubmit = false;
     while (true) {

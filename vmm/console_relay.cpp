@@ -60,8 +60,7 @@ Result<std::unique_ptr<ConsoleRelay>> ConsoleRelay::start(std::string const& log
 ConsoleRelay::~ConsoleRelay()
 {
     if (m_stop.valid()) {
-        std::uint64_t one = 1;
-        [[maybe_unused]] auto n = ::write(m_stop.get(), &one, sizeof one);
+        eventfd_signal(m_stop.get());
     }
     if (m_thread.joinable())
         m_thread.join();

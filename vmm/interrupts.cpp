@@ -6,16 +6,6 @@
 
 namespace strata {
 
-namespace {
-void write_event(int fd)
-{
-    std::uint64_t one = 1;
-    // An eventfd write only fails on counter overflow, which 2^64 interrupts
-    // without the kernel reading them would take.
-    [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
-}
-} // namespace
-
 Result<std::unique_ptr<IrqfdLine>> IrqfdLine::create(Vm& vm, std::uint32_t gsi)
 {
     int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -33,7 +23,7 @@ IrqfdLine::~IrqfdLine()
 
 void IrqfdLine::trigger()
 {
-    write_event(m_fd.get());
+    eventfd_signal(m_fd.get());
 }
 
 Result<std::unique_ptr<KvmMsiVectors>> KvmMsiVectors::create(Vm& vm, std::uint16_t vectors)
@@ -87,7 +77,7 @@ void KvmMsiVectors::fire(std::uint16_t vector, MsiMessage const& message)
     if (fd < 0)
         return;
     if (current)
-        write_event(fd);
+        eventfd_signal(fd);
     else
         (void)m_vm.signal_msi(message.address, message.data); // route not updated yet: inject directly
 }

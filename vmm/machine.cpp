@@ -38,13 +38,6 @@ namespace {
 
 constexpr std::uint64_t max_boot_file = 512ull << 20;
 
-void signal_event(int fd)
-{
-    std::uint64_t one = 1;
-    // An eventfd write only fails on counter overflow, which cannot happen here.
-    [[maybe_unused]] auto n = ::write(fd, &one, sizeof one);
-}
-
 } // namespace
 
 Machine::Machine() = default;
@@ -56,7 +49,7 @@ Machine::~Machine()
         if (t.joinable())
             t.join();
     if (m_input_stop.valid())
-        signal_event(m_input_stop.get());
+        eventfd_signal(m_input_stop.get());
     if (m_input_thread.joinable())
         m_input_thread.join();
     // The disks' and the console's I/O threads write guest RAM, so they stop before
@@ -251,7 +244,7 @@ void Machine::finish(MachineExit exit)
     m_exit = std::move(exit);
     for (auto& v : m_vcpus)
         v->request_exit();
-    signal_event(m_done_event.get());
+    eventfd_signal(m_done_event.get());
 }
 
 void Machine::stop()
@@ -307,7 +300,7 @@ MachineExit Machine::run()
     for (auto& t : m_threads)
         t.join();
     m_threads.clear();
-    signal_event(m_input_stop.get());
+    eventfd_signal(m_input_stop.get());
     if (m_input_thread.joinable())
         m_input_thread.join();
     return m_exit;

@@ -25,10 +25,7 @@ void QueueEventfds::notify(std::uint16_t queue) const
 {
     if (queue >= m_fds.size())
         return;
-    std::uint64_t one = 1;
-    // A full counter (EAGAIN) still leaves the eventfd readable, which is all a
-    // notification needs, so the result is deliberately ignored.
-    [[maybe_unused]] auto n = ::write(m_fds[queue].get(), &one, sizeof one);
+    eventfd_signal(m_fds[queue].get());
 }
 
 Result<std::unique_ptr<TransportState>> TransportState::create(VirtioDevice& device, GuestMemory const& mem,

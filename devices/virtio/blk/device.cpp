@@ -120,9 +120,7 @@ Status VirtioBlk::activate(VirtioActivation activation)
 
 void VirtioBlk::wake()
 {
-    std::uint64_t one = 1;
-    // The control eventfd is only a doorbell; a full counter still wakes the thread.
-    [[maybe_unused]] auto n = ::write(m_control.get(), &one, sizeof one);
+    eventfd_signal(m_control.get());
 }
 
 void VirtioBlk::reset()

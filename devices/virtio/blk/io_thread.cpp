@@ -14,13 +14,6 @@ namespace {
 constexpr std::uint64_t ControlKey = 1ULL << 32;
 constexpr std::uint64_t CompletionKey = 2ULL << 32;
 
-void drain_eventfd(int fd)
-{
-    std::uint64_t counter = 0;
-    // Non-blocking eventfds: EAGAIN simply means nothing was pending.
-    [[maybe_unused]] auto n = ::read(fd, &counter, sizeof counter);
-}
-
 bool watch(int epfd, int fd, std::uint64_t key, bool add)
 {
     epoll_event ev {};
@@ -96,13 +89,13 @@ void VirtioBlk::run(std::unique_ptr<BlkEngine> engine, VirtioActivation activati
         for (int i = 0; i < n; ++i) {
             std::uint64_t const key = events[i].data.u64;
             if (key == ControlKey) {
-                drain_eventfd(m_control.get());
+                eventfd_drain(m_control.get());
             } else if (key == CompletionKey) {
                 if (!paused)
                     engine->reap();
             } else {
                 auto const q = static_cast<std::uint16_t>(key);
-                drain_eventfd(activation.eventfds->fd(q));
+                eventfd_drain(activation.eventfds->fd(q));
                 engine->process_queue(q);
             }
         }

@@ -74,9 +74,7 @@ Status VirtioConsole::activate(VirtioActivation activation)
 
 void VirtioConsole::wake()
 {
-    std::uint64_t one = 1;
-    // The control eventfd is only a doorbell; a full counter still wakes the thread.
-    [[maybe_unused]] auto n = ::write(m_control.get(), &one, sizeof one);
+    eventfd_signal(m_control.get());
 }
 
 void VirtioConsole::reset()

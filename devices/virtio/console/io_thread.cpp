@@ -19,13 +19,6 @@ namespace {
 
 constexpr std::uint64_t ControlKey = 1ULL << 32;
 
-void drain_eventfd(int fd)
-{
-    std::uint64_t counter = 0;
-    // Non-blocking eventfds: EAGAIN simply means nothing was pending.
-    [[maybe_unused]] auto n = ::read(fd, &counter, sizeof counter);
-}
-
 } // namespace
 
 // The queues of one activation. Only the I/O thread touches it.
@@ -195,7 +188,7 @@ void VirtioConsole::run(VirtioActivation activation)
         while (!m_stop.load()) {
             pollfd p { m_control.get(), POLLIN, 0 };
             ::poll(&p, 1, 100);
-            drain_eventfd(m_control.get());
+            eventfd_drain(m_control.get());
         }
         return;
     }
@@ -212,11 +205,11 @@ void VirtioConsole::run(VirtioActivation activation)
         for (int i = 0; i < n; ++i) {
             std::uint64_t const key = events[i].data.u64;
             if (key == ControlKey) {
-                drain_eventfd(m_control.get());
+                eventfd_drain(m_control.get());
                 receive = true;
             } else {
                 auto const q = static_cast<std::uint16_t>(key);
-                drain_eventfd(activation.eventfds->fd(q));
+                eventfd_drain(activation.eventfds->fd(q));
                 (q == TransmitQueue ? transmit : receive) = true;
             }
         }
