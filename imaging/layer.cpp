@@ -269,6 +269,10 @@ Result<std::unique_ptr<Layer::FlushPlan>> Layer::begin_flush()
     plan->new_header.checkpoint_offset = at;
     plan->new_header.checkpoint_length = clen;
     plan->new_header.journal_seq = m_next_seq;
+    if (std::exchange(m_freeze_with_checkpoint, false)) {
+        plan->new_header.state = LayerState::Frozen;
+        plan->new_header.compat &= ~kCompatDigest;
+    }
     plan->buffers.emplace_back(kSlotSize);
     encode_header(plan->new_header, std::span<std::byte, kSlotSize>(plan->buffers.back().data(), kSlotSize));
     plan->iovs.push_back(iovec { plan->buffers[0].data(), clen });
@@ -347,16 +351,24 @@ Status Layer::freeze(bool with_digest)
 {
     if (!m_writable)
         return make_error(ErrorKind::Permission, "layer '" + m_path + "' is not open for writing");
+    if (!with_digest) {
+        // The checkpoint's own header carries the frozen state: one header write
+        // and one sync fewer, and a live capture holds the disk queues for this.
+        // A crash before that header leaves the layer writable, as it was.
+        m_force_checkpoint = true;
+        m_freeze_with_checkpoint = true;
+        Status s = flush();
+        m_freeze_with_checkpoint = false;
+        return s;
+    }
+    // The digest reads the checkpointed map and data, so it comes after the
+    // checkpoint and needs a header of its own.
     STRATA_TRY(checkpoint_now());
     LayerHeader h = m_header;
     h.state = LayerState::Frozen;
-    if (with_digest) {
-        STRATA_TRY(d, compute_digest());
-        h.digest = d;
-        h.compat |= kCompatDigest;
-    } else {
-        h.compat &= ~kCompatDigest;
-    }
+    STRATA_TRY(d, compute_digest());
+    h.digest = d;
+    h.compat |= kCompatDigest;
     return write_header(h);
 }
 

@@ -156,6 +156,7 @@ private:
     std::uint64_t m_journal_head { 0 };   // bytes of the journal in use
     std::uint64_t m_next_seq { 1 };
     bool m_force_checkpoint { false }; // too many queued changes, or freeze: checkpoint next
+    bool m_freeze_with_checkpoint { false }; // the forced checkpoint's header marks the layer frozen
     std::vector<std::string> m_corruptions;
 };
 

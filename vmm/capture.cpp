@@ -22,13 +22,13 @@ std::uint64_t stagger_ms()
     return v ? std::strtoull(v, nullptr, 10) : 0;
 }
 
-// Flushes one paused disk, freezes its top and adopts the new top prepared for
-// it. Touches only that disk's chain, so disks run this in parallel.
+// Freezes one paused disk's top and adopts the new top prepared for it. No
+// flush first: freezing checkpoints the whole map and syncs, which makes every
+// completed write durable, and a journal flush before it would only add syncs to
+// the stall. Touches only that disk's chain, so disks run this in parallel.
 Status freeze_one(MachineDisks& disks, Store const& store, CapturedDisk const& d)
 {
-    Chain& chain = *disks.chain(d.index);
-    STRATA_TRY(flush_sync(chain));
-    return chain.freeze_top_and_adopt(store.layer_path(d.new_top));
+    return disks.chain(d.index)->freeze_top_and_adopt(store.layer_path(d.new_top));
 }
 
 std::string snapshot_name(MachineDisks& disks, std::string const& prefix, CapturedDisk const& d)
