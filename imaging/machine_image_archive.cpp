@@ -4,6 +4,7 @@
 #include "imaging/archive_reader.h"
 #include "imaging/archive_writer.h"
 #include "imaging/artifacts.h"
+#include "imaging/block_assembler.h"
 #include "imaging/layer.h"
 #include "imaging/store.h"
 
@@ -45,79 +46,6 @@ LayerInput layer_input(Layer* l)
     };
     return in;
 }
-
-// Rebuilds one archived layer in a new layer file. Data arrives in increasing
-// offsets; partial 4 KiB blocks are padded with zeros. In every layer but the
-// bottom one an all-zero block inside a data chunk must still hide the layers
-// below, so it is recorded as a zero block rather than skipped.
-class LayerBuilder {
-public:
-    LayerBuilder(Layer& layer, bool bottom)
-        : m_layer(layer)
-        , m_bottom(bottom)
-        , m_block(kBlockSize)
-    {
-    }
-
-    Status zero(std::uint64_t off, std::uint64_t len)
-    {
-        std::uint64_t first = (off + kBlockSize - 1) / kBlockSize, end = (off + len) / kBlockSize;
-        if (end > first && !m_bottom)
-            m_layer.set_zero(first, end - first);
-        return ok();
-    }
-
-    Status data(std::uint64_t off, std::span<std::byte const> bytes)
-    {
-        while (!bytes.empty()) {
-            std::uint64_t b = off / kBlockSize;
-            auto in = static_cast<std::size_t>(off % kBlockSize);
-            if (b != m_index) {
-                STRATA_TRY(flush());
-                m_index = b;
-                std::memset(m_block.data(), 0, m_block.size());
-            }
-            std::size_t n = std::min<std::size_t>(kBlockSize - in, bytes.size());
-            std::memcpy(m_block.data() + in, bytes.data(), n);
-            bytes = bytes.subspan(n);
-            off += n;
-        }
-        return ok();
-    }
-
-    Status flush()
-    {
-        if (m_index == kNone)
-            return ok();
-        std::uint64_t b = m_index;
-        m_index = kNone;
-        if (b * kBlockSize >= m_layer.size())
-            return make_error(ErrorKind::BadInput, "archive: data beyond the layer's size");
-        if (is_zero(m_block)) {
-            if (!m_bottom)
-                m_layer.set_zero(b, 1);
-            return ok();
-        }
-        return m_layer.write_blocks(b, m_block);
-    }
-
-private:
-    static constexpr std::uint64_t kNone = ~0ULL;
-    Layer& m_layer;
-    bool m_bottom;
-    std::vector<std::byte> m_block;
-    std::uint64_t m_index { kNone };
-};
-
-// Layer files written under tmp/ by an import; removed unless kept.
-struct TempFiles {
-    std::vector<std::string> paths;
-    ~TempFiles()
-    {
-        for (auto const& p : paths)
-            ::unlink(p.c_str());
-    }
-};
 
 } // namespace
 
@@ -183,7 +111,7 @@ Result<MachineImageRecord> import_machine_image(Store& store, std::string const&
     m.source = "import";
 
     // Everything is read and checked into tmp/ first (no lock: a long copy).
-    TempFiles temps;
+    TempLayerFiles temps;
     STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
     for (auto& d : m.disks) {
         if (d.scratch)
@@ -200,9 +128,9 @@ Result<MachineImageRecord> import_machine_image(Store& store, std::string const&
             std::string path = store.root() + "/tmp/" + id.to_string();
             temps.paths.push_back(path);
             STRATA_TRY(layer, Layer::create(path, rec.size, id, *engine, LayerOptions { .cache = CacheMode::Writeback }));
-            LayerBuilder out(*layer, i == 0);
+            BlockAssembler out(*layer, i != 0);
             STRATA_TRY(reader->read_layer(
-                rec, [&](std::uint64_t off, std::span<std::byte const> data) { return out.data(off, data); },
+                rec, [&](std::uint64_t off, std::span<std::byte const> data) { return out.put(off, data); },
                 [&](std::uint64_t off, std::uint64_t len) { return out.zero(off, len); }));
             STRATA_TRY(out.flush());
             STRATA_TRY(layer->freeze(true));

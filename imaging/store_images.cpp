@@ -5,6 +5,7 @@
 
 #include "base/fd.h"
 #include "imaging/archive_reader.h"
+#include "imaging/block_assembler.h"
 #include "imaging/archive_writer.h"
 #include "imaging/qcow2_reader.h"
 #include "imaging/qcow2_writer.h"
@@ -16,96 +17,6 @@
 #include <unistd.h>
 
 namespace strata {
-
-namespace {
-
-// Temporary layer files of an import; removed unless released.
-struct TempLayers {
-    std::vector<std::string> paths;
-    ~TempLayers()
-    {
-        for (auto const& p : paths)
-            ::unlink(p.c_str());
-    }
-};
-
-// Writes data in strictly increasing offsets into whole 4 KiB blocks of a layer,
-// padding partial blocks with zeros. All-zero blocks are skipped in a bottom layer;
-// in an upper layer (zeros_hide_below) they become zero entries instead, because
-// skipping them would let the layer below show through where the disk reads zeros.
-class BlockAssembler {
-public:
-    explicit BlockAssembler(Layer& layer, bool zeros_hide_below = false)
-        : m_layer(layer)
-        , m_block(kBlockSize)
-        , m_zeros_hide_below(zeros_hide_below)
-    {
-    }
-
-    Status put(std::uint64_t offset, std::span<std::byte const> data)
-    {
-        while (!data.empty()) {
-            std::uint64_t b = offset / kBlockSize;
-            std::size_t in = static_cast<std::size_t>(offset % kBlockSize);
-            if (in == 0 && data.size() >= kBlockSize) {
-                STRATA_TRY(flush());
-                std::size_t whole = data.size() / kBlockSize * kBlockSize;
-                STRATA_TRY(write_nonzero(b, data.first(whole)));
-                data = data.subspan(whole);
-                offset += whole;
-                continue;
-            }
-            if (b != m_index) {
-                STRATA_TRY(flush());
-                m_index = b;
-                std::memset(m_block.data(), 0, m_block.size());
-            }
-            std::size_t n = std::min<std::size_t>(kBlockSize - in, data.size());
-            std::memcpy(m_block.data() + in, data.data(), n);
-            data = data.subspan(n);
-            offset += n;
-        }
-        return ok();
-    }
-
-    Status flush()
-    {
-        if (m_index == kNone)
-            return ok();
-        std::uint64_t b = m_index;
-        m_index = kNone;
-        return write_nonzero(b, m_block);
-    }
-
-private:
-    static constexpr std::uint64_t kNone = ~0ULL;
-
-    Status write_nonzero(std::uint64_t first, std::span<std::byte const> data)
-    {
-        std::size_t blocks = data.size() / kBlockSize, i = 0;
-        while (i < blocks) {
-            if (is_zero(data.subspan(i * kBlockSize, kBlockSize))) {
-                if (m_zeros_hide_below)
-                    m_layer.set_zero(first + i, 1);
-                ++i;
-                continue;
-            }
-            std::size_t j = i + 1;
-            while (j < blocks && !is_zero(data.subspan(j * kBlockSize, kBlockSize)))
-                ++j;
-            STRATA_TRY(m_layer.write_blocks(first + i, data.subspan(i * kBlockSize, (j - i) * kBlockSize)));
-            i = j;
-        }
-        return ok();
-    }
-
-    Layer& m_layer;
-    std::vector<std::byte> m_block;
-    bool m_zeros_hide_below;
-    std::uint64_t m_index { kNone };
-};
-
-} // namespace
 
 BlockStatusFn chain_block_status(Chain& chain)
 {
@@ -168,7 +79,7 @@ Status copy_to_new_layer(CopySource const& source, std::string const& path, Laye
 {
     STRATA_TRY(engine, make_engine(EngineKind::Uring, 64));
     STRATA_TRY(layer, Layer::create(path, source.backend->size(), id, *engine));
-    BlockAssembler out(*layer);
+    BlockAssembler out(*layer, false);
     Status status = copy_data(source, progress, [&](std::uint64_t off, std::span<std::byte const> d) { return out.put(off, d); });
     if (status)
         status = out.flush();
@@ -223,7 +134,7 @@ Result<std::vector<LayerId>> Store::import_into_layers(std::string const& file, 
         STRATA_TRY(detected, detect_format(file));
         format = detected;
     }
-    TempLayers temps;
+    TempLayerFiles temps;
     std::vector<LayerId> ids;
     STRATA_TRY(engine, make_engine(EngineKind::Uring, 64));
     auto new_layer = [&](std::uint64_t size) -> Result<std::unique_ptr<Layer>> {
@@ -284,7 +195,7 @@ Result<ObjectManifest> Store::import_image(std::string const& name, std::string 
     }
     // The long copy runs without the store lock, into tmp/.
     STRATA_TRY(ids, import_into_layers(file, options));
-    TempLayers temps;
+    TempLayerFiles temps;
     for (auto const& id : ids)
         temps.paths.push_back(m_root + "/tmp/" + id.to_string());
     STRATA_TRY(held, lock(true));

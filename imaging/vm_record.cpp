@@ -279,6 +279,23 @@ Result<std::vector<VmRecord>> list_vms(RecordLock const& held)
     return out;
 }
 
+Status put_boot_artifacts(RecordLock const& held, BootSpec& boot, std::string const& firmware, std::string const& kernel,
+    std::string const& initrd)
+{
+    auto put = [&](std::string const& path) -> Result<std::string> {
+        if (path.empty())
+            return std::string();
+        return put_artifact(held, path);
+    };
+    STRATA_TRY(f, put(firmware));
+    STRATA_TRY(k, put(kernel));
+    STRATA_TRY(i, put(initrd));
+    boot.firmware = f;
+    boot.kernel = k;
+    boot.initrd = i;
+    return ok();
+}
+
 Status save_vm(RecordLock const& held, VmRecord const& vm, bool must_be_new)
 {
     STRATA_TRY(held.require_exclusive());

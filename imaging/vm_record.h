@@ -122,5 +122,10 @@ std::string encode_vm(VmRecord const& vm);
 // Saves a checked record (exclusive lock); with must_be_new, an existing VM makes
 // it fail (Exists). Every boot artifact it names must already be in the store.
 [[nodiscard]] Status save_vm(RecordLock const& held, VmRecord const& vm, bool must_be_new);
+// Copies the boot files given (empty paths are skipped) into the store's
+// artifacts and names them in boot by digest, so no host path enters a record.
+// Exclusive lock held.
+[[nodiscard]] Status put_boot_artifacts(RecordLock const& held, BootSpec& boot, std::string const& firmware,
+    std::string const& kernel, std::string const& initrd);
 
 } // namespace strata

@@ -161,17 +161,24 @@ std::string trim(std::string s)
     return s;
 }
 
+// The fields of one passwd/group/shadow line.
+std::vector<std::string> colon_fields(std::string const& line)
+{
+    std::vector<std::string> f;
+    std::stringstream ls(line);
+    std::string field;
+    while (std::getline(ls, field, ':'))
+        f.push_back(field);
+    return f;
+}
+
 // The passwd entry's fields for `user`, if present.
 std::optional<std::vector<std::string>> passwd_entry(std::string const& passwd, std::string const& user)
 {
     std::istringstream lines(passwd);
     std::string line;
     while (std::getline(lines, line)) {
-        std::vector<std::string> f;
-        std::stringstream ls(line);
-        std::string field;
-        while (std::getline(ls, field, ':'))
-            f.push_back(field);
+        std::vector<std::string> f = colon_fields(line);
         if (f.size() >= 4 && f[0] == user)
             return f;
     }
@@ -184,11 +191,7 @@ unsigned next_id(std::string const& table, std::size_t column)
     std::istringstream lines(table);
     std::string line;
     while (std::getline(lines, line)) {
-        std::vector<std::string> f;
-        std::stringstream ls(line);
-        std::string field;
-        while (std::getline(ls, field, ':'))
-            f.push_back(field);
+        std::vector<std::string> f = colon_fields(line);
         if (f.size() > column) {
             unsigned long v = std::strtoul(f[column].c_str(), nullptr, 10);
             if (v >= 1000 && v < 60000)

@@ -52,17 +52,7 @@ Result<TemplateRecord> create_template(Store& store, TemplateArgs const& a)
     STRATA_TRY(image, store.get(ObjectKind::Image, a.image));
     (void)image;
     STRATA_TRY(held, RecordLock::take(store.root(), true));
-    auto put = [&](std::string const& path) -> Result<std::string> {
-        if (path.empty())
-            return std::string();
-        return put_artifact(held, path);
-    };
-    STRATA_TRY(firmware, put(a.firmware));
-    STRATA_TRY(kernel, put(a.kernel));
-    STRATA_TRY(initrd, put(a.initrd));
-    t.spec.boot.firmware = firmware;
-    t.spec.boot.kernel = kernel;
-    t.spec.boot.initrd = initrd;
+    STRATA_TRY(put_boot_artifacts(held, t.spec.boot, a.firmware, a.kernel, a.initrd));
     STRATA_TRY(save_template(held, t, true));
     return t;
 }

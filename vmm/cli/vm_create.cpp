@@ -203,19 +203,8 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
     vm.instance_id = new_instance_id();
     Status saved = [&]() -> Status {
         STRATA_TRY(held, RecordLock::take(store.root(), true));
-        if (boot_flags) {
-            auto put = [&](std::string const& path) -> Result<std::string> {
-                if (path.empty())
-                    return std::string();
-                return put_artifact(held, path);
-            };
-            STRATA_TRY(firmware, put(a.firmware));
-            STRATA_TRY(kernel, put(a.kernel));
-            STRATA_TRY(initrd, put(a.initrd));
-            vm.spec.boot.firmware = firmware;
-            vm.spec.boot.kernel = kernel;
-            vm.spec.boot.initrd = initrd;
-        }
+        if (boot_flags)
+            STRATA_TRY(put_boot_artifacts(held, vm.spec.boot, a.firmware, a.kernel, a.initrd));
         return save_vm(held, vm, true);
     }();
     if (!saved) {

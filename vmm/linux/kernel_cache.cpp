@@ -1,7 +1,9 @@
 #include "vmm/linux/kernel_cache.h"
 
 #include "base/fd.h"
+#include "base/file.h"
 #include "base/sha256.h"
+#include "imaging/store_io.h"
 #include "vmm/linux/decompress.h"
 
 #include <cstdlib>
@@ -29,41 +31,15 @@ std::string sha256_hex(std::span<std::byte const> data)
 
 namespace {
 
-Result<std::vector<std::byte>> read_whole(std::filesystem::path const& path, std::uint64_t max)
-{
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid())
-        return errno_error("open " + path.string());
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0)
-        return errno_error("stat " + path.string());
-    if (static_cast<std::uint64_t>(st.st_size) > max)
-        return make_error(ErrorKind::BadInput, path.string() + " is larger than the kernel size limit");
-    std::vector<std::byte> buf(static_cast<std::size_t>(st.st_size));
-    STRATA_TRY((pread_all(fd.get(), buf, 0)));
-    return buf;
-}
-
 Status write_atomically(std::filesystem::path const& path, std::span<std::byte const> data)
 {
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
     if (ec)
         return make_error(ErrorKind::Io, "create " + path.parent_path().string() + ": " + ec.message());
-    std::string tmp = path.string() + ".tmp." + std::to_string(::getpid());
-    Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (!fd.valid())
-        return errno_error("create " + tmp);
-    if (auto s = pwrite_all(fd.get(), data, 0); !s) {
-        ::unlink(tmp.c_str());
-        return s.error();
-    }
-    if (::fsync(fd.get()) != 0 || ::rename(tmp.c_str(), path.c_str()) != 0) {
-        auto e = errno_error("store " + path.string());
-        ::unlink(tmp.c_str());
-        return e;
-    }
-    return ok();
+    STRATA_TRY(file, AtomicFile::create(path.string()));
+    STRATA_TRY(pwrite_all(file.fd(), data, 0));
+    return file.commit();
 }
 
 } // namespace
@@ -76,7 +52,7 @@ Result<CachedKernel> decompress_cached(std::span<std::byte const> image, std::sp
     if (cache_dir)
         entry = *cache_dir / (sha256_hex(image) + ".vmlinux");
     if (entry && std::filesystem::exists(*entry)) {
-        auto cached = read_whole(*entry, max_output);
+        auto cached = read_file(entry->string(), "cached kernel", max_output);
         // A cached entry must still look like what decompression yields (an ELF);
         // anything else is ignored and rewritten.
         if (cached && cached.value().size() >= 4 && detect_compression(cached.value()) == Compression::Uncompressed) {

@@ -7,6 +7,7 @@
 #include "vmm/linux/pvh_boot.h"
 
 #include "base/fd.h"
+#include "base/file.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -79,34 +80,14 @@ Result<std::uint64_t> place_initrd(std::span<E820Entry const> e820, std::uint64_
     return *best;
 }
 
-namespace {
-
-Result<std::vector<std::byte>> read_file(std::filesystem::path const& path, std::uint64_t max)
-{
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid())
-        return errno_error("open " + path.string());
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0)
-        return errno_error("stat " + path.string());
-    if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) > max)
-        return make_error(ErrorKind::BadInput, path.string() + " is not a regular file of at most " + std::to_string(max >> 20) + " MiB");
-    std::vector<std::byte> buf(static_cast<std::size_t>(st.st_size));
-    if (auto s = pread_all(fd.get(), buf, 0); !s)
-        return s.error().context("read " + path.string());
-    return buf;
-}
-
-} // namespace
-
 Result<LinuxBootSetup> load_linux_files(GuestMemory const& mem, std::filesystem::path const& kernel,
     std::optional<std::filesystem::path> const& initrd, LinuxLoadOptions options)
 {
-    STRATA_TRY(kernel_bytes, read_file(kernel, options.max_kernel_size));
+    STRATA_TRY(kernel_bytes, read_file(kernel.string(), "kernel", options.max_kernel_size));
     std::vector<std::byte> initrd_bytes;
     options.initrd.reset();
     if (initrd) {
-        STRATA_TRY(bytes, read_file(*initrd, std::uint64_t(4) << 30));
+        STRATA_TRY(bytes, read_file(initrd->string(), "initrd", std::uint64_t(4) << 30));
         initrd_bytes = std::move(bytes);
         options.initrd = std::span<std::byte const>(initrd_bytes);
     }
