@@ -111,6 +111,22 @@ Result<MachineImageRecord> capture_stopped_vm(Store& store, VmRecord const& vm, 
     return load_machine_image(held, image.name);
 }
 
+void apply_overrides(VmRecord& vm, VmOverrides const& overrides)
+{
+    if (overrides.vcpus)
+        vm.spec.vcpus = *overrides.vcpus;
+    if (overrides.memory_mib)
+        vm.spec.memory_mib = *overrides.memory_mib;
+    if (overrides.cmdline)
+        vm.spec.boot.cmdline = *overrides.cmdline;
+    if (overrides.description)
+        vm.description = *overrides.description;
+    if (overrides.labels)
+        vm.labels = *overrides.labels;
+    if (overrides.metadata)
+        vm.metadata = *overrides.metadata;
+}
+
 Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& vm_name, std::string const& image,
     VmOverrides const& overrides)
 {
@@ -142,18 +158,7 @@ Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& v
     }
     vm.source = "machine-image:" + image;
     vm.created = utc_now();
-    if (overrides.vcpus)
-        vm.spec.vcpus = *overrides.vcpus;
-    if (overrides.memory_mib)
-        vm.spec.memory_mib = *overrides.memory_mib;
-    if (overrides.cmdline)
-        vm.spec.boot.cmdline = *overrides.cmdline;
-    if (overrides.description)
-        vm.description = *overrides.description;
-    if (overrides.labels)
-        vm.labels = *overrides.labels;
-    if (overrides.metadata)
-        vm.metadata = *overrides.metadata;
+    apply_overrides(vm, overrides);
     STRATA_TRY(check_spec(vm.spec));
     STRATA_TRY(check_labels(vm.labels));
     STRATA_TRY(check_metadata(vm.metadata));

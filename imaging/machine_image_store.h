@@ -33,6 +33,10 @@ struct VmOverrides {
     std::optional<std::map<std::string, std::string>> metadata;
 };
 
+// Sets what overrides gives (vCPUs, memory, cmdline, description, labels,
+// metadata) on vm and leaves the rest.
+void apply_overrides(VmRecord& vm, VmOverrides const& overrides);
+
 // A new store disk named name over layers (bottom..top, all frozen; may be
 // empty). Its writable top of size bytes is made now only when layers is empty;
 // otherwise at its first writable open. Exclusive record lock held.

@@ -305,12 +305,17 @@ Result<ObjectManifest> Store::writable_disk(std::string const& disk)
 
 Result<std::unique_ptr<Chain>> Store::open_disk(std::string const& disk, ChainOptions const& options)
 {
-    if (!options.read_only) {
+    std::vector<std::string> paths;
+    if (options.read_only) {
+        STRATA_TRY(p, layer_paths(ObjectKind::Disk, disk));
+        paths = std::move(p);
+    } else {
         STRATA_TRY(held, lock(true));
         (void)held;
-        STRATA_TRY(writable_disk(disk));
+        STRATA_TRY(d, writable_disk(disk));
+        for (auto const& id : d.layers)
+            paths.push_back(layer_path(id));
     }
-    STRATA_TRY(paths, layer_paths(ObjectKind::Disk, disk));
     auto chain = Chain::open(paths, options);
     if (!chain)
         return chain.error().context("open disk '" + disk + "'");

@@ -134,18 +134,7 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
         vm.source = "image:" + a.image;
         plan.push_back(DiskPlan { VmDisk { "boot", a.name + "-disk-boot", false, true, false, "none", true }, a.image, 0 });
     }
-    if (a.vcpus)
-        vm.spec.vcpus = *a.vcpus;
-    if (a.memory_mib)
-        vm.spec.memory_mib = *a.memory_mib;
-    if (a.cmdline)
-        vm.spec.boot.cmdline = *a.cmdline;
-    if (a.description)
-        vm.description = *a.description;
-    if (labels)
-        vm.labels = *labels;
-    if (metadata)
-        vm.metadata = *metadata;
+    apply_overrides(vm, VmOverrides { a.vcpus, a.memory_mib, a.cmdline, a.description, labels, metadata });
     if (!a.transport.empty())
         vm.spec.transport = a.transport;
     if (!a.cpu_template.empty())
