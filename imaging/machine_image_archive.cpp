@@ -4,7 +4,7 @@
 #include "imaging/archive_reader.h"
 #include "imaging/archive_writer.h"
 #include "imaging/artifacts.h"
-#include "imaging/block_assembler.h"
+#include "imaging/layer_transfer.h"
 #include "imaging/layer.h"
 #include "imaging/store.h"
 
@@ -15,37 +15,6 @@ namespace strata {
 
 namespace {
 
-// One layer's own content for the archive writer.
-LayerInput layer_input(Layer* l)
-{
-    LayerInput in;
-    in.id = l->id().to_string();
-    in.size = l->size();
-    in.status = [l](std::uint64_t off, std::uint64_t max) -> Result<LayerRange> {
-        auto look = l->map().lookup(off / kBlockSize);
-        // Runs can reach far past max (an unmapped tail): avoid overflowing the product.
-        std::uint64_t run = look.run > (max >> kBlockShift) + 1 ? max : look.run * kBlockSize - off % kBlockSize;
-        auto kind = mapval::kind(look.value);
-        LayerRangeKind k = kind == MapKind::Data ? LayerRangeKind::Data : kind == MapKind::Zero ? LayerRangeKind::Zero : LayerRangeKind::Unmapped;
-        return LayerRange { k, std::max<std::uint64_t>(1, std::min(max, run)) };
-    };
-    in.read = [l](std::uint64_t off, std::span<std::byte> out) -> Status {
-        for (std::size_t done = 0; done < out.size();) {
-            auto look = l->map().lookup((off + done) / kBlockSize);
-            std::uint64_t in_block = (off + done) % kBlockSize;
-            std::uint64_t left = out.size() - done;
-            std::uint64_t run = look.run > (left >> kBlockShift) + 1 ? left : look.run * kBlockSize - in_block;
-            auto n = static_cast<std::size_t>(std::min(left, run));
-            if (mapval::kind(look.value) == MapKind::Data)
-                STRATA_TRY(pread_all(l->fd(), out.subspan(done, n), mapval::offset(look.value) + in_block));
-            else
-                std::memset(out.data() + done, 0, n);
-            done += n;
-        }
-        return ok();
-    };
-    return in;
-}
 
 } // namespace
 
@@ -81,7 +50,7 @@ Status export_machine_image(Store& store, std::string const& name, std::string c
             continue;
         std::vector<LayerInput> inputs;
         for (auto const& l : opened[i])
-            inputs.push_back(layer_input(l.get()));
+            inputs.push_back(archive_layer_input(*l));
         STRATA_TRY(writer->add_disk("disk-" + m.disks[i].id, inputs, progress));
     }
     for (auto const& [blob_name, bytes] : blobs)

@@ -5,7 +5,7 @@
 
 #include "base/fd.h"
 #include "imaging/archive_reader.h"
-#include "imaging/block_assembler.h"
+#include "imaging/layer_transfer.h"
 #include "imaging/archive_writer.h"
 #include "imaging/qcow2_reader.h"
 #include "imaging/qcow2_writer.h"
@@ -234,33 +234,7 @@ Status Store::export_image(std::string const& name, std::string const& file, Exp
         std::vector<LayerInput> inputs;
         for (auto const& p : paths) {
             STRATA_TRY(layer, Layer::open(p, LayerOpen::ReadOnly, *engine, LayerOptions { .cache = CacheMode::Writeback }));
-            Layer* l = layer.get();
-            LayerInput in;
-            in.id = l->id().to_string();
-            in.size = l->size();
-            in.status = [l](std::uint64_t off, std::uint64_t max) -> Result<LayerRange> {
-                auto look = l->map().lookup(off / kBlockSize);
-                std::uint64_t run = look.run > (max >> kBlockShift) + 1 ? max : look.run * kBlockSize - off % kBlockSize;
-                auto kind = mapval::kind(look.value);
-                return LayerRange { kind == MapKind::Data ? LayerRangeKind::Data
-                        : kind == MapKind::Zero          ? LayerRangeKind::Zero
-                                                         : LayerRangeKind::Unmapped,
-                    std::min(max, run) };
-            };
-            in.read = [l](std::uint64_t off, std::span<std::byte> out) -> Status {
-                for (std::size_t done = 0; done < out.size();) {
-                    auto look = l->map().lookup((off + done) / kBlockSize);
-                    std::uint64_t in_block = (off + done) % kBlockSize;
-                    std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(out.size() - done, look.run * kBlockSize - in_block));
-                    if (mapval::kind(look.value) == MapKind::Data)
-                        STRATA_TRY(pread_all(l->fd(), out.subspan(done, n), mapval::offset(look.value) + in_block));
-                    else
-                        std::memset(out.data() + done, 0, n);
-                    done += n;
-                }
-                return ok();
-            };
-            inputs.push_back(std::move(in));
+            inputs.push_back(archive_layer_input(*layer));
             layers.push_back(std::move(layer));
         }
         STRATA_TRY(writer, ArchiveWriter::create(file, ArchiveOptions { options.level, options.chunk_size, 0 }));

@@ -1,3 +1,6 @@
+// Moving a layer's own content in and out of the store.
+// archive_layer_input: a layer as the archive writer reads it (its extents and
+// their bytes), for image and machine-image exports.
 // BlockAssembler: rebuilds a layer from data that arrives in increasing offsets
 // (the copy loop of an image import, the chunks of an archive), writing whole
 // 4 KiB blocks and padding partial ones with zeros. All-zero blocks are skipped
@@ -6,10 +9,11 @@
 // the disk reads zeros.
 // TempLayerFiles: the layer files an import is writing, removed unless the
 // import succeeds and releases them.
-// Threading: both belong to the one thread doing the import.
+// Threading: all of it belongs to the one thread doing the export or import.
 #pragma once
 
 #include "base/result.h"
+#include "imaging/archive_writer.h"
 #include "imaging/layer.h"
 
 #include <cstdint>
@@ -18,6 +22,9 @@
 #include <vector>
 
 namespace strata {
+
+// The layer must outlive the returned input.
+LayerInput archive_layer_input(Layer const& layer);
 
 class BlockAssembler {
 public:

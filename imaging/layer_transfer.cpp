@@ -1,4 +1,4 @@
-#include "imaging/block_assembler.h"
+#include "imaging/layer_transfer.h"
 
 #include "imaging/store_io.h"
 
@@ -7,6 +7,38 @@
 #include <unistd.h>
 
 namespace strata {
+
+LayerInput archive_layer_input(Layer const& layer)
+{
+    Layer const* l = &layer; // the lambdas outlive this call, the layer outlives them
+    LayerInput in;
+    in.id = l->id().to_string();
+    in.size = l->size();
+    in.status = [l](std::uint64_t off, std::uint64_t max) -> Result<LayerRange> {
+        auto look = l->map().lookup(off / kBlockSize);
+        // Runs can reach far past max (an unmapped tail): avoid overflowing the product.
+        std::uint64_t run = look.run > (max >> kBlockShift) + 1 ? max : look.run * kBlockSize - off % kBlockSize;
+        auto kind = mapval::kind(look.value);
+        LayerRangeKind k = kind == MapKind::Data ? LayerRangeKind::Data : kind == MapKind::Zero ? LayerRangeKind::Zero : LayerRangeKind::Unmapped;
+        return LayerRange { k, std::max<std::uint64_t>(1, std::min(max, run)) };
+    };
+    in.read = [l](std::uint64_t off, std::span<std::byte> out) -> Status {
+        for (std::size_t done = 0; done < out.size();) {
+            auto look = l->map().lookup((off + done) / kBlockSize);
+            std::uint64_t in_block = (off + done) % kBlockSize;
+            std::uint64_t left = out.size() - done;
+            std::uint64_t run = look.run > (left >> kBlockShift) + 1 ? left : look.run * kBlockSize - in_block;
+            auto n = static_cast<std::size_t>(std::min(left, run));
+            if (mapval::kind(look.value) == MapKind::Data)
+                STRATA_TRY(pread_all(l->fd(), out.subspan(done, n), mapval::offset(look.value) + in_block));
+            else
+                std::memset(out.data() + done, 0, n);
+            done += n;
+        }
+        return ok();
+    };
+    return in;
+}
 
 BlockAssembler::BlockAssembler(Layer& layer, bool zeros_hide_below)
     : m_layer(layer)
