@@ -14,6 +14,8 @@ BUILD = os.environ.get("STRATA_BUILD_DIR", os.path.join(ROOT, "build"))
 def ensure_built(targets):
     """Builds the given CMake targets into BUILD (configuring it if needed). If the
     build fails but an earlier build left the outputs, says so and goes on."""
+    if os.environ.get("STRATA_BENCH_BUILT") == "1":
+        return
     if not os.path.exists(os.path.join(BUILD, "CMakeCache.txt")):
         subprocess.run(["cmake", "-S", ROOT, "-B", BUILD, "-DCMAKE_BUILD_TYPE=Release"], check=True,
                        stdout=subprocess.DEVNULL)
@@ -24,6 +26,48 @@ def ensure_built(targets):
             note("build failed; measuring the binaries an earlier build left in " + BUILD)
         else:
             fail("build failed:\n" + proc.stderr.decode(errors="replace")[-2000:])
+
+
+WITH_KVM = os.path.join(ROOT, "scripts", "with-kvm")
+QUICK = os.environ.get("STRATA_BENCH_QUICK") == "1"
+
+
+def kvm_usable():
+    """The same test scripts/with-kvm makes: /dev/kvm opens and creates a VM."""
+    import fcntl
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if fcntl.ioctl(fd, 0xAE00, 0) != 12:  # KVM_GET_API_VERSION
+            return False
+        os.close(fcntl.ioctl(fd, 0xAE01, 0))  # KVM_CREATE_VM
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def require_kvm(targets):
+    """Builds targets on the host, then makes sure the rest of the script runs where
+    /dev/kvm works: here when the host's does, otherwise the script runs itself again
+    inside scripts/with-kvm's emulated machine (building there would be emulated too,
+    so it is done first). Prints where the figures come from; inside the emulated
+    machine only ratios between runs of the same script mean anything."""
+    if os.environ.get("STRATA_IN_KVM_BOX") == "1":
+        note("ran inside the emulated KVM machine (QEMU TCG with nested KVM): compare ratios only")
+        return
+    ensure_built(targets)
+    if kvm_usable() and os.environ.get("STRATA_WITH_KVM") != "emulated":
+        note("ran on host KVM")
+        return
+    note("no usable /dev/kvm on this host: running inside scripts/with-kvm's emulated machine")
+    sys.stdout.flush()
+    env = dict(os.environ, STRATA_BENCH_BUILT="1")
+    script = os.path.abspath(sys.argv[0])
+    os.execve(WITH_KVM, [WITH_KVM, "--quiet", "--", sys.executable, script, *sys.argv[1:]], env)
 
 
 def timed(argv, **kwargs):

@@ -1,0 +1,223 @@
+#!/usr/bin/env python3
+"""Tests of scripts/with-kvm. Each case boots the emulated machine for real (QEMU TCG
+with nested KVM), whether or not this host has /dev/kvm, except where it says so.
+Usage: with_kvm_test.py CASE BUILD_DIR; exit 0 pass, 1 fail."""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+SOURCE = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WITH_KVM = os.path.join(SOURCE, "scripts", "with-kvm")
+
+
+def check(cond, msg):
+    if not cond:
+        print("FAIL: " + msg, flush=True)
+        sys.exit(1)
+
+
+def run(args, env=None, timeout=600, **kw):
+    e = dict(os.environ)
+    e.pop("STRATA_WITH_KVM", None)
+    if env:
+        e.update(env)
+    return subprocess.run([WITH_KVM] + args, env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=timeout, **kw)
+
+
+def machine_processes(marker):
+    """Processes whose command line names marker (a run's or session's folder)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmd and ("qemu-system" in cmd or "virtiofsd" in cmd or "with-kvm" in cmd):
+            found.append((pid, cmd[:160]))
+    return found
+
+
+def runs_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "strata", "with-kvm", "runs")
+
+
+def case_status_output_env(build):
+    """A command's status, both output streams, working directory and environment
+    come back; inside, /dev/kvm runs a strata guest."""
+    cwd = tempfile.mkdtemp(prefix="with-kvm-cwd-")
+    script = ('echo "out $(pwd) $STRATA_HOME $WITH_KVM_TEST_VALUE $STRATA_IN_KVM_BOX"; echo err >&2; '
+              '%s/strata run --firmware %s/firmware/hello.elf; exit 7') % (build, build)
+    r = run(["--emulated", "--timeout", "300", "sh", "-c", script], cwd=cwd,
+            env={"STRATA_HOME": "/nonexistent/store", "WITH_KVM_TEST_VALUE": "v42"})
+    print(r.stdout + r.stderr)
+    check(r.returncode == 7, "expected the command's status 7, got %d" % r.returncode)
+    check("out %s /nonexistent/store v42 1" % cwd in r.stdout, "working directory or environment did not come back")
+    check("hello from strata firmware" in r.stdout, "strata's hello did not run inside the machine")
+    check("err" in r.stderr.splitlines(), "stderr did not come back")
+    os.rmdir(cwd)
+
+
+def case_signal_status(build):
+    """A command ended by a signal gives 128+N; a missing command 127."""
+    r = run(["--emulated", "--", "sh", "-c", "kill -TERM $$"])
+    check(r.returncode == 128 + signal.SIGTERM, "expected 143 for a command killed by SIGTERM, got %d" % r.returncode)
+    r = run(["--emulated", "--", "/nonexistent/command"])
+    check(r.returncode == 127, "expected 127 for a missing command, got %d: %s" % (r.returncode, r.stderr))
+
+
+def case_missing_kernel_package(build):
+    """A kernel package apt does not know: status 125 and a message, no boot tried."""
+    r = run(["--emulated", "true"], env={"STRATA_WITH_KVM_KERNEL_PACKAGE": "no-such-kernel-package"}, timeout=120)
+    print(r.stderr)
+    check(r.returncode == 125, "expected 125, got %d" % r.returncode)
+    check("no-such-kernel-package" in r.stderr, "the message does not name the package")
+
+
+def case_failed_start(build):
+    """A kernel QEMU cannot boot: status 125 with QEMU's reason, nothing left running."""
+    bad = tempfile.NamedTemporaryFile(prefix="not-a-kernel-", delete=False)
+    bad.write(b"this is not a kernel\n" * 100)
+    bad.close()
+    before = set(os.listdir(runs_dir())) if os.path.isdir(runs_dir()) else set()
+    r = run(["--emulated", "true"], env={"STRATA_WITH_KVM_KERNEL": bad.name}, timeout=300)
+    os.unlink(bad.name)
+    print(r.stderr)
+    check(r.returncode == 125, "expected 125, got %d" % r.returncode)
+    check("could not be had" in r.stderr and "QEMU" in r.stderr, "the message does not say the machine failed")
+    after = set(os.listdir(runs_dir()))
+    check(after <= before, "the run's folder was left behind: %s" % (after - before))
+
+
+def case_time_limit(build):
+    """--timeout ends the command inside the machine: status 124."""
+    t0 = time.monotonic()
+    r = run(["--emulated", "--timeout", "3", "sleep", "600"])
+    check(r.returncode == 124, "expected 124, got %d: %s" % (r.returncode, r.stderr))
+    check(time.monotonic() - t0 < 200, "the time limit did not end the run")
+
+
+def case_cleanup_on_signals(build):
+    """SIGTERM and SIGINT end with-kvm with 128+N and nothing it started; SIGKILL of
+    with-kvm takes QEMU and virtiofsd with it."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
+        before = set(os.listdir(runs_dir())) if os.path.isdir(runs_dir()) else set()
+        e = dict(os.environ)
+        e.pop("STRATA_WITH_KVM", None)
+        p = subprocess.Popen([WITH_KVM, "--emulated", "--", "sh", "-c", "echo started; sleep 600"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
+                             start_new_session=True)
+        line = p.stdout.readline()
+        check(line.strip() == "started", "the command did not start: %r" % line)
+        new = set(os.listdir(runs_dir())) - before
+        check(len(new) == 1, "expected one new run folder, saw %s" % new)
+        folder = new.pop()
+        check(machine_processes(folder), "no QEMU/virtiofsd found for the run")
+        p.send_signal(sig)
+        code = p.wait(60)
+        if sig != signal.SIGKILL:
+            check(code == 128 + sig, "expected %d after signal %d, got %d" % (128 + sig, sig, code))
+        deadline = time.monotonic() + 20
+        while machine_processes(folder) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        check(not machine_processes(folder), "processes outlived with-kvm after signal %d: %s" %
+              (sig, machine_processes(folder)))
+        if sig != signal.SIGKILL:
+            check(not os.path.exists(os.path.join(runs_dir(), folder)), "the run's folder was left behind")
+        else:
+            subprocess.run(["rm", "-rf", os.path.join(runs_dir(), folder)])
+
+
+def case_two_at_once(build):
+    """Two runs at once, each with its own machine and status."""
+    e = dict(os.environ)
+    e.pop("STRATA_WITH_KVM", None)
+    ps = [subprocess.Popen([WITH_KVM, "--emulated", "--", "sh", "-c",
+                            "%s/strata run --firmware %s/firmware/hello.elf >/dev/null && exit %d" % (build, build, n)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e) for n in (3, 4)]
+    codes = [p.wait(600) for p in ps]
+    check(codes == [3, 4], "expected statuses [3, 4], got %s" % codes)
+
+
+def case_session(build):
+    """--start, commands through --session, --stop: one machine serves them all, and
+    nothing outlives --stop."""
+    d = tempfile.mkdtemp(prefix="with-kvm-session-")
+    r = run(["--emulated", "--start", d])
+    check(r.returncode == 0, "start failed: %s" % r.stderr)
+    boot = open(os.path.join(d, "boot-seconds")).read().strip()
+    pids = []
+    for n in (0, 5):
+        r = run(["--session", d, "--", "sh", "-c", "echo $$ >> %s/pids; %s/strata run --firmware %s/firmware/hello.elf; exit %d"
+                 % (d, build, build, n)])
+        check(r.returncode == n, "session command: expected %d, got %d: %s" % (n, r.returncode, r.stderr))
+        check("hello from strata firmware" in r.stdout, "no hello through the session")
+    check(open(os.path.join(d, "boot-seconds")).read().strip() == boot, "the machine was started again")
+    check(machine_processes(d), "no machine serves the session")
+    r = run(["--stop", d])
+    check(r.returncode == 0, "stop failed")
+    check(not machine_processes(d), "processes outlived --stop: %s" % machine_processes(d))
+    subprocess.run(["rm", "-rf", d])
+
+
+def case_hung_machine(build):
+    """A session's machine that stops (paused through QEMU's monitor, as a stalled
+    machine looks from outside) fails the command in it with 125 once its heartbeat is
+    old, and is started again for the next command."""
+    import socket
+    d = tempfile.mkdtemp(prefix="with-kvm-hung-")
+    env = {"STRATA_WITH_KVM_HUNG_AFTER": "8"}
+    r = run(["--emulated", "--start", d], env=env)
+    check(r.returncode == 0, "start failed: %s" % r.stderr)
+    first_boot = os.stat(os.path.join(d, "ready")).st_mtime
+    e = dict(os.environ, **env)
+    e.pop("STRATA_WITH_KVM", None)
+    p = subprocess.Popen([WITH_KVM, "--session", d, "--", "sh", "-c", "echo started; sleep 600"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+    check(p.stdout.readline().strip() == "started", "the command did not start")
+    m = socket.socket(socket.AF_UNIX)
+    m.connect(os.path.join(d, "monitor.sock"))
+    m.sendall(b"stop\n")
+    time.sleep(0.5)
+    m.close()
+    code = p.wait(120)
+    err = p.stderr.read()
+    check(code == 125, "expected 125 from the command in a stalled machine, got %d: %s" % (code, err))
+    check("stopped responding" in err, "the message does not say the machine stopped: %s" % err)
+    r = run(["--session", d, "--", "sh", "-c", "exit 6"], env=env)
+    check(r.returncode == 6, "the next command did not run in a new machine: %d %s" % (r.returncode, r.stderr))
+    check(os.stat(os.path.join(d, "ready")).st_mtime > first_boot, "the machine was not started again")
+    run(["--stop", d])
+    check(not machine_processes(d), "processes outlived --stop: %s" % machine_processes(d))
+    subprocess.run(["rm", "-rf", d])
+
+
+def case_where(build):
+    """Commands run on the host where its /dev/kvm works, in the machine otherwise, and
+    in the machine whenever STRATA_WITH_KVM=emulated asks for it."""
+    sys.path.insert(0, os.path.join(SOURCE, "bench"))
+    from common import kvm_usable
+    where = run(["--where"]).stdout.strip()
+    check(where == ("host" if kvm_usable() else "emulated"), "--where said %r" % where)
+    forced = run(["--where"], env={"STRATA_WITH_KVM": "emulated"}).stdout.strip()
+    check(forced == "emulated", "STRATA_WITH_KVM=emulated: --where said %r" % forced)
+    if where == "host":
+        r = run(["sh", "-c", "echo in-box=${STRATA_IN_KVM_BOX:-no}; exit 9"])
+        check(r.returncode == 9 and "in-box=no" in r.stdout, "did not run on the host: %s %s" % (r.returncode, r.stdout))
+
+
+CASES = {name[5:]: fn for name, fn in globals().items() if name.startswith("case_")}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] not in CASES:
+        print("usage: with_kvm_test.py {%s} BUILD_DIR" % ",".join(CASES))
+        sys.exit(64)
+    CASES[sys.argv[1]](os.path.abspath(sys.argv[2]))
+    print("PASS: " + sys.argv[1])
