@@ -221,6 +221,11 @@ TEST_CASE("crash: replay to every flush point plus random subsets of later write
 TEST_CASE("crash: EIO or ENOSPC at each metadata write fails the flush cleanly and the layer reopens consistent")
 {
     for (int err : { EIO, ENOSPC }) {
+        // The loop ends when a run injects nothing; a fault predicate that never
+        // matched would end it at once having tested nothing, so count the runs
+        // that injected and the flushes that failed.
+        unsigned injected = 0;
+        unsigned failed_flushes = 0;
         for (unsigned nth = 0;; ++nth) {
             CAPTURE(err);
             CAPTURE(nth);
@@ -272,10 +277,17 @@ TEST_CASE("crash: EIO or ENOSPC at each metadata write fails the flush cleanly a
             chain.reset();
             if (!fired)
                 break; // every metadata write has had its turn
+            ++injected;
+            failed_flushes += failed_flush ? 1 : 0;
             CHECK(failed_flush);
             verify(base, top, durable, w.events, durable_events, "fault at metadata write " + std::to_string(nth));
             // The failure left nothing behind that a later flush cannot finish.
             CHECK(nth < 200);
         }
+        CAPTURE(err);
+        // Each flush writes at least a journal record and a header: a workload of
+        // twelve flushes has many metadata writes, each of which had its turn.
+        CHECK(injected >= 12);
+        CHECK(failed_flushes == injected);
     }
 }
