@@ -69,6 +69,16 @@ Status Layer::lock(bool exclusive)
     return errno_error("lock layer '" + m_path + "'");
 }
 
+void Layer::unlock()
+{
+    if (!m_file.fd.valid())
+        return;
+    struct flock fl {};
+    fl.l_type = F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    (void)::fcntl(m_file.fd.get(), F_OFD_SETLK, &fl);
+}
+
 Result<std::unique_ptr<Layer>> Layer::open(std::string const& path, LayerOpen mode, IoEngine& engine, LayerOptions const& options)
 {
     std::unique_ptr<Layer> layer(new Layer(engine));
@@ -155,6 +165,10 @@ Layer::~Layer()
 {
     if (m_registered)
         m_engine.remove_file(m_file_id);
+    // Before the descriptor closes: other references to the open file
+    // description (the engine's registered-file table) may outlive this object
+    // and even the process, and would keep the lock with them (layer.h, Locks).
+    unlock();
 }
 
 std::optional<Sha256> Layer::digest() const
