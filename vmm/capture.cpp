@@ -16,11 +16,24 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::uint64_t stagger_ms()
+#if STRATA_TEST_HOOKS
+std::uint64_t env_ms(char const* name)
 {
-    char const* v = std::getenv("STRATA_TEST_CAPTURE_STAGGER_MS");
+    char const* v = std::getenv(name);
     return v ? std::strtoull(v, nullptr, 10) : 0;
 }
+
+std::uint64_t stagger_ms()
+{
+    return env_ms("STRATA_TEST_CAPTURE_STAGGER_MS");
+}
+
+#else
+std::uint64_t stagger_ms()
+{
+    return 0;
+}
+#endif
 
 // Freezes one paused disk's top and adopts the new top prepared for it. No
 // flush first: freezing checkpoints the whole map and syncs, which makes every
