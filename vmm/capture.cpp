@@ -7,8 +7,11 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <fcntl.h>
 #include <optional>
+#include <string>
 #include <thread>
+#include <unistd.h>
 
 namespace strata {
 
@@ -28,10 +31,30 @@ std::uint64_t stagger_ms()
     return env_ms("STRATA_TEST_CAPTURE_STAGGER_MS");
 }
 
+// Appends the point's name to STRATA_TEST_CAPTURE_POINTS and holds for
+// STRATA_TEST_CAPTURE_HOLD_MS (capture.h): the synchronisation a test needs to
+// kill the VMM at that point and nowhere else.
+void reached(char const* point)
+{
+    if (char const* file = std::getenv("STRATA_TEST_CAPTURE_POINTS"); file != nullptr) {
+        int fd = ::open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            std::string line = std::string(point) + "\n";
+            (void)!::write(fd, line.data(), line.size());
+            ::close(fd);
+        }
+    }
+    if (auto ms = env_ms("STRATA_TEST_CAPTURE_HOLD_MS"); ms > 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
 #else
 std::uint64_t stagger_ms()
 {
     return 0;
+}
+
+void reached(char const*)
+{
 }
 #endif
 
@@ -97,6 +120,8 @@ Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::str
         d.new_top = top.value();
     }
 
+    reached("prepared");
+
     std::vector<Status> results(outcome.disks.size(), ok());
     auto start = Clock::now();
     if (auto ms = stagger_ms(); ms > 0) {
@@ -112,6 +137,7 @@ Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::str
         }
     } else {
         disks.pause_all();
+        reached("paused");
         // Flush and freeze every disk at once, each on its own thread: the stall
         // is then the slowest disk's, not the sum.
         std::vector<std::thread> workers;

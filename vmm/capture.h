@@ -15,10 +15,16 @@
 //
 // Test hooks, compiled in only when the build has STRATA_TEST_HOOKS (the
 // default build, which CI tests; not the release preset), and read from the
-// environment: STRATA_TEST_CAPTURE_STAGGER_MS turns the capture into a
-// deliberately inconsistent one (each disk paused, frozen and resumed on its
-// own, with that many milliseconds between disks), the negative control that
-// the seqwriter checker must catch, for snapshots and machine images alike.
+// environment:
+// - STRATA_TEST_CAPTURE_STAGGER_MS turns the capture into a deliberately
+//   inconsistent one (each disk paused, frozen and resumed on its own, with that
+//   many milliseconds between disks), the negative control that the seqwriter
+//   checker must catch, for snapshots and machine images alike;
+// - STRATA_TEST_CAPTURE_POINTS names a file to which the capture appends a line
+//   at each point a SIGKILL test aims at: `prepared` (every new top recorded in
+//   the store, nothing frozen yet) and `paused` (every queue held, nothing
+//   frozen yet); STRATA_TEST_CAPTURE_HOLD_MS makes it wait that long after each,
+//   so that a test that saw the line can kill the VMM there.
 // Threading: runs on the API's worker thread while vCPUs and disk I/O threads run.
 #pragma once
 
