@@ -31,10 +31,10 @@ std::uint64_t stagger_ms()
     return env_ms("STRATA_TEST_CAPTURE_STAGGER_MS");
 }
 
-// Appends the point's name to STRATA_TEST_CAPTURE_POINTS and holds for
+// Appends the point's name to STRATA_TEST_CAPTURE_POINTS and, with hold, waits
 // STRATA_TEST_CAPTURE_HOLD_MS (capture.h): the synchronisation a test needs to
 // kill the VMM at that point and nowhere else.
-void reached(char const* point)
+void reached(char const* point, bool hold = true)
 {
     if (char const* file = std::getenv("STRATA_TEST_CAPTURE_POINTS"); file != nullptr) {
         int fd = ::open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -44,7 +44,7 @@ void reached(char const* point)
             ::close(fd);
         }
     }
-    if (auto ms = env_ms("STRATA_TEST_CAPTURE_HOLD_MS"); ms > 0)
+    if (auto ms = env_ms("STRATA_TEST_CAPTURE_HOLD_MS"); hold && ms > 0)
         std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 #else
@@ -53,7 +53,7 @@ std::uint64_t stagger_ms()
     return 0;
 }
 
-void reached(char const*)
+void reached(char const*, bool = true)
 {
 }
 #endif
@@ -138,6 +138,7 @@ Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::str
     } else {
         disks.pause_all();
         reached("paused");
+        reached("freezing", false);
         // Flush and freeze every disk at once, each on its own thread: the stall
         // is then the slowest disk's, not the sum.
         std::vector<std::thread> workers;

@@ -24,7 +24,9 @@
 //   at each point a SIGKILL test aims at: `prepared` (every new top recorded in
 //   the store, nothing frozen yet) and `paused` (every queue held, nothing
 //   frozen yet); STRATA_TEST_CAPTURE_HOLD_MS makes it wait that long after each,
-//   so that a test that saw the line can kill the VMM there.
+//   so that a test that saw the line can kill the VMM there. A `freezing` line
+//   (no wait) marks the end of the pause's hold: a VMM killed before writing it
+//   had frozen nothing.
 // Threading: runs on the API's worker thread while vCPUs and disk I/O threads run.
 #pragma once
 

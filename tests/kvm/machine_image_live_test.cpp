@@ -256,18 +256,20 @@ TEST_CASE("SIGKILL of the VMM inside a capture: the image is absent or complete,
     // The VMM reports the capture's points to a file and holds 300 ms at each
     // (vmm/capture.h): a kill soon after `prepared` lands between prepare and
     // adopt, one soon after `paused` (or 400 ms after `prepared`) with every
-    // queue held; later kills land after the image was recorded. Each try uses a
-    // new VM, so that every check sees one seqwriter run.
+    // queue held; later kills land after the image was recorded. Where a kill
+    // landed is read afterwards from the points file (no `freezing` line: no
+    // disk was frozen), so a slow machine changes which try lands where, not
+    // the verdict. Each try uses a new VM, so that every check sees one
+    // seqwriter run.
     using Ms = std::chrono::milliseconds;
     struct Try {
         char const* point;
         std::optional<Ms> delay; // none: kill once the capture command has returned
-        bool inside;             // the kill lands in a hold, before any disk was frozen
     };
-    std::vector<Try> const tries = { { "prepared", Ms(0), true }, { "paused", Ms(0), true }, { "prepared", Ms(400), true },
-        { "paused", Ms(150), true }, { "paused", Ms(1000), false }, { "prepared", std::nullopt, false } };
+    std::vector<Try> const tries = { { "prepared", Ms(0) }, { "paused", Ms(0) }, { "prepared", Ms(400) }, { "paused", Ms(150) },
+        { "paused", Ms(1000) }, { "prepared", std::nullopt } };
     Env env;
-    int absent = 0, complete = 0, finished = 0;
+    int absent = 0, complete = 0, inside_kills = 0, finished = 0;
     for (std::size_t t = 0; t < tries.size(); ++t) {
         Try const& a = tries[t];
         std::string vm = "w" + std::to_string(t);
@@ -306,10 +308,12 @@ TEST_CASE("SIGKILL of the VMM inside a capture: the image is absent or complete,
             std::this_thread::sleep_for(10ms);
         }
 
+        bool const inside = !has_line(points, "freezing");
+        inside_kills += inside ? 1 : 0;
         auto described_image = env.run({ "machine-images", "describe", image, "--json" }, false);
         if (described_image.exit_code == 0) {
             ++complete;
-            CHECK_FALSE(a.inside);
+            CHECK_FALSE(inside);
             CHECK(nlohmann::json::parse(described_image.out)["disks"].size() == disk_count);
             CHECK(check_image(env, image, reported) == 0);
         } else {
@@ -323,7 +327,7 @@ TEST_CASE("SIGKILL of the VMM inside a capture: the image is absent or complete,
             auto layers = disk_layers(env, vm + "-disk-d" + std::to_string(d));
             bool prepared = layers.size() == depth_before[static_cast<std::size_t>(d)] + 1
                 && layer_state(env, layers[layers.size() - 2]) == "writable";
-            if (a.inside)
+            if (inside)
                 CHECK_MESSAGE(prepared, "disk d", d, " has no prepared top");
             if (prepared)
                 prepared_under.push_back(layers[layers.size() - 2]);
@@ -341,6 +345,8 @@ TEST_CASE("SIGKILL of the VMM inside a capture: the image is absent or complete,
     // that the next open finished.
     CHECK(absent > 0);
     CHECK(complete > 0);
-    CHECK(finished > 0);
+    CHECK(inside_kills > 0);
+    CHECK(finished >= inside_kills);
+    MESSAGE("SIGKILL tries: ", absent, " absent, ", complete, " complete, ", inside_kills, " before any freeze, ", finished, " prepared tops finished");
 }
 #endif
