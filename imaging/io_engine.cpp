@@ -9,9 +9,31 @@
 #include <cstring>
 #include <fcntl.h>
 #include <optional>
+#include <string>
 #include <sys/stat.h>
+#include <unistd.h>
 
 namespace strata {
+
+Status IoEngine::set_file_size(FileId file, std::uint64_t size)
+{
+    int fd = file_descriptor(file);
+    if (fd < 0)
+        return make_error(ErrorKind::Internal, "set_file_size: file " + std::to_string(file) + " is not registered");
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0)
+        return errno_error("ftruncate");
+    return ok();
+}
+
+Status IoEngine::punch_hole(FileId file, std::uint64_t offset, std::uint64_t length)
+{
+    int fd = file_descriptor(file);
+    if (fd < 0)
+        return make_error(ErrorKind::Internal, "punch_hole: file " + std::to_string(file) + " is not registered");
+    if (::fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset), static_cast<off_t>(length)) != 0)
+        return errno_error("fallocate(PUNCH_HOLE)");
+    return ok();
+}
 
 Result<std::unique_ptr<IoEngine>> make_engine(EngineKind kind, unsigned cap)
 {

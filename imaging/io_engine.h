@@ -88,6 +88,17 @@ public:
     virtual unsigned outstanding() const = 0;
     // The cap on requests handed to the kernel at once.
     virtual unsigned max_in_flight() const = 0;
+
+    // Changes to a registered file's size and holes that run at once, outside
+    // the request queue (and so also while requests are outstanding): a layer's
+    // sparse preallocation (ftruncate) and its release of space that nothing
+    // references any more (fallocate PUNCH_HOLE). They go through the engine,
+    // not the descriptor, so that an engine wrapper sees every change made to
+    // the file: the crash tests' recording engine replays them with the writes.
+    [[nodiscard]] virtual Status set_file_size(FileId file, std::uint64_t size);
+    [[nodiscard]] virtual Status punch_hole(FileId file, std::uint64_t offset, std::uint64_t length);
+    // The descriptor registered as file, or -1.
+    virtual int file_descriptor(FileId file) const = 0;
 };
 
 // Which engine a backend should build.

@@ -69,6 +69,16 @@ Status Layer::lock(bool exclusive)
     return errno_error("lock layer '" + m_path + "'");
 }
 
+void Layer::unlock()
+{
+    if (!m_file.fd.valid())
+        return;
+    struct flock fl {};
+    fl.l_type = F_UNLCK;
+    fl.l_whence = SEEK_SET;
+    (void)::fcntl(m_file.fd.get(), F_OFD_SETLK, &fl);
+}
+
 Result<std::unique_ptr<Layer>> Layer::open(std::string const& path, LayerOpen mode, IoEngine& engine, LayerOptions const& options)
 {
     std::unique_ptr<Layer> layer(new Layer(engine));
@@ -155,6 +165,10 @@ Layer::~Layer()
 {
     if (m_registered)
         m_engine.remove_file(m_file_id);
+    // Before the descriptor closes: other references to the open file
+    // description (the engine's registered-file table) may outlive this object
+    // and even the process, and would keep the lock with them (layer.h, Locks).
+    unlock();
 }
 
 std::optional<Sha256> Layer::digest() const
@@ -187,7 +201,7 @@ Result<std::uint64_t> Layer::allocate(std::uint64_t count)
         // 1.2-2.0 s for 16384 scattered 4 KiB first writes at QD 32 on ext4).
         std::uint64_t const chunk = 64ull << 20;
         std::uint64_t new_end = round_up(m_alloc_end + chunk, chunk);
-        if (::ftruncate(m_file.fd.get(), static_cast<off_t>(std::max(new_end, file_size()))) == 0)
+        if (m_engine.set_file_size(m_file_id, std::max(new_end, file_size())))
             m_prealloc_end = new_end;
     }
     return offset;
@@ -204,8 +218,7 @@ void Layer::record(std::uint64_t first, std::uint64_t count, std::uint64_t value
             auto l = m_map.lookup(b);
             std::uint64_t n = std::min(l.run, first + count - b);
             if (mapval::kind(l.value) == MapKind::Data)
-                (void)::fallocate(m_file.fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                    static_cast<off_t>(mapval::offset(l.value)), static_cast<off_t>(n << kBlockShift));
+                (void)m_engine.punch_hole(m_file_id, mapval::offset(l.value), n << kBlockShift);
             b += n;
         }
     }
@@ -299,8 +312,7 @@ void Layer::end_flush(FlushPlan& plan, bool success)
         m_header_slot ^= 1;
         m_journal_head = 0;
         if (old_len != 0)
-            (void)::fallocate(m_file.fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(old_off),
-                static_cast<off_t>(old_len));
+            (void)m_engine.punch_hole(m_file_id, old_off, old_len);
     } else if (plan.record_length != 0) {
         m_journal_head += plan.record_length;
         m_next_seq += 1;

@@ -12,7 +12,11 @@
 // Locks: a layer opened for writing holds an OFD write lock on its file (fcntl
 // F_OFD_SETLK), so a second writer — in this or another process — gets a Busy
 // error naming the file. A frozen layer opened read-only holds a read lock, so it
-// cannot be rewritten (commit, repair) while any chain reads it.
+// cannot be rewritten (commit, repair) while any chain reads it. The destructor
+// releases the lock explicitly (F_UNLCK) rather than leaving it to close(): the
+// io_uring engine's registered-file table holds its own reference to the open
+// file description, which the kernel drops asynchronously (after the process
+// has exited, on some kernels), and the lock lives as long as that reference.
 //
 // Threading: one thread at a time, the thread that drives the layer's engine.
 #pragma once
@@ -139,6 +143,7 @@ private:
     [[nodiscard]] Status write_header(LayerHeader header);
     [[nodiscard]] Status checkpoint_now();
     [[nodiscard]] Status lock(bool exclusive);
+    void unlock();
 
     IoEngine& m_engine;
     std::string m_path;

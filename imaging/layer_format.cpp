@@ -147,8 +147,10 @@ void encode_header(LayerHeader const& h, std::span<std::byte, kSlotSize> slot)
 Result<LayerHeader> decode_header(std::span<std::byte const> slot, std::uint64_t file_size)
 {
     auto bad = [](std::string what) { return make_error(ErrorKind::BadInput, "layer header: " + what); };
-    if (slot.size() < kHeaderLength)
-        return bad("file too short");
+    // The reader pads a short file with zeros: say that the file is truncated
+    // rather than let the padding fail the CRC.
+    if (slot.size() < kHeaderLength || file_size < kHeaderLength)
+        return bad("file too short (" + std::to_string(file_size) + " bytes) to hold a header");
     if (!magic_is(slot, kHeaderMagic))
         return bad("bad magic (not a strata layer)");
     if (get32(slot, 252) != crc32c(slot.subspan(0, 252)))
@@ -286,11 +288,16 @@ Result<LoadedLayer> load_layer(FileReader const& read, std::uint64_t file_size, 
         std::vector<std::byte> head(kRecordHeader);
         STRATA_TRY(read(h.checkpoint_offset, head));
         std::uint64_t count = get64(head, 16);
-        bool ok_shape = magic_is(head, kCheckpointMagic) && get64(head, 24) == h.checkpoint_length
-            && count <= (h.checkpoint_length - kRecordHeader) / kEntrySize;
+        // Each check names itself, so that a report (and a test) tells which failed.
+        std::string unreadable;
+        if (!magic_is(head, kCheckpointMagic))
+            unreadable = "bad magic";
+        else if (get64(head, 24) != h.checkpoint_length)
+            unreadable = "its length field does not match the header's";
+        else if (count > (h.checkpoint_length - kRecordHeader) / kEntrySize)
+            unreadable = "its entry count " + std::to_string(count) + " does not fit in its length";
         std::vector<Extent> entries;
-        bool crc_ok = false;
-        if (ok_shape) {
+        if (unreadable.empty()) {
             std::uint32_t want = get32(head, 60);
             std::uint32_t crc = 0;
             std::uint64_t const chunk = 1 << 20;
@@ -313,11 +320,12 @@ Result<LoadedLayer> load_layer(FileReader const& read, std::uint64_t file_size, 
                 if (entries_left == 0)
                     carry.clear();
             }
-            crc_ok = crc == want;
+            if (crc != want)
+                unreadable = "CRC mismatch";
         }
-        if (!ok_shape || !crc_ok) {
+        if (!unreadable.empty()) {
             out.checkpoint_unreadable = true;
-            STRATA_TRY(problem("checkpoint at " + std::to_string(h.checkpoint_offset) + " is unreadable (bad magic, length or CRC)"));
+            STRATA_TRY(problem("checkpoint at " + std::to_string(h.checkpoint_offset) + " is unreadable: " + unreadable));
         } else {
             std::uint64_t prev_end = 0;
             for (auto const& e : entries) {

@@ -79,9 +79,16 @@ Status RecordLock::require_exclusive() const
 
 RecordLock::~RecordLock()
 {
-    // Closing the only descriptor of the open file description releases its lock.
-    if (m_fd >= 0)
+    // Released explicitly rather than by close(): a descriptor that a child
+    // process inherited for a moment, or any other reference to the open file
+    // description, would otherwise keep the lock after this object is gone.
+    if (m_fd >= 0) {
+        struct flock fl {};
+        fl.l_type = F_UNLCK;
+        fl.l_whence = SEEK_SET;
+        (void)::fcntl(m_fd, F_OFD_SETLK, &fl);
         ::close(m_fd);
+    }
 }
 
 Result<std::string> read_record(std::string const& store_root, RecordKind kind, std::string const& name)

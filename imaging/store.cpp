@@ -59,8 +59,14 @@ Result<std::unique_ptr<Store>> Store::open(std::string const& root)
 
 Store::~Store()
 {
-    if (m_lock_fd >= 0)
+    // Any lock still held is released explicitly before the close (layer.h, Locks).
+    if (m_lock_fd >= 0) {
+        struct flock fl {};
+        fl.l_type = F_UNLCK;
+        fl.l_whence = SEEK_SET;
+        (void)::fcntl(m_lock_fd, F_OFD_SETLK, &fl);
         ::close(m_lock_fd);
+    }
 }
 
 Result<Store::Lock> Store::lock(bool exclusive)

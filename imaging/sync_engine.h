@@ -25,6 +25,7 @@ public:
     std::size_t reap(std::function<void(IoCompletion const&)> const& on_complete, bool wait) override;
     unsigned outstanding() const override { return static_cast<unsigned>(m_queue.size() + m_done.size()); }
     unsigned max_in_flight() const override { return 1; }
+    int file_descriptor(FileId file) const override { return file < m_files.size() ? m_files[file] : -1; }
 
 private:
     struct Queued {

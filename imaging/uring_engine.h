@@ -33,6 +33,10 @@ public:
     std::size_t reap(std::function<void(IoCompletion const&)> const& on_complete, bool wait) override;
     unsigned outstanding() const override { return m_in_kernel + static_cast<unsigned>(m_queue.size()); }
     unsigned max_in_flight() const override { return m_cap; }
+    int file_descriptor(FileId file) const override
+    {
+        return file < m_files.size() && m_files[file].used ? m_files[file].fd : -1;
+    }
 
 private:
     struct Queued {

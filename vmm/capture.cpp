@@ -7,8 +7,11 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <fcntl.h>
 #include <optional>
+#include <string>
 #include <thread>
+#include <unistd.h>
 
 namespace strata {
 
@@ -16,11 +19,44 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::uint64_t stagger_ms()
+#if STRATA_TEST_HOOKS
+std::uint64_t env_ms(char const* name)
 {
-    char const* v = std::getenv("STRATA_TEST_CAPTURE_STAGGER_MS");
+    char const* v = std::getenv(name);
     return v ? std::strtoull(v, nullptr, 10) : 0;
 }
+
+std::uint64_t stagger_ms()
+{
+    return env_ms("STRATA_TEST_CAPTURE_STAGGER_MS");
+}
+
+// Appends the point's name to STRATA_TEST_CAPTURE_POINTS and, with hold, waits
+// STRATA_TEST_CAPTURE_HOLD_MS (capture.h): the synchronisation a test needs to
+// kill the VMM at that point and nowhere else.
+void reached(char const* point, bool hold = true)
+{
+    if (char const* file = std::getenv("STRATA_TEST_CAPTURE_POINTS"); file != nullptr) {
+        int fd = ::open(file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            std::string line = std::string(point) + "\n";
+            (void)!::write(fd, line.data(), line.size());
+            ::close(fd);
+        }
+    }
+    if (auto ms = env_ms("STRATA_TEST_CAPTURE_HOLD_MS"); hold && ms > 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+}
+#else
+std::uint64_t stagger_ms()
+{
+    return 0;
+}
+
+void reached(char const*, bool = true)
+{
+}
+#endif
 
 // Freezes one paused disk's top and adopts the new top prepared for it. No
 // flush first: freezing checkpoints the whole map and syncs, which makes every
@@ -84,6 +120,8 @@ Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::str
         d.new_top = top.value();
     }
 
+    reached("prepared");
+
     std::vector<Status> results(outcome.disks.size(), ok());
     auto start = Clock::now();
     if (auto ms = stagger_ms(); ms > 0) {
@@ -99,6 +137,8 @@ Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::str
         }
     } else {
         disks.pause_all();
+        reached("paused");
+        reached("freezing", false);
         // Flush and freeze every disk at once, each on its own thread: the stall
         // is then the slowest disk's, not the sum.
         std::vector<std::thread> workers;

@@ -13,10 +13,20 @@
 // queues were held, so the new tops are empty). The stall is measured from the
 // first pause request to the last resume.
 //
-// The test-only STRATA_TEST_CAPTURE_STAGGER_MS environment variable turns the
-// capture into a deliberately inconsistent one (each disk paused, frozen and
-// resumed on its own, with that many milliseconds between disks), the negative
-// control that the seqwriter checker must catch.
+// Test hooks, compiled in only when the build has STRATA_TEST_HOOKS (the
+// default build, which CI tests; not the release preset), and read from the
+// environment:
+// - STRATA_TEST_CAPTURE_STAGGER_MS turns the capture into a deliberately
+//   inconsistent one (each disk paused, frozen and resumed on its own, with that
+//   many milliseconds between disks), the negative control that the seqwriter
+//   checker must catch, for snapshots and machine images alike;
+// - STRATA_TEST_CAPTURE_POINTS names a file to which the capture appends a line
+//   at each point a SIGKILL test aims at: `prepared` (every new top recorded in
+//   the store, nothing frozen yet) and `paused` (every queue held, nothing
+//   frozen yet); STRATA_TEST_CAPTURE_HOLD_MS makes it wait that long after each,
+//   so that a test that saw the line can kill the VMM there. A `freezing` line
+//   (no wait) marks the end of the pause's hold: a VMM killed before writing it
+//   had frozen nothing.
 // Threading: runs on the API's worker thread while vCPUs and disk I/O threads run.
 #pragma once
 

@@ -41,6 +41,23 @@ struct Fixture {
     }
 };
 
+// The request was refused with this status and for the reason named: a refusal
+// for another reason would hide that the rule under test is missing.
+void refused(BlkRequest const& r, std::uint8_t status, std::string const& why)
+{
+    REQUIRE_MESSAGE(r.rejected(), "the request was accepted; expected: ", why);
+    CHECK(r.status == status);
+    REQUIRE(r.error != nullptr);
+    std::string const error = r.error;
+    INFO(error);
+    CHECK(error.find(why) != std::string::npos);
+}
+
+void refused(BlkRequest const& r, std::string const& why)
+{
+    refused(r, status_code::IoErr, why);
+}
+
 } // namespace
 
 TEST_CASE("IN request: header, data, status")
@@ -101,21 +118,21 @@ TEST_CASE("missing, read-only or zero-length status descriptor: no status to wri
     auto hdr = f.header(request_type::Flush, 0);
     auto status = f.drv.alloc(1);
     auto r = f.parse({ { hdr, 16, false } });
-    CHECK(r.rejected());
+    refused(r, "no device-writable status byte at the end of the chain");
     CHECK(!r.status_gpa);
     r = f.parse({ { hdr, 16, false }, { status, 1, false } });
-    CHECK(r.rejected());
+    refused(r, "no device-writable status byte at the end of the chain");
     CHECK(!r.status_gpa);
     r = f.parse({ { hdr, 16, false }, { status, 0, true } });
-    CHECK(r.rejected());
+    refused(r, "no device-writable status byte at the end of the chain");
     CHECK(!r.status_gpa);
     // Status byte outside guest memory.
     r = f.parse({ { hdr, 16, false }, { 4 << 20, 1, true } });
-    CHECK(r.rejected());
+    refused(r, "status byte outside guest memory");
     CHECK(!r.status_gpa);
     // The status address wrapping around 2^64.
     r = f.parse({ { hdr, 16, false }, { ~0ULL - 2, 8, true } });
-    CHECK(r.rejected());
+    refused(r, "status byte outside guest memory");
     CHECK(!r.status_gpa);
 }
 
@@ -125,7 +142,7 @@ TEST_CASE("a broken chain (loop) is rejected without a status")
     f.drv.set_desc(0, f.header(request_type::In, 0), 16, DescFlagNext, 1);
     f.drv.set_desc(1, f.drv.alloc(1), 1, DescFlagNext | DescFlagWrite, 0);
     auto r = f.parse_head(0);
-    CHECK(r.rejected());
+    refused(r, "malformed descriptor chain");
     CHECK(!r.status_gpa);
 }
 
@@ -136,19 +153,18 @@ TEST_CASE("wrong directions")
     auto status = f.drv.alloc(1);
     // IN with a device-readable data buffer.
     auto r = f.parse({ { f.header(request_type::In, 0), 16, false }, { data, 512, false }, { status, 1, true } });
-    CHECK(r.rejected());
-    CHECK(r.status == status_code::IoErr);
+    refused(r, "read request with device-readable data");
     CHECK(r.status_gpa == status);
     // OUT with a device-writable data buffer.
     r = f.parse({ { f.header(request_type::Out, 0), 16, false }, { data, 512, true }, { status, 1, true } });
-    CHECK(r.rejected());
+    refused(r, "write request with device-writable data");
     // A readable descriptor after a writable one.
     r = f.parse({ { f.header(request_type::In, 0), 16, false }, { data, 512, true }, { data, 16, false },
         { status, 1, true } });
-    CHECK(r.rejected());
+    refused(r, "device-readable descriptor after a device-writable one");
     // The header writable.
     r = f.parse({ { f.header(request_type::In, 0), 16, true }, { status, 1, true } });
-    CHECK(r.rejected());
+    refused(r, "request header shorter than 16 bytes");
 }
 
 TEST_CASE("short header, odd lengths and capacity overflow")
@@ -156,17 +172,19 @@ TEST_CASE("short header, odd lengths and capacity overflow")
     Fixture f;
     auto data = f.drv.alloc(4096);
     auto status = f.drv.alloc(1);
-    CHECK(f.parse({ { f.header(request_type::In, 0), 8, false }, { status, 1, true } }).rejected());
-    CHECK(f.parse({ { f.header(request_type::In, 0), 16, false }, { data, 100, true }, { status, 1, true } }).rejected());
+    refused(f.parse({ { f.header(request_type::In, 0), 8, false }, { status, 1, true } }), "request header shorter than 16 bytes");
+    refused(f.parse({ { f.header(request_type::In, 0), 16, false }, { data, 100, true }, { status, 1, true } }),
+        "data length is not a multiple of 512");
     // Exactly at the end is fine, one sector past is not.
     CHECK(!f.parse({ { f.header(request_type::In, 2047), 16, false }, { data, 512, true }, { status, 1, true } }).rejected());
-    CHECK(f.parse({ { f.header(request_type::In, 2047), 16, false }, { data, 1024, true }, { status, 1, true } }).rejected());
-    CHECK(f.parse({ { f.header(request_type::In, 2048), 16, false }, { data, 512, true }, { status, 1, true } }).rejected());
+    refused(f.parse({ { f.header(request_type::In, 2047), 16, false }, { data, 1024, true }, { status, 1, true } }),
+        "sector range beyond the disk capacity");
+    refused(f.parse({ { f.header(request_type::In, 2048), 16, false }, { data, 512, true }, { status, 1, true } }),
+        "sector range beyond the disk capacity");
     // sector + len overflowing 64 bits.
     f.limits.capacity = ~0ULL;
     auto r = f.parse({ { f.header(request_type::Out, ~0ULL - 1), 16, false }, { data, 4096, false }, { status, 1, true } });
-    CHECK(r.rejected());
-    CHECK(r.status == status_code::IoErr);
+    refused(r, "sector range beyond the disk capacity");
 }
 
 TEST_CASE("data outside guest memory, seg_max and size_max")
@@ -174,16 +192,38 @@ TEST_CASE("data outside guest memory, seg_max and size_max")
     Fixture f;
     auto status = f.drv.alloc(1);
     auto r = f.parse({ { f.header(request_type::In, 0), 16, false }, { (4 << 20) - 512, 1024, true }, { status, 1, true } });
-    CHECK(r.rejected());
+    refused(r, "a data buffer outside guest memory");
     f.limits.seg_max = 2;
     auto d = f.drv.alloc(2048);
     CHECK(!f.parse({ { f.header(request_type::In, 0), 16, false }, { d, 512, true }, { d + 512, 512, true }, { status, 1, true } })
                .rejected());
-    CHECK(f.parse({ { f.header(request_type::In, 0), 16, false }, { d, 512, true }, { d + 512, 512, true },
-                      { d + 1024, 512, true }, { status, 1, true } })
-              .rejected());
+    refused(f.parse({ { f.header(request_type::In, 0), 16, false }, { d, 512, true }, { d + 512, 512, true },
+                { d + 1024, 512, true }, { status, 1, true } }),
+        "more data segments than seg_max");
     f.limits.size_max = 1024;
-    CHECK(f.parse({ { f.header(request_type::In, 0), 16, false }, { d, 2048, true }, { status, 1, true } }).rejected());
+    refused(f.parse({ { f.header(request_type::In, 0), 16, false }, { d, 2048, true }, { status, 1, true } }),
+        "a data segment larger than size_max");
+}
+
+TEST_CASE("a data buffer whose addr + len wraps around 2^64, in a direct descriptor and in an indirect table")
+{
+    // 0xffff_ffff_ffff_f000 + 0x2000 wraps to 0x1000, inside guest RAM: only an
+    // overflow-safe range check refuses it.
+    Fixture f;
+    auto status = f.drv.alloc(1);
+    std::uint64_t const wrapping = ~0ULL - 0xfff;
+    for (bool write : { false, true }) {
+        CAPTURE(write);
+        std::uint32_t type = write ? request_type::Out : request_type::In;
+        refused(f.parse({ { f.header(type, 0), 16, false }, { wrapping, 0x2000, !write }, { status, 1, true } }),
+            "a data buffer outside guest memory");
+        auto head = f.drv.build_indirect({ { f.header(type, 0), 16, false }, { wrapping, 0x2000, !write }, { status, 1, true } });
+        auto r = f.parse_head(head);
+        refused(r, "a data buffer outside guest memory");
+        CHECK(r.status_gpa == status);
+    }
+    // The header itself wrapping.
+    refused(f.parse({ { ~0ULL - 7, 16, false }, { status, 1, true } }), "request header outside guest memory");
 }
 
 TEST_CASE("a data buffer crossing two guest RAM regions becomes two iovecs")
@@ -207,7 +247,7 @@ TEST_CASE("read-only disks refuse writes, discards and write-zeroes but not read
     auto data = f.drv.alloc(512);
     auto status = f.drv.alloc(1);
     auto r = f.parse({ { f.header(request_type::Out, 0), 16, false }, { data, 512, false }, { status, 1, true } });
-    CHECK(r.status == status_code::IoErr);
+    refused(r, "write to a read-only disk");
     CHECK(!f.parse({ { f.header(request_type::In, 0), 16, false }, { data, 512, true }, { status, 1, true } }).rejected());
     CHECK(!f.parse({ { f.header(request_type::Flush, 0), 16, false }, { status, 1, true } }).rejected());
 }
@@ -221,9 +261,9 @@ TEST_CASE("GET_ID, unknown types")
     CHECK(!r.rejected());
     CHECK(r.data_len == 20);
     CHECK(r.used_len_ok(20) == 21);
-    CHECK(f.parse({ { f.header(request_type::GetId, 0), 16, false }, { status, 1, true } }).rejected());
+    refused(f.parse({ { f.header(request_type::GetId, 0), 16, false }, { status, 1, true } }), "get-id request without a buffer");
     r = f.parse({ { f.header(99, 0), 16, false }, { status, 1, true } });
-    CHECK(r.status == status_code::Unsupp);
+    refused(r, status_code::Unsupp, "unsupported request type");
     CHECK(r.status_gpa == status);
 }
 
@@ -246,24 +286,28 @@ TEST_CASE("discard and write-zeroes segments")
     CHECK(r.ranges[0].length == 16 * 512);
     // Unmap is valid for write-zeroes, unsupported for discard.
     seg(1, 100, 4, WriteZeroesFlagUnmap);
-    CHECK(f.parse({ { f.header(request_type::Discard, 0), 16, false }, { segs, 32, false }, { status, 1, true } }).status
-        == status_code::Unsupp);
+    refused(f.parse({ { f.header(request_type::Discard, 0), 16, false }, { segs, 32, false }, { status, 1, true } }),
+        status_code::Unsupp, "unsupported discard/write-zeroes flags");
     r = f.parse({ { f.header(request_type::WriteZeroes, 0), 16, false }, { segs, 32, false }, { status, 1, true } });
     CHECK(!r.rejected());
     CHECK(r.ranges[1].unmap);
     // Partial segment, too many segments, beyond capacity, zero sectors.
-    CHECK(f.parse({ { f.header(request_type::Discard, 0), 16, false }, { segs, 20, false }, { status, 1, true } }).rejected());
+    refused(f.parse({ { f.header(request_type::Discard, 0), 16, false }, { segs, 20, false }, { status, 1, true } }),
+        "discard/write-zeroes payload is not whole 16-byte segments");
     f.limits.max_discard_seg = 1;
-    CHECK(f.parse({ { f.header(request_type::Discard, 0), 16, false }, { segs, 32, false }, { status, 1, true } }).rejected());
+    refused(f.parse({ { f.header(request_type::Discard, 0), 16, false }, { segs, 32, false }, { status, 1, true } }),
+        "more discard/write-zeroes segments than advertised");
     seg(0, 2040, 16, 0);
-    CHECK(f.parse({ { f.header(request_type::Discard, 0), 16, false }, { segs, 16, false }, { status, 1, true } }).rejected());
+    refused(f.parse({ { f.header(request_type::Discard, 0), 16, false }, { segs, 16, false }, { status, 1, true } }),
+        "discard/write-zeroes beyond the disk capacity");
     seg(0, 0, 0, 0);
-    CHECK(f.parse({ { f.header(request_type::Discard, 0), 16, false }, { segs, 16, false }, { status, 1, true } }).rejected());
+    refused(f.parse({ { f.header(request_type::Discard, 0), 16, false }, { segs, 16, false }, { status, 1, true } }),
+        "discard/write-zeroes segment of a bad sector count");
     // Not offered.
     seg(0, 0, 1, 0);
     f.limits.discard = false;
-    CHECK(f.parse({ { f.header(request_type::Discard, 0), 16, false }, { segs, 16, false }, { status, 1, true } }).status
-        == status_code::Unsupp);
+    refused(f.parse({ { f.header(request_type::Discard, 0), 16, false }, { segs, 16, false }, { status, 1, true } }),
+        status_code::Unsupp, "discard/write-zeroes not offered");
 }
 
 TEST_CASE("a huge chain through a 32768-entry queue parses within its TTL")

@@ -6,6 +6,7 @@
 #include "devices/virtio/console/chain.h"
 #include "devices/virtio/console/device.h"
 #include "devices/virtio/mmio.h"
+#include "tests/devices/stderr_capture.h"
 #include "tests/devices/virtio_blk_harness.h"
 
 #include <doctest/doctest.h>
@@ -190,6 +191,7 @@ TEST_CASE("virtio-console: a full host buffer refuses the excess; discard_pendin
 
 TEST_CASE("virtio-console: a device-writable transmit buffer is refused, and the queue goes on")
 {
+    strata::test::StderrCapture log;
     Rig rig;
     std::uint64_t gpa = rig.tx.alloc(8);
     REQUIRE(rig.ram.mem().write_bytes(gpa, bytes("secret!\n")));
@@ -201,6 +203,7 @@ TEST_CASE("virtio-console: a device-writable transmit buffer is refused, and the
     CHECK(rig.output().empty());
     CHECK(rig.tx.used_elem(0).second == 0);
     CHECK(rig.dev->metrics().errors == 1);
+    REQUIRE(eventually([&] { return log.contains("transmitq chain at head 0 refused: a transmit buffer is device-writable"); }));
     rig.transmit("fine\n");
     REQUIRE(eventually([&] { return rig.tx.used_idx() == 2; }));
     CHECK(rig.output() == "fine\n");
@@ -209,6 +212,7 @@ TEST_CASE("virtio-console: a device-writable transmit buffer is refused, and the
 
 TEST_CASE("virtio-console: a read-only receive buffer is refused without consuming host bytes")
 {
+    strata::test::StderrCapture log;
     Rig rig;
     CHECK(rig.dev->write(bytes("data")) == 4);
     rig.post_receive(16, false);
@@ -216,6 +220,7 @@ TEST_CASE("virtio-console: a read-only receive buffer is refused without consumi
     CHECK(rig.rx.used_elem(0).second == 0);
     CHECK(rig.dev->pending() == 4);
     CHECK(rig.dev->metrics().errors == 1);
+    REQUIRE(eventually([&] { return log.contains("refused: a receive buffer is not device-writable"); }));
     auto a = rig.post_receive(16);
     REQUIRE(eventually([&] { return rig.rx.used_idx() == 2; }));
     CHECK(rig.read_guest(a, 4) == "data");
@@ -223,6 +228,7 @@ TEST_CASE("virtio-console: a read-only receive buffer is refused without consumi
 
 TEST_CASE("virtio-console: loops, buffers outside RAM, huge and indirect chains")
 {
+    strata::test::StderrCapture log;
     Rig rig;
     // A descriptor whose NEXT points at itself: the TTL ends the walk.
     std::uint64_t gpa = rig.tx.alloc(4);
@@ -240,6 +246,12 @@ TEST_CASE("virtio-console: loops, buffers outside RAM, huge and indirect chains"
     REQUIRE(eventually([&] { return rig.tx.used_idx() == 3; }));
     CHECK(rig.output().empty());
     CHECK(rig.dev->metrics().errors == 3);
+    // Each for its own reason.
+    REQUIRE(eventually([&] { return log.contains("transmitq chain at head 2 refused"); }));
+    INFO(log.text());
+    CHECK(log.contains("transmitq chain at head 0 refused: descriptor chain at head 0: chain longer than the queue size (loop?)"));
+    CHECK(log.contains("transmitq chain at head 1 refused: a buffer lies outside guest memory"));
+    CHECK(log.contains("transmitq chain at head 2 refused: the chain carries more than"));
     // An indirect chain (negotiated) is accepted.
     std::uint64_t text = rig.tx.alloc(3);
     REQUIRE(rig.ram.mem().write_bytes(text, bytes("ind")));
@@ -255,11 +267,13 @@ TEST_CASE("virtio-console: loops, buffers outside RAM, huge and indirect chains"
 
 TEST_CASE("virtio-console: a corrupt avail index stops the queue and asks for a reset")
 {
+    strata::test::StderrCapture log;
     Rig rig;
     rig.tx.set_avail_idx(100); // claims 100 new entries in a 16-entry ring
     rig.fds.notify(con::TransmitQueue);
     REQUIRE(eventually([&] { return rig.signals.needs_reset.load(); }));
     CHECK(rig.dev->metrics().errors >= 1);
+    CHECK(eventually([&] { return log.contains("stopped: virtqueue: avail->idx 100 is more than the queue size (16) ahead of 0"); }));
     // The other direction still works, and reset() returns.
     CHECK(rig.dev->write(bytes("still")) == 5);
     auto a = rig.post_receive(8);

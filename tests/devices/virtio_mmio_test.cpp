@@ -3,6 +3,7 @@
 // in-memory backend, reset mid-flight, pause/resume with requests in flight.
 #include "devices/virtio/blk/device.h"
 #include "devices/virtio/mmio.h"
+#include "tests/devices/stderr_capture.h"
 #include "tests/devices/virtio_blk_harness.h"
 #include "tests/devices/virtio_fake_backend.h"
 
@@ -197,6 +198,7 @@ TEST_CASE("write, flush, read back, get-id, write-zeroes round trip over mmio")
 
 TEST_CASE("bad requests complete with an error status and the device keeps going")
 {
+    strata::test::StderrCapture log;
     Rig rig;
     REQUIRE((rig.init(Wanted) & status::DriverOk));
     auto buf = rig.drv.alloc(4096, 4096);
@@ -212,6 +214,11 @@ TEST_CASE("bad requests complete with an error status and the device keeps going
     CHECK(m.errors == 3);
     CHECK(m.rejected == 2);
     CHECK(!(rig.regs->rd(0x70) & status::DeviceNeedsReset));
+    // Each refusal for its own reason, named in the device's warnings.
+    INFO(log.text());
+    CHECK(log.eventually_contains("bad request at head 0: sector range beyond the disk capacity"));
+    CHECK(log.eventually_contains(": unsupported request type"));
+    CHECK(log.eventually_contains("I/O error"));
 }
 
 TEST_CASE("read-only disks: RO feature offered, writes fail with IOERR")

@@ -1,13 +1,18 @@
 // Crash and power-loss tests for the layer format's invariant (FORMAT.md):
-// a recording engine logs every write and flush of the top layer; the log is
-// replayed onto the file as it was created, up to every flush point plus random
-// subsets (and a torn write) of what came after — the way dm-log-writes is used —
-// and each replayed file must open, check clean, and hold for every sector either
-// the value durable at that flush or a value written after it. Fault injection
+// a recording engine logs every write and flush of the top layer, and every
+// change of its size and every hole punched in it (preallocation, space given
+// back after discards and old checkpoints); the workload ends with a freeze. The
+// log is replayed onto the file as it was created, up to every flush point plus
+// random subsets (and a torn write) of what came after, and at every point of
+// the freeze — the way dm-log-writes is used — and each replayed file must open,
+// check clean, and hold for every sector either the value durable at that flush
+// or a value written after it; once the freeze has completed, the layer is
+// frozen. Fault injection
 // fails each metadata write in turn with EIO or ENOSPC: the flush must fail
 // cleanly, a later flush must succeed, and the layer must reopen consistent.
 #include "tests/imaging/layer_test_util.h"
 
+#include <algorithm>
 #include <fcntl.h>
 #include <fstream>
 #include <iterator>
@@ -64,12 +69,6 @@ std::string slurp(std::string const& path)
     return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
-void spit(std::string const& path, std::string const& data)
-{
-    std::ofstream f(path, std::ios::binary | std::ios::trunc);
-    f.write(data.data(), static_cast<std::streamsize>(data.size()));
-}
-
 // A frozen base holding write id 1 in its first half.
 void make_base(std::string const& path, Workload& w)
 {
@@ -123,11 +122,21 @@ bool batch(Chain& chain, Workload& w, std::mt19937& rng)
 }
 
 // Opens base + top, checks the top clean and every sector against what is allowed.
+// A frozen top (a replay that reached the freeze's header) is opened read-only.
 void verify(std::string const& base, std::string const& top, std::vector<std::uint64_t> const& durable,
-    std::vector<Event> const& events, std::size_t events_after, std::string const& what)
+    std::vector<Event> const& events, std::size_t events_after, std::string const& what, bool must_be_frozen = false)
 {
     INFO(what);
-    auto chain = Chain::open({ base, top });
+    bool frozen = false;
+    {
+        auto e = make_engine(EngineKind::Sync);
+        auto l = Layer::open(top, LayerOpen::ReadOnly, *e.value());
+        REQUIRE_MESSAGE(l, (l ? std::string() : l.error().message));
+        frozen = l.value()->frozen();
+    }
+    if (must_be_frozen)
+        CHECK(frozen);
+    auto chain = Chain::open({ base, top }, ChainOptions { .read_only = frozen });
     REQUIRE_MESSAGE(chain, (chain ? std::string() : chain.error().message));
     auto report = chain.value()->top().check(RepairMode::None);
     REQUIRE(report);
@@ -166,6 +175,7 @@ TEST_CASE("crash: replay to every flush point plus random subsets of later write
     std::vector<FlushPoint> points { { 0, 0, w.cur } };
     std::vector<RecordingEngine::Entry> log;
     FileId top_file = 0;
+    std::size_t freeze_point = 0; // the flush point the freeze starts from
     {
         RecordingEngine* rec = nullptr;
         auto chain = open_chain({ base, top }, rec);
@@ -173,32 +183,64 @@ TEST_CASE("crash: replay to every flush point plus random subsets of later write
         std::mt19937 rng(7);
         for (unsigned b = 0; b < 60; ++b) {
             REQUIRE(batch(*chain, w, rng));
-            if (rng() % 3 == 0) {
+            if (rng() % 3 == 0 || b == 59) {
                 REQUIRE(flush_sync(*chain));
                 points.push_back({ rec->log.size(), w.events.size(), w.cur });
             }
         }
+        // The freeze (a snapshot's or a capture's): checkpoint, digest, header.
+        freeze_point = points.size() - 1;
+        REQUIRE(chain->top().freeze(true));
+        points.push_back({ rec->log.size(), w.events.size(), w.cur });
         log = rec->log;
     }
     REQUIRE(points.size() > 5);
+    // What the replay covers beyond data writes, or it would prove nothing about them.
+    auto count = [&](RecordingEngine::Change change) {
+        return std::count_if(log.begin(), log.end(), [&](auto const& e) { return !e.flush && e.file == top_file && e.change == change; });
+    };
+    CHECK(count(RecordingEngine::Change::Resize) > 0);
+    CHECK(count(RecordingEngine::Change::Punch) > 0);
+    REQUIRE(points[freeze_point + 1].log_end > points[freeze_point].log_end + 2);
+
     std::mt19937 rng(99);
     std::string replay = dir.path("replay");
+    std::vector<std::byte> created_bytes(created.size());
+    std::memcpy(created_bytes.data(), created.data(), created.size());
     for (std::size_t k = 0; k < points.size(); ++k) {
-        for (unsigned variant = 0; variant < 6; ++variant) {
-            std::string img = created;
+        std::size_t window_end = k + 1 < points.size() ? points[k + 1].log_end : log.size();
+        // Inside the freeze, crash at every position of its log; elsewhere at the
+        // flush point and at random positions of the window up to the next.
+        std::size_t variants = k == freeze_point ? window_end - points[k].log_end + 1 : 6;
+        for (std::size_t variant = 0; variant < variants; ++variant) {
+            // The replay is a real (sparse) file, so that size changes and holes
+            // land as they would.
+            Fd fd(::open(replay.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+            REQUIRE(fd.valid());
+            REQUIRE(pwrite_all(fd.get(), created_bytes, 0));
             auto apply = [&](RecordingEngine::Entry const& e, std::size_t bytes) {
                 if (e.flush || e.file != top_file)
                     return;
-                if (img.size() < e.offset + bytes)
-                    img.resize(e.offset + bytes);
-                std::memcpy(img.data() + e.offset, e.data.data(), bytes);
+                switch (e.change) {
+                case RecordingEngine::Change::Write:
+                    REQUIRE(pwrite_all(fd.get(), std::span<std::byte const>(e.data.data(), bytes), e.offset));
+                    break;
+                case RecordingEngine::Change::Resize:
+                    REQUIRE(::ftruncate(fd.get(), static_cast<off_t>(e.offset)) == 0);
+                    break;
+                case RecordingEngine::Change::Punch:
+                    REQUIRE(::fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(e.offset),
+                                static_cast<off_t>(e.length))
+                        == 0);
+                    break;
+                }
             };
-            // Crash at a random point c of the window up to the next flush point.
-            // Writes logged before the submission of any sync completed before c
-            // are durable; the rest of the writes before c land or not (or torn).
-            std::size_t window_end = k + 1 < points.size() ? points[k + 1].log_end : log.size();
-            std::size_t c = variant == 0 ? points[k].log_end
-                                         : points[k].log_end + rng() % (window_end - points[k].log_end + 1);
+            // Crash at point c. Changes logged before the submission of any sync
+            // completed before c are durable; the rest of those before c land or
+            // not (a write possibly torn).
+            std::size_t c = k == freeze_point ? points[k].log_end + variant
+                : variant == 0                ? points[k].log_end
+                                              : points[k].log_end + rng() % (window_end - points[k].log_end + 1);
             std::size_t durable_end = 0;
             for (std::size_t i = 0; i < c; ++i)
                 if (log[i].flush && log[i].covers != SIZE_MAX)
@@ -211,9 +253,12 @@ TEST_CASE("crash: replay to every flush point plus random subsets of later write
                 std::size_t n = log[i].data.size();
                 apply(log[i], i >= durable_end && dice == 3 ? (n / 512 / 2) * 512 : n);
             }
-            spit(replay, img);
+            fd = Fd();
+            bool const completed_freeze = k + 1 == points.size() && variant == 0;
             verify(base, replay, points[k].durable, w.events, points[k].events,
-                "flush point " + std::to_string(k) + " variant " + std::to_string(variant));
+                "flush point " + std::to_string(k) + (k == freeze_point ? " (the freeze)" : "") + " variant "
+                    + std::to_string(variant),
+                completed_freeze);
         }
     }
 }
@@ -221,6 +266,11 @@ TEST_CASE("crash: replay to every flush point plus random subsets of later write
 TEST_CASE("crash: EIO or ENOSPC at each metadata write fails the flush cleanly and the layer reopens consistent")
 {
     for (int err : { EIO, ENOSPC }) {
+        // The loop ends when a run injects nothing; a fault predicate that never
+        // matched would end it at once having tested nothing, so count the runs
+        // that injected and the flushes that failed.
+        unsigned injected = 0;
+        unsigned failed_flushes = 0;
         for (unsigned nth = 0;; ++nth) {
             CAPTURE(err);
             CAPTURE(nth);
@@ -272,10 +322,17 @@ TEST_CASE("crash: EIO or ENOSPC at each metadata write fails the flush cleanly a
             chain.reset();
             if (!fired)
                 break; // every metadata write has had its turn
+            ++injected;
+            failed_flushes += failed_flush ? 1 : 0;
             CHECK(failed_flush);
             verify(base, top, durable, w.events, durable_events, "fault at metadata write " + std::to_string(nth));
             // The failure left nothing behind that a later flush cannot finish.
             CHECK(nth < 200);
         }
+        CAPTURE(err);
+        // Each flush writes at least a journal record and a header: a workload of
+        // twelve flushes has many metadata writes, each of which had its turn.
+        CHECK(injected >= 12);
+        CHECK(failed_flushes == injected);
     }
 }

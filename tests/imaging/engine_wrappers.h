@@ -63,11 +63,29 @@ public:
     }
     unsigned outstanding() const override { return m_inner->outstanding() + static_cast<unsigned>(m_failed.size()); }
     unsigned max_in_flight() const override { return m_inner->max_in_flight(); }
+    Status set_file_size(FileId file, std::uint64_t size) override
+    {
+        Status s = m_inner->set_file_size(file, size);
+        if (s)
+            resized(file, size);
+        return s;
+    }
+    Status punch_hole(FileId file, std::uint64_t offset, std::uint64_t length) override
+    {
+        Status s = m_inner->punch_hole(file, offset, length);
+        if (s)
+            punched(file, offset, length);
+        return s;
+    }
+    int file_descriptor(FileId file) const override { return m_inner->file_descriptor(file); }
 
 protected:
     // Returns -errno to fail the request without running it.
     virtual int before(IoRequest const&) { return 0; }
     virtual void after(IoRequest const&, int) { }
+    // After a size change or a hole punched outside the request queue.
+    virtual void resized(FileId, std::uint64_t) { }
+    virtual void punched(FileId, std::uint64_t, std::uint64_t) { }
 
 private:
     std::unique_ptr<IoEngine> m_inner;
@@ -100,15 +118,24 @@ protected:
 
 // Logs each completed write (with its data), each fdatasync at submission, and
 // each fdatasync's completion with the log position of its submission: writes
-// logged before that position are durable once the completion is logged.
+// logged before that position are durable once the completion is logged. Size
+// changes and punched holes (IoEngine::set_file_size, punch_hole) are logged in
+// order with the writes, and are durable on the same terms.
 class RecordingEngine final : public WrapEngine {
 public:
+    enum class Change : std::uint8_t {
+        Write,  // data at offset
+        Resize, // the file's size becomes offset
+        Punch,  // [offset, offset + length) reads as zeros, the size unchanged
+    };
     struct Entry {
         bool flush;          // a sync (submission or completion)
         FileId file;
         std::uint64_t offset;
         std::vector<std::byte> data;
         std::size_t covers { SIZE_MAX }; // completions: log size at submission
+        Change change { Change::Write };
+        std::uint64_t length { 0 };      // Punch
     };
     using WrapEngine::WrapEngine;
     std::vector<Entry> log;
@@ -134,6 +161,15 @@ protected:
         Entry e { false, r.file, r.offset, std::vector<std::byte>(r.length) };
         iov_to_buf(r.iov, 0, e.data);
         log.push_back(std::move(e));
+    }
+
+    void resized(FileId file, std::uint64_t size) override
+    {
+        log.push_back(Entry { false, file, size, {}, SIZE_MAX, Change::Resize });
+    }
+    void punched(FileId file, std::uint64_t offset, std::uint64_t length) override
+    {
+        log.push_back(Entry { false, file, offset, {}, SIZE_MAX, Change::Punch, length });
     }
 
 private:

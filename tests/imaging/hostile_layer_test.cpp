@@ -1,6 +1,7 @@
 // Corrupted, truncated and hostile layer files: each gets a clear Error (or a
 // check report), never a crash or an unbounded allocation; check -r all repairs
 // what can be repaired.
+#include "imaging/crc32c.h"
 #include "tests/imaging/layer_test_util.h"
 
 #include <fcntl.h>
@@ -38,6 +39,19 @@ void write_record(std::string const& path, std::vector<Extent> const& entries)
     poke(path, layer_format::kJournalOffset, rec);
 }
 
+// The header in slot 0 as the layer wrote it, so that a hostile header differs
+// from a valid one in exactly the field a case is about.
+LayerHeader header_of(std::string const& path)
+{
+    std::array<std::byte, layer_format::kSlotSize> slot {};
+    Fd fd(::open(path.c_str(), O_RDONLY));
+    REQUIRE(fd.valid());
+    REQUIRE(pread_all(fd.get(), slot, 0));
+    auto h = decode_header(slot, std::filesystem::file_size(path));
+    REQUIRE(h);
+    return h.value();
+}
+
 Result<std::unique_ptr<Layer>> open_strict(std::string const& path, IoEngine& e)
 {
     return Layer::open(path, LayerOpen::ReadOnly, e, LayerOptions { .cache = CacheMode::Writeback });
@@ -55,14 +69,18 @@ TEST_CASE("hostile layers: truncated files and bad header CRCs are clear errors"
     auto r = open_strict(p, *e.value());
     REQUIRE(!r);
     CHECK(r.error().kind == ErrorKind::BadInput);
+    INFO(r.error().message);
+    CHECK(r.error().message.find("too short") != std::string::npos);
 
+    // Only the stored CRC is wrong: every field it covers is valid.
     std::string q = dir.path("crc");
     make_layer(q, 0);
     std::byte junk[4] { std::byte { 1 }, std::byte { 2 }, std::byte { 3 }, std::byte { 4 } };
-    poke(q, 48, junk);
+    poke(q, 252, junk);
     r = open_strict(q, *e.value());
     REQUIRE(!r);
-    CHECK(r.error().message.find("CRC") != std::string::npos);
+    CHECK(r.error().kind == ErrorKind::BadInput);
+    CHECK(r.error().message.find("CRC mismatch") != std::string::npos);
 }
 
 TEST_CASE("hostile layers: huge sizes and out-of-range checkpoints are refused before allocating")
@@ -71,10 +89,12 @@ TEST_CASE("hostile layers: huge sizes and out-of-range checkpoints are refused b
     auto e = make_engine(EngineKind::Sync);
     std::string p = dir.path("h");
     make_layer(p, 0);
-    LayerHeader h;
-    h.generation = 5;
+    // Each hostile header is the layer's own with one field changed (and a
+    // correct CRC), so that exactly one check can refuse it.
+    LayerHeader const valid = header_of(p);
+    LayerHeader h = valid;
+    h.generation = valid.generation + 5;
     h.virtual_size = 1ull << 62;
-    h.data_start = 8 << 20;
     std::array<std::byte, 4096> slot {};
     encode_header(h, slot);
     // An invalid newer slot is ignored: the valid older header wins.
@@ -89,7 +109,7 @@ TEST_CASE("hostile layers: huge sizes and out-of-range checkpoints are refused b
     REQUIRE(!r);
     CHECK(r.error().message.find("virtual size") != std::string::npos);
     // A checkpoint claimed far past the end of the file.
-    h.virtual_size = 4 << 20;
+    h = valid;
     h.checkpoint_offset = 16 << 20;
     h.checkpoint_length = 1ull << 31;
     encode_header(h, slot);
@@ -97,7 +117,7 @@ TEST_CASE("hostile layers: huge sizes and out-of-range checkpoints are refused b
     poke(p, 4096, slot);
     r = open_strict(p, *e.value());
     REQUIRE(!r);
-    CHECK(r.error().message.find("checkpoint") != std::string::npos);
+    CHECK(r.error().message.find("checkpoint lies outside the file") != std::string::npos);
 }
 
 TEST_CASE("hostile layers: entries past EOF, outside the disk, or sharing space are errors; check reports, -r all repairs")
@@ -106,27 +126,36 @@ TEST_CASE("hostile layers: entries past EOF, outside the disk, or sharing space 
     auto e = make_engine(EngineKind::Sync);
     std::string p = dir.path("m");
     std::uint64_t data_start = make_layer(p, 0);
+    // Each record is valid (CRC, sequence, length) and breaks one rule, named here.
+    std::string expected;
     SUBCASE("data past the end of the file")
     {
         write_record(p, { Extent { 3, 2, mapval::data(1ull << 40) } });
+        expected = "outside the data area";
     }
     SUBCASE("blocks outside the virtual size")
     {
         write_record(p, { Extent { (4 << 20) / kBlockSize - 1, 5, mapval::kZero } });
+        expected = "lies outside the virtual size";
     }
     SUBCASE("two mappings sharing file space (a loop of blocks onto one place)")
     {
-        std::vector<std::byte> blk(2 * kBlockSize, std::byte { 7 });
+        std::vector<std::byte> blk(3 * kBlockSize, std::byte { 7 }); // both mappings inside the file
         poke(p, data_start, blk);
         write_record(p, { Extent { 0, 2, mapval::data(data_start) }, Extent { 10, 2, mapval::data(data_start + kBlockSize) } });
+        expected = "share file space";
     }
     SUBCASE("a value with unknown bits")
     {
-        write_record(p, { Extent { 0, 1, 0xff3 } });
+        // A zero entry (a valid kind) with bits set that no kind uses.
+        write_record(p, { Extent { 0, 1, mapval::kZero | 0xff0 } });
+        expected = "has an invalid value";
     }
     auto r = open_strict(p, *e.value());
     REQUIRE(!r);
     CHECK(r.error().kind == ErrorKind::BadInput);
+    INFO(r.error().message);
+    CHECK(r.error().message.find(expected) != std::string::npos);
     {
         auto t = Layer::open(p, LayerOpen::ReadOnly, *e.value(), LayerOptions { .cache = CacheMode::Writeback, .tolerant = true });
         REQUIRE(t);
@@ -162,12 +191,26 @@ TEST_CASE("hostile layers: a checkpoint claiming more entries than it holds is u
     auto l = open_strict(p, *e.value());
     REQUIRE(l);
     std::uint64_t at = l.value()->header().checkpoint_offset;
+    std::uint64_t length = l.value()->header().checkpoint_length;
     l.value().reset();
+    // Only the entry count is wrong: the checkpoint's CRC is recomputed over the
+    // changed bytes, so a reader that trusted the count would go on to allocate.
+    std::vector<std::byte> ckpt(length);
+    {
+        Fd fd(::open(p.c_str(), O_RDONLY));
+        REQUIRE(fd.valid());
+        REQUIRE(pread_all(fd.get(), ckpt, at));
+    }
     std::uint64_t huge = 1ull << 60;
-    poke(p, at + 16, std::as_bytes(std::span(&huge, 1)));
+    std::memcpy(ckpt.data() + 16, &huge, 8);
+    std::fill(ckpt.begin() + 60, ckpt.begin() + 64, std::byte { 0 });
+    std::uint32_t crc = crc32c(ckpt);
+    std::memcpy(ckpt.data() + 60, &crc, 4);
+    poke(p, at, ckpt);
     auto r = open_strict(p, *e.value());
     REQUIRE(!r);
-    CHECK(r.error().message.find("checkpoint") != std::string::npos);
+    INFO(r.error().message);
+    CHECK(r.error().message.find("entry count") != std::string::npos);
 }
 
 TEST_CASE("hostile layers: random byte flips never crash the opener")

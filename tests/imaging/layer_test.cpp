@@ -204,3 +204,26 @@ TEST_CASE("layer: a writable layer is locked against a second writer, and the er
     first.value().reset();
     CHECK(Layer::open(path, LayerOpen::Writable, *engine.value()));
 }
+
+TEST_CASE("layer: closing a layer releases its lock even while its open file description lives on")
+{
+    // The io_uring engine's registered-file table references the layer's open
+    // file description, and the kernel may drop that reference only after the
+    // process has exited; a lock left to close() would live as long. A dup of
+    // the descriptor stands in for that reference here.
+    TempDir dir;
+    std::string path = dir.path("l.strata");
+    auto engine = make_engine(EngineKind::Uring, 64);
+    REQUIRE(engine);
+    auto first = Layer::create(path, 1 << 20, LayerId::random(), *engine.value());
+    REQUIRE(first);
+    Fd lingering(::dup(first.value()->fd()));
+    REQUIRE(lingering.valid());
+    first.value().reset();
+    auto again = Layer::open(path, LayerOpen::Writable, *engine.value());
+    REQUIRE_MESSAGE(again, (again ? std::string() : again.error().message));
+    // And the new open's own lock holds against a third writer.
+    auto third = Layer::open(path, LayerOpen::Writable, *engine.value());
+    REQUIRE(!third);
+    CHECK(third.error().kind == ErrorKind::Busy);
+}

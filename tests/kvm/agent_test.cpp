@@ -5,6 +5,7 @@
 // same round; not-quiesced when the agent is silent or thaws early), and the
 // generalize flow (record marked, image generalized, provisioning data required).
 #include "tests/support/process.h"
+#include "tests/support/seqwriter_progress.h"
 #include "vmm/api/client.h"
 
 #include <doctest/doctest.h>
@@ -16,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -81,17 +83,23 @@ struct Env {
         run(args);
         run({ "vms", "start", name });
         vms.push_back(name);
-        // Let it boot and write some rounds.
-        std::this_thread::sleep_for(1500ms);
+        // Let it boot and write its first 100 rounds.
+        REQUIRE_MESSAGE(progress(name, std::nullopt), "no progress from seqwriter in VM ", name);
+    }
+    // Waits for a seqwriter progress line of the VM past `above`; returns the round.
+    std::optional<std::uint64_t> progress(std::string const& vm, std::optional<std::uint64_t> above) const
+    {
+        return strata::test::wait_for_progress(describe("vms", vm)["serial_log"], above);
     }
     std::string socket(std::string const& vm) const { return describe("vms", vm)["api_socket"]; }
 
-    // Exports every disk of a VM made from `image` and runs seqcheck on them.
-    int check_image(std::string const& image, int disks, bool same_round) const
+    // Exports every disk of a VM made from `image` and runs seqcheck on them
+    // (requiring min_round, the round the guest had reported before the capture).
+    int check_image(std::string const& image, int disks, bool same_round, std::uint64_t min_round) const
     {
         std::string vm = "check-" + image;
         run({ "vms", "create", vm, "--source-machine-image", image });
-        std::vector<std::string> check = { seqcheck_bin, "--blocks", "32" };
+        std::vector<std::string> check = { seqcheck_bin, "--blocks", "32", "--min-round", std::to_string(min_round) };
         if (same_round)
             check.push_back("--same-round");
         for (int i = 0; i < disks; ++i) {
@@ -186,11 +194,15 @@ TEST_CASE("machine-images create --guest-flush: quiesced, every disk at the same
     Env env;
     int const disks = 3;
     env.start_writer("q", disks, "agent=1");
+    std::vector<std::uint64_t> reported_before;
+    std::optional<std::uint64_t> reported;
     for (int i = 0; i < 3; ++i) {
         std::string name = "q" + std::to_string(i);
+        reported = env.progress("q", reported);
+        REQUIRE(reported);
+        reported_before.push_back(*reported);
         auto r = env.run({ "machine-images", "create", name, "--source-vm", "q", "--guest-flush" });
         CHECK(r.out.find("guest flush: quiesced") != std::string::npos);
-        std::this_thread::sleep_for(200ms);
     }
     auto described = env.run({ "machine-images", "describe", "q0" });
     CHECK(described.out.find("guest flush: quiesced") != std::string::npos);
@@ -211,7 +223,7 @@ TEST_CASE("machine-images create --guest-flush: quiesced, every disk at the same
     for (int i = 0; i < 3; ++i) {
         std::string name = "q" + std::to_string(i);
         CHECK(env.describe("machine-images", name)["guest_flush"] == "quiesced");
-        CHECK(env.check_image(name, disks, true) == 0);
+        CHECK(env.check_image(name, disks, true, reported_before[static_cast<std::size_t>(i)]) == 0);
     }
 }
 
@@ -219,6 +231,8 @@ TEST_CASE("--guest-flush with a silent or early-thawing agent still captures, no
 {
     Env env;
     env.start_writer("silent", 2, "agent=silent");
+    auto silent_round = env.progress("silent", std::nullopt);
+    REQUIRE(silent_round);
     auto r = env.run({ "machine-images", "create", "s0", "--source-vm", "silent", "--guest-flush", "--guest-flush-wait", "500" });
     CHECK(r.err.find("warning") != std::string::npos);
     auto s0 = env.describe("machine-images", "s0");
@@ -227,6 +241,8 @@ TEST_CASE("--guest-flush with a silent or early-thawing agent still captures, no
     CHECK(flush.find("did not answer") != std::string::npos);
 
     env.start_writer("early", 2, "agent=1 agent_freeze_max_ms=1");
+    auto early_round = env.progress("early", std::nullopt);
+    REQUIRE(early_round);
     env.run({ "machine-images", "create", "e0", "--source-vm", "early", "--guest-flush" });
     std::string early = env.describe("machine-images", "e0")["guest_flush"];
     CHECK(early.find("thawed by itself") != std::string::npos);
@@ -236,8 +252,8 @@ TEST_CASE("--guest-flush with a silent or early-thawing agent still captures, no
     CHECK_FALSE(env.describe("machine-images", "plain").contains("guest_flush"));
     env.run({ "vms", "stop", "silent", "--force" });
     env.run({ "vms", "stop", "early", "--force" });
-    CHECK(env.check_image("s0", 2, false) == 0);
-    CHECK(env.check_image("e0", 2, false) == 0);
+    CHECK(env.check_image("s0", 2, false, *silent_round) == 0);
+    CHECK(env.check_image("e0", 2, false, *early_round) == 0);
 }
 
 TEST_CASE("generalize: the VM ends, its record and images are generalized, clones need provisioning data")

@@ -3,7 +3,7 @@
 // so a started VM keeps running until stopped or sent 'q'). Covers create from
 // flags, an image, a template and a machine image; start/describe/console/stop/
 // delete; capture of a stopped VM and three VMs from it; export/import into a
-// second store (and a corrupted archive); live capture once `strata vmm` exists.
+// second store (and a corrupted archive); live capture through `strata vmm`.
 #include "imaging/store.h"
 #include "tests/support/process.h"
 
@@ -139,20 +139,10 @@ char read_disk(strata::Store& store, std::string const& disk, std::uint64_t offs
     return static_cast<char>(buf[0]);
 }
 
-bool have_vmm()
-{
-    auto r = strata::test::run_process({ strata_bin, "vmm", "--help" }, 10s);
-    return r && r.value().exited && r.value().exit_code == 0;
-}
-
 } // namespace
 
 TEST_CASE("vms: create, start, describe, console, stop and delete an echo VM")
 {
-    if (!have_vmm()) {
-        MESSAGE("skipped: this strata has no `vmm` command yet");
-        return;
-    }
     Home home;
     home.run({ "vms", "create", "e", "--firmware", echo_fw, "--disk", "size=8M,id=data", "--labels", "team=blue", "--metadata",
         "role=test", "--description", "an echo VM" });
@@ -205,10 +195,6 @@ TEST_CASE("vms: create, start, describe, console, stop and delete an echo VM")
 
 TEST_CASE("vms start: a guest that finishes before the API is polled is a successful start")
 {
-    if (!have_vmm()) {
-        MESSAGE("skipped: this strata has no `vmm` command yet");
-        return;
-    }
     Home home;
     home.run({ "vms", "create", "h", "--firmware", hello_fw });
     // hello prints and exits within tens of milliseconds, a race with start's
@@ -321,19 +307,13 @@ TEST_CASE("machine images of a stopped VM: three VMs from one image, differentia
     CHECK(got["boot"]["firmware"] == m2["boot"]["firmware"]);
     other.run({ "vms", "create", "there", "--source-machine-image", "got" });
     CHECK(read_disk(*other.store(), "there-disk-data", 4096) == 'B');
-    if (have_vmm()) {
-        other.run({ "vms", "start", "there" });
-        CHECK(wait_for_text(other.json({ "vms", "describe", "there", "--json" })["serial_log"], "echo: ready"));
-        other.run({ "vms", "stop", "there", "--force" });
-    }
+    other.run({ "vms", "start", "there" });
+    CHECK(wait_for_text(other.json({ "vms", "describe", "there", "--json" })["serial_log"], "echo: ready"));
+    other.run({ "vms", "stop", "there", "--force" });
 }
 
-TEST_CASE("machine images of a running VM (needs `strata vmm`)")
+TEST_CASE("machine images of a running VM")
 {
-    if (!have_vmm()) {
-        MESSAGE("skipped: this strata has no `vmm` command yet");
-        return;
-    }
     Home home;
     home.run({ "vms", "create", "live", "--firmware", echo_fw, "--disk", "size=4M,id=a", "--disk", "size=4M,id=b" });
     write_disk(*home.store(), "live-disk-a", 0, 'L');

@@ -6,9 +6,12 @@
 // output independently. The record layout is documented in firmware/README.md and
 // firmware/programs/seqrecord.h; it is restated here on purpose.
 //
-// Usage: seqcheck [--blocks N] [--same-round] DISK...   (N as seqwriter's blocks=,
-// default 64). --same-round asks more: every disk's highest round is the same, as
-// in a capture taken while the guest agent held seqwriter between rounds.
+// Usage: seqcheck [--blocks N] [--same-round] [--min-round R] DISK...   (N as
+// seqwriter's blocks=, default 64). --same-round asks more: every disk's highest
+// round is the same, as in a capture taken while the guest agent held seqwriter
+// between rounds. --min-round R asks that every disk's highest round is at least
+// R: all-zero disks are consistent by design, so a test that means to check a
+// capture of a busy guest says how far the guest had got before the capture.
 // Exit: 0 consistent, 1 inconsistent (with the reasons on stdout), 2 usage or I/O.
 #include <cstdint>
 #include <cstdio>
@@ -161,6 +164,7 @@ int main(int argc, char** argv)
 {
     uint64_t blocks = 64;
     bool same_round = false;
+    std::optional<uint64_t> min_round;
     std::vector<std::string> paths;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
@@ -168,8 +172,15 @@ int main(int argc, char** argv)
             blocks = std::strtoull(argv[++i], nullptr, 0);
         } else if (a == "--same-round") {
             same_round = true;
+        } else if (a == "--min-round" && i + 1 < argc) {
+            char* end = nullptr;
+            min_round = std::strtoull(argv[++i], &end, 0);
+            if (end == argv[i] || *end != '\0') {
+                std::cerr << "seqcheck: --min-round needs a number, not '" << argv[i] << "'\n";
+                return 2;
+            }
         } else if (a == "-h" || a == "--help") {
-            std::cout << "usage: seqcheck [--blocks N] [--same-round] DISK...\n";
+            std::cout << "usage: seqcheck [--blocks N] [--same-round] [--min-round R] DISK...\n";
             return 0;
         } else if (!a.empty() && a[0] == '-') {
             std::cerr << "seqcheck: unknown option " << a << "\n";
@@ -179,7 +190,7 @@ int main(int argc, char** argv)
         }
     }
     if (paths.empty() || blocks == 0) {
-        std::cerr << "usage: seqcheck [--blocks N] [--same-round] DISK...\n";
+        std::cerr << "usage: seqcheck [--blocks N] [--same-round] [--min-round R] DISK...\n";
         return 2;
     }
     std::vector<DiskState> disks(paths.size());
@@ -206,6 +217,12 @@ int main(int argc, char** argv)
                 problems.push_back(disks[i].path + " and " + disks[j].path + " both carry disk index "
                     + std::to_string(*disks[i].index) + " (the same disk twice?)");
         }
+    }
+    if (min_round) {
+        for (auto const& d : disks)
+            if (!d.highest || *d.highest < *min_round)
+                problems.push_back(d.path + ": highest round " + round_text(d.highest) + " is below --min-round "
+                    + std::to_string(*min_round) + " (the guest had not written that far)");
     }
     for (auto const& d : disks)
         std::cout << "seqcheck: " << d.path << ": disk index " << (d.index ? std::to_string(*d.index) : "?")

@@ -177,3 +177,24 @@ TEST_CASE("seqcheck --same-round refuses rounds one apart and passes equal ones"
     CHECK(r.out.find("--same-round") != std::string::npos);
     CHECK(check({ "--same-round", a, c }).exit_code == 0);
 }
+
+TEST_CASE("seqcheck --min-round refuses disks the guest had not written that far, all-zero ones first")
+{
+    TempDir dir;
+    auto zero_a = save(dir, "za", disk_after(0, std::nullopt));
+    auto zero_b = save(dir, "zb", disk_after(1, std::nullopt));
+    // All-zero disks are consistent (nothing was written yet)...
+    CHECK(check({ zero_a, zero_b }).exit_code == 0);
+    // ...but no evidence that a busy guest was captured.
+    auto r = check({ "--min-round", "1", zero_a, zero_b });
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.find("highest round none is below --min-round 1") != std::string::npos);
+    auto a = save(dir, "a", disk_after(0, 20));
+    auto b = save(dir, "b", disk_after(1, 21));
+    CHECK(check({ "--min-round", "20", a, b }).exit_code == 0);
+    r = check({ "--min-round", "21", a, b });
+    CHECK(r.exit_code == 1);
+    CHECK(r.out.find("/a: highest round 20 is below --min-round 21") != std::string::npos);
+    CHECK(r.out.find("/b: highest round 21 is below") == std::string::npos);
+    CHECK(check({ "--min-round", "x", a, b }).exit_code == 2);
+}
