@@ -4,7 +4,7 @@
 // flags, an image, a template and a machine image; start/describe/console/stop/
 // delete; capture of a stopped VM and three VMs from it; export/import into a
 // second store (and a corrupted archive); live capture once `strata vmm` exists.
-#include "imaging/store.h"
+#include "store/store.h"
 #include "tests/support/process.h"
 
 #include <doctest/doctest.h>

@@ -4,7 +4,7 @@
 // writable layer. Progress shows on stderr when it is a terminal (-p forces it).
 #include "base/sysexits.h"
 #include "imaging/qcow2_writer.h"
-#include "imaging/store.h"
+#include "store/store.h"
 #include "vmm/cli/commands.h"
 
 #include <CLI/CLI.hpp>

@@ -1,11 +1,11 @@
 // `strata machine-images create|list|describe|delete|export|import`
-// (imaging/machine_image.h). create on a running VM asks its VMM (PUT
+// (store/machine_image.h). create on a running VM asks its VMM (PUT
 // /machine-images on the API socket), which captures every disk at one instant
 // and records the image; on a stopped VM the store does it directly.
 #include "vmm/cli/commands.h"
 #include "vmm/cli/vm_support.h"
 
-#include "imaging/machine_image_store.h"
+#include "store/machine_image_store.h"
 #include "vmm/api/client.h"
 
 #include <CLI/CLI.hpp>

@@ -4,8 +4,8 @@
 // --json on list/describe. Long operations (import, export, flatten) show
 // progress on stderr when it is a terminal.
 #include "base/sysexits.h"
-#include "imaging/rootfs_image.h"
-#include "imaging/store.h"
+#include "store/rootfs_image.h"
+#include "store/store.h"
 #include "vmm/cli/commands.h"
 #include "vmm/cli/img_util.h"
 

@@ -1,10 +1,10 @@
 // `strata instance-templates create|list|describe|delete`: configuration-only
-// records (imaging/template_record.h) that `vms create --template` makes VMs from.
+// records (store/template_record.h) that `vms create --template` makes VMs from.
 #include "vmm/cli/commands.h"
 #include "vmm/cli/vm_support.h"
 
-#include "imaging/artifacts.h"
-#include "imaging/template_record.h"
+#include "store/artifacts.h"
+#include "store/template_record.h"
 
 #include <CLI/CLI.hpp>
 

@@ -1,11 +1,11 @@
 // `strata vms create|list|describe|start|stop|console|delete`: VMs in the store
-// (imaging/vm_record.h) and their detached VMMs (vm_runtime.cpp). Creation is in
+// (store/vm_record.h) and their detached VMMs (vm_runtime.cpp). Creation is in
 // vm_create.cpp. --json on list and describe; errors map to sysexits codes.
 #include "vmm/cli/commands.h"
 #include "vmm/cli/vm_support.h"
 
-#include "imaging/artifacts.h"
-#include "imaging/record_files.h"
+#include "store/artifacts.h"
+#include "store/record_files.h"
 
 #include <CLI/CLI.hpp>
 

@@ -4,9 +4,9 @@
 // is created; disks made before a later failure are removed again.
 #include "vmm/cli/vm_support.h"
 
-#include "imaging/artifacts.h"
-#include "imaging/machine_image_store.h"
-#include "imaging/template_record.h"
+#include "store/artifacts.h"
+#include "store/machine_image_store.h"
+#include "store/template_record.h"
 #include "vmm/cli/img_util.h"
 #include "vmm/disk_config.h"
 

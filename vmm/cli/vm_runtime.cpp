@@ -4,7 +4,7 @@
 
 #include "base/fd.h"
 #include "base/sysexits.h"
-#include "imaging/record_files.h"
+#include "store/record_files.h"
 #include "vmm/api/client.h"
 
 #include <cerrno>

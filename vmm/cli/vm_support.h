@@ -6,8 +6,8 @@
 #pragma once
 
 #include "base/result.h"
-#include "imaging/store.h"
-#include "imaging/vm_record.h"
+#include "store/store.h"
+#include "store/vm_record.h"
 #include "vmm/api/client.h"
 #include "vmm/runtime_dir.h"
 

@@ -7,9 +7,9 @@
 //                                 starts (Firecracker's way); serial on stdio.
 #include "vmm/cli/commands.h"
 
-#include "imaging/record_files.h"
-#include "imaging/store.h"
-#include "imaging/vm_record.h"
+#include "store/record_files.h"
+#include "store/store.h"
+#include "store/vm_record.h"
 #include "vmm/cli/run_support.h"
 #include "vmm/console_relay.h"
 #include "vmm/runtime_dir.h"

@@ -1,4 +1,4 @@
-#include "imaging/layer_transfer.h"
+#include "store/layer_transfer.h"
 
 #include "imaging/store_io.h"
 

@@ -2,7 +2,7 @@
 // commit, flatten, resize, images, GC, names, locks) and through build/strata
 // with a temporary STRATA_HOME (interop with qemu-img, archive corruption,
 // concurrent manifest writers in two processes).
-#include "imaging/store.h"
+#include "store/store.h"
 #include "tests/imaging/store_test_util.h"
 
 #include <dirent.h>

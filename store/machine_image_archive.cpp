@@ -1,12 +1,12 @@
 // Machine images as portable archives (imaging/ARCHIVE.md): export and import.
-#include "imaging/machine_image_store.h"
+#include "store/machine_image_store.h"
 
 #include "imaging/archive_reader.h"
 #include "imaging/archive_writer.h"
-#include "imaging/artifacts.h"
-#include "imaging/layer_transfer.h"
+#include "store/artifacts.h"
+#include "store/layer_transfer.h"
 #include "imaging/layer.h"
-#include "imaging/store.h"
+#include "store/store.h"
 
 #include <cstring>
 #include <unistd.h>

@@ -27,7 +27,7 @@
 #pragma once
 
 #include "imaging/layer_format.h"
-#include "imaging/vm_record.h"
+#include "store/vm_record.h"
 
 #include <set>
 

@@ -1,8 +1,8 @@
-#include "imaging/vm_record.h"
+#include "store/vm_record.h"
 
-#include "imaging/artifacts.h"
-#include "imaging/manifest.h"
-#include "imaging/store.h"
+#include "store/artifacts.h"
+#include "store/manifest.h"
+#include "store/store.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -1,9 +1,9 @@
-#include "imaging/machine_image.h"
+#include "store/machine_image.h"
 
-#include "imaging/artifacts.h"
+#include "store/artifacts.h"
 #include "imaging/layer.h"
-#include "imaging/manifest.h"
-#include "imaging/store.h"
+#include "store/manifest.h"
+#include "store/store.h"
 
 #include <cstdio>
 

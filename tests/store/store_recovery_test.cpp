@@ -4,7 +4,7 @@
 // before freezing. Opening the disk finishes either and loses nothing.
 #include "imaging/block_backend.h"
 #include "imaging/layer.h"
-#include "imaging/store.h"
+#include "store/store.h"
 #include "tests/imaging/store_test_util.h"
 
 #include <doctest/doctest.h>

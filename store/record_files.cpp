@@ -1,7 +1,7 @@
-#include "imaging/record_files.h"
+#include "store/record_files.h"
 
 #include "base/fd.h"
-#include "imaging/manifest.h"
+#include "store/manifest.h"
 #include "imaging/store_io.h"
 
 #include <algorithm>

@@ -15,7 +15,7 @@
 #pragma once
 
 #include "base/result.h"
-#include "imaging/store.h"
+#include "store/store.h"
 
 #include <cstdint>
 #include <optional>

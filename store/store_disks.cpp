@@ -1,8 +1,8 @@
 // Store: disk operations (create, clone, snapshot, revert, commit, flatten,
 // resize, open) and the record of a snapshot frozen inside a running VMM.
-#include "imaging/store.h"
+#include "store/store.h"
 
-#include "imaging/machine_image.h"
+#include "store/machine_image.h"
 
 #include <set>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "imaging/manifest.h"
+#include "store/manifest.h"
 
 #include <ctime>
 

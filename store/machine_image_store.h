@@ -13,8 +13,8 @@
 // Threading: any thread; serialized across processes by the store lock.
 #pragma once
 
-#include "imaging/machine_image.h"
-#include "imaging/manifest.h"
+#include "store/machine_image.h"
+#include "store/manifest.h"
 #include "imaging/store_io.h"
 
 #include <optional>

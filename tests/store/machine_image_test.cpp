@@ -3,11 +3,11 @@
 // collection with machine images, differential sharing between successive images,
 // O(1) VMs from an image, atomicity when a capture is cut short, and the archive
 // round trip into a second store (with a corrupted copy that imports nothing).
-#include "imaging/artifacts.h"
+#include "store/artifacts.h"
 #include "imaging/layer.h"
-#include "imaging/machine_image_store.h"
-#include "imaging/store.h"
-#include "imaging/template_record.h"
+#include "store/machine_image_store.h"
+#include "store/store.h"
+#include "store/template_record.h"
 #include "tests/imaging/store_test_util.h"
 
 #include <algorithm>

@@ -20,7 +20,7 @@
 #pragma once
 
 #include "base/result.h"
-#include "imaging/record_files.h"
+#include "store/record_files.h"
 
 #include <nlohmann/json.hpp>
 

@@ -1,11 +1,11 @@
-#include "imaging/artifacts.h"
+#include "store/artifacts.h"
 
 #include "base/fd.h"
 #include "base/sha256.h"
-#include "imaging/machine_image.h"
+#include "store/machine_image.h"
 #include "imaging/store_io.h"
-#include "imaging/template_record.h"
-#include "imaging/vm_record.h"
+#include "store/template_record.h"
+#include "store/vm_record.h"
 
 #include <dirent.h>
 #include <fcntl.h>

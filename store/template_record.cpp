@@ -1,8 +1,8 @@
-#include "imaging/template_record.h"
+#include "store/template_record.h"
 
-#include "imaging/artifacts.h"
+#include "store/artifacts.h"
 #include "imaging/layer_format.h"
-#include "imaging/manifest.h"
+#include "store/manifest.h"
 
 #include <set>
 

@@ -1,8 +1,8 @@
-#include "imaging/machine_image_store.h"
+#include "store/machine_image_store.h"
 
-#include "imaging/artifacts.h"
+#include "store/artifacts.h"
 #include "imaging/layer.h"
-#include "imaging/store.h"
+#include "store/store.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,6 +1,6 @@
 // create-rootfs: measure the tree, build ext4 with fakeroot + mke2fs -d into the
 // store's tmp/ folder, import it with Store::import_image, remove the temporary.
-#include "imaging/rootfs_image.h"
+#include "store/rootfs_image.h"
 
 #include "base/fd.h"
 #include "base/host_tool.h"

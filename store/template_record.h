@@ -8,7 +8,7 @@
 // record lock the caller holds (record_files.h).
 #pragma once
 
-#include "imaging/vm_record.h"
+#include "store/vm_record.h"
 
 namespace strata {
 

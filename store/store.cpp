@@ -1,10 +1,10 @@
 // Store: opening, locking, manifest I/O, listing, describe, delete and garbage
 // collection. Disk operations are in store_disks.cpp, images in store_images.cpp.
-#include "imaging/store.h"
-#include "imaging/vm_record.h"
+#include "store/store.h"
+#include "store/vm_record.h"
 
 #include "base/fd.h"
-#include "imaging/machine_image.h"
+#include "store/machine_image.h"
 
 #include <algorithm>
 #include <dirent.h>

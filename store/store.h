@@ -26,7 +26,7 @@
 
 #include "base/result.h"
 #include "imaging/chain.h"
-#include "imaging/manifest.h"
+#include "store/manifest.h"
 #include "imaging/open_image.h"
 #include "imaging/store_io.h"
 

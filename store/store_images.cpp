@@ -1,11 +1,11 @@
 // Store: images — created from a disk or snapshot (O(1)), imported from raw,
 // qcow2, a strata layer or an archive (verified, written under tmp/ and moved
 // into layers/ only when complete), exported as archive, raw, qcow2 or strata.
-#include "imaging/store.h"
+#include "store/store.h"
 
 #include "base/fd.h"
 #include "imaging/archive_reader.h"
-#include "imaging/layer_transfer.h"
+#include "store/layer_transfer.h"
 #include "imaging/archive_writer.h"
 #include "imaging/qcow2_reader.h"
 #include "imaging/qcow2_writer.h"
