@@ -13,8 +13,8 @@
 #pragma once
 
 #include "base/result.h"
-#include "imaging/archive_writer.h"
-#include "imaging/layer.h"
+#include "imaging/archive/archive_writer.h"
+#include "imaging/layer/layer.h"
 
 #include <cstdint>
 #include <span>

@@ -26,7 +26,7 @@
 // the record lock (record_files.h) and may run in any thread of any process.
 #pragma once
 
-#include "imaging/layer_format.h"
+#include "imaging/layer/layer_format.h"
 #include "store/vm_record.h"
 
 #include <set>

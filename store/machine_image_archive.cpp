@@ -1,11 +1,11 @@
-// Machine images as portable archives (imaging/ARCHIVE.md): export and import.
+// Machine images as portable archives (imaging/archive/ARCHIVE.md): export and import.
 #include "store/machine_image_store.h"
 
-#include "imaging/archive_reader.h"
-#include "imaging/archive_writer.h"
+#include "imaging/archive/archive_reader.h"
+#include "imaging/archive/archive_writer.h"
 #include "store/artifacts.h"
 #include "store/layer_transfer.h"
-#include "imaging/layer.h"
+#include "imaging/layer/layer.h"
 #include "store/store.h"
 
 #include <cstring>

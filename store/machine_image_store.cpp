@@ -1,7 +1,7 @@
 #include "store/machine_image_store.h"
 
 #include "store/artifacts.h"
-#include "imaging/layer.h"
+#include "imaging/layer/layer.h"
 #include "store/store.h"
 
 #include <sys/stat.h>

@@ -8,7 +8,7 @@
 #pragma once
 
 #include "base/result.h"
-#include "imaging/layer_format.h"
+#include "imaging/layer/layer_format.h"
 
 #include <nlohmann/json.hpp>
 

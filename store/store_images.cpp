@@ -4,11 +4,11 @@
 #include "store/store.h"
 
 #include "base/fd.h"
-#include "imaging/archive_reader.h"
+#include "imaging/archive/archive_reader.h"
 #include "store/layer_transfer.h"
-#include "imaging/archive_writer.h"
-#include "imaging/qcow2_reader.h"
-#include "imaging/qcow2_writer.h"
+#include "imaging/archive/archive_writer.h"
+#include "imaging/qcow2/qcow2_reader.h"
+#include "imaging/qcow2/qcow2_writer.h"
 
 #include <cstring>
 #include <memory>

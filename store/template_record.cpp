@@ -1,7 +1,7 @@
 #include "store/template_record.h"
 
 #include "store/artifacts.h"
-#include "imaging/layer_format.h"
+#include "imaging/layer/layer_format.h"
 #include "store/manifest.h"
 
 #include <set>

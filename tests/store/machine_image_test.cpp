@@ -4,7 +4,7 @@
 // O(1) VMs from an image, atomicity when a capture is cut short, and the archive
 // round trip into a second store (with a corrupted copy that imports nothing).
 #include "store/artifacts.h"
-#include "imaging/layer.h"
+#include "imaging/layer/layer.h"
 #include "store/machine_image_store.h"
 #include "store/store.h"
 #include "store/template_record.h"

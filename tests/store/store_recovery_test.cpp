@@ -3,7 +3,7 @@
 // between), and a live capture's prepared top recorded over a layer the VMM died
 // before freezing. Opening the disk finishes either and loses nothing.
 #include "imaging/block_backend.h"
-#include "imaging/layer.h"
+#include "imaging/layer/layer.h"
 #include "store/store.h"
 #include "tests/imaging/store_test_util.h"
 

@@ -3,7 +3,7 @@
 // 0 identical, 1 different, 2 error). A strata output is one standalone,
 // writable layer. Progress shows on stderr when it is a terminal (-p forces it).
 #include "base/sysexits.h"
-#include "imaging/qcow2_writer.h"
+#include "imaging/qcow2/qcow2_writer.h"
 #include "store/store.h"
 #include "vmm/cli/commands.h"
 

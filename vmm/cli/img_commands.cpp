@@ -7,7 +7,7 @@
 #include "vmm/cli/img_util.h"
 
 #include "base/sysexits.h"
-#include "imaging/layer.h"
+#include "imaging/layer/layer.h"
 #include "imaging/open_image.h"
 
 #include <CLI/CLI.hpp>

@@ -1,4 +1,4 @@
-// `strata disks|snapshots|images ...`: a thin CLI over imaging/store.h. Every
+// `strata disks|snapshots|images ...`: a thin CLI over store/store.h. Every
 // command opens the store at $STRATA_HOME (default ~/.local/share/strata), maps
 // errors to sysexits codes (base/sysexits.h) with the store's message, and offers
 // --json on list/describe. Long operations (import, export, flatten) show

@@ -25,7 +25,7 @@
 
 #include "base/fd.h"
 #include "imaging/block_backend.h"
-#include "imaging/qcow2_format.h"
+#include "imaging/qcow2/qcow2_format.h"
 #include "imaging/store_io.h"
 
 #include <deque>

@@ -10,7 +10,7 @@
 // Threading: one thread drives an engine at a time (see io_engine.h).
 #pragma once
 
-#include "imaging/io_engine.h"
+#include "imaging/io/io_engine.h"
 
 #include <deque>
 #include <liburing.h>

@@ -7,7 +7,7 @@
 #pragma once
 
 #include "base/result.h"
-#include "imaging/qcow2_format.h"
+#include "imaging/qcow2/qcow2_format.h"
 
 #include <cstddef>
 #include <span>

@@ -1,4 +1,4 @@
-// The on-disk encoding of a strata layer (imaging/FORMAT.md): header slots,
+// The on-disk encoding of a strata layer (imaging/layer/FORMAT.md): header slots,
 // checkpoints and journal records, and load_layer(), which reads a layer's
 // metadata through a caller's reader and rebuilds its mapping. Everything here is
 // pure parsing over bytes the caller supplies, so the fuzz target drives exactly
@@ -9,7 +9,7 @@
 #pragma once
 
 #include "base/result.h"
-#include "imaging/extent_map.h"
+#include "imaging/layer/extent_map.h"
 
 #include <array>
 #include <cstddef>

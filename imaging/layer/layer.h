@@ -1,4 +1,4 @@
-// Layer: one strata copy-on-write layer file (format: imaging/FORMAT.md) — its
+// Layer: one strata copy-on-write layer file (format: imaging/layer/FORMAT.md) — its
 // header, its mapping from guest blocks to data in the same file, allocation of
 // new data blocks, the flush protocol (journal record per flush, checkpoints),
 // freezing with a SHA-256 content digest, growing, and check/repair.
@@ -17,9 +17,9 @@
 // Threading: one thread at a time, the thread that drives the layer's engine.
 #pragma once
 
-#include "imaging/extent_map.h"
-#include "imaging/io_engine.h"
-#include "imaging/layer_format.h"
+#include "imaging/layer/extent_map.h"
+#include "imaging/io/io_engine.h"
+#include "imaging/layer/layer_format.h"
 
 #include <memory>
 #include <optional>

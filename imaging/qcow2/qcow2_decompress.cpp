@@ -1,4 +1,4 @@
-#include "imaging/qcow2_decompress.h"
+#include "imaging/qcow2/qcow2_decompress.h"
 
 #include <zlib.h>
 #include <zstd.h>

@@ -1,4 +1,4 @@
-// ArchiveWriter: writes a portable archive (imaging/ARCHIVE.md) — disks as chains
+// ArchiveWriter: writes a portable archive (imaging/archive/ARCHIVE.md) — disks as chains
 // of layers and blobs — compressing chunks with zstd on worker threads
 // (ChunkCompressor) while this thread reads the sources and appends to the file.
 // Zero chunks are never stored. The file is built under a temporary name and
@@ -8,7 +8,7 @@
 #pragma once
 
 #include "base/result.h"
-#include "imaging/archive_format.h"
+#include "imaging/archive/archive_format.h"
 #include "imaging/store_io.h"
 
 #include <functional>

@@ -1,6 +1,6 @@
-#include "imaging/layer_format.h"
+#include "imaging/layer/layer_format.h"
 
-#include "imaging/crc32c.h"
+#include "imaging/layer/crc32c.h"
 
 #include <algorithm>
 #include <cstring>

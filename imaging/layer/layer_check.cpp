@@ -1,6 +1,6 @@
 // Layer::check (qemu-img check's counts for a strata layer) and the content digest.
 #include "base/sha256.h"
-#include "imaging/layer.h"
+#include "imaging/layer/layer.h"
 
 #include <algorithm>
 #include <cerrno>

@@ -1,7 +1,7 @@
-#include "imaging/io_engine.h"
+#include "imaging/io/io_engine.h"
 
-#include "imaging/sync_engine.h"
-#include "imaging/uring_engine.h"
+#include "imaging/io/sync_engine.h"
+#include "imaging/io/uring_engine.h"
 
 #include <algorithm>
 #include <cerrno>

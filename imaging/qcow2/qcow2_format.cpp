@@ -1,4 +1,4 @@
-#include "imaging/qcow2_format.h"
+#include "imaging/qcow2/qcow2_format.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "imaging/sync_engine.h"
+#include "imaging/io/sync_engine.h"
 
 #include <cerrno>
 #include <fcntl.h>

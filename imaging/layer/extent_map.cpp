@@ -1,4 +1,4 @@
-#include "imaging/extent_map.h"
+#include "imaging/layer/extent_map.h"
 
 #include <cstdint>
 #include <iterator>

@@ -1,4 +1,4 @@
-#include "imaging/archive_reader.h"
+#include "imaging/archive/archive_reader.h"
 
 #include "base/sha256.h"
 

@@ -1,6 +1,6 @@
-#include "imaging/qcow2_reader.h"
+#include "imaging/qcow2/qcow2_reader.h"
 
-#include "imaging/qcow2_decompress.h"
+#include "imaging/qcow2/qcow2_decompress.h"
 
 #include <algorithm>
 #include <climits>

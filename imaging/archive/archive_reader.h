@@ -1,4 +1,4 @@
-// ArchiveReader: opens a portable archive (imaging/ARCHIVE.md), checks its
+// ArchiveReader: opens a portable archive (imaging/archive/ARCHIVE.md), checks its
 // trailer and manifest, verifies the whole-file SHA-256, and streams each disk
 // layer's or blob's content chunk by chunk, checking every chunk's SHA-256 after
 // decompression. Importers verify() first and write into temporary files that
@@ -9,7 +9,7 @@
 #pragma once
 
 #include "base/fd.h"
-#include "imaging/archive_format.h"
+#include "imaging/archive/archive_format.h"
 #include "imaging/store_io.h"
 
 #include <functional>

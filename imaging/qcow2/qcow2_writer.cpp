@@ -1,7 +1,7 @@
-#include "imaging/qcow2_writer.h"
+#include "imaging/qcow2/qcow2_writer.h"
 
 #include "base/fd.h"
-#include "imaging/qcow2_format.h"
+#include "imaging/qcow2/qcow2_format.h"
 
 #include <algorithm>
 #include <cstring>

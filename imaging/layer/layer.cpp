@@ -1,4 +1,4 @@
-#include "imaging/layer.h"
+#include "imaging/layer/layer.h"
 
 #include <algorithm>
 #include <cerrno>

@@ -1,4 +1,4 @@
-#include "imaging/crc32c.h"
+#include "imaging/layer/crc32c.h"
 
 #include <array>
 #include <cstring>

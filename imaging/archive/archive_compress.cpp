@@ -1,6 +1,6 @@
-#include "imaging/archive_compress.h"
+#include "imaging/archive/archive_compress.h"
 
-#include "imaging/archive_format.h"
+#include "imaging/archive/archive_format.h"
 
 #include <zstd.h>
 

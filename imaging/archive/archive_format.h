@@ -1,4 +1,4 @@
-// The portable archive (imaging/ARCHIVE.md): one self-contained file holding
+// The portable archive (imaging/archive/ARCHIVE.md): one self-contained file holding
 // named entries — disks (a chain of layers) and blobs (boot artifacts) — as
 // zstd-compressed chunks with a SHA-256 per chunk and one over the whole file,
 // described by a JSON manifest stored inside it. This header holds the on-disk
@@ -10,7 +10,7 @@
 #pragma once
 
 #include "base/result.h"
-#include "imaging/layer_format.h"
+#include "imaging/layer/layer_format.h"
 
 #include <nlohmann/json.hpp>
 

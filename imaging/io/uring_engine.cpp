@@ -1,4 +1,4 @@
-#include "imaging/uring_engine.h"
+#include "imaging/io/uring_engine.h"
 
 #include <cerrno>
 #include <cstring>

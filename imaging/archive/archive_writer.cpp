@@ -1,8 +1,8 @@
-#include "imaging/archive_writer.h"
+#include "imaging/archive/archive_writer.h"
 
 #include "base/fd.h"
 #include "base/sha256.h"
-#include "imaging/archive_compress.h"
+#include "imaging/archive/archive_compress.h"
 
 
 #include <algorithm>

@@ -1,4 +1,4 @@
-#include "imaging/archive_format.h"
+#include "imaging/archive/archive_format.h"
 
 #include "base/sha256.h"
 

@@ -8,7 +8,7 @@
 // touch jobs between push and pop, under the compressor's mutex hand-offs.
 #pragma once
 
-#include "imaging/layer_format.h"
+#include "imaging/layer/layer_format.h"
 
 #include <condition_variable>
 #include <cstddef>
