@@ -113,17 +113,6 @@ bool wait_gone(pid_t pid, std::string const& vm, std::chrono::milliseconds timeo
     return true;
 }
 
-Status make_runtime_dir(std::string const& dir)
-{
-    for (std::size_t pos = 1; pos != std::string::npos;) {
-        pos = dir.find('/', pos + 1);
-        std::string part = dir.substr(0, pos);
-        if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST)
-            return errno_error("create '" + part + "'");
-    }
-    return ok();
-}
-
 bool write_all(int fd, char const* data, std::size_t n)
 {
     while (n > 0) {

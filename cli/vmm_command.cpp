@@ -35,19 +35,6 @@ struct VmmOptions {
     std::string api_socket;
 };
 
-Status make_private_dir(std::string const& path)
-{
-    // The runtime folder's parent may be shared (/tmp): create each level 0700.
-    std::string partial;
-    for (std::size_t at = 1; at != std::string::npos;) {
-        at = path.find('/', at + 1);
-        partial = path.substr(0, at);
-        if (::mkdir(partial.c_str(), 0700) < 0 && errno != EEXIST)
-            return errno_error("create runtime folder '" + partial + "'");
-    }
-    return ok();
-}
-
 Status mark_generalized(Store& store, std::string const& name)
 {
     STRATA_TRY(held, RecordLock::take(store.root(), true));
@@ -69,7 +56,7 @@ int run_stored_vm(std::string const& name)
     if (!config)
         return report(config.error());
     auto paths = runtime_paths(store.value()->root(), name);
-    if (auto r = make_private_dir(paths.dir); !r)
+    if (auto r = make_runtime_dir(paths.dir); !r)
         return report(r.error());
     auto relay = ConsoleRelay::start(paths.serial_log, paths.console_socket);
     if (!relay)

@@ -396,6 +396,8 @@ bool Machine::handle_io(kvm_run& run)
 bool Machine::handle_mmio(kvm_run& run)
 {
     std::size_t len = run.mmio.len <= 8 ? run.mmio.len : 8;
+    // SAFETY: run.mmio.data is an 8-byte array inside the kvm_run mapping, and len is
+    // capped at 8; viewing it as bytes aliases nothing else.
     std::span<std::byte> bytes(reinterpret_cast<std::byte*>(run.mmio.data), len);
     if (run.mmio.is_write)
         m_mmio.write(run.mmio.phys_addr, bytes);

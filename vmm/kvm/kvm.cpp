@@ -68,7 +68,7 @@ Result<std::vector<kvm_cpuid_entry2>> Kvm::supported_cpuid() const
     std::vector<std::byte> buf(sizeof(kvm_abi::CpuidHeader) + max_entries * sizeof(kvm_cpuid_entry2));
     kvm_abi::CpuidHeader header { max_entries, 0 };
     std::memcpy(buf.data(), &header, sizeof header);
-    STRATA_TRY(kvm_ioctl(m_fd.get(), kvm_abi::get_supported_cpuid, "KVM_GET_SUPPORTED_CPUID", reinterpret_cast<unsigned long>(buf.data())));
+    STRATA_TRY(kvm_ioctl(m_fd.get(), kvm_abi::get_supported_cpuid, "KVM_GET_SUPPORTED_CPUID", buf.data()));
     std::memcpy(&header, buf.data(), sizeof header);
     std::vector<kvm_cpuid_entry2> entries(header.nent);
     std::memcpy(entries.data(), buf.data() + sizeof header, header.nent * sizeof(kvm_cpuid_entry2));

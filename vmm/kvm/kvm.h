@@ -21,6 +21,18 @@ namespace strata {
 [[nodiscard]] Result<int> kvm_ioctl(int fd, unsigned long request, char const* name, unsigned long arg = 0);
 int kvm_ioctl_or_die(int fd, unsigned long request, char const* name, unsigned long arg = 0);
 
+// The typed form, for ioctls whose argument is a KVM structure (or a buffer holding
+// one and its flexible array): the one place where a pointer becomes ioctl's
+// untyped argument word, so callers pass &regs rather than casting.
+template<typename T>
+[[nodiscard]] Result<int> kvm_ioctl(int fd, unsigned long request, char const* name, T* arg)
+{
+    // SAFETY: ioctl(2) takes its argument as one machine word; the kernel reads or
+    // writes through it the structure that request names. arg points to such a
+    // structure (or a buffer the caller sized for it) that outlives the call.
+    return kvm_ioctl(fd, request, name, reinterpret_cast<unsigned long>(arg));
+}
+
 #define STRATA_KVM_IOCTL(fd, req, arg) ::strata::kvm_ioctl((fd), (req), #req, (arg))
 
 class Kvm {

@@ -64,14 +64,14 @@ Status Vcpu::set_cpuid(std::vector<kvm_cpuid_entry2> entries, std::uint32_t vcpu
     kvm_abi::CpuidHeader header { static_cast<std::uint32_t>(entries.size()), 0 };
     std::memcpy(buf.data(), &header, sizeof header);
     std::memcpy(buf.data() + sizeof header, entries.data(), entries.size() * sizeof(kvm_cpuid_entry2));
-    STRATA_TRY(kvm_ioctl(m_fd.get(), kvm_abi::set_cpuid2, "KVM_SET_CPUID2", reinterpret_cast<unsigned long>(buf.data())));
+    STRATA_TRY(kvm_ioctl(m_fd.get(), kvm_abi::set_cpuid2, "KVM_SET_CPUID2", buf.data()));
     return ok();
 }
 
 Status Vcpu::setup_lapic()
 {
     kvm_lapic_state lapic {};
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_GET_LAPIC, reinterpret_cast<unsigned long>(&lapic)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_GET_LAPIC, &lapic));
     auto set_lvt = [&](std::size_t reg, std::uint32_t mode) {
         std::uint32_t v;
         std::memcpy(&v, lapic.regs + reg, sizeof v);
@@ -80,7 +80,7 @@ Status Vcpu::setup_lapic()
     };
     set_lvt(0x350, 0x7); // LINT0: ExtINT
     set_lvt(0x360, 0x4); // LINT1: NMI
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SET_LAPIC, reinterpret_cast<unsigned long>(&lapic)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SET_LAPIC, &lapic));
     return ok();
 }
 
@@ -127,26 +127,26 @@ Status Vcpu::setup_pvh_entry(std::uint32_t entry, std::uint32_t start_info)
 Result<kvm_regs> Vcpu::get_regs() const
 {
     kvm_regs regs {};
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_GET_REGS, reinterpret_cast<unsigned long>(&regs)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_GET_REGS, &regs));
     return regs;
 }
 
 Status Vcpu::set_regs(kvm_regs const& regs)
 {
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SET_REGS, reinterpret_cast<unsigned long>(&regs)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SET_REGS, &regs));
     return ok();
 }
 
 Result<kvm_sregs> Vcpu::get_sregs() const
 {
     kvm_sregs sregs {};
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_GET_SREGS, reinterpret_cast<unsigned long>(&sregs)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_GET_SREGS, &sregs));
     return sregs;
 }
 
 Status Vcpu::set_sregs(kvm_sregs const& sregs)
 {
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SET_SREGS, reinterpret_cast<unsigned long>(&sregs)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SET_SREGS, &sregs));
     return ok();
 }
 
@@ -156,7 +156,7 @@ Status Vcpu::set_msrs(std::vector<kvm_msr_entry> const& msrs)
     kvm_abi::MsrsHeader header { static_cast<std::uint32_t>(msrs.size()), 0 };
     std::memcpy(buf.data(), &header, sizeof header);
     std::memcpy(buf.data() + sizeof header, msrs.data(), msrs.size() * sizeof(kvm_msr_entry));
-    STRATA_TRY(n, kvm_ioctl(m_fd.get(), kvm_abi::set_msrs, "KVM_SET_MSRS", reinterpret_cast<unsigned long>(buf.data())));
+    STRATA_TRY(n, kvm_ioctl(m_fd.get(), kvm_abi::set_msrs, "KVM_SET_MSRS", buf.data()));
     if (static_cast<std::size_t>(n) != msrs.size())
         return make_error(ErrorKind::Internal, "KVM_SET_MSRS: MSR 0x" + std::to_string(msrs[static_cast<std::size_t>(n)].index) + " was refused");
     return ok();

@@ -12,12 +12,12 @@ Result<std::unique_ptr<Vm>> Vm::create(Kvm const& kvm)
     Fd owned(fd);
     STRATA_TRY(STRATA_KVM_IOCTL(fd, KVM_SET_TSS_ADDR, tss_address));
     std::uint64_t identity = identity_map_address;
-    STRATA_TRY(STRATA_KVM_IOCTL(fd, KVM_SET_IDENTITY_MAP_ADDR, reinterpret_cast<unsigned long>(&identity)));
+    STRATA_TRY(STRATA_KVM_IOCTL(fd, KVM_SET_IDENTITY_MAP_ADDR, &identity));
     STRATA_TRY(STRATA_KVM_IOCTL(fd, KVM_CREATE_IRQCHIP, 0));
     kvm_pit_config pit {};
     // The speaker dummy flag lets the guest probe port 0x61 without a userspace exit.
     pit.flags = KVM_PIT_SPEAKER_DUMMY;
-    STRATA_TRY(STRATA_KVM_IOCTL(fd, KVM_CREATE_PIT2, reinterpret_cast<unsigned long>(&pit)));
+    STRATA_TRY(STRATA_KVM_IOCTL(fd, KVM_CREATE_PIT2, &pit));
     return std::unique_ptr<Vm>(new Vm(kvm, std::move(owned)));
 }
 
@@ -27,8 +27,10 @@ Status Vm::map_memory(std::uint32_t slot, std::uint64_t gpa, std::uint64_t size,
     region.slot = slot;
     region.guest_phys_addr = gpa;
     region.memory_size = size;
+    // SAFETY: KVM takes the mapping's host address as a 64-bit integer; host is the
+    // start of size bytes the caller keeps mapped for as long as the slot exists.
     region.userspace_addr = reinterpret_cast<std::uint64_t>(host);
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SET_USER_MEMORY_REGION, reinterpret_cast<unsigned long>(&region)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SET_USER_MEMORY_REGION, &region));
     return ok();
 }
 
@@ -37,7 +39,7 @@ Status Vm::set_irq_line(std::uint32_t gsi, bool level)
     kvm_irq_level irq {};
     irq.irq = gsi;
     irq.level = level ? 1 : 0;
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_IRQ_LINE, reinterpret_cast<unsigned long>(&irq)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_IRQ_LINE, &irq));
     return ok();
 }
 
@@ -46,7 +48,7 @@ Status Vm::add_irqfd(int eventfd, std::uint32_t gsi)
     kvm_irqfd irqfd {};
     irqfd.fd = static_cast<std::uint32_t>(eventfd);
     irqfd.gsi = gsi;
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_IRQFD, reinterpret_cast<unsigned long>(&irqfd)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_IRQFD, &irqfd));
     return ok();
 }
 
@@ -56,7 +58,7 @@ Status Vm::remove_irqfd(int eventfd, std::uint32_t gsi)
     irqfd.fd = static_cast<std::uint32_t>(eventfd);
     irqfd.gsi = gsi;
     irqfd.flags = KVM_IRQFD_FLAG_DEASSIGN;
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_IRQFD, reinterpret_cast<unsigned long>(&irqfd)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_IRQFD, &irqfd));
     return ok();
 }
 
@@ -78,7 +80,7 @@ static kvm_ioeventfd make_ioeventfd(int eventfd, std::uint64_t addr, std::uint32
 Status Vm::add_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t length, bool pio, std::optional<std::uint64_t> datamatch)
 {
     auto io = make_ioeventfd(eventfd, addr, length, pio, datamatch);
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_IOEVENTFD, reinterpret_cast<unsigned long>(&io)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_IOEVENTFD, &io));
     return ok();
 }
 
@@ -86,7 +88,7 @@ Status Vm::remove_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t lengt
 {
     auto io = make_ioeventfd(eventfd, addr, length, pio, datamatch);
     io.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_IOEVENTFD, reinterpret_cast<unsigned long>(&io)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_IOEVENTFD, &io));
     return ok();
 }
 
@@ -96,7 +98,7 @@ Status Vm::signal_msi(std::uint64_t address, std::uint32_t data)
     msi.address_lo = static_cast<std::uint32_t>(address);
     msi.address_hi = static_cast<std::uint32_t>(address >> 32);
     msi.data = data;
-    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SIGNAL_MSI, reinterpret_cast<unsigned long>(&msi)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SIGNAL_MSI, &msi));
     return ok();
 }
 
@@ -157,7 +159,7 @@ Status Vm::commit_routes()
     kvm_abi::IrqRoutingHeader header { static_cast<std::uint32_t>(entries.size()), 0 };
     std::memcpy(buf.data(), &header, sizeof header);
     std::memcpy(buf.data() + sizeof header, entries.data(), entries.size() * sizeof(kvm_irq_routing_entry));
-    STRATA_TRY(kvm_ioctl(m_fd.get(), kvm_abi::set_gsi_routing, "KVM_SET_GSI_ROUTING", reinterpret_cast<unsigned long>(buf.data())));
+    STRATA_TRY(kvm_ioctl(m_fd.get(), kvm_abi::set_gsi_routing, "KVM_SET_GSI_ROUTING", buf.data()));
     return ok();
 }
 
