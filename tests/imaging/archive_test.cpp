@@ -3,7 +3,7 @@
 #include "imaging/archive/archive_reader.h"
 #include "imaging/archive/archive_writer.h"
 #include "imaging/raw_backend.h"
-#include "tests/imaging/store_test_util.h"
+#include "tests/support/shell.h"
 
 #include <fcntl.h>
 #include <map>

@@ -3,7 +3,7 @@
 #include "imaging/raw_backend.h"
 #include "imaging/io/sync_engine.h"
 #include "imaging/io/uring_engine.h"
-#include "tests/imaging/temp_dir.h"
+#include "tests/support/temp_dir.h"
 
 #include <doctest/doctest.h>
 

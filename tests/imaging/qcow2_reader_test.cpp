@@ -4,7 +4,7 @@
 // escapes, corrupted compressed data.
 #include "imaging/qcow2/qcow2_format.h"
 #include "imaging/qcow2/qcow2_reader.h"
-#include "tests/imaging/store_test_util.h"
+#include "tests/support/shell.h"
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -4,7 +4,7 @@
 #include "imaging/qcow2/qcow2_reader.h"
 #include "imaging/qcow2/qcow2_writer.h"
 #include "imaging/raw_backend.h"
-#include "tests/imaging/store_test_util.h"
+#include "tests/support/shell.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -9,7 +9,7 @@
 #include "store/machine_image_store.h"
 #include "store/store.h"
 #include "store/template_record.h"
-#include "tests/imaging/store_test_util.h"
+#include "tests/support/shell.h"
 
 #include <algorithm>
 #include <chrono>

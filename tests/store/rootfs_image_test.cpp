@@ -6,7 +6,7 @@
 // exit code, and a check that no failure, not even a SIGKILL, leaves a file in
 // the store's tmp/.
 #include "base/host_tool.h"
-#include "tests/imaging/store_test_util.h"
+#include "tests/support/shell.h"
 #include "tests/support/process.h"
 
 #include <doctest/doctest.h>

@@ -5,7 +5,7 @@
 #include "imaging/block_backend.h"
 #include "imaging/layer/layer.h"
 #include "store/store.h"
-#include "tests/imaging/store_test_util.h"
+#include "tests/support/shell.h"
 
 #include <doctest/doctest.h>
 

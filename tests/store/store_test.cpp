@@ -3,7 +3,7 @@
 // with a temporary STRATA_HOME (interop with qemu-img, archive corruption,
 // concurrent manifest writers in two processes).
 #include "store/store.h"
-#include "tests/imaging/store_test_util.h"
+#include "tests/support/shell.h"
 
 #include <dirent.h>
 #include <set>
