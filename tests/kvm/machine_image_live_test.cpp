@@ -4,6 +4,7 @@
 // and a VMM killed with SIGKILL in the middle of a capture leaves the image absent
 // or complete and the VM's disks usable.
 #include "tests/support/process.h"
+#include "tests/support/strata_home.h"
 
 #include <doctest/doctest.h>
 
@@ -27,7 +28,6 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string const strata_bin = STRATA_BUILD_DIR "/strata";
-std::string const seqcheck_bin = STRATA_BUILD_DIR "/seqcheck";
 int const disk_count = 4;
 // CI captures 5 images; the slow tier's soak sets STRATA_SOAK_IMAGES=100.
 int image_count()
@@ -36,58 +36,24 @@ int image_count()
     return v ? std::atoi(v) : 5;
 }
 
-struct Env {
-    fs::path dir;
+struct Env : strata::test::StrataHome {
     Env()
+        : StrataHome("strata-mil", 60s)
     {
-        char tmpl[] = "/tmp/strata-mil-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        dir = tmpl;
     }
     ~Env()
     {
         // Stop any VMM the test left running, then remove the store.
         for (auto const& vm : { "writer" })
             (void)strata::test::run_process({ strata_bin, "vms", "stop", vm, "--force" }, 20s);
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    strata::test::ProcessResult run(std::vector<std::string> args, bool must_succeed = true) const
-    {
-        strata::test::ProcessOptions options;
-        options.argv = { strata_bin };
-        options.argv.insert(options.argv.end(), args.begin(), args.end());
-        options.env = { { "STRATA_HOME", (dir / "store").string() } };
-        options.timeout = 60s;
-        auto r = strata::test::run_process(options);
-        REQUIRE(r.has_value());
-        INFO(strata::test::join_argv(options.argv), "\n", r.value().describe(), "\n", r.value().out);
-        REQUIRE_FALSE(r.value().timed_out);
-        if (must_succeed)
-            REQUIRE(r.value().exit_code == 0);
-        return r.value();
     }
 };
 
 // Boots nothing: makes a VM from the image, exports each of its disks to raw and
 // runs seqcheck over them.
-int check_image(Env const& env, std::string const& image)
+int check_image(Env const& env, std::string const& image, unsigned min_round = 0)
 {
-    std::string vm = "check-" + image;
-    env.run({ "vms", "create", vm, "--source-machine-image", image });
-    std::vector<std::string> check = { seqcheck_bin, "--blocks", "32" };
-    for (int i = 0; i < disk_count; ++i) {
-        std::string disk = vm + "-disk-d" + std::to_string(i);
-        std::string tmp = "x-" + disk;
-        auto raw = env.dir / (disk + ".raw");
-        env.run({ "images", "create", tmp, "--source-disk", disk });
-        env.run({ "images", "export", tmp, raw.string(), "-O", "raw" });
-        check.push_back(raw.string());
-    }
-    auto r = strata::test::run_process(check, 60s);
-    REQUIRE(r.has_value());
-    INFO(image, ": ", r.value().out, r.value().err);
-    return r.value().exit_code;
+    return strata::test::check_image(env, image, disk_count, false, min_round);
 }
 
 void start_writer(Env const& env)

@@ -2,6 +2,7 @@
 // output, strata's messages and the exit status; then feeds strata every kind of
 // bad input the walking-skeleton issue names and checks the exit code and message.
 #include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
 
 #include <doctest/doctest.h>
 
@@ -40,20 +41,7 @@ ProcessResult run(std::vector<std::string> args, std::vector<std::pair<std::stri
     return r.value();
 }
 
-struct TempDir {
-    fs::path path;
-    TempDir()
-    {
-        char tmpl[] = "/tmp/strata-run-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir()
-    {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using strata::test::TempDir;
 
 std::vector<char> slurp(std::string const& path)
 {

@@ -1,5 +1,5 @@
-// Helpers shared by the machine-image and record tests: a store in a temporary
-// directory with its record folders, single-block writes and reads through a
+// Helpers shared by the machine-image and record tests (with open_store from
+// tests/support/temp_store.h): single-block writes and reads through a
 // disk's chain, and a stopped VM with two disks and a firmware artifact to capture.
 // Threading: test main thread only.
 #pragma once
@@ -10,6 +10,7 @@
 #include "store/store.h"
 #include "store/template_record.h"
 #include "tests/support/shell.h"
+#include "tests/support/temp_store.h"
 
 #include <algorithm>
 #include <chrono>
@@ -22,14 +23,6 @@
 #include <unistd.h>
 
 namespace strata::test {
-
-inline std::unique_ptr<Store> open_store(std::string const& root)
-{
-    auto s = Store::open(root);
-    REQUIRE_MESSAGE(s, (s ? "" : s.error().message));
-    REQUIRE(ensure_record_dirs(root));
-    return std::move(s.value());
-}
 
 inline std::set<std::string> files_in(std::string const& dir)
 {

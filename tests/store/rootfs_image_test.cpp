@@ -8,6 +8,7 @@
 #include "base/host_tool.h"
 #include "tests/support/shell.h"
 #include "tests/support/process.h"
+#include "tests/support/strata_home.h"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -34,15 +35,9 @@ struct Run {
 
 Run strata_run(TempDir const& dir, std::vector<std::string> args, std::vector<std::pair<std::string, std::string>> env = {})
 {
-    strata::test::ProcessOptions options;
-    options.argv = { strata_bin };
-    options.argv.insert(options.argv.end(), args.begin(), args.end());
-    options.env = std::move(env);
-    options.env.emplace_back("STRATA_HOME", dir / "home");
-    options.timeout = 120s;
-    auto r = strata::test::run_process(options);
+    auto r = strata::test::run_strata(dir / "home", args, { std::move(env), {}, 120s });
     REQUIRE_MESSAGE(r.has_value(), "could not spawn strata");
-    INFO(strata::test::join_argv(options.argv), "\n", r.value().describe());
+    INFO(strata::test::join_argv(args), "\n", r.value().describe());
     REQUIRE(r.value().exited);
     return { r.value().exit_code, r.value().out, r.value().err };
 }

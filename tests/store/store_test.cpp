@@ -4,6 +4,7 @@
 // concurrent manifest writers in two processes).
 #include "store/store.h"
 #include "tests/support/shell.h"
+#include "tests/support/temp_store.h"
 
 #include <dirent.h>
 #include <set>
@@ -19,9 +20,7 @@ namespace {
 
 std::unique_ptr<Store> open_store(TempDir const& dir)
 {
-    auto s = Store::open(dir / "home");
-    REQUIRE_MESSAGE(s, (s ? "" : s.error().message));
-    return std::move(s.value());
+    return strata::test::open_store(dir / "home", false);
 }
 
 std::set<std::string> layer_files(TempDir const& dir)

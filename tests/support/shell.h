@@ -1,7 +1,9 @@
-// Helpers shared by the qcow2, archive and store tests: a temporary directory
-// removed at scope exit, shell commands (qemu-img, qemu-io) and whole-file reads.
+// Helpers shared by the qcow2, archive and store tests: shell commands (qemu-img,
+// qemu-io), whole-file reads and pattern images; with the TempDir fixture.
 // Threading: test main thread only.
 #pragma once
+
+#include "tests/support/temp_dir.h"
 
 #include <doctest/doctest.h>
 
@@ -14,29 +16,6 @@
 #include <vector>
 
 namespace strata::test {
-
-class TempDir {
-public:
-    TempDir()
-    {
-        char tmpl[] = "/tmp/strata-store-test-XXXXXX";
-        char* made = ::mkdtemp(tmpl);
-        REQUIRE(made != nullptr);
-        m_path = made;
-    }
-    ~TempDir()
-    {
-        std::string cmd = "rm -rf '" + m_path + "'";
-        [[maybe_unused]] int rc = std::system(cmd.c_str());
-    }
-    TempDir(TempDir const&) = delete;
-    TempDir& operator=(TempDir const&) = delete;
-    std::string const& path() const { return m_path; }
-    std::string operator/(std::string const& name) const { return m_path + "/" + name; }
-
-private:
-    std::string m_path;
-};
 
 // Runs a shell command quietly and returns its exit status.
 inline int sh(std::string const& cmd)
