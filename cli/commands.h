@@ -1,3 +1,8 @@
+// The cli/ folder: the strata command, a thin layer over vmm/ and store/ that
+// parses arguments (CLI11) and turns errors into messages and exit codes. Nothing
+// here is needed to run a VM in-process; as Firecracker keeps its binary apart
+// from its VMM crate, the VMM library never depends on this folder.
+//
 // The strata CLI's subcommand groups. Each group registers its subcommands on the
 // top-level CLI11 app; when one runs, it stores its exit code in exit_code.
 // strata's own failures use the sysexits.h codes from base/sysexits.h.

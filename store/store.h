@@ -1,3 +1,12 @@
+// The store/ folder: what strata keeps under $STRATA_HOME. Disks, snapshots and
+// images are manifests (manifest.h) over imaging's layer files; VM records,
+// instance templates and machine images (vm_record.h, template_record.h,
+// machine_image.h, with record_files.h for their folders and lock) name those
+// manifests and boot artifacts stored once by digest (artifacts.h). Rootfs
+// building, layer transfer and machine-image archives sit here too, because they
+// make store objects. store/ knows what a VM is made of but never runs one: it
+// depends on imaging/ and base/ only, and vmm/ and cli/ depend on it.
+//
 // Store: the image store directory ($STRATA_HOME, default ~/.local/share/strata)
 // and every operation on its disks, snapshots and images. The CLI (`strata
 // disks|snapshots|images`) is a thin layer over this class, and the VMM uses it

@@ -1,9 +1,9 @@
 // VM records ($STRATA_HOME/vms/<name>.json): what a VM in the store is made of.
 //
-// Where these types live, and why here. The image layer knows nothing of how a
-// VM runs (DESIGN.md: vmm -> devices -> imaging), but the store must still hold
-// and check the records that name its layers, disks and boot artifacts, and its
-// garbage collection must read them. So the records are plain, store-level data:
+// Where these types live, and why here. The store (store/, between vmm/ and
+// imaging/) knows what a VM is made of but not how it runs, and must hold and
+// check the records that name its layers, disks and boot artifacts, since its
+// garbage collection reads them. So the records are plain, store-level data:
 // numbers, store names, artifact digests and enumerated words kept as validated
 // strings ("mmio"|"pci", "none"|"writeback"|"unsafe", ...). Nothing here loads a
 // kernel or builds a device: vmm/vm_config.h turns a VmRecord into the VMM's

@@ -1,3 +1,7 @@
+// The imaging/archive/ folder: the portable archive (ARCHIVE.md), its format
+// (this header), compression (archive_compress.h), writer and reader. What goes
+// into an archive (images, machine images) is decided in store/.
+//
 // The portable archive (imaging/archive/ARCHIVE.md): one self-contained file holding
 // named entries — disks (a chain of layers) and blobs (boot artifacts) — as
 // zstd-compressed chunks with a SHA-256 per chunk and one over the whole file,

@@ -1,3 +1,6 @@
+// The imaging/io/ folder: the file I/O engines under every block backend (this
+// interface, io_uring in uring_engine.h, pread/pwrite in sync_engine.h).
+//
 // IoEngine: the file I/O engine under every strata block backend. It owns the
 // queue of file operations (read, write, fdatasync, fallocate) that the raw
 // backend and the layer chain turn guest requests into, and hands each one back

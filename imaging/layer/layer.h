@@ -1,3 +1,8 @@
+// The imaging/layer/ folder: the strata copy-on-write layer. FORMAT.md is the
+// format; layer_format.{h,cpp} its encoding (header codec, journal encoders),
+// layer_journal.cpp the replay of a journal into a mapping, extent_map.h the
+// mapping, crc32c.h the checksum, layer.h the open file, layer_check.cpp its check.
+//
 // Layer: one strata copy-on-write layer file (format: imaging/layer/FORMAT.md) — its
 // header, its mapping from guest blocks to data in the same file, allocation of
 // new data blocks, the flush protocol (journal record per flush, checkpoints),

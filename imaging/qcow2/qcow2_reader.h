@@ -1,3 +1,7 @@
+// The imaging/qcow2/ folder: qcow2 as a foreign format, read (this reader, with
+// qcow2_decompress.h) for import and written (qcow2_writer.h) for export; the
+// header and table layouts are in qcow2_format.h.
+//
 // Qcow2Reader: strata's own read-only qcow2 reader (v2 and v3, extended L2
 // subclusters, zlib and zstd compressed clusters, backing chains), served as a
 // BlockBackend so import, convert and compare treat it like any other disk.

@@ -1,3 +1,7 @@
+// The vmm/boot/ folder: what a guest finds in RAM when its first vCPU starts. The
+// ACPI tables (this header), the ELF/PVH loaders and the e820 map (loader/), and
+// Linux boot (linux/: bzImage, vmlinux and PVH kernels, host-side decompression).
+//
 // ACPI tables strata writes for the guest: RSDP (revision 2), XSDT, a hardware-
 // reduced FADT, a DSDT, and the MADT listing one local APIC per vCPU and the
 // IOAPIC. They sit in the reserved BIOS area at 0xE0000, where a guest that scans

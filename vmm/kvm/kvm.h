@@ -1,3 +1,7 @@
+// The vmm/kvm/ folder: KVM and nothing else strata-specific: the three file
+// descriptors (this header, vm.h, vcpu.h), the ABI structures whose sizes vary
+// (kvm_abi.h), guest RAM, the interrupt lines devices raise, CPU templates.
+//
 // Thin owners of the three KVM file descriptors: the system (/dev/kvm), a VM and a
 // vCPU. Every failing ioctl yields an Error naming the ioctl (STYLE.md point 13);
 // the *_or_die forms abort with that name and are for tests only.
