@@ -28,8 +28,9 @@ struct StrataRunOptions {
     std::chrono::milliseconds timeout { 90'000 };
 };
 
-// Runs `strata args...` with STRATA_HOME=home. Like run_process, a spawn failure
-// is an error and a failing or hung strata a result, for the caller to judge.
+// Runs `strata args...` with STRATA_HOME=home (an empty home leaves STRATA_HOME as
+// it is). Like run_process, a spawn failure is an error and a failing or hung
+// strata a result, for the caller to judge.
 [[nodiscard]] inline Result<ProcessResult> run_strata(std::string const& home, std::vector<std::string> const& args,
     StrataRunOptions options = {})
 {
@@ -37,7 +38,8 @@ struct StrataRunOptions {
     p.argv = { strata_bin };
     p.argv.insert(p.argv.end(), args.begin(), args.end());
     p.env = std::move(options.env);
-    p.env.emplace_back("STRATA_HOME", home);
+    if (!home.empty())
+        p.env.emplace_back("STRATA_HOME", home);
     p.stdin_path = std::move(options.stdin_path);
     p.timeout = options.timeout;
     return run_process(p);
