@@ -1,51 +1,25 @@
 // The PVH boot information for a Linux kernel entered through its Xen
 // PHYS32_ENTRY note: hvm_start_info version 1 with the memory map, the command
 // line and the initrd as module 0 (xen/include/public/arch-x86/hvm/start_info.h).
-// It uses the same guest addresses as vmm/boot/loader/pvh.h (vmm/layout.h); this copy
-// exists so that strata_linux does not link back into strata_vmm.
+// It uses the same guest addresses (vmm/layout.h) and structures
+// (vmm/boot/start_info.h) as vmm/boot/loader/pvh.h.
 // Threading: pure functions over a GuestMemory.
 #pragma once
 
 #include "base/result.h"
 #include "devices/guest_memory.h"
 #include "vmm/boot/linux/boot_params.h"
+#include "vmm/boot/start_info.h"
 
 #include <cstdint>
 #include <span>
 
 namespace strata::linux_boot {
 
-#pragma pack(push, 1)
-struct PvhStartInfo {
-    std::uint32_t magic;          // 0x336ec578
-    std::uint32_t version;        // 1: memmap fields valid
-    std::uint32_t flags;
-    std::uint32_t nr_modules;
-    std::uint64_t modlist_paddr;
-    std::uint64_t cmdline_paddr;
-    std::uint64_t rsdp_paddr;
-    std::uint64_t memmap_paddr;
-    std::uint32_t memmap_entries;
-    std::uint32_t reserved;
-};
-struct PvhModule {
-    std::uint64_t paddr;
-    std::uint64_t size;
-    std::uint64_t cmdline_paddr;
-    std::uint64_t reserved;
-};
-struct PvhMemmapEntry {
-    std::uint64_t addr;
-    std::uint64_t size;
-    std::uint32_t type;
-    std::uint32_t reserved;
-};
-#pragma pack(pop)
-static_assert(sizeof(PvhStartInfo) == 56);
-static_assert(sizeof(PvhModule) == 32);
-static_assert(sizeof(PvhMemmapEntry) == 24);
-
-inline constexpr std::uint32_t kPvhMagic = 0x336ec578;
+using PvhStartInfo = HvmStartInfo;
+using PvhModule = HvmModlistEntry;
+using PvhMemmapEntry = HvmMemmapEntry;
+inline constexpr std::uint32_t kPvhMagic = hvm_start_magic;
 
 struct PvhInputs {
     std::uint64_t cmdline_addr { 0 };

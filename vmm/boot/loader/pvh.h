@@ -9,6 +9,7 @@
 #include "base/result.h"
 #include "devices/guest_memory.h"
 #include "vmm/boot/loader/memory_map.h"
+#include "vmm/boot/start_info.h"
 
 #include <cstdint>
 #include <optional>
@@ -17,36 +18,6 @@
 #include <vector>
 
 namespace strata {
-
-struct HvmStartInfo {
-    std::uint32_t magic;
-    std::uint32_t version;
-    std::uint32_t flags;
-    std::uint32_t nr_modules;
-    std::uint64_t modlist_paddr;
-    std::uint64_t cmdline_paddr;
-    std::uint64_t rsdp_paddr;
-    std::uint64_t memmap_paddr;
-    std::uint32_t memmap_entries;
-    std::uint32_t reserved;
-};
-static_assert(sizeof(HvmStartInfo) == 56);
-
-struct HvmModlistEntry {
-    std::uint64_t paddr;
-    std::uint64_t size;
-    std::uint64_t cmdline_paddr;
-    std::uint64_t reserved;
-};
-
-struct HvmMemmapEntry {
-    std::uint64_t addr;
-    std::uint64_t size;
-    std::uint32_t type;
-    std::uint32_t reserved;
-};
-
-constexpr std::uint32_t hvm_start_magic = 0x336ec578;
 
 struct PvhBootInfo {
     std::string cmdline;
