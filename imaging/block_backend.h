@@ -1,3 +1,10 @@
+// The imaging/ folder: block devices and the files behind them, knowing nothing of
+// VMs or of the store. At the top: this interface, chains of layers (chain.h), the
+// raw backend, opening an image by format (open_image.h) and the whole-disk copy
+// vocabulary (store_io.h). layer/: the strata layer format and Layer; io/: the
+// io_uring and synchronous engines; qcow2/: qcow2 read and write; archive/: the
+// portable archive. imaging/ depends on base/ only.
+//
 // BlockBackend: the small block interface every disk in strata is served through
 // (STYLE.md point 12). Raw files, strata layer chains and the qcow2 reader all
 // implement it; virtio-blk and the img tools only ever see this interface.

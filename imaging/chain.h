@@ -22,9 +22,9 @@
 #pragma once
 
 #include "imaging/block_backend.h"
-#include "imaging/extent_map.h"
-#include "imaging/io_engine.h"
-#include "imaging/layer.h"
+#include "imaging/layer/extent_map.h"
+#include "imaging/io/io_engine.h"
+#include "imaging/layer/layer.h"
 
 #include <deque>
 #include <memory>

@@ -1,7 +1,7 @@
 #include "imaging/open_image.h"
 
 #include "imaging/chain.h"
-#include "imaging/qcow2_reader.h"
+#include "imaging/qcow2/qcow2_reader.h"
 #include "imaging/raw_backend.h"
 
 #include <cstring>

@@ -12,7 +12,7 @@
 #pragma once
 
 #include "imaging/block_backend.h"
-#include "imaging/io_engine.h"
+#include "imaging/io/io_engine.h"
 
 #include <memory>
 #include <string>

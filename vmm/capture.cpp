@@ -2,7 +2,7 @@
 
 #include "devices/virtio/blk/device.h"
 #include "imaging/chain.h"
-#include "imaging/store.h"
+#include "store/store.h"
 #include "vmm/machine_disks.h"
 
 #include <chrono>

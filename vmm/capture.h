@@ -31,7 +31,7 @@
 #pragma once
 
 #include "base/result.h"
-#include "imaging/layer_format.h"
+#include "imaging/layer/layer_format.h"
 
 #include <cstdint>
 #include <string>

@@ -43,6 +43,7 @@ Result<std::unique_ptr<ConsoleRelay>> ConsoleRelay::start(std::string const& log
     relay->m_listener = Fd(s);
     ::unlink(socket_path.c_str());
     mode_t old = ::umask(0177);
+    // SAFETY: sockaddr_un is one of the sockaddr layouts bind() takes; the length says which.
     int r = ::bind(s, reinterpret_cast<sockaddr const*>(&addr), sizeof addr);
     ::umask(old);
     if (r < 0)

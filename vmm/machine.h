@@ -1,3 +1,11 @@
+// The vmm/ folder: running one VM. kvm/ wraps KVM (Kvm, Vm, Vcpu, the ABI, guest
+// RAM, interrupts, CPU templates); boot/ puts a guest into RAM (the ELF and PVH
+// loaders, Linux boot, ACPI tables); api/ is the REST API. At the top is the
+// orchestration: the Machine (machine.cpp builds and boots it, machine_run.cpp
+// runs its threads, machine_exits.cpp dispatches port and MMIO exits), its disks,
+// the controller the API drives, capture and the runtime folder. vmm/ depends on
+// devices/, store/, imaging/ and base/; the strata CLI (cli/) depends on vmm/.
+//
 // Machine: one VM and everything it owns — the KVM VM, guest RAM, vCPUs and their
 // threads, the buses and devices. Ownership is a tree (STYLE.md point 5): the
 // Machine owns all of it through unique_ptr and tears it down in reverse order,

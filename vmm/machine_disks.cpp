@@ -4,7 +4,7 @@
 #include "imaging/chain.h"
 #include "imaging/open_image.h"
 #include "imaging/raw_backend.h"
-#include "imaging/store.h"
+#include "store/store.h"
 #include "vmm/virtio_slot.h"
 
 #include <cstdio>

@@ -14,7 +14,7 @@
 #include "devices/guest_memory.h"
 #include "vmm/disk_config.h"
 #include "vmm/machine_config.h"
-#include "vmm/vm.h"
+#include "vmm/kvm/vm.h"
 
 #include <memory>
 #include <string>

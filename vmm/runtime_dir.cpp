@@ -3,7 +3,9 @@
 #include <cstdlib>
 #include "base/sha256.h"
 
+#include <cerrno>
 #include <span>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace strata {
@@ -24,6 +26,18 @@ RuntimePaths runtime_paths(std::string const& store_root, std::string const& vm_
     p.serial_log = p.dir + "/serial.log";
     p.pid_file = p.dir + "/pid";
     return p;
+}
+
+Status make_runtime_dir(std::string const& dir)
+{
+    std::string partial;
+    for (std::size_t at = 1; at != std::string::npos;) {
+        at = dir.find('/', at + 1);
+        partial = dir.substr(0, at);
+        if (::mkdir(partial.c_str(), 0700) < 0 && errno != EEXIST)
+            return errno_error("create runtime folder '" + partial + "'");
+    }
+    return ok();
 }
 
 } // namespace strata

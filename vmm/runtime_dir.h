@@ -4,8 +4,12 @@
 // XDG_RUNTIME_DIR is unset), where <key> is 16 hex digits of the SHA-256 of the
 // store root and the VM name: short enough that the socket path fits the 108-byte
 // limit of Unix sockets whatever $STRATA_HOME is, and distinct per store and VM.
-// Threading: pure functions.
+// The folder and every level above it that does not exist yet are made 0700, since
+// its parent may be shared (/tmp).
+// Threading: pure functions, and make_runtime_dir, which only makes folders.
 #pragma once
+
+#include "base/result.h"
 
 #include <string>
 
@@ -20,5 +24,9 @@ struct RuntimePaths {
 };
 
 RuntimePaths runtime_paths(std::string const& store_root, std::string const& vm_name);
+
+// Makes dir (RuntimePaths::dir) and each missing level above it, mode 0700; levels
+// that exist already are left as they are.
+[[nodiscard]] Status make_runtime_dir(std::string const& dir);
 
 } // namespace strata

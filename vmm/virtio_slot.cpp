@@ -3,7 +3,7 @@
 #include "devices/pci/pci_bus.h"
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/pci.h"
-#include "vmm/interrupts.h"
+#include "vmm/kvm/interrupts.h"
 #include "vmm/layout.h"
 
 #include <cstdio>

@@ -21,7 +21,7 @@
 #include "devices/bus.h"
 #include "devices/guest_memory.h"
 #include "vmm/machine_config.h"
-#include "vmm/vm.h"
+#include "vmm/kvm/vm.h"
 
 #include <memory>
 #include <string>

@@ -1,7 +1,7 @@
 #include "vmm/vm_config.h"
 
-#include "imaging/artifacts.h"
-#include "imaging/store.h"
+#include "store/artifacts.h"
+#include "store/store.h"
 
 #include <unistd.h>
 

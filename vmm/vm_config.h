@@ -1,12 +1,12 @@
-// The VMM's side of VM records (imaging/vm_record.h) and machine images
-// (imaging/machine_image.h): turning a VM record into the MachineConfig the
+// The VMM's side of VM records (store/vm_record.h) and machine images
+// (store/machine_image.h): turning a VM record into the MachineConfig the
 // Machine is built from (boot artifacts resolved to their files in the store),
 // and a live capture (vmm/capture.h, through VmmController) into a machine image
 // record written with record_machine_image.
 //
 // What `strata vmm --vm NAME` does with it:
 //   auto store = Store::open(Store::default_root());
-//   auto vm = load_vm(*store, name);                       // imaging/vm_record.h
+//   auto vm = load_vm(*store, name);                       // store/vm_record.h
 //   auto config = machine_config_for(*store, vm);          // this header
 //   VmmController controller(name, config, io,
 //       [&](Machine&, MachineImageCapture const& c) { return record_vm_capture(*store, vm, c); });
@@ -15,8 +15,8 @@
 // runs on whichever thread captures (the API's worker thread).
 #pragma once
 
-#include "imaging/machine_image.h"
-#include "imaging/vm_record.h"
+#include "store/machine_image.h"
+#include "store/vm_record.h"
 #include "vmm/machine_config.h"
 #include "vmm/vmm_controller.h"
 

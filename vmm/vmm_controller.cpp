@@ -2,7 +2,7 @@
 
 #include "devices/virtio/blk/device.h"
 #include "devices/virtio/console/device.h"
-#include "imaging/manifest.h"
+#include "store/manifest.h"
 #include "imaging/open_image.h"
 #include "vmm/agent_channel.h"
 #include "vmm/machine_disks.h"

@@ -1,8 +1,8 @@
 // libFuzzer target: the archive trailer and manifest parsers and the reader
-// (imaging/archive_format.cpp, archive_reader.cpp) on arbitrary files: the input
+// (imaging/archive/archive_format.cpp, archive_reader.cpp) on arbitrary files: the input
 // goes into a memfd, is opened, verified and every layer and blob streamed.
-#include "imaging/archive_format.h"
-#include "imaging/archive_reader.h"
+#include "imaging/archive/archive_format.h"
+#include "imaging/archive/archive_reader.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

@@ -1,8 +1,8 @@
-// libFuzzer target for the strata layer parser (imaging/layer_format.cpp): the
+// libFuzzer target for the strata layer parser (imaging/layer/layer_format.cpp): the
 // input is a whole layer file. load_layer (strict and tolerant) and
 // validate_mapping must return a value or an Error for any input — never crash,
 // hang or allocate without bound.
-#include "imaging/layer_format.h"
+#include "imaging/layer/layer_format.h"
 
 #include <algorithm>
 #include <cstddef>

@@ -1,5 +1,5 @@
-// libFuzzer target: the store manifest parser and name check (imaging/manifest.cpp).
-#include "imaging/manifest.h"
+// libFuzzer target: the store manifest parser and name check (store/manifest.cpp).
+#include "store/manifest.h"
 
 #include <string_view>
 

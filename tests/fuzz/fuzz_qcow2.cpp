@@ -1,10 +1,10 @@
 // libFuzzer target: the qcow2 header parser and the reader's table walks
-// (imaging/qcow2_format.cpp, qcow2_reader.cpp) on arbitrary files. The input is
+// (imaging/qcow2/qcow2_format.cpp, qcow2_reader.cpp) on arbitrary files. The input is
 // written to a memfd and opened through /proc/self/fd, then every cluster of a
 // small disk is read and block status queried: errors are fine, crashes,
 // sanitizer reports and unbounded allocations are not.
-#include "imaging/qcow2_format.h"
-#include "imaging/qcow2_reader.h"
+#include "imaging/qcow2/qcow2_format.h"
+#include "imaging/qcow2/qcow2_reader.h"
 
 #include <sys/mman.h>
 #include <unistd.h>

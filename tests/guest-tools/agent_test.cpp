@@ -4,6 +4,7 @@
 #include "agent.h"
 #include "init.h"
 #include "provision.h"
+#include "tests/support/temp_dir.h"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -26,9 +27,6 @@ class FakeEnvironment final : public Environment {
 public:
     FakeEnvironment()
     {
-        std::string t = (fs::temp_directory_path() / "strata-agent-XXXXXX").string();
-        REQUIRE(::mkdtemp(t.data()));
-        m_root = t;
         m_mounts = {
             { "/dev/vda", "/", "ext4", false },
             { "proc", "/proc", "proc", false },
@@ -38,8 +36,6 @@ public:
             { "/dev/vdb", "/srv/bind", "ext4", false }, // a bind mount of /data
         };
     }
-    ~FakeEnvironment() override { fs::remove_all(m_root); }
-
     fs::path root() const override { return m_root; }
     std::vector<Mount> mounts() override { return m_mounts; }
     std::string freeze(std::string const& path) override
@@ -65,7 +61,8 @@ public:
     std::chrono::seconds offset { 0 };
 
 private:
-    fs::path m_root;
+    strata::test::TempDir m_dir { "strata-agent" };
+    fs::path m_root = m_dir.path;
     std::vector<Mount> m_mounts;
 };
 

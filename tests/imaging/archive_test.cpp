@@ -1,9 +1,9 @@
 // The portable archive: round trips of disks (one and several layers) and blobs,
 // zero chunks not stored, and one flipped byte anywhere in the file caught.
-#include "imaging/archive_reader.h"
-#include "imaging/archive_writer.h"
+#include "imaging/archive/archive_reader.h"
+#include "imaging/archive/archive_writer.h"
 #include "imaging/raw_backend.h"
-#include "tests/imaging/store_test_util.h"
+#include "tests/support/shell.h"
 
 #include <fcntl.h>
 #include <map>

@@ -1,9 +1,9 @@
 // Tests for the io_uring and synchronous engines and the raw backend, on real
 // files with a real ring.
 #include "imaging/raw_backend.h"
-#include "imaging/sync_engine.h"
-#include "imaging/uring_engine.h"
-#include "tests/imaging/temp_dir.h"
+#include "imaging/io/sync_engine.h"
+#include "imaging/io/uring_engine.h"
+#include "tests/support/temp_dir.h"
 
 #include <doctest/doctest.h>
 

@@ -3,7 +3,7 @@
 // Each forwards everything else to a real engine.
 #pragma once
 
-#include "imaging/io_engine.h"
+#include "imaging/io/io_engine.h"
 
 #include <cerrno>
 #include <cstring>

@@ -1,7 +1,7 @@
 // Corrupted, truncated and hostile layer files: each gets a clear Error (or a
 // check report), never a crash or an unbounded allocation; check -r all repairs
 // what can be repaired.
-#include "imaging/crc32c.h"
+#include "imaging/layer/crc32c.h"
 #include "tests/imaging/layer_test_util.h"
 
 #include <fcntl.h>

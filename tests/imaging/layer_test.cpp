@@ -1,9 +1,9 @@
 // Unit tests for the layer format pieces (CRC32C, extent map, header codec) and
 // for Layer on real files: create/open, mapping, allocation, flush, freeze,
 // resize, locks, check.
-#include "imaging/crc32c.h"
-#include "imaging/extent_map.h"
-#include "imaging/layer.h"
+#include "imaging/layer/crc32c.h"
+#include "imaging/layer/extent_map.h"
+#include "imaging/layer/layer.h"
 #include "tests/imaging/layer_test_util.h"
 
 #include <fcntl.h>

@@ -3,9 +3,9 @@
 #pragma once
 
 #include "imaging/chain.h"
-#include "imaging/layer.h"
+#include "imaging/layer/layer.h"
 #include "tests/imaging/engine_wrappers.h"
-#include "tests/imaging/temp_dir.h"
+#include "tests/support/temp_dir.h"
 
 #include <doctest/doctest.h>
 

@@ -2,9 +2,9 @@
 // compared with what `qemu-img convert -O raw` makes of the same file. Then
 // hostile files: truncated, out-of-range offsets, huge tables, backing loops and
 // escapes, corrupted compressed data.
-#include "imaging/qcow2_format.h"
-#include "imaging/qcow2_reader.h"
-#include "tests/imaging/store_test_util.h"
+#include "imaging/qcow2/qcow2_format.h"
+#include "imaging/qcow2/qcow2_reader.h"
+#include "tests/support/shell.h"
 
 #include <fcntl.h>
 #include <unistd.h>

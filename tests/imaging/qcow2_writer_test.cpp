@@ -1,10 +1,10 @@
 // export_qcow2 against real qemu-img: every exported file must pass `qemu-img
 // check` and `qemu-img compare` with its source, for raw and qcow2 sources, odd
 // sizes, several L2 tables and several refcount blocks.
-#include "imaging/qcow2_reader.h"
-#include "imaging/qcow2_writer.h"
+#include "imaging/qcow2/qcow2_reader.h"
+#include "imaging/qcow2/qcow2_writer.h"
 #include "imaging/raw_backend.h"
-#include "tests/imaging/store_test_util.h"
+#include "tests/support/shell.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -6,6 +6,7 @@
 // generalize flow (record marked, image generalized, provisioning data required).
 #include "tests/support/process.h"
 #include "tests/support/seqwriter_progress.h"
+#include "tests/support/strata_home.h"
 #include "vmm/api/client.h"
 
 #include <doctest/doctest.h>
@@ -29,43 +30,16 @@ using nlohmann::json;
 
 namespace {
 
-std::string const strata_bin = STRATA_BUILD_DIR "/strata";
-std::string const seqcheck_bin = STRATA_BUILD_DIR "/seqcheck";
-
-struct Env {
-    fs::path dir;
+struct Env : strata::test::StrataHome {
     std::vector<std::string> vms;
     Env()
+        : StrataHome("strata-agent")
     {
-        char tmpl[] = "/tmp/strata-agent-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        dir = tmpl;
     }
     ~Env()
     {
         for (auto const& vm : vms)
             (void)run_raw({ "vms", "stop", vm, "--force" });
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    strata::test::ProcessResult run_raw(std::vector<std::string> args) const
-    {
-        strata::test::ProcessOptions options;
-        options.argv = { strata_bin };
-        options.argv.insert(options.argv.end(), args.begin(), args.end());
-        options.env = { { "STRATA_HOME", (dir / "store").string() } };
-        options.timeout = 90s;
-        auto r = strata::test::run_process(options);
-        return r ? r.value() : strata::test::ProcessResult {};
-    }
-    strata::test::ProcessResult run(std::vector<std::string> args, bool must_succeed = true) const
-    {
-        auto r = run_raw(args);
-        INFO(strata::test::join_argv(args), "\n", r.describe(), "\n", r.out);
-        REQUIRE_FALSE(r.timed_out);
-        if (must_succeed)
-            REQUIRE(r.exit_code == 0);
-        return r;
     }
     json describe(std::string const& kind, std::string const& name) const
     {
@@ -93,26 +67,10 @@ struct Env {
     }
     std::string socket(std::string const& vm) const { return describe("vms", vm)["api_socket"]; }
 
-    // Exports every disk of a VM made from `image` and runs seqcheck on them
-    // (requiring min_round, the round the guest had reported before the capture).
-    int check_image(std::string const& image, int disks, bool same_round, std::uint64_t min_round) const
+    // Exports every disk of a VM made from `image` and runs seqcheck on them.
+    int check_image(std::string const& image, int disks, bool same_round, std::uint64_t min_round = 0) const
     {
-        std::string vm = "check-" + image;
-        run({ "vms", "create", vm, "--source-machine-image", image });
-        std::vector<std::string> check = { seqcheck_bin, "--blocks", "32", "--min-round", std::to_string(min_round) };
-        if (same_round)
-            check.push_back("--same-round");
-        for (int i = 0; i < disks; ++i) {
-            std::string disk = vm + "-disk-d" + std::to_string(i);
-            auto raw = dir / (disk + ".raw");
-            run({ "images", "create", "x-" + disk, "--source-disk", disk });
-            run({ "images", "export", "x-" + disk, raw.string(), "-O", "raw" });
-            check.push_back(raw.string());
-        }
-        auto r = strata::test::run_process(check, 60s);
-        REQUIRE(r.has_value());
-        INFO(image, ": ", r.value().out, r.value().err);
-        return r.value().exit_code;
+        return strata::test::check_image(*this, image, disks, same_round, min_round);
     }
 };
 

@@ -7,6 +7,7 @@
 // on its own, with a pause between) must fail it, or the test proves nothing.
 #include "tests/support/process.h"
 #include "tests/support/seqwriter_progress.h"
+#include "tests/support/temp_dir.h"
 #include "vmm/api/client.h"
 
 #include <doctest/doctest.h>
@@ -37,20 +38,7 @@ std::string const seqcheck_bin = STRATA_BUILD_DIR "/seqcheck";
 int const disk_count = 4;
 int const captures = 8; // CI; the slow tier's soak runs 100
 
-struct TempDir {
-    fs::path path;
-    TempDir()
-    {
-        char tmpl[] = "/tmp/strata-cap-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir()
-    {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using strata::test::TempDir;
 
 strata::test::ProcessResult run(std::vector<std::string> argv, fs::path const& home)
 {

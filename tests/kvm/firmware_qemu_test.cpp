@@ -6,6 +6,7 @@
 // with -no-reboot a reset or a triple fault ends QEMU with status 0. One case
 // runs cpuid under both VMMs, to hold strata's CPU template to QEMU's result.
 #include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
 
 #include <doctest/doctest.h>
 
@@ -26,27 +27,7 @@ namespace {
 
 std::string const firmware_dir = STRATA_BUILD_DIR "/firmware";
 
-struct TempDir {
-    fs::path path;
-    TempDir()
-    {
-        char tmpl[] = "/tmp/strata-fwqemu-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir()
-    {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(std::string const& name, uintmax_t size) const
-    {
-        fs::path p = path / name;
-        { std::ofstream touch(p); }
-        fs::resize_file(p, size);
-        return p.string();
-    }
-};
+using strata::test::TempDir;
 
 std::vector<std::string> qemu(std::string const& machine, std::string const& program, std::string const& append)
 {

@@ -2,6 +2,7 @@
 // both transports over raw files and over store disks with chains of depth 1 and
 // 8, and seqwriter's multi-disk ordering checked by the independent seqcheck.
 #include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
 
 #include <doctest/doctest.h>
 
@@ -22,20 +23,7 @@ std::string const strata_bin = STRATA_BUILD_DIR "/strata";
 std::string const seqcheck_bin = STRATA_BUILD_DIR "/seqcheck";
 std::string firmware(std::string const& name) { return STRATA_BUILD_DIR "/firmware/" + name + ".elf"; }
 
-struct TempDir {
-    fs::path path;
-    TempDir()
-    {
-        char tmpl[] = "/tmp/strata-blk-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir()
-    {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using strata::test::TempDir;
 
 ProcessResult run(std::vector<std::string> argv, TempDir const& home)
 {

@@ -2,6 +2,8 @@
 // output, strata's messages and the exit status; then feeds strata every kind of
 // bad input the walking-skeleton issue names and checks the exit code and message.
 #include "tests/support/process.h"
+#include "tests/support/strata_home.h"
+#include "tests/support/temp_dir.h"
 
 #include <doctest/doctest.h>
 
@@ -27,33 +29,14 @@ std::string firmware(std::string const& name) { return STRATA_BUILD_DIR "/firmwa
 
 ProcessResult run(std::vector<std::string> args, std::vector<std::pair<std::string, std::string>> env = {}, std::optional<std::string> stdin_path = {})
 {
-    ProcessOptions options;
-    options.argv = { strata_bin };
-    options.argv.insert(options.argv.end(), args.begin(), args.end());
-    options.env = std::move(env);
-    options.stdin_path = std::move(stdin_path);
-    options.timeout = 60s;
-    auto r = strata::test::run_process(options);
+    auto r = strata::test::run_strata({}, args, { std::move(env), std::move(stdin_path), 60s });
     REQUIRE_MESSAGE(r.has_value(), "could not spawn strata");
-    INFO(strata::test::join_argv(options.argv), "\n", r.value().describe(), "\nstdout:\n", r.value().out);
+    INFO(strata::test::join_argv(args), "\n", r.value().describe(), "\nstdout:\n", r.value().out);
     REQUIRE_FALSE(r.value().timed_out);
     return r.value();
 }
 
-struct TempDir {
-    fs::path path;
-    TempDir()
-    {
-        char tmpl[] = "/tmp/strata-run-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir()
-    {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-};
+using strata::test::TempDir;
 
 std::vector<char> slurp(std::string const& path)
 {

@@ -4,8 +4,10 @@
 // flags, an image, a template and a machine image; start/describe/console/stop/
 // delete; capture of a stopped VM and three VMs from it; export/import into a
 // second store (and a corrupted archive); live capture through `strata vmm`.
-#include "imaging/store.h"
+#include "store/store.h"
 #include "tests/support/process.h"
+#include "tests/support/strata_home.h"
+#include "tests/support/temp_store.h"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -30,35 +32,23 @@ std::string const hello_fw = STRATA_BUILD_DIR "/firmware/hello.elf";
 bool contains(std::string const& haystack, std::string const& needle) { return haystack.find(needle) != std::string::npos; }
 
 struct Home {
-    fs::path path;
+    strata::test::TempDir dir { "strata-vms" };
+    fs::path path = dir.path;
     std::set<std::string> started;
 
-    Home()
-    {
-        char tmpl[] = "/tmp/strata-vms-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
+    Home() = default;
     ~Home()
     {
         // Started VMMs run in their own sessions: end them whatever the test did.
         for (auto const& vm : started)
             (void)raw({ "vms", "stop", vm, "--force" });
-        std::error_code ec;
-        fs::remove_all(path, ec);
     }
     Home(Home const&) = delete;
     Home& operator=(Home const&) = delete;
 
     strata::test::ProcessResult raw(std::vector<std::string> args, std::optional<std::string> stdin_path = {}) const
     {
-        strata::test::ProcessOptions options;
-        options.argv = { strata_bin };
-        options.argv.insert(options.argv.end(), args.begin(), args.end());
-        options.env = { { "STRATA_HOME", path.string() } };
-        options.stdin_path = std::move(stdin_path);
-        options.timeout = 60s;
-        auto r = strata::test::run_process(options);
+        auto r = strata::test::run_strata(path.string(), args, { {}, std::move(stdin_path), 60s });
         REQUIRE_MESSAGE(r.has_value(), "could not spawn strata");
         return r.value();
     }
@@ -86,9 +76,7 @@ struct Home {
 
     std::unique_ptr<strata::Store> store() const
     {
-        auto s = strata::Store::open(path.string());
-        REQUIRE(s);
-        return std::move(s.value());
+        return strata::test::open_store(path.string(), false);
     }
 };
 

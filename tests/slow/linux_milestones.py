@@ -26,7 +26,7 @@ MILESTONES = [
     ("boot_complete", r"strata-agent: boot-complete"),
 ]
 
-# strata's `--cpu-template minimal` (vmm/cpu_template.h) spelled as QEMU CPU flags.
+# strata's `--cpu-template minimal` (vmm/kvm/cpu_template.h) spelled as QEMU CPU flags.
 QEMU_MINIMAL_CPU = "max,-arch-capabilities," + ",".join("-" + f for f in [
     "cx16", "xsave", "xsaveopt", "xsavec", "xsaves", "avx", "avx2", "fma", "f16c",
     "avx512f", "avx512dq", "avx512ifma", "avx512pf", "avx512er", "avx512cd", "avx512bw",

@@ -2,6 +2,7 @@
 // seqwriter records itself (the layout from firmware/README.md) and runs the
 // checker as a process, as the kvm tests and the machine-image work do.
 #include "tests/support/process.h"
+#include "tests/support/temp_dir.h"
 
 #include <doctest/doctest.h>
 
@@ -17,16 +18,7 @@ namespace {
 
 constexpr uint64_t blocks = 8;
 
-struct TempDir {
-    std::string path;
-    TempDir()
-    {
-        char tmpl[] = "/tmp/strata-seqcheck-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        path = tmpl;
-    }
-    ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
+using strata::test::TempDir;
 
 void put64(std::vector<unsigned char>& d, size_t off, uint64_t v)
 {
@@ -70,7 +62,7 @@ std::vector<unsigned char> disk_after(uint32_t index, std::optional<uint64_t> hi
 
 std::string save(TempDir const& dir, std::string const& name, std::vector<unsigned char> const& d)
 {
-    std::string p = dir.path + "/" + name;
+    std::string p = dir.path(name);
     std::ofstream(p, std::ios::binary)
         .write(reinterpret_cast<char const*>(d.data()), static_cast<std::streamsize>(d.size())); // SAFETY: bytes
     return p;
@@ -159,7 +151,7 @@ TEST_CASE("seqcheck rejects the same disk twice and bad usage")
     auto r = check({ a, a });
     CHECK(r.exit_code == 1);
     CHECK(r.out.find("same disk twice") != std::string::npos);
-    auto missing = strata::test::run_process({ STRATA_BUILD_DIR "/seqcheck", dir.path + "/missing" });
+    auto missing = strata::test::run_process({ STRATA_BUILD_DIR "/seqcheck", dir.path("missing") });
     REQUIRE(missing);
     CHECK(missing.value().exit_code == 2);
     std::vector<unsigned char> tiny(100, 0);

@@ -1,6 +1,6 @@
 // The ACPI tables strata writes: checksums, the RSDP -> XSDT -> MADT chain, one
 // enabled local APIC per vCPU with ids 0..n-1, and the IOAPIC.
-#include "vmm/acpi.h"
+#include "vmm/boot/acpi.h"
 #include "vmm/layout.h"
 
 #include <doctest/doctest.h>

@@ -3,7 +3,7 @@
 // bodies over HTTP, keep-alive, malformed, truncated, slow and oversized requests
 // (each gets a 4xx or a close, and the server keeps serving), and a blocking
 // controller call that does not stall the socket I/O.
-#include "tests/imaging/temp_dir.h"
+#include "tests/support/temp_dir.h"
 #include "tests/vmm/api_fake_controller.h"
 #include "vmm/api/client.h"
 #include "vmm/api/server.h"

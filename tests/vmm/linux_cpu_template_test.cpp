@@ -1,8 +1,8 @@
 // CPU templates: `minimal` clears exactly the features emulators lack and keeps
 // the rest; `host` changes nothing. Checked on a synthetic all-ones vector and,
 // when /dev/kvm is there, on KVM's real supported set.
-#include "vmm/cpu_template.h"
-#include "vmm/kvm.h"
+#include "vmm/kvm/cpu_template.h"
+#include "vmm/kvm/kvm.h"
 
 #include <doctest/doctest.h>
 

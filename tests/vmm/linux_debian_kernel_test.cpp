@@ -4,10 +4,10 @@
 // case says so and is skipped.
 #include "tests/vmm/linux_test_util.h"
 #include "vmm/layout.h"
-#include "vmm/linux/bzimage.h"
-#include "vmm/linux/elf_kernel.h"
-#include "vmm/linux/kernel_cache.h"
-#include "vmm/linux/linux_loader.h"
+#include "vmm/boot/linux/bzimage.h"
+#include "vmm/boot/linux/elf_kernel.h"
+#include "vmm/boot/linux/kernel_cache.h"
+#include "vmm/boot/linux/linux_loader.h"
 
 #include <doctest/doctest.h>
 

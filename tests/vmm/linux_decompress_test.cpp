@@ -2,7 +2,7 @@
 // produced by the real command-line compressors, plus truncation, unknown magic
 // and decompression bombs against the output cap.
 #include "tests/vmm/linux_test_util.h"
-#include "vmm/linux/decompress.h"
+#include "vmm/boot/linux/decompress.h"
 
 #include <doctest/doctest.h>
 

@@ -3,7 +3,7 @@
 // and malformed files.
 #include "tests/vmm/linux_test_images.h"
 #include "tests/vmm/linux_test_util.h"
-#include "vmm/linux/elf_kernel.h"
+#include "vmm/boot/linux/elf_kernel.h"
 
 #include <doctest/doctest.h>
 

@@ -6,10 +6,10 @@
 #include "tests/vmm/linux_test_images.h"
 #include "tests/vmm/linux_test_util.h"
 #include "vmm/layout.h"
-#include "vmm/linux/bzimage.h"
-#include "vmm/linux/kernel_cache.h"
-#include "vmm/linux/linux_loader.h"
-#include "vmm/linux/pvh_boot.h"
+#include "vmm/boot/linux/bzimage.h"
+#include "vmm/boot/linux/kernel_cache.h"
+#include "vmm/boot/linux/linux_loader.h"
+#include "vmm/boot/linux/pvh_boot.h"
 
 #include <doctest/doctest.h>
 

@@ -4,12 +4,12 @@
 // minimal run loop serves the serial port and the exit port. A probe exits 0
 // only when every check of what it was handed passed. Label kvm.
 #include "tests/vmm/linux_test_util.h"
-#include "vmm/cpu_template.h"
-#include "vmm/guest_ram.h"
-#include "vmm/kvm.h"
-#include "vmm/linux/linux_loader.h"
-#include "vmm/vcpu.h"
-#include "vmm/vm.h"
+#include "vmm/kvm/cpu_template.h"
+#include "vmm/kvm/guest_ram.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/boot/linux/linux_loader.h"
+#include "vmm/kvm/vcpu.h"
+#include "vmm/kvm/vm.h"
 
 #include <doctest/doctest.h>
 

@@ -3,7 +3,7 @@
 // wrapping a payload behind a setup header the test can then corrupt.
 #pragma once
 
-#include "vmm/linux/boot_params.h"
+#include "vmm/boot/linux/boot_params.h"
 
 #include <elf.h>
 

@@ -2,9 +2,9 @@
 // well-formed images load; malformed ones (not ELF, truncated, overlapping,
 // wrapping, outside memory) are refused with a message and nothing else happens.
 #include "vmm/layout.h"
-#include "vmm/loader/elf.h"
-#include "vmm/loader/memory_map.h"
-#include "vmm/loader/pvh.h"
+#include "vmm/boot/loader/elf.h"
+#include "vmm/boot/loader/memory_map.h"
+#include "vmm/boot/loader/pvh.h"
 
 #include <doctest/doctest.h>
 

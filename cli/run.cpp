@@ -1,0 +1,97 @@
+// `strata run`: boots one VM in the foreground. The guest's serial port is this
+// process's stdout/stdin; strata's own messages go to stderr. The exit status is
+// the value the guest wrote to the exit port, or a sysexits.h code for strata's
+// own failures (README.md lists them).
+#include "cli/commands.h"
+
+#include "base/sysexits.h"
+#include "cli/run_support.h"
+#include "vmm/machine.h"
+#include "vmm/vmm_controller.h"
+
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <iostream>
+#include <memory>
+#include <unistd.h>
+
+namespace strata::cli {
+
+namespace {
+
+struct RunOptions {
+    MachineConfig config;
+    std::string on_reboot { "exit" };
+    std::string cpu_template { "host" };
+    std::string boot_protocol { "auto" };
+    std::string transport { "mmio" };
+    std::vector<std::string> disks;
+    std::string api_socket;
+};
+
+// With --api-socket the VM also serves the REST API while it runs, so it can be
+// paused, captured and asked to shut down; a reset ends it whatever --on-reboot says.
+int run_with_api(MachineConfig const& config, std::string const& socket)
+{
+    VmmController controller("strata-run", config, MachineIo { STDOUT_FILENO, STDIN_FILENO });
+    return serve_until_exit(controller, socket, true);
+}
+
+int run_vm(RunOptions& options)
+{
+    auto& config = options.config;
+    config.on_reboot = options.on_reboot == "restart" ? OnReboot::Restart : OnReboot::Exit;
+    config.cpu_template = options.cpu_template == "minimal" ? CpuTemplate::Minimal : CpuTemplate::Host;
+    config.boot_protocol = options.boot_protocol == "pvh" ? BootProtocol::Pvh : options.boot_protocol == "linux" ? BootProtocol::Linux64 : BootProtocol::Auto;
+    config.transport = options.transport == "pci" ? Transport::Pci : Transport::Mmio;
+    config.disks.clear();
+    for (std::size_t i = 0; i < options.disks.size(); ++i) {
+        auto disk = parse_disk_spec(options.disks[i], static_cast<unsigned>(i));
+        if (!disk)
+            return report(disk.error());
+        config.disks.push_back(disk.value());
+    }
+    // The guest's console must never block strata or kill it with SIGPIPE.
+    std::signal(SIGPIPE, SIG_IGN);
+
+    if (!options.api_socket.empty())
+        return run_with_api(config, options.api_socket);
+    for (;;) {
+        auto machine = Machine::create(config, MachineIo { STDOUT_FILENO, STDIN_FILENO });
+        if (!machine)
+            return report(machine.error());
+        int signal_number = 0;
+        Machine& m = *machine.value();
+        auto exit = with_signals<MachineExit>([&] { return m.run(); }, [&] { m.stop(); }, signal_number);
+        bool restart = false;
+        int status = exit_status(exit, config.on_reboot, signal_number, restart);
+        if (!restart)
+            return status;
+    }
+}
+
+} // namespace
+
+void register_run(CLI::App& app, int& exit_code)
+{
+    auto options = std::make_shared<RunOptions>();
+    auto* run = app.add_subcommand("run", "Boot a VM in the foreground; its serial console is stdin/stdout");
+    auto* boot = run->add_option_group("boot source");
+    boot->add_option("--firmware", options->config.firmware, "A PVH-bootable ELF guest program");
+    boot->add_option("--kernel", options->config.kernel, "A Linux kernel: bzImage, vmlinux or PVH ELF");
+    boot->require_option(1);
+    run->add_option("--initrd", options->config.initrd, "An initial RAM disk (a PVH module for firmware)");
+    run->add_option("--cmdline", options->config.cmdline, "The guest's command line");
+    run->add_option("--vcpus", options->config.vcpus, "Number of vCPUs")->default_val(1)->check(CLI::Range(1u, MachineConfig::max_vcpus));
+    run->add_option("--memory", options->config.memory_mib, "Guest RAM in MiB")->default_val(128)->check(CLI::PositiveNumber);
+    run->add_option("--on-reboot", options->on_reboot, "What a guest reset does")->default_val("exit")->check(CLI::IsMember({ "exit", "restart" }));
+    run->add_option("--cpu-template", options->cpu_template, "CPUID template")->default_val("host")->check(CLI::IsMember({ "host", "minimal" }));
+    run->add_option("--boot-protocol", options->boot_protocol, "Kernel entry: auto, pvh or linux")->default_val("auto")->check(CLI::IsMember({ "auto", "pvh", "linux" }));
+    run->add_option("--transport", options->transport, "virtio transport for disks")->default_val("mmio")->check(CLI::IsMember({ "mmio", "pci" }));
+    run->add_option("--disk", options->disks, "A disk: NAME[,id=D][,readonly=on] (store) or path=P,format=raw|strata[,id=D][,readonly=on]")->take_all();
+    run->add_option("--api-socket", options->api_socket, "Serve the REST API on this Unix socket while the VM runs");
+    run->callback([options, &exit_code] { exit_code = run_vm(*options); });
+}
+
+} // namespace strata::cli

@@ -1,0 +1,322 @@
+// `strata vms create|list|describe|start|stop|console|delete`: VMs in the store
+// (store/vm_record.h) and their detached VMMs (vm_runtime.cpp). Creation is in
+// vm_create.cpp. --json on list and describe; errors map to sysexits codes.
+#include "cli/commands.h"
+#include "cli/vm_support.h"
+
+#include "store/artifacts.h"
+#include "store/record_files.h"
+
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <unistd.h>
+
+namespace strata::cli {
+
+namespace {
+
+nlohmann::json runtime_json(VmRuntime const& rt)
+{
+    return nlohmann::json { { "state", rt.running ? "running" : "stopped" }, { "pid", rt.running ? rt.pid : 0 },
+        { "api_ready", rt.api_ready }, { "runtime_dir", rt.paths.dir }, { "api_socket", rt.paths.api_socket },
+        { "console_socket", rt.paths.console_socket }, { "serial_log", rt.paths.serial_log }, { "pid_file", rt.paths.pid_file } };
+}
+
+std::string boot_word(BootSpec const& b)
+{
+    return !b.firmware.empty() ? "firmware:" + b.firmware.substr(0, 12) : "kernel:" + b.kernel.substr(0, 12);
+}
+
+int list_vms_command(bool json)
+{
+    return with_vm_store([&](Store& s) {
+        std::vector<VmRecord> vms;
+        {
+            auto held = RecordLock::take(s.root(), false);
+            if (!held)
+                return vm_fail(held.error());
+            auto all = list_vms(held.value());
+            if (!all)
+                return vm_fail(all.error());
+            vms = all.value();
+        }
+        if (json) {
+            nlohmann::json out = nlohmann::json::array();
+            for (auto const& vm : vms) {
+                auto j = vm_json(vm);
+                j.update(runtime_json(vm_runtime(s, vm.name)));
+                out.push_back(j);
+            }
+            std::cout << out.dump(2) << "\n";
+            return 0;
+        }
+        std::printf("%-24s %-8s %5s %8s %5s  %-20s  %s\n", "NAME", "STATE", "VCPUS", "MEMORY", "DISKS", "CREATED", "SOURCE");
+        for (auto const& vm : vms) {
+            auto rt = vm_runtime(s, vm.name);
+            std::printf("%-24s %-8s %5u %7lluM %5zu  %-20s  %s\n", vm.name.c_str(), rt.running ? "running" : "stopped", vm.spec.vcpus,
+                static_cast<unsigned long long>(vm.spec.memory_mib), vm.disks.size(), vm.created.c_str(), vm.source.c_str());
+        }
+        return 0;
+    });
+}
+
+int describe_vm_command(std::string const& name, bool json)
+{
+    return with_vm_store([&](Store& s) {
+        auto vm = load_vm(s, name);
+        if (!vm)
+            return vm_fail(vm.error());
+        auto rt = vm_runtime(s, name);
+        auto j = vm_json(vm.value());
+        j.update(runtime_json(rt));
+        if (json) {
+            std::cout << j.dump(2) << "\n";
+            return 0;
+        }
+        auto const& v = vm.value();
+        std::printf("name: %s\nstate: %s\n", v.name.c_str(), rt.running ? "running" : "stopped");
+        if (rt.running)
+            std::printf("pid: %d\n", static_cast<int>(rt.pid));
+        std::printf("vcpus: %u\nmemory: %llu MiB\nboot: %s\ncmdline: %s\ntransport: %s\ncreated: %s\nsource: %s\n", v.spec.vcpus,
+            static_cast<unsigned long long>(v.spec.memory_mib), boot_word(v.spec.boot).c_str(), v.spec.boot.cmdline.c_str(),
+            v.spec.transport.c_str(), v.created.c_str(), v.source.c_str());
+        if (!v.description.empty())
+            std::printf("description: %s\n", v.description.c_str());
+        std::printf("api_socket: %s\nserial_log: %s\nconsole_socket: %s\n", rt.paths.api_socket.c_str(), rt.paths.serial_log.c_str(),
+            rt.paths.console_socket.c_str());
+        std::printf("disks:\n");
+        for (auto const& d : v.disks)
+            std::printf("  %-12s %-28s%s%s%s cache=%s\n", d.id.c_str(), d.disk.c_str(), d.boot ? " boot" : "", d.read_only ? " readonly" : "",
+                d.scratch ? " scratch" : "", d.cache.c_str());
+        for (auto const& [k, val] : v.labels)
+            std::printf("label: %s=%s\n", k.c_str(), val.c_str());
+        for (auto const& [k, val] : v.metadata)
+            std::printf("metadata: %s=%s\n", k.c_str(), val.c_str());
+        if (!v.instance_id.empty())
+            std::printf("instance id: %s\n", v.instance_id.c_str());
+        if (v.generalized)
+            std::printf("generalized: yes (not startable; capture it as a machine image)\n");
+        return 0;
+    });
+}
+
+int delete_vm_command(std::string const& name, bool stop, unsigned timeout)
+{
+    return with_vm_store([&](Store& s) {
+        auto vm = load_vm(s, name);
+        if (!vm)
+            return vm_fail(vm.error());
+        if (vm_runtime(s, name).running) {
+            if (!stop)
+                return vm_fail(make_error(ErrorKind::Busy, "vm '" + name + "' is running; stop it first or pass --stop"));
+            if (auto st = stop_vm(s, name, false, timeout); !st)
+                return vm_fail(st.error());
+        }
+        {
+            // The record goes first: a crash afterwards leaves only disks no VM names.
+            auto held = RecordLock::take(s.root(), true);
+            if (!held)
+                return vm_fail(held.error());
+            if (auto st = remove_record(s.root(), RecordKind::Vm, name); !st)
+                return vm_fail(st.error());
+            if (auto gc = gc_artifacts(held.value()); !gc)
+                return vm_fail(gc.error());
+        }
+        // The runtime folder (logs of past runs) goes with the VM.
+        std::error_code ec;
+        std::filesystem::remove_all(vm_runtime(s, name).paths.dir, ec);
+        for (auto const& d : vm.value().disks) {
+            if (!d.owned)
+                continue;
+            auto st = s.remove(ObjectKind::Disk, d.disk);
+            // A VMM that just ended may still be releasing its disks' locks.
+            for (int i = 0; i < 50 && !st && st.error().kind == ErrorKind::Busy; ++i) {
+                ::usleep(100'000);
+                st = s.remove(ObjectKind::Disk, d.disk);
+            }
+            if (!st && st.error().kind != ErrorKind::NotFound)
+                return vm_fail(st.error());
+        }
+        return 0;
+    });
+}
+
+struct AgentArgs {
+    std::string name, cmd;
+    std::optional<unsigned> timeout_s;
+    unsigned wait_ms { 2000 };
+    unsigned end_timeout_s { 30 };
+};
+
+int agent_cli(AgentArgs const& a)
+{
+    return with_vm_store([&](Store& s) {
+        auto vm = load_vm(s, a.name);
+        if (!vm)
+            return vm_fail(vm.error());
+        auto reply = agent_command(s, a.name, a.cmd, a.timeout_s, a.wait_ms);
+        if (!reply)
+            return vm_fail(reply.error());
+        auto j = nlohmann::json::parse(reply.value(), nullptr, false);
+        std::cout << (j.is_discarded() ? reply.value() : j.dump(2)) << "\n";
+        return 0;
+    });
+}
+
+// `vms generalize`: the agent removes the guest's identity and powers off; the
+// VMM marks the record when the VM ends (vmm_command.cpp); here we wait for that.
+int generalize_cli(AgentArgs const& a)
+{
+    return with_vm_store([&](Store& s) {
+        auto vm = load_vm(s, a.name);
+        if (!vm)
+            return vm_fail(vm.error());
+        if (vm.value().generalized) {
+            std::printf("vm %s is already generalized\n", a.name.c_str());
+            return 0;
+        }
+        auto reply = agent_command(s, a.name, "generalize", std::nullopt, a.wait_ms);
+        if (!reply)
+            return vm_fail(reply.error());
+        auto j = nlohmann::json::parse(reply.value(), nullptr, false);
+        std::size_t removed = 0;
+        if (j.is_object() && j.contains("result") && j["result"].is_object() && j["result"].contains("removed") && j["result"]["removed"].is_array())
+            removed = j["result"]["removed"].size();
+        std::printf("vm %s: the guest agent removed its identity (%zu items) and is powering off\n", a.name.c_str(), removed);
+        auto const end = std::chrono::steady_clock::now() + std::chrono::seconds(a.end_timeout_s);
+        while (vm_runtime(s, a.name).running) {
+            if (std::chrono::steady_clock::now() >= end)
+                return vm_fail(make_error(ErrorKind::Timeout, "vm '" + a.name + "' acknowledged generalize but did not end within "
+                        + std::to_string(a.end_timeout_s) + " s; it is not marked generalized (look at its console, or stop it and retry)"));
+            ::usleep(100'000);
+        }
+        auto after = load_vm(s, a.name);
+        if (!after)
+            return vm_fail(after.error());
+        if (!after.value().generalized)
+            return vm_fail(make_error(ErrorKind::Guest, "vm '" + a.name + "' ended, but not by the guest's reset or power-off, so it is "
+                    "not marked generalized (see " + vm_runtime(s, a.name).paths.dir + "/vmm.log)"));
+        std::printf("vm %s is generalized; capture it with `strata machine-images create NAME --source-vm %s`\n", a.name.c_str(), a.name.c_str());
+        return 0;
+    });
+}
+
+} // namespace
+
+void register_vms(CLI::App& app, int& exit_code)
+{
+    auto* vms = app.add_subcommand("vms", "VMs: records in the store and their VMM processes");
+    vms->require_subcommand(1);
+    auto a = std::make_shared<VmCreateArgs>();
+    auto flags = std::make_shared<std::pair<bool, bool>>(false, false); // json, force/stop
+    auto timeout = std::make_shared<unsigned>(10);
+    auto name = std::make_shared<std::string>();
+
+    auto* create = vms->add_subcommand("create", "Record a VM (does not start it)");
+    create->add_option("NAME", a->name)->required();
+    auto* src = create->add_option_group("source");
+    src->add_option("--image", a->image, "Boot disk: an O(1) clone of this image (with --firmware or --kernel)");
+    src->add_option("--template", a->template_name, "An instance template");
+    src->add_option("--source-machine-image", a->machine_image, "A machine image: every disk a new layer over its layers");
+    src->require_option(0, 1);
+    create->add_option("--firmware", a->firmware, "A PVH ELF guest program (copied into the store)");
+    create->add_option("--kernel", a->kernel, "A Linux kernel (copied into the store)");
+    create->add_option("--initrd", a->initrd, "An initial RAM disk (copied into the store)");
+    create->add_option("--cmdline", a->cmdline, "The guest's command line");
+    create->add_option("--vcpus", a->vcpus, "Number of vCPUs")->check(CLI::Range(1u, kMaxRecordVcpus));
+    create->add_option("--memory", a->memory_mib, "Guest RAM in MiB")->check(CLI::Range(kMinRecordMemoryMib, kMaxRecordMemoryMib));
+    create->add_option("--disk", a->disks, "NAME[,id=D][,readonly=on][,boot=on][,cache=..][,scratch=on] (a store disk) or size=S,id=D[,...] (a new one)")
+        ->take_all();
+    create->add_option("--labels", a->labels, "k=v,...")->each([a](std::string const&) { a->labels_given = true; });
+    create->add_option("--metadata", a->metadata, "k=v,...")->each([a](std::string const&) { a->metadata_given = true; });
+    create->add_option("--description", a->description);
+    create->add_option("--transport", a->transport, "virtio transport: mmio or pci")->check(CLI::IsMember({ "mmio", "pci" }));
+    create->add_option("--cpu-template", a->cpu_template, "host or minimal")->check(CLI::IsMember({ "host", "minimal" }));
+    create->add_option("--boot-protocol", a->boot_protocol, "auto, pvh or linux")->check(CLI::IsMember({ "auto", "pvh", "linux" }));
+    create->callback([&exit_code, a] {
+        exit_code = with_vm_store([&](Store& s) {
+            auto vm = create_vm(s, *a);
+            if (!vm)
+                return vm_fail(vm.error());
+            std::printf("Created vm %s (%zu disks)\n", vm.value().name.c_str(), vm.value().disks.size());
+            return 0;
+        });
+    });
+
+    auto* list = vms->add_subcommand("list", "List VMs");
+    list->add_flag("--json", flags->first, "JSON output");
+    list->callback([&exit_code, flags] { exit_code = list_vms_command(flags->first); });
+
+    auto* describe = vms->add_subcommand("describe", "Show a VM (with its runtime files)");
+    describe->add_option("NAME", *name)->required();
+    describe->add_flag("--json", flags->first, "JSON output");
+    describe->callback([&exit_code, flags, name] { exit_code = describe_vm_command(*name, flags->first); });
+
+    auto* start = vms->add_subcommand("start", "Start a VM's VMM in the background");
+    start->add_option("NAME", *name)->required();
+    start->callback([&exit_code, name] {
+        exit_code = with_vm_store([&](Store& s) {
+            bool already = false;
+            auto rt = start_vm(s, *name, already);
+            if (!rt)
+                return vm_fail(rt.error());
+            if (!already && !rt.value().running)
+                std::printf("Started vm %s; its guest has already finished (serial log: %s)\n", name->c_str(), rt.value().paths.serial_log.c_str());
+            else
+                std::printf(already ? "vm %s is already running (pid %d)\n" : "Started vm %s (pid %d)\n", name->c_str(), static_cast<int>(rt.value().pid));
+            return 0;
+        });
+    });
+
+    auto* stop = vms->add_subcommand("stop", "Ask the guest to shut down, then end the VMM");
+    stop->add_option("NAME", *name)->required();
+    stop->add_flag("--force", flags->second, "End it at once (SIGKILL)");
+    stop->add_option("--timeout", *timeout, "Seconds to wait for the guest (default 10)");
+    stop->callback([&exit_code, flags, name, timeout] {
+        exit_code = with_vm_store([&](Store& s) {
+            auto vm = load_vm(s, *name);
+            if (!vm)
+                return vm_fail(vm.error());
+            auto st = stop_vm(s, *name, flags->second, *timeout);
+            return st ? 0 : vm_fail(st.error());
+        });
+    });
+
+    auto* console = vms->add_subcommand("console", "Attach to the VM's serial console (detach with Ctrl-])");
+    console->add_option("NAME", *name)->required();
+    console->callback([&exit_code, name] {
+        exit_code = with_vm_store([&](Store& s) {
+            auto st = attach_console(s, *name);
+            return st ? 0 : vm_fail(st.error());
+        });
+    });
+
+    auto agent_args = std::make_shared<AgentArgs>();
+    auto* agent = vms->add_subcommand("agent", "Send one command to the guest agent of a running VM (PUT /agent) and print its reply");
+    agent->add_option("NAME", agent_args->name)->required();
+    agent->add_option("CMD", agent_args->cmd, "ping, freeze, thaw or generalize")->required()->check(CLI::IsMember({ "ping", "freeze", "thaw", "generalize" }));
+    agent->add_option("--timeout-s", agent_args->timeout_s, "freeze: the agent thaws by itself after this many seconds (1-300; default 10)")
+        ->check(CLI::Range(1u, 300u));
+    agent->add_option("--wait", agent_args->wait_ms, "Milliseconds to wait for the reply (default 2000)")->check(CLI::Range(1u, 60000u));
+    agent->callback([&exit_code, agent_args] { exit_code = agent_cli(*agent_args); });
+
+    auto* generalize = vms->add_subcommand("generalize", "Remove the guest's identity through its agent; the VM powers off and is marked generalized");
+    generalize->add_option("NAME", agent_args->name)->required();
+    generalize->add_option("--wait", agent_args->wait_ms, "Milliseconds to wait for the agent's reply (default 10000)")->check(CLI::Range(1u, 60000u));
+    generalize->add_option("--timeout", agent_args->end_timeout_s, "Seconds to wait for the VM to end (default 30)");
+    generalize->preparse_callback([agent_args](std::size_t) { agent_args->wait_ms = 10000; });
+    generalize->callback([&exit_code, agent_args] { exit_code = generalize_cli(*agent_args); });
+
+    auto* del = vms->add_subcommand("delete", "Delete a VM and the disks it created");
+    del->add_option("NAME", *name)->required();
+    del->add_flag("--stop", flags->second, "Stop it first if it runs");
+    del->add_option("--timeout", *timeout, "With --stop: seconds to wait for the guest (default 10)");
+    del->callback([&exit_code, flags, name, timeout] { exit_code = delete_vm_command(*name, flags->second, *timeout); });
+}
+
+} // namespace strata::cli

@@ -1,0 +1,206 @@
+// `strata vms create`: a VM record from flags, an image (boot disk cloned in
+// O(1)), an instance template, or a machine image (every disk a fresh writable
+// layer over the image's frozen layers). Everything is checked before anything
+// is created; disks made before a later failure are removed again.
+#include "cli/vm_support.h"
+
+#include "store/artifacts.h"
+#include "store/machine_image_store.h"
+#include "store/template_record.h"
+#include "cli/img_util.h"
+#include "vmm/disk_config.h"
+
+#include <sstream>
+
+namespace strata::cli {
+
+namespace {
+
+Error usage(std::string const& why)
+{
+    return make_error(ErrorKind::Usage, why);
+}
+
+// A disk to make for the VM before its record is written.
+struct DiskPlan {
+    VmDisk disk;
+    std::string clone_image; // clone this image, or else
+    std::uint64_t size { 0 }; // make an empty disk of this size
+};
+
+Result<bool> on_off(std::string const& spec, std::string const& key, std::string const& value)
+{
+    if (value == "on" || value == "true" || value == "1")
+        return true;
+    if (value == "off" || value == "false" || value == "0")
+        return false;
+    return usage("--disk '" + spec + "': " + key + " must be on or off");
+}
+
+} // namespace
+
+Result<std::optional<NewDiskSpec>> parse_new_disk(std::string const& spec, unsigned index)
+{
+    std::stringstream in(spec);
+    std::vector<std::pair<std::string, std::string>> items;
+    bool has_size = false;
+    for (std::string item; std::getline(in, item, ',');) {
+        auto eq = item.find('=');
+        std::string key = item.substr(0, eq);
+        items.emplace_back(key, eq == std::string::npos ? std::string() : item.substr(eq + 1));
+        has_size = has_size || (eq != std::string::npos && key == "size");
+    }
+    if (!has_size)
+        return std::optional<NewDiskSpec>();
+    NewDiskSpec d;
+    d.id = "disk" + std::to_string(index);
+    for (auto const& [key, value] : items) {
+        if (key == "size") {
+            STRATA_TRY(size, parse_size(value));
+            d.size = size;
+        } else if (key == "id") {
+            d.id = value;
+        } else if (key == "readonly") {
+            STRATA_TRY(v, on_off(spec, key, value));
+            d.read_only = v;
+        } else if (key == "boot") {
+            STRATA_TRY(v, on_off(spec, key, value));
+            d.boot = v;
+        } else if (key == "scratch") {
+            STRATA_TRY(v, on_off(spec, key, value));
+            d.scratch = v;
+        } else if (key == "cache") {
+            STRATA_TRY(check_cache(value));
+            d.cache = value;
+        } else {
+            return usage("--disk '" + spec + "': a new disk takes size=, id=, readonly=, boot=, scratch= and cache=, not '" + key + "'");
+        }
+    }
+    STRATA_TRY(check_disk_id(d.id));
+    if (d.size == 0 || d.size % 512 != 0)
+        return usage("--disk '" + spec + "': size must be a non-zero multiple of 512 bytes");
+    return std::optional<NewDiskSpec>(d);
+}
+
+Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
+{
+    STRATA_TRY(check_object_name(a.name));
+    std::optional<std::map<std::string, std::string>> labels, metadata;
+    if (a.labels_given) {
+        STRATA_TRY(l, parse_labels(a.labels));
+        labels = l;
+    }
+    if (a.metadata_given) {
+        STRATA_TRY(m, parse_metadata(a.metadata));
+        metadata = m;
+    }
+    if (!a.machine_image.empty()) {
+        if (!a.image.empty() || !a.template_name.empty() || !a.firmware.empty() || !a.kernel.empty() || !a.initrd.empty()
+            || !a.disks.empty() || !a.transport.empty() || !a.cpu_template.empty() || !a.boot_protocol.empty())
+            return usage("--source-machine-image takes its boot source, disks and transport from the image; "
+                         "only --vcpus, --memory, --cmdline, --labels, --metadata and --description override it");
+        return create_vm_from_machine_image(store, a.name, a.machine_image,
+            VmOverrides { a.vcpus, a.memory_mib, a.cmdline, a.description, labels, metadata });
+    }
+
+    VmRecord vm;
+    vm.name = a.name;
+    vm.source = "flags";
+    std::vector<DiskPlan> plan;
+    {
+        STRATA_TRY(held, RecordLock::take(store.root(), false));
+        if (read_record(store.root(), RecordKind::Vm, a.name))
+            return make_error(ErrorKind::Exists, "a vm named '" + a.name + "' already exists");
+        if (!a.template_name.empty()) {
+            STRATA_TRY(t, load_template(held, a.template_name));
+            vm.spec = t.spec;
+            vm.labels = t.labels;
+            vm.metadata = t.metadata;
+            vm.description = t.description;
+            vm.source = "template:" + t.name;
+            plan.push_back(DiskPlan { VmDisk { "boot", a.name + "-disk-boot", false, true, false, "none", true }, t.boot_image, 0 });
+            for (auto const& d : t.disks)
+                plan.push_back(DiskPlan { VmDisk { d.id, a.name + "-disk-" + d.id, d.read_only, false, d.scratch, d.cache, true }, {}, d.size });
+        }
+    }
+    bool boot_flags = !a.firmware.empty() || !a.kernel.empty();
+    if (!a.firmware.empty() && !a.kernel.empty())
+        return usage("give --firmware or --kernel, not both");
+    if (!boot_flags && a.template_name.empty())
+        return usage("vms create needs --firmware or --kernel (or --template or --source-machine-image)");
+    if (!a.initrd.empty() && !boot_flags)
+        return usage("--initrd goes with --firmware or --kernel");
+    if (!a.image.empty()) {
+        vm.source = "image:" + a.image;
+        plan.push_back(DiskPlan { VmDisk { "boot", a.name + "-disk-boot", false, true, false, "none", true }, a.image, 0 });
+    }
+    apply_overrides(vm, VmOverrides { a.vcpus, a.memory_mib, a.cmdline, a.description, labels, metadata });
+    if (!a.transport.empty())
+        vm.spec.transport = a.transport;
+    if (!a.cpu_template.empty())
+        vm.spec.cpu_template = a.cpu_template;
+    if (!a.boot_protocol.empty())
+        vm.spec.boot.boot_protocol = a.boot_protocol;
+    for (std::size_t i = 0; i < a.disks.size(); ++i) {
+        STRATA_TRY(fresh, parse_new_disk(a.disks[i], static_cast<unsigned>(i)));
+        if (fresh) {
+            auto const& d = *fresh;
+            plan.push_back(DiskPlan { VmDisk { d.id, a.name + "-disk-" + d.id, d.read_only, d.boot, d.scratch, d.cache, true }, {}, d.size });
+            continue;
+        }
+        STRATA_TRY(spec, parse_disk_spec(a.disks[i], static_cast<unsigned>(i)));
+        if (!spec.path.empty())
+            return usage("--disk '" + a.disks[i] + "': a VM's disks live in the store; import the file first (strata images import) "
+                         "or give size=S for a new disk");
+        std::string cache = spec.cache == DiskCache::Writeback ? "writeback" : spec.cache == DiskCache::Unsafe ? "unsafe" : "none";
+        STRATA_TRY(existing, store.get(ObjectKind::Disk, spec.store_disk));
+        (void)existing;
+        plan.push_back(DiskPlan { VmDisk { spec.id, spec.store_disk, spec.read_only, spec.boot, spec.scratch, cache, false }, {}, 0 });
+    }
+    for (auto const& p : plan)
+        vm.disks.push_back(p.disk);
+    STRATA_TRY(check_vm_disks(vm.disks));
+    STRATA_TRY(check_labels(vm.labels));
+    STRATA_TRY(check_metadata(vm.metadata));
+    {
+        // The spec as it will be, with stand-in digests when they come from files.
+        MachineSpec probe = vm.spec;
+        if (boot_flags)
+            probe.boot = BootSpec { a.firmware.empty() ? "" : std::string(64, '0'), a.kernel.empty() ? "" : std::string(64, '0'),
+                a.initrd.empty() ? "" : std::string(64, '0'), probe.boot.cmdline, probe.boot.boot_protocol };
+        STRATA_TRY(check_spec(probe));
+    }
+
+    // Make the disks, then (under the lock) the artifacts and the record.
+    std::vector<std::string> made;
+    auto undo = [&] {
+        for (auto const& n : made)
+            (void)store.remove(ObjectKind::Disk, n);
+    };
+    for (auto const& p : plan) {
+        if (!p.disk.owned)
+            continue;
+        auto m = p.clone_image.empty() ? store.create_disk(p.disk.disk, p.size)
+                                       : store.create_disk_from(p.disk.disk, ObjectKind::Image, p.clone_image);
+        if (!m) {
+            undo();
+            return m.error().context("vm '" + a.name + "', disk '" + p.disk.id + "'");
+        }
+        made.push_back(p.disk.disk);
+    }
+    vm.created = utc_now();
+    vm.instance_id = new_instance_id();
+    Status saved = [&]() -> Status {
+        STRATA_TRY(held, RecordLock::take(store.root(), true));
+        if (boot_flags)
+            STRATA_TRY(put_boot_artifacts(held, vm.spec.boot, a.firmware, a.kernel, a.initrd));
+        return save_vm(held, vm, true);
+    }();
+    if (!saved) {
+        undo();
+        return saved.error();
+    }
+    return vm;
+}
+
+} // namespace strata::cli

@@ -1,0 +1,345 @@
+// The runtime side of `strata vms`: whether a VM's VMM runs, starting it detached,
+// stopping it, and attaching to its serial console.
+#include "cli/vm_support.h"
+
+#include "base/fd.h"
+#include "base/sysexits.h"
+#include "store/record_files.h"
+#include "vmm/api/client.h"
+
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <fcntl.h>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <poll.h>
+#include <sstream>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <thread>
+#include <unistd.h>
+
+namespace strata::cli {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+int vm_fail(Error const& e)
+{
+    std::cerr << "strata: " << e.message << "\n";
+    return exit_code_for(e.kind);
+}
+
+Result<std::map<std::string, std::string>> parse_labels(std::string const& text)
+{
+    STRATA_TRY(m, parse_key_values(text, "--labels"));
+    STRATA_TRY(check_labels(m));
+    return m;
+}
+
+Result<std::map<std::string, std::string>> parse_metadata(std::string const& text)
+{
+    STRATA_TRY(m, parse_key_values(text, "--metadata"));
+    STRATA_TRY(check_metadata(m));
+    return m;
+}
+
+namespace {
+
+// True while pid is a live (not zombie) `strata vmm` process for vm.
+bool is_vmm(pid_t pid, std::string const& vm)
+{
+    if (pid <= 0)
+        return false;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    if (!std::getline(stat, line))
+        return false;
+    auto close = line.rfind(')');
+    if (close == std::string::npos || close + 2 >= line.size())
+        return false;
+    if (line[close + 2] == 'Z' || line[close + 2] == 'X') {
+        // A zombie main thread: the process is gone once no other thread of it
+        // remains (they may still hold its disks' locks while they finish).
+        std::error_code ec;
+        auto tasks = std::distance(std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec),
+            std::filesystem::directory_iterator());
+        // Its command line is gone with the main thread; the pid file named it.
+        return !ec && tasks > 1;
+    }
+    std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+    std::vector<std::string> args;
+    std::stringstream in(all);
+    for (std::string a; std::getline(in, a, '\0');)
+        args.push_back(a);
+    bool vmm = false, named = false;
+    for (auto const& a : args) {
+        vmm = vmm || a == "vmm";
+        named = named || a == vm || a == "--vm=" + vm;
+    }
+    return vmm && named;
+}
+
+pid_t read_pid(std::string const& path)
+{
+    std::ifstream in(path);
+    long pid = 0;
+    if (!(in >> pid) || pid <= 0 || pid > 1L << 22)
+        return 0;
+    return static_cast<pid_t>(pid);
+}
+
+bool api_answers(std::string const& socket)
+{
+    auto r = api::api_request(socket, "GET", "/", {}, 500ms);
+    return r && r.value().status == 200;
+}
+
+// Waits until pid is gone (or no longer the VM's VMM), up to timeout.
+bool wait_gone(pid_t pid, std::string const& vm, std::chrono::milliseconds timeout)
+{
+    auto end = Clock::now() + timeout;
+    while (is_vmm(pid, vm)) {
+        if (Clock::now() >= end)
+            return false;
+        std::this_thread::sleep_for(20ms);
+    }
+    return true;
+}
+
+bool write_all(int fd, char const* data, std::size_t n)
+{
+    while (n > 0) {
+        ssize_t w = ::write(fd, data, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        data += w;
+        n -= static_cast<std::size_t>(w);
+    }
+    return true;
+}
+
+std::string log_tail(std::string const& path)
+{
+    std::ifstream in(path);
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    return all.size() > 2000 ? all.substr(all.size() - 2000) : all;
+}
+
+} // namespace
+
+VmRuntime vm_runtime(Store const& store, std::string const& vm)
+{
+    VmRuntime rt;
+    rt.paths = runtime_paths(store.root(), vm);
+    rt.pid = read_pid(rt.paths.pid_file);
+    rt.running = is_vmm(rt.pid, vm);
+    rt.api_ready = rt.running && api_answers(rt.paths.api_socket);
+    return rt;
+}
+
+Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& already_running)
+{
+    already_running = false;
+    {
+        STRATA_TRY(held, RecordLock::take(store.root(), false));
+        STRATA_TRY(record, load_vm(held, vm));
+        if (record.generalized)
+            return make_error(ErrorKind::Usage, "vm '" + vm + "' is generalized (its guest identity was removed); capture it with "
+                    "`strata machine-images create` and create new VMs from that image instead of starting it");
+    }
+    VmRuntime rt = vm_runtime(store, vm);
+    if (rt.running) {
+        already_running = true;
+        return rt;
+    }
+    STRATA_TRY(make_runtime_dir(rt.paths.dir));
+    // Left by a VMM that was killed: nothing listens on them any more.
+    for (auto const* p : { &rt.paths.api_socket, &rt.paths.console_socket, &rt.paths.pid_file })
+        ::unlink(p->c_str());
+    char exe[4096];
+    ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return errno_error("find the strata binary (/proc/self/exe)");
+    exe[n] = '\0';
+    std::string log = rt.paths.dir + "/vmm.log";
+    pid_t pid = ::fork();
+    if (pid < 0)
+        return errno_error("fork");
+    if (pid == 0) {
+        // The child: only async-signal-safe calls until exec.
+        ::setsid();
+        int in = ::open("/dev/null", O_RDONLY);
+        int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (in < 0 || out < 0)
+            ::_exit(EX_OSERR);
+        ::dup2(in, 0);
+        ::dup2(out, 1);
+        ::dup2(out, 2);
+        char const* argv[] = { exe, "vmm", "--vm", vm.c_str(), nullptr };
+        // SAFETY: execv takes char* const[]; it does not modify the strings.
+        ::execv(exe, const_cast<char* const*>(argv));
+        ::_exit(EX_OSERR);
+    }
+    // The VMM writes its own pid file too; writing it here as well lets state
+    // checks find the process from its first instant.
+    {
+        std::ofstream p(rt.paths.pid_file + ".start");
+        p << pid << "\n";
+    }
+    if (::access(rt.paths.pid_file.c_str(), F_OK) != 0)
+        ::rename((rt.paths.pid_file + ".start").c_str(), rt.paths.pid_file.c_str());
+    else
+        ::unlink((rt.paths.pid_file + ".start").c_str());
+    auto end = Clock::now() + 10s;
+    for (;;) {
+        int status = 0;
+        if (::waitpid(pid, &status, WNOHANG) == pid) {
+            ::unlink(rt.paths.pid_file.c_str());
+            // A guest may finish before the API is polled (a firmware program
+            // that prints and exits takes ~30 ms): the VM did start, and ran to
+            // a clean end. Only a failed VMM is an error.
+            if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+                return vm_runtime(store, vm);
+            return make_error(ErrorKind::Io, "the VMM of vm '" + vm + "' exited before its API answered; its log (" + log + "):\n" + log_tail(log));
+        }
+        if (api_answers(rt.paths.api_socket))
+            break;
+        if (Clock::now() >= end) {
+            ::kill(pid, SIGKILL);
+            ::waitpid(pid, &status, 0);
+            return make_error(ErrorKind::Io, "the VMM of vm '" + vm + "' did not answer on its API socket within 10 s; its log (" + log + "):\n"
+                    + log_tail(log));
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    return vm_runtime(store, vm);
+}
+
+Error api_error(std::string const& vm, api::ApiResponse const& reply)
+{
+    auto const status = reply.status;
+    ErrorKind kind = status == 504 ? ErrorKind::Timeout
+        : status == 409             ? ErrorKind::Busy
+        : status == 404             ? ErrorKind::NotFound
+        : status < 500              ? ErrorKind::Usage
+                                    : ErrorKind::Io;
+    return make_error(kind, "vm '" + vm + "': " + reply.fault_message());
+}
+
+Result<std::string> agent_command(Store const& store, std::string const& vm, std::string const& cmd, std::optional<unsigned> timeout_s,
+    unsigned wait_ms)
+{
+    VmRuntime rt = vm_runtime(store, vm);
+    if (!rt.running)
+        return make_error(ErrorKind::Usage, "vm '" + vm + "' is not running");
+    nlohmann::json body { { "cmd", cmd }, { "wait_ms", wait_ms } };
+    if (timeout_s)
+        body["timeout_s"] = *timeout_s;
+    // The VMM answers within wait_ms; the margin covers a capture the API may be
+    // busy with when the request arrives.
+    STRATA_TRY(reply, api::api_request(rt.paths.api_socket, "PUT", "/agent", body.dump(), std::chrono::milliseconds(wait_ms) + 60s));
+    if (reply.status != 200)
+        return api_error(vm, reply);
+    return reply.body;
+}
+
+Status stop_vm(Store const& store, std::string const& vm, bool force, unsigned timeout_s)
+{
+    VmRuntime rt = vm_runtime(store, vm);
+    if (!rt.running)
+        return ok();
+    if (!force) {
+        // A guest without an i8042 driver ignores it; the timeout then ends it.
+        (void)api::api_request(rt.paths.api_socket, "PUT", "/actions", R"({"action_type": "SendCtrlAltDel"})", 5s);
+        if (wait_gone(rt.pid, vm, std::chrono::seconds(timeout_s)))
+            return ok();
+        ::kill(rt.pid, SIGTERM);
+        if (wait_gone(rt.pid, vm, 2s))
+            return ok();
+    }
+    ::kill(rt.pid, SIGKILL);
+    if (!wait_gone(rt.pid, vm, 5s))
+        return make_error(ErrorKind::Busy, "the VMM of vm '" + vm + "' (pid " + std::to_string(rt.pid) + ") did not exit");
+    // A killed VMM leaves its runtime files behind.
+    for (auto const* p : { &rt.paths.api_socket, &rt.paths.console_socket, &rt.paths.pid_file })
+        ::unlink(p->c_str());
+    return ok();
+}
+
+Status attach_console(Store const& store, std::string const& vm)
+{
+    VmRuntime rt = vm_runtime(store, vm);
+    if (!rt.running)
+        return make_error(ErrorKind::Usage, "vm '" + vm + "' is not running");
+    Fd sock(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!sock.valid())
+        return errno_error("socket");
+    sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    if (rt.paths.console_socket.size() >= sizeof addr.sun_path)
+        return make_error(ErrorKind::Usage, "console socket path too long");
+    rt.paths.console_socket.copy(addr.sun_path, rt.paths.console_socket.size());
+    // SAFETY: sockaddr_un is passed as the generic sockaddr connect expects.
+    if (::connect(sock.get(), reinterpret_cast<sockaddr const*>(&addr), sizeof addr) != 0)
+        return errno_error("connect to the console of vm '" + vm + "' (" + rt.paths.console_socket + ")");
+    bool tty = ::isatty(0) != 0;
+    termios saved {};
+    if (tty && ::tcgetattr(0, &saved) == 0) {
+        termios raw = saved;
+        ::cfmakeraw(&raw);
+        ::tcsetattr(0, TCSANOW, &raw);
+        std::fprintf(stderr, "Connected to vm '%s'; detach with Ctrl-]\r\n", vm.c_str());
+    }
+    std::signal(SIGPIPE, SIG_IGN);
+    Status result = ok();
+    bool stdin_open = true;
+    char buf[4096];
+    for (;;) {
+        pollfd fds[2] = { { sock.get(), POLLIN, 0 }, { 0, static_cast<short>(stdin_open ? POLLIN : 0), 0 } };
+        if (::poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            result = errno_error("poll");
+            break;
+        }
+        if (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+            ssize_t n = ::read(sock.get(), buf, sizeof buf);
+            if (n <= 0)
+                break; // the VM ended
+            if (!write_all(1, buf, static_cast<std::size_t>(n)))
+                break;
+        }
+        if (stdin_open && (fds[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+            ssize_t n = ::read(0, buf, sizeof buf);
+            if (n <= 0) {
+                // Input ended (a pipe or file): keep showing output until the VM ends.
+                stdin_open = false;
+                continue;
+            }
+            std::string_view in(buf, static_cast<std::size_t>(n));
+            auto detach = in.find('\x1d');
+            if (detach != std::string_view::npos)
+                in = in.substr(0, detach);
+            if (!in.empty() && ::send(sock.get(), in.data(), in.size(), MSG_NOSIGNAL) < 0)
+                break;
+            if (detach != std::string_view::npos)
+                break;
+        }
+    }
+    if (tty) {
+        ::tcsetattr(0, TCSANOW, &saved);
+        std::fprintf(stderr, "\nDetached from vm '%s'\n", vm.c_str());
+    }
+    return result;
+}
+
+} // namespace strata::cli

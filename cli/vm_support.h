@@ -1,0 +1,101 @@
+// What the `strata vms`, `instance-templates` and `machine-images` commands share:
+// opening the store with its record folders, error reporting, --labels/--metadata
+// parsing, and the runtime state of a VM (is its VMM running; where are its API
+// socket, serial log and pid), plus starting and stopping that VMM.
+// Threading: main thread only (CLI).
+#pragma once
+
+#include "base/result.h"
+#include "store/store.h"
+#include "store/vm_record.h"
+#include "vmm/api/client.h"
+#include "vmm/runtime_dir.h"
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <vector>
+#include <string>
+#include <sys/types.h>
+
+namespace strata::cli {
+
+// Prints "strata: <message>" on stderr; returns the sysexits code.
+int vm_fail(Error const& e);
+
+// Opens the store at $STRATA_HOME (with the record folders) and runs fn with it.
+template<typename F>
+int with_vm_store(F&& fn)
+{
+    auto store = Store::open(Store::default_root());
+    if (!store)
+        return vm_fail(store.error());
+    if (auto dirs = ensure_record_dirs(store.value()->root()); !dirs)
+        return vm_fail(dirs.error());
+    return fn(*store.value());
+}
+
+// --labels / --metadata values, checked.
+[[nodiscard]] Result<std::map<std::string, std::string>> parse_labels(std::string const& text);
+[[nodiscard]] Result<std::map<std::string, std::string>> parse_metadata(std::string const& text);
+
+struct VmRuntime {
+    RuntimePaths paths;
+    pid_t pid { 0 };      // from the pid file; 0 when none
+    bool running { false }; // that pid is alive and is a `strata vmm` process
+    bool api_ready { false }; // the API socket answers GET /
+};
+
+VmRuntime vm_runtime(Store const& store, std::string const& vm);
+
+// Spawns `<this binary> vmm --vm NAME` detached (its own session, stdin from
+// /dev/null, stdout/stderr appended to vmm.log in the runtime folder) and waits
+// up to 10 s for its API socket to answer. A running VM is left alone. A VMM
+// that exits 0 before its API answers ran its guest to the end: that is a
+// successful start (running is false in the result).
+[[nodiscard]] Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& already_running);
+
+// Asks the guest to shut down (SendCtrlAltDel) and waits up to timeout_s for the
+// VMM to exit, then SIGTERM (2 s more) and SIGKILL. force: SIGKILL at once.
+[[nodiscard]] Status stop_vm(Store const& store, std::string const& vm, bool force, unsigned timeout_s);
+
+// `vms create`'s arguments (optional ones empty when not given).
+struct VmCreateArgs {
+    std::string name, image, template_name, machine_image;
+    std::string firmware, kernel, initrd;
+    std::optional<std::string> cmdline, description;
+    std::optional<std::uint32_t> vcpus;
+    std::optional<std::uint64_t> memory_mib;
+    std::vector<std::string> disks;
+    std::string labels, metadata;
+    bool labels_given { false }, metadata_given { false };
+    std::string transport, cpu_template, boot_protocol;
+};
+
+// Records a VM (vm_create.cpp): from flags, an image, a template or a machine
+// image. Returns what was recorded.
+[[nodiscard]] Result<VmRecord> create_vm(Store& store, VmCreateArgs const& args);
+
+// A `--disk` of an instance template or of `vms create`: "size=S,id=D[,...]"
+// (a new disk) when it has a size= key; otherwise nullopt.
+struct NewDiskSpec {
+    std::string id;
+    std::uint64_t size { 0 };
+    bool read_only { false }, boot { false }, scratch { false };
+    std::string cache { "none" };
+};
+[[nodiscard]] Result<std::optional<NewDiskSpec>> parse_new_disk(std::string const& spec, unsigned index);
+
+// An API reply with a 4xx/5xx status as an Error (504 -> Timeout, 409 -> Busy,
+// 404 -> NotFound, other 4xx -> Usage, 5xx -> Io), prefixed with the VM's name.
+[[nodiscard]] Error api_error(std::string const& vm, api::ApiResponse const& reply);
+
+// PUT /agent on a running VM: one command to its guest agent; returns the agent's
+// reply line (JSON text).
+[[nodiscard]] Result<std::string> agent_command(Store const& store, std::string const& vm, std::string const& cmd,
+    std::optional<unsigned> timeout_s, unsigned wait_ms);
+
+// Connects the terminal to the VM's serial console until Ctrl-] or the VM ends.
+[[nodiscard]] Status attach_console(Store const& store, std::string const& vm);
+
+} // namespace strata::cli

@@ -1,0 +1,116 @@
+// `strata vmm`: one VM's VMM process, serving the REST API on a Unix socket.
+//   strata vmm --vm NAME          a VM from the store; what `strata vms start`
+//                                 spawns (detached). Its runtime folder (API socket,
+//                                 console socket, serial log, pid) is
+//                                 runtime_paths(store, NAME).
+//   strata vmm --api-socket PATH  an unconfigured VMM that the API configures and
+//                                 starts (Firecracker's way); serial on stdio.
+#include "cli/commands.h"
+
+#include "store/record_files.h"
+#include "store/store.h"
+#include "store/vm_record.h"
+#include "cli/run_support.h"
+#include "vmm/console_relay.h"
+#include "vmm/runtime_dir.h"
+#include "vmm/vm_config.h"
+#include "vmm/vmm_controller.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cerrno>
+#include <csignal>
+#include <fcntl.h>
+#include <iostream>
+#include <memory>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace strata::cli {
+
+namespace {
+
+struct VmmOptions {
+    std::string vm;
+    std::string api_socket;
+};
+
+Status mark_generalized(Store& store, std::string const& name)
+{
+    STRATA_TRY(held, RecordLock::take(store.root(), true));
+    STRATA_TRY(vm, load_vm(held, name));
+    vm.generalized = true;
+    return save_vm(held, vm, false);
+}
+
+int run_stored_vm(std::string const& name)
+{
+    std::signal(SIGPIPE, SIG_IGN);
+    auto store = Store::open(Store::default_root());
+    if (!store)
+        return report(store.error());
+    auto vm = load_vm(*store.value(), name);
+    if (!vm)
+        return report(vm.error());
+    auto config = machine_config_for(*store.value(), vm.value());
+    if (!config)
+        return report(config.error());
+    auto paths = runtime_paths(store.value()->root(), name);
+    if (auto r = make_runtime_dir(paths.dir); !r)
+        return report(r.error());
+    auto relay = ConsoleRelay::start(paths.serial_log, paths.console_socket);
+    if (!relay)
+        return report(relay.error());
+
+    Store& st = *store.value();
+    VmRecord const& record = vm.value();
+    VmmController controller(name, config.value(), MachineIo { relay.value()->serial_out(), relay.value()->serial_in() },
+        [&st, &record](Machine&, MachineImageCapture const& capture) { return record_vm_capture(st, record, capture); });
+    // The pid file is written once the API answers: its presence with a live pid
+    // and an answering socket is what `strata vms` reads as "running".
+    auto write_pid = [&] {
+        std::string pid = std::to_string(::getpid()) + "\n";
+        int fd = ::open(paths.pid_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            [[maybe_unused]] auto n = ::write(fd, pid.data(), pid.size());
+            ::close(fd);
+        }
+    };
+    // A guest that acknowledged generalize and then reset or powered off is
+    // generalized: record it before this process (and so the VM) is seen to end.
+    auto on_exit = [&](MachineExit const& exit) {
+        if (!controller.generalized_on_exit(exit))
+            return;
+        if (auto marked = mark_generalized(st, name); !marked)
+            std::cerr << "strata: vm '" << name << "' generalized, but its record was not updated: " << marked.error().message << "\n";
+        else
+            std::cerr << "strata: vm '" << name << "' is generalized\n";
+    };
+    int status = serve_until_exit(controller, paths.api_socket, true, write_pid, on_exit);
+    ::unlink(paths.pid_file.c_str());
+    return status;
+}
+
+int run_api_only(std::string const& socket)
+{
+    std::signal(SIGPIPE, SIG_IGN);
+    VmmController controller("strata-vmm", MachineConfig {}, MachineIo { STDOUT_FILENO, STDIN_FILENO });
+    return serve_until_exit(controller, socket, false);
+}
+
+} // namespace
+
+void register_vmm(CLI::App& app, int& exit_code)
+{
+    auto options = std::make_shared<VmmOptions>();
+    auto* vmm = app.add_subcommand("vmm", "Run one VM's VMM process with a REST API (started by `vms start`)");
+    auto* source = vmm->add_option_group("VM");
+    source->add_option("--vm", options->vm, "A VM in the store");
+    source->add_option("--api-socket", options->api_socket, "Serve an unconfigured VMM's API on this socket");
+    source->require_option(1);
+    vmm->callback([options, &exit_code] {
+        exit_code = options->vm.empty() ? run_api_only(options->api_socket) : run_stored_vm(options->vm);
+    });
+}
+
+} // namespace strata::cli

@@ -1,0 +1,131 @@
+// VM records ($STRATA_HOME/vms/<name>.json): what a VM in the store is made of.
+//
+// Where these types live, and why here. The store (store/, between vmm/ and
+// imaging/) knows what a VM is made of but not how it runs, and must hold and
+// check the records that name its layers, disks and boot artifacts, since its
+// garbage collection reads them. So the records are plain, store-level data:
+// numbers, store names, artifact digests and enumerated words kept as validated
+// strings ("mmio"|"pci", "none"|"writeback"|"unsafe", ...). Nothing here loads a
+// kernel or builds a device: vmm/vm_config.h turns a VmRecord into the VMM's
+// MachineConfig. The same MachineSpec (CPUs, memory, boot source by digest, CPU
+// template, transport) is shared by VM records, instance templates
+// (template_record.h) and machine images (machine_image.h).
+//
+// Parsers treat their text as hostile: every field is type-, range- and
+// name-checked (store names, artifact digests, labels, metadata) and the record's
+// own name must match its file's.
+//
+// Threading: value types and pure functions; the load/save functions take the
+// record lock (record_files.h) and may be called from any thread.
+#pragma once
+
+#include "base/result.h"
+#include "store/record_files.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace strata {
+
+inline constexpr std::uint32_t kMaxRecordVcpus = 254;
+inline constexpr std::uint64_t kMinRecordMemoryMib = 8;
+inline constexpr std::uint64_t kMaxRecordMemoryMib = 1ULL << 20; // 1 TiB
+inline constexpr std::size_t kMaxRecordDisks = 64;
+
+// Boot artifacts by digest (64 lowercase hex digits of the SHA-256 of the file,
+// stored at artifacts/<digest>). Exactly one of firmware and kernel is set.
+struct BootSpec {
+    std::string firmware;
+    std::string kernel;
+    std::string initrd;
+    std::string cmdline;
+    std::string boot_protocol { "auto" }; // auto | pvh | linux
+};
+
+struct MachineSpec {
+    std::uint32_t vcpus { 1 };
+    std::uint64_t memory_mib { 128 };
+    BootSpec boot;
+    std::string cpu_template { "host" }; // host | minimal
+    std::string transport { "mmio" };    // mmio | pci
+};
+
+// One disk of a VM: always a disk of the store.
+struct VmDisk {
+    std::string id;   // the guest-visible serial: 1-20 of A-Z a-z 0-9 - _ .
+    std::string disk; // the store disk's name
+    bool read_only { false };
+    bool boot { false };
+    bool scratch { false };
+    std::string cache { "none" }; // none | writeback | unsafe
+    bool owned { false };         // created for this VM (<vm>-disk-<id>); deleted with it
+};
+
+struct VmRecord {
+    std::string name;
+    MachineSpec spec;
+    std::vector<VmDisk> disks;
+    std::map<std::string, std::string> labels;
+    std::map<std::string, std::string> metadata;
+    std::string description;
+    std::string created; // UTC, ISO 8601
+    std::string source;  // "flags", "image:I", "template:T", "machine-image:M"
+    // Set once `vms generalize` removed the guest's identity and the VM ended; a
+    // generalized VM is not started again (capture it, then boot new VMs).
+    bool generalized { false };
+    // The guest instance's identity ("i-" + 16 hex digits), given to a kernel
+    // guest in strata.meta= (first-boot provisioning runs once per id). New for a
+    // VM created from flags, a template or a generalized machine image; kept from
+    // the source VM for a specialized one. Empty in records older than the field.
+    std::string instance_id;
+};
+
+// A fresh instance id: "i-" and 16 random hex digits.
+std::string new_instance_id();
+// Checks an instance id: empty, or "i-" and 1..32 of [0-9a-f].
+[[nodiscard]] Status check_instance_id(std::string_view id);
+
+// The digests of the spec's boot artifacts (firmware/kernel/initrd that are set).
+std::vector<std::string> boot_digests(BootSpec const& boot);
+
+// Checks: 64 lowercase hex digits.
+[[nodiscard]] Status check_digest(std::string_view digest);
+// Checks a disk id (the rules of vmm/disk_config.h).
+[[nodiscard]] Status check_disk_id(std::string_view id);
+[[nodiscard]] Status check_cache(std::string_view cache);
+// Checks every field of a spec (ranges, enumerations, digests, one boot source).
+[[nodiscard]] Status check_spec(MachineSpec const& spec);
+// Checks a VM's disks: ids, store names, unique ids and disks, one boot disk.
+[[nodiscard]] Status check_vm_disks(std::vector<VmDisk> const& disks);
+
+nlohmann::json spec_json(MachineSpec const& spec);
+[[nodiscard]] Result<MachineSpec> parse_spec(nlohmann::json const& j);
+nlohmann::json vm_disk_json(VmDisk const& d);
+[[nodiscard]] Result<VmDisk> parse_vm_disk(nlohmann::json const& j);
+
+nlohmann::json vm_json(VmRecord const& vm);
+std::string encode_vm(VmRecord const& vm);
+[[nodiscard]] Result<VmRecord> parse_vm(std::string_view text);
+// The VMs that use store disk `disk`, read without taking the record lock: for
+// Store::remove, which already holds the store's lock (the same lock file).
+[[nodiscard]] Result<std::vector<std::string>> vms_using_disk(std::string const& store_root, std::string const& disk);
+
+// Store I/O. load_vm(Store&, ...) takes the record lock itself (shared) — what
+// `strata vmm --vm NAME` calls; the others run under a lock the caller holds.
+[[nodiscard]] Result<VmRecord> load_vm(Store& store, std::string const& name);
+[[nodiscard]] Result<VmRecord> load_vm(RecordLock const& held, std::string const& name);
+[[nodiscard]] Result<std::vector<VmRecord>> list_vms(RecordLock const& held);
+// Saves a checked record (exclusive lock); with must_be_new, an existing VM makes
+// it fail (Exists). Every boot artifact it names must already be in the store.
+[[nodiscard]] Status save_vm(RecordLock const& held, VmRecord const& vm, bool must_be_new);
+// Copies the boot files given (empty paths are skipped) into the store's
+// artifacts and names them in boot by digest, so no host path enters a record.
+// Exclusive lock held.
+[[nodiscard]] Status put_boot_artifacts(RecordLock const& held, BootSpec& boot, std::string const& firmware,
+    std::string const& kernel, std::string const& initrd);
+
+} // namespace strata

@@ -1,0 +1,174 @@
+// VM, instance-template and machine-image records in a real store directory: the
+// parsers against hostile text, names, and boot artifacts by digest.
+#include "tests/store/machine_image_util.h"
+
+using namespace strata;
+using namespace strata::test;
+
+TEST_CASE("records parse what they encode and refuse hostile text")
+{
+    VmRecord vm;
+    vm.name = "web-1";
+    vm.spec.boot.kernel = std::string(64, 'a');
+    vm.spec.boot.initrd = std::string(64, 'b');
+    vm.spec.vcpus = 4;
+    vm.disks = { VmDisk { "boot", "web-1-disk-boot", false, true, false, "none", true } };
+    vm.labels = { { "a", "b" } };
+    auto back = parse_vm(encode_vm(vm));
+    REQUIRE_MESSAGE(back, (back ? "" : back.error().message));
+    CHECK(encode_vm(back.value()) == encode_vm(vm));
+
+    auto mutated = [&](auto&& edit) {
+        auto j = vm_json(vm);
+        edit(j);
+        return parse_vm(j.dump());
+    };
+    CHECK_FALSE(parse_vm("not json"));
+    CHECK_FALSE(parse_vm("[]"));
+    CHECK_FALSE(parse_vm(std::string(2 << 20, ' ')));
+    CHECK_FALSE(mutated([](auto& j) { j["kind"] = "image"; }));
+    CHECK_FALSE(mutated([](auto& j) { j.erase("name"); }));
+    CHECK_FALSE(mutated([](auto& j) { j["name"] = "../etc/passwd"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["name"] = 7; }));
+    CHECK_FALSE(mutated([](auto& j) { j["vcpus"] = 0; }));
+    CHECK_FALSE(mutated([](auto& j) { j["vcpus"] = 255; }));
+    CHECK_FALSE(mutated([](auto& j) { j["vcpus"] = -1; }));
+    CHECK_FALSE(mutated([](auto& j) { j["vcpus"] = 1.5; }));
+    CHECK_FALSE(mutated([](auto& j) { j["memory_mib"] = 1; }));
+    CHECK_FALSE(mutated([](auto& j) { j["boot"]["kernel"] = "/boot/vmlinuz"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["boot"]["kernel"] = std::string(64, 'A'); }));
+    CHECK_FALSE(mutated([](auto& j) { j["boot"]["firmware"] = std::string(64, 'c'); })); // two boot sources
+    CHECK_FALSE(mutated([](auto& j) { j["boot"].erase("kernel"); }));                    // none
+    CHECK_FALSE(mutated([](auto& j) { j["boot"] = "x"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["transport"] = "isa"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][0]["id"] = "has space"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][0]["disk"] = "a/b"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][0]["cache"] = "directsync"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][0]["read_only"] = "yes"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"].push_back(j["disks"][0]); })); // duplicate id
+    CHECK_FALSE(mutated([](auto& j) {
+        auto d = j["disks"][0];
+        d["id"] = "two";
+        d["disk"] = "other";
+        j["disks"].push_back(d); // a second boot disk
+    }));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"] = nlohmann::json::array({ 1 }); }));
+    CHECK_FALSE(mutated([](auto& j) { j["labels"]["Bad"] = "x"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["labels"]["ok"] = 3; }));
+    CHECK_FALSE(mutated([](auto& j) { j["metadata"]["k"] = std::string(5000, 'x'); }));
+    CHECK_FALSE(mutated([](auto& j) { j["description"] = std::string(5000, 'x'); }));
+    CHECK_FALSE(mutated([](auto& j) {
+        for (int i = 0; i < 70; ++i)
+            j["disks"].push_back(j["disks"][0]);
+    }));
+
+    MachineImageRecord m;
+    m.name = "img";
+    m.spec = vm.spec;
+    m.disks = { MachineImageDisk { "boot", false, true, false, "none", 1 << 20, { LayerId::random(), LayerId::random() }, "img-disk-boot-2025-01-01" },
+        MachineImageDisk { "tmp", false, false, true, "unsafe", 1 << 20, {}, "" } };
+    m.stall_us = 42;
+    auto mback = parse_machine_image(encode_machine_image(m));
+    REQUIRE_MESSAGE(mback, (mback ? "" : mback.error().message));
+    CHECK(encode_machine_image(mback.value()) == encode_machine_image(m));
+    auto mmut = [&](auto&& edit) {
+        auto j = machine_image_json(m);
+        edit(j);
+        return parse_machine_image(j.dump());
+    };
+    CHECK_FALSE(mmut([](auto& j) { j["disks"][0]["layers"] = nlohmann::json::array(); }));      // data disk without layers
+    CHECK_FALSE(mmut([](auto& j) { j["disks"][1]["layers"] = j["disks"][0]["layers"]; }));      // scratch with layers
+    CHECK_FALSE(mmut([](auto& j) { j["disks"][0]["layers"][0] = "not-a-layer"; }));
+    CHECK_FALSE(mmut([](auto& j) { j["disks"][0]["size"] = 1000; }));
+    CHECK_FALSE(mmut([](auto& j) { j["disks"][0]["size"] = 0; }));
+    CHECK_FALSE(mmut([](auto& j) { j["stall_us"] = "fast"; }));
+    CHECK_FALSE(mmut([](auto& j) { j["source_vm"] = 1; }));
+    CHECK_FALSE(mmut([](auto& j) { j["disks"][0]["layer_name"] = "../x"; }));
+    CHECK_FALSE(mmut([](auto& j) { j.erase("disks"); }));
+    // Guest flush, os_state and the source VM's instance id round-trip and are checked.
+    m.guest_flush = "not-quiesced: the guest agent did not answer";
+    m.generalized = true;
+    m.source_vm.instance_id = "i-00112233aabbccdd";
+    auto flushed = parse_machine_image(encode_machine_image(m));
+    REQUIRE_MESSAGE(flushed, (flushed ? "" : flushed.error().message));
+    CHECK(flushed.value().guest_flush == m.guest_flush);
+    CHECK(flushed.value().generalized);
+    CHECK(flushed.value().source_vm.instance_id == "i-00112233aabbccdd");
+    CHECK(machine_image_json(m)["os_state"] == "generalized");
+    CHECK_FALSE(mmut([](auto& j) { j["guest_flush"] = "maybe"; }));
+    CHECK_FALSE(mmut([](auto& j) { j["os_state"] = "specialized"; })); // contradicts generalized: true
+    CHECK_FALSE(mmut([](auto& j) { j["os_state"] = "frozen"; }));
+    CHECK_FALSE(mmut([](auto& j) { j["source_vm"]["instance_id"] = "I-XYZ"; }));
+    CHECK(mmut([](auto& j) {
+        j.erase("generalized");
+        j["os_state"] = "specialized";
+    }).value().generalized == false);
+    m.guest_flush.clear();
+    m.generalized = false;
+    vm.instance_id = "i-abc";
+    CHECK(parse_vm(encode_vm(vm)).value().instance_id == "i-abc");
+    vm.instance_id = "web-1";
+    CHECK_FALSE(parse_vm(encode_vm(vm)));
+    vm.instance_id.clear();
+
+    TemplateRecord t;
+    t.name = "small";
+    t.spec = vm.spec;
+    t.boot_image = "debian";
+    t.disks = { TemplateDisk { "data", 1 << 30, false, false, "none" } };
+    auto tback = parse_template(encode_template(t));
+    REQUIRE_MESSAGE(tback, (tback ? "" : tback.error().message));
+    CHECK(encode_template(tback.value()) == encode_template(t));
+    auto tj = template_json(t);
+    tj["disks"][0]["id"] = "boot"; // the boot disk's id is reserved
+    CHECK_FALSE(parse_template(tj.dump()));
+    tj = template_json(t);
+    tj.erase("boot_image");
+    CHECK_FALSE(parse_template(tj.dump()));
+}
+
+TEST_CASE("record names are checked and a record must name itself")
+{
+    TempDir dir;
+    auto store = open_store(dir / "home");
+    auto held = RecordLock::take(store->root(), true);
+    REQUIRE(held);
+    for (std::string const& bad : std::vector<std::string> { "", "..", "../x", "a/b", ".hidden", "-opt", std::string(129, 'n'), "a\nb" })
+        CHECK_FALSE(write_record(store->root(), RecordKind::Vm, bad, "{}", true));
+    VmRecord vm;
+    vm.name = "a";
+    vm.spec.boot.firmware = std::string(64, 'f');
+    // An artifact that is not in the store cannot be named.
+    CHECK(save_vm(held.value(), vm, true).error().kind == ErrorKind::NotFound);
+    // A record stored under another name is refused on load.
+    REQUIRE(write_record(store->root(), RecordKind::Vm, "b", encode_vm(vm), true));
+    CHECK_FALSE(load_vm(held.value(), "b"));
+    CHECK(load_vm(held.value(), "nope").error().kind == ErrorKind::NotFound);
+    CHECK_FALSE(check_labels({ { "ok", "UPPER" } }));
+    CHECK(check_labels({ { "ok", "fine-1" } }));
+    CHECK_FALSE(parse_key_values("a=1,a=2", "--labels"));
+    CHECK_FALSE(parse_key_values("novalue", "--labels"));
+}
+
+TEST_CASE("boot artifacts are stored once by digest and collected when unused")
+{
+    TempDir dir;
+    auto store = open_store(dir / "home");
+    auto held = RecordLock::take(store->root(), true);
+    REQUIRE(held);
+    auto a = put_artifact(held.value(), make_file(dir, "k1", "same bytes"));
+    auto b = put_artifact(held.value(), make_file(dir, "k2", "same bytes"));
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(a.value() == b.value());
+    // sha256("same bytes")
+    CHECK(a.value() == strata::test::sh_out("printf 'same bytes' | sha256sum | cut -c1-64").substr(0, 64));
+    CHECK(files_in(dir / "home/artifacts") == std::set<std::string> { a.value() });
+    CHECK_FALSE(put_artifact(held.value(), dir / "missing"));
+    CHECK_FALSE(put_artifact(held.value(), dir.path())); // a directory
+    auto removed = gc_artifacts(held.value());
+    REQUIRE(removed);
+    CHECK(removed.value() == std::vector<std::string> { a.value() });
+    CHECK(files_in(dir / "home/artifacts").empty());
+    CHECK_FALSE(put_artifact_bytes(held.value(), std::vector<std::byte>(3), std::string(64, '0'))); // digest mismatch
+}

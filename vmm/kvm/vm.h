@@ -1,0 +1,72 @@
+// Vm: one KVM virtual machine — its file descriptor, guest memory slots, the
+// in-kernel interrupt controllers and PIT, and the eventfd plumbing (ioeventfd,
+// irqfd, MSI routes) that lets devices run without userspace exits.
+// Threading: created on the main thread; the ioctls it issues are safe from any
+// thread (KVM serializes them), so devices' threads may call irq_line/signal_msi.
+#pragma once
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "vmm/kvm/kvm.h"
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+namespace strata {
+
+class Vm {
+public:
+    // Creates the VM with an in-kernel IOAPIC/PIC/LAPIC (KVM_CREATE_IRQCHIP) and a
+    // PIT (KVM_CREATE_PIT2), and sets the TSS and identity-map addresses inside the
+    // 32-bit MMIO hole where no RAM lives.
+    [[nodiscard]] static Result<std::unique_ptr<Vm>> create(Kvm const& kvm);
+
+    int fd() const { return m_fd.get(); }
+    Kvm const& kvm() const { return m_kvm; }
+
+    [[nodiscard]] Status map_memory(std::uint32_t slot, std::uint64_t gpa, std::uint64_t size, void* host);
+    // Drives an interrupt line of the in-kernel PIC/IOAPIC (edge: raise then lower).
+    [[nodiscard]] Status set_irq_line(std::uint32_t gsi, bool level);
+    // Binds an eventfd to a GSI: a write to the eventfd injects the interrupt.
+    [[nodiscard]] Status add_irqfd(int eventfd, std::uint32_t gsi);
+    [[nodiscard]] Status remove_irqfd(int eventfd, std::uint32_t gsi);
+    // Routes a guest write of `length` bytes at `addr` (MMIO or port) to an eventfd,
+    // optionally only when the value equals datamatch.
+    [[nodiscard]] Status add_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t length, bool pio, std::optional<std::uint64_t> datamatch);
+    [[nodiscard]] Status remove_ioeventfd(int eventfd, std::uint64_t addr, std::uint32_t length, bool pio, std::optional<std::uint64_t> datamatch);
+    // Injects one MSI (KVM_SIGNAL_MSI).
+    [[nodiscard]] Status signal_msi(std::uint64_t address, std::uint32_t data);
+    // Allocates a GSI routed to an MSI message and returns it; set_msi_route updates
+    // it. The full routing table (the IOAPIC pins plus every MSI route) is re-sent on
+    // each change, because KVM_SET_GSI_ROUTING replaces the whole table.
+    [[nodiscard]] Result<std::uint32_t> add_msi_route(std::uint64_t address, std::uint32_t data);
+    [[nodiscard]] Status set_msi_route(std::uint32_t gsi, std::uint64_t address, std::uint32_t data);
+
+    static constexpr std::uint64_t tss_address = 0xfffbd000;
+    static constexpr std::uint64_t identity_map_address = 0xfffbc000;
+    static constexpr std::uint32_t ioapic_pins = 24;
+
+private:
+    Vm(Kvm const& kvm, Fd fd)
+        : m_kvm(kvm)
+        , m_fd(std::move(fd))
+    {
+    }
+    [[nodiscard]] Status commit_routes();
+
+    struct MsiRoute {
+        std::uint32_t gsi;
+        std::uint64_t address;
+        std::uint32_t data;
+    };
+    Kvm const& m_kvm;
+    Fd m_fd;
+    std::mutex m_routes_lock;
+    std::vector<MsiRoute> m_msi_routes;
+    std::uint32_t m_next_gsi { ioapic_pins };
+};
+
+} // namespace strata
