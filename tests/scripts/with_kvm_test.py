@@ -199,6 +199,31 @@ def case_hung_machine(build):
     subprocess.run(["rm", "-rf", d])
 
 
+def case_kvm_test_skip_rules(build):
+    """A kvm test binary where neither /dev/kvm nor the machine can be had: it skips
+    (125) and says why, except under CI=true, where it fails (1)."""
+    binary = os.path.join(build, "tests", "kvm", "kvm_strata_run_test")
+    base = dict(os.environ, STRATA_WITH_KVM="emulated", STRATA_WITH_KVM_KERNEL_PACKAGE="no-such-kernel-package",
+                STRATA_KVM_SESSION=tempfile.mkdtemp(prefix="with-kvm-nosession-"))
+    base.pop("CI", None)
+    for ci, want, word in ((None, 125, "SKIP:"), ("true", 1, "FAIL:")):
+        env = dict(base)
+        if ci:
+            env["CI"] = ci
+        r = subprocess.run([binary, "--test-case=hello*"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, timeout=300)
+        print(r.stdout + r.stderr)
+        check(r.returncode == want, "CI=%s: expected %d, got %d" % (ci, want, r.returncode))
+        check(word in r.stdout and "no-such-kernel-package" in r.stderr, "CI=%s: the reason is not shown" % ci)
+    # The ctest fixture that starts the machine: noted and passing outside CI, failing in it.
+    d = base["STRATA_KVM_SESSION"]
+    for ci, want in (("false", 0), ("true", 1)):
+        r = run(["--emulated", "--start", d, "--fixture"],
+                env={"STRATA_WITH_KVM_KERNEL_PACKAGE": "no-such-kernel-package", "CI": ci})
+        check(r.returncode == want, "fixture start with CI=%s: expected %d, got %d" % (ci, want, r.returncode))
+    subprocess.run(["rm", "-rf", d])
+
+
 def case_where(build):
     """Commands run on the host where its /dev/kvm works, in the machine otherwise, and
     in the machine whenever STRATA_WITH_KVM=emulated asks for it."""
