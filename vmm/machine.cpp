@@ -7,8 +7,10 @@
 #include "devices/legacy/serial.h"
 #include "devices/pci/pci_bus.h"
 #include "devices/virtio/console/device.h"
+#include "devices/virtio/mmio.h"
 #include "vmm/agent_channel.h"
 #include "vmm/acpi.h"
+#include "vmm/aml.h"
 #include "vmm/guest_ram.h"
 #include "vmm/kvm.h"
 #include "vmm/layout.h"
@@ -118,7 +120,6 @@ Status Machine::boot(MachineConfig const& config)
     STRATA_TRY(m_pio.insert(*m_boot_timer, BootTimer::Port, 1));
 
     auto const& memory = m_ram->memory();
-    STRATA_TRY(rsdp, write_acpi_tables(memory, AcpiConfig { config.vcpus, {} }));
     std::string cmdline = config.cmdline;
     if (config.transport == Transport::Pci) {
         m_pci = std::make_unique<pci::PciBus>();
@@ -127,6 +128,7 @@ Status Machine::boot(MachineConfig const& config)
     STRATA_TRY(disks, MachineDisks::create(*m_vm, memory, m_mmio, m_pci.get(), config.disks, config.transport, cmdline));
     m_disks = std::move(disks);
     STRATA_TRY(attach_console(cmdline));
+    STRATA_TRY(rsdp, write_acpi_tables(memory, AcpiConfig { config.vcpus, dsdt_body(config) }));
 
     STRATA_TRY(cpuid, m_kvm->supported_cpuid());
     apply_cpu_template(config.cpu_template, cpuid);
@@ -165,6 +167,24 @@ Status Machine::boot(MachineConfig const& config)
         m_vcpus.push_back(std::move(vcpu));
     }
     return ok();
+}
+
+std::vector<std::byte> Machine::dsdt_body(MachineConfig const& config) const
+{
+    aml::DsdtDevices devices;
+    devices.serial_ports.push_back({ layout::port_serial0, static_cast<std::uint8_t>(layout::irq_serial0) });
+    if (config.transport == Transport::Pci) {
+        devices.pci_host_bridge = true;
+        devices.pci = { layout::pci_mmio_base, layout::pci_mmio_end };
+    } else {
+        // The disks, then the console: the slots attach_virtio gave them.
+        auto const slots = static_cast<std::uint32_t>(m_disks->count() + 1);
+        for (std::uint32_t i = 0; i < slots; ++i) {
+            auto const [base, gsi] = virtio_mmio_placement(i);
+            devices.virtio_mmio.push_back({ base, static_cast<std::uint32_t>(virtio::MmioTransport::Size), gsi });
+        }
+    }
+    return aml::build_dsdt_body(devices);
 }
 
 Status Machine::attach_console(std::string& cmdline)

@@ -61,7 +61,7 @@ struct MachineExit {
         GuestExit,   // the guest wrote `value` to the exit port
         Reset,       // i8042 reset or a KVM system-event reset
         PowerOff,    // a KVM system-event shutdown
-        TripleFault, // KVM_EXIT_SHUTDOWN; details holds the registers
+        TripleFault, // KVM_EXIT_SHUTDOWN, a reset on a PC; details holds the registers
         Stopped,     // stop() was called
         Failed,      // a KVM error or an emulation failure; details says which
     };
@@ -107,6 +107,8 @@ private:
     Machine();
     [[nodiscard]] Status boot(MachineConfig const& config);
     [[nodiscard]] Status attach_console(std::string& cmdline);
+    // The DSDT's devices: COM1, and the virtio-mmio regions or the PCI host bridge.
+    std::vector<std::byte> dsdt_body(MachineConfig const& config) const;
     [[nodiscard]] Status boot_linux(MachineConfig const& config, std::string const& cmdline, std::uint64_t rsdp,
         std::vector<kvm_cpuid_entry2> const& cpuid);
     void vcpu_loop(Vcpu& vcpu);
