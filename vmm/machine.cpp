@@ -95,6 +95,22 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, Ma
     return machine;
 }
 
+namespace {
+
+// True when a word of the command line starts with prefix ("reboot=").
+bool has_word_prefix(std::string const& cmdline, std::string const& prefix)
+{
+    std::size_t at = 0;
+    while ((at = cmdline.find(prefix, at)) != std::string::npos) {
+        if (at == 0 || cmdline[at - 1] == ' ')
+            return true;
+        at += prefix.size();
+    }
+    return false;
+}
+
+} // namespace
+
 Status Machine::boot(MachineConfig const& config)
 {
     Machine* self = this;
@@ -121,6 +137,11 @@ Status Machine::boot(MachineConfig const& config)
 
     auto const& memory = m_ram->memory();
     std::string cmdline = config.cmdline;
+    if (!config.kernel.empty() && !has_word_prefix(cmdline, "reboot="))
+        // On a hardware-reduced ACPI platform Linux's default reboot tries EFI
+        // first, and without EFI firmware it hangs there: the guest's reboot
+        // never ends the VM. The i8042's reset line is the reset strata has.
+        cmdline += " reboot=k";
     if (config.transport == Transport::Pci) {
         m_pci = std::make_unique<pci::PciBus>();
         STRATA_TRY(m_pio.insert(*m_pci, pci::PciBus::PortBase, pci::PciBus::PortLength));
