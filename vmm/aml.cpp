@@ -244,6 +244,14 @@ std::vector<std::byte> build_dsdt_body(DsdtDevices const& devices)
         append(body, name("_CRS", resource_template(std::move(res))));
         append(sb, device("COM" + std::to_string(i + 1), body));
     }
+    if (devices.rtc) {
+        Bytes res;
+        io_port(res, devices.rtc->port, 2);
+        irq_no_flags(res, devices.rtc->irq);
+        Bytes body = name("_HID", eisa("PNP0B00"));
+        append(body, name("_CRS", resource_template(std::move(res))));
+        append(sb, device("RTC", body));
+    }
     for (std::size_t i = 0; i < devices.virtio_mmio.size(); ++i) {
         auto const& d = devices.virtio_mmio[i];
         Bytes res;

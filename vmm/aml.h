@@ -2,7 +2,8 @@
 // itself. strata's FADT says the platform is hardware-reduced, and Linux then
 // drops the PC's legacy interrupt setup (no 8259, no identity-mapped ISA IRQs):
 // a device's interrupt exists for the kernel only once ACPI names it. So the DSDT
-// carries COM1 (PNP0501: ports 0x3f8-0x3ff, IRQ 4), one LNRO0005 device per
+// carries COM1 (PNP0501: ports 0x3f8-0x3ff, IRQ 4), the CMOS clock (PNP0B00:
+// ports 0x70-0x71, IRQ 8), one LNRO0005 device per
 // virtio-mmio region (the binding QEMU microvm and Firecracker use; Linux's
 // virtio_mmio driver matches it, also when the kernel lacks
 // CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES), and, on the PCI transport, a PCI host
@@ -14,12 +15,18 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <vector>
 
 namespace strata::aml {
 
 struct LegacySerial {
+    std::uint16_t port;
+    std::uint8_t irq;
+};
+
+struct LegacyRtc {
     std::uint16_t port;
     std::uint8_t irq;
 };
@@ -37,6 +44,7 @@ struct PciHostBridge {
 
 struct DsdtDevices {
     std::vector<LegacySerial> serial_ports;
+    std::optional<LegacyRtc> rtc;
     std::vector<MmioDevice> virtio_mmio;
     bool pci_host_bridge { false };
     PciHostBridge pci {};

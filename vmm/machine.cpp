@@ -2,6 +2,7 @@
 
 #include "base/file.h"
 #include "devices/legacy/boot_timer.h"
+#include "devices/legacy/cmos_rtc.h"
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
@@ -127,6 +128,8 @@ Status Machine::boot(MachineConfig const& config)
     m_exit_port = std::make_unique<DebugExit>([self](std::uint32_t value) { self->finish({ MachineExit::Kind::GuestExit, value, {} }); });
     STRATA_TRY(m_pio.insert(*m_serial, layout::port_serial0, 8));
     STRATA_TRY(m_pio.insert(*m_i8042, layout::port_i8042, 5));
+    m_rtc = std::make_unique<CmosRtc>();
+    STRATA_TRY(m_pio.insert(*m_rtc, layout::port_rtc, 2));
     STRATA_TRY(m_pio.insert(*m_exit_port, layout::port_debug_exit, 4));
     m_boot_timer = std::make_unique<BootTimer>([self] {
         auto const us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - self->m_created).count();
@@ -194,6 +197,7 @@ std::vector<std::byte> Machine::dsdt_body(MachineConfig const& config) const
 {
     aml::DsdtDevices devices;
     devices.serial_ports.push_back({ layout::port_serial0, static_cast<std::uint8_t>(layout::irq_serial0) });
+    devices.rtc = aml::LegacyRtc { layout::port_rtc, static_cast<std::uint8_t>(layout::irq_rtc) };
     if (config.transport == Transport::Pci) {
         devices.pci_host_bridge = true;
         devices.pci = { layout::pci_mmio_base, layout::pci_mmio_end };

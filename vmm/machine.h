@@ -43,6 +43,7 @@ class Vcpu;
 class GuestRam;
 class Serial;
 class I8042;
+class CmosRtc;
 class DebugExit;
 class MachineDisks;
 class BootTimer;
@@ -127,6 +128,7 @@ private:
     Bus m_mmio { "MMIO bus" };
     std::unique_ptr<Serial> m_serial;
     std::unique_ptr<I8042> m_i8042;
+    std::unique_ptr<CmosRtc> m_rtc;
     std::unique_ptr<DebugExit> m_exit_port;
     std::unique_ptr<BootTimer> m_boot_timer;
     std::unique_ptr<pci::PciBus> m_pci; // virtio-pci VMs only

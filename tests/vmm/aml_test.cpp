@@ -109,6 +109,18 @@ TEST_CASE("the DSDT describes COM1 with IRQ 4 and each virtio-mmio region with i
     // Every resource template ends with the end tag.
     CHECK(count(body, bytes({ 0x79, 0x00 })) == 3);
     CHECK(count(body, text("PNP0A03")) == 0);
+    CHECK(count(body, text("RTC_")) == 0);
+}
+
+TEST_CASE("the DSDT describes the CMOS clock (PNP0B00: ports 0x70-0x71, IRQ 8) when asked")
+{
+    aml::DsdtDevices d;
+    d.rtc = aml::LegacyRtc { 0x70, 8 };
+    auto body = aml::build_dsdt_body(d);
+    CHECK(count(body, text("RTC_")) == 1);
+    CHECK(count(body, bytes({ 0x0c, 0x41, 0xd0, 0x0b, 0x00 })) == 1); // EisaId("PNP0B00")
+    CHECK(count(body, bytes({ 0x47, 0x01, 0x70, 0x00, 0x70, 0x00, 0x01, 0x02 })) == 1);
+    CHECK(count(body, bytes({ 0x22, 0x00, 0x01 })) == 1);
 }
 
 TEST_CASE("on the PCI transport the DSDT has a host bridge whose memory window holds the BARs")
