@@ -50,9 +50,19 @@ def kvm_usable():
         os.close(fd)
 
 
-def require_kvm(targets):
+def hardware_virtualization():
+    """The CPU shows vmx or svm (scripts/with-kvm --full's test)."""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = line.split(":", 1)[1].split()
+                return "vmx" in flags or "svm" in flags
+    return False
+
+
+def require_kvm(targets, full=False):
     """Builds targets on the host, then makes sure the rest of the script runs where
-    /dev/kvm works: here when the host's does, otherwise the script runs itself again
+    /dev/kvm works (full: where it runs Linux too, see scripts/with-kvm --full): here when the host's does, otherwise the script runs itself again
     inside scripts/with-kvm's emulated machine (building there would be emulated too,
     so it is done first). Prints where the figures come from; inside the emulated
     machine only ratios between runs of the same script mean anything."""
@@ -60,14 +70,16 @@ def require_kvm(targets):
         note("ran inside the emulated KVM machine (QEMU TCG with nested KVM): compare ratios only")
         return
     ensure_built(targets)
-    if kvm_usable() and os.environ.get("STRATA_WITH_KVM") != "emulated":
+    if kvm_usable() and os.environ.get("STRATA_WITH_KVM") != "emulated" and (hardware_virtualization() or not full):
         note("ran on host KVM")
         return
-    note("no usable /dev/kvm on this host: running inside scripts/with-kvm's emulated machine")
+    note("no usable /dev/kvm on this host%s: running inside scripts/with-kvm's emulated machine" %
+         (" for full operating systems (no vmx/svm)" if kvm_usable() else ""))
     sys.stdout.flush()
     env = dict(os.environ, STRATA_BENCH_BUILT="1")
     script = os.path.abspath(sys.argv[0])
-    os.execve(WITH_KVM, [WITH_KVM, "--quiet", "--", sys.executable, script, *sys.argv[1:]], env)
+    args = [WITH_KVM, "--quiet"] + (["--full"] if full else []) + ["--", sys.executable, script, *sys.argv[1:]]
+    os.execve(WITH_KVM, args, env)
 
 
 def timed(argv, **kwargs):

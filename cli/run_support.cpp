@@ -97,8 +97,17 @@ int exit_status(MachineExit const& exit, OnReboot on_reboot, int signal_number, 
         std::cerr << "strata: guest powered off\n";
         return 0;
     case MachineExit::Kind::TripleFault:
+        // A PC resets on a triple fault (the CPU's shutdown cycle), and kernels
+        // reboot that way on purpose (Linux's reboot=t, its last resort): so it
+        // is a reset here too, with the registers shown in case it was a crash.
         std::cerr << "strata: guest " << exit.details;
-        return exit_code_for(ErrorKind::Guest);
+        if (on_reboot == OnReboot::Restart) {
+            std::cerr << "strata: guest reset by a triple fault; restarting\n";
+            restart = true;
+            return 0;
+        }
+        std::cerr << "strata: guest reset by a triple fault; exiting (--on-reboot exit)\n";
+        return 0;
     case MachineExit::Kind::Stopped:
         std::cerr << "strata: stopped by " << (signal_number ? strsignal(signal_number) : "request") << "\n";
         return signal_number ? 128 + signal_number : 0;

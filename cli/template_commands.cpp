@@ -5,6 +5,7 @@
 
 #include "store/artifacts.h"
 #include "store/template_record.h"
+#include "vmm/boot/linux/linux_loader.h"
 
 #include <CLI/CLI.hpp>
 
@@ -49,6 +50,8 @@ Result<TemplateRecord> create_template(Store& store, TemplateArgs const& a)
     }
     if (a.firmware.empty() == a.kernel.empty())
         return make_error(ErrorKind::Usage, "instance-templates create needs exactly one of --firmware and --kernel");
+    if (!a.kernel.empty())
+        STRATA_TRY(linux_boot::check_kernel_file(a.kernel));
     STRATA_TRY(image, store.get(ObjectKind::Image, a.image));
     (void)image;
     STRATA_TRY(held, RecordLock::take(store.root(), true));

@@ -6,6 +6,7 @@
 
 #include "store/artifacts.h"
 #include "store/record_files.h"
+#include "vmm/api/client.h"
 
 #include <CLI/CLI.hpp>
 
@@ -74,12 +75,24 @@ int describe_vm_command(std::string const& name, bool json)
         auto rt = vm_runtime(s, name);
         auto j = vm_json(vm.value());
         j.update(runtime_json(rt));
+        // A running VM's boot time, from its VMM (null until the guest signals it).
+        j["boot_complete_us"] = nullptr;
+        if (rt.running && rt.api_ready) {
+            auto m = api::api_request(rt.paths.api_socket, "GET", "/metrics", {}, std::chrono::milliseconds(500));
+            if (m && m.value().status == 200) {
+                auto metrics = nlohmann::json::parse(m.value().body, nullptr, false);
+                if (metrics.is_object() && metrics.contains("boot_complete_us"))
+                    j["boot_complete_us"] = metrics["boot_complete_us"];
+            }
+        }
         if (json) {
             std::cout << j.dump(2) << "\n";
             return 0;
         }
         auto const& v = vm.value();
         std::printf("name: %s\nstate: %s\n", v.name.c_str(), rt.running ? "running" : "stopped");
+        if (j["boot_complete_us"].is_number_unsigned())
+            std::printf("boot_complete_us: %llu\n", static_cast<unsigned long long>(j["boot_complete_us"].get<std::uint64_t>()));
         if (rt.running)
             std::printf("pid: %d\n", static_cast<int>(rt.pid));
         std::printf("vcpus: %u\nmemory: %llu MiB\nboot: %s\ncmdline: %s\ntransport: %s\ncreated: %s\nsource: %s\n", v.spec.vcpus,

@@ -9,6 +9,7 @@
 #include "store/template_record.h"
 #include "cli/img_util.h"
 #include "vmm/disk_config.h"
+#include "vmm/boot/linux/linux_loader.h"
 
 #include <sstream>
 
@@ -130,6 +131,8 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
         return usage("vms create needs --firmware or --kernel (or --template or --source-machine-image)");
     if (!a.initrd.empty() && !boot_flags)
         return usage("--initrd goes with --firmware or --kernel");
+    if (!a.kernel.empty())
+        STRATA_TRY(linux_boot::check_kernel_file(a.kernel));
     if (!a.image.empty()) {
         vm.source = "image:" + a.image;
         plan.push_back(DiskPlan { VmDisk { "boot", a.name + "-disk-boot", false, true, false, "none", true }, a.image, 0 });

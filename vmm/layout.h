@@ -40,6 +40,8 @@ constexpr std::uint64_t lapic_base = 0xfee00000;
 // Legacy ports.
 constexpr std::uint16_t port_serial0 = 0x3f8;
 constexpr std::uint32_t irq_serial0 = 4;
+constexpr std::uint16_t port_rtc = 0x70;       // 0x70 (index) and 0x71 (data)
+constexpr std::uint32_t irq_rtc = 8;
 constexpr std::uint16_t port_i8042 = 0x60;     // 0x60 and 0x64
 constexpr std::uint16_t port_debug_exit = 0xf4; // QEMU's isa-debug-exit
 constexpr std::uint16_t port_pci_config = 0xcf8; // 0xcf8-0xcff

@@ -5,15 +5,18 @@
 
 #include "base/file.h"
 #include "devices/legacy/boot_timer.h"
+#include "devices/legacy/cmos_rtc.h"
 #include "devices/legacy/debug_exit.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
 #include "devices/pci/pci_bus.h"
 #include "devices/virtio/console/device.h"
+#include "devices/virtio/mmio.h"
 #include "vmm/agent_channel.h"
 #include "vmm/boot/acpi.h"
 #include "vmm/kvm/guest_ram.h"
 #include "vmm/kvm/kvm.h"
+#include "vmm/boot/aml.h"
 #include "vmm/layout.h"
 #include "vmm/boot/loader/elf.h"
 #include "vmm/kvm/cpu_template.h"
@@ -96,6 +99,22 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, Ma
     return machine;
 }
 
+namespace {
+
+// True when a word of the command line starts with prefix ("reboot=").
+bool has_word_prefix(std::string const& cmdline, std::string const& prefix)
+{
+    std::size_t at = 0;
+    while ((at = cmdline.find(prefix, at)) != std::string::npos) {
+        if (at == 0 || cmdline[at - 1] == ' ')
+            return true;
+        at += prefix.size();
+    }
+    return false;
+}
+
+} // namespace
+
 Status Machine::boot(MachineConfig const& config)
 {
     Machine* self = this;
@@ -112,6 +131,8 @@ Status Machine::boot(MachineConfig const& config)
     m_exit_port = std::make_unique<DebugExit>([self](std::uint32_t value) { self->finish({ MachineExit::Kind::GuestExit, value, {} }); });
     STRATA_TRY(m_pio.insert(*m_serial, layout::port_serial0, 8));
     STRATA_TRY(m_pio.insert(*m_i8042, layout::port_i8042, 5));
+    m_rtc = std::make_unique<CmosRtc>();
+    STRATA_TRY(m_pio.insert(*m_rtc, layout::port_rtc, 2));
     STRATA_TRY(m_pio.insert(*m_exit_port, layout::port_debug_exit, 4));
     m_boot_timer = std::make_unique<BootTimer>([self] {
         auto const us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - self->m_created).count();
@@ -121,8 +142,12 @@ Status Machine::boot(MachineConfig const& config)
     STRATA_TRY(m_pio.insert(*m_boot_timer, BootTimer::Port, 1));
 
     auto const& memory = m_ram->memory();
-    STRATA_TRY(rsdp, write_acpi_tables(memory, AcpiConfig { config.vcpus, {} }));
     std::string cmdline = config.cmdline;
+    if (!config.kernel.empty() && !has_word_prefix(cmdline, "reboot="))
+        // On a hardware-reduced ACPI platform Linux's default reboot tries EFI
+        // first, and without EFI firmware it hangs there: the guest's reboot
+        // never ends the VM. The i8042's reset line is the reset strata has.
+        cmdline += " reboot=k";
     if (config.transport == Transport::Pci) {
         m_pci = std::make_unique<pci::PciBus>();
         STRATA_TRY(m_pio.insert(*m_pci, pci::PciBus::PortBase, pci::PciBus::PortLength));
@@ -130,6 +155,7 @@ Status Machine::boot(MachineConfig const& config)
     STRATA_TRY(disks, MachineDisks::create(*m_vm, memory, m_mmio, m_pci.get(), config.disks, config.transport, cmdline));
     m_disks = std::move(disks);
     STRATA_TRY(attach_console(cmdline));
+    STRATA_TRY(rsdp, write_acpi_tables(memory, AcpiConfig { config.vcpus, dsdt_body(config) }));
 
     STRATA_TRY(cpuid, m_kvm->supported_cpuid());
     apply_cpu_template(config.cpu_template, cpuid);
@@ -168,6 +194,25 @@ Status Machine::boot(MachineConfig const& config)
         m_vcpus.push_back(std::move(vcpu));
     }
     return ok();
+}
+
+std::vector<std::byte> Machine::dsdt_body(MachineConfig const& config) const
+{
+    aml::DsdtDevices devices;
+    devices.serial_ports.push_back({ layout::port_serial0, static_cast<std::uint8_t>(layout::irq_serial0) });
+    devices.rtc = aml::LegacyRtc { layout::port_rtc, static_cast<std::uint8_t>(layout::irq_rtc) };
+    if (config.transport == Transport::Pci) {
+        devices.pci_host_bridge = true;
+        devices.pci = { layout::pci_mmio_base, layout::pci_mmio_end };
+    } else {
+        // The disks, then the console: the slots attach_virtio gave them.
+        auto const slots = static_cast<std::uint32_t>(m_disks->count() + 1);
+        for (std::uint32_t i = 0; i < slots; ++i) {
+            auto const [base, gsi] = virtio_mmio_placement(i);
+            devices.virtio_mmio.push_back({ base, static_cast<std::uint32_t>(virtio::MmioTransport::Size), gsi });
+        }
+    }
+    return aml::build_dsdt_body(devices);
 }
 
 Status Machine::attach_console(std::string& cmdline)

@@ -51,6 +51,7 @@ class Vcpu;
 class GuestRam;
 class Serial;
 class I8042;
+class CmosRtc;
 class DebugExit;
 class MachineDisks;
 class BootTimer;
@@ -69,7 +70,7 @@ struct MachineExit {
         GuestExit,   // the guest wrote `value` to the exit port
         Reset,       // i8042 reset or a KVM system-event reset
         PowerOff,    // a KVM system-event shutdown
-        TripleFault, // KVM_EXIT_SHUTDOWN; details holds the registers
+        TripleFault, // KVM_EXIT_SHUTDOWN, a reset on a PC; details holds the registers
         Stopped,     // stop() was called
         Failed,      // a KVM error or an emulation failure; details says which
     };
@@ -115,6 +116,8 @@ private:
     Machine();
     [[nodiscard]] Status boot(MachineConfig const& config);
     [[nodiscard]] Status attach_console(std::string& cmdline);
+    // The DSDT's devices: COM1, and the virtio-mmio regions or the PCI host bridge.
+    std::vector<std::byte> dsdt_body(MachineConfig const& config) const;
     [[nodiscard]] Status boot_linux(MachineConfig const& config, std::string const& cmdline, std::uint64_t rsdp,
         std::vector<kvm_cpuid_entry2> const& cpuid);
     void vcpu_loop(Vcpu& vcpu);
@@ -133,6 +136,7 @@ private:
     Bus m_mmio { "MMIO bus" };
     std::unique_ptr<Serial> m_serial;
     std::unique_ptr<I8042> m_i8042;
+    std::unique_ptr<CmosRtc> m_rtc;
     std::unique_ptr<DebugExit> m_exit_port;
     std::unique_ptr<BootTimer> m_boot_timer;
     std::unique_ptr<pci::PciBus> m_pci; // virtio-pci VMs only

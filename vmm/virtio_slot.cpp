@@ -23,6 +23,11 @@ virtio::VirtioDevice& VirtioSlot::device() const
     return mmio ? mmio->device() : pci->device();
 }
 
+MmioPlacement virtio_mmio_placement(std::uint32_t index)
+{
+    return { layout::virtio_mmio_base + std::uint64_t { index } * layout::virtio_mmio_stride, layout::virtio_mmio_first_irq + index };
+}
+
 Result<std::unique_ptr<VirtioSlot>> attach_virtio(VirtioBuses const& buses, virtio::VirtioDevice& device,
     std::uint32_t index, std::string& cmdline_extra)
 {
@@ -30,8 +35,7 @@ Result<std::unique_ptr<VirtioSlot>> attach_virtio(VirtioBuses const& buses, virt
     Vm& vm = buses.vm;
     std::vector<virtio::QueueNotifier> notifiers;
     if (buses.transport == Transport::Mmio) {
-        std::uint64_t base = layout::virtio_mmio_base + std::uint64_t { index } * layout::virtio_mmio_stride;
-        std::uint32_t gsi = layout::virtio_mmio_first_irq + index;
+        auto const [base, gsi] = virtio_mmio_placement(index);
         if (gsi >= Vm::ioapic_pins)
             return make_error(ErrorKind::Usage, "too many virtio-mmio devices (at most "
                     + std::to_string(Vm::ioapic_pins - layout::virtio_mmio_first_irq) + ", the console included); use --transport pci");

@@ -59,6 +59,14 @@ struct VirtioSlot {
     virtio::VirtioDevice& device() const;
 };
 
+// Where the index-th virtio device sits on the virtio-mmio transport (the
+// DSDT describes the same regions for kernels that find devices through ACPI).
+struct MmioPlacement {
+    std::uint64_t base;
+    std::uint32_t gsi;
+};
+[[nodiscard]] MmioPlacement virtio_mmio_placement(std::uint32_t index);
+
 // Attaches `device` as the VM's index-th virtio device. For virtio-mmio, its
 // command-line word is appended to cmdline_extra.
 [[nodiscard]] Result<std::unique_ptr<VirtioSlot>> attach_virtio(VirtioBuses const& buses, virtio::VirtioDevice& device,

@@ -307,7 +307,8 @@ Result<api::AgentAnswer> VmmController::agent_command(api::AgentCommand const& c
 bool VmmController::generalized_on_exit(MachineExit const& exit) const
 {
     return m_generalize_acknowledged.load()
-        && (exit.kind == MachineExit::Kind::Reset || exit.kind == MachineExit::Kind::PowerOff);
+        && (exit.kind == MachineExit::Kind::Reset || exit.kind == MachineExit::Kind::TripleFault
+            || exit.kind == MachineExit::Kind::PowerOff);
 }
 
 } // namespace strata

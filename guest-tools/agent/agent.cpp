@@ -60,10 +60,16 @@ std::string Agent::handle_line(std::string const& line)
         return reply_err(id, "the request has no \"cmd\" string").dump();
     std::string cmd = req["cmd"];
 
-    if (cmd == "ping")
+    if (cmd == "ping") {
+        // The guest's hostname as the kernel has it, so the VMM can see what
+        // provisioning set.
+        char host[256] = {};
+        if (::gethostname(host, sizeof host - 1) != 0)
+            host[0] = '\0';
         return reply_ok(id, { { "agent", "strata-agent" }, { "version", 1 }, { "instance_id", m_instance_id },
-                                { "frozen", frozen() } })
+                                { "hostname", std::string(host) }, { "frozen", frozen() } })
             .dump();
+    }
 
     if (cmd == "freeze") {
         int timeout = kDefaultFreezeTimeoutS;

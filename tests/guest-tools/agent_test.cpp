@@ -131,6 +131,7 @@ TEST_CASE("ping answers with the agent's identity and echoes the id")
     CHECK(r["ok"] == true);
     CHECK(r["result"]["agent"] == "strata-agent");
     CHECK(r["result"]["instance_id"] == "i-123");
+    CHECK(r["result"]["hostname"].is_string());
     CHECK(r["result"]["frozen"] == false);
     auto s = ch.request(R"({"id": "abc", "cmd": "ping"})");
     CHECK(s["id"] == "abc");

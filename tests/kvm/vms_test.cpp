@@ -232,6 +232,14 @@ TEST_CASE("vms create: from an image and a template, and bad input is refused wi
     home.run({ "vms", "create", "notpl", "--template", "missing" }, EX_NOINPUT);
     home.run({ "vms", "create", "fromimg", "--firmware", echo_fw }, EX_CANTCREAT);
     home.run({ "vms", "create", "nofile", "--firmware", (home.path / "nope").string() }, EX_NOINPUT);
+    // A kernel the loader cannot boot is refused at creation, with no record or disk left.
+    auto junk = home.path / "junk-kernel";
+    std::ofstream(junk) << std::string(8192, 'x');
+    auto bad = home.run({ "vms", "create", "badkernel", "--kernel", junk.string(), "--image", "img" }, EX_DATAERR);
+    CHECK(contains(bad.err, "neither a bzImage nor an ELF file"));
+    CHECK_FALSE(contains(home.run({ "vms", "list" }).out, "badkernel"));
+    CHECK_FALSE(contains(home.run({ "disks", "list" }).out, "badkernel"));
+    home.run({ "instance-templates", "create", "badkernel", "--image", "img", "--kernel", junk.string() }, EX_DATAERR);
     // Failed creations leave no disks behind.
     home.run({ "vms", "create", "twoboot", "--firmware", echo_fw, "--disk", "size=1M,id=a,boot=on", "--disk", "size=1M,id=b,boot=on" }, EX_USAGE);
     CHECK_FALSE(contains(home.run({ "disks", "list" }).out, "twoboot"));

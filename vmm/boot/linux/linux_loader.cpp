@@ -80,6 +80,29 @@ Result<std::uint64_t> place_initrd(std::span<E820Entry const> e820, std::uint64_
     return *best;
 }
 
+Status check_kernel_file(std::filesystem::path const& kernel)
+{
+    LinuxLoadOptions defaults;
+    STRATA_TRY(file, read_file(kernel.string(), "kernel", defaults.max_kernel_size));
+    auto checked = [&]() -> Status {
+        if (looks_like_bzimage(file)) {
+            STRATA_TRY(bz, parse_bzimage(file));
+            if (detect_compression(bz.payload) == Compression::Unknown && !bz.has_64bit_entry())
+                return make_error(ErrorKind::Unsupported, "the bzImage's payload format is unknown and it has no 64-bit entry (XLF_KERNEL_64)");
+            return ok();
+        }
+        if (looks_like_elf(file)) {
+            STRATA_TRY(elf, parse_elf_kernel(file));
+            (void)elf;
+            return ok();
+        }
+        return make_error(ErrorKind::BadInput, "the kernel is neither a bzImage nor an ELF file");
+    }();
+    if (!checked)
+        return checked.error().context(kernel.string());
+    return ok();
+}
+
 Result<LinuxBootSetup> load_linux_files(GuestMemory const& mem, std::filesystem::path const& kernel,
     std::optional<std::filesystem::path> const& initrd, LinuxLoadOptions options)
 {

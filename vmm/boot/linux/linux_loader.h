@@ -87,6 +87,11 @@ struct LinuxBootSetup {
 [[nodiscard]] Result<LinuxBootSetup> load_linux_files(GuestMemory const& mem, std::filesystem::path const& kernel,
     std::optional<std::filesystem::path> const& initrd, LinuxLoadOptions options);
 
+// Checks, without loading it, that `kernel` is a file the loader can boot (a
+// bzImage it can enter, or an ELF kernel), so that records naming it are refused
+// early (vms create, instance-templates create) rather than failing at start.
+[[nodiscard]] Status check_kernel_file(std::filesystem::path const& kernel);
+
 // Picks a page-aligned address for an initrd: as high as fits in a usable e820
 // range, with the whole initrd below `limit` (exclusive), at or above 1 MiB, and
 // clear of [avoid_start, avoid_end).
