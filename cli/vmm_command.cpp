@@ -65,7 +65,8 @@ int run_stored_vm(std::string const& name)
     Store& st = *store.value();
     VmRecord const& record = vm.value();
     VmmController controller(name, config.value(), MachineIo { relay.value()->serial_out(), relay.value()->serial_in() },
-        [&st, &record](Machine&, MachineImageCapture const& capture) { return record_vm_capture(st, record, capture); });
+        [&st, &record](Machine&, MachineImageCapture const& capture) { return record_vm_capture(st, record, capture); },
+        [&st](std::string const& image) { return check_machine_image_name_free(st, image); });
     // The pid file is written once the API answers: its presence with a live pid
     // and an answering socket is what `strata vms` reads as "running".
     auto write_pid = [&] {

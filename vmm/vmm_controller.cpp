@@ -11,11 +11,12 @@
 
 namespace strata {
 
-VmmController::VmmController(std::string id, MachineConfig config, MachineIo io, RecordImage record_image)
+VmmController::VmmController(std::string id, MachineConfig config, MachineIo io, RecordImage record_image, CheckImage check_image)
     : m_id(std::move(id))
     , m_config(std::move(config))
     , m_io(io)
     , m_record_image(std::move(record_image))
+    , m_check_image(std::move(check_image))
 {
 }
 
@@ -232,6 +233,11 @@ Result<api::CaptureResult> VmmController::create_machine_image(api::MachineImage
         return make_error(ErrorKind::Unsupported, "machine images need a VM from the store (strata vms start)");
     if (!m->disks().store())
         return make_error(ErrorKind::Unsupported, "the VM has no store disks to capture");
+    // The name first: a capture refused after the freeze would have stalled the
+    // guest and left every disk a layer deeper for nothing.
+    STRATA_TRY(check_object_name(request.name));
+    if (m_check_image)
+        STRATA_TRY(m_check_image(request.name));
     MachineImageCapture capture;
     capture.request = request;
     auto do_capture = [&]() -> Status {
