@@ -1,17 +1,24 @@
 // The VMM's API against requests it must refuse or survive, on a running
 // seqwriter VM started with `strata vms start`: a capture refused for its name
 // changes nothing (no disk a layer deeper, no stall of the guest), and no
-// sequence of requests, malformed or cut off, ends the VMM.
+// sequence of requests, malformed or cut off, ends the VMM; a client still
+// sending a refused body gets to send it and reads the reply.
 #include "tests/support/process.h"
 #include "tests/support/seqwriter_progress.h"
 #include "tests/support/strata_home.h"
 #include "vmm/api/client.h"
+#include "vmm/api/unix_listener.h"
 
 #include <doctest/doctest.h>
 
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
 #include <chrono>
+#include <fstream>
+#include <iterator>
+#include <poll.h>
+#include <sys/socket.h>
 #include <map>
 #include <optional>
 #include <string>
@@ -77,6 +84,43 @@ strata::api::ApiResponse call(std::string const& socket, std::string const& meth
     return r.value();
 }
 
+// Sends all of `bytes` (false if a send failed) and, with read_reply, reads
+// until the server closes; returns the reply's status line.
+std::string raw_exchange(std::string const& socket, std::string_view bytes, bool read_reply, bool* sent_all = nullptr)
+{
+    auto fd = strata::api::connect_unix(socket);
+    REQUIRE_MESSAGE(fd.has_value(), "connect ", socket);
+    bool ok = true;
+    while (!bytes.empty()) {
+        auto n = ::send(fd.value().get(), bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        if (n < 0) {
+            ok = false;
+            break;
+        }
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    if (sent_all)
+        *sent_all = ok;
+    std::string out;
+    while (read_reply) {
+        pollfd p { fd.value().get(), POLLIN, 0 };
+        if (::poll(&p, 1, 30'000) <= 0)
+            break;
+        char buffer[4096];
+        auto n = ::recv(fd.value().get(), buffer, sizeof buffer, 0);
+        if (n <= 0)
+            break;
+        out.append(buffer, static_cast<std::size_t>(n));
+    }
+    return out.substr(0, out.find("\r\n"));
+}
+
+std::string put_header(std::string const& target, std::size_t length)
+{
+    return "PUT " + target + " HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: "
+        + std::to_string(length) + "\r\n\r\n";
+}
+
 json metrics(std::string const& socket)
 {
     return json::parse(call(socket, "GET", "/metrics", "").body);
@@ -123,4 +167,45 @@ TEST_CASE("a capture refused for its name freezes no disk and does not stall the
     auto now = env.progress("w", std::nullopt);
     REQUIRE(now);
     CHECK(env.progress("w", now));
+}
+
+TEST_CASE("no request sequence ends the VMM: a capture, a malformed PUT, a 10 MB PUT, clients gone mid-body")
+{
+    Env env;
+    env.start_writer("w");
+    auto sock = env.socket("w");
+    env.run({ "machine-images", "create", "img", "--source-vm", "w" });
+
+    std::string const bad = "{\"vcpu_count\": ";
+    CHECK(raw_exchange(sock, put_header("/machine-config", bad.size()) + bad, true) == "HTTP/1.1 400 Bad Request");
+
+    // A 10 MB body sent in one go, as curl does: every send completes and the
+    // client reads its 413.
+    std::string const big(10 << 20, ' ');
+    bool sent_all = false;
+    CHECK(raw_exchange(sock, put_header("/drives/x", big.size()) + big, true, &sent_all) == "HTTP/1.1 413 Payload Too Large");
+    CHECK(sent_all);
+
+    // Clients that go away in the middle of a body, a header, or before any
+    // reply: under the limit, over it, and with "Expect: 100-continue".
+    for (int i = 0; i < 10; ++i) {
+        (void)raw_exchange(sock, put_header("/drives/x", 60'000) + std::string(30'000, 'x'), false);
+        (void)raw_exchange(sock, put_header("/drives/x", big.size()) + std::string(1 << 20, 'x'), false);
+        (void)raw_exchange(sock, "PUT /drives/x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 10485760\r\n", false);
+        (void)raw_exchange(sock, put_header("/machine-images", 20) + "{\"name\":", false);
+    }
+
+    // The VMM still answers, the guest still runs, and its log shows no
+    // exception.
+    auto info = call(sock, "GET", "/", "");
+    CHECK(info.status == 200);
+    CHECK(json::parse(info.body)["state"] == "Running");
+    auto now = env.progress("w", std::nullopt);
+    REQUIRE(now);
+    CHECK(env.progress("w", now));
+    CHECK(env.describe("vms", "w")["state"] == "running");
+    std::string log_path = env.describe("vms", "w")["runtime_dir"].get<std::string>() + "/vmm.log";
+    std::ifstream log(log_path);
+    std::string text((std::istreambuf_iterator<char>(log)), {});
+    CHECK(text.find("exception") == std::string::npos);
 }
