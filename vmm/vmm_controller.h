@@ -1,7 +1,9 @@
 // VmmController: the VMM process's side of the REST API (api::VmController). It
 // holds the configuration until InstanceStart (Firecracker's pre-boot requests
 // build it up), creates the Machine on start, and afterwards forwards pause,
-// resume, Ctrl-Alt-Del, metrics and captures to the running Machine.
+// resume, Ctrl-Alt-Del, metrics and captures to the running Machine. Host paths
+// a client names (path_on_host, boot files) are checked at their PUT and again
+// at InstanceStart; one that cannot be used is the client's error (Usage, 400).
 //
 // The Machine runs on the process's main thread (run_until_exit); the API's worker
 // thread only creates it and then hands it over, so the main thread owns its
@@ -84,6 +86,8 @@ public:
     static constexpr std::uint64_t FreezeTimeoutS = 10;
 
 private:
+    // Creates and hands over the Machine (start() and start_instance()).
+    [[nodiscard]] Status create_machine();
     Machine* running();
     // Freezes through the agent, runs capture, thaws; returns the capture's status
     // and sets flush_state.
