@@ -84,7 +84,13 @@ int exit_status(MachineExit const& exit, OnReboot on_reboot, int signal_number, 
     restart = false;
     switch (exit.kind) {
     case MachineExit::Kind::GuestExit:
-        return static_cast<int>(exit.value & 0xff);
+        // Only 0-63 pass through: above them lie strata's own codes (64-78) and
+        // the shell's 128+N for a signal, which a guest must not be able to fake.
+        if (exit.value <= max_guest_exit_value)
+            return static_cast<int>(exit.value);
+        std::cerr << "strata: the guest wrote " << exit.value << " to the exit port, outside 0-" << max_guest_exit_value
+                  << "; exiting " << guest_exit_out_of_range << "\n";
+        return guest_exit_out_of_range;
     case MachineExit::Kind::Reset:
         if (on_reboot == OnReboot::Restart) {
             std::cerr << "strata: guest reset; restarting\n";

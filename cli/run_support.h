@@ -8,6 +8,7 @@
 #include "vmm/machine.h"
 #include "vmm/vmm_controller.h"
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -28,6 +29,13 @@ T with_signals(std::function<T()> const& fn, std::function<void()> const& stop, 
 // on_exit sees how the machine ended (not called when it never started).
 int serve_until_exit(VmmController& controller, std::string const& socket, bool boot_now,
     std::function<void()> const& on_serving = {}, std::function<void(MachineExit const&)> const& on_exit = {});
+
+// A guest's exit-port value passes through as strata's exit status only up to
+// max_guest_exit_value; any other value exits guest_exit_out_of_range
+// (EX_PROTOCOL, which no other strata failure uses), so that a guest cannot
+// pose as a strata error (64-78) or as a signal (128+N).
+inline constexpr std::uint32_t max_guest_exit_value = 63;
+inline constexpr int guest_exit_out_of_range = 76;
 
 // The exit status for a machine that ended; sets restart when the guest reset and
 // on_reboot says to boot again. Messages about how it ended go to stderr.

@@ -178,7 +178,7 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
         // The child: only async-signal-safe calls until exec.
         ::setsid();
         int in = ::open("/dev/null", O_RDONLY);
-        int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+        int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
         if (in < 0 || out < 0)
             ::_exit(EX_OSERR);
         ::dup2(in, 0);
@@ -192,8 +192,15 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
     // The VMM writes its own pid file too; writing it here as well lets state
     // checks find the process from its first instant.
     {
-        std::ofstream p(rt.paths.pid_file + ".start");
-        p << pid << "\n";
+        // A new file (O_EXCL, O_NOFOLLOW), renamed into place below.
+        std::string const start = rt.paths.pid_file + ".start";
+        std::string const text = std::to_string(pid) + "\n";
+        ::unlink(start.c_str());
+        int fd = ::open(start.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            [[maybe_unused]] auto written = ::write(fd, text.data(), text.size());
+            ::close(fd);
+        }
     }
     if (::access(rt.paths.pid_file.c_str(), F_OK) != 0)
         ::rename((rt.paths.pid_file + ".start").c_str(), rt.paths.pid_file.c_str());

@@ -65,15 +65,23 @@ int run_stored_vm(std::string const& name)
     Store& st = *store.value();
     VmRecord const& record = vm.value();
     VmmController controller(name, config.value(), MachineIo { relay.value()->serial_out(), relay.value()->serial_in() },
-        [&st, &record](Machine&, MachineImageCapture const& capture) { return record_vm_capture(st, record, capture); });
+        [&st, &record](Machine&, MachineImageCapture const& capture) { return record_vm_capture(st, record, capture); },
+        [&st](std::string const& image) { return check_machine_image_name_free(st, image); });
     // The pid file is written once the API answers: its presence with a live pid
     // and an answering socket is what `strata vms` reads as "running".
+    // Written to a new file of its own (O_EXCL, O_NOFOLLOW: nothing planted in
+    // the folder is followed or reused) and renamed over the pid file, which
+    // replaces whatever is there rather than writing through it.
     auto write_pid = [&] {
         std::string pid = std::to_string(::getpid()) + "\n";
-        int fd = ::open(paths.pid_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        std::string tmp = paths.pid_file + "." + std::to_string(::getpid());
+        ::unlink(tmp.c_str());
+        int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd >= 0) {
-            [[maybe_unused]] auto n = ::write(fd, pid.data(), pid.size());
+            bool written = ::write(fd, pid.data(), pid.size()) == static_cast<ssize_t>(pid.size());
             ::close(fd);
+            if (!written || ::rename(tmp.c_str(), paths.pid_file.c_str()) != 0)
+                ::unlink(tmp.c_str());
         }
     };
     // A guest that acknowledged generalize and then reset or powered off is

@@ -268,6 +268,18 @@ Status record_machine_image(RecordLock const& held, MachineImageRecord record)
     return write_record(held.root(), RecordKind::MachineImage, record.name, encode_machine_image(record), true);
 }
 
+Status check_machine_image_name_free(Store& store, std::string const& name)
+{
+    STRATA_TRY(check_object_name(name));
+    STRATA_TRY(ensure_record_dirs(store.root()));
+    STRATA_TRY(held, RecordLock::take(store.root(), false));
+    STRATA_TRY(existing, list_unlocked(held.root()));
+    for (auto const& m : existing)
+        if (m.name == name)
+            return make_error(ErrorKind::Exists, "a machine-image named '" + name + "' already exists");
+    return ok();
+}
+
 Status record_machine_image(Store& store, MachineImageRecord const& record)
 {
     STRATA_TRY(ensure_record_dirs(store.root()));

@@ -88,6 +88,12 @@ std::string encode_machine_image(MachineImageRecord const& m);
 [[nodiscard]] Status record_machine_image(Store& store, MachineImageRecord const& record);
 [[nodiscard]] Status record_machine_image(RecordLock const& held, MachineImageRecord record);
 
+// Whether record_machine_image would take `name`: a valid store name (Usage) that
+// no machine image has (Exists). A live capture asks this before it freezes any
+// disk, so that a refused name changes nothing; record_machine_image checks
+// again under its lock. Takes the record lock shared.
+[[nodiscard]] Status check_machine_image_name_free(Store& store, std::string const& name);
+
 [[nodiscard]] Result<MachineImageRecord> load_machine_image(RecordLock const& held, std::string const& name);
 [[nodiscard]] Result<std::vector<MachineImageRecord>> list_machine_images(RecordLock const& held);
 

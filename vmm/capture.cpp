@@ -2,6 +2,7 @@
 
 #include "devices/virtio/blk/device.h"
 #include "imaging/chain.h"
+#include "store/manifest.h"
 #include "store/store.h"
 #include "vmm/machine_disks.h"
 
@@ -90,8 +91,12 @@ Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::str
         outcome.disks.push_back(std::move(d));
     }
 
+    // Every snapshot name must pass the store's own rules before anything is
+    // paused: record_snapshot checks them again only after the freeze.
     if (!snapshot_prefix.empty()) {
         for (auto const& d : outcome.disks) {
+            if (!d.scratch)
+                STRATA_TRY(check_object_name(snapshot_name(disks, snapshot_prefix, d)));
             if (!d.scratch && store.get(ObjectKind::Snapshot, snapshot_name(disks, snapshot_prefix, d)))
                 return make_error(ErrorKind::Exists, "a snapshot named '" + snapshot_name(disks, snapshot_prefix, d) + "' already exists");
         }

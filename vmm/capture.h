@@ -56,8 +56,9 @@ struct CaptureOutcome {
 };
 
 // Captures every disk. snapshot_prefix, if not empty, also records one store
-// snapshot per disk named "<prefix>-<disk id>". Host-file disks cannot be
-// captured (Unsupported, before anything is paused).
+// snapshot per disk named "<prefix>-<disk id>". Host-file disks, a snapshot
+// name the store refuses and a snapshot name already taken all fail before
+// anything is paused or prepared: a refused capture changes nothing.
 [[nodiscard]] Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::string const& snapshot_prefix);
 
 } // namespace strata

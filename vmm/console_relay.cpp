@@ -16,7 +16,7 @@ Result<std::unique_ptr<ConsoleRelay>> ConsoleRelay::start(std::string const& log
 {
     auto relay = std::unique_ptr<ConsoleRelay>(new ConsoleRelay());
     relay->m_socket_path = socket_path;
-    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (log < 0)
         return errno_error("serial log '" + log_path + "'");
     relay->m_log = Fd(log);

@@ -79,6 +79,12 @@ struct MachineExit {
     std::string details;
 };
 
+// How a KVM_EXIT_SYSTEM_EVENT of the given type ends the machine: a shutdown is
+// a power-off, a reset a reset, and every other type (a crash reported through
+// the Hyper-V crash MSRs, an SEV termination, a wake-up or suspend strata never
+// asked for) a failure whose details name the event, never a clean end.
+[[nodiscard]] MachineExit exit_for_system_event(std::uint32_t type);
+
 struct MachineIo {
     int serial_out { 1 }; // where the guest's serial output goes
     int serial_in { 0 };  // where its serial input comes from; -1 for none

@@ -14,6 +14,16 @@
 
 namespace strata {
 
+MachineExit exit_for_system_event(std::uint32_t type)
+{
+    switch (type) {
+    case KVM_SYSTEM_EVENT_SHUTDOWN: return { MachineExit::Kind::PowerOff, 0, {} };
+    case KVM_SYSTEM_EVENT_RESET: return { MachineExit::Kind::Reset, 0, {} };
+    case KVM_SYSTEM_EVENT_CRASH: return { MachineExit::Kind::Failed, 0, "the guest crashed (KVM system event crash)" };
+    default: return { MachineExit::Kind::Failed, 0, "unexpected KVM system event " + std::to_string(type) };
+    }
+}
+
 MachineExit Machine::run()
 {
     Vcpu::install_kick_signal();
@@ -81,10 +91,7 @@ void Machine::vcpu_loop(Vcpu& vcpu)
             finish({ MachineExit::Kind::TripleFault, 0, "vCPU " + std::to_string(vcpu.index()) + " triple fault (KVM_EXIT_SHUTDOWN); registers:\n" + vcpu.dump_registers() });
             return;
         case KVM_EXIT_SYSTEM_EVENT:
-            if (run.system_event.type == KVM_SYSTEM_EVENT_RESET)
-                finish({ MachineExit::Kind::Reset, 0, {} });
-            else
-                finish({ MachineExit::Kind::PowerOff, 0, {} });
+            finish(exit_for_system_event(run.system_event.type));
             return;
         case KVM_EXIT_HLT:
             // With the in-kernel LAPIC, KVM handles HLT itself; seeing it here means a

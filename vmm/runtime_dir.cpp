@@ -4,6 +4,7 @@
 #include "base/sha256.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <span>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +29,28 @@ RuntimePaths runtime_paths(std::string const& store_root, std::string const& vm_
     return p;
 }
 
+Status check_private_dir(std::string const& dir)
+{
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0)
+        return errno_error("runtime folder '" + dir + "'");
+    auto refuse = [&](std::string const& why) {
+        return make_error(ErrorKind::Permission, "runtime folder '" + dir + "' " + why + "; refusing to use it (remove it, or set XDG_RUNTIME_DIR)");
+    };
+    if (S_ISLNK(st.st_mode))
+        return refuse("is a symbolic link");
+    if (!S_ISDIR(st.st_mode))
+        return refuse("is not a folder");
+    if (st.st_uid != ::geteuid())
+        return refuse("belongs to uid " + std::to_string(st.st_uid) + ", not to this user (uid " + std::to_string(::geteuid()) + ")");
+    if ((st.st_mode & 07777) != 0700) {
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        return refuse(std::string("has mode ") + mode + ", not 0700");
+    }
+    return ok();
+}
+
 Status make_runtime_dir(std::string const& dir)
 {
     std::string partial;
@@ -37,7 +60,13 @@ Status make_runtime_dir(std::string const& dir)
         if (::mkdir(partial.c_str(), 0700) < 0 && errno != EEXIST)
             return errno_error("create runtime folder '" + partial + "'");
     }
-    return ok();
+    // The last two levels are strata's own (the per-user base and the VM's
+    // folder); whoever made them first, they must be this user's alone, or
+    // another user could read the console, drive the API or plant links.
+    auto slash = dir.find_last_of('/');
+    if (slash != std::string::npos && slash > 0)
+        STRATA_TRY(check_private_dir(dir.substr(0, slash)));
+    return check_private_dir(dir);
 }
 
 } // namespace strata

@@ -5,7 +5,9 @@
 // store root and the VM name: short enough that the socket path fits the 108-byte
 // limit of Unix sockets whatever $STRATA_HOME is, and distinct per store and VM.
 // The folder and every level above it that does not exist yet are made 0700, since
-// its parent may be shared (/tmp).
+// its parent may be shared (/tmp); the folder and its parent are refused unless
+// they are this user's own with mode 0700, and the files in it are created with
+// O_NOFOLLOW (and the pid file with O_EXCL, then renamed into place).
 // Threading: pure functions, and make_runtime_dir, which only makes folders.
 #pragma once
 
@@ -26,7 +28,13 @@ struct RuntimePaths {
 RuntimePaths runtime_paths(std::string const& store_root, std::string const& vm_name);
 
 // Makes dir (RuntimePaths::dir) and each missing level above it, mode 0700; levels
-// that exist already are left as they are.
+// that exist already are left as they are. Then dir and its parent (the per-user
+// base: /tmp/strata-<uid> or $XDG_RUNTIME_DIR/strata) must be real folders (not
+// links) owned by this user with mode 0700, whoever made them: otherwise
+// Permission, and nothing is used.
 [[nodiscard]] Status make_runtime_dir(std::string const& dir);
+
+// That one folder passes make_runtime_dir's ownership and mode checks.
+[[nodiscard]] Status check_private_dir(std::string const& dir);
 
 } // namespace strata

@@ -7,15 +7,64 @@
 #include "vmm/agent_channel.h"
 #include "vmm/machine_disks.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <utility>
 
 namespace strata {
 
-VmmController::VmmController(std::string id, MachineConfig config, MachineIo io, RecordImage record_image)
+namespace {
+
+// A host path from an API request (a drive's path_on_host, a boot file) is the
+// client's choice, so whatever is wrong with it is the client's error (Usage,
+// 400): a missing file, a directory, one this process may not open (for writing
+// too, unless read_only). Without this check the open failed only at
+// InstanceStart, as 404 or 500 (Permission and Io are the server's own
+// failures), as if strata had failed.
+Status check_client_path(std::string const& field, std::string const& path, bool read_only)
+{
+    auto refuse = [&](std::string const& why, int err) {
+        return Error { ErrorKind::Usage, err, "`" + field + "` '" + path + "': " + why };
+    };
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+        return refuse(std::strerror(errno), errno);
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+        return refuse("not a regular file or block device", 0);
+    int fd = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return refuse(std::string(read_only ? "cannot open for reading: " : "cannot open for reading and writing: ") + std::strerror(errno), errno);
+    ::close(fd);
+    return ok();
+}
+
+// Every host path of the configuration, checked as check_client_path does.
+Status check_client_paths(MachineConfig const& config)
+{
+    for (auto const& [field, path] : { std::pair<char const*, std::string const*> { "firmware_path", &config.firmware },
+             { "kernel_image_path", &config.kernel }, { "initrd_path", &config.initrd } }) {
+        if (!path->empty())
+            STRATA_TRY(check_client_path(field, *path, true));
+    }
+    for (auto const& d : config.disks) {
+        if (!d.path.empty())
+            STRATA_TRY(check_client_path("path_on_host", d.path, d.read_only));
+    }
+    return ok();
+}
+
+} // namespace
+
+VmmController::VmmController(std::string id, MachineConfig config, MachineIo io, RecordImage record_image, CheckImage check_image)
     : m_id(std::move(id))
     , m_config(std::move(config))
     , m_io(io)
     , m_record_image(std::move(record_image))
+    , m_check_image(std::move(check_image))
 {
 }
 
@@ -29,10 +78,18 @@ Machine* VmmController::running()
 
 Status VmmController::start()
 {
-    return start_instance();
+    return create_machine();
 }
 
 Status VmmController::start_instance()
+{
+    // The API's configuration names host files: checked again at start, since
+    // one may have gone or changed since its PUT.
+    STRATA_TRY(check_client_paths(m_config));
+    return create_machine();
+}
+
+Status VmmController::create_machine()
 {
     {
         std::lock_guard guard(m_lock);
@@ -140,6 +197,10 @@ Result<api::VmMetrics> VmmController::metrics()
 
 Status VmmController::set_boot_source(api::BootSource const& source)
 {
+    STRATA_TRY(check_client_path(source.kernel_image_path.empty() ? "firmware_path" : "kernel_image_path",
+        source.kernel_image_path.empty() ? source.firmware_path : source.kernel_image_path, true));
+    if (!source.initrd_path.empty())
+        STRATA_TRY(check_client_path("initrd_path", source.initrd_path, true));
     m_config.firmware = source.firmware_path;
     m_config.kernel = source.kernel_image_path;
     m_config.initrd = source.initrd_path;
@@ -166,6 +227,7 @@ Status VmmController::put_drive(api::DriveConfig const& drive)
     d.scratch = drive.scratch;
     d.cache = drive.cache_type == api::CacheType::Unsafe ? DiskCache::Unsafe : DiskCache::Writeback;
     if (!d.path.empty()) {
+        STRATA_TRY(check_client_path("path_on_host", d.path, d.read_only));
         // A host file: a strata layer if it says so, raw otherwise.
         d.format = "raw";
         if (auto f = detect_format(d.path); f && f.value() == ImageFormat::Strata)
@@ -232,6 +294,11 @@ Result<api::CaptureResult> VmmController::create_machine_image(api::MachineImage
         return make_error(ErrorKind::Unsupported, "machine images need a VM from the store (strata vms start)");
     if (!m->disks().store())
         return make_error(ErrorKind::Unsupported, "the VM has no store disks to capture");
+    // The name first: a capture refused after the freeze would have stalled the
+    // guest and left every disk a layer deeper for nothing.
+    STRATA_TRY(check_object_name(request.name));
+    if (m_check_image)
+        STRATA_TRY(m_check_image(request.name));
     MachineImageCapture capture;
     capture.request = request;
     auto do_capture = [&]() -> Status {

@@ -1,13 +1,18 @@
 // VmmController: the VMM process's side of the REST API (api::VmController). It
 // holds the configuration until InstanceStart (Firecracker's pre-boot requests
 // build it up), creates the Machine on start, and afterwards forwards pause,
-// resume, Ctrl-Alt-Del, metrics and captures to the running Machine.
+// resume, Ctrl-Alt-Del, metrics and captures to the running Machine. Host paths
+// a client names (path_on_host, boot files) are checked at their PUT and again
+// at InstanceStart; one that cannot be used is the client's error (Usage, 400).
 //
 // The Machine runs on the process's main thread (run_until_exit); the API's worker
 // thread only creates it and then hands it over, so the main thread owns its
 // lifetime. Captures need the store; a VMM started on host files alone refuses them.
 // A machine-image capture records the image through `record_image`, supplied by
-// whoever knows the VM's identity (the `strata vmm --vm` command).
+// whoever knows the VM's identity (the `strata vmm --vm` command), which also
+// supplies `check_image`: asked before any disk is paused, it refuses a name the
+// record would refuse (invalid or taken), so that a refused capture changes
+// nothing — no frozen layer, no stalled guest.
 //
 // Guest flush (a machine image with guest_flush): before the capture the agent is
 // asked to freeze its file systems (timeout_s FreezeTimeoutS, so a VMM that dies
@@ -46,10 +51,11 @@ struct MachineImageCapture {
 class VmmController final : public api::VmController {
 public:
     using RecordImage = std::function<Status(Machine&, MachineImageCapture const&)>;
+    using CheckImage = std::function<Status(std::string const& name)>;
 
     // `configured` says the config is complete (a VM from the store), so start()
     // may boot at once; otherwise the API builds it up first.
-    VmmController(std::string id, MachineConfig config, MachineIo io, RecordImage record_image = {});
+    VmmController(std::string id, MachineConfig config, MachineIo io, RecordImage record_image = {}, CheckImage check_image = {});
     ~VmmController() override;
 
     // Boots now (for a VM whose configuration came with it).
@@ -80,6 +86,8 @@ public:
     static constexpr std::uint64_t FreezeTimeoutS = 10;
 
 private:
+    // Creates and hands over the Machine (start() and start_instance()).
+    [[nodiscard]] Status create_machine();
     Machine* running();
     // Freezes through the agent, runs capture, thaws; returns the capture's status
     // and sets flush_state.
@@ -90,6 +98,7 @@ private:
     MachineConfig m_config;
     MachineIo m_io;
     RecordImage m_record_image;
+    CheckImage m_check_image;
     std::mutex m_lock;
     std::condition_variable m_cv;
     std::unique_ptr<Machine> m_machine;

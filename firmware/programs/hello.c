@@ -1,7 +1,9 @@
 /* hello: the smallest guest. Prints a greeting and the command line it was
  * given, then exits 0. Used by the walking-skeleton tests and bench/startup.
  * With `verbose=1` it also prints what hvm_start_info carried: the memory map,
- * the modules and the RSDP address. */
+ * the modules and the RSDP address. With `exit=N` it writes N (any 32-bit value)
+ * to the exit port instead of 0, for the tests of what strata makes of values
+ * outside 0-63. */
 #include "runtime.h"
 
 const char rt_program_name[] = "hello";
@@ -21,5 +23,5 @@ int main(const char* cmdline)
             printf("module: %p size %lu\n", (void*)m->paddr, (unsigned long)m->size);
         }
     }
-    return 0;
+    return (int)cmdline_u64("exit", 0);
 }

@@ -97,6 +97,24 @@ TEST_CASE("hello prints to the serial port and exits 0")
     CHECK_FALSE(contains(r.out, "strata:")); // strata's own messages go to stderr only
 }
 
+TEST_CASE("only guest exit values 0-63 pass through; any other is EX_PROTOCOL, never a strata code or a signal")
+{
+    struct Case {
+        std::string value;
+        int status;
+    };
+    // 261 is 5 in its low byte: it must not pass as 5.
+    std::vector<Case> const cases = { { "0", 0 }, { "5", 5 }, { "63", 63 }, { "64", 76 }, { "70", 76 }, { "130", 76 },
+        { "143", 76 }, { "255", 76 }, { "261", 76 }, { "4294967295", 76 } };
+    for (auto const& c : cases) {
+        auto r = run({ "run", "--firmware", firmware("hello"), "--cmdline", "exit=" + c.value });
+        INFO("exit=", c.value, ": ", r.err);
+        CHECK(r.exit_code == c.status);
+        if (c.status == 76)
+            CHECK(contains(r.err, "outside 0-63"));
+    }
+}
+
 TEST_CASE("two VMs in a row on one strata layer file: the second is not refused as busy")
 {
     // A VMM's layer lock must be gone when it exits, even while the kernel still

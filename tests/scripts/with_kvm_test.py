@@ -44,6 +44,25 @@ def machine_processes(marker):
     return found
 
 
+def run_folder_of(pid):
+    """The name of the run folder whose virtiofsd is a child of pid."""
+    for child in os.listdir("/proc"):
+        if not child.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % child) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            with open("/proc/%s/cmdline" % child, "rb") as f:
+                argv = f.read().decode(errors="replace").split("\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid and argv and argv[0].endswith("virtiofsd"):
+            for a in argv:
+                if a.startswith("--socket-path="):
+                    return os.path.basename(os.path.dirname(a[len("--socket-path="):]))
+    return None
+
+
 def runs_dir():
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "strata", "with-kvm", "runs")
@@ -92,8 +111,9 @@ def case_failed_start(build):
     print(r.stderr)
     check(r.returncode == 125, "expected 125, got %d" % r.returncode)
     check("could not be had" in r.stderr and "QEMU" in r.stderr, "the message does not say the machine failed")
-    after = set(os.listdir(runs_dir()))
-    check(after <= before, "the run's folder was left behind: %s" % (after - before))
+    # Folders other runs made meanwhile have their machine's processes; ours must be gone.
+    left = [f for f in set(os.listdir(runs_dir())) - before if not machine_processes(f)]
+    check(not left, "the run's folder was left behind: %s" % left)
 
 
 def case_time_limit(build):
@@ -108,7 +128,6 @@ def case_cleanup_on_signals(build):
     """SIGTERM and SIGINT end with-kvm with 128+N and nothing it started; SIGKILL of
     with-kvm takes QEMU and virtiofsd with it."""
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
-        before = set(os.listdir(runs_dir())) if os.path.isdir(runs_dir()) else set()
         e = dict(os.environ)
         e.pop("STRATA_WITH_KVM", None)
         p = subprocess.Popen([WITH_KVM, "--emulated", "--", "sh", "-c", "echo started; sleep 600"],
@@ -116,9 +135,10 @@ def case_cleanup_on_signals(build):
                              start_new_session=True)
         line = p.stdout.readline()
         check(line.strip() == "started", "the command did not start: %r" % line)
-        new = set(os.listdir(runs_dir())) - before
-        check(len(new) == 1, "expected one new run folder, saw %s" % new)
-        folder = new.pop()
+        # The run's folder, from the virtiofsd this with-kvm started (other runs may
+        # be making folders at the same time).
+        folder = run_folder_of(p.pid)
+        check(folder is not None, "no virtiofsd child of with-kvm found")
         check(machine_processes(folder), "no QEMU/virtiofsd found for the run")
         p.send_signal(sig)
         code = p.wait(60)

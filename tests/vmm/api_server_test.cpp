@@ -12,6 +12,8 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <cerrno>
+#include <cstring>
 #include <fcntl.h>
 #include <future>
 #include <poll.h>
@@ -295,6 +297,32 @@ TEST_CASE("malformed, truncated and oversized requests get 4xx or a close, and t
         auto r = f.call("PUT", "/machine-images", body);
         CHECK(r.status == 413);
         CHECK(r.fault_message().find("larger than 65536 bytes") != std::string::npos);
+    }
+    SUBCASE("a client still sending a 10 MiB body when refused can send it all, then reads its 413")
+    {
+        // curl sends a body up to 1 MiB without waiting for "100 Continue" and
+        // gives up without reading the reply when a send fails: the server must
+        // not close on a client that is still sending.
+        std::string const body(10 << 20, 'a');
+        std::string const request = "PUT /drives/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "
+            + std::to_string(body.size()) + "\r\n\r\n" + body;
+        Fd fd = connect_raw(f.path);
+        std::string_view left = request;
+        int send_error = 0;
+        while (!left.empty()) {
+            auto n = ::send(fd.get(), left.data(), left.size(), MSG_NOSIGNAL);
+            if (n < 0) {
+                send_error = errno;
+                break;
+            }
+            left.remove_prefix(static_cast<std::size_t>(n));
+        }
+        INFO("send: ", std::string(std::strerror(send_error)), ", ", left.size(), " bytes unsent");
+        CHECK(left.empty());
+        bool closed = false;
+        auto reply = receive_raw(fd.get(), 10s, &closed);
+        CHECK(reply.starts_with("HTTP/1.1 413"));
+        CHECK(closed);
     }
     SUBCASE("a 10 MiB chunked body gets 413")
     {

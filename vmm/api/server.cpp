@@ -15,6 +15,7 @@
 #include <boost/beast/http.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <exception>
 #include <future>
 #include <memory>
@@ -129,15 +130,22 @@ private:
             close();
             return;
         }
+        // A request refused before its end was read: the client may still be
+        // sending it. Closing at once would make its sends fail (EPIPE) and a
+        // client such as curl then gives up without reading the reply, so the
+        // rest is read and dropped first (drain()).
         if (ec == http::error::body_limit) {
+            m_drain = true;
             reply(fault_reply(413, "The request body is larger than " + std::to_string(m_server.options.max_body_bytes) + " bytes."), false, 11);
             return;
         }
         if (ec == http::error::header_limit) {
+            m_drain = true;
             reply(fault_reply(431, "The request header is larger than " + std::to_string(m_server.options.max_header_bytes) + " bytes."), false, 11);
             return;
         }
         if (ec) {
+            m_drain = true;
             reply(fault_reply(400, "Malformed HTTP request: " + ec.message() + "."), false, 11);
             return;
         }
@@ -184,6 +192,13 @@ private:
         m_response->prepare_payload();
         m_stream.expires_after(m_server.options.write_timeout);
         http::async_write(m_stream, *m_response, [self = shared_from_this(), keep_alive](beast::error_code ec, std::size_t) {
+            if (!ec && self->m_drain) {
+                // One deadline for the whole drain: a client trickling bytes
+                // cannot hold the connection longer than read_timeout.
+                self->m_stream.expires_after(self->m_server.options.read_timeout);
+                self->drain();
+                return;
+            }
             if (ec || !keep_alive) {
                 self->close();
                 return;
@@ -192,13 +207,63 @@ private:
         });
     }
 
+    // After a refusal: reads and drops what the client still sends, until it
+    // closes, read_timeout (from the reply) passes, or max_drain_bytes have
+    // come, then closes.
+    // The client has its reply by now; this only lets its sends complete.
+    void drain()
+    {
+        if (m_drained >= max_drain_bytes) {
+            close();
+            return;
+        }
+        m_buffer.consume(m_buffer.size());
+        m_stream.async_read_some(m_buffer.prepare(64 * 1024), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+            if (ec || self->m_server.stopping) {
+                self->close();
+                return;
+            }
+            self->m_drained += n;
+            self->m_buffer.commit(n);
+            self->drain();
+        });
+    }
+
+    // Bounds drain(): a client refused for a 10 MiB body may send it all, one
+    // that streams without end is cut off.
+    static constexpr std::size_t max_drain_bytes = 64 << 20;
+
     ApiServer::Impl& m_server;
     Stream m_stream;
     beast::flat_buffer m_buffer;
     std::optional<http::request_parser<http::string_body>> m_parser;
     std::optional<http::response<http::string_body>> m_response;
     std::optional<http::response<http::empty_body>> m_continue;
+    bool m_drain { false };
+    std::size_t m_drained { 0 };
 };
+
+namespace {
+
+// Runs the context until it stops. A handler that throws would otherwise end
+// the thread and, through std::terminate, the VMM and its VM: no request may
+// do that. The exception is logged (the VMM's log) and the loop goes on; the
+// connection whose handler threw is left to its timeout.
+void run_guarded(asio::io_context& context, char const* name)
+{
+    for (;;) {
+        try {
+            context.run();
+            return;
+        } catch (std::exception const& e) {
+            std::fprintf(stderr, "strata: API %s thread: unexpected exception: %s\n", name, e.what());
+        } catch (...) {
+            std::fprintf(stderr, "strata: API %s thread: unexpected exception\n", name);
+        }
+    }
+}
+
+} // namespace
 
 void ApiServer::Impl::accept()
 {
@@ -280,8 +345,8 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(std::string socket_path, VmC
     impl->accept();
     impl->worker_guard.emplace(impl->worker.get_executor());
     Impl* raw = impl.get();
-    impl->worker_thread = std::thread([raw] { raw->worker.run(); });
-    impl->io_thread = std::thread([raw] { raw->io.run(); });
+    impl->worker_thread = std::thread([raw] { run_guarded(raw->worker, "worker"); });
+    impl->io_thread = std::thread([raw] { run_guarded(raw->io, "I/O"); });
     return std::unique_ptr<ApiServer>(new ApiServer(std::move(impl)));
 }
 

@@ -5,7 +5,11 @@
 // Transport rules: keep-alive (HTTP/1.1 default; "Connection: close" and HTTP/1.0
 // are honoured); header and body size limits (431 and 413, then the connection is
 // closed because the rest of the stream cannot be trusted); a malformed request gets
-// 400 "Malformed HTTP request" and a close; a connection that does not deliver a
+// 400 "Malformed HTTP request" and a close. Before those closes the server reads and
+// drops what the client still sends (up to 64 MiB, within read_timeout), so that a
+// client busy sending its body sees its sends complete and reads the reply rather
+// than failing with EPIPE. A handler that throws is logged and serving goes on. A
+// connection that does not deliver a
 // complete request within read_timeout of the previous response (or of connecting)
 // is closed without a reply, which bounds both idle and slow (slowloris) clients; at
 // most max_connections are open, more are closed at once. No error from a client
