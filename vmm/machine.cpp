@@ -96,7 +96,7 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, Ma
     return machine;
 }
 
-Status Machine::boot(MachineConfig const& config)
+Status Machine::attach_devices(MachineConfig const& config, std::string& cmdline)
 {
     Machine* self = this;
     Vm* vm = m_vm.get();
@@ -121,8 +121,6 @@ Status Machine::boot(MachineConfig const& config)
     STRATA_TRY(m_pio.insert(*m_boot_timer, BootTimer::Port, 1));
 
     auto const& memory = m_ram->memory();
-    STRATA_TRY(rsdp, write_acpi_tables(memory, AcpiConfig { config.vcpus, {} }));
-    std::string cmdline = config.cmdline;
     if (config.transport == Transport::Pci) {
         m_pci = std::make_unique<pci::PciBus>();
         STRATA_TRY(m_pio.insert(*m_pci, pci::PciBus::PortBase, pci::PciBus::PortLength));
@@ -130,6 +128,15 @@ Status Machine::boot(MachineConfig const& config)
     STRATA_TRY(disks, MachineDisks::create(*m_vm, memory, m_mmio, m_pci.get(), config.disks, config.transport, cmdline));
     m_disks = std::move(disks);
     STRATA_TRY(attach_console(cmdline));
+    return ok();
+}
+
+Status Machine::boot(MachineConfig const& config)
+{
+    std::string cmdline = config.cmdline;
+    STRATA_TRY(attach_devices(config, cmdline));
+    auto const& memory = m_ram->memory();
+    STRATA_TRY(rsdp, write_acpi_tables(memory, AcpiConfig { config.vcpus, {} }));
 
     STRATA_TRY(cpuid, m_kvm->supported_cpuid());
     apply_cpu_template(config.cpu_template, cpuid);
