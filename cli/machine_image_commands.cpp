@@ -22,6 +22,7 @@ struct ImageArgs {
     std::string name, source_vm, description, labels, file;
     bool guest_flush { false };
     unsigned guest_flush_wait_ms { 2000 };
+    bool with_memory { false };
     bool json { false };
 };
 
@@ -54,6 +55,8 @@ int create_image(Store& s, ImageArgs const& a)
             { "guest_flush", a.guest_flush } };
         if (a.guest_flush)
             body["guest_flush_wait_ms"] = a.guest_flush_wait_ms;
+        if (a.with_memory)
+            body["memory"] = true;
         auto r = api::api_request(rt.paths.api_socket, "PUT", "/machine-images", body.dump());
         if (!r)
             return vm_fail(r.error().context("vm '" + a.source_vm + "'"));
@@ -76,6 +79,8 @@ int create_image(Store& s, ImageArgs const& a)
         }
         return 0;
     }
+    if (a.with_memory)
+        return vm_fail(make_error(ErrorKind::Usage, "vm '" + a.source_vm + "' is stopped: --with-memory captures a running VM's memory"));
     if (a.guest_flush)
         std::fprintf(stderr, "strata: note: vm %s is stopped, so --guest-flush has no guest to freeze\n", a.source_vm.c_str());
     MachineImageRecord image;
@@ -95,8 +100,8 @@ void print_image(MachineImageRecord const& m)
     std::printf("name: %s\ncreated: %s\nsource: %s\n", m.name.c_str(), m.created.c_str(), m.source.c_str());
     if (!m.description.empty())
         std::printf("description: %s\n", m.description.c_str());
-    std::printf("source vm: %s\nos state: %s\nstall: %llu us\n", m.source_vm.name.c_str(), m.generalized ? "generalized" : "specialized",
-        static_cast<unsigned long long>(m.stall_us));
+    std::printf("source vm: %s\nos state: %s\nstate: %s\nstall: %llu us\n", m.source_vm.name.c_str(), m.generalized ? "generalized" : "specialized",
+        m.running ? "running" : "stopped", static_cast<unsigned long long>(m.stall_us));
     if (!m.guest_flush.empty())
         std::printf("guest flush: %s\n", m.guest_flush.c_str());
     std::printf("vcpus: %u\nmemory: %llu MiB\n", m.spec.vcpus, static_cast<unsigned long long>(m.spec.memory_mib));
@@ -139,6 +144,7 @@ void register_machine_images(CLI::App& app, int& exit_code)
     create->add_option("--source-vm", a->source_vm, "The VM to capture")->required();
     create->add_option("--description", a->description);
     create->add_option("--labels", a->labels, "k=v,...");
+    create->add_flag("--with-memory", a->with_memory, "Also capture memory, vCPUs and devices in the same cut (running VMs): the image records state running");
     create->add_flag("--guest-flush", a->guest_flush, "Ask the guest agent to freeze its file systems first (running VMs)");
     create->add_option("--guest-flush-wait", a->guest_flush_wait_ms, "With --guest-flush: milliseconds to wait for each agent reply (default 2000)")
         ->check(CLI::Range(1u, 60000u));

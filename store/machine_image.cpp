@@ -67,7 +67,13 @@ json machine_image_json(MachineImageRecord const& m)
     j["source"] = m.source;
     if (!m.guest_flush.empty())
         j["guest_flush"] = m.guest_flush;
+    j["state"] = m.running ? "running" : "stopped";
     return j;
+}
+
+std::filesystem::path machine_state_dir(std::string const& store_root, std::string const& image)
+{
+    return std::filesystem::path(store_root) / "machine-state" / image;
 }
 
 std::string encode_machine_image(MachineImageRecord const& m)
@@ -147,6 +153,10 @@ Result<MachineImageRecord> parse_machine_image_json(json const& j)
     if (!guest_flush.empty() && guest_flush != "quiesced" && !guest_flush.starts_with("not-quiesced: "))
         return bad("machine-image record", "'guest_flush' is neither \"quiesced\" nor \"not-quiesced: ...\"");
     m.guest_flush = guest_flush;
+    STRATA_TRY(state, string_field(j, "state", false, 16));
+    if (!state.empty() && state != "running" && state != "stopped")
+        return bad("machine-image record", "'state' is neither \"running\" nor \"stopped\"");
+    m.running = state == "running";
     m.created = created;
     m.stall_us = stall;
     m.generalized = generalized;

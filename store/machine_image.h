@@ -29,6 +29,7 @@
 #include "imaging/layer/layer_format.h"
 #include "store/vm_record.h"
 
+#include <filesystem>
 #include <set>
 
 namespace strata {
@@ -70,7 +71,15 @@ struct MachineImageRecord {
     // file systems for the capture) or "not-quiesced: <reason>" (crash-consistent
     // only). Empty otherwise.
     std::string guest_flush;
+    // "state": "running" — the image also holds the VM's memory and device state
+    // (machine_state_dir), captured in the same cut as its disks; "stopped" (the
+    // default, and what older records mean) — disks only.
+    bool running { false };
 };
+
+// Where a running-state image keeps its state file ("state") and guest-memory
+// file ("memory"): <store>/machine-state/<image>.
+std::filesystem::path machine_state_dir(std::string const& store_root, std::string const& image);
 
 [[nodiscard]] Status check_machine_image(MachineImageRecord const& m);
 nlohmann::json machine_image_json(MachineImageRecord const& m);

@@ -55,7 +55,11 @@ Status export_machine_image(Store& store, std::string const& name, std::string c
     }
     for (auto const& [blob_name, bytes] : blobs)
         STRATA_TRY(writer->add_blob(blob_name, bytes));
-    return writer->finish(nlohmann::json { { "kind", "machine-image" }, { "name", m.name }, { "record", machine_image_json(m) } });
+    // Archives carry the disks only so far: a running-state image's memory and
+    // state stay behind, so the exported record says "stopped".
+    MachineImageRecord exported = m;
+    exported.running = false;
+    return writer->finish(nlohmann::json { { "kind", "machine-image" }, { "name", m.name }, { "record", machine_image_json(exported) } });
 }
 
 Result<MachineImageRecord> import_machine_image(Store& store, std::string const& name, std::string const& file, ProgressFn const& progress)
@@ -78,6 +82,7 @@ Result<MachineImageRecord> import_machine_image(Store& store, std::string const&
     MachineImageRecord m = parsed.value();
     m.name = name;
     m.source = "import";
+    m.running = false; // no memory comes with an archive (see export)
 
     // Everything is read and checked into tmp/ first (no lock: a long copy).
     TempLayerFiles temps;

@@ -194,6 +194,9 @@ Status delete_machine_image(Store& store, std::string const& name)
         STRATA_TRY(m, load_machine_image(held, name));
         (void)m;
         STRATA_TRY(remove_record(store.root(), RecordKind::MachineImage, name));
+        // A running-state image's memory and state go with its record.
+        std::error_code ec;
+        std::filesystem::remove_all(machine_state_dir(store.root(), name), ec);
         STRATA_TRY(gc_artifacts(held));
     }
     // The Store collects the layers only this image named (it asks

@@ -75,8 +75,11 @@ std::string snapshot_name(MachineDisks& disks, std::string const& prefix, Captur
 
 } // namespace
 
-Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::string const& snapshot_prefix)
+Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::string const& snapshot_prefix,
+    std::function<Status()> const& while_paused)
 {
+    if (while_paused && stagger_ms() > 0)
+        return make_error(ErrorKind::Usage, "the capture stagger test hook cannot be combined with a memory capture");
     CaptureOutcome outcome;
     for (std::size_t i = 0; i < disks.count(); ++i) {
         auto const& config = disks.config(i);
@@ -143,6 +146,13 @@ Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::str
     } else {
         disks.pause_all();
         reached("paused");
+        if (while_paused) {
+            if (auto r = while_paused(); !r) {
+                disks.resume_all();
+                unprepare(outcome.disks.size());
+                return r.error();
+            }
+        }
         reached("freezing", false);
         // Flush and freeze every disk at once, each on its own thread: the stall
         // is then the slowest disk's, not the sum.

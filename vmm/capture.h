@@ -34,6 +34,7 @@
 #include "imaging/layer/layer_format.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -59,6 +60,11 @@ struct CaptureOutcome {
 // snapshot per disk named "<prefix>-<disk id>". Host-file disks, a snapshot
 // name the store refuses and a snapshot name already taken all fail before
 // anything is paused or prepared: a refused capture changes nothing.
-[[nodiscard]] Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::string const& snapshot_prefix);
+// while_paused, if given, runs while every queue is held and before any disk is
+// frozen (a running-state capture saves memory and device state there, in the
+// same cut); if it fails, nothing is frozen, the prepared tops are taken back and
+// its error returned. It cannot be combined with the stagger test hook (Usage).
+[[nodiscard]] Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::string const& snapshot_prefix,
+    std::function<Status()> const& while_paused = {});
 
 } // namespace strata

@@ -115,7 +115,7 @@ bool has_word_prefix(std::string const& cmdline, std::string const& prefix)
 
 } // namespace
 
-Status Machine::boot(MachineConfig const& config)
+Status Machine::attach_devices(MachineConfig const& config, std::string& cmdline)
 {
     Machine* self = this;
     Vm* vm = m_vm.get();
@@ -142,12 +142,6 @@ Status Machine::boot(MachineConfig const& config)
     STRATA_TRY(m_pio.insert(*m_boot_timer, BootTimer::Port, 1));
 
     auto const& memory = m_ram->memory();
-    std::string cmdline = config.cmdline;
-    if (!config.kernel.empty() && !has_word_prefix(cmdline, "reboot="))
-        // On a hardware-reduced ACPI platform Linux's default reboot tries EFI
-        // first, and without EFI firmware it hangs there: the guest's reboot
-        // never ends the VM. The i8042's reset line is the reset strata has.
-        cmdline += " reboot=k";
     if (config.transport == Transport::Pci) {
         m_pci = std::make_unique<pci::PciBus>();
         STRATA_TRY(m_pio.insert(*m_pci, pci::PciBus::PortBase, pci::PciBus::PortLength));
@@ -155,6 +149,19 @@ Status Machine::boot(MachineConfig const& config)
     STRATA_TRY(disks, MachineDisks::create(*m_vm, memory, m_mmio, m_pci.get(), config.disks, config.transport, cmdline));
     m_disks = std::move(disks);
     STRATA_TRY(attach_console(cmdline));
+    return ok();
+}
+
+Status Machine::boot(MachineConfig const& config)
+{
+    std::string cmdline = config.cmdline;
+    if (!config.kernel.empty() && !has_word_prefix(cmdline, "reboot="))
+        // On a hardware-reduced ACPI platform Linux's default reboot tries EFI
+        // first, and without EFI firmware it hangs there: the guest's reboot
+        // never ends the VM. The i8042's reset line is the reset strata has.
+        cmdline += " reboot=k";
+    STRATA_TRY(attach_devices(config, cmdline));
+    auto const& memory = m_ram->memory();
     STRATA_TRY(rsdp, write_acpi_tables(memory, AcpiConfig { config.vcpus, dsdt_body(config) }));
 
     STRATA_TRY(cpuid, m_kvm->supported_cpuid());

@@ -34,6 +34,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -93,6 +94,24 @@ struct MachineIo {
 class Machine {
 public:
     [[nodiscard]] static Result<std::unique_ptr<Machine>> create(MachineConfig const& config, MachineIo io);
+    // Builds the machine of `config` in the state a snapshot saved (save_snapshot)
+    // instead of booting it: RAM is the memory file mapped copy-on-write, then the
+    // VM-wide KVM state, every vCPU, the legacy devices and every virtio transport
+    // are put back, so run() continues the guest where it was. The config must
+    // match the snapshot (vCPUs, memory, the number of disks) and its disks must
+    // hold what the VM's disks held at the snapshot. Refused with nothing run: a
+    // virtio-pci VM (Unsupported), another host CPU or state version
+    // (Unsupported, 78), a state or memory file that is truncated, corrupt or
+    // does not match (BadInput, 65).
+    [[nodiscard]] static Result<std::unique_ptr<Machine>> restore(MachineConfig const& config, MachineIo io,
+        std::filesystem::path const& state_file, std::filesystem::path const& memory_file);
+
+    // Saves the machine into a state file and a memory file (machine_state.h,
+    // memory_file.h), both new. The vCPUs must be paused (pause_vcpus) and the
+    // disks' queues too (disks().pause_all()), so neither the guest nor a device
+    // changes RAM meanwhile; the guest agent must be idle (the console is not
+    // paused). Only the non-zero pages of RAM are written.
+    [[nodiscard]] Status save_snapshot(std::filesystem::path const& state_file, std::filesystem::path const& memory_file);
     ~Machine();
     Machine(Machine const&) = delete;
     Machine& operator=(Machine const&) = delete;
@@ -121,6 +140,10 @@ public:
 private:
     Machine();
     [[nodiscard]] Status boot(MachineConfig const& config);
+    // The devices every VM has, and its disks and console; appends what Linux
+    // needs to find them to cmdline.
+    [[nodiscard]] Status attach_devices(MachineConfig const& config, std::string& cmdline);
+    [[nodiscard]] Status restore_state(struct MachineState const& state);
     [[nodiscard]] Status attach_console(std::string& cmdline);
     // The DSDT's devices: COM1, and the virtio-mmio regions or the PCI host bridge.
     std::vector<std::byte> dsdt_body(MachineConfig const& config) const;

@@ -89,6 +89,7 @@ DiskConfig const& MachineDisks::config(std::size_t i) const { return m_disks.at(
 BlockBackend& MachineDisks::backend(std::size_t i) { return *m_disks.at(i)->backend; }
 Chain* MachineDisks::chain(std::size_t i) { return m_disks.at(i)->chain; }
 virtio::blk::VirtioBlk& MachineDisks::device(std::size_t i) { return *m_disks.at(i)->device; }
+VirtioSlot& MachineDisks::slot(std::size_t i) { return *m_disks.at(i)->slot; }
 
 void MachineDisks::pause_all()
 {

@@ -25,6 +25,7 @@ namespace strata {
 class BlockBackend;
 class Chain;
 class Store;
+struct VirtioSlot;
 namespace pci {
 class PciBus;
 }
@@ -49,6 +50,8 @@ public:
     // The store disk's chain, or nullptr for a host file.
     Chain* chain(std::size_t i);
     virtio::blk::VirtioBlk& device(std::size_t i);
+    // Where disk i is attached (its transport), for saving and restoring its state.
+    VirtioSlot& slot(std::size_t i);
     Store* store() { return m_store.get(); }
 
     // Stops every device taking requests and waits until all in-flight requests

@@ -62,6 +62,15 @@ void Machine::vcpu_loop(Vcpu& vcpu)
         {
             std::unique_lock guard(m_pause_lock);
             if (m_pause_requested) {
+                // Finish the last exit's instruction inside KVM before parking, so
+                // a paused vCPU's registers are whole (a snapshot saves them).
+                if (auto done = vcpu.complete_pending_exit(); !done) {
+                    guard.unlock();
+                    finish({ MachineExit::Kind::Failed, 0, done.error().message + " on vCPU " + std::to_string(vcpu.index()) });
+                    std::lock_guard wake(m_pause_lock);
+                    m_pause_cv.notify_all();
+                    return;
+                }
                 ++m_vcpus_parked;
                 m_pause_cv.notify_all();
                 m_pause_cv.wait(guard, [&] { return !m_pause_requested || m_finished.load(); });

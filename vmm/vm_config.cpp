@@ -138,6 +138,7 @@ Result<MachineImageRecord> machine_image_from_capture(Store& store, VmRecord con
     m.stall_us = capture.outcome.stall_us;
     m.generalized = vm.generalized;
     m.source = "vm:" + vm.name;
+    m.running = capture.request.memory;
     for (auto const& d : vm.disks) {
         CapturedDisk const* captured = nullptr;
         for (auto const& c : capture.outcome.disks)

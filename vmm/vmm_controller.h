@@ -43,6 +43,9 @@ namespace strata {
 
 struct MachineImageCapture {
     api::MachineImageRequest request;
+    // With request.memory: where the state and memory files were written
+    // (machine_state_dir); the recorder removes them if it cannot record.
+    std::filesystem::path state_dir;
     CaptureOutcome outcome;
     std::string captured_at; // UTC, ISO 8601
     std::string guest_flush; // with request.guest_flush: "quiesced" or "not-quiesced: <reason>"

@@ -88,3 +88,22 @@ void I8042::write(std::uint64_t offset, std::span<std::byte const> data)
 }
 
 } // namespace strata
+
+namespace strata {
+
+I8042State I8042::save_state()
+{
+    std::lock_guard guard(m_lock);
+    return I8042State { m_output, m_command_byte, m_pending_command, std::vector<std::uint8_t>(m_keys.begin(), m_keys.end()) };
+}
+
+void I8042::restore_state(I8042State const& state)
+{
+    std::lock_guard guard(m_lock);
+    m_output = state.output;
+    m_command_byte = state.command_byte;
+    m_pending_command = state.pending_command;
+    m_keys.assign(state.keys.begin(), state.keys.end());
+}
+
+} // namespace strata

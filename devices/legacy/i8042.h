@@ -13,8 +13,17 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <vector>
 
 namespace strata {
+
+// An I8042's state, for running-state snapshots.
+struct I8042State {
+    std::optional<std::uint8_t> output;
+    std::uint8_t command_byte { 0 };
+    std::optional<std::uint8_t> pending_command;
+    std::vector<std::uint8_t> keys;
+};
 
 class I8042 final : public BusDevice {
 public:
@@ -30,6 +39,10 @@ public:
     // offset 4 the status/command port.
     void read(std::uint64_t offset, std::span<std::byte> data) override;
     void write(std::uint64_t offset, std::span<std::byte const> data) override;
+
+    // The device's state, and putting one back (before any vCPU runs).
+    I8042State save_state();
+    void restore_state(I8042State const& state);
 
 private:
     std::function<void()> m_on_reset;

@@ -1,5 +1,6 @@
 #include "devices/legacy/serial.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <unistd.h>
 
@@ -171,6 +172,31 @@ bool Serial::wants_input() const
 {
     std::lock_guard guard(m_lock);
     return m_input.size() < input_capacity;
+}
+
+} // namespace strata
+
+namespace strata {
+
+SerialState Serial::save_state() const
+{
+    std::lock_guard guard(m_lock);
+    return SerialState { m_ier, m_lcr, m_mcr, m_scr, m_dll, m_dlm, m_thr_empty_pending,
+        std::vector<std::uint8_t>(m_input.begin(), m_input.end()) };
+}
+
+void Serial::restore_state(SerialState const& state)
+{
+    std::lock_guard guard(m_lock);
+    m_ier = state.ier;
+    m_lcr = state.lcr;
+    m_mcr = state.mcr;
+    m_scr = state.scr;
+    m_dll = state.dll;
+    m_dlm = state.dlm;
+    m_thr_empty_pending = state.thr_empty_pending;
+    auto const n = std::min(state.input.size(), input_capacity);
+    m_input.assign(state.input.begin(), state.input.begin() + static_cast<std::ptrdiff_t>(n));
 }
 
 } // namespace strata

@@ -14,8 +14,16 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <vector>
 
 namespace strata {
+
+// The registers and the unread input of a Serial, for running-state snapshots.
+struct SerialState {
+    std::uint8_t ier { 0 }, lcr { 0x03 }, mcr { 0x08 }, scr { 0 }, dll { 0x0c }, dlm { 0 };
+    bool thr_empty_pending { false };
+    std::vector<std::uint8_t> input;
+};
 
 class Serial final : public BusDevice {
 public:
@@ -33,6 +41,10 @@ public:
     bool wants_input() const;
 
     static constexpr std::size_t input_capacity = 4096;
+
+    // The device's state, and putting one back (before any vCPU runs).
+    SerialState save_state() const;
+    void restore_state(SerialState const& state);
 
 private:
     enum Reg : std::uint8_t {

@@ -73,6 +73,9 @@ struct VirtioActivation {
     std::vector<QueueConfig> queues;  // one per device queue; ready ones are in use
     QueueEventfds const* eventfds { nullptr };
     VirtioSignals* signals { nullptr };
+    // Empty for a driver's DRIVER_OK; after a snapshot restore, one entry per
+    // queue: the ring position the queue resumes at (TransportSnapshot).
+    std::vector<std::uint16_t> start_indices;
 };
 
 class VirtioDevice {

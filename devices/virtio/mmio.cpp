@@ -173,6 +173,24 @@ void MmioTransport::set_needs_reset()
     m_interrupt.trigger();
 }
 
+Result<TransportSnapshot> MmioTransport::save_state()
+{
+    std::lock_guard lock(m_mutex);
+    STRATA_TRY(snapshot, m_state->save());
+    snapshot.interrupt_status = m_interrupt_status.load(std::memory_order_acquire);
+    snapshot.config_generation = m_config_generation.load(std::memory_order_acquire);
+    return snapshot;
+}
+
+Status MmioTransport::restore_state(TransportSnapshot const& snapshot)
+{
+    std::lock_guard lock(m_mutex);
+    STRATA_TRY(m_state->restore(snapshot));
+    m_interrupt_status.store(snapshot.interrupt_status, std::memory_order_release);
+    m_config_generation.store(snapshot.config_generation, std::memory_order_release);
+    return ok();
+}
+
 std::vector<QueueNotifier> MmioTransport::notifiers() const
 {
     std::vector<QueueNotifier> out;

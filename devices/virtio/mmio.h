@@ -56,6 +56,13 @@ public:
     void signal_config_change() override;
     void set_needs_reset() override;
 
+    // The transport's state for a running-state snapshot; the device's queues must
+    // be paused (TransportState::save). restore_state puts one into a transport
+    // no driver has touched yet and, if the driver had set DRIVER_OK, activates
+    // the device.
+    [[nodiscard]] Result<TransportSnapshot> save_state();
+    [[nodiscard]] Status restore_state(TransportSnapshot const& snapshot);
+
     std::vector<QueueNotifier> notifiers() const;
     // "virtio_mmio.device=512@0xd0000000:5"
     std::string cmdline_entry() const;

@@ -113,6 +113,14 @@ DescriptorChain Virtqueue::chain(std::uint16_t head) const
 
 void Virtqueue::pop() { ++m_next_avail; }
 
+void Virtqueue::resume_at(std::uint16_t index)
+{
+    m_next_avail = index;
+    m_avail_idx = index;
+    m_used_idx = index;
+    m_signalled_used = index;
+}
+
 void Virtqueue::add_used(std::uint16_t head, std::uint32_t written)
 {
     std::size_t const slot = m_used_idx % m_size;

@@ -62,6 +62,11 @@ public:
     // in which case the caller must process them rather than wait.
     [[nodiscard]] Result<bool> enable_notification();
 
+    // Places a fresh queue at ring position `index` on both rings, as a queue
+    // restored from a snapshot continues (every chain before it taken and
+    // published, no interrupt owed).
+    void resume_at(std::uint16_t index);
+
 private:
     Virtqueue() = default;
     std::uint16_t load_avail_idx() const;

@@ -114,7 +114,7 @@ bool TransportState::write_status(std::uint8_t value)
     return false;
 }
 
-void TransportState::activate()
+void TransportState::activate(std::vector<std::uint16_t> start_indices)
 {
     bool valid = true;
     std::uint16_t const max = m_device->max_queue_size();
@@ -124,7 +124,7 @@ void TransportState::activate()
     }
     Status result = ok();
     if (valid)
-        result = m_device->activate(VirtioActivation { m_mem, m_driver_features, m_queues, &m_eventfds, m_signals });
+        result = m_device->activate(VirtioActivation { m_mem, m_driver_features, m_queues, &m_eventfds, m_signals, std::move(start_indices) });
     else
         result = make_error(ErrorKind::BadInput, "a ready queue has an invalid size");
     if (result) {
@@ -134,6 +134,58 @@ void TransportState::activate()
     std::fprintf(stderr, "strata: virtio device %u: activation failed: %s\n", m_device->device_id(),
         result.error().message.c_str());
     m_signals->set_needs_reset();
+}
+
+Result<TransportSnapshot> TransportState::save() const
+{
+    TransportSnapshot s;
+    s.device_features_sel = m_device_features_sel;
+    s.driver_features_sel = m_driver_features_sel;
+    s.driver_features = m_driver_features;
+    s.status = m_status;
+    s.needs_reset = m_needs_reset.load(std::memory_order_relaxed);
+    s.queue_sel = m_queue_sel;
+    for (auto const& q : m_queues) {
+        QueueSnapshot qs { q, 0 };
+        if (m_active && q.ready) {
+            // used->idx: the second 16-bit word of the used ring.
+            STRATA_TRY(idx, m_mem->read<std::uint16_t>(q.device + 2));
+            qs.index = idx;
+        }
+        s.queues.push_back(qs);
+    }
+    return s;
+}
+
+Status TransportState::restore(TransportSnapshot const& snapshot)
+{
+    if (m_status != 0 || m_active)
+        return make_error(ErrorKind::Internal, "virtio state restored into a device already in use");
+    if (snapshot.queues.size() != m_queues.size())
+        return make_error(ErrorKind::BadInput, "virtio device " + std::to_string(m_device->device_id()) + ": the snapshot has "
+            + std::to_string(snapshot.queues.size()) + " queues, the device " + std::to_string(m_queues.size()));
+    std::uint16_t const max = m_device->max_queue_size();
+    for (auto const& q : snapshot.queues) {
+        if (q.config.ready && (q.config.size == 0 || (q.config.size & (q.config.size - 1)) != 0 || q.config.size > max))
+            return make_error(ErrorKind::BadInput, "virtio device " + std::to_string(m_device->device_id()) + ": a saved queue has an invalid size");
+    }
+    if ((snapshot.driver_features & ~m_device->features()) != 0)
+        return make_error(ErrorKind::BadInput, "virtio device " + std::to_string(m_device->device_id()) + ": the saved driver features are not offered by this device");
+    m_device_features_sel = snapshot.device_features_sel;
+    m_driver_features_sel = snapshot.driver_features_sel;
+    m_driver_features = snapshot.driver_features;
+    m_status = snapshot.status;
+    m_needs_reset.store(snapshot.needs_reset, std::memory_order_relaxed);
+    m_queue_sel = snapshot.queue_sel;
+    std::vector<std::uint16_t> indices;
+    for (std::size_t i = 0; i < m_queues.size(); ++i) {
+        m_queues[i] = snapshot.queues[i].config;
+        indices.push_back(snapshot.queues[i].index);
+    }
+    bool const live = (m_status & status::DriverOk) && (m_status & status::FeaturesOk) && !(m_status & status::Failed) && !snapshot.needs_reset;
+    if (live)
+        activate(std::move(indices));
+    return ok();
 }
 
 QueueConfig const* TransportState::selected_queue() const

@@ -28,6 +28,32 @@
 
 namespace strata::virtio {
 
+// One queue as a running-state snapshot keeps it: what the driver programmed and
+// the device's position on its rings. Snapshots are taken with the device's
+// queues paused and every chain it took completed, so one index is the whole
+// position: the next available entry to take is the next used entry to publish.
+// (A device that held chains without completing them — virtio-console's
+// receive buffers — takes them again from the available ring after a restore.)
+struct QueueSnapshot {
+    QueueConfig config;
+    std::uint16_t index { 0 };
+};
+
+// The transport-independent state of a virtio device's transport.
+struct TransportSnapshot {
+    std::uint32_t device_features_sel { 0 };
+    std::uint32_t driver_features_sel { 0 };
+    std::uint64_t driver_features { 0 };
+    std::uint8_t status { 0 };
+    bool needs_reset { false };
+    std::uint16_t queue_sel { 0 };
+    std::vector<QueueSnapshot> queues;
+    // Kept by the transports themselves (virtio-mmio's InterruptStatus and
+    // ConfigGeneration).
+    std::uint32_t interrupt_status { 0 };
+    std::uint32_t config_generation { 0 };
+};
+
 class TransportState {
 public:
     [[nodiscard]] static Result<std::unique_ptr<TransportState>> create(VirtioDevice& device, GuestMemory const& mem,
@@ -61,9 +87,18 @@ public:
     // The selected queue if the driver may still change it, else nullptr.
     QueueConfig* writable_queue();
 
+    // The state, with each ready queue's position read from its used ring
+    // (used->idx). The caller has paused the device's queues.
+    [[nodiscard]] Result<TransportSnapshot> save() const;
+    // Puts a saved state into a freshly created transport (status 0) and, when
+    // the driver had set DRIVER_OK, activates the device with its queues resuming
+    // at the saved positions. A snapshot that does not fit this device (queue
+    // count, sizes) is BadInput and changes nothing.
+    [[nodiscard]] Status restore(TransportSnapshot const& snapshot);
+
 private:
     TransportState(VirtioDevice& device, GuestMemory const& mem, VirtioSignals& signals, QueueEventfds eventfds);
-    void activate();
+    void activate(std::vector<std::uint16_t> start_indices = {});
 
     VirtioDevice* m_device;
     GuestMemory const* m_mem;

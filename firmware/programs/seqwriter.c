@@ -6,7 +6,9 @@
  * highest rounds within 1 of each other, with the N-1 earlier records intact.
  *
  * Options: `blocks=N` (default 64), `rounds=N` (default: forever), `start=R`
- * (first round, default 0, so a second run can continue a first one).
+ * (first round, default 0, so a second run can continue a first one),
+ * `timeout_ms=N` (default 60000: how long one round's requests may take before
+ * the run fails with exit code 5; tests that expect a lost request shorten it).
  * Every 100 rounds it prints `seqwriter: round R maxgap_us G`: the largest time
  * between two consecutive request completions during those 100 rounds, from the
  * TSC, whose rate comes from kvmclock or the PIT (runtime/timer.c). A capture
@@ -33,11 +35,12 @@ static struct blk_req g_reqs[BLK_MAX_DISKS];
 static uint64_t g_last_completion;
 static uint64_t g_maxgap;
 static struct fwagent g_agent;
+static uint64_t g_timeout_ms = 60000;
 
 /* Waits until every request in g_reqs[0..n) is done, tracking completion gaps. */
 static void wait_all(int n, uint32_t type, uint64_t round)
 {
-    uint64_t deadline = rdtsc() + 60000 * rt_tsc_khz();
+    uint64_t deadline = rdtsc() + g_timeout_ms * rt_tsc_khz();
     for (int i = 0; i < n; ++i) {
         while (!g_reqs[i].done) {
             bool any = false;
@@ -51,8 +54,8 @@ static void wait_all(int n, uint32_t type, uint64_t round)
                 }
             }
             if (!any && rdtsc() > deadline)
-                rt_fail(5, "round %lu: %s on disk %d did not complete in 60 s", (unsigned long)round,
-                        blk_type_name(type), g_writable[i]->index);
+                rt_fail(5, "round %lu: %s on disk %d did not complete in %lu ms", (unsigned long)round,
+                        blk_type_name(type), g_writable[i]->index, (unsigned long)g_timeout_ms);
         }
         if (g_reqs[i].status != VIRTIO_BLK_S_OK)
             rt_fail(6, "round %lu: %s on disk %d failed with status %u", (unsigned long)round, blk_type_name(type),
@@ -73,6 +76,7 @@ int main(const char* cmdline)
     uint64_t blocks = cmdline_u64("blocks", 64);
     uint64_t rounds = cmdline_u64("rounds", 0); /* 0: forever */
     uint64_t start = cmdline_u64("start", 0);
+    g_timeout_ms = cmdline_u64("timeout_ms", 60000);
     if (blocks == 0)
         rt_fail(3, "blocks must be at least 1");
     for (int i = 0; i < n; ++i) {

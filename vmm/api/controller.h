@@ -145,6 +145,9 @@ struct MachineImageRequest {
     // How long to wait for each of the agent's replies (freeze, thaw) with
     // guest_flush; 1..60000, default 2000.
     std::uint64_t guest_flush_wait_ms { 2000 };
+    // Also capture memory, vCPUs and devices in the same cut as the disks: the
+    // image records "state": "running" (Machine::save_snapshot).
+    bool memory { false };
 };
 
 // What a capture reports; the API answers 200 with it as JSON.

@@ -194,7 +194,8 @@ Result<ApiRequest> parse_snapshot_disks(nlohmann::json const& json)
 
 Result<ApiRequest> parse_machine_image(nlohmann::json const& json)
 {
-    STRATA_TRY(reader, ObjectReader::open(json, { "name", "description", "labels", "guest_flush", "guest_flush_wait_ms" }));
+    STRATA_TRY(reader, ObjectReader::open(json, { "name", "description", "labels", "guest_flush", "guest_flush_wait_ms", "memory" }));
+    STRATA_TRY(memory, reader.boolean("memory"));
     STRATA_TRY(name, reader.string("name"));
     STRATA_TRY(description, reader.string("description"));
     STRATA_TRY(labels, reader.string_map("labels"));
@@ -220,6 +221,7 @@ Result<ApiRequest> parse_machine_image(nlohmann::json const& json)
         request.labels = std::move(*labels);
     }
     request.guest_flush = guest_flush.value_or(false);
+    request.memory = memory.value_or(false);
     if (wait) {
         if (*wait < 1 || *wait > max_agent_wait_ms)
             return usage("`guest_flush_wait_ms` must be between 1 and " + std::to_string(max_agent_wait_ms) + ".");

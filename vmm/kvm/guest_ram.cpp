@@ -20,6 +20,16 @@ std::uint64_t host_memory_limit()
 
 Result<std::unique_ptr<GuestRam>> GuestRam::create(Vm& vm, std::uint64_t size)
 {
+    return map(vm, size, -1);
+}
+
+Result<std::unique_ptr<GuestRam>> GuestRam::create_from_file(Vm& vm, std::uint64_t size, int fd)
+{
+    return map(vm, size, fd);
+}
+
+Result<std::unique_ptr<GuestRam>> GuestRam::map(Vm& vm, std::uint64_t size, int fd)
+{
     using namespace layout;
     if (size < min_mib * MiB)
         return make_error(ErrorKind::Usage, "guest memory of " + std::to_string(size / MiB) + " MiB is too small: at least " + std::to_string(min_mib) + " MiB");
@@ -31,11 +41,14 @@ Result<std::unique_ptr<GuestRam>> GuestRam::create(Vm& vm, std::uint64_t size)
     if (limit != 0 && size > limit)
         return make_error(ErrorKind::Usage, "guest memory of " + std::to_string(size / MiB) + " MiB is more than this host's RAM and swap (" + std::to_string(limit / MiB) + " MiB)");
 
-    void* host = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    int const flags = MAP_PRIVATE | MAP_NORESERVE | (fd < 0 ? MAP_ANONYMOUS : 0);
+    void* host = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, 0);
     if (host == MAP_FAILED)
         return errno_error("mmap guest RAM of " + std::to_string(size / MiB) + " MiB");
-    // Transparent huge pages cut the guest's TLB misses; failure is harmless.
-    ::madvise(host, size, MADV_HUGEPAGE);
+    // Transparent huge pages cut the guest's TLB misses; failure is harmless. Not
+    // for a file mapping, whose pages stay shared with other clones until written.
+    if (fd < 0)
+        ::madvise(host, size, MADV_HUGEPAGE);
     auto* base = static_cast<std::byte*>(host);
 
     std::vector<GuestMemory::Region> regions;

@@ -6,12 +6,14 @@
 // and, worse, the ioctl numbers built from sizeof() change, so KVM rejects them
 // with EINVAL. Every strata file uses the headers and numbers below instead of
 // KVM_GET_SUPPORTED_CPUID, KVM_SET_CPUID2, KVM_GET_MSRS, KVM_SET_MSRS,
-// KVM_GET_MSR_INDEX_LIST and KVM_SET_GSI_ROUTING from linux/kvm.h.
+// KVM_GET_MSR_INDEX_LIST, KVM_SET_GSI_ROUTING and KVM_GET_XSAVE/KVM_GET_XSAVE2/
+// KVM_SET_XSAVE (struct kvm_xsave ends in a flexible array too) from linux/kvm.h.
 // Threading: declarations only.
 #pragma once
 
 #include <linux/kvm.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace strata::kvm_abi {
@@ -38,6 +40,11 @@ constexpr unsigned long set_cpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, sizeof(CpuidH
 constexpr unsigned long get_msrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, sizeof(MsrsHeader));
 constexpr unsigned long set_msrs = _IOC(_IOC_WRITE, KVMIO, 0x89, sizeof(MsrsHeader));
 constexpr unsigned long get_msr_index_list = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x02, sizeof(MsrListHeader));
+// struct kvm_xsave without its flexible tail: the legacy 4 KiB area.
+constexpr std::size_t xsave_legacy_bytes = 4096;
+constexpr unsigned long get_xsave = _IOC(_IOC_READ, KVMIO, 0xa4, xsave_legacy_bytes);
+constexpr unsigned long set_xsave = _IOC(_IOC_WRITE, KVMIO, 0xa5, xsave_legacy_bytes);
+constexpr unsigned long get_xsave2 = _IOC(_IOC_READ, KVMIO, 0xcf, xsave_legacy_bytes);
 constexpr unsigned long set_gsi_routing = _IOC(_IOC_WRITE, KVMIO, 0x6a, sizeof(IrqRoutingHeader));
 
 } // namespace strata::kvm_abi

@@ -176,6 +176,15 @@ Result<bool> Vcpu::run()
     return true;
 }
 
+Status Vcpu::complete_pending_exit()
+{
+    __atomic_store_n(&m_run->immediate_exit, 1, __ATOMIC_RELEASE);
+    int r = ::ioctl(m_fd.get(), KVM_RUN, 0);
+    if (r < 0 && errno != EINTR && errno != EAGAIN)
+        return errno_error("KVM_RUN (completing the last exit)");
+    return ok();
+}
+
 void Vcpu::clear_exit_request()
 {
     __atomic_store_n(&m_run->immediate_exit, 0, __ATOMIC_RELEASE);

@@ -50,6 +50,11 @@ public:
     [[nodiscard]] Result<bool> run();
     // Makes the current or next KVM_RUN return promptly; any thread may call it.
     void request_exit();
+    // Re-enters KVM with immediate_exit set, so KVM finishes the instruction of the
+    // last port or MMIO exit (an IN's destination register, a string I/O's
+    // pointers) and returns at once without running the guest. A vCPU parked for a
+    // snapshot does this first, or its saved state would sit mid-instruction.
+    [[nodiscard]] Status complete_pending_exit();
     // Undoes request_exit() for a vCPU that was parked rather than stopped.
     void clear_exit_request();
     // Remembers the pthread that runs this vCPU, so request_exit can kick it.

@@ -86,12 +86,15 @@ void VirtioBlk::write_config(std::uint64_t, std::span<std::byte const>)
 Status VirtioBlk::activate(VirtioActivation activation)
 {
     std::vector<std::optional<Virtqueue>> queues;
-    for (auto const& cfg : activation.queues) {
+    for (std::size_t i = 0; i < activation.queues.size(); ++i) {
+        auto const& cfg = activation.queues[i];
         if (!cfg.ready) {
             queues.emplace_back();
             continue;
         }
         STRATA_TRY(q, Virtqueue::create(*activation.mem, cfg, m_options.queue_size, activation.features));
+        if (i < activation.start_indices.size())
+            q.resume_at(activation.start_indices[i]);
         queues.emplace_back(std::move(q));
     }
     BlkLimits limits;

@@ -166,8 +166,11 @@ void VirtioConsole::run(VirtioActivation activation)
         // activate() created these once already, so this cannot fail unless the
         // configuration changed, which the transport forbids after DRIVER_OK.
         auto vq = Virtqueue::create(*activation.mem, activation.queues[q], m_options.queue_size, activation.features);
-        if (vq)
+        if (vq) {
+            if (q < activation.start_indices.size())
+                vq.value().resume_at(activation.start_indices[q]);
             queues[q] = std::move(vq.value());
+        }
     }
     Engine engine(*this, activation, std::move(queues));
 

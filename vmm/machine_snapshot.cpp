@@ -1,0 +1,210 @@
+// Machine: running-state snapshots — saving a paused machine's state and RAM
+// (save_snapshot) and building a machine from them (restore). The formats are
+// in machine_state.h and memory_file.h; the KVM parts in kvm/vcpu_state.h and
+// kvm/vm_state.h.
+#include "vmm/machine.h"
+
+#include "base/fd.h"
+#include "base/file.h"
+#include "devices/legacy/i8042.h"
+#include "devices/legacy/serial.h"
+#include "devices/virtio/console/device.h"
+#include "devices/virtio/mmio.h"
+#include "vmm/agent_channel.h"
+#include "vmm/kvm/cpu_template.h"
+#include "vmm/kvm/guest_ram.h"
+#include "vmm/kvm/kvm.h"
+#include "vmm/kvm/vcpu.h"
+#include "vmm/kvm/vcpu_state.h"
+#include "vmm/kvm/vm.h"
+#include "vmm/kvm/vm_state.h"
+#include "vmm/machine_disks.h"
+#include "vmm/machine_state.h"
+#include "vmm/memory_file.h"
+#include "vmm/virtio_slot.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace strata {
+
+namespace {
+
+constexpr std::uint64_t max_state_file = 64ull << 20;
+
+// The transports of a VM's virtio devices in snapshot order: the disks, then
+// the console.
+Result<std::vector<virtio::MmioTransport*>> mmio_transports(MachineDisks& disks, VirtioSlot& console)
+{
+    std::vector<virtio::MmioTransport*> out;
+    for (std::size_t i = 0; i < disks.count(); ++i)
+        out.push_back(disks.slot(i).mmio.get());
+    out.push_back(console.mmio.get());
+    for (auto* t : out) {
+        if (t == nullptr)
+            return make_error(ErrorKind::Unsupported, "running-state snapshots of virtio-pci VMs are not supported yet; use the mmio transport");
+    }
+    return out;
+}
+
+Status write_new_file(std::filesystem::path const& path, std::span<std::byte const> bytes)
+{
+    int raw = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (raw < 0)
+        return errno_error("create state file '" + path.string() + "'");
+    Fd fd(raw);
+    while (!bytes.empty()) {
+        ssize_t n = ::write(fd.get(), bytes.data(), bytes.size());
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno_error("write state file '" + path.string() + "'");
+        }
+        bytes = bytes.subspan(static_cast<std::size_t>(n));
+    }
+    if (::fsync(fd.get()) != 0)
+        return errno_error("sync state file '" + path.string() + "'");
+    return ok();
+}
+
+} // namespace
+
+Status Machine::save_snapshot(std::filesystem::path const& state_file, std::filesystem::path const& memory_file)
+{
+    {
+        std::lock_guard guard(m_pause_lock);
+        if (!m_pause_requested || m_vcpus_parked != m_vcpus.size())
+            return make_error(ErrorKind::Internal, "save_snapshot needs every vCPU parked");
+    }
+    STRATA_TRY(transports, mmio_transports(*m_disks, *m_console_slot));
+    STRATA_TRY(xsave_bytes, xsave_size(*m_kvm));
+    STRATA_TRY(msr_indices, snapshot_msr_indices(*m_kvm));
+
+    MachineState state;
+    state.cpu = host_cpu_signature(xsave_bytes);
+    state.memory_bytes = m_ram->size();
+    STRATA_TRY(vm_state, save_vm_state(*m_vm));
+    state.vm = vm_state;
+    for (auto const& vcpu : m_vcpus) {
+        auto saved = save_vcpu_state(*vcpu, msr_indices, xsave_bytes);
+        if (!saved)
+            return saved.error().context("save vCPU " + std::to_string(vcpu->index()));
+        state.vcpus.push_back(std::move(saved.value()));
+    }
+    state.serial = m_serial->save_state();
+    state.i8042 = m_i8042->save_state();
+    for (auto* t : transports) {
+        STRATA_TRY(snapshot, t->save_state());
+        state.virtio.push_back(std::move(snapshot));
+    }
+
+    // RAM first: the state file names its checksum, and a state file that exists
+    // is the sign that the pair is complete.
+    auto crc = write_memory_file(memory_file, m_ram->contents());
+    if (!crc) {
+        std::error_code ec;
+        std::filesystem::remove(memory_file, ec);
+        return crc.error();
+    }
+    state.memory_crc = crc.value();
+    auto bytes = encode_machine_state(state);
+    if (auto r = write_new_file(state_file, bytes); !r) {
+        std::error_code ec;
+        std::filesystem::remove(state_file, ec);
+        std::filesystem::remove(memory_file, ec);
+        return r.error();
+    }
+    return ok();
+}
+
+Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, MachineIo io,
+    std::filesystem::path const& state_file, std::filesystem::path const& memory_file)
+{
+    if (config.transport != Transport::Mmio)
+        return make_error(ErrorKind::Unsupported, "running-state snapshots of virtio-pci VMs are not supported yet; use the mmio transport");
+    if (config.vcpus == 0 || config.vcpus > MachineConfig::max_vcpus)
+        return make_error(ErrorKind::Usage, "a VM needs 1 to " + std::to_string(MachineConfig::max_vcpus) + " vCPUs");
+
+    // Everything about the files is checked before a VM exists.
+    STRATA_TRY(bytes, read_file(state_file.string(), "machine state", max_state_file));
+    auto decoded = decode_machine_state(bytes);
+    if (!decoded)
+        return decoded.error().context("state file '" + state_file.string() + "'");
+    MachineState const& state = decoded.value();
+    if (state.vcpus.size() != config.vcpus)
+        return make_error(ErrorKind::BadInput, "the snapshot has " + std::to_string(state.vcpus.size()) + " vCPUs, the VM " + std::to_string(config.vcpus));
+    if (state.memory_bytes != (config.memory_mib << 20))
+        return make_error(ErrorKind::BadInput, "the snapshot has " + std::to_string(state.memory_bytes >> 20) + " MiB of RAM, the VM " + std::to_string(config.memory_mib) + " MiB");
+    if (state.virtio.size() != config.disks.size() + 1)
+        return make_error(ErrorKind::BadInput, "the snapshot has " + std::to_string(state.virtio.size()) + " virtio devices, the VM " + std::to_string(config.disks.size() + 1));
+
+    int raw = ::open(memory_file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (raw < 0)
+        return errno_error("open memory file '" + memory_file.string() + "'");
+    Fd memory(raw);
+    struct stat st {};
+    if (::fstat(memory.get(), &st) != 0)
+        return errno_error("stat memory file '" + memory_file.string() + "'");
+    if (static_cast<std::uint64_t>(st.st_size) != state.memory_bytes)
+        return make_error(ErrorKind::BadInput, "memory file '" + memory_file.string() + "' has " + std::to_string(st.st_size) + " bytes; the snapshot's RAM is " + std::to_string(state.memory_bytes));
+    STRATA_TRY(crc, memory_file_crc(memory.get(), state.memory_bytes));
+    if (crc != state.memory_crc)
+        return make_error(ErrorKind::BadInput, "memory file '" + memory_file.string() + "' does not match the state file (checksum differs): corrupt, or from another snapshot");
+
+    auto machine = std::unique_ptr<Machine>(new Machine());
+    machine->m_created = std::chrono::steady_clock::now();
+    machine->m_config = config;
+    machine->m_io = io;
+    int done = ::eventfd(0, EFD_CLOEXEC);
+    int stop = ::eventfd(0, EFD_CLOEXEC);
+    if (done < 0 || stop < 0)
+        return errno_error("eventfd");
+    machine->m_done_event = Fd(done);
+    machine->m_input_stop = Fd(stop);
+    char const* kvm_path = std::getenv("STRATA_KVM_DEVICE");
+    STRATA_TRY(kvm, Kvm::open(kvm_path && *kvm_path ? kvm_path : "/dev/kvm"));
+    machine->m_kvm = std::move(kvm);
+    STRATA_TRY(xsave_bytes, xsave_size(*machine->m_kvm));
+    if (auto here = host_cpu_signature(xsave_bytes); here != state.cpu)
+        return make_error(ErrorKind::Unsupported, "the snapshot was taken on another CPU (" + state.cpu + "; this host is " + here + ")");
+    STRATA_TRY(vm, Vm::create(*machine->m_kvm));
+    machine->m_vm = std::move(vm);
+    STRATA_TRY(ram, GuestRam::create_from_file(*machine->m_vm, state.memory_bytes, memory.get()));
+    machine->m_ram = std::move(ram);
+    std::string cmdline = config.cmdline;
+    STRATA_TRY(machine->attach_devices(config, cmdline));
+    STRATA_TRY(machine->restore_state(state));
+    return machine;
+}
+
+Status Machine::restore_state(MachineState const& state)
+{
+    STRATA_TRY(transports, mmio_transports(*m_disks, *m_console_slot));
+    STRATA_TRY(cpuid, m_kvm->supported_cpuid());
+    apply_cpu_template(m_config.cpu_template, cpuid);
+
+    // The clock before the vCPUs' kvm-clock MSRs, the PIC/IOAPIC/PIT before the
+    // vCPUs run (vm_state.h).
+    STRATA_TRY(restore_vm_clock(*m_vm, state.vm));
+    STRATA_TRY(restore_vm_irqchips(*m_vm, state.vm));
+    for (std::uint32_t i = 0; i < m_config.vcpus; ++i) {
+        STRATA_TRY(vcpu, Vcpu::create(*m_vm, i));
+        STRATA_TRY(vcpu->set_cpuid(cpuid, m_config.vcpus));
+        if (auto r = restore_vcpu_state(*vcpu, state.vcpus[i]); !r)
+            return r.error().context("restore vCPU " + std::to_string(i));
+        m_vcpus.push_back(std::move(vcpu));
+    }
+    m_serial->restore_state(state.serial);
+    m_i8042->restore_state(state.i8042);
+    for (std::size_t i = 0; i < transports.size(); ++i) {
+        if (auto r = transports[i]->restore_state(state.virtio[i]); !r)
+            return r.error().context("restore virtio device " + std::to_string(i));
+    }
+    return ok();
+}
+
+} // namespace strata
