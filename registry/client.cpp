@@ -565,7 +565,12 @@ Result<RegistryClient::Response> RegistryClient::send(Request& req)
             retry = (r.error().kind == ErrorKind::Io || r.error().kind == ErrorKind::Unavailable) && req.written == 0;
             if (!retry || attempt >= m_options.max_attempts)
                 return r.error();
-        } else if (r.value().status == 401 && !authenticated) {
+        } else if (r.value().status == 401 && authenticated) {
+            std::string said = registry_errors(r.value().error_body);
+            return make_error(ErrorKind::Permission, req.method + " " + req.target + ": the registry " + m_ref.registry
+                    + " refused the credentials" + (m_options.credentials ? " of user '" + m_options.credentials->user + "'" : "")
+                    + (said.empty() ? "" : " (" + said + ")"));
+        } else if (r.value().status == 401) {
             STRATA_TRY(authenticate(r.value().header("www-authenticate"), sc));
             authenticated = true;
             continue;

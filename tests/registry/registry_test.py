@@ -22,6 +22,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 
 CASE, BUILD = sys.argv[1], sys.argv[2]
 STRATA = os.path.join(BUILD, "strata")
@@ -97,6 +98,116 @@ class Registry:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+class Front:
+    """A local HTTP server in front of the registry that can demand Bearer
+    tokens (and serve them), drop a blob download half way, redirect blob
+    downloads to another host name, or slow them down. It records what it saw."""
+
+    def __init__(self, reg, bearer=False, drop=0, redirect=False, slow=False):
+        self.reg, self.bearer, self.drop, self.redirect, self.slow = reg, bearer, drop, redirect, slow
+        self.token_requests = []   # scopes asked for
+        self.storage_auth = []     # Authorization headers seen on redirected downloads
+        self.blob_gets = 0
+        front = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def reply(self, status, headers=(), body=b""):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                if self.path.startswith("/token"):
+                    auth = self.headers.get("Authorization", "")
+                    if auth != "Basic " + base64.b64encode(b"alice:secret").decode():
+                        return self.reply(401)
+                    scope = self.path.split("scope=")[1].split("&")[0] if "scope=" in self.path else ""
+                    scope = urllib.parse.unquote(scope)
+                    front.token_requests.append(scope)
+                    return self.reply(200, [("Content-Type", "application/json")],
+                                      json.dumps({"token": "tok " + scope}).encode())
+                if self.path.startswith("/storage/"):
+                    front.storage_auth.append(self.headers.get("Authorization"))
+                    self.path = self.path[len("/storage"):]
+                elif front.bearer and self.path != "/v2/" or front.bearer and self.path == "/v2/":
+                    push = self.command not in ("GET", "HEAD")
+                    repo = self.path.split("/")[2] + "/" + self.path.split("/")[3] if self.path.count("/") > 3 else ""
+                    need = f"repository:{repo}:{'pull,push' if push else 'pull'}"
+                    have = self.headers.get("Authorization", "")
+                    # A pull,push token also allows pulls.
+                    if have not in ("Bearer tok " + need, f"Bearer tok repository:{repo}:pull,push"):
+                        return self.reply(401, [("WWW-Authenticate", f'Bearer realm="http://127.0.0.1:{front.port}/token",'
+                                                 f'service="strata-test",scope="{need}"'),
+                                                ("Content-Type", "application/json")],
+                                          b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}')
+                is_blob_get = self.command == "GET" and "/blobs/sha256:" in self.path
+                if is_blob_get and front.redirect and not self.path.startswith("/v2/") is False and \
+                        self.headers.get("Host", "").startswith("127.0.0.1"):
+                    return self.reply(307, [("Location", f"http://localhost:{front.port}/storage{self.path}")])
+                c = http.client.HTTPConnection("127.0.0.1", front.reg.port, timeout=60)
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("authorization", "connection", "host")}
+                hdrs["Host"] = f"127.0.0.1:{front.port}"
+                c.request(self.command, self.path, body=body, headers=hdrs)
+                r = c.getresponse()
+                data = r.read()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                length = r.getheader("Content-Length") if self.command == "HEAD" else str(len(data))
+                self.send_header("Content-Length", length or "0")
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                big = is_blob_get and len(data) > 16 << 10
+                if big:
+                    front.blob_gets += 1
+                if big and front.drop > 0:
+                    front.drop -= 1
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if big and front.slow:
+                    for i in range(0, len(data), 64 * 1024):
+                        self.wfile.write(data[i:i + 64 * 1024])
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                    return
+                self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = any
+
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                pass  # a client killed mid-transfer (the sigkill case) is expected
+
+        self.server = Server(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def strata(home, *args, env=None, expect=0):
@@ -305,7 +416,138 @@ def case_bad_input(work):
         reg.stop()
 
 
-CASES = {"push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input}
+def case_auth_basic(work):
+    os.makedirs(work + "/reg", exist_ok=True)
+    hp = os.path.join(work, "reg", "htpasswd")
+    with open(hp, "w") as f:
+        f.write(subprocess.run(["htpasswd", "-Bbn", "alice", "secret"], capture_output=True, text=True, check=True).stdout)
+    reg = Registry(os.path.join(work, "reg"), htpasswd=hp)
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        ref = f"{reg.host}/team/base:v1"
+        r = strata(a, "images", "push", "base", ref, "--insecure", expect=EX_NOPERM)
+        check("needs credentials" in r.stderr, r.stderr)
+        r = strata(a, "images", "push", "base", ref, "--insecure", "--creds", "alice:wrong", expect=EX_NOPERM)
+        check("refused the credentials of user 'alice'" in r.stderr, r.stderr)
+        strata(a, "images", "push", "base", ref, "--insecure", "--creds", "alice:secret")
+        strata(b, "images", "pull", ref, "none", "--insecure", expect=EX_NOPERM)
+        strata(b, "images", "pull", ref, "e", "--insecure", env={"STRATA_REGISTRY_CREDS": "alice:secret"})
+        docker = os.path.join(work, "docker")
+        os.makedirs(docker)
+        with open(os.path.join(docker, "config.json"), "w") as f:
+            json.dump({"auths": {reg.host: {"auth": base64.b64encode(b"alice:secret").decode()}}}, f)
+        strata(b, "images", "pull", ref, "c", "--insecure", env={"DOCKER_CONFIG": docker})
+        with open(os.path.join(docker, "config.json"), "w") as f:
+            json.dump({"auths": {reg.host: {"auth": base64.b64encode(b"alice:nope").decode()}}}, f)
+        strata(b, "images", "pull", ref, "w", "--insecure", env={"DOCKER_CONFIG": docker}, expect=EX_NOPERM)
+    finally:
+        reg.stop()
+
+
+def case_bearer(work):
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg, bearer=True)
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        ref = f"{front.host}/team/two:v1"
+        r = strata(a, "images", "push", "two", ref, "--insecure", expect=EX_NOPERM)
+        check("token server refused" in r.stderr, r.stderr)
+        strata(a, "images", "push", "two", ref, "--insecure", "--creds", "alice:secret")
+        # One token per scope for the whole command, not one per request.
+        check(len(front.token_requests) == len(set(front.token_requests)), f"tokens not cached: {front.token_requests}")
+        front.token_requests.clear()
+        strata(b, "images", "pull", ref, "--insecure", "--creds", "alice:secret")
+        check(front.token_requests == ["repository:team/two:pull"], f"pull asked for {front.token_requests}")
+        check(export_raw(a, "two", work + "/a.raw") == export_raw(b, "two", work + "/b.raw"), "bearer pull differs")
+    finally:
+        front.stop()
+        reg.stop()
+
+
+def case_dropped_connection(work):
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg, drop=1)
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        ref = f"{front.host}/team/base:v1"
+        strata(a, "images", "push", "base", ref, "--insecure")
+        # Dropped once half way: the download resumes with a Range request.
+        s = stats(strata(b, "images", "pull", ref, "--insecure"))
+        check(front.blob_gets == 2 and s["downloaded"] == 1, f"resumed download: {front.blob_gets} GETs, {s}")
+        check(export_raw(a, "base", work + "/a.raw") == export_raw(b, "base", work + "/b.raw"), "resumed pull differs")
+        # Dropped every time: 74 and nothing recorded.
+        c = os.path.join(work, "c")
+        front.drop = 100
+        r = strata(c, "images", "pull", ref, "--insecure", expect=EX_IOERR)
+        check("truncated" in r.stderr, r.stderr)
+        store_is_clean(c, "dropped connections")
+        # The registry recovers: the repeated pull completes.
+        front.drop = 0
+        strata(c, "images", "pull", ref, "--insecure")
+    finally:
+        front.stop()
+        reg.stop()
+
+
+def case_redirect(work):
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg, bearer=True, redirect=True)
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        ref = f"{front.host}/team/base:v1"
+        strata(a, "images", "push", "base", ref, "--insecure", "--creds", "alice:secret")
+        strata(b, "images", "pull", ref, "--insecure", "--creds", "alice:secret")
+        check(len(front.storage_auth) >= 1, "no download was redirected")
+        check(all(h is None for h in front.storage_auth), f"Authorization went to another host: {front.storage_auth}")
+        check(export_raw(a, "base", work + "/a.raw") == export_raw(b, "base", work + "/b.raw"), "redirected pull differs")
+    finally:
+        front.stop()
+        reg.stop()
+
+
+def case_sigkill(work):
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg, slow=True)
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        ref = f"{front.host}/team/base:v1"
+        # Killed during a push: the registry has no manifest; a retry completes.
+        e = dict(os.environ, STRATA_HOME=a, HOME=a)
+        p = subprocess.Popen([STRATA, "images", "push", "base", ref, "--insecure"], env=e,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        p.kill()
+        p.wait()
+        strata(a, "images", "push", "base", ref, "--insecure")
+        # Killed during a pull (downloads are slowed to ~1.3 MB/s): nothing recorded.
+        e = dict(os.environ, STRATA_HOME=b, HOME=b)
+        p = subprocess.Popen([STRATA, "images", "pull", ref, "--insecure"], env=e,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            part = [n for n in os.listdir(os.path.join(b, "tmp", "registry"))] if os.path.isdir(os.path.join(b, "tmp", "registry")) else []
+            if part and os.path.getsize(os.path.join(b, "tmp", "registry", part[0])) > 0:
+                break
+            time.sleep(0.05)
+        p.kill()
+        p.wait()
+        store_is_clean(b, "pull killed")
+        front.slow = False
+        s = stats(strata(b, "images", "pull", ref, "--insecure"))
+        check(s["downloaded"] == 1, f"retry after kill: {s}")
+        check(export_raw(a, "base", work + "/a.raw") == export_raw(b, "base", work + "/b.raw"), "pull after kill differs")
+    finally:
+        front.stop()
+        reg.stop()
+
+
+CASES = {"push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+         "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
+         "sigkill": case_sigkill}
 
 if __name__ == "__main__":
     if shutil.which("docker-registry") is None:
