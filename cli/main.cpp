@@ -16,11 +16,11 @@ int main(int argc, char** argv)
     strata::cli::register_vmm(app, exit_code);
     strata::cli::register_img(app, exit_code);
     strata::cli::register_store(app, exit_code);
-    strata::cli::register_registry(app, exit_code);
     strata::cli::register_convert(app, exit_code);
     strata::cli::register_vms(app, exit_code);
     strata::cli::register_templates(app, exit_code);
     strata::cli::register_machine_images(app, exit_code);
+    strata::cli::register_registry(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (CLI::CallForHelp const& e) {

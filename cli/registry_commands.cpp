@@ -1,4 +1,4 @@
-// `strata images push|pull`: a thin CLI over registry/transfer.h. Credentials come
+// `strata images push|pull` and `strata machine-images push|pull`: a thin CLI over registry/transfer.h. Credentials come
 // from --creds, $STRATA_REGISTRY_CREDS or a Docker-style config.json
 // (registry/client.h); --insecure speaks plain HTTP to the registry named in the
 // reference, and only to it. Errors exit with the sysexits code of their kind
@@ -62,19 +62,18 @@ int with_store(F&& fn)
     return fn(*store.value());
 }
 
-} // namespace
-
-void register_registry(CLI::App& app, int& exit_code)
+// Adds push and pull to one group; push_fn and pull_fn do the transfer and
+// return the summary's stats and what to print on stdout.
+template<typename Push, typename Pull>
+void add_push_pull(CLI::App* group, char const* what, int& exit_code, Push push_fn, Pull pull_fn)
 {
-    auto* images = app.get_subcommand("images");
     auto a = std::make_shared<RegistryArgs>();
-
-    auto* push = images->add_subcommand("push", "Push an image to an OCI registry (REF: HOST[:PORT]/REPO[:TAG])");
+    auto* push = group->add_subcommand("push", std::string("Push ") + what + " to an OCI registry (REF: HOST[:PORT]/REPO[:TAG])");
     push->add_option("NAME", a->name)->required();
     push->add_option("REF", a->ref)->required();
     push->add_option("--level", a->level, "zstd level of new layer blobs (1-19)")->check(CLI::Range(1, 19));
     add_registry_flags(push, *a);
-    push->callback([&exit_code, a] {
+    push->callback([&exit_code, a, push_fn] {
         exit_code = with_store([&](Store& s) {
             auto ref = registry::parse_reference(a->ref);
             if (!ref)
@@ -82,7 +81,7 @@ void register_registry(CLI::App& app, int& exit_code)
             auto o = transfer_options(*a, ref.value());
             if (!o)
                 return fail(o.error());
-            auto r = registry::push_image(s, a->name, ref.value(), o.value());
+            auto r = push_fn(s, a->name, ref.value(), o.value());
             if (!r)
                 return fail(r.error());
             print_stats(r.value().stats);
@@ -91,11 +90,11 @@ void register_registry(CLI::App& app, int& exit_code)
         });
     });
 
-    auto* pull = images->add_subcommand("pull", "Pull an image from an OCI registry into the store");
+    auto* pull = group->add_subcommand("pull", std::string("Pull ") + what + " from an OCI registry into the store");
     pull->add_option("REF", a->ref)->required();
-    pull->add_option("NAME", a->name, "The image's name in the store (default: the repository's last component)");
+    pull->add_option("NAME", a->name, "The name in the store (default: the repository's last component)");
     add_registry_flags(pull, *a);
-    pull->callback([&exit_code, a] {
+    pull->callback([&exit_code, a, pull_fn] {
         exit_code = with_store([&](Store& s) {
             auto ref = registry::parse_reference(a->ref);
             if (!ref)
@@ -103,7 +102,7 @@ void register_registry(CLI::App& app, int& exit_code)
             auto o = transfer_options(*a, ref.value());
             if (!o)
                 return fail(o.error());
-            auto r = registry::pull_image(s, ref.value(), a->name, o.value());
+            auto r = pull_fn(s, ref.value(), a->name, o.value());
             if (!r)
                 return fail(r.error());
             print_stats(r.value().stats);
@@ -111,6 +110,15 @@ void register_registry(CLI::App& app, int& exit_code)
             return 0;
         });
     });
+}
+
+} // namespace
+
+void register_registry(CLI::App& app, int& exit_code)
+{
+    add_push_pull(app.get_subcommand("images"), "an image", exit_code, registry::push_image, registry::pull_image);
+    add_push_pull(app.get_subcommand("machine-images"), "a machine image", exit_code, registry::push_machine_image,
+        registry::pull_machine_image);
 }
 
 } // namespace strata::cli

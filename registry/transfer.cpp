@@ -1,4 +1,5 @@
 #include "registry/transfer.h"
+#include "registry/transfer_detail.h"
 
 #include "base/fd.h"
 #include "base/sha256.h"
@@ -20,16 +21,13 @@ namespace strata::registry {
 
 using nlohmann::json;
 
-namespace {
+namespace detail {
 
-// What the store knows about the blob carrying one of its layers.
-struct LayerBlob {
-    std::string blob;    // sha256:...
-    std::uint64_t size { 0 };
-    std::string content; // the layer's content digest
-    std::uint64_t layer_size { 0 };
-    std::vector<std::string> repositories; // "host/repo" known to hold the blob
-};
+TempFile::~TempFile()
+{
+    if (!path.empty())
+        ::unlink(path.c_str());
+}
 
 std::string records_dir(Store& store) { return store.root() + "/registry/layers"; }
 
@@ -133,14 +131,6 @@ Result<LayerBlob> build_layer_blob(Store& store, LayerId const& id, std::string 
     return b;
 }
 
-struct TempFile {
-    std::string path;
-    ~TempFile()
-    {
-        if (!path.empty())
-            ::unlink(path.c_str());
-    }
-};
 
 std::string repo_key(Reference const& ref) { return ref.registry + "/" + ref.repository; }
 
@@ -173,7 +163,7 @@ Status push_layer(Store& store, RegistryClient& client, LayerId const& id, Trans
             return ok();
         }
     }
-    TempFile blob { store.tmp_dir() + "/registry/push-" + id.to_string() + ".blob" };
+    TempFile blob(store.tmp_dir() + "/registry/push-" + id.to_string() + ".blob");
     STRATA_TRY(built, build_layer_blob(store, id, blob.path, options));
     if (record && record->blob == built.blob)
         built.repositories = record->repositories;
@@ -262,7 +252,107 @@ Result<LayerId> materialize(Store& store, std::string const& blob_path, std::uin
 
 std::string hex_of(std::string const& digest) { return digest.substr(7); }
 
-} // namespace
+Result<WantedLayer> parse_layer_descriptor(json const& l, std::uint64_t max_size, std::string const& where)
+{
+    if (!l.is_object() || l.value("mediaType", std::string()) != kLayerBlobType || !l.contains("annotations") || !l["annotations"].is_object())
+        return bad(where + ": a layer is not a strata layer blob");
+    WantedLayer w;
+    w.blob = l.value("digest", std::string());
+    w.size = l.contains("size") && l["size"].is_number_unsigned() ? l["size"].get<std::uint64_t>() : 0;
+    auto const& a = l["annotations"];
+    w.content = a.contains(kContentDigestAnnotation) && a[kContentDigestAnnotation].is_string() ? a[kContentDigestAnnotation].get<std::string>() : "";
+    std::string ls = a.contains(kLayerSizeAnnotation) && a[kLayerSizeAnnotation].is_string() ? a[kLayerSizeAnnotation].get<std::string>() : "";
+    if (w.blob.size() != 71 || w.blob.rfind("sha256:", 0) != 0 || w.blob.find_first_not_of("0123456789abcdef", 7) != std::string::npos
+        || w.content.size() != 71 || w.content.rfind("sha256:", 0) != 0 || ls.empty() || ls.size() > 19
+        || ls.find_first_not_of("0123456789") != std::string::npos || w.size == 0)
+        return bad(where + ": a layer's digest, size or annotations are malformed");
+    w.layer_size = std::stoull(ls);
+    if (w.layer_size > max_size || w.layer_size % 512 != 0)
+        return bad(where + ": a layer is larger than its disk or not a multiple of 512 bytes");
+    return w;
+}
+
+Result<StrataManifest> get_strata_manifest(RegistryClient& client, std::string const& artifact_type, std::string const& config_type)
+{
+    auto const& ref = client.reference();
+    STRATA_TRY(manifest, client.get_manifest(ref.target()));
+    StrataManifest out;
+    out.digest = manifest.digest;
+    json j = json::parse(manifest.bytes, nullptr, false);
+    if (!j.is_object() || !j.contains("schemaVersion") || j["schemaVersion"] != 2)
+        return bad(ref.to_string() + ": the registry's manifest is not an OCI image manifest");
+    std::string media = j.contains("mediaType") && j["mediaType"].is_string() ? j["mediaType"].get<std::string>() : "";
+    if (media != kOciManifestType)
+        return bad(ref.to_string() + ": a manifest of type '" + media + "' is not a strata artifact (strata pushes " + kOciManifestType + ")");
+    std::string artifact = j.contains("artifactType") && j["artifactType"].is_string() ? j["artifactType"].get<std::string>() : "";
+    if (artifact != artifact_type) {
+        std::string hint;
+        if (artifact == kImageArtifactType)
+            hint = " (it is a strata image: use `strata images pull`)";
+        else if (artifact == kMachineImageArtifactType)
+            hint = " (it is a strata machine image: use `strata machine-images pull`)";
+        else
+            hint = " (a container image or another tool's artifact)";
+        return bad(ref.to_string() + " is not a strata " + (artifact_type == kImageArtifactType ? "image" : "machine image")
+            + ": its artifactType is '" + artifact + "'" + hint);
+    }
+    if (!j.contains("config") || !j["config"].is_object() || !j.contains("layers") || !j["layers"].is_array())
+        return bad(ref.to_string() + ": the manifest has no config or no layers");
+    auto const& jc = j["config"];
+    std::string config_digest = jc.contains("digest") && jc["digest"].is_string() ? jc["digest"].get<std::string>() : "";
+    if (!jc.contains("mediaType") || jc["mediaType"] != config_type || config_digest.size() != 71 || config_digest.rfind("sha256:", 0) != 0)
+        return bad(ref.to_string() + ": the manifest's config is not a strata config of type " + config_type);
+    STRATA_TRY(config_bytes, client.fetch_blob(config_digest, 4 << 20));
+    out.config = json::parse(config_bytes, nullptr, false);
+    if (!out.config.is_object())
+        return bad(ref.to_string() + ": the config is not a JSON object");
+    out.manifest = std::move(j);
+    return out;
+}
+
+Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, bool bottom, Fetched& f, TransferStats& stats)
+{
+    STRATA_TRY(found, find_layer(store, w.content));
+    if (found) {
+        f.ids.push_back(*found);
+        ++stats.layers_reused;
+        return ok();
+    }
+    // Kept across failed pulls: a repeated pull resumes it (download_blob
+    // verifies the whole file once complete).
+    std::string path = store.tmp_dir() + "/registry/" + hex_of(w.blob) + ".blob";
+    STRATA_TRY(client.download_blob(w.blob, w.size, path, stats));
+    f.blob_files.push_back(path);
+    auto id = materialize(store, path, w.layer_size, bottom, f.temps);
+    if (!id) {
+        // A blob whose digest matched but whose content is not a valid layer
+        // blob will not become valid by downloading it again.
+        ::unlink(path.c_str());
+        return id.error().context(client.reference().to_string() + ": layer blob " + w.blob);
+    }
+    f.ids.push_back(id.value());
+    f.fresh.push_back(id.value());
+    f.records.emplace_back(id.value(), LayerBlob { w.blob, w.size, w.content, w.layer_size, { repo_key(client.reference()) } });
+    return ok();
+}
+
+Status save_records(Store& store, Fetched const& f)
+{
+    for (auto const& [id, rec] : f.records)
+        STRATA_TRY(save_record(store, id, rec));
+    return ok();
+}
+
+void recorded(Fetched& f)
+{
+    f.temps.paths.clear();
+    for (auto const& p : f.blob_files)
+        ::unlink(p.c_str());
+}
+
+} // namespace detail
+
+using namespace detail;
 
 Result<PushResult> push_image(Store& store, std::string const& name, Reference const& ref, TransferOptions const& options)
 {
@@ -303,96 +393,31 @@ Result<PullResult> pull_image(Store& store, Reference const& ref, std::string na
         return make_error(ErrorKind::Exists, "an image named '" + name + "' already exists");
     STRATA_TRY(ensure_dirs(store));
     STRATA_TRY(client, RegistryClient::create(ref, options.client));
-    STRATA_TRY(manifest, client->get_manifest(ref.target()));
+    STRATA_TRY(got, get_strata_manifest(*client, kImageArtifactType, kImageConfigType));
     PullResult result;
-    result.digest = manifest.digest;
-    json j = json::parse(manifest.bytes, nullptr, false);
-    if (!j.is_object() || j.value("schemaVersion", 0) != 2)
-        return bad(ref.to_string() + ": the registry's manifest is not an OCI image manifest");
-    std::string media = j.value("mediaType", std::string());
-    if (media != kOciManifestType)
-        return bad(ref.to_string() + ": a manifest of type '" + media + "' is not a strata image (strata pushes " + kOciManifestType + ")");
-    std::string artifact = j.value("artifactType", std::string());
-    if (artifact != kImageArtifactType)
-        return bad(ref.to_string() + " is not a strata image: its artifactType is '" + artifact + "'"
-            + (artifact.rfind("application/vnd.strata.", 0) == 0 ? "" : " (a container image or another tool's artifact)"));
-    if (!j.contains("config") || !j["config"].is_object() || !j.contains("layers") || !j["layers"].is_array())
-        return bad(ref.to_string() + ": the manifest has no config or no layers");
-    auto const& jc = j["config"];
-    std::string config_digest = jc.value("digest", std::string());
-    if (jc.value("mediaType", std::string()) != kImageConfigType || config_digest.size() != 71 || config_digest.rfind("sha256:", 0) != 0)
-        return bad(ref.to_string() + ": the manifest's config is not a strata image config");
-    STRATA_TRY(config_bytes, client->fetch_blob(config_digest, 1 << 20));
-    json config = json::parse(config_bytes, nullptr, false);
-    if (!config.is_object() || !config.contains("size") || !config["size"].is_number_unsigned())
-        return bad(ref.to_string() + ": the image config is not a JSON object with a size");
+    result.digest = got.digest;
+    auto const& config = got.config;
+    if (!config.contains("size") || !config["size"].is_number_unsigned())
+        return bad(ref.to_string() + ": the image config has no size");
     std::uint64_t image_size = config["size"].get<std::uint64_t>();
-    auto const& jl = j["layers"];
+    auto const& jl = got.manifest["layers"];
     if (jl.empty() || jl.size() > kMaxManifestLayers)
         return bad(ref.to_string() + ": an image has 1 to " + std::to_string(kMaxManifestLayers) + " layers");
-
-    struct Wanted {
-        std::string blob, content;
-        std::uint64_t size { 0 }, layer_size { 0 };
-    };
-    std::vector<Wanted> wanted;
+    std::vector<WantedLayer> wanted;
     for (auto const& l : jl) {
-        if (!l.is_object() || l.value("mediaType", std::string()) != kLayerBlobType || !l.contains("annotations") || !l["annotations"].is_object())
-            return bad(ref.to_string() + ": a layer is not a strata layer blob");
-        Wanted w;
-        w.blob = l.value("digest", std::string());
-        w.size = l.contains("size") && l["size"].is_number_unsigned() ? l["size"].get<std::uint64_t>() : 0;
-        auto const& a = l["annotations"];
-        w.content = a.value(kContentDigestAnnotation, std::string());
-        std::string ls = a.value(kLayerSizeAnnotation, std::string());
-        if (w.blob.size() != 71 || w.blob.rfind("sha256:", 0) != 0 || w.blob.find_first_not_of("0123456789abcdef", 7) != std::string::npos
-            || w.content.size() != 71 || w.content.rfind("sha256:", 0) != 0 || ls.empty() || ls.size() > 19
-            || ls.find_first_not_of("0123456789") != std::string::npos || w.size == 0)
-            return bad(ref.to_string() + ": a layer's digest, size or annotations are malformed");
-        w.layer_size = std::stoull(ls);
-        if (w.layer_size > image_size || w.layer_size % 512 != 0)
-            return bad(ref.to_string() + ": a layer is larger than the image or not a multiple of 512 bytes");
+        STRATA_TRY(w, parse_layer_descriptor(l, image_size, ref.to_string()));
         wanted.push_back(w);
     }
-
-    TempLayerFiles temps;
-    std::vector<LayerId> ids, fresh;
-    std::vector<std::string> blob_files;
-    std::vector<std::pair<LayerId, LayerBlob>> records;
-    for (std::size_t i = 0; i < wanted.size(); ++i) {
-        auto const& w = wanted[i];
-        STRATA_TRY(found, find_layer(store, w.content));
-        if (found) {
-            ids.push_back(*found);
-            ++result.stats.layers_reused;
-            continue;
-        }
-        // Kept across failed pulls: a repeated pull resumes it (download_blob
-        // verifies the whole file once complete).
-        std::string path = store.tmp_dir() + "/registry/" + hex_of(w.blob) + ".blob";
-        STRATA_TRY(client->download_blob(w.blob, w.size, path, result.stats));
-        blob_files.push_back(path);
-        auto id = materialize(store, path, w.layer_size, i == 0, temps);
-        if (!id) {
-            // A blob whose digest matched but whose content is not a valid layer
-            // blob will not become valid by downloading it again.
-            ::unlink(path.c_str());
-            return id.error().context(ref.to_string() + ": layer blob " + w.blob);
-        }
-        ids.push_back(id.value());
-        fresh.push_back(id.value());
-        LayerBlob rec { w.blob, w.size, w.content, w.layer_size, { repo_key(ref) } };
-        records.emplace_back(id.value(), rec);
-    }
-    ObjectManifest m { ObjectKind::Image, name, image_size, ids, utc_now(), "registry:" + ref.registry + "/" + ref.repository + "@" + manifest.digest,
-        {}, config.value("description", std::string()), config.contains("labels") && config["labels"].is_object() ? config["labels"] : json::object() };
-    for (auto const& [id, rec] : records)
-        STRATA_TRY(save_record(store, id, rec));
-    STRATA_TRY(recorded, store.adopt_image(m, fresh));
-    temps.paths.clear();
-    for (auto const& p : blob_files)
-        ::unlink(p.c_str());
-    result.image = recorded;
+    Fetched f;
+    for (std::size_t i = 0; i < wanted.size(); ++i)
+        STRATA_TRY(fetch_layer(store, *client, wanted[i], i == 0, f, result.stats));
+    ObjectManifest m { ObjectKind::Image, name, image_size, f.ids, utc_now(), "registry:" + ref.registry + "/" + ref.repository + "@" + got.digest,
+        {}, config.contains("description") && config["description"].is_string() ? config["description"].get<std::string>() : "",
+        config.contains("labels") && config["labels"].is_object() ? config["labels"] : json::object() };
+    STRATA_TRY(save_records(store, f));
+    STRATA_TRY(image, store.adopt_image(m, f.fresh));
+    recorded(f);
+    result.image = image;
     return result;
 }
 

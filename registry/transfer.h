@@ -21,6 +21,7 @@
 #pragma once
 
 #include "registry/client.h"
+#include "store/machine_image.h"
 #include "store/store.h"
 
 namespace strata::registry {
@@ -30,6 +31,10 @@ inline constexpr char const* kImageConfigType = "application/vnd.strata.image.co
 inline constexpr char const* kLayerBlobType = "application/vnd.strata.layer.v1.archive";
 inline constexpr char const* kContentDigestAnnotation = "org.strata.layer.content-digest";
 inline constexpr char const* kLayerSizeAnnotation = "org.strata.layer.size";
+inline constexpr char const* kMachineImageArtifactType = "application/vnd.strata.machine-image.v1";
+inline constexpr char const* kMachineImageConfigType = "application/vnd.strata.machine-image.config.v1+json";
+inline constexpr char const* kBootArtifactType = "application/vnd.strata.boot-artifact.v1";
+inline constexpr char const* kDiskAnnotation = "org.strata.disk.id";
 inline constexpr char const* kOciManifestType = "application/vnd.oci.image.manifest.v1+json";
 
 struct TransferOptions {
@@ -53,5 +58,16 @@ struct PullResult {
 [[nodiscard]] Result<PushResult> push_image(Store& store, std::string const& name, Reference const& ref, TransferOptions const& options);
 // name empty: the repository's last component.
 [[nodiscard]] Result<PullResult> pull_image(Store& store, Reference const& ref, std::string name, TransferOptions const& options);
+
+struct MachinePullResult {
+    MachineImageRecord image;
+    std::string digest;
+    TransferStats stats;
+};
+
+// Machine images (machine_image_transfer.cpp): the same, with the record in the
+// config blob and the boot artifacts as blobs of their own.
+[[nodiscard]] Result<PushResult> push_machine_image(Store& store, std::string const& name, Reference const& ref, TransferOptions const& options);
+[[nodiscard]] Result<MachinePullResult> pull_machine_image(Store& store, Reference const& ref, std::string name, TransferOptions const& options);
 
 } // namespace strata::registry

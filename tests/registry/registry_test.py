@@ -545,9 +545,53 @@ def case_sigkill(work):
         reg.stop()
 
 
+def case_machine_images(work):
+    """A VM written by the seqwriter guest, captured twice (differential), pushed,
+    pulled into a second store, compared and booted (needs KVM)."""
+    fw = os.path.join(BUILD, "firmware")
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a, b = os.path.join(work, "a"), os.path.join(work, "b")
+        make_raw(os.path.join(work, "base.raw"), 8, 2)
+        strata(a, "images", "import", "base", os.path.join(work, "base.raw"), "-f", "raw")
+        strata(a, "disks", "create", "data", "--image", "base")
+        strata(a, "vms", "create", "web", "--firmware", fw + "/seqwriter.elf", "--disk", "data,id=data")
+
+        def write(start):
+            strata(a, "run", "--firmware", fw + "/seqwriter.elf", "--disk", "data", "--cmdline", f"rounds=3 blocks=16 start={start}")
+
+        write(0)
+        strata(a, "machine-images", "create", "m1", "--source-vm", "web")
+        write(1000)
+        strata(a, "machine-images", "create", "m2", "--source-vm", "web")
+        s = stats(strata(a, "machine-images", "push", "m1", f"{reg.host}/team/web:m1", "--insecure"))
+        check(s["uploaded"] == 4, f"m1: base layer, written layer, firmware, config: {s}")
+        before = reg.blobs()
+        s = stats(strata(a, "machine-images", "push", "m2", f"{reg.host}/team/web:m2", "--insecure"))
+        check(s["uploaded"] == 2 and s["skipped"] == 3, f"m2 sends only its new layer and config: {s}")
+        check(len(reg.blobs() - before) == 3, f"m2 added new layer, config and manifest: {reg.blobs() - before}")
+        # An image pull refuses a machine image and says what to use.
+        r = strata(b, "images", "pull", f"{reg.host}/team/web:m2", "--insecure", expect=EX_DATAERR)
+        check("machine-images pull" in r.stderr, r.stderr)
+        s = stats(strata(b, "machine-images", "pull", f"{reg.host}/team/web:m1", "m1", "--insecure"))
+        check(s["downloaded"] == 3, f"m1 pull: {s}")
+        s = stats(strata(b, "machine-images", "pull", f"{reg.host}/team/web:m2", "m2", "--insecure"))
+        check(s["downloaded"] == 1 and s["reused"] == 2, f"m2 pull on a host with m1 fetches only the new layer: {s}")
+        sums = []
+        for h in (a, b):
+            strata(h, "vms", "create", "v2", "--source-machine-image", "m2")
+            strata(h, "images", "create", "x", "--source-disk", "v2-disk-data")
+            sums.append(export_raw(h, "x", os.path.join(work, os.path.basename(h) + ".raw")))
+        check(sums[0] == sums[1], "the pulled machine image's disk differs")
+        # The pulled VM's disk boots a guest that writes to it.
+        strata(b, "run", "--firmware", fw + "/seqwriter.elf", "--disk", "v2-disk-data", "--cmdline", "rounds=2 blocks=16 start=5000")
+    finally:
+        reg.stop()
+
+
 CASES = {"push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
-         "sigkill": case_sigkill}
+         "sigkill": case_sigkill, "machine_images": case_machine_images}
 
 if __name__ == "__main__":
     if shutil.which("docker-registry") is None:
