@@ -223,7 +223,9 @@ Result<std::optional<LayerId>> find_layer(Store& store, std::string const& conte
 Result<LayerId> materialize(Store& store, std::string const& blob_path, std::uint64_t layer_size, bool bottom, TempLayerFiles& temps)
 {
     STRATA_TRY(reader, ArchiveReader::open(blob_path));
-    STRATA_TRY(reader->verify());
+    // No whole-file verify(): download_blob checked the blob's SHA-256 against
+    // the manifest's digest, which covers every byte the trailer's digest does;
+    // each chunk's SHA-256 is still checked as it is read.
     auto const& entries = reader->manifest().entries;
     if (entries.size() != 1 || entries[0].type != archive::EntryType::Disk || entries[0].layers.size() != 1)
         return bad("a layer blob holds exactly one disk entry of one layer; this one does not");
