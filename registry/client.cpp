@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <sstream>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -722,6 +723,9 @@ Status RegistryClient::download_blob(std::string const& digest, std::uint64_t si
     Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
     if (!fd.valid())
         return errno_error("open '" + path + "'");
+    // Two pulls into one store must not write one partial blob at once.
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
+        return make_error(ErrorKind::Busy, "blob " + digest + " is being downloaded by another strata process");
     unsigned wait = m_options.backoff_ms;
     for (unsigned attempt = 1;; ++attempt) {
         struct stat st {};

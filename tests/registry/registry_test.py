@@ -373,6 +373,9 @@ def case_bad_input(work):
         a = setup(work, reg)
         b = os.path.join(work, "b")
         strata(b, "images", "list")
+        # A registry nobody answers on: 69 after the bounded retries.
+        r = strata(a, "images", "push", "base", f"127.0.0.1:{free_port()}/team/x:v1", "--insecure", expect=69)
+        check("cannot reach the registry" in r.stderr, r.stderr)
         # A malformed reference is a usage error.
         strata(b, "images", "pull", "no-registry-here", "--insecure", expect=EX_USAGE)
         # An unknown REF: 66, nothing recorded.
