@@ -28,5 +28,8 @@ void register_convert(CLI::App& app, int& exit_code);
 void register_vms(CLI::App& app, int& exit_code);
 void register_templates(CLI::App& app, int& exit_code);
 void register_machine_images(CLI::App& app, int& exit_code);
+// `images push|pull` and `machine-images push|pull` (registry_commands.cpp): after
+// register_store and register_machine_images, which make the groups.
+void register_registry(CLI::App& app, int& exit_code);
 
 } // namespace strata::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv)
     strata::cli::register_vms(app, exit_code);
     strata::cli::register_templates(app, exit_code);
     strata::cli::register_machine_images(app, exit_code);
+    strata::cli::register_registry(app, exit_code);
     try {
         app.parse(argc, argv);
     } catch (CLI::CallForHelp const& e) {

@@ -160,6 +160,19 @@ public:
     [[nodiscard]] Result<ObjectManifest> import_image(std::string const& name, std::string const& file, ImportOptions const& options = {});
     [[nodiscard]] Status export_image(std::string const& name, std::string const& file, ExportOptions const& options = {});
 
+    // --- Images that arrive from elsewhere (registry pulls, registry/) ---
+    // tmp/: where such layers are built before adopt_image moves them in.
+    std::string tmp_dir() const { return m_root + "/tmp"; }
+    // The recorded content digest of every frozen layer that has one (headers
+    // only, no data read), for finding a layer the store already holds.
+    [[nodiscard]] Result<std::vector<std::pair<LayerId, Sha256>>> layer_digests();
+    // Records image m (its name must be new). Its layers are either in layers/
+    // already or, when listed in from_tmp, complete frozen layer files at
+    // tmp/<id>, moved into layers/ here. All under the exclusive lock, so a gc
+    // cannot take a reused layer away between the check and the record; on any
+    // failure nothing is recorded (moved layers are collected again).
+    [[nodiscard]] Result<ObjectManifest> adopt_image(ObjectManifest m, std::vector<LayerId> const& from_tmp);
+
     // --- Every kind ---
     [[nodiscard]] Result<std::vector<ObjectManifest>> list(ObjectKind kind);
     [[nodiscard]] Result<ObjectManifest> get(ObjectKind kind, std::string const& name);

@@ -1,0 +1,124 @@
+// `strata images push|pull` and `strata machine-images push|pull`: a thin CLI over registry/transfer.h. Credentials come
+// from --creds, $STRATA_REGISTRY_CREDS or a Docker-style config.json
+// (registry/client.h); --insecure speaks plain HTTP to the registry named in the
+// reference, and only to it. Errors exit with the sysexits code of their kind
+// (README "Registries").
+#include "base/sysexits.h"
+#include "cli/commands.h"
+#include "registry/transfer.h"
+#include "store/store.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+namespace strata::cli {
+
+namespace {
+
+int fail(Error const& e)
+{
+    std::cerr << "strata: " << e.message << "\n";
+    return exit_code_for(e.kind);
+}
+
+struct RegistryArgs {
+    std::string name, ref, creds;
+    bool insecure { false };
+    int level { 1 };
+};
+
+void add_registry_flags(CLI::App* cmd, RegistryArgs& a)
+{
+    cmd->add_option("--creds", a.creds, "USER:PASSWORD for the registry (else $STRATA_REGISTRY_CREDS, else config.json)");
+    cmd->add_flag("--insecure", a.insecure, "Plain HTTP to this registry (for a registry on a trusted network or this host)");
+}
+
+Result<registry::TransferOptions> transfer_options(RegistryArgs const& a, registry::Reference const& ref)
+{
+    registry::TransferOptions o;
+    STRATA_TRY(creds, registry::find_credentials(ref.registry, a.creds));
+    o.client.credentials = creds;
+    o.client.plain_http = a.insecure;
+    o.level = a.level;
+    return o;
+}
+
+void print_stats(registry::TransferStats const& s)
+{
+    std::cerr << "strata: blobs uploaded " << s.blobs_uploaded << " (" << s.bytes_uploaded << " bytes), already there "
+              << s.blobs_skipped << " (mounted " << s.blobs_mounted << "), downloaded " << s.blobs_downloaded << " ("
+              << s.bytes_downloaded << " bytes), layers reused " << s.layers_reused << "\n";
+}
+
+template<typename F>
+int with_store(F&& fn)
+{
+    auto store = Store::open(Store::default_root());
+    if (!store)
+        return fail(store.error());
+    return fn(*store.value());
+}
+
+// Adds push and pull to one group; push_fn and pull_fn do the transfer and
+// return the summary's stats and what to print on stdout.
+template<typename Push, typename Pull>
+void add_push_pull(CLI::App* group, char const* what, int& exit_code, Push push_fn, Pull pull_fn)
+{
+    auto a = std::make_shared<RegistryArgs>();
+    auto* push = group->add_subcommand("push", std::string("Push ") + what + " to an OCI registry (REF: HOST[:PORT]/REPO[:TAG])");
+    push->add_option("NAME", a->name)->required();
+    push->add_option("REF", a->ref)->required();
+    push->add_option("--level", a->level, "zstd level of new layer blobs (1-19)")->check(CLI::Range(1, 19));
+    add_registry_flags(push, *a);
+    push->callback([&exit_code, a, push_fn] {
+        exit_code = with_store([&](Store& s) {
+            auto ref = registry::parse_reference(a->ref);
+            if (!ref)
+                return fail(ref.error());
+            auto o = transfer_options(*a, ref.value());
+            if (!o)
+                return fail(o.error());
+            auto r = push_fn(s, a->name, ref.value(), o.value());
+            if (!r)
+                return fail(r.error());
+            print_stats(r.value().stats);
+            std::cout << ref.value().registry << "/" << ref.value().repository << "@" << r.value().digest << "\n";
+            return 0;
+        });
+    });
+
+    auto* pull = group->add_subcommand("pull", std::string("Pull ") + what + " from an OCI registry into the store");
+    pull->add_option("REF", a->ref)->required();
+    pull->add_option("NAME", a->name, "The name in the store (default: the repository's last component)");
+    add_registry_flags(pull, *a);
+    pull->callback([&exit_code, a, pull_fn] {
+        exit_code = with_store([&](Store& s) {
+            auto ref = registry::parse_reference(a->ref);
+            if (!ref)
+                return fail(ref.error());
+            auto o = transfer_options(*a, ref.value());
+            if (!o)
+                return fail(o.error());
+            auto r = pull_fn(s, ref.value(), a->name, o.value());
+            if (!r)
+                return fail(r.error());
+            print_stats(r.value().stats);
+            std::cout << r.value().image.name << " " << ref.value().registry << "/" << ref.value().repository << "@" << r.value().digest << "\n";
+            return 0;
+        });
+    });
+}
+
+} // namespace
+
+void register_registry(CLI::App& app, int& exit_code)
+{
+    add_push_pull(app.get_subcommand("images"), "an image", exit_code, registry::push_image, registry::pull_image);
+    add_push_pull(app.get_subcommand("machine-images"), "a machine image", exit_code, registry::push_machine_image,
+        registry::pull_machine_image);
+}
+
+} // namespace strata::cli

@@ -1,0 +1,426 @@
+#include "registry/transfer.h"
+#include "registry/transfer_detail.h"
+
+#include "base/fd.h"
+#include "base/sha256.h"
+#include "imaging/archive/archive_reader.h"
+#include "imaging/archive/archive_writer.h"
+#include "imaging/layer/layer.h"
+#include "store/layer_transfer.h"
+
+#include <nlohmann/json.hpp>
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <fstream>
+#include <sstream>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace strata::registry {
+
+using nlohmann::json;
+
+namespace detail {
+
+TempFile::~TempFile()
+{
+    if (!path.empty())
+        ::unlink(path.c_str());
+}
+
+std::string records_dir(Store& store) { return store.root() + "/registry/layers"; }
+
+Status ensure_dirs(Store& store)
+{
+    for (auto const& d : { store.root() + "/registry", records_dir(store), store.tmp_dir() + "/registry" })
+        if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST)
+            return errno_error("create '" + d + "'");
+    return ok();
+}
+
+std::optional<LayerBlob> load_record(Store& store, LayerId const& id)
+{
+    std::ifstream in(records_dir(store) + "/" + id.to_string() + ".json");
+    if (!in)
+        return std::nullopt;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    json j = json::parse(ss.str(), nullptr, false);
+    if (!j.is_object())
+        return std::nullopt;
+    LayerBlob b;
+    b.blob = j.value("blob", std::string());
+    b.size = j.value("size", std::uint64_t { 0 });
+    b.content = j.value("content", std::string());
+    b.layer_size = j.value("layer_size", std::uint64_t { 0 });
+    if (j.contains("repositories") && j["repositories"].is_array())
+        for (auto const& r : j["repositories"])
+            if (r.is_string())
+                b.repositories.push_back(r.get<std::string>());
+    if (b.blob.size() != 71 || b.content.size() != 71)
+        return std::nullopt;
+    return b;
+}
+
+Status save_record(Store& store, LayerId const& id, LayerBlob const& b)
+{
+    json j { { "blob", b.blob }, { "size", b.size }, { "content", b.content }, { "layer_size", b.layer_size },
+        { "repositories", b.repositories } };
+    std::string text = j.dump(2) + "\n";
+    STRATA_TRY(f, AtomicFile::create(records_dir(store) + "/" + id.to_string() + ".json"));
+    STRATA_TRY(pwrite_all(f.fd(), std::as_bytes(std::span(text.data(), text.size())), 0));
+    return f.commit();
+}
+
+void add_repository(LayerBlob& b, std::string const& repo)
+{
+    if (std::find(b.repositories.begin(), b.repositories.end(), repo) == b.repositories.end())
+        b.repositories.push_back(repo);
+}
+
+Result<std::pair<std::string, std::uint64_t>> file_digest(std::string const& path)
+{
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid())
+        return errno_error("open '" + path + "'");
+    Sha256Hasher hash;
+    std::vector<std::byte> buf(1 << 20);
+    std::uint64_t total = 0;
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno_error("read '" + path + "'");
+        if (n == 0)
+            break;
+        hash.update(buf.data(), static_cast<std::size_t>(n));
+        total += static_cast<std::uint64_t>(n);
+    }
+    return std::pair { "sha256:" + sha256_hex(hash.finish()), total };
+}
+
+// Builds the blob of one frozen layer at path: a portable archive holding one
+// disk entry "layer" of that one layer, named by its content digest.
+Result<LayerBlob> build_layer_blob(Store& store, LayerId const& id, std::string const& path, TransferOptions const& options)
+{
+    STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+    STRATA_TRY(layer, Layer::open(store.layer_path(id), LayerOpen::ReadOnly, *engine, LayerOptions { .cache = CacheMode::Writeback }));
+    if (!layer->frozen())
+        return make_error(ErrorKind::Internal, "layer " + id.to_string() + " of an image is not frozen");
+    Sha256 content;
+    if (auto d = layer->digest()) {
+        content = *d;
+    } else {
+        STRATA_TRY(computed, layer->compute_digest());
+        content = computed;
+    }
+    LayerInput in = archive_layer_input(*layer);
+    in.id = content.to_string();
+    ::unlink(path.c_str());
+    STRATA_TRY(writer, ArchiveWriter::create(path, ArchiveOptions { options.level, options.chunk_size, 0 }));
+    STRATA_TRY(writer->add_disk("layer", { in }, options.progress));
+    STRATA_TRY(writer->finish({ { "kind", "layer" }, { "content_digest", content.to_string() }, { "size", layer->size() } }));
+    STRATA_TRY(d, file_digest(path));
+    LayerBlob b;
+    b.blob = d.first;
+    b.size = d.second;
+    b.content = content.to_string();
+    b.layer_size = layer->size();
+    return b;
+}
+
+
+std::string repo_key(Reference const& ref) { return ref.registry + "/" + ref.repository; }
+
+// Makes sure the registry holds the blob: HEAD, then a mount from a repository
+// of the same registry known to hold it, else an upload (built if need be).
+Status push_layer(Store& store, RegistryClient& client, LayerId const& id, TransferOptions const& options, LayerBlob& out,
+    TransferStats& stats)
+{
+    auto const& ref = client.reference();
+    auto record = load_record(store, id);
+    if (record) {
+        STRATA_TRY(size, client.blob_size(record->blob));
+        bool have = size.has_value();
+        for (auto const& r : record->repositories) {
+            if (have)
+                break;
+            if (r.rfind(ref.registry + "/", 0) != 0 || r == repo_key(ref))
+                continue;
+            STRATA_TRY(mounted, client.mount_blob(record->blob, r.substr(ref.registry.size() + 1)));
+            if (mounted) {
+                ++stats.blobs_mounted;
+                have = true;
+            }
+        }
+        if (have) {
+            ++stats.blobs_skipped;
+            add_repository(*record, repo_key(ref));
+            STRATA_TRY(save_record(store, id, *record));
+            out = *record;
+            return ok();
+        }
+    }
+    TempFile blob(store.tmp_dir() + "/registry/push-" + id.to_string() + ".blob");
+    STRATA_TRY(built, build_layer_blob(store, id, blob.path, options));
+    if (record && record->blob == built.blob)
+        built.repositories = record->repositories;
+    STRATA_TRY(size, client.blob_size(built.blob));
+    if (size) {
+        ++stats.blobs_skipped;
+    } else {
+        STRATA_TRY(client.upload_blob_file(blob.path, built.blob, stats));
+    }
+    add_repository(built, repo_key(ref));
+    STRATA_TRY(save_record(store, id, built));
+    out = built;
+    return ok();
+}
+
+Status push_bytes(RegistryClient& client, std::string const& bytes, TransferStats& stats)
+{
+    std::string digest = digest_of(bytes);
+    STRATA_TRY(size, client.blob_size(digest));
+    if (size) {
+        ++stats.blobs_skipped;
+        return ok();
+    }
+    return client.upload_blob_bytes(bytes, digest, stats);
+}
+
+Error bad(std::string const& what) { return make_error(ErrorKind::BadInput, what); }
+
+// A layer the store holds whose content digest is content, if any.
+Result<std::optional<LayerId>> find_layer(Store& store, std::string const& content)
+{
+    if (DIR* d = ::opendir(records_dir(store).c_str())) {
+        std::vector<std::string> names;
+        while (auto* e = ::readdir(d))
+            names.emplace_back(e->d_name);
+        ::closedir(d);
+        for (auto const& n : names) {
+            if (n.size() < 6 || n.substr(n.size() - 5) != ".json")
+                continue;
+            auto id = LayerId::parse(n.substr(0, n.size() - 5));
+            if (!id)
+                continue;
+            auto r = load_record(store, id.value());
+            struct stat st {};
+            if (r && r->content == content && ::stat(store.layer_path(id.value()).c_str(), &st) == 0)
+                return std::optional<LayerId>(id.value());
+        }
+    }
+    STRATA_TRY(all, store.layer_digests());
+    for (auto const& [id, digest] : all)
+        if (digest.to_string() == content)
+            return std::optional<LayerId>(id);
+    return std::optional<LayerId>();
+}
+
+// Builds a frozen layer at tmp/<new id> from a verified blob file.
+Result<LayerId> materialize(Store& store, std::string const& blob_path, std::uint64_t layer_size, bool bottom, TempLayerFiles& temps)
+{
+    STRATA_TRY(reader, ArchiveReader::open(blob_path));
+    // No whole-file verify(): download_blob checked the blob's SHA-256 against
+    // the manifest's digest, which covers every byte the trailer's digest does;
+    // each chunk's SHA-256 is still checked as it is read.
+    auto const& entries = reader->manifest().entries;
+    if (entries.size() != 1 || entries[0].type != archive::EntryType::Disk || entries[0].layers.size() != 1)
+        return bad("a layer blob holds exactly one disk entry of one layer; this one does not");
+    auto const& rec = entries[0].layers[0];
+    if (rec.size != layer_size)
+        return bad("a layer blob holds a layer of " + std::to_string(rec.size) + " bytes where the manifest says "
+            + std::to_string(layer_size));
+    STRATA_TRY(engine, make_engine(EngineKind::Uring, 64));
+    LayerId id = LayerId::random();
+    std::string path = store.tmp_dir() + "/" + id.to_string();
+    temps.paths.push_back(path);
+    STRATA_TRY(layer, Layer::create(path, rec.size, id, *engine));
+    BlockAssembler out(*layer, !bottom);
+    STRATA_TRY(reader->read_layer(
+        rec, [&](std::uint64_t off, std::span<std::byte const> d) { return out.put(off, d); },
+        [&](std::uint64_t off, std::uint64_t len) -> Status {
+            std::uint64_t first = (off + kBlockSize - 1) / kBlockSize, end = (off + len) / kBlockSize;
+            if (end > first)
+                layer->set_zero(first, end - first);
+            return ok();
+        }));
+    STRATA_TRY(out.flush());
+    STRATA_TRY(layer->freeze(true));
+    return id;
+}
+
+std::string hex_of(std::string const& digest) { return digest.substr(7); }
+
+Result<WantedLayer> parse_layer_descriptor(json const& l, std::uint64_t max_size, std::string const& where)
+{
+    if (!l.is_object() || l.value("mediaType", std::string()) != kLayerBlobType || !l.contains("annotations") || !l["annotations"].is_object())
+        return bad(where + ": a layer is not a strata layer blob");
+    WantedLayer w;
+    w.blob = l.value("digest", std::string());
+    w.size = l.contains("size") && l["size"].is_number_unsigned() ? l["size"].get<std::uint64_t>() : 0;
+    auto const& a = l["annotations"];
+    w.content = a.contains(kContentDigestAnnotation) && a[kContentDigestAnnotation].is_string() ? a[kContentDigestAnnotation].get<std::string>() : "";
+    std::string ls = a.contains(kLayerSizeAnnotation) && a[kLayerSizeAnnotation].is_string() ? a[kLayerSizeAnnotation].get<std::string>() : "";
+    if (w.blob.size() != 71 || w.blob.rfind("sha256:", 0) != 0 || w.blob.find_first_not_of("0123456789abcdef", 7) != std::string::npos
+        || w.content.size() != 71 || w.content.rfind("sha256:", 0) != 0 || ls.empty() || ls.size() > 19
+        || ls.find_first_not_of("0123456789") != std::string::npos || w.size == 0)
+        return bad(where + ": a layer's digest, size or annotations are malformed");
+    w.layer_size = std::stoull(ls);
+    if (w.layer_size > max_size || w.layer_size % 512 != 0)
+        return bad(where + ": a layer is larger than its disk or not a multiple of 512 bytes");
+    return w;
+}
+
+Result<StrataManifest> get_strata_manifest(RegistryClient& client, std::string const& artifact_type, std::string const& config_type)
+{
+    auto const& ref = client.reference();
+    STRATA_TRY(manifest, client.get_manifest(ref.target()));
+    StrataManifest out;
+    out.digest = manifest.digest;
+    json j = json::parse(manifest.bytes, nullptr, false);
+    if (!j.is_object() || !j.contains("schemaVersion") || j["schemaVersion"] != 2)
+        return bad(ref.to_string() + ": the registry's manifest is not an OCI image manifest");
+    std::string media = j.contains("mediaType") && j["mediaType"].is_string() ? j["mediaType"].get<std::string>() : "";
+    if (media != kOciManifestType)
+        return bad(ref.to_string() + ": a manifest of type '" + media + "' is not a strata artifact (strata pushes " + kOciManifestType + ")");
+    std::string artifact = j.contains("artifactType") && j["artifactType"].is_string() ? j["artifactType"].get<std::string>() : "";
+    if (artifact != artifact_type) {
+        std::string hint;
+        if (artifact == kImageArtifactType)
+            hint = " (it is a strata image: use `strata images pull`)";
+        else if (artifact == kMachineImageArtifactType)
+            hint = " (it is a strata machine image: use `strata machine-images pull`)";
+        else
+            hint = " (a container image or another tool's artifact)";
+        return bad(ref.to_string() + " is not a strata " + (artifact_type == kImageArtifactType ? "image" : "machine image")
+            + ": its artifactType is '" + artifact + "'" + hint);
+    }
+    if (!j.contains("config") || !j["config"].is_object() || !j.contains("layers") || !j["layers"].is_array())
+        return bad(ref.to_string() + ": the manifest has no config or no layers");
+    auto const& jc = j["config"];
+    std::string config_digest = jc.contains("digest") && jc["digest"].is_string() ? jc["digest"].get<std::string>() : "";
+    if (!jc.contains("mediaType") || jc["mediaType"] != config_type || config_digest.size() != 71 || config_digest.rfind("sha256:", 0) != 0)
+        return bad(ref.to_string() + ": the manifest's config is not a strata config of type " + config_type);
+    STRATA_TRY(config_bytes, client.fetch_blob(config_digest, 4 << 20));
+    out.config = json::parse(config_bytes, nullptr, false);
+    if (!out.config.is_object())
+        return bad(ref.to_string() + ": the config is not a JSON object");
+    out.manifest = std::move(j);
+    return out;
+}
+
+Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, bool bottom, Fetched& f, TransferStats& stats)
+{
+    STRATA_TRY(found, find_layer(store, w.content));
+    if (found) {
+        f.ids.push_back(*found);
+        ++stats.layers_reused;
+        return ok();
+    }
+    // Kept across failed pulls: a repeated pull resumes it (download_blob
+    // verifies the whole file once complete).
+    std::string path = store.tmp_dir() + "/registry/" + hex_of(w.blob) + ".blob";
+    STRATA_TRY(client.download_blob(w.blob, w.size, path, stats));
+    f.blob_files.push_back(path);
+    auto id = materialize(store, path, w.layer_size, bottom, f.temps);
+    if (!id) {
+        // A blob whose digest matched but whose content is not a valid layer
+        // blob will not become valid by downloading it again.
+        ::unlink(path.c_str());
+        return id.error().context(client.reference().to_string() + ": layer blob " + w.blob);
+    }
+    f.ids.push_back(id.value());
+    f.fresh.push_back(id.value());
+    f.records.emplace_back(id.value(), LayerBlob { w.blob, w.size, w.content, w.layer_size, { repo_key(client.reference()) } });
+    return ok();
+}
+
+Status save_records(Store& store, Fetched const& f)
+{
+    for (auto const& [id, rec] : f.records)
+        STRATA_TRY(save_record(store, id, rec));
+    return ok();
+}
+
+void recorded(Fetched& f)
+{
+    f.temps.paths.clear();
+    for (auto const& p : f.blob_files)
+        ::unlink(p.c_str());
+}
+
+} // namespace detail
+
+using namespace detail;
+
+Result<PushResult> push_image(Store& store, std::string const& name, Reference const& ref, TransferOptions const& options)
+{
+    STRATA_TRY(m, store.get(ObjectKind::Image, name));
+    STRATA_TRY(ensure_dirs(store));
+    STRATA_TRY(client, RegistryClient::create(ref, options.client));
+    PushResult result;
+    json layers = json::array(), config_layers = json::array();
+    for (auto const& id : m.layers) {
+        LayerBlob b;
+        STRATA_TRY(push_layer(store, *client, id, options, b, result.stats));
+        layers.push_back({ { "mediaType", kLayerBlobType }, { "digest", b.blob }, { "size", b.size },
+            { "annotations", { { kContentDigestAnnotation, b.content }, { kLayerSizeAnnotation, std::to_string(b.layer_size) } } } });
+        config_layers.push_back({ { "content_digest", b.content }, { "size", b.layer_size } });
+    }
+    json config { { "kind", "image" }, { "name", m.name }, { "size", m.size }, { "description", m.description },
+        { "labels", m.labels }, { "created", m.created }, { "source", m.source }, { "layers", config_layers } };
+    std::string config_bytes = config.dump();
+    STRATA_TRY(push_bytes(*client, config_bytes, result.stats));
+    json manifest { { "schemaVersion", 2 }, { "mediaType", kOciManifestType }, { "artifactType", kImageArtifactType },
+        { "config", { { "mediaType", kImageConfigType }, { "digest", digest_of(config_bytes) }, { "size", config_bytes.size() } } },
+        { "layers", layers }, { "annotations", { { "org.opencontainers.image.created", m.created }, { "org.strata.name", m.name } } } };
+    std::string bytes = manifest.dump();
+    std::string target = ref.tag.empty() ? digest_of(bytes) : ref.tag;
+    if (!ref.digest.empty() && ref.digest != digest_of(bytes))
+        return make_error(ErrorKind::Usage, "the reference pins digest " + ref.digest + " but the image's manifest is " + digest_of(bytes));
+    STRATA_TRY(digest, client->put_manifest(target, kOciManifestType, bytes));
+    result.digest = digest;
+    return result;
+}
+
+Result<PullResult> pull_image(Store& store, Reference const& ref, std::string name, TransferOptions const& options)
+{
+    if (name.empty())
+        name = ref.repository.substr(ref.repository.rfind('/') + 1);
+    STRATA_TRY(check_object_name(name));
+    if (store.get(ObjectKind::Image, name))
+        return make_error(ErrorKind::Exists, "an image named '" + name + "' already exists");
+    STRATA_TRY(ensure_dirs(store));
+    STRATA_TRY(client, RegistryClient::create(ref, options.client));
+    STRATA_TRY(got, get_strata_manifest(*client, kImageArtifactType, kImageConfigType));
+    PullResult result;
+    result.digest = got.digest;
+    auto const& config = got.config;
+    if (!config.contains("size") || !config["size"].is_number_unsigned())
+        return bad(ref.to_string() + ": the image config has no size");
+    std::uint64_t image_size = config["size"].get<std::uint64_t>();
+    auto const& jl = got.manifest["layers"];
+    if (jl.empty() || jl.size() > kMaxManifestLayers)
+        return bad(ref.to_string() + ": an image has 1 to " + std::to_string(kMaxManifestLayers) + " layers");
+    std::vector<WantedLayer> wanted;
+    for (auto const& l : jl) {
+        STRATA_TRY(w, parse_layer_descriptor(l, image_size, ref.to_string()));
+        wanted.push_back(w);
+    }
+    Fetched f;
+    for (std::size_t i = 0; i < wanted.size(); ++i)
+        STRATA_TRY(fetch_layer(store, *client, wanted[i], i == 0, f, result.stats));
+    ObjectManifest m { ObjectKind::Image, name, image_size, f.ids, utc_now(), "registry:" + ref.registry + "/" + ref.repository + "@" + got.digest,
+        {}, config.contains("description") && config["description"].is_string() ? config["description"].get<std::string>() : "",
+        config.contains("labels") && config["labels"].is_object() ? config["labels"] : json::object() };
+    STRATA_TRY(save_records(store, f));
+    STRATA_TRY(image, store.adopt_image(m, f.fresh));
+    recorded(f);
+    result.image = image;
+    return result;
+}
+
+} // namespace strata::registry

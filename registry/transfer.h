@@ -1,0 +1,73 @@
+// Pushing store images to an OCI registry and pulling them back (REGISTRY.md).
+// An image becomes an OCI image manifest v1.1 whose artifactType says what it is,
+// whose config blob holds the image's metadata (what an archive's manifest
+// holds) and whose layers are the image's frozen layers, each one blob in the
+// strata layer-blob format (a one-layer portable archive: independent zstd
+// frames, a chunk index, a SHA-256 per chunk). Layers carry their content
+// digest as an annotation, so a pull reuses layers the store already has.
+//
+// Push never sends a blob the registry has (HEAD first, then a cross-repository
+// mount from a repository this store pushed it to or pulled it from). Pull
+// verifies the manifest (when pinned), the config, every blob and every chunk
+// before anything is recorded; blobs are downloaded under the store's tmp/ and
+// kept there until the image is recorded, so a repeated pull resumes from them.
+//
+// The store keeps, per layer it pushed or pulled, the blob that carries it
+// ($STRATA_HOME/registry/layers/<layer id>.json: blob digest and size, content
+// digest, repositories known to hold it). Frozen layers never change, so the
+// record stays true; one naming a layer gc removed is ignored.
+//
+// Threading: one thread; the archive writer runs its own compression workers.
+#pragma once
+
+#include "registry/client.h"
+#include "store/machine_image.h"
+#include "store/store.h"
+
+namespace strata::registry {
+
+inline constexpr char const* kImageArtifactType = "application/vnd.strata.image.v1";
+inline constexpr char const* kImageConfigType = "application/vnd.strata.image.config.v1+json";
+inline constexpr char const* kLayerBlobType = "application/vnd.strata.layer.v1.archive";
+inline constexpr char const* kContentDigestAnnotation = "org.strata.layer.content-digest";
+inline constexpr char const* kLayerSizeAnnotation = "org.strata.layer.size";
+inline constexpr char const* kMachineImageArtifactType = "application/vnd.strata.machine-image.v1";
+inline constexpr char const* kMachineImageConfigType = "application/vnd.strata.machine-image.config.v1+json";
+inline constexpr char const* kBootArtifactType = "application/vnd.strata.boot-artifact.v1";
+inline constexpr char const* kDiskAnnotation = "org.strata.disk.id";
+inline constexpr char const* kOciManifestType = "application/vnd.oci.image.manifest.v1+json";
+
+struct TransferOptions {
+    ClientOptions client;
+    int level { 1 };                      // zstd level of new layer blobs
+    std::size_t chunk_size { 1 << 20 };   // uncompressed bytes per chunk (the unit a lazy read fetches)
+    ProgressFn progress;
+};
+
+struct PushResult {
+    std::string digest; // the manifest's
+    TransferStats stats;
+};
+
+struct PullResult {
+    ObjectManifest image;
+    std::string digest; // the manifest's
+    TransferStats stats;
+};
+
+[[nodiscard]] Result<PushResult> push_image(Store& store, std::string const& name, Reference const& ref, TransferOptions const& options);
+// name empty: the repository's last component.
+[[nodiscard]] Result<PullResult> pull_image(Store& store, Reference const& ref, std::string name, TransferOptions const& options);
+
+struct MachinePullResult {
+    MachineImageRecord image;
+    std::string digest;
+    TransferStats stats;
+};
+
+// Machine images (machine_image_transfer.cpp): the same, with the record in the
+// config blob and the boot artifacts as blobs of their own.
+[[nodiscard]] Result<PushResult> push_machine_image(Store& store, std::string const& name, Reference const& ref, TransferOptions const& options);
+[[nodiscard]] Result<MachinePullResult> pull_machine_image(Store& store, Reference const& ref, std::string name, TransferOptions const& options);
+
+} // namespace strata::registry

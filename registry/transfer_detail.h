@@ -1,0 +1,70 @@
+// What image and machine-image transfers share (registry/transfer.cpp): the
+// store's records of layer blobs, encoding and pushing a layer, finding a layer
+// by content digest, fetching and materializing one, and reading a strata
+// manifest with its config. Internal to registry/.
+// Threading: one thread.
+#pragma once
+
+#include "registry/transfer.h"
+#include "store/layer_transfer.h"
+
+#include <nlohmann/json.hpp>
+
+namespace strata::registry::detail {
+
+// What the store knows about the blob carrying one of its layers.
+struct LayerBlob {
+    std::string blob;    // sha256:...
+    std::uint64_t size { 0 };
+    std::string content; // the layer's content digest
+    std::uint64_t layer_size { 0 };
+    std::vector<std::string> repositories; // "host/repo" known to hold the blob
+};
+
+struct WantedLayer {
+    std::string blob, content;
+    std::uint64_t size { 0 }, layer_size { 0 };
+};
+
+struct StrataManifest {
+    nlohmann::json manifest;
+    nlohmann::json config;
+    std::string digest;
+};
+
+// Layers a pull reused or built; the built ones are under tmp/ until recorded.
+struct Fetched {
+    std::vector<LayerId> ids, fresh;
+    std::vector<std::string> blob_files;
+    std::vector<std::pair<LayerId, LayerBlob>> records;
+    TempLayerFiles temps;
+};
+
+struct TempFile {
+    std::string path;
+    TempFile() = default;
+    explicit TempFile(std::string p)
+        : path(std::move(p))
+    {
+    }
+    TempFile(TempFile const&) = delete;
+    TempFile& operator=(TempFile const&) = delete;
+    ~TempFile();
+};
+
+[[nodiscard]] Status ensure_dirs(Store& store);
+std::string repo_key(Reference const& ref);
+Error bad(std::string const& what);
+[[nodiscard]] Status push_layer(Store& store, RegistryClient& client, LayerId const& id, TransferOptions const& options, LayerBlob& out,
+    TransferStats& stats);
+[[nodiscard]] Status push_bytes(RegistryClient& client, std::string const& bytes, TransferStats& stats);
+[[nodiscard]] Result<WantedLayer> parse_layer_descriptor(nlohmann::json const& l, std::uint64_t max_size, std::string const& where);
+[[nodiscard]] Result<StrataManifest> get_strata_manifest(RegistryClient& client, std::string const& artifact_type, std::string const& config_type);
+[[nodiscard]] Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, bool bottom, Fetched& f, TransferStats& stats);
+// Records which blob each fetched layer came from (before the object is recorded:
+// a record naming a layer that never entered the store is ignored).
+[[nodiscard]] Status save_records(Store& store, Fetched const& f);
+// After the object is recorded: the layers stay, the downloaded blobs go.
+void recorded(Fetched& f);
+
+} // namespace strata::registry::detail

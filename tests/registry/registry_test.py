@@ -1,0 +1,608 @@
+#!/usr/bin/env python3
+"""Tests of `strata images push|pull` against a real registry: Debian's
+docker-registry (Distribution 2.8) on 127.0.0.1 with a configuration this test
+writes, skopeo as a second client, and small local HTTP servers for what
+Distribution cannot do on demand (a Bearer token flow, a connection dropped in
+the middle of a blob). Every socket is on 127.0.0.1 and every wait is bounded.
+
+usage: registry_test.py CASE BUILD_DIR; exits 0 (pass), 1 (fail), 125 (skip).
+"""
+import base64
+import hashlib
+import http.client
+import http.server
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+CASE, BUILD = sys.argv[1], sys.argv[2]
+STRATA = os.path.join(BUILD, "strata")
+EX_DATAERR, EX_NOINPUT, EX_IOERR, EX_NOPERM, EX_USAGE = 65, 66, 74, 77, 64
+
+
+def fail(msg):
+    print("FAIL:", msg)
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Registry:
+    """docker-registry serving one temporary folder on 127.0.0.1."""
+
+    def __init__(self, root, htpasswd=None):
+        self.root = root
+        os.makedirs(root, exist_ok=True)
+        self.port = free_port()
+        self.data = os.path.join(root, "data")
+        cfg = os.path.join(root, "config.yml")
+        auth = ""
+        if htpasswd:
+            auth = f"auth:\n  htpasswd:\n    realm: strata-test\n    path: {htpasswd}\n"
+        with open(cfg, "w") as f:
+            f.write(f"version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
+                    f"storage:\n  filesystem:\n    rootdirectory: {self.data}\n  delete:\n    enabled: true\n"
+                    f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}")
+        self.log = open(os.path.join(root, "registry.log"), "w")
+        self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(200):
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                c.request("GET", "/v2/")
+                c.getresponse().read()
+                return
+            except OSError:
+                time.sleep(0.05)
+        fail("docker-registry did not start")
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.port}"
+
+    def blobs(self):
+        """The blob digests the registry's storage holds."""
+        d = os.path.join(self.data, "docker/registry/v2/blobs/sha256")
+        out = set()
+        if os.path.isdir(d):
+            for pre in os.listdir(d):
+                for h in os.listdir(os.path.join(d, pre)):
+                    out.add("sha256:" + h)
+        return out
+
+    def blob_path(self, digest):
+        h = digest.split(":")[1]
+        return os.path.join(self.data, "docker/registry/v2/blobs/sha256", h[:2], h, "data")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Front:
+    """A local HTTP server in front of the registry that can demand Bearer
+    tokens (and serve them), drop a blob download half way, redirect blob
+    downloads to another host name, or slow them down. It records what it saw."""
+
+    def __init__(self, reg, bearer=False, drop=0, redirect=False, slow=False):
+        self.reg, self.bearer, self.drop, self.redirect, self.slow = reg, bearer, drop, redirect, slow
+        self.token_requests = []   # scopes asked for
+        self.storage_auth = []     # Authorization headers seen on redirected downloads
+        self.blob_gets = 0
+        front = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def reply(self, status, headers=(), body=b""):
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def any(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                if self.path.startswith("/token"):
+                    auth = self.headers.get("Authorization", "")
+                    if auth != "Basic " + base64.b64encode(b"alice:secret").decode():
+                        return self.reply(401)
+                    scope = self.path.split("scope=")[1].split("&")[0] if "scope=" in self.path else ""
+                    scope = urllib.parse.unquote(scope)
+                    front.token_requests.append(scope)
+                    return self.reply(200, [("Content-Type", "application/json")],
+                                      json.dumps({"token": "tok " + scope}).encode())
+                if self.path.startswith("/storage/"):
+                    front.storage_auth.append(self.headers.get("Authorization"))
+                    self.path = self.path[len("/storage"):]
+                elif front.bearer and self.path != "/v2/" or front.bearer and self.path == "/v2/":
+                    push = self.command not in ("GET", "HEAD")
+                    repo = self.path.split("/")[2] + "/" + self.path.split("/")[3] if self.path.count("/") > 3 else ""
+                    need = f"repository:{repo}:{'pull,push' if push else 'pull'}"
+                    have = self.headers.get("Authorization", "")
+                    # A pull,push token also allows pulls.
+                    if have not in ("Bearer tok " + need, f"Bearer tok repository:{repo}:pull,push"):
+                        return self.reply(401, [("WWW-Authenticate", f'Bearer realm="http://127.0.0.1:{front.port}/token",'
+                                                 f'service="strata-test",scope="{need}"'),
+                                                ("Content-Type", "application/json")],
+                                          b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}')
+                is_blob_get = self.command == "GET" and "/blobs/sha256:" in self.path
+                if is_blob_get and front.redirect and not self.path.startswith("/v2/") is False and \
+                        self.headers.get("Host", "").startswith("127.0.0.1"):
+                    return self.reply(307, [("Location", f"http://localhost:{front.port}/storage{self.path}")])
+                c = http.client.HTTPConnection("127.0.0.1", front.reg.port, timeout=60)
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() not in ("authorization", "connection", "host")}
+                hdrs["Host"] = f"127.0.0.1:{front.port}"
+                c.request(self.command, self.path, body=body, headers=hdrs)
+                r = c.getresponse()
+                data = r.read()
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                length = r.getheader("Content-Length") if self.command == "HEAD" else str(len(data))
+                self.send_header("Content-Length", length or "0")
+                self.end_headers()
+                if self.command == "HEAD":
+                    return
+                big = is_blob_get and len(data) > 16 << 10
+                if big:
+                    front.blob_gets += 1
+                if big and front.drop > 0:
+                    front.drop -= 1
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                if big and front.slow:
+                    for i in range(0, len(data), 64 * 1024):
+                        self.wfile.write(data[i:i + 64 * 1024])
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                    return
+                self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = any
+
+        class Server(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                pass  # a client killed mid-transfer (the sigkill case) is expected
+
+        self.server = Server(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def strata(home, *args, env=None, expect=0):
+    e = dict(os.environ, STRATA_HOME=home)
+    for k in ("STRATA_REGISTRY_CREDS", "DOCKER_CONFIG", "STRATA_REGISTRY_AUTH_FILE"):
+        e.pop(k, None)
+    e["HOME"] = home  # no ~/.docker/config.json of the user's
+    if env:
+        e.update(env)
+    r = subprocess.run([STRATA, *args], env=e, capture_output=True, text=True, timeout=300)
+    if expect is not None and r.returncode != expect:
+        fail(f"strata {' '.join(args)}: exit {r.returncode}, wanted {expect}\nstdout: {r.stdout}\nstderr: {r.stderr}")
+    return r
+
+
+def stats(r):
+    """The counters of the summary line a push or pull prints on stderr."""
+    line = [l for l in r.stderr.splitlines() if l.startswith("strata: blobs uploaded")][0]
+    n = [int(x) for x in re.findall(r"\d+", line)]
+    return {"uploaded": n[0], "skipped": n[2], "mounted": n[3], "downloaded": n[4], "reused": n[6]}
+
+
+def make_raw(path, mib, seed):
+    """Random data with zero stretches (so layers have holes and zero ranges)."""
+    rnd = random.Random(seed)
+    with open(path, "wb") as f:
+        for i in range(mib * 4):
+            f.write(bytes(256 * 1024) if i % 3 == 1 else rnd.randbytes(256 * 1024))
+
+
+def export_raw(home, name, path):
+    strata(home, "images", "export", name, path, "-O", "raw")
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def store_is_clean(home, what):
+    """Nothing recorded: no image, no layer file, no layer left under tmp/."""
+    r = strata(home, "images", "list", "--json")
+    check(json.loads(r.stdout or "[]") == [], f"{what}: an image was recorded: {r.stdout}")
+    layers = os.listdir(os.path.join(home, "layers")) if os.path.isdir(os.path.join(home, "layers")) else []
+    check(layers == [], f"{what}: layer files were left in the store: {layers}")
+    tmp = [n for n in os.listdir(os.path.join(home, "tmp")) if n != "registry"]
+    check(tmp == [], f"{what}: files were left in tmp/: {tmp}")
+
+
+def setup(work, reg):
+    a = os.path.join(work, "a")
+    raw = os.path.join(work, "base.raw")
+    make_raw(raw, 6, 1)
+    strata(a, "images", "import", "base", raw, "-f", "raw")
+    # A second image sharing base's layer: a clone's (empty) top frozen over it.
+    # (Growing the clone gives it its own, empty, top layer.)
+    strata(a, "disks", "create", "d", "--image", "base")
+    strata(a, "disks", "resize", "d", "--size", "8M")
+    strata(a, "images", "create", "two", "--source-disk", "d")
+    return a
+
+
+def case_push_pull(work):
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        ref = f"{reg.host}/team/base:v1"
+        r = strata(a, "images", "push", "base", ref, "--insecure")
+        s = stats(r)
+        check(s["uploaded"] == 2 and s["skipped"] == 0, f"first push uploads layer and config: {s}")
+        blobs_after_first = reg.blobs()
+        # (The registry stores manifests as blobs too.)
+        check(len(blobs_after_first) == 3, f"registry holds layer, config and manifest: {blobs_after_first}")
+        # Pull into another store and compare the bytes.
+        r = strata(b, "images", "pull", ref, "--insecure")
+        check(r.stdout.startswith("base "), r.stdout)
+        check(export_raw(a, "base", os.path.join(work, "a.raw")) == export_raw(b, "base", os.path.join(work, "b.raw")),
+              "pulled image differs from the pushed one")
+        d = json.loads(strata(b, "images", "describe", "base", "--json").stdout)
+        check(d["size"] == 6 << 20, f"size {d}")
+        # A second pull under another name reuses the layer: nothing downloaded.
+        s = stats(strata(b, "images", "pull", ref, "copy", "--insecure"))
+        check(s["downloaded"] == 0 and s["reused"] == 1, f"repeated pull reuses the layer: {s}")
+        # The pull's blobs are gone from tmp/ once recorded.
+        check(os.listdir(os.path.join(b, "tmp", "registry")) == [], "pull left its blobs in tmp/registry")
+        # The two-layer image shares base's layer: only its new layer and config are sent.
+        ref2 = f"{reg.host}/team/two:v1"
+        s = stats(strata(a, "images", "push", "two", ref2, "--insecure"))
+        check(s["uploaded"] == 2 and s["mounted"] == 1, f"second push mounts base's layer, uploads 2: {s}")
+        new = reg.blobs() - blobs_after_first
+        check(len(new) == 3, f"the second push stored its new layer, config and manifest only: {new}")
+        # Pushing it again sends nothing.
+        s = stats(strata(a, "images", "push", "two", ref2, "--insecure"))
+        check(s["uploaded"] == 0, f"a repeated push uploads nothing: {s}")
+        s = stats(strata(b, "images", "pull", ref2, "--insecure"))
+        check(s["reused"] == 1 and s["downloaded"] == 1, f"pull of two reuses base's layer: {s}")
+        check(export_raw(a, "two", os.path.join(work, "a2.raw")) == export_raw(b, "two", os.path.join(work, "b2.raw")),
+              "pulled two-layer image differs")
+        # By digest.
+        digest = r.stdout.split("@")[1].strip()
+        strata(b, "images", "pull", f"{reg.host}/team/base@{digest}", "pinned", "--insecure")
+        # The pulled image can be pushed from the second store (its record names the blob).
+        s = stats(strata(b, "images", "push", "base", f"{reg.host}/other/base:v1", "--insecure"))
+        check(s["uploaded"] == 1 and s["mounted"] == 1, f"push from the pulling store mounts the layer: {s}")
+    finally:
+        reg.stop()
+
+
+def case_skopeo(work):
+    if shutil.which("skopeo") is None:
+        print("SKIP: no skopeo")
+        sys.exit(125)
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a = setup(work, reg)
+        ref = f"{reg.host}/team/two:v1"
+        r = strata(a, "images", "push", "two", ref, "--insecure")
+        digest = r.stdout.split("@")[1].strip()
+        raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", "docker://" + ref],
+                             capture_output=True, text=True, timeout=60)
+        check(raw.returncode == 0, f"skopeo inspect --raw: {raw.stderr}")
+        check("sha256:" + hashlib.sha256(raw.stdout.encode()).hexdigest() == digest, "skopeo sees another manifest")
+        m = json.loads(raw.stdout)
+        check(m["artifactType"] == "application/vnd.strata.image.v1" and len(m["layers"]) == 2, f"manifest {m}")
+        for l in m["layers"]:
+            check(l["annotations"]["org.strata.layer.content-digest"].startswith("sha256:"), f"layer annotations {l}")
+        cfg = subprocess.run(["skopeo", "inspect", "--raw", "--config", "--tls-verify=false", "docker://" + ref],
+                             capture_output=True, text=True, timeout=60)
+        check(cfg.returncode == 0 and json.loads(cfg.stdout)["name"] == "two", f"skopeo inspect --config: {cfg.stdout} {cfg.stderr}")
+        layout = os.path.join(work, "layout")
+        cp = subprocess.run(["skopeo", "copy", "--src-tls-verify=false", "docker://" + ref, "oci:" + layout + ":v1"],
+                            capture_output=True, text=True, timeout=120)
+        check(cp.returncode == 0, f"skopeo copy: {cp.stderr}")
+        index = json.load(open(os.path.join(layout, "index.json")))
+        check(index["manifests"][0]["digest"] == digest, f"the OCI layout holds another manifest: {index}")
+        for l in m["layers"] + [m["config"]]:
+            p = os.path.join(layout, "blobs", "sha256", l["digest"].split(":")[1])
+            check("sha256:" + hashlib.sha256(open(p, "rb").read()).hexdigest() == l["digest"], f"blob {l['digest']}")
+    finally:
+        reg.stop()
+
+
+def put_manifest(reg, repo, tag, manifest, blobs=()):
+    c = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=10)
+    for b in blobs:
+        d = "sha256:" + hashlib.sha256(b).hexdigest()
+        c.request("POST", f"/v2/{repo}/blobs/uploads/")
+        r = c.getresponse(); r.read()
+        loc = r.getheader("Location")
+        loc = loc[loc.index("/v2/"):] if loc.startswith("http") else loc
+        c.request("PUT", loc + ("&" if "?" in loc else "?") + "digest=" + d, body=b,
+                  headers={"Content-Type": "application/octet-stream"})
+        r = c.getresponse(); r.read()
+        check(r.status == 201, f"blob upload: {r.status}")
+    body = json.dumps(manifest).encode()
+    c.request("PUT", f"/v2/{repo}/manifests/{tag}", body=body,
+              headers={"Content-Type": manifest["mediaType"]})
+    r = c.getresponse(); r.read()
+    check(r.status == 201, f"manifest upload: {r.status}")
+
+
+def case_bad_input(work):
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        strata(b, "images", "list")
+        # A registry nobody answers on: 69 after the bounded retries.
+        r = strata(a, "images", "push", "base", f"127.0.0.1:{free_port()}/team/x:v1", "--insecure", expect=69)
+        check("cannot reach the registry" in r.stderr, r.stderr)
+        # A malformed reference is a usage error.
+        strata(b, "images", "pull", "no-registry-here", "--insecure", expect=EX_USAGE)
+        # An unknown REF: 66, nothing recorded.
+        r = strata(b, "images", "pull", f"{reg.host}/team/none:v1", "--insecure", expect=EX_NOINPUT)
+        check("not in the registry" in r.stderr and "MANIFEST_UNKNOWN" in r.stderr, r.stderr)
+        store_is_clean(b, "unknown ref")
+        # A manifest of another artifact type (a container-ish image): 65.
+        cfg = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+        put_manifest(reg, "team/container", "v1", {
+            "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": "sha256:" + hashlib.sha256(cfg).hexdigest(), "size": len(cfg)},
+            "layers": []}, blobs=[cfg])
+        r = strata(b, "images", "pull", f"{reg.host}/team/container:v1", "--insecure", expect=EX_DATAERR)
+        check("is not a strata image" in r.stderr, r.stderr)
+        store_is_clean(b, "wrong artifact type")
+        # A layer blob whose bytes do not match its digest: 65, nothing recorded.
+        ref = f"{reg.host}/team/base:v1"
+        r = strata(a, "images", "push", "base", ref, "--insecure")
+        m = json.loads(subprocess.run(["curl", "-s", "-H", "Accept: application/vnd.oci.image.manifest.v1+json",
+                                       f"http://{reg.host}/v2/team/base/manifests/v1"], capture_output=True).stdout)
+        layer = m["layers"][0]["digest"]
+        path = reg.blob_path(layer)
+        good = open(path, "rb").read()
+        bad = bytearray(good)
+        bad[len(bad) // 2] ^= 0xff
+        open(path, "wb").write(bad)
+        r = strata(b, "images", "pull", ref, "--insecure", expect=EX_DATAERR)
+        check("refused" in r.stderr and layer in r.stderr, r.stderr)
+        store_is_clean(b, "digest mismatch")
+        # A truncated blob (the registry serves fewer bytes than the manifest says).
+        open(path, "wb").write(good[: len(good) // 3])
+        r = strata(b, "images", "pull", ref, "--insecure", expect=None)
+        check(r.returncode in (EX_DATAERR, EX_IOERR), f"truncated blob: exit {r.returncode}: {r.stderr}")
+        check("truncated" in r.stderr or "refused" in r.stderr, r.stderr)
+        store_is_clean(b, "truncated blob")
+        # Restored, the same pull succeeds.
+        open(path, "wb").write(good)
+        strata(b, "images", "pull", ref, "--insecure")
+    finally:
+        reg.stop()
+
+
+def case_auth_basic(work):
+    os.makedirs(work + "/reg", exist_ok=True)
+    hp = os.path.join(work, "reg", "htpasswd")
+    with open(hp, "w") as f:
+        f.write(subprocess.run(["htpasswd", "-Bbn", "alice", "secret"], capture_output=True, text=True, check=True).stdout)
+    reg = Registry(os.path.join(work, "reg"), htpasswd=hp)
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        ref = f"{reg.host}/team/base:v1"
+        r = strata(a, "images", "push", "base", ref, "--insecure", expect=EX_NOPERM)
+        check("needs credentials" in r.stderr, r.stderr)
+        r = strata(a, "images", "push", "base", ref, "--insecure", "--creds", "alice:wrong", expect=EX_NOPERM)
+        check("refused the credentials of user 'alice'" in r.stderr, r.stderr)
+        strata(a, "images", "push", "base", ref, "--insecure", "--creds", "alice:secret")
+        strata(b, "images", "pull", ref, "none", "--insecure", expect=EX_NOPERM)
+        strata(b, "images", "pull", ref, "e", "--insecure", env={"STRATA_REGISTRY_CREDS": "alice:secret"})
+        docker = os.path.join(work, "docker")
+        os.makedirs(docker)
+        with open(os.path.join(docker, "config.json"), "w") as f:
+            json.dump({"auths": {reg.host: {"auth": base64.b64encode(b"alice:secret").decode()}}}, f)
+        strata(b, "images", "pull", ref, "c", "--insecure", env={"DOCKER_CONFIG": docker})
+        with open(os.path.join(docker, "config.json"), "w") as f:
+            json.dump({"auths": {reg.host: {"auth": base64.b64encode(b"alice:nope").decode()}}}, f)
+        strata(b, "images", "pull", ref, "w", "--insecure", env={"DOCKER_CONFIG": docker}, expect=EX_NOPERM)
+    finally:
+        reg.stop()
+
+
+def case_bearer(work):
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg, bearer=True)
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        ref = f"{front.host}/team/two:v1"
+        r = strata(a, "images", "push", "two", ref, "--insecure", expect=EX_NOPERM)
+        check("token server refused" in r.stderr, r.stderr)
+        strata(a, "images", "push", "two", ref, "--insecure", "--creds", "alice:secret")
+        # One token per scope for the whole command, not one per request.
+        check(len(front.token_requests) == len(set(front.token_requests)), f"tokens not cached: {front.token_requests}")
+        front.token_requests.clear()
+        strata(b, "images", "pull", ref, "--insecure", "--creds", "alice:secret")
+        check(front.token_requests == ["repository:team/two:pull"], f"pull asked for {front.token_requests}")
+        check(export_raw(a, "two", work + "/a.raw") == export_raw(b, "two", work + "/b.raw"), "bearer pull differs")
+    finally:
+        front.stop()
+        reg.stop()
+
+
+def case_dropped_connection(work):
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg, drop=1)
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        ref = f"{front.host}/team/base:v1"
+        strata(a, "images", "push", "base", ref, "--insecure")
+        # Dropped once half way: the download resumes with a Range request.
+        s = stats(strata(b, "images", "pull", ref, "--insecure"))
+        check(front.blob_gets == 2 and s["downloaded"] == 1, f"resumed download: {front.blob_gets} GETs, {s}")
+        check(export_raw(a, "base", work + "/a.raw") == export_raw(b, "base", work + "/b.raw"), "resumed pull differs")
+        # Dropped every time: 74 and nothing recorded.
+        c = os.path.join(work, "c")
+        front.drop = 100
+        r = strata(c, "images", "pull", ref, "--insecure", expect=EX_IOERR)
+        check("truncated" in r.stderr, r.stderr)
+        store_is_clean(c, "dropped connections")
+        # The registry recovers: the repeated pull completes.
+        front.drop = 0
+        strata(c, "images", "pull", ref, "--insecure")
+    finally:
+        front.stop()
+        reg.stop()
+
+
+def case_redirect(work):
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg, bearer=True, redirect=True)
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        ref = f"{front.host}/team/base:v1"
+        strata(a, "images", "push", "base", ref, "--insecure", "--creds", "alice:secret")
+        strata(b, "images", "pull", ref, "--insecure", "--creds", "alice:secret")
+        check(len(front.storage_auth) >= 1, "no download was redirected")
+        check(all(h is None for h in front.storage_auth), f"Authorization went to another host: {front.storage_auth}")
+        check(export_raw(a, "base", work + "/a.raw") == export_raw(b, "base", work + "/b.raw"), "redirected pull differs")
+    finally:
+        front.stop()
+        reg.stop()
+
+
+def case_sigkill(work):
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg, slow=True)
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        ref = f"{front.host}/team/base:v1"
+        # Killed during a push: the registry has no manifest; a retry completes.
+        e = dict(os.environ, STRATA_HOME=a, HOME=a)
+        p = subprocess.Popen([STRATA, "images", "push", "base", ref, "--insecure"], env=e,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        p.kill()
+        p.wait()
+        strata(a, "images", "push", "base", ref, "--insecure")
+        # Killed during a pull (downloads are slowed to ~1.3 MB/s): nothing recorded.
+        e = dict(os.environ, STRATA_HOME=b, HOME=b)
+        p = subprocess.Popen([STRATA, "images", "pull", ref, "--insecure"], env=e,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(100):
+            part = [n for n in os.listdir(os.path.join(b, "tmp", "registry"))] if os.path.isdir(os.path.join(b, "tmp", "registry")) else []
+            if part and os.path.getsize(os.path.join(b, "tmp", "registry", part[0])) > 0:
+                break
+            time.sleep(0.05)
+        p.kill()
+        p.wait()
+        store_is_clean(b, "pull killed")
+        front.slow = False
+        s = stats(strata(b, "images", "pull", ref, "--insecure"))
+        check(s["downloaded"] == 1, f"retry after kill: {s}")
+        check(export_raw(a, "base", work + "/a.raw") == export_raw(b, "base", work + "/b.raw"), "pull after kill differs")
+    finally:
+        front.stop()
+        reg.stop()
+
+
+def case_machine_images(work):
+    """A VM written by the seqwriter guest, captured twice (differential), pushed,
+    pulled into a second store, compared and booted (needs KVM)."""
+    fw = os.path.join(BUILD, "firmware")
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a, b = os.path.join(work, "a"), os.path.join(work, "b")
+        make_raw(os.path.join(work, "base.raw"), 8, 2)
+        strata(a, "images", "import", "base", os.path.join(work, "base.raw"), "-f", "raw")
+        strata(a, "disks", "create", "data", "--image", "base")
+        strata(a, "vms", "create", "web", "--firmware", fw + "/seqwriter.elf", "--disk", "data,id=data")
+
+        def write(start):
+            strata(a, "run", "--firmware", fw + "/seqwriter.elf", "--disk", "data", "--cmdline", f"rounds=3 blocks=16 start={start}")
+
+        write(0)
+        strata(a, "machine-images", "create", "m1", "--source-vm", "web")
+        write(1000)
+        strata(a, "machine-images", "create", "m2", "--source-vm", "web")
+        s = stats(strata(a, "machine-images", "push", "m1", f"{reg.host}/team/web:m1", "--insecure"))
+        check(s["uploaded"] == 4, f"m1: base layer, written layer, firmware, config: {s}")
+        before = reg.blobs()
+        s = stats(strata(a, "machine-images", "push", "m2", f"{reg.host}/team/web:m2", "--insecure"))
+        check(s["uploaded"] == 2 and s["skipped"] == 3, f"m2 sends only its new layer and config: {s}")
+        check(len(reg.blobs() - before) == 3, f"m2 added new layer, config and manifest: {reg.blobs() - before}")
+        # An image pull refuses a machine image and says what to use.
+        r = strata(b, "images", "pull", f"{reg.host}/team/web:m2", "--insecure", expect=EX_DATAERR)
+        check("machine-images pull" in r.stderr, r.stderr)
+        s = stats(strata(b, "machine-images", "pull", f"{reg.host}/team/web:m1", "m1", "--insecure"))
+        check(s["downloaded"] == 3, f"m1 pull: {s}")
+        s = stats(strata(b, "machine-images", "pull", f"{reg.host}/team/web:m2", "m2", "--insecure"))
+        check(s["downloaded"] == 1 and s["reused"] == 2, f"m2 pull on a host with m1 fetches only the new layer: {s}")
+        sums = []
+        for h in (a, b):
+            strata(h, "vms", "create", "v2", "--source-machine-image", "m2")
+            strata(h, "images", "create", "x", "--source-disk", "v2-disk-data")
+            sums.append(export_raw(h, "x", os.path.join(work, os.path.basename(h) + ".raw")))
+        check(sums[0] == sums[1], "the pulled machine image's disk differs")
+        # The pulled VM's disk boots a guest that writes to it.
+        strata(b, "run", "--firmware", fw + "/seqwriter.elf", "--disk", "v2-disk-data", "--cmdline", "rounds=2 blocks=16 start=5000")
+    finally:
+        reg.stop()
+
+
+CASES = {"push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+         "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
+         "sigkill": case_sigkill, "machine_images": case_machine_images}
+
+if __name__ == "__main__":
+    if shutil.which("docker-registry") is None:
+        print("SKIP: docker-registry is not installed (scripts/install-deps)")
+        sys.exit(125)
+    work = tempfile.mkdtemp(prefix="strata-registry-")
+    try:
+        CASES[CASE](work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("PASS", CASE)
