@@ -193,7 +193,7 @@ def case_hung_machine(build):
     old, and is started again for the next command."""
     import socket
     d = tempfile.mkdtemp(prefix="with-kvm-hung-")
-    env = {"STRATA_WITH_KVM_HUNG_AFTER": "8"}
+    env = {"STRATA_WITH_KVM_HUNG_AFTER": "20"}
     r = run(["--emulated", "--start", d], env=env)
     check(r.returncode == 0, "start failed: %s" % r.stderr)
     first_boot = os.stat(os.path.join(d, "ready")).st_mtime
