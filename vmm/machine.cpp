@@ -66,15 +66,10 @@ Machine::~Machine()
     m_console.reset();
 }
 
-Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, MachineIo io)
+// A Machine with its events and KVM open, nothing else: what create and restore
+// both start from.
+Result<std::unique_ptr<Machine>> Machine::open_shell(MachineConfig const& config, MachineIo io)
 {
-    if (config.vcpus == 0)
-        return make_error(ErrorKind::Usage, "a VM needs at least 1 vCPU");
-    if (config.vcpus > MachineConfig::max_vcpus)
-        return make_error(ErrorKind::Usage, "at most " + std::to_string(MachineConfig::max_vcpus) + " vCPUs are supported");
-    if (config.firmware.empty() == config.kernel.empty())
-        return make_error(ErrorKind::Usage, "give exactly one of --firmware and --kernel");
-
     auto machine = std::unique_ptr<Machine>(new Machine());
     machine->m_created = std::chrono::steady_clock::now();
     machine->m_config = config;
@@ -91,6 +86,19 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, Ma
     char const* kvm_path = std::getenv("STRATA_KVM_DEVICE");
     STRATA_TRY(kvm, Kvm::open(kvm_path && *kvm_path ? kvm_path : "/dev/kvm"));
     machine->m_kvm = std::move(kvm);
+    return machine;
+}
+
+Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, MachineIo io)
+{
+    if (config.vcpus == 0)
+        return make_error(ErrorKind::Usage, "a VM needs at least 1 vCPU");
+    if (config.vcpus > MachineConfig::max_vcpus)
+        return make_error(ErrorKind::Usage, "at most " + std::to_string(MachineConfig::max_vcpus) + " vCPUs are supported");
+    if (config.firmware.empty() == config.kernel.empty())
+        return make_error(ErrorKind::Usage, "give exactly one of --firmware and --kernel");
+
+    STRATA_TRY(machine, open_shell(config, io));
     STRATA_TRY(vm, Vm::create(*machine->m_kvm));
     machine->m_vm = std::move(vm);
     STRATA_TRY(ram, GuestRam::create(*machine->m_vm, config.memory_mib << 20));

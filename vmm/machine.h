@@ -139,6 +139,7 @@ public:
 
 private:
     Machine();
+    [[nodiscard]] static Result<std::unique_ptr<Machine>> open_shell(MachineConfig const& config, MachineIo io);
     [[nodiscard]] Status boot(MachineConfig const& config);
     // The devices every VM has, and its disks and console; appends what Linux
     // needs to find them to cmdline.

@@ -155,19 +155,7 @@ Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, M
     if (crc != state.memory_crc)
         return make_error(ErrorKind::BadInput, "memory file '" + memory_file.string() + "' does not match the state file (checksum differs): corrupt, or from another snapshot");
 
-    auto machine = std::unique_ptr<Machine>(new Machine());
-    machine->m_created = std::chrono::steady_clock::now();
-    machine->m_config = config;
-    machine->m_io = io;
-    int done = ::eventfd(0, EFD_CLOEXEC);
-    int stop = ::eventfd(0, EFD_CLOEXEC);
-    if (done < 0 || stop < 0)
-        return errno_error("eventfd");
-    machine->m_done_event = Fd(done);
-    machine->m_input_stop = Fd(stop);
-    char const* kvm_path = std::getenv("STRATA_KVM_DEVICE");
-    STRATA_TRY(kvm, Kvm::open(kvm_path && *kvm_path ? kvm_path : "/dev/kvm"));
-    machine->m_kvm = std::move(kvm);
+    STRATA_TRY(machine, open_shell(config, io));
     STRATA_TRY(xsave_bytes, xsave_size(*machine->m_kvm));
     if (auto here = host_cpu_signature(xsave_bytes); here != state.cpu)
         return make_error(ErrorKind::Unsupported, "the snapshot was taken on another CPU (" + state.cpu + "; this host is " + here + ")");
