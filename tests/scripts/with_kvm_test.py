@@ -155,6 +155,43 @@ def case_cleanup_on_signals(build):
             subprocess.run(["rm", "-rf", os.path.join(runs_dir(), folder)])
 
 
+def case_caller_dies(build):
+    """with-kvm ends, and everything it started, when its caller is killed (ctest killed
+    by its own time limit or by a user's SIGTERM does not pass the signal on)."""
+    e = dict(os.environ)
+    e.pop("STRATA_WITH_KVM", None)
+    caller = subprocess.Popen(["sh", "-c", '"$0" --emulated -- sh -c "echo started; sleep 600" & wait', WITH_KVM],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e, start_new_session=True)
+    line = caller.stdout.readline()
+    check(line.strip() == "started", "the command did not start: %r" % line)
+    with_kvm = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and _parent_of(int(pid)) == caller.pid]
+    check(len(with_kvm) == 1, "expected one with-kvm under the caller, found %s" % with_kvm)
+    folder = run_folder_of(with_kvm[0])
+    check(folder is not None and machine_processes(folder), "no QEMU/virtiofsd found for the run")
+    caller.kill()
+    caller.wait(60)
+    deadline = time.monotonic() + 60
+    while (machine_processes(folder) or os.path.exists(os.path.join(runs_dir(), folder))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = machine_processes(folder)
+    if left:
+        for pid, _ in left:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+    check(not left, "with-kvm and its machine outlived their killed caller: %s" % left)
+    check(not os.path.exists(os.path.join(runs_dir(), folder)), "the run's folder was left behind")
+
+
+def _parent_of(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def case_two_at_once(build):
     """Two runs at once, each with its own machine and status."""
     e = dict(os.environ)
