@@ -60,16 +60,21 @@ def hardware_virtualization():
     return False
 
 
-def require_kvm(targets, full=False):
+def require_kvm(targets, full=False, prepare=None):
     """Builds targets on the host, then makes sure the rest of the script runs where
     /dev/kvm works (full: where it runs Linux too, see scripts/with-kvm --full): here when the host's does, otherwise the script runs itself again
     inside scripts/with-kvm's emulated machine (building there would be emulated too,
     so it is done first). Prints where the figures come from; inside the emulated
-    machine only ratios between runs of the same script mean anything."""
+    machine only ratios between runs of the same script mean anything. prepare, when
+    given, runs on the host after the build: inputs made there (an initramfs, a root
+    file system) are found ready inside the machine, where every fork is emulated and
+    making them took longer than the benchmark's own time limit."""
     if os.environ.get("STRATA_IN_KVM_BOX") == "1":
         note("ran inside the emulated KVM machine (QEMU TCG with nested KVM): compare ratios only")
         return
     ensure_built(targets)
+    if prepare:
+        prepare()
     if kvm_usable() and os.environ.get("STRATA_WITH_KVM") != "emulated" and (hardware_virtualization() or not full):
         note("ran on host KVM")
         return
