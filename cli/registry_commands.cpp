@@ -5,12 +5,15 @@
 // (README "Registries").
 #include "base/sysexits.h"
 #include "cli/commands.h"
+#include "registry/lazy.h"
 #include "registry/transfer.h"
 #include "store/store.h"
 
 #include <CLI/CLI.hpp>
 
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 
@@ -25,8 +28,10 @@ int fail(Error const& e)
 }
 
 struct RegistryArgs {
-    std::string name, ref, creds;
+    std::string name, ref, creds, ca_cert;
     bool insecure { false };
+    bool tls_verify { true };
+    bool lazy { false };
     int level { 1 };
 };
 
@@ -34,6 +39,9 @@ void add_registry_flags(CLI::App* cmd, RegistryArgs& a)
 {
     cmd->add_option("--creds", a.creds, "USER:PASSWORD for the registry (else $STRATA_REGISTRY_CREDS, else config.json)");
     cmd->add_flag("--insecure", a.insecure, "Plain HTTP to this registry (for a registry on a trusted network or this host)");
+    cmd->add_option("--ca-cert", a.ca_cert, "PEM file of the CA certificates to trust for this registry's HTTPS (instead of the system's)")
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--tls-verify", a.tls_verify, "false: do not verify the registry's HTTPS certificate (as skopeo's --tls-verify=false)");
 }
 
 Result<registry::TransferOptions> transfer_options(RegistryArgs const& a, registry::Reference const& ref)
@@ -42,7 +50,14 @@ Result<registry::TransferOptions> transfer_options(RegistryArgs const& a, regist
     STRATA_TRY(creds, registry::find_credentials(ref.registry, a.creds));
     o.client.credentials = creds;
     o.client.plain_http = a.insecure;
+    if (!a.ca_cert.empty()) {
+        char* real = ::realpath(a.ca_cert.c_str(), nullptr);
+        o.client.ca_cert = real != nullptr ? real : a.ca_cert;
+        ::free(real);
+    }
+    o.client.tls_verify = a.tls_verify;
     o.level = a.level;
+    o.lazy = a.lazy;
     return o;
 }
 
@@ -93,6 +108,7 @@ void add_push_pull(CLI::App* group, char const* what, int& exit_code, Push push_
     auto* pull = group->add_subcommand("pull", std::string("Pull ") + what + " from an OCI registry into the store");
     pull->add_option("REF", a->ref)->required();
     pull->add_option("NAME", a->name, "The name in the store (default: the repository's last component)");
+    pull->add_flag("--lazy", a->lazy, "Record it at once; VMs fetch the chunks they read, and a background fill the rest");
     add_registry_flags(pull, *a);
     pull->callback([&exit_code, a, pull_fn] {
         exit_code = with_store([&](Store& s) {
@@ -116,6 +132,26 @@ void add_push_pull(CLI::App* group, char const* what, int& exit_code, Push push_
 
 void register_registry(CLI::App& app, int& exit_code)
 {
+    auto fill_name = std::make_shared<std::string>();
+    auto* fill = app.get_subcommand("images")->add_subcommand("fill", "Fetch every chunk still missing from a lazily pulled image's layers");
+    fill->add_option("NAME", *fill_name)->required();
+    fill->callback([&exit_code, fill_name] {
+        exit_code = with_store([&](Store& s) {
+            auto m = s.get(ObjectKind::Image, *fill_name);
+            if (!m)
+                return fail(m.error());
+            std::uint64_t total = 0;
+            for (auto const& id : m.value().layers) {
+                auto got = registry::fill_layer(s.root(), id);
+                if (!got)
+                    return fail(got.error().context("fill layer " + id.to_string()));
+                total += got.value();
+            }
+            std::cerr << "strata: fetched " << total << " bytes\n";
+            return 0;
+        });
+    });
+
     add_push_pull(app.get_subcommand("images"), "an image", exit_code, registry::push_image, registry::pull_image);
     add_push_pull(app.get_subcommand("machine-images"), "a machine image", exit_code, registry::push_machine_image,
         registry::pull_machine_image);

@@ -64,6 +64,11 @@ struct ClientOptions {
     unsigned max_attempts { 5 };             // per request, for 429/5xx/dropped connections
     unsigned backoff_ms { 200 };             // first wait; doubles each time, capped at 5 s
     std::uint64_t upload_chunk { 64 << 20 }; // bytes per PATCH of a chunked upload
+    // HTTPS: a PEM file of CA certificates trusted for this registry (besides
+    // none: it replaces the system's CAs, as curl's --cacert does), and whether
+    // the registry's certificate is verified at all (skopeo's --tls-verify=false).
+    std::string ca_cert;
+    bool tls_verify { true };
 };
 
 // What a transfer did, for the CLI's summary and the tests.
@@ -101,6 +106,9 @@ public:
     // Downloads a blob to path, resuming a partial path with a Range request,
     // and checks its size and SHA-256; a mismatch removes the file.
     [[nodiscard]] Status download_blob(std::string const& digest, std::uint64_t size, std::string const& path, TransferStats& stats);
+    // Bytes [offset, offset + length) of a blob (a Range request), unchecked:
+    // the caller verifies them (lazy pulls check each chunk's SHA-256).
+    [[nodiscard]] Result<std::string> fetch_range(std::string const& digest, std::uint64_t offset, std::uint64_t length);
     // Small blobs (configs) in memory, checked the same way.
     [[nodiscard]] Result<std::string> fetch_blob(std::string const& digest, std::uint64_t max_size);
 

@@ -38,9 +38,7 @@ Result<PushResult> push_machine_image(Store& store, std::string const& name, Ref
         for (auto const& id : d.layers) {
             LayerBlob b;
             STRATA_TRY(push_layer(store, *client, id, options, b, result.stats));
-            layers.push_back({ { "mediaType", kLayerBlobType }, { "digest", b.blob }, { "size", b.size },
-                { "annotations", { { kContentDigestAnnotation, b.content }, { kLayerSizeAnnotation, std::to_string(b.layer_size) },
-                                     { kDiskAnnotation, d.id } } } });
+            layers.push_back(layer_descriptor(b, d.id));
             contents.push_back(b.content);
         }
         disks.push_back({ { "id", d.id }, { "layers", contents } });
@@ -107,7 +105,7 @@ Result<MachinePullResult> pull_machine_image(Store& store, Reference const& ref,
             if (l["annotations"].value(kDiskAnnotation, std::string()) != d.id)
                 return bad(ref.to_string() + ": layer " + std::to_string(next) + " is not disk '" + d.id + "''s");
             std::size_t before = f.ids.size();
-            STRATA_TRY(fetch_layer(store, *client, w, i == 0, f, result.stats));
+            STRATA_TRY(fetch_layer(store, *client, w, i == 0, f, result.stats, options));
             d.layers.push_back(f.ids[before]);
         }
         d.layer_name.clear(); // named afresh in this store

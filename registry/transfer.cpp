@@ -4,8 +4,10 @@
 #include "base/fd.h"
 #include "base/sha256.h"
 #include "imaging/archive/archive_reader.h"
+#include "imaging/archive/archive_format.h"
 #include "imaging/archive/archive_writer.h"
 #include "imaging/layer/layer.h"
+#include "registry/lazy.h"
 #include "store/layer_transfer.h"
 
 #include <nlohmann/json.hpp>
@@ -58,6 +60,9 @@ std::optional<LayerBlob> load_record(Store& store, LayerId const& id)
         for (auto const& r : j["repositories"])
             if (r.is_string())
                 b.repositories.push_back(r.get<std::string>());
+    b.index_digest = j.value("index_digest", std::string());
+    b.index_offset = j.value("index_offset", std::uint64_t { 0 });
+    b.index_length = j.value("index_length", std::uint64_t { 0 });
     if (b.blob.size() != 71 || b.content.size() != 71)
         return std::nullopt;
     return b;
@@ -66,7 +71,8 @@ std::optional<LayerBlob> load_record(Store& store, LayerId const& id)
 Status save_record(Store& store, LayerId const& id, LayerBlob const& b)
 {
     json j { { "blob", b.blob }, { "size", b.size }, { "content", b.content }, { "layer_size", b.layer_size },
-        { "repositories", b.repositories } };
+        { "repositories", b.repositories }, { "index_digest", b.index_digest }, { "index_offset", b.index_offset },
+        { "index_length", b.index_length } };
     std::string text = j.dump(2) + "\n";
     STRATA_TRY(f, AtomicFile::create(records_dir(store) + "/" + id.to_string() + ".json"));
     STRATA_TRY(pwrite_all(f.fd(), std::as_bytes(std::span(text.data(), text.size())), 0));
@@ -126,6 +132,20 @@ Result<LayerBlob> build_layer_blob(Store& store, LayerId const& id, std::string 
     LayerBlob b;
     b.blob = d.first;
     b.size = d.second;
+    // Where the chunk index is, from the trailer, and its digest.
+    {
+        Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd.valid())
+            return errno_error("open '" + path + "'");
+        std::array<std::byte, archive::kTrailerSize> tb {};
+        STRATA_TRY(pread_all(fd.get(), tb, b.size - archive::kTrailerSize));
+        STRATA_TRY(trailer, archive::parse_trailer(tb, b.size));
+        std::string index(static_cast<std::size_t>(trailer.manifest_length), '\0');
+        STRATA_TRY(pread_all(fd.get(), std::as_writable_bytes(std::span(index.data(), index.size())), trailer.manifest_offset));
+        b.index_digest = digest_of(index);
+        b.index_offset = trailer.manifest_offset;
+        b.index_length = trailer.manifest_length;
+    }
     b.content = content.to_string();
     b.layer_size = layer->size();
     return b;
@@ -141,6 +161,8 @@ Status push_layer(Store& store, RegistryClient& client, LayerId const& id, Trans
 {
     auto const& ref = client.reference();
     auto record = load_record(store, id);
+    if (record && record->index_digest.empty())
+        record.reset(); // written before blobs carried their index's place: built again
     if (record) {
         STRATA_TRY(size, client.blob_size(record->blob));
         bool have = size.has_value();
@@ -163,6 +185,9 @@ Status push_layer(Store& store, RegistryClient& client, LayerId const& id, Trans
             return ok();
         }
     }
+    if (layer_is_lazy(store.root(), id))
+        return make_error(ErrorKind::Busy, "layer " + id.to_string() + " is still being pulled lazily and the registry "
+                + ref.registry + "/" + ref.repository + " does not have its blob: wait for its fill (`strata images fill`)");
     TempFile blob(store.tmp_dir() + "/registry/push-" + id.to_string() + ".blob");
     STRATA_TRY(built, build_layer_blob(store, id, blob.path, options));
     if (record && record->blob == built.blob)
@@ -191,6 +216,22 @@ Status push_bytes(RegistryClient& client, std::string const& bytes, TransferStat
 }
 
 Error bad(std::string const& what) { return make_error(ErrorKind::BadInput, what); }
+
+LazyFiles::~LazyFiles()
+{
+    for (auto const& id : ids)
+        remove_lazy(root, id);
+}
+
+json layer_descriptor(LayerBlob const& b, std::string const& disk_id)
+{
+    json a { { kContentDigestAnnotation, b.content }, { kLayerSizeAnnotation, std::to_string(b.layer_size) },
+        { kIndexDigestAnnotation, b.index_digest }, { kIndexOffsetAnnotation, std::to_string(b.index_offset) },
+        { kIndexLengthAnnotation, std::to_string(b.index_length) } };
+    if (!disk_id.empty())
+        a[kDiskAnnotation] = disk_id;
+    return { { "mediaType", kLayerBlobType }, { "digest", b.blob }, { "size", b.size }, { "annotations", a } };
+}
 
 // A layer the store holds whose content digest is content, if any.
 Result<std::optional<LayerId>> find_layer(Store& store, std::string const& content)
@@ -271,6 +312,24 @@ Result<WantedLayer> parse_layer_descriptor(json const& l, std::uint64_t max_size
     w.layer_size = std::stoull(ls);
     if (w.layer_size > max_size || w.layer_size % 512 != 0)
         return bad(where + ": a layer is larger than its disk or not a multiple of 512 bytes");
+    auto number = [&](char const* key) -> std::optional<std::uint64_t> {
+        if (!a.contains(key) || !a[key].is_string())
+            return std::nullopt;
+        auto t = a[key].get<std::string>();
+        if (t.empty() || t.size() > 19 || t.find_first_not_of("0123456789") != std::string::npos)
+            return std::nullopt;
+        return std::stoull(t);
+    };
+    if (a.contains(kIndexDigestAnnotation)) {
+        auto d = a[kIndexDigestAnnotation].is_string() ? a[kIndexDigestAnnotation].get<std::string>() : "";
+        auto off = number(kIndexOffsetAnnotation), len = number(kIndexLengthAnnotation);
+        if (d.size() != 71 || d.rfind("sha256:", 0) != 0 || !off || !len || *off < archive::kHeaderSize
+            || *off + *len + archive::kTrailerSize != w.size || *len > archive::kMaxManifestBytes)
+            return bad(where + ": a layer's chunk index annotations are malformed");
+        w.index_digest = d;
+        w.index_offset = *off;
+        w.index_length = *len;
+    }
     return w;
 }
 
@@ -312,12 +371,88 @@ Result<StrataManifest> get_strata_manifest(RegistryClient& client, std::string c
     return out;
 }
 
-Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, bool bottom, Fetched& f, TransferStats& stats)
+// An incomplete layer at tmp/<new id> for blob w: its mapping from the blob's
+// chunk index (fetched alone and checked against the manifest's annotation), its
+// data left for LazyDisk and the fill to fetch; its description is saved now.
+Result<LayerId> make_lazy_layer(Store& store, RegistryClient& client, WantedLayer const& w, TransferOptions const& options, Fetched& f,
+    TransferStats& stats)
+{
+    auto const& ref = client.reference();
+    if (w.index_digest.empty())
+        return make_error(ErrorKind::Unsupported, ref.to_string() + ": layer blob " + w.blob
+                + " carries no chunk index annotation (pushed by an older strata): pull it without --lazy");
+    STRATA_TRY(text, client.fetch_range(w.blob, w.index_offset, w.index_length));
+    stats.bytes_downloaded += text.size();
+    if (digest_of(text) != w.index_digest)
+        return bad(ref.to_string() + ": the chunk index of blob " + w.blob + " does not match its digest in the manifest");
+    STRATA_TRY(index, archive::parse_manifest(text, w.index_offset));
+    if (index.entries.size() != 1 || index.entries[0].type != archive::EntryType::Disk || index.entries[0].layers.size() != 1)
+        return bad("a layer blob holds exactly one disk entry of one layer; " + w.blob + " does not");
+    auto const& rec = index.entries[0].layers[0];
+    if (rec.size != w.layer_size)
+        return bad("layer blob " + w.blob + " holds a layer of " + std::to_string(rec.size) + " bytes where the manifest says "
+            + std::to_string(w.layer_size));
+    for (auto const& c : rec.chunks)
+        if (c.offset % kBlockSize != 0 || (c.length % kBlockSize != 0 && c.offset + c.length != rec.size))
+            return make_error(ErrorKind::Unsupported, "layer blob " + w.blob + " has chunks that are not whole 4 KiB blocks: pull it without --lazy");
+    STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+    LayerId id = LayerId::random();
+    std::string path = store.tmp_dir() + "/" + id.to_string();
+    f.temps.paths.push_back(path);
+    STRATA_TRY(layer, Layer::create(path, rec.size, id, *engine));
+    LazyLayerInfo info;
+    info.id = id;
+    info.registry = ref.registry;
+    info.repository = ref.repository;
+    info.plain_http = options.client.plain_http;
+    info.ca_cert = options.client.ca_cert;
+    info.tls_verify = options.client.tls_verify;
+    info.blob = w.blob;
+    info.blob_size = w.size;
+    info.layer_size = w.layer_size;
+    info.content = w.content;
+    for (auto const& c : rec.chunks) {
+        std::uint64_t first = c.offset / kBlockSize, count = (c.length + kBlockSize - 1) / kBlockSize;
+        STRATA_TRY(at, layer->allocate(count));
+        layer->record(first, count, mapval::data(at));
+        info.chunks.push_back(LazyChunk { c.offset, c.length, c.at, c.stored, at, c.digest });
+    }
+    for (auto const& z : rec.zeros) {
+        std::uint64_t first = (z.offset + kBlockSize - 1) / kBlockSize, end = (z.offset + z.length) / kBlockSize;
+        if (end > first)
+            layer->set_zero(first, end - first);
+    }
+    // The file is as long as the data it will hold (holes until filled).
+    if (!info.chunks.empty()) {
+        auto const& last = info.chunks.back();
+        std::uint64_t end = last.file_offset + (last.length + kBlockSize - 1) / kBlockSize * kBlockSize;
+        struct stat st {};
+        if (::fstat(layer->fd(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) < end && ::ftruncate(layer->fd(), static_cast<off_t>(end)) != 0)
+            return errno_error("extend '" + path + "'");
+    }
+    STRATA_TRY(layer->freeze(false));
+    layer.reset();
+    f.lazy.root = store.root();
+    f.lazy.ids.push_back(id);
+    STRATA_TRY(save_lazy(store.root(), info));
+    return id;
+}
+
+Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, bool bottom, Fetched& f, TransferStats& stats,
+    TransferOptions const& options)
 {
     STRATA_TRY(found, find_layer(store, w.content));
     if (found) {
         f.ids.push_back(*found);
         ++stats.layers_reused;
+        return ok();
+    }
+    if (options.lazy) {
+        STRATA_TRY(id, make_lazy_layer(store, client, w, options, f, stats));
+        f.ids.push_back(id);
+        f.fresh.push_back(id);
+        f.records.emplace_back(id, LayerBlob { w.blob, w.size, w.content, w.layer_size, { repo_key(client.reference()) }, w.index_digest,
+                                       w.index_offset, w.index_length });
         return ok();
     }
     // Kept across failed pulls: a repeated pull resumes it (download_blob
@@ -334,7 +469,8 @@ Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, b
     }
     f.ids.push_back(id.value());
     f.fresh.push_back(id.value());
-    f.records.emplace_back(id.value(), LayerBlob { w.blob, w.size, w.content, w.layer_size, { repo_key(client.reference()) } });
+    f.records.emplace_back(id.value(), LayerBlob { w.blob, w.size, w.content, w.layer_size, { repo_key(client.reference()) }, w.index_digest,
+                                           w.index_offset, w.index_length });
     return ok();
 }
 
@@ -348,6 +484,7 @@ Status save_records(Store& store, Fetched const& f)
 void recorded(Fetched& f)
 {
     f.temps.paths.clear();
+    f.lazy.ids.clear();
     for (auto const& p : f.blob_files)
         ::unlink(p.c_str());
 }
@@ -366,8 +503,7 @@ Result<PushResult> push_image(Store& store, std::string const& name, Reference c
     for (auto const& id : m.layers) {
         LayerBlob b;
         STRATA_TRY(push_layer(store, *client, id, options, b, result.stats));
-        layers.push_back({ { "mediaType", kLayerBlobType }, { "digest", b.blob }, { "size", b.size },
-            { "annotations", { { kContentDigestAnnotation, b.content }, { kLayerSizeAnnotation, std::to_string(b.layer_size) } } } });
+        layers.push_back(layer_descriptor(b, ""));
         config_layers.push_back({ { "content_digest", b.content }, { "size", b.layer_size } });
     }
     json config { { "kind", "image" }, { "name", m.name }, { "size", m.size }, { "description", m.description },
@@ -412,7 +548,7 @@ Result<PullResult> pull_image(Store& store, Reference const& ref, std::string na
     }
     Fetched f;
     for (std::size_t i = 0; i < wanted.size(); ++i)
-        STRATA_TRY(fetch_layer(store, *client, wanted[i], i == 0, f, result.stats));
+        STRATA_TRY(fetch_layer(store, *client, wanted[i], i == 0, f, result.stats, options));
     ObjectManifest m { ObjectKind::Image, name, image_size, f.ids, utc_now(), "registry:" + ref.registry + "/" + ref.repository + "@" + got.digest,
         {}, config.contains("description") && config["description"].is_string() ? config["description"].get<std::string>() : "",
         config.contains("labels") && config["labels"].is_object() ? config["labels"] : json::object() };

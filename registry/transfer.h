@@ -31,6 +31,11 @@ inline constexpr char const* kImageConfigType = "application/vnd.strata.image.co
 inline constexpr char const* kLayerBlobType = "application/vnd.strata.layer.v1.archive";
 inline constexpr char const* kContentDigestAnnotation = "org.strata.layer.content-digest";
 inline constexpr char const* kLayerSizeAnnotation = "org.strata.layer.size";
+// Where a layer blob's chunk index (the archive manifest) lies and its SHA-256,
+// so a lazy pull can fetch it alone with a Range request and verify it.
+inline constexpr char const* kIndexDigestAnnotation = "org.strata.layer.index-digest";
+inline constexpr char const* kIndexOffsetAnnotation = "org.strata.layer.index-offset";
+inline constexpr char const* kIndexLengthAnnotation = "org.strata.layer.index-length";
 inline constexpr char const* kMachineImageArtifactType = "application/vnd.strata.machine-image.v1";
 inline constexpr char const* kMachineImageConfigType = "application/vnd.strata.machine-image.config.v1+json";
 inline constexpr char const* kBootArtifactType = "application/vnd.strata.boot-artifact.v1";
@@ -42,6 +47,9 @@ struct TransferOptions {
     int level { 1 };                      // zstd level of new layer blobs
     std::size_t chunk_size { 1 << 20 };   // uncompressed bytes per chunk (the unit a lazy read fetches)
     ProgressFn progress;
+    // Pull: record the object at once, its new layers incomplete (registry/lazy.h):
+    // their chunks are fetched when a VM reads them, and by a background fill.
+    bool lazy { false };
 };
 
 struct PushResult {

@@ -19,11 +19,26 @@ struct LayerBlob {
     std::string content; // the layer's content digest
     std::uint64_t layer_size { 0 };
     std::vector<std::string> repositories; // "host/repo" known to hold the blob
+    // The blob's chunk index (its archive manifest): digest, offset and length.
+    std::string index_digest;
+    std::uint64_t index_offset { 0 }, index_length { 0 };
 };
 
 struct WantedLayer {
     std::string blob, content;
     std::uint64_t size { 0 }, layer_size { 0 };
+    std::string index_digest; // empty when the pusher did not annotate it
+    std::uint64_t index_offset { 0 }, index_length { 0 };
+};
+
+// The lazy descriptions a pull wrote, removed unless the object was recorded.
+struct LazyFiles {
+    std::string root;
+    std::vector<LayerId> ids;
+    LazyFiles() = default;
+    LazyFiles(LazyFiles const&) = delete;
+    LazyFiles& operator=(LazyFiles const&) = delete;
+    ~LazyFiles();
 };
 
 struct StrataManifest {
@@ -38,6 +53,7 @@ struct Fetched {
     std::vector<std::string> blob_files;
     std::vector<std::pair<LayerId, LayerBlob>> records;
     TempLayerFiles temps;
+    LazyFiles lazy;
 };
 
 struct TempFile {
@@ -60,7 +76,12 @@ Error bad(std::string const& what);
 [[nodiscard]] Status push_bytes(RegistryClient& client, std::string const& bytes, TransferStats& stats);
 [[nodiscard]] Result<WantedLayer> parse_layer_descriptor(nlohmann::json const& l, std::uint64_t max_size, std::string const& where);
 [[nodiscard]] Result<StrataManifest> get_strata_manifest(RegistryClient& client, std::string const& artifact_type, std::string const& config_type);
-[[nodiscard]] Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, bool bottom, Fetched& f, TransferStats& stats);
+// The layer's descriptor in a manifest (disk_id: the machine image's disk, or empty).
+nlohmann::json layer_descriptor(LayerBlob const& b, std::string const& disk_id);
+// With lazy, a layer the store lacks becomes an incomplete layer (registry/lazy.h)
+// rather than being downloaded.
+[[nodiscard]] Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, bool bottom, Fetched& f, TransferStats& stats,
+    TransferOptions const& options);
 // Records which blob each fetched layer came from (before the object is recorded:
 // a record naming a layer that never entered the store is ignored).
 [[nodiscard]] Status save_records(Store& store, Fetched const& f);

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 
 CASE, BUILD = sys.argv[1], sys.argv[2]
 STRATA = os.path.join(BUILD, "strata")
@@ -110,6 +111,7 @@ class Front:
         self.token_requests = []   # scopes asked for
         self.storage_auth = []     # Authorization headers seen on redirected downloads
         self.blob_gets = 0
+        self.requests = []         # (method, path, Range header, bytes sent) of every blob GET
         front = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -172,6 +174,8 @@ class Front:
                 self.end_headers()
                 if self.command == "HEAD":
                     return
+                if is_blob_get:
+                    front.requests.append((self.command, self.path, self.headers.get("Range"), len(data)))
                 big = is_blob_get and len(data) > 16 << 10
                 if big:
                     front.blob_gets += 1
@@ -592,7 +596,120 @@ def case_machine_images(work):
         reg.stop()
 
 
-CASES = {"push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+BLKREAD_MAGIC = 0x424c4b5245414430
+
+
+def make_pattern(path, mib):
+    """Every 4 KiB block at byte offset o starts with o ^ BLKREAD_MAGIC and its
+    complement (what firmware/programs/blkread.c checks), then a little noise."""
+    import struct
+    mask = (1 << 64) - 1
+    rnd = random.Random(7)
+    noise = rnd.randbytes(4096 * 16)
+    with open(path, "wb") as f:
+        for m in range(mib):
+            parts = []
+            for b in range(256):
+                o = (m << 20) + (b << 12)
+                v = o ^ BLKREAD_MAGIC
+                k = (o >> 12) % 16
+                parts.append(struct.pack("<QQ", v, ~v & mask) + noise[k * 4096 + 16:k * 4096 + 1024] + bytes(3072))
+            f.write(b"".join(parts))
+
+
+def lazy_state(home):
+    d = os.path.join(home, "registry", "lazy")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def case_lazy(work):
+    """images pull --lazy: a firmware guest reads scattered blocks of a lazily
+    pulled 1 GiB disk and sees the right bytes, while the registry sees Range
+    requests for the chunks it read only; a fill completes it; with the registry
+    gone the guest gets I/O errors, never wrong data, and keeps running (KVM)."""
+    fw = os.path.join(BUILD, "firmware")
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg)
+    try:
+        a = os.path.join(work, "a")
+        raw = os.path.join(work, "pattern.raw")
+        make_pattern(raw, 1024)
+        strata(a, "images", "import", "pat", raw, "-f", "raw")
+        with open(raw, "rb") as f:
+            want = hashlib.sha256(f.read()).hexdigest()
+        ref = f"{front.host}/team/pat:v1"
+        strata(a, "images", "push", "pat", ref, "--insecure")
+        man = json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"http://{reg.host}/v2/team/pat/manifests/v1",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})).read())
+        blob = man["layers"][0]
+        check("org.strata.layer.index-digest" in blob["annotations"], f"the layer carries its index annotations: {blob}")
+
+        # A lazy pull records the image at once, having fetched only the chunk index.
+        b = os.path.join(work, "b")
+        front.requests.clear()
+        s = stats(strata(b, "images", "pull", ref, "pat", "--lazy", "--insecure"))
+        check(s["downloaded"] == 0, f"a lazy pull downloads no blob: {s}")
+        got = [r for r in front.requests if r[1].endswith(blob["digest"])]
+        check(len(got) == 1 and got[0][2] is not None and got[0][3] < 1 << 20,
+              f"a lazy pull fetched only the layer's chunk index with a Range request: {got}")
+        check(len(lazy_state(b)) == 2, f"the layer is recorded as incomplete: {lazy_state(b)}")
+        strata(b, "disks", "create", "d", "--image", "pat")
+        # Pushing it elsewhere is refused while it is incomplete (its data is not here).
+        r = strata(b, "images", "push", "pat", f"{reg.host}/other/pat:v1", "--insecure", expect=None)
+        check(r.returncode != 0 and "lazily" in r.stderr, f"push of an incomplete layer to a registry lacking it: {r.stderr}")
+
+        # The guest reads 32 scattered MiB with the fill off: the registry sees
+        # Range requests of single chunks (coalesced when adjacent), nothing else.
+        front.requests.clear()
+        r = strata(b, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=32 req_kb=1024 check=1",
+                   env={"STRATA_LAZY_FILL": "0"})
+        check("blkread: ok 32 requests" in r.stdout and "errors 0" in r.stdout, f"lazy read: {r.stdout} {r.stderr}")
+        gets = [x for x in front.requests if x[1].endswith(blob["digest"])]
+        check(all(x[2] is not None for x in gets), f"every blob GET is a Range request: {gets}")
+        fetched = sum(x[3] for x in gets)
+        check(0 < len(gets) <= 32, f"at most one Range request per MiB the guest read: {len(gets)}")
+        check(fetched < blob["size"] // 8, f"{fetched} of {blob['size']} blob bytes fetched for 32 of 1024 MiB")
+        print(f"lazy read of 32 MiB: {len(gets)} Range requests, {fetched} of {blob['size']} blob bytes;",
+              [l for l in r.stderr.splitlines() if "lazy disk" in l])
+        check(len(lazy_state(b)) == 2, "still incomplete")
+
+        # Reading the whole disk with the fill on completes the layer, which
+        # then reads the same as the original without any description left.
+        r = strata(b, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=1024 req_kb=1024 qd=8 check=1",
+                   env={"STRATA_LAZY_FILL_DELAY_MS": "0"})
+        check("blkread: ok 1024 requests" in r.stdout, f"whole-disk read: {r.stdout} {r.stderr}")
+        print("whole-disk read:", r.stdout.strip().splitlines()[-1], [l for l in r.stderr.splitlines() if "lazy disk" in l])
+        check(lazy_state(b) == [], f"the filled layer is local now: {lazy_state(b)}")
+        check(export_raw(b, "pat", os.path.join(work, "b.raw")) == want, "the filled image differs from the pushed one")
+
+        # `images fill` completes a lazily pulled image in the foreground.
+        c = os.path.join(work, "c")
+        strata(c, "images", "pull", ref, "pat", "--lazy", "--insecure")
+        strata(c, "images", "fill", "pat")
+        check(lazy_state(c) == [], f"images fill leaves it local: {lazy_state(c)}")
+        check(export_raw(c, "pat", os.path.join(work, "c.raw")) == want, "the filled image differs from the pushed one")
+
+        # The registry goes away: reads of missing chunks fail in the guest, which
+        # keeps running and reads what is already here.
+        e = os.path.join(work, "e")
+        strata(e, "images", "pull", ref, "pat", "--lazy", "--insecure")
+        strata(e, "disks", "create", "d", "--image", "pat")
+        strata(e, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=4 check=1",
+               env={"STRATA_LAZY_FILL": "0"})
+        front.stop()
+        reg.stop()
+        r = strata(e, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=8 check=1",
+                   env={"STRATA_LAZY_FILL": "0"}, expect=7)
+        check("blkread: ok 4 requests" in r.stdout and "errors 4" in r.stdout and "wrong data" not in r.stdout,
+              f"the 4 chunks fetched before read fine, the 4 others fail with EIO: {r.stdout} {r.stderr}")
+        print("registry gone:", r.stdout.strip().splitlines()[-1], [l for l in r.stderr.splitlines() if "lazy disk" in l])
+    finally:
+        front.stop()
+        reg.stop()
+
+
+CASES = {"lazy": case_lazy, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
          "sigkill": case_sigkill, "machine_images": case_machine_images}
 
