@@ -371,6 +371,20 @@ def put_manifest(reg, repo, tag, manifest, blobs=()):
     check(r.status == 201, f"manifest upload: {r.status}")
 
 
+def forge_chunk_digest(blob):
+    """The blob with its first chunk's SHA-256 in the index zeroed and the
+    trailer's digest recomputed, so the file is self-consistent; and the index."""
+    import struct
+    magic, m_off, m_len = blob[-64:-56], *struct.unpack("<QQ", blob[-56:-40])
+    index = blob[m_off:m_off + m_len].decode()
+    at = index.index('"chunks"')
+    hit = re.search(r'"[0-9a-f]{64}"', index[at:])
+    index = (index[:at + hit.start()] + '"' + "0" * 64 + '"' + index[at + hit.end():]).encode()
+    body = blob[:m_off] + index
+    head = magic + struct.pack("<QQ", m_off, m_len)
+    return body + head + hashlib.sha256(body + head).digest() + bytes(8), index
+
+
 def case_bad_input(work):
     reg = Registry(os.path.join(work, "reg"))
     try:
@@ -419,6 +433,33 @@ def case_bad_input(work):
         # Restored, the same pull succeeds.
         open(path, "wb").write(good)
         strata(b, "images", "pull", ref, "--insecure")
+        # A blob that matches its digest but whose chunk index lies about a
+        # chunk's SHA-256 (a pusher's fault, not the transport's): a pull
+        # refuses it (65) and records nothing; a lazy pull records it but a
+        # fill refuses the chunk and leaves the layer incomplete.
+        forged, index = forge_chunk_digest(good)
+        liar = json.loads(json.dumps(m))
+        liar["layers"][0]["digest"] = "sha256:" + hashlib.sha256(forged).hexdigest()
+        liar["layers"][0]["size"] = len(forged)
+        liar["layers"][0]["annotations"]["org.strata.layer.index-digest"] = "sha256:" + hashlib.sha256(index).hexdigest()
+        put_manifest(reg, "team/base", "liar", liar, blobs=[forged])
+        c = os.path.join(work, "c")
+        r = strata(c, "images", "pull", f"{reg.host}/team/base:liar", "--insecure", expect=EX_DATAERR)
+        check("SHA-256 does not match" in r.stderr, r.stderr)
+        store_is_clean(c, "a lying chunk index")
+        strata(c, "images", "pull", f"{reg.host}/team/base:liar", "--insecure", "--lazy")
+        r = strata(c, "images", "fill", "base", expect=EX_DATAERR)
+        check("SHA-256 does not match its index" in r.stderr, r.stderr)
+        check(len(lazy_state(c)) == 2, "a refused fill leaves the layer incomplete")
+        # A chunk index that does not match the manifest's annotation: a lazy
+        # pull refuses it (65) and records nothing.
+        liar["layers"][0]["annotations"]["org.strata.layer.index-digest"] = "sha256:" + "0" * 64
+        put_manifest(reg, "team/base", "liar2", liar)
+        d = os.path.join(work, "d")
+        r = strata(d, "images", "pull", f"{reg.host}/team/base:liar2", "--insecure", "--lazy", expect=EX_DATAERR)
+        check("does not match its digest in the manifest" in r.stderr, r.stderr)
+        store_is_clean(d, "a chunk index that does not match the manifest")
+        check(lazy_state(d) == [], f"no lazy description left: {lazy_state(d)}")
     finally:
         reg.stop()
 
