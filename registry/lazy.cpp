@@ -138,6 +138,9 @@ struct RemoteLayer {
     std::vector<ChunkState> state;
     std::vector<std::uint32_t> failures;
     std::size_t present { 0 };
+    // Chunks whose bytes are in the file (and served) but not yet synced: their
+    // presence bytes are written after the next fdatasync, never before.
+    std::vector<std::size_t> unsynced;
     bool completed { false };
 
     [[nodiscard]] static Result<std::unique_ptr<RemoteLayer>> open(std::string const& root, std::string const& layer_path, LazyLayerInfo info)
@@ -197,9 +200,9 @@ Result<std::unique_ptr<RegistryClient>> client_for(LazyLayerInfo const& info, un
 }
 
 // Fetches chunks [first, first + count) of a layer (adjacent in the blob) with one
-// Range request, checks each and writes it into the layer file, then syncs it.
-// Returns the bytes fetched.
-Result<std::uint64_t> fetch_chunks(RegistryClient& client, RemoteLayer& layer, std::size_t first, std::size_t count)
+// Range request, checks each and writes it into the layer file, then (with
+// sync) syncs it. Returns the bytes fetched.
+Result<std::uint64_t> fetch_chunks(RegistryClient& client, RemoteLayer& layer, std::size_t first, std::size_t count, bool sync)
 {
     auto const& chunks = layer.info.chunks;
     std::uint64_t from = chunks[first].at, to = chunks[first + count - 1].at + chunks[first + count - 1].stored;
@@ -216,7 +219,7 @@ Result<std::uint64_t> fetch_chunks(RegistryClient& client, RemoteLayer& layer, s
             return make_error(ErrorKind::BadInput, "the registry sent a chunk whose SHA-256 does not match its index" + where);
         STRATA_TRY(pwrite_all(layer.fd.get(), raw, c.file_offset));
     }
-    if (::fdatasync(layer.fd.get()) != 0)
+    if (sync && ::fdatasync(layer.fd.get()) != 0)
         return errno_error("sync a filled layer");
     return to - from;
 }
@@ -274,6 +277,11 @@ public:
         m_cv.notify_all();
         for (auto& t : m_workers)
             t.join();
+        {
+            // What was fetched on demand since the last sync is kept.
+            std::unique_lock lock(m_mu);
+            persist(lock);
+        }
         auto const& s = m_stats;
         std::string line = "strata: lazy disk: " + std::to_string(s.held_requests) + " guest requests waited for chunks ("
             + std::to_string(s.eio_requests) + " failed), " + std::to_string(s.demand_fetches) + " fetches of "
@@ -496,37 +504,76 @@ private:
                 else
                     got = made.error();
             }
+            // The guest's read waits for the bytes, not for their sync: that
+            // happens below, batched, before the chunks are marked present.
             if (clients[li])
-                got = fetch_chunks(*clients[li], l, first, count);
+                got = fetch_chunks(*clients[li], l, first, count, false);
             lock.lock();
-            finish(l, first, count, got, true);
+            finish(l, first, count, got, true, false);
             lock.unlock();
             wake();
             lock.lock();
+            if (m_demand.empty())
+                persist(lock);
         }
     }
 
-    // Records the outcome of a fetch (m_mu held).
-    void finish(RemoteLayer& l, std::size_t first, std::size_t count, Result<std::uint64_t> const& got, bool demand)
+    // Syncs the layers' unsynced chunks and marks them present on disk (called
+    // with lock held; drops it around the I/O).
+    void persist(std::unique_lock<std::mutex>& lock)
+    {
+        for (auto& lp : m_layers) {
+            auto& l = *lp;
+            if (l.unsynced.empty())
+                continue;
+            std::vector<std::size_t> todo;
+            todo.swap(l.unsynced);
+            lock.unlock();
+            bool synced = ::fdatasync(l.fd.get()) == 0;
+            if (synced)
+                for (auto i : todo) {
+                    std::uint8_t one = 1;
+                    (void)pwrite_all(l.present_fd.get(), std::as_bytes(std::span(&one, 1)), i);
+                }
+            lock.lock();
+            if (!synced) {
+                l.unsynced.insert(l.unsynced.end(), todo.begin(), todo.end());
+                continue;
+            }
+            maybe_complete(l);
+        }
+    }
+
+    // A layer whose chunks are all present and synced is local now (m_mu held).
+    void maybe_complete(RemoteLayer& l)
+    {
+        if (l.present != l.state.size() || !l.unsynced.empty() || l.completed)
+            return;
+        (void)::fdatasync(l.present_fd.get());
+        remove_lazy(l.root, l.info.id);
+        l.completed = true;
+        if (std::all_of(m_layers.begin(), m_layers.end(), [](auto const& x) { return x->completed; }))
+            m_all_present.store(true, std::memory_order_release);
+    }
+
+    // Records the outcome of a fetch (m_mu held); synced: its data was synced.
+    void finish(RemoteLayer& l, std::size_t first, std::size_t count, Result<std::uint64_t> const& got, bool demand, bool synced)
     {
         if (got) {
             for (std::size_t i = first; i < first + count; ++i) {
-                std::uint8_t one = 1;
-                (void)pwrite_all(l.present_fd.get(), std::as_bytes(std::span(&one, 1)), i);
+                if (synced) {
+                    std::uint8_t one = 1;
+                    (void)pwrite_all(l.present_fd.get(), std::as_bytes(std::span(&one, 1)), i);
+                } else {
+                    l.unsynced.push_back(i);
+                }
                 if (l.state[i] != ChunkState::Present)
                     ++l.present;
                 l.state[i] = ChunkState::Present;
             }
             (demand ? m_stats.demand_fetches : m_stats.fill_fetches) += 1;
             (demand ? m_stats.demand_bytes : m_stats.fill_bytes) += got.value();
-            if (l.present == l.state.size() && !l.completed) {
-                // Every chunk is in the file and synced: the layer is local now.
-                (void)::fdatasync(l.present_fd.get());
-                remove_lazy(l.root, l.info.id);
-                l.completed = true;
-                if (std::all_of(m_layers.begin(), m_layers.end(), [](auto const& x) { return x->completed; }))
-                    m_all_present.store(true, std::memory_order_release);
-            }
+            maybe_complete(l);
         } else {
             ++m_stats.failed_fetches;
             m_last_error = got.error().message;
@@ -568,9 +615,9 @@ private:
                         got = made.error();
                 }
                 if (clients[li])
-                    got = fetch_chunks(*clients[li], l, i, count);
+                    got = fetch_chunks(*clients[li], l, i, count, true);
                 lock.lock();
-                finish(l, i, count, got, false);
+                finish(l, i, count, got, false, true);
                 lock.unlock();
                 wake();
                 lock.lock();
@@ -644,7 +691,7 @@ Result<std::uint64_t> fill_layer(std::string const& store_root, LayerId const& i
             continue;
         }
         std::size_t count = run_length(*layer, i, 16 << 20);
-        STRATA_TRY(got, fetch_chunks(*client, *layer, i, count));
+        STRATA_TRY(got, fetch_chunks(*client, *layer, i, count, true));
         for (std::size_t k = i; k < i + count; ++k) {
             std::uint8_t one = 1;
             STRATA_TRY(pwrite_all(layer->present_fd.get(), std::as_bytes(std::span(&one, 1)), k));

@@ -69,7 +69,7 @@ bool layer_is_lazy(std::string const& store_root, LayerId const& id);
 void remove_lazy(std::string const& store_root, LayerId const& id);
 
 struct LazyOptions {
-    unsigned workers { 2 };              // on-demand fetch threads
+    unsigned workers { 4 };              // on-demand fetch threads (a guest queue's misses at once)
     unsigned fill_delay_ms { 2000 };     // before the background fill starts (0: at once)
     bool fill { true };
     std::uint64_t fill_request_bytes { 16 << 20 }; // stored bytes per Range request of the fill
