@@ -49,7 +49,7 @@ def free_port():
 class Registry:
     """docker-registry serving one temporary folder on 127.0.0.1."""
 
-    def __init__(self, root, htpasswd=None):
+    def __init__(self, root, htpasswd=None, tls=None):
         self.root = root
         os.makedirs(root, exist_ok=True)
         self.port = free_port()
@@ -58,15 +58,21 @@ class Registry:
         auth = ""
         if htpasswd:
             auth = f"auth:\n  htpasswd:\n    realm: strata-test\n    path: {htpasswd}\n"
+        tls_cfg = f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else ""
         with open(cfg, "w") as f:
             f.write(f"version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
                     f"storage:\n  filesystem:\n    rootdirectory: {self.data}\n  delete:\n    enabled: true\n"
-                    f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}")
+                    f"http:\n  addr: 127.0.0.1:{self.port}\n{tls_cfg}{auth}")
         self.log = open(os.path.join(root, "registry.log"), "w")
         self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(200):
             try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                if tls:
+                    import ssl
+                    c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=1,
+                                                    context=ssl._create_unverified_context())
+                else:
+                    c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
                 c.request("GET", "/v2/")
                 c.getresponse().read()
                 return
@@ -750,7 +756,50 @@ def case_lazy(work):
         reg.stop()
 
 
-CASES = {"lazy": case_lazy, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+def case_tls(work):
+    """A registry serving HTTPS with a certificate this test makes (openssl):
+    refused without the CA, accepted with --ca-cert or --tls-verify=false; a
+    lazy pull's fetches use the same CA file."""
+    if shutil.which("openssl") is None:
+        print("SKIP: no openssl")
+        sys.exit(125)
+    cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    reg = Registry(os.path.join(work, "reg"), tls=(cert, key))
+    try:
+        a = setup(work, reg)
+        ref = f"{reg.host}/team/base:v1"
+        # Not trusted by the system's CAs: 69 with a TLS message, nothing sent.
+        r = strata(a, "images", "push", "base", ref, expect=69)
+        check("TLS" in r.stderr, r.stderr)
+        check(reg.blobs() == set(), "nothing was pushed over an unverified connection")
+        strata(a, "images", "push", "base", ref, "--ca-cert", cert)
+        b = os.path.join(work, "b")
+        r = strata(b, "images", "pull", ref, expect=69)
+        check("TLS" in r.stderr, r.stderr)
+        store_is_clean(b, "untrusted certificate")
+        strata(b, "images", "pull", ref, "--ca-cert", cert)
+        want = export_raw(a, "base", os.path.join(work, "a.raw"))
+        check(export_raw(b, "base", os.path.join(work, "b.raw")) == want, "pulled over TLS differs")
+        strata(b, "images", "pull", ref, "nover", "--tls-verify=false")
+        # A CA file that does not sign the registry's certificate is refused too.
+        other_cert, other_key = os.path.join(work, "other.pem"), os.path.join(work, "other-key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", other_key, "-out", other_cert,
+                        "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
+                       capture_output=True)
+        r = strata(b, "images", "pull", ref, "other", "--ca-cert", other_cert, expect=69)
+        # A lazy pull over HTTPS: its fill uses the CA file the pull was given.
+        c = os.path.join(work, "c")
+        strata(c, "images", "pull", ref, "--lazy", "--ca-cert", cert)
+        strata(c, "images", "fill", "base")
+        check(lazy_state(c) == [], "filled over HTTPS")
+        check(export_raw(c, "base", os.path.join(work, "c.raw")) == want, "lazily pulled over TLS differs")
+    finally:
+        reg.stop()
+
+
+CASES = {"tls": case_tls, "lazy": case_lazy, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
          "sigkill": case_sigkill, "machine_images": case_machine_images}
 
