@@ -147,6 +147,7 @@ void register_registry(CLI::App& app, int& exit_code)
                     return fail(got.error().context("fill layer " + id.to_string()));
                 total += got.value();
             }
+            registry::prune_records(s.root());
             std::cerr << "strata: fetched " << total << " bytes\n";
             return 0;
         });

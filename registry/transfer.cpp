@@ -44,8 +44,10 @@ Status ensure_dirs(Store& store)
     for (auto const& d : { store.root() + "/registry", records_dir(store), store.tmp_dir() + "/registry" })
         if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST)
             return errno_error("create '" + d + "'");
+    prune_records(store.root());
     return ok();
 }
+
 
 std::optional<LayerBlob> load_record(Store& store, LayerId const& id)
 {
@@ -576,6 +578,36 @@ void recorded(Fetched& f)
 }
 
 } // namespace detail
+
+void prune_records(std::string const& root)
+{
+    // A record or lazy description may be written before its layer is adopted
+    // (the layer is then at tmp/<id>, and rename moves it to layers/<id>), so
+    // tmp/ is looked at first: a layer in neither place is gone for good.
+    auto gone = [&](std::string const& id) {
+        struct stat st {};
+        return ::stat((root + "/tmp/" + id).c_str(), &st) != 0 && ::stat((root + "/layers/" + id).c_str(), &st) != 0;
+    };
+    for (auto const& dir : { root + "/registry/layers", lazy_dir(root) }) {
+        DIR* d = ::opendir(dir.c_str());
+        if (d == nullptr)
+            continue;
+        std::vector<std::string> names;
+        while (auto* e = ::readdir(d))
+            names.emplace_back(e->d_name);
+        ::closedir(d);
+        for (auto const& n : names) {
+            auto dot = n.find('.');
+            if (dot == std::string::npos || dot == 0)
+                continue;
+            auto id = LayerId::parse(n.substr(0, dot));
+            if (!id)
+                continue;
+            if (gone(id.value().to_string()))
+                ::unlink((dir + "/" + n).c_str());
+        }
+    }
+}
 
 using namespace detail;
 

@@ -63,6 +63,10 @@ struct PullResult {
     TransferStats stats;
 };
 
+// Removes the store's layer blob records and lazy descriptions of layers that
+// are no longer in the store (gc removed them); every push and pull does this.
+void prune_records(std::string const& store_root);
+
 [[nodiscard]] Result<PushResult> push_image(Store& store, std::string const& name, Reference const& ref, TransferOptions const& options);
 // name empty: the repository's last component.
 [[nodiscard]] Result<PullResult> pull_image(Store& store, Reference const& ref, std::string name, TransferOptions const& options);

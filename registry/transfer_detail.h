@@ -68,6 +68,7 @@ struct TempFile {
     ~TempFile();
 };
 
+// Makes registry/'s folders in the store and prunes what names removed layers.
 [[nodiscard]] Status ensure_dirs(Store& store);
 std::string repo_key(Reference const& ref);
 Error bad(std::string const& what);

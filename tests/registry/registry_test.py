@@ -320,6 +320,16 @@ def case_push_pull(work):
         # The pulled image can be pushed from the second store (its record names the blob).
         s = stats(strata(b, "images", "push", "base", f"{reg.host}/other/base:v1", "--insecure"))
         check(s["uploaded"] == 1 and s["mounted"] == 1, f"push from the pulling store mounts the layer: {s}")
+        # Records of layers gc removed are pruned by the next pull or push;
+        # those of layers still in the store stay.
+        records = lambda: sorted(n[:-5] for n in os.listdir(os.path.join(b, "registry", "layers")))
+        check(len(records()) == 2, f"one record per pulled layer: {records()}")
+        for name in ("two", "copy", "pinned"):
+            strata(b, "images", "delete", name)
+        strata(b, "images", "pull", ref, "again", "--insecure")
+        left = sorted(os.listdir(os.path.join(b, "layers")))
+        check(records() == left, f"records {records()} for layers {left}")
+        check(len(records()) == 1, f"two's layer and its record are gone: {records()}")
     finally:
         reg.stop()
 
