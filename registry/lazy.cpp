@@ -4,6 +4,7 @@
 #include "imaging/archive/archive_format.h"
 #include "imaging/store_io.h"
 #include "registry/client.h"
+#include "store/store.h"
 
 #include <nlohmann/json.hpp>
 #include <zstd.h>
@@ -30,7 +31,7 @@ using nlohmann::json;
 
 std::string lazy_dir(std::string const& store_root) { return store_root + "/registry/lazy"; }
 
-static std::string info_path(std::string const& root, LayerId const& id) { return lazy_dir(root) + "/" + id.to_string() + ".json"; }
+static std::string info_path(std::string const& root, LayerId const& id) { return Store::lazy_description_path(root, id); }
 static std::string present_path(std::string const& root, LayerId const& id) { return lazy_dir(root) + "/" + id.to_string() + ".present"; }
 
 bool layer_is_lazy(std::string const& store_root, LayerId const& id)

@@ -715,6 +715,11 @@ def case_lazy(work):
         # Pushing it elsewhere is refused while it is incomplete (its data is not here).
         r = strata(b, "images", "push", "pat", f"{reg.host}/other/pat:v1", "--insecure", expect=None)
         check(r.returncode != 0 and "lazily" in r.stderr, f"push of an incomplete layer to a registry lacking it: {r.stderr}")
+        # So is anything that would read its data outside a VM (75, Busy).
+        r = strata(b, "images", "export", "pat", os.path.join(work, "early.raw"), "-O", "raw", expect=75)
+        check("lazily" in r.stderr and not os.path.exists(os.path.join(work, "early.raw")), r.stderr)
+        r = strata(b, "disks", "flatten", "d", expect=75)
+        check("lazily" in r.stderr, r.stderr)
 
         # The guest reads 32 scattered MiB with the fill off: the registry sees
         # Range requests of single chunks (coalesced when adjacent), nothing else.
