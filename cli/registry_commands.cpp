@@ -7,6 +7,8 @@
 #include "cli/commands.h"
 #include "registry/lazy.h"
 #include "registry/transfer.h"
+#include "store/machine_image_store.h"
+#include "store/record_files.h"
 #include "store/store.h"
 
 #include <CLI/CLI.hpp>
@@ -132,27 +134,48 @@ void add_push_pull(CLI::App* group, char const* what, int& exit_code, Push push_
 
 void register_registry(CLI::App& app, int& exit_code)
 {
-    auto fill_name = std::make_shared<std::string>();
-    auto* fill = app.get_subcommand("images")->add_subcommand("fill", "Fetch every chunk still missing from a lazily pulled image's layers");
-    fill->add_option("NAME", *fill_name)->required();
-    fill->callback([&exit_code, fill_name] {
-        exit_code = with_store([&](Store& s) {
-            auto m = s.get(ObjectKind::Image, *fill_name);
-            if (!m)
-                return fail(m.error());
-            std::uint64_t total = 0;
-            for (auto const& id : m.value().layers) {
-                auto got = registry::fill_layer(s.root(), id);
-                if (!got)
-                    return fail(got.error().context("fill layer " + id.to_string()));
-                total += got.value();
-            }
-            registry::prune_records(s.root());
-            std::cerr << "strata: fetched " << total << " bytes\n";
-            return 0;
+    // `images fill NAME` and `machine-images fill NAME`: every missing chunk of
+    // a lazily pulled object's layers, in the foreground.
+    auto add_fill = [&exit_code](CLI::App* group, bool machine) {
+        auto fill_name = std::make_shared<std::string>();
+        auto* fill = group->add_subcommand("fill", "Fetch every chunk still missing from a lazily pulled object's layers");
+        fill->add_option("NAME", *fill_name)->required();
+        fill->callback([&exit_code, fill_name, machine] {
+            exit_code = with_store([&](Store& s) {
+                std::vector<LayerId> layers;
+                if (machine) {
+                    auto dirs = ensure_record_dirs(s.root());
+                    if (!dirs)
+                        return fail(dirs.error());
+                    auto held = RecordLock::take(s.root(), false);
+                    if (!held)
+                        return fail(held.error());
+                    auto m = load_machine_image(held.value(), *fill_name);
+                    if (!m)
+                        return fail(m.error());
+                    for (auto const& d : m.value().disks)
+                        layers.insert(layers.end(), d.layers.begin(), d.layers.end());
+                } else {
+                    auto m = s.get(ObjectKind::Image, *fill_name);
+                    if (!m)
+                        return fail(m.error());
+                    layers = m.value().layers;
+                }
+                std::uint64_t total = 0;
+                for (auto const& id : layers) {
+                    auto got = registry::fill_layer(s.root(), id);
+                    if (!got)
+                        return fail(got.error().context("fill layer " + id.to_string()));
+                    total += got.value();
+                }
+                registry::prune_records(s.root());
+                std::cerr << "strata: fetched " << total << " bytes\n";
+                return 0;
+            });
         });
-    });
-
+    };
+    add_fill(app.get_subcommand("images"), false);
+    add_fill(app.get_subcommand("machine-images"), true);
     add_push_pull(app.get_subcommand("images"), "an image", exit_code, registry::push_image, registry::pull_image);
     add_push_pull(app.get_subcommand("machine-images"), "a machine image", exit_code, registry::push_machine_image,
         registry::pull_machine_image);

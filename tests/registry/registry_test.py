@@ -649,6 +649,20 @@ def case_machine_images(work):
         check(sums[0] == sums[1], "the pulled machine image's disk differs")
         # The pulled VM's disk boots a guest that writes to it.
         strata(b, "run", "--firmware", fw + "/seqwriter.elf", "--disk", "v2-disk-data", "--cmdline", "rounds=2 blocks=16 start=5000")
+        # vms create --source-machine-image REF --lazy: the VM is recorded at
+        # once over incomplete layers; a guest reading its whole disk fetches
+        # every chunk, after which the layers are local and hold m2's bytes.
+        c = os.path.join(work, "c")
+        r = strata(c, "vms", "create", "lz", "--source-machine-image", f"{reg.host}/team/web:m2", "--lazy", "--insecure")
+        check(len(lazy_state(c)) == 6, f"three incomplete layers: {lazy_state(c)}")
+        r = strata(c, "run", "--firmware", fw + "/blkread.elf", "--disk", "lz-disk-data", "--cmdline", "count=8 req_kb=1024",
+                   env={"STRATA_LAZY_FILL": "0"})
+        check("blkread: ok 8 requests" in r.stdout, r.stdout + r.stderr)
+        check(len(lazy_state(c)) < 6, f"the guest's reads completed a layer: {lazy_state(c)}")
+        strata(c, "machine-images", "fill", "lz-source")
+        check(lazy_state(c) == [], f"machine-images fill completes the rest: {lazy_state(c)}")
+        strata(c, "images", "create", "x", "--source-disk", "lz-disk-data")
+        check(export_raw(c, "x", os.path.join(work, "c.raw")) == sums[0], "the lazily pulled VM's disk differs")
     finally:
         reg.stop()
 
