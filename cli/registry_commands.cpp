@@ -35,6 +35,7 @@ struct RegistryArgs {
     bool tls_verify { true };
     bool lazy { false };
     int level { 1 };
+    std::uint64_t part_mib { 4096 };
 };
 
 void add_registry_flags(CLI::App* cmd, RegistryArgs& a)
@@ -60,6 +61,7 @@ Result<registry::TransferOptions> transfer_options(RegistryArgs const& a, regist
     o.client.tls_verify = a.tls_verify;
     o.level = a.level;
     o.lazy = a.lazy;
+    o.part_size = a.part_mib << 20;
     return o;
 }
 
@@ -89,6 +91,8 @@ void add_push_pull(CLI::App* group, char const* what, int& exit_code, Push push_
     push->add_option("NAME", a->name)->required();
     push->add_option("REF", a->ref)->required();
     push->add_option("--level", a->level, "zstd level of new layer blobs (1-19)")->check(CLI::Range(1, 19));
+    push->add_option("--part-mib", a->part_mib, "Split layers larger than this many MiB into parts of it, one blob each (0: never)")
+        ->check(CLI::Range(std::uint64_t { 0 }, std::uint64_t { 1 } << 30));
     add_registry_flags(push, *a);
     push->callback([&exit_code, a, push_fn] {
         exit_code = with_store([&](Store& s) {

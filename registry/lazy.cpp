@@ -53,10 +53,13 @@ Status save_lazy(std::string const& store_root, LazyLayerInfo const& info)
             return errno_error("create '" + d + "'");
     json chunks = json::array();
     for (auto const& c : info.chunks)
-        chunks.push_back({ c.offset, c.length, c.at, c.stored, c.file_offset, archive::to_hex(c.digest) });
+        chunks.push_back({ c.offset, c.length, c.at, c.stored, c.file_offset, archive::to_hex(c.digest), c.blob });
+    json blobs = json::array();
+    for (auto const& b : info.blobs)
+        blobs.push_back({ b.digest, b.size });
     json j { { "layer", info.id.to_string() }, { "registry", info.registry }, { "repository", info.repository },
-        { "plain_http", info.plain_http }, { "ca_cert", info.ca_cert }, { "tls_verify", info.tls_verify }, { "blob", info.blob },
-        { "blob_size", info.blob_size }, { "layer_size", info.layer_size }, { "content", info.content }, { "chunks", chunks } };
+        { "plain_http", info.plain_http }, { "ca_cert", info.ca_cert }, { "tls_verify", info.tls_verify }, { "blobs", blobs },
+        { "layer_size", info.layer_size }, { "content", info.content }, { "chunks", chunks } };
     // The presence file first: a description never exists without it.
     {
         std::string p = present_path(store_root, info.id);
@@ -92,8 +95,8 @@ Result<std::optional<LazyLayerInfo>> load_lazy(std::string const& store_root, La
         info.plain_http = j.at("plain_http").get<bool>();
         info.ca_cert = j.value("ca_cert", std::string());
         info.tls_verify = j.value("tls_verify", true);
-        info.blob = j.at("blob").get<std::string>();
-        info.blob_size = j.at("blob_size").get<std::uint64_t>();
+        for (auto const& b : j.at("blobs"))
+            info.blobs.push_back(LazyBlob { b.at(0).get<std::string>(), b.at(1).get<std::uint64_t>() });
         info.layer_size = j.at("layer_size").get<std::uint64_t>();
         info.content = j.at("content").get<std::string>();
         for (auto const& c : j["chunks"]) {
@@ -107,6 +110,9 @@ Result<std::optional<LazyLayerInfo>> load_lazy(std::string const& store_root, La
             if (!d)
                 return bad();
             k.digest = d.value();
+            k.blob = c.at(6).get<std::uint32_t>();
+            if (k.blob >= info.blobs.size())
+                return bad();
             info.chunks.push_back(k);
         }
     } catch (json::exception const&) {
@@ -188,7 +194,7 @@ Result<std::unique_ptr<RegistryClient>> client_for(LazyLayerInfo const& info, un
     Reference ref;
     ref.registry = info.registry;
     ref.repository = info.repository;
-    ref.digest = info.blob;
+    ref.digest = info.blobs.empty() ? std::string() : info.blobs[0].digest;
     ClientOptions o;
     STRATA_TRY(creds, find_credentials(info.registry, ""));
     o.credentials = creds;
@@ -207,13 +213,14 @@ Result<std::uint64_t> fetch_chunks(RegistryClient& client, RemoteLayer& layer, s
 {
     auto const& chunks = layer.info.chunks;
     std::uint64_t from = chunks[first].at, to = chunks[first + count - 1].at + chunks[first + count - 1].stored;
-    STRATA_TRY(bytes, client.fetch_range(layer.info.blob, from, to - from));
+    auto const& blob = layer.info.blobs[chunks[first].blob].digest;
+    STRATA_TRY(bytes, client.fetch_range(blob, from, to - from));
     std::vector<std::byte> raw;
     for (std::size_t i = first; i < first + count; ++i) {
         auto const& c = chunks[i];
         raw.resize(static_cast<std::size_t>(c.length));
         std::size_t n = ZSTD_decompress(raw.data(), raw.size(), bytes.data() + (c.at - from), static_cast<std::size_t>(c.stored));
-        auto where = " (chunk at layer offset " + std::to_string(c.offset) + " of blob " + layer.info.blob + ")";
+        auto where = " (chunk at layer offset " + std::to_string(c.offset) + " of blob " + blob + ")";
         if (ZSTD_isError(n) || n != raw.size())
             return make_error(ErrorKind::BadInput, std::string("the registry sent a chunk that does not decompress") + where);
         if (archive::sha256(raw) != c.digest)
@@ -232,7 +239,8 @@ std::size_t run_length(RemoteLayer const& l, std::size_t first, std::uint64_t ma
     auto const& c = l.info.chunks;
     std::size_t n = 1;
     std::uint64_t bytes = c[first].stored;
-    while (first + n < c.size() && l.state[first + n] == ChunkState::Absent && c[first + n].at == c[first + n - 1].at + c[first + n - 1].stored
+    while (first + n < c.size() && l.state[first + n] == ChunkState::Absent && c[first + n].blob == c[first].blob
+        && c[first + n].at == c[first + n - 1].at + c[first + n - 1].stored
         && bytes + c[first + n].stored <= max_bytes) {
         bytes += c[first + n].stored;
         ++n;
@@ -489,7 +497,8 @@ private:
             // guest read that spans several chunks.
             std::size_t count = 1;
             auto const& c = l.info.chunks;
-            while (first + count < c.size() && c[first + count].at == c[first + count - 1].at + c[first + count - 1].stored && count < 16) {
+            while (first + count < c.size() && c[first + count].blob == c[first].blob
+                && c[first + count].at == c[first + count - 1].at + c[first + count - 1].stored && count < 16) {
                 auto it = std::find(m_demand.begin(), m_demand.end(), std::pair { li, first + count });
                 if (it == m_demand.end())
                     break;

@@ -45,6 +45,12 @@ struct LazyChunk {
     std::uint64_t stored { 0 };
     std::uint64_t file_offset { 0 }; // of its data in the layer file
     Sha256 digest;                   // of the uncompressed bytes
+    std::uint32_t blob { 0 };        // which of the layer's blobs (parts) holds it
+};
+
+struct LazyBlob {
+    std::string digest; // sha256:...
+    std::uint64_t size { 0 };
 };
 
 struct LazyLayerInfo {
@@ -53,8 +59,7 @@ struct LazyLayerInfo {
     bool plain_http { false };
     std::string ca_cert;
     bool tls_verify { true };
-    std::string blob;                 // sha256:...
-    std::uint64_t blob_size { 0 };
+    std::vector<LazyBlob> blobs;      // the layer's blobs (one per part)
     std::uint64_t layer_size { 0 };
     std::string content;              // the layer's content digest (the manifest's annotation)
     std::vector<LazyChunk> chunks;

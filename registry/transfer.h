@@ -36,6 +36,10 @@ inline constexpr char const* kLayerSizeAnnotation = "org.strata.layer.size";
 inline constexpr char const* kIndexDigestAnnotation = "org.strata.layer.index-digest";
 inline constexpr char const* kIndexOffsetAnnotation = "org.strata.layer.index-offset";
 inline constexpr char const* kIndexLengthAnnotation = "org.strata.layer.index-length";
+// A layer larger than the push's part size travels as several blobs, each
+// carrying [part-offset, part-offset + part-length) of it.
+inline constexpr char const* kPartOffsetAnnotation = "org.strata.layer.part-offset";
+inline constexpr char const* kPartLengthAnnotation = "org.strata.layer.part-length";
 inline constexpr char const* kMachineImageArtifactType = "application/vnd.strata.machine-image.v1";
 inline constexpr char const* kMachineImageConfigType = "application/vnd.strata.machine-image.config.v1+json";
 inline constexpr char const* kBootArtifactType = "application/vnd.strata.boot-artifact.v1";
@@ -46,6 +50,10 @@ struct TransferOptions {
     ClientOptions client;
     int level { 1 };                      // zstd level of new layer blobs
     std::size_t chunk_size { 1 << 20 };   // uncompressed bytes per chunk (the unit a lazy read fetches)
+    // Push: a layer larger than this is split into parts of this much of its
+    // range, one blob each (a multiple of 1 MiB; 0: never split). Identical
+    // parts are identical blobs, so they are sent once.
+    std::uint64_t part_size { 4ULL << 30 };
     ProgressFn progress;
     // Pull: record the object at once, its new layers incomplete (registry/lazy.h):
     // their chunks are fetched when a VM reads them, and by a background fill.

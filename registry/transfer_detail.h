@@ -12,23 +12,31 @@
 
 namespace strata::registry::detail {
 
-// What the store knows about the blob carrying one of its layers.
-struct LayerBlob {
+// One blob carrying the range [offset, offset + length) of a layer (the whole
+// layer unless it was split into parts, REGISTRY.md "Parts").
+struct BlobPart {
     std::string blob;    // sha256:...
     std::uint64_t size { 0 };
-    std::string content; // the layer's content digest
-    std::uint64_t layer_size { 0 };
-    std::vector<std::string> repositories; // "host/repo" known to hold the blob
+    std::uint64_t offset { 0 }, length { 0 };
     // The blob's chunk index (its archive manifest): digest, offset and length.
     std::string index_digest;
     std::uint64_t index_offset { 0 }, index_length { 0 };
 };
 
+// What the store knows about the blobs carrying one of its layers.
+struct LayerBlob {
+    std::vector<BlobPart> parts;
+    std::string content; // the layer's content digest
+    std::uint64_t layer_size { 0 };
+    std::vector<std::string> repositories; // "host/repo" known to hold the blobs
+};
+
+// A layer a manifest names, with its parts in order.
 struct WantedLayer {
-    std::string blob, content;
-    std::uint64_t size { 0 }, layer_size { 0 };
-    std::string index_digest; // empty when the pusher did not annotate it
-    std::uint64_t index_offset { 0 }, index_length { 0 };
+    std::vector<BlobPart> parts;
+    std::string content;
+    std::uint64_t layer_size { 0 };
+    std::string disk; // a machine image's disk id, or empty
 };
 
 // The lazy descriptions a pull wrote, removed unless the object was recorded.
@@ -77,8 +85,11 @@ Error bad(std::string const& what);
 [[nodiscard]] Status push_bytes(RegistryClient& client, std::string const& bytes, TransferStats& stats);
 [[nodiscard]] Result<WantedLayer> parse_layer_descriptor(nlohmann::json const& l, std::uint64_t max_size, std::string const& where);
 [[nodiscard]] Result<StrataManifest> get_strata_manifest(RegistryClient& client, std::string const& artifact_type, std::string const& config_type);
-// The layer's descriptor in a manifest (disk_id: the machine image's disk, or empty).
-nlohmann::json layer_descriptor(LayerBlob const& b, std::string const& disk_id);
+// The layer's descriptors in a manifest, one per part (disk_id: the machine
+// image's disk, or empty).
+std::vector<nlohmann::json> layer_descriptors(LayerBlob const& b, std::string const& disk_id);
+// Consecutive descriptors of one layer's parts, put together and checked.
+[[nodiscard]] Result<std::vector<WantedLayer>> group_parts(std::vector<WantedLayer> descriptors, std::string const& where);
 // With lazy, a layer the store lacks becomes an incomplete layer (registry/lazy.h)
 // rather than being downloaded.
 [[nodiscard]] Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, bool bottom, Fetched& f, TransferStats& stats,

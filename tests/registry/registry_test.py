@@ -828,7 +828,52 @@ def case_tls(work):
         reg.stop()
 
 
-CASES = {"tls": case_tls, "lazy": case_lazy, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+def case_parts(work):
+    """--part-mib splits a layer into part blobs: pulls (whole and lazy) put it
+    together, and a push of another layer that shares parts sends only the
+    parts that differ."""
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a = os.path.join(work, "a")
+        raw = os.path.join(work, "base.raw")
+        make_raw(raw, 6, 1)
+        strata(a, "images", "import", "base", raw, "-f", "raw")
+        ref = f"{reg.host}/team/base:v1"
+        s = stats(strata(a, "images", "push", "base", ref, "--insecure", "--part-mib", "2"))
+        check(s["uploaded"] == 4, f"three parts of 2 MiB and the config: {s}")
+        man = json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"http://{reg.host}/v2/team/base/manifests/v1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})).read())
+        offsets = [l["annotations"].get("org.strata.layer.part-offset") for l in man["layers"]]
+        check(offsets == ["0", str(2 << 20), str(4 << 20)], f"the parts' offsets: {offsets}")
+        want = export_raw(a, "base", os.path.join(work, "a.raw"))
+        b = os.path.join(work, "b")
+        s = stats(strata(b, "images", "pull", ref, "--insecure"))
+        check(s["downloaded"] == 3, f"a pull fetches the three parts: {s}")
+        check(export_raw(b, "base", os.path.join(work, "b.raw")) == want, "the image put together from parts differs")
+        c = os.path.join(work, "c")
+        strata(c, "images", "pull", ref, "--insecure", "--lazy")
+        strata(c, "images", "fill", "base")
+        check(export_raw(c, "base", os.path.join(work, "c.raw")) == want, "the lazily pulled parts differ")
+        # Another image (its own layer) equal to base but for its last 2 MiB:
+        # only that part is sent.
+        with open(raw, "r+b") as f:
+            f.seek(4 << 20)
+            f.write(random.Random(9).randbytes(2 << 20))
+        strata(a, "images", "import", "next", raw, "-f", "raw")
+        s = stats(strata(a, "images", "push", "next", f"{reg.host}/team/next:v1", "--insecure", "--part-mib", "2"))
+        check(s["uploaded"] == 2 and s["skipped"] == 2 and s["mounted"] == 2,
+              f"only the changed part and the config are sent, the equal parts mounted from team/base: {s}")
+        s = stats(strata(b, "images", "pull", f"{reg.host}/team/next:v1", "--insecure"))
+        check(export_raw(b, "next", os.path.join(work, "n.raw")) == export_raw(a, "next", os.path.join(work, "an.raw")),
+              "the second image differs")
+        # Pushed again with another part size, the layer is rebuilt as one blob.
+        s = stats(strata(a, "images", "push", "base", f"{reg.host}/team/whole:v1", "--insecure"))
+        check(s["uploaded"] == 1 + 1, f"one whole blob and the config: {s}")
+    finally:
+        reg.stop()
+
+
+CASES = {"parts": case_parts, "tls": case_tls, "lazy": case_lazy, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
          "sigkill": case_sigkill, "machine_images": case_machine_images}
 
