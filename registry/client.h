@@ -2,8 +2,8 @@
 // Distribution, Harbor, Zot, GHCR, ECR) and the mapping of images and machine
 // images onto OCI manifests and blobs (REGISTRY.md). It sits between cli/ and
 // store/: it reads and records store objects through store/'s public API, and it
-// is the only part of strata that links libcurl, so the VMM and the store never
-// carry an HTTP stack.
+// is the only library of strata that links libcurl: the store never carries an
+// HTTP stack, and the VMM does only to fetch lazily pulled chunks (lazy.h).
 //
 // RegistryClient: one repository on one registry, spoken to over HTTP(S) with
 // libcurl. It owns the protocol details: the WWW-Authenticate challenge flow

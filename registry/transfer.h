@@ -1,10 +1,12 @@
 // Pushing store images to an OCI registry and pulling them back (REGISTRY.md).
 // An image becomes an OCI image manifest v1.1 whose artifactType says what it is,
 // whose config blob holds the image's metadata (what an archive's manifest
-// holds) and whose layers are the image's frozen layers, each one blob in the
-// strata layer-blob format (a one-layer portable archive: independent zstd
-// frames, a chunk index, a SHA-256 per chunk). Layers carry their content
-// digest as an annotation, so a pull reuses layers the store already has.
+// holds) and whose layers are the image's frozen layers, each one blob (or, if
+// larger than the part size, one blob per part of its range) in the strata
+// layer-blob format (a one-layer portable archive: independent zstd frames, a
+// chunk index, a SHA-256 per chunk). Layers carry their content digest as an
+// annotation, so a pull reuses layers the store already has; a lazy pull
+// (registry/lazy.h) records them from their chunk indexes alone.
 //
 // Push never sends a blob the registry has (HEAD first, then a cross-repository
 // mount from a repository this store pushed it to or pulled it from). Pull
@@ -12,10 +14,11 @@
 // before anything is recorded; blobs are downloaded under the store's tmp/ and
 // kept there until the image is recorded, so a repeated pull resumes from them.
 //
-// The store keeps, per layer it pushed or pulled, the blob that carries it
-// ($STRATA_HOME/registry/layers/<layer id>.json: blob digest and size, content
-// digest, repositories known to hold it). Frozen layers never change, so the
-// record stays true; one naming a layer gc removed is ignored.
+// The store keeps, per layer it pushed or pulled, the blobs that carry it
+// ($STRATA_HOME/registry/layers/<layer id>.json: each part's blob digest, size,
+// range and chunk index place; the content digest; repositories known to hold
+// them). Frozen layers never change, so the record stays true; records naming a
+// layer gc removed are pruned by the next push or pull (prune_records).
 //
 // Threading: one thread; the archive writer runs its own compression workers.
 #pragma once
