@@ -452,10 +452,10 @@ Result<RegistryClient::Response> RegistryClient::send_once(Request& req, std::st
     // default, kept explicit: blob downloads redirect to storage backends).
     curl_easy_setopt(curl, CURLOPT_UNRESTRICTED_AUTH, 0L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 30L);
-    // A connection that moves less than 1 KiB/s for 60 s has dropped.
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, m_options.connect_timeout_s);
+    // A connection that moves less than 1 KiB/s for stall_timeout_s has dropped.
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, m_options.stall_timeout_s);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "strata");
     // Large receive buffers: blob downloads are the bulk of a pull.
     curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L * 1024);

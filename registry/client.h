@@ -69,6 +69,11 @@ struct ClientOptions {
     // the registry's certificate is verified at all (skopeo's --tls-verify=false).
     std::string ca_cert;
     bool tls_verify { true };
+    // A connection attempt gives up after connect_timeout_s; a transfer that
+    // moves under 1 KiB/s for stall_timeout_s has dropped. (Lazy fetches, which
+    // a guest's read waits for, use short ones.)
+    long connect_timeout_s { 30 };
+    long stall_timeout_s { 60 };
 };
 
 // What a transfer did, for the CLI's summary and the tests.

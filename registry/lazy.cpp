@@ -203,6 +203,10 @@ Result<std::unique_ptr<RegistryClient>> client_for(LazyLayerInfo const& info, un
     o.tls_verify = info.tls_verify;
     o.max_attempts = attempts;
     o.backoff_ms = 100;
+    // A guest's read waits on these fetches (and a VMM's exit on the last one):
+    // an unreachable registry must fail them in seconds, not minutes.
+    o.connect_timeout_s = 5;
+    o.stall_timeout_s = 10;
     return RegistryClient::create(ref, o);
 }
 
