@@ -702,6 +702,12 @@ Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, b
 {
     STRATA_TRY(found, find_layer(store, w.content));
     if (found) {
+        // A pull that is not lazy leaves nothing incomplete: a layer an
+        // earlier lazy pull left so is filled now.
+        if (!options.lazy && layer_is_lazy(store.root(), *found)) {
+            STRATA_TRY(fetched, fill_layer(store.root(), *found));
+            stats.bytes_downloaded += fetched;
+        }
         f.ids.push_back(*found);
         ++stats.layers_reused;
         return ok();
