@@ -371,14 +371,17 @@ private:
     };
 
     // The missing chunks a request depends on (m_mu held): for a read, those
-    // holding any block it reads; for a write, those of a partial first or last
-    // block (the chain reads the rest of such a block from below).
+    // holding any block it reads; for a write, discard or write-zeroes, those of
+    // a partial first or last block (the chain reads the rest of such a block
+    // from below).
     void needs(BlockRequest const& r, std::vector<Need>& out)
     {
         std::vector<std::pair<std::uint64_t, std::uint64_t>> ranges;
         if (r.op == BlockOp::Read) {
             ranges.emplace_back(r.offset / kBlockSize, (r.offset + r.length + kBlockSize - 1) / kBlockSize);
-        } else if (r.op == BlockOp::Write) {
+        } else if (r.op == BlockOp::Write || r.op == BlockOp::Discard || r.op == BlockOp::WriteZeroes) {
+            // (The chain writes zeros into the partial blocks of a discard or
+            // write-zeroes, completing them from below as for a write.)
             if (r.offset % kBlockSize != 0)
                 ranges.emplace_back(r.offset / kBlockSize, r.offset / kBlockSize + 1);
             if ((r.offset + r.length) % kBlockSize != 0)

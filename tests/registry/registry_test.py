@@ -768,6 +768,15 @@ def case_lazy(work):
         check(lazy_state(c) == [], f"and fills it: {lazy_state(c)}")
         check(export_raw(c, "pat", os.path.join(work, "c.raw")) == want, "the filled image differs from the pushed one")
 
+        # blkcheck's writes, partial and whole, write-zeroes and discards on a
+        # lazily pulled disk (the chain completes partial blocks from the
+        # chunks below, which must be fetched first).
+        g = os.path.join(work, "g")
+        strata(g, "images", "pull", ref, "pat", "--lazy", "--insecure")
+        strata(g, "disks", "create", "d", "--image", "pat")
+        r = strata(g, "run", "--firmware", fw + "/blkcheck.elf", "--disk", "d", env={"STRATA_LAZY_FILL": "0"})
+        check("blkcheck: OK" in r.stdout, r.stdout + r.stderr)
+
         # The registry goes away: reads of missing chunks fail in the guest, which
         # keeps running and reads what is already here.
         e = os.path.join(work, "e")
