@@ -5,12 +5,17 @@
 // (README "Registries").
 #include "base/sysexits.h"
 #include "cli/commands.h"
+#include "registry/lazy.h"
 #include "registry/transfer.h"
+#include "store/machine_image_store.h"
+#include "store/record_files.h"
 #include "store/store.h"
 
 #include <CLI/CLI.hpp>
 
+#include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <memory>
 
@@ -25,15 +30,21 @@ int fail(Error const& e)
 }
 
 struct RegistryArgs {
-    std::string name, ref, creds;
+    std::string name, ref, creds, ca_cert;
     bool insecure { false };
+    bool tls_verify { true };
+    bool lazy { false };
     int level { 1 };
+    std::uint64_t part_mib { 4096 };
 };
 
 void add_registry_flags(CLI::App* cmd, RegistryArgs& a)
 {
     cmd->add_option("--creds", a.creds, "USER:PASSWORD for the registry (else $STRATA_REGISTRY_CREDS, else config.json)");
     cmd->add_flag("--insecure", a.insecure, "Plain HTTP to this registry (for a registry on a trusted network or this host)");
+    cmd->add_option("--ca-cert", a.ca_cert, "PEM file of the CA certificates to trust for this registry's HTTPS (instead of the system's)")
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--tls-verify", a.tls_verify, "false: do not verify the registry's HTTPS certificate (as skopeo's --tls-verify=false)");
 }
 
 Result<registry::TransferOptions> transfer_options(RegistryArgs const& a, registry::Reference const& ref)
@@ -42,7 +53,15 @@ Result<registry::TransferOptions> transfer_options(RegistryArgs const& a, regist
     STRATA_TRY(creds, registry::find_credentials(ref.registry, a.creds));
     o.client.credentials = creds;
     o.client.plain_http = a.insecure;
+    if (!a.ca_cert.empty()) {
+        char* real = ::realpath(a.ca_cert.c_str(), nullptr);
+        o.client.ca_cert = real != nullptr ? real : a.ca_cert;
+        ::free(real);
+    }
+    o.client.tls_verify = a.tls_verify;
     o.level = a.level;
+    o.lazy = a.lazy;
+    o.part_size = a.part_mib << 20;
     return o;
 }
 
@@ -72,6 +91,8 @@ void add_push_pull(CLI::App* group, char const* what, int& exit_code, Push push_
     push->add_option("NAME", a->name)->required();
     push->add_option("REF", a->ref)->required();
     push->add_option("--level", a->level, "zstd level of new layer blobs (1-19)")->check(CLI::Range(1, 19));
+    push->add_option("--part-mib", a->part_mib, "Split layers larger than this many MiB into parts of it, one blob each (0: never)")
+        ->check(CLI::Range(std::uint64_t { 0 }, std::uint64_t { 1 } << 30));
     add_registry_flags(push, *a);
     push->callback([&exit_code, a, push_fn] {
         exit_code = with_store([&](Store& s) {
@@ -93,6 +114,7 @@ void add_push_pull(CLI::App* group, char const* what, int& exit_code, Push push_
     auto* pull = group->add_subcommand("pull", std::string("Pull ") + what + " from an OCI registry into the store");
     pull->add_option("REF", a->ref)->required();
     pull->add_option("NAME", a->name, "The name in the store (default: the repository's last component)");
+    pull->add_flag("--lazy", a->lazy, "Record it at once; VMs fetch the chunks they read, and a background fill the rest");
     add_registry_flags(pull, *a);
     pull->callback([&exit_code, a, pull_fn] {
         exit_code = with_store([&](Store& s) {
@@ -116,6 +138,48 @@ void add_push_pull(CLI::App* group, char const* what, int& exit_code, Push push_
 
 void register_registry(CLI::App& app, int& exit_code)
 {
+    // `images fill NAME` and `machine-images fill NAME`: every missing chunk of
+    // a lazily pulled object's layers, in the foreground.
+    auto add_fill = [&exit_code](CLI::App* group, bool machine) {
+        auto fill_name = std::make_shared<std::string>();
+        auto* fill = group->add_subcommand("fill", "Fetch every chunk still missing from a lazily pulled object's layers");
+        fill->add_option("NAME", *fill_name)->required();
+        fill->callback([&exit_code, fill_name, machine] {
+            exit_code = with_store([&](Store& s) {
+                std::vector<LayerId> layers;
+                if (machine) {
+                    auto dirs = ensure_record_dirs(s.root());
+                    if (!dirs)
+                        return fail(dirs.error());
+                    auto held = RecordLock::take(s.root(), false);
+                    if (!held)
+                        return fail(held.error());
+                    auto m = load_machine_image(held.value(), *fill_name);
+                    if (!m)
+                        return fail(m.error());
+                    for (auto const& d : m.value().disks)
+                        layers.insert(layers.end(), d.layers.begin(), d.layers.end());
+                } else {
+                    auto m = s.get(ObjectKind::Image, *fill_name);
+                    if (!m)
+                        return fail(m.error());
+                    layers = m.value().layers;
+                }
+                std::uint64_t total = 0;
+                for (auto const& id : layers) {
+                    auto got = registry::fill_layer(s.root(), id);
+                    if (!got)
+                        return fail(got.error().context("fill layer " + id.to_string()));
+                    total += got.value();
+                }
+                registry::prune_records(s.root());
+                std::cerr << "strata: fetched " << total << " bytes\n";
+                return 0;
+            });
+        });
+    };
+    add_fill(app.get_subcommand("images"), false);
+    add_fill(app.get_subcommand("machine-images"), true);
     add_push_pull(app.get_subcommand("images"), "an image", exit_code, registry::push_image, registry::pull_image);
     add_push_pull(app.get_subcommand("machine-images"), "a machine image", exit_code, registry::push_machine_image,
         registry::pull_machine_image);

@@ -3,6 +3,7 @@
 // vm_create.cpp. --json on list and describe; errors map to sysexits codes.
 #include "cli/commands.h"
 #include "cli/vm_support.h"
+#include "registry/transfer.h"
 
 #include "store/artifacts.h"
 #include "store/record_files.h"
@@ -251,9 +252,32 @@ void register_vms(CLI::App& app, int& exit_code)
     create->add_option("--transport", a->transport, "virtio transport: mmio or pci")->check(CLI::IsMember({ "mmio", "pci" }));
     create->add_option("--cpu-template", a->cpu_template, "host or minimal")->check(CLI::IsMember({ "host", "minimal" }));
     create->add_option("--boot-protocol", a->boot_protocol, "auto, pvh or linux")->check(CLI::IsMember({ "auto", "pvh", "linux" }));
+    create->add_flag("--lazy", a->lazy, "--source-machine-image is a registry REF: pull it lazily (as NAME-source) and record the VM at once");
+    create->add_flag("--insecure", a->insecure, "With --lazy: plain HTTP to the registry the REF names");
     create->callback([&exit_code, a] {
         exit_code = with_vm_store([&](Store& s) {
-            auto vm = create_vm(s, *a);
+            VmCreateArgs args = *a;
+            if (a->lazy) {
+                // The machine image comes from a registry: its layers are
+                // recorded at once and fetched when the VM reads them.
+                auto ref = registry::parse_reference(a->machine_image);
+                if (!ref)
+                    return vm_fail(ref.error());
+                registry::TransferOptions o;
+                auto creds = registry::find_credentials(ref.value().registry, "");
+                if (!creds)
+                    return vm_fail(creds.error());
+                o.client.credentials = creds.value();
+                o.client.plain_http = a->insecure;
+                o.lazy = true;
+                auto pulled = registry::pull_machine_image(s, ref.value(), a->name + "-source", o);
+                if (!pulled)
+                    return vm_fail(pulled.error());
+                args.machine_image = pulled.value().image.name;
+            } else if (a->insecure) {
+                return vm_fail(make_error(ErrorKind::Usage, "--insecure goes with --lazy"));
+            }
+            auto vm = create_vm(s, args);
             if (!vm)
                 return vm_fail(vm.error());
             std::printf("Created vm %s (%zu disks)\n", vm.value().name.c_str(), vm.value().disks.size());

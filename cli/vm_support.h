@@ -70,6 +70,9 @@ struct VmCreateArgs {
     std::string labels, metadata;
     bool labels_given { false }, metadata_given { false };
     std::string transport, cpu_template, boot_protocol;
+    // --source-machine-image REF --lazy: pulled lazily from a registry first
+    // (into the machine image NAME-source), over plain HTTP with --insecure.
+    bool lazy { false }, insecure { false };
 };
 
 // Records a VM (vm_create.cpp): from flags, an image, a template or a machine

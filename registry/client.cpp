@@ -280,6 +280,10 @@ struct RegistryClient::Request {
     std::uint64_t out_limit { 1 << 20 };
     std::uint64_t written { 0 };  // to out_fd in this attempt
     bool overflow { false };
+    // Hashes what is written to out_fd while it arrives in order, so a download
+    // is not read back a second time to check its digest (see download_blob).
+    Sha256Hasher* hash { nullptr };
+    std::uint64_t* hashed { nullptr }; // bytes of the file the hash covers
 };
 
 struct RegistryClient::Response {
@@ -339,8 +343,13 @@ size_t on_write(char* data, size_t size, size_t n, void* user)
     }
     auto& r = *t->req;
     if (r.out_fd >= 0) {
-        if (!pwrite_all(r.out_fd, std::as_bytes(std::span(data, len)), r.out_offset + r.written))
+        std::uint64_t at = r.out_offset + r.written;
+        if (!pwrite_all(r.out_fd, std::as_bytes(std::span(data, len)), at))
             return 0;
+        if (r.hash != nullptr && *r.hashed == at) {
+            r.hash->update(data, len);
+            *r.hashed += len;
+        }
         r.written += len;
         return len;
     }
@@ -443,11 +452,19 @@ Result<RegistryClient::Response> RegistryClient::send_once(Request& req, std::st
     // default, kept explicit: blob downloads redirect to storage backends).
     curl_easy_setopt(curl, CURLOPT_UNRESTRICTED_AUTH, 0L);
     curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, 30L);
-    // A connection that moves less than 1 KiB/s for 60 s has dropped.
+    curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT, m_options.connect_timeout_s);
+    // A connection that moves less than 1 KiB/s for stall_timeout_s has dropped.
     curl_easy_setopt(curl, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, 60L);
+    curl_easy_setopt(curl, CURLOPT_LOW_SPEED_TIME, m_options.stall_timeout_s);
     curl_easy_setopt(curl, CURLOPT_USERAGENT, "strata");
+    // Large receive buffers: blob downloads are the bulk of a pull.
+    curl_easy_setopt(curl, CURLOPT_BUFFERSIZE, 512L * 1024);
+    if (!m_options.ca_cert.empty())
+        curl_easy_setopt(curl, CURLOPT_CAINFO, m_options.ca_cert.c_str());
+    if (!m_options.tls_verify) {
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(curl, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
     curl_easy_setopt(curl, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(curl, CURLOPT_HEADERDATA, &t);
     curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_write);
@@ -726,6 +743,11 @@ Status RegistryClient::download_blob(std::string const& digest, std::uint64_t si
     // Two pulls into one store must not write one partial blob at once.
     if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
         return make_error(ErrorKind::Busy, "blob " + digest + " is being downloaded by another strata process");
+    // The digest is computed while the bytes arrive; what a resumed pull already
+    // had is hashed first. Only if the bytes did not arrive in order (a registry
+    // that ignored a Range) is the file read back once more at the end.
+    Sha256Hasher hash;
+    std::uint64_t hashed = 0;
     unsigned wait = m_options.backoff_ms;
     for (unsigned attempt = 1;; ++attempt) {
         struct stat st {};
@@ -737,12 +759,27 @@ Status RegistryClient::download_blob(std::string const& digest, std::uint64_t si
                 return errno_error("truncate '" + path + "'");
             have = 0;
         }
+        if (hashed > have) {
+            hash = Sha256Hasher();
+            hashed = 0;
+        }
+        if (hashed < have) {
+            std::vector<std::byte> buf(1 << 20);
+            while (hashed < have) {
+                auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), have - hashed));
+                STRATA_TRY(pread_all(fd.get(), std::span(buf).first(n), hashed));
+                hash.update(buf.data(), n);
+                hashed += n;
+            }
+        }
         if (have == size)
             break;
         Request req;
         req.target = "/v2/" + m_ref.repository + "/blobs/" + digest;
         req.out_fd = fd.get();
         req.out_offset = have;
+        req.hash = &hash;
+        req.hashed = &hashed;
         if (have > 0)
             req.headers.push_back("Range: bytes=" + std::to_string(have) + "-");
         auto r = send(req);
@@ -751,6 +788,8 @@ Status RegistryClient::download_blob(std::string const& digest, std::uint64_t si
             // The registry ignored the Range: it sent the blob from its start.
             if (::ftruncate(fd.get(), static_cast<off_t>(req.written)) != 0)
                 return errno_error("truncate '" + path + "'");
+            hash = Sha256Hasher();
+            hashed = 0;
         } else if (r && r.value().status != 200 && r.value().status != 206) {
             return http_error("GET blob " + digest, r.value());
         } else if (!r && (r.error().kind != ErrorKind::Io || (req.written == 0 && have == 0))) {
@@ -771,14 +810,17 @@ Status RegistryClient::download_blob(std::string const& digest, std::uint64_t si
         std::this_thread::sleep_for(std::chrono::milliseconds(wait));
         wait = std::min(wait * 2, 5000U);
     }
-    // Verify the whole file against its digest.
-    Sha256Hasher hash;
-    std::vector<std::byte> buf(1 << 20);
-    for (std::uint64_t off = 0; off < size;) {
-        auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), size - off));
-        STRATA_TRY(pread_all(fd.get(), std::span(buf).first(n), off));
-        hash.update(buf.data(), n);
-        off += n;
+    // Verify the whole file against its digest: the hash taken on the way in,
+    // or the file read back if the bytes did not all arrive in order.
+    if (hashed != size) {
+        hash = Sha256Hasher();
+        std::vector<std::byte> buf(1 << 20);
+        for (std::uint64_t off = 0; off < size;) {
+            auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), size - off));
+            STRATA_TRY(pread_all(fd.get(), std::span(buf).first(n), off));
+            hash.update(buf.data(), n);
+            off += n;
+        }
     }
     std::string got = "sha256:" + sha256_hex(hash.finish());
     if (got != digest) {
@@ -787,6 +829,30 @@ Status RegistryClient::download_blob(std::string const& digest, std::uint64_t si
     }
     ++stats.blobs_downloaded;
     return ok();
+}
+
+Result<std::string> RegistryClient::fetch_range(std::string const& digest, std::uint64_t offset, std::uint64_t length)
+{
+    if (length == 0)
+        return std::string();
+    Request req;
+    req.target = "/v2/" + m_ref.repository + "/blobs/" + digest;
+    req.headers = { "Range: bytes=" + std::to_string(offset) + "-" + std::to_string(offset + length - 1) };
+    std::string body;
+    req.out = &body;
+    // A registry that ignores Range would send the whole blob: bounded here,
+    // refused below.
+    req.out_limit = length;
+    auto r = send(req);
+    if (!r)
+        return r.error().context("GET bytes " + std::to_string(offset) + "+" + std::to_string(length) + " of blob " + digest);
+    if (r.value().status != 206 && !(r.value().status == 200 && offset == 0))
+        return r.value().status == 200 ? make_error(ErrorKind::Unsupported, "the registry does not answer Range requests for blob " + digest)
+                                       : http_error("GET bytes of blob " + digest, r.value());
+    if (body.size() != length)
+        return make_error(ErrorKind::Io, "the registry sent " + std::to_string(body.size()) + " of " + std::to_string(length)
+                + " bytes asked of blob " + digest);
+    return body;
 }
 
 Result<std::string> RegistryClient::fetch_blob(std::string const& digest, std::uint64_t max_size)

@@ -2,8 +2,8 @@
 // Distribution, Harbor, Zot, GHCR, ECR) and the mapping of images and machine
 // images onto OCI manifests and blobs (REGISTRY.md). It sits between cli/ and
 // store/: it reads and records store objects through store/'s public API, and it
-// is the only part of strata that links libcurl, so the VMM and the store never
-// carry an HTTP stack.
+// is the only library of strata that links libcurl: the store never carries an
+// HTTP stack, and the VMM does only to fetch lazily pulled chunks (lazy.h).
 //
 // RegistryClient: one repository on one registry, spoken to over HTTP(S) with
 // libcurl. It owns the protocol details: the WWW-Authenticate challenge flow
@@ -64,6 +64,16 @@ struct ClientOptions {
     unsigned max_attempts { 5 };             // per request, for 429/5xx/dropped connections
     unsigned backoff_ms { 200 };             // first wait; doubles each time, capped at 5 s
     std::uint64_t upload_chunk { 64 << 20 }; // bytes per PATCH of a chunked upload
+    // HTTPS: a PEM file of CA certificates trusted for this registry (besides
+    // none: it replaces the system's CAs, as curl's --cacert does), and whether
+    // the registry's certificate is verified at all (skopeo's --tls-verify=false).
+    std::string ca_cert;
+    bool tls_verify { true };
+    // A connection attempt gives up after connect_timeout_s; a transfer that
+    // moves under 1 KiB/s for stall_timeout_s has dropped. (Lazy fetches, which
+    // a guest's read waits for, use short ones.)
+    long connect_timeout_s { 30 };
+    long stall_timeout_s { 60 };
 };
 
 // What a transfer did, for the CLI's summary and the tests.
@@ -101,6 +111,9 @@ public:
     // Downloads a blob to path, resuming a partial path with a Range request,
     // and checks its size and SHA-256; a mismatch removes the file.
     [[nodiscard]] Status download_blob(std::string const& digest, std::uint64_t size, std::string const& path, TransferStats& stats);
+    // Bytes [offset, offset + length) of a blob (a Range request), unchecked:
+    // the caller verifies them (lazy pulls check each chunk's SHA-256).
+    [[nodiscard]] Result<std::string> fetch_range(std::string const& digest, std::uint64_t offset, std::uint64_t length);
     // Small blobs (configs) in memory, checked the same way.
     [[nodiscard]] Result<std::string> fetch_blob(std::string const& digest, std::uint64_t max_size);
 

@@ -5,6 +5,7 @@
 #include "registry/transfer.h"
 #include "registry/transfer_detail.h"
 
+#include "imaging/archive/archive_format.h"
 #include "store/artifacts.h"
 #include "store/machine_image_store.h"
 
@@ -38,9 +39,8 @@ Result<PushResult> push_machine_image(Store& store, std::string const& name, Ref
         for (auto const& id : d.layers) {
             LayerBlob b;
             STRATA_TRY(push_layer(store, *client, id, options, b, result.stats));
-            layers.push_back({ { "mediaType", kLayerBlobType }, { "digest", b.blob }, { "size", b.size },
-                { "annotations", { { kContentDigestAnnotation, b.content }, { kLayerSizeAnnotation, std::to_string(b.layer_size) },
-                                     { kDiskAnnotation, d.id } } } });
+            for (auto& desc : layer_descriptors(b, d.id))
+                layers.push_back(std::move(desc));
             contents.push_back(b.content);
         }
         disks.push_back({ { "id", d.id }, { "layers", contents } });
@@ -90,6 +90,16 @@ Result<MachinePullResult> pull_machine_image(Store& store, Reference const& ref,
     // The manifest's layer blobs, disk by disk in the record's order, then the
     // boot artifacts the record names.
     auto const& jl = got.manifest["layers"];
+    if (jl.size() > archive::kMaxEntries)
+        return bad(ref.to_string() + ": the manifest lists too many blobs");
+    std::vector<WantedLayer> descriptors;
+    for (auto const& l : jl) {
+        if (!l.is_object() || l.value("mediaType", std::string()) != kLayerBlobType)
+            continue;
+        STRATA_TRY(w, parse_layer_descriptor(l, archive::kMaxEntrySize, ref.to_string()));
+        descriptors.push_back(w);
+    }
+    STRATA_TRY(wanted, group_parts(std::move(descriptors), ref.to_string()));
     std::size_t next = 0;
     Fetched f;
     for (auto& d : m.disks) {
@@ -100,14 +110,15 @@ Result<MachinePullResult> pull_machine_image(Store& store, Reference const& ref,
             return bad(ref.to_string() + ": disk '" + d.id + "' has no layers");
         d.layers.clear();
         for (std::size_t i = 0; i < count; ++i, ++next) {
-            if (next >= jl.size())
+            if (next >= wanted.size())
                 return bad(ref.to_string() + ": the manifest has fewer layers than the record's disks");
-            auto const& l = jl[next];
-            STRATA_TRY(w, parse_layer_descriptor(l, d.size, ref.to_string()));
-            if (l["annotations"].value(kDiskAnnotation, std::string()) != d.id)
+            auto const& w = wanted[next];
+            if (w.disk != d.id)
                 return bad(ref.to_string() + ": layer " + std::to_string(next) + " is not disk '" + d.id + "''s");
+            if (w.layer_size > d.size)
+                return bad(ref.to_string() + ": a layer is larger than its disk");
             std::size_t before = f.ids.size();
-            STRATA_TRY(fetch_layer(store, *client, w, i == 0, f, result.stats));
+            STRATA_TRY(fetch_layer(store, *client, w, i == 0, f, result.stats, options));
             d.layers.push_back(f.ids[before]);
         }
         d.layer_name.clear(); // named afresh in this store

@@ -36,6 +36,7 @@ Status export_machine_image(Store& store, std::string const& name, std::string c
             blobs.emplace_back("artifact-" + digest, std::move(bytes));
         }
         for (auto const& d : m.disks) {
+            STRATA_TRY(store.require_complete(d.layers, "export machine image '" + name + "'"));
             std::vector<std::unique_ptr<Layer>> layers;
             for (auto const& id : d.layers) {
                 STRATA_TRY(l, Layer::open(store.layer_path(id), LayerOpen::ReadOnly, *engine, LayerOptions { .cache = CacheMode::Writeback }));

@@ -173,6 +173,14 @@ public:
     // failure nothing is recorded (moved layers are collected again).
     [[nodiscard]] Result<ObjectManifest> adopt_image(ObjectManifest m, std::vector<LayerId> const& from_tmp);
 
+    // --- Layers pulled lazily (registry/lazy.h) ---
+    // Where a layer's remote description lives while its data is incomplete;
+    // only a VMM's LazyDisk may read such a layer.
+    static std::string lazy_description_path(std::string const& root, LayerId const& id);
+    // Busy if any of the layers is incomplete: for operations that read layer
+    // data directly (export, flatten, commit).
+    [[nodiscard]] Status require_complete(std::vector<LayerId> const& layers, std::string const& what) const;
+
     // --- Every kind ---
     [[nodiscard]] Result<std::vector<ObjectManifest>> list(ObjectKind kind);
     [[nodiscard]] Result<ObjectManifest> get(ObjectKind kind, std::string const& name);

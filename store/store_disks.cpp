@@ -176,6 +176,7 @@ Status Store::commit_disk(std::string const& disk)
     STRATA_TRY(held, lock(true));
     (void)held;
     STRATA_TRY(d, writable_disk(disk));
+    STRATA_TRY(require_complete(d.layers, "commit disk '" + disk + "'"));
     if (d.layers.size() < 3)
         return make_error(ErrorKind::Usage, "disk '" + disk + "' has no frozen layer with a parent to commit into");
     std::size_t index = d.layers.size() - 2; // the top frozen layer
@@ -213,6 +214,7 @@ Status Store::flatten_disk(std::string const& disk)
     STRATA_TRY(held, lock(true));
     (void)held;
     STRATA_TRY(d, writable_disk(disk));
+    STRATA_TRY(require_complete(d.layers, "flatten disk '" + disk + "'"));
     std::vector<std::string> paths;
     for (auto const& id : d.layers)
         paths.push_back(layer_path(id));

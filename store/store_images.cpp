@@ -225,6 +225,7 @@ Result<ObjectManifest> Store::import_image(std::string const& name, std::string 
 Status Store::export_image(std::string const& name, std::string const& file, ExportOptions const& options)
 {
     STRATA_TRY(m, get(ObjectKind::Image, name));
+    STRATA_TRY(require_complete(m.layers, "export image '" + name + "'"));
     std::vector<std::string> paths;
     for (auto const& id : m.layers)
         paths.push_back(layer_path(id));

@@ -4,6 +4,7 @@
 #include "imaging/chain.h"
 #include "imaging/open_image.h"
 #include "imaging/raw_backend.h"
+#include "registry/lazy.h"
 #include "store/store.h"
 #include "vmm/virtio_slot.h"
 
@@ -61,8 +62,10 @@ Status MachineDisks::attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::P
         options.cache = cache_mode(config.cache);
         options.read_only = config.read_only;
         STRATA_TRY(chain, m_store->open_disk(config.store_disk, options));
-        disk->chain = chain.get();
-        disk->backend = std::move(chain);
+        // A disk over lazily pulled layers whose chunks are not all here yet is
+        // served through a LazyDisk, which fetches them before they are read.
+        STRATA_TRY(backend, registry::wrap_lazy(m_store->root(), std::move(chain), disk->chain));
+        disk->backend = std::move(backend);
     } else {
         STRATA_TRY(format, parse_format(config.format));
         OpenImageOptions options;

@@ -1,7 +1,8 @@
 /* blkbench: sequential throughput of one virtio-blk disk. Writes, then reads,
  * `mb=` MiB (default 256) from the start of the disk in requests of `req_kb=` KiB
  * (default 1024) with `qd=` requests in flight (default 8); `mode=read|write|both`
- * (default both); `disk=N` picks the disk (default the first writable one, or
+ * (default both); `fill=random` writes incompressible data (default: zeros but
+ * one word per 4 KiB); `disk=N` picks the disk (default the first writable one, or
  * disk 0 for mode=read). The guest never touches the data beyond one word per
  * 4 KiB of the buffers at start: guest code may be emulated, and the point is to
  * time the VMM's I/O path. The host times the whole process; the guest also
@@ -103,6 +104,17 @@ int main(const char* cmdline)
     uint8_t* bufs = rt_alloc((uint64_t)qd * req_bytes, 4096);
     for (uint64_t off = 0; off < (uint64_t)qd * req_bytes; off += 4096)
         *(uint64_t*)(bufs + off) = 0x424c4b42454e4348ull ^ off;
+    /* fill=random: whole buffers of xorshift64 output, so that what is written
+     * does not compress (the registry bench's differential capture). */
+    if (cmdline_is("fill", "random")) {
+        uint64_t x = 0x9e3779b97f4a7c15ull ^ cmdline_u64("seed", 1);
+        for (uint64_t off = 0; off < (uint64_t)qd * req_bytes; off += 8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *(uint64_t*)(bufs + off) = x;
+        }
+    }
     printf("blkbench: disk %lu %s, %lu MiB, tsc %lu kHz from %s\n", (unsigned long)pick, d->dev.name,
            (unsigned long)(total >> 20), (unsigned long)rt_tsc_khz(), rt_tsc_source());
     if (do_write)

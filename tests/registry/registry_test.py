@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import urllib.request
 
 CASE, BUILD = sys.argv[1], sys.argv[2]
 STRATA = os.path.join(BUILD, "strata")
@@ -48,7 +49,7 @@ def free_port():
 class Registry:
     """docker-registry serving one temporary folder on 127.0.0.1."""
 
-    def __init__(self, root, htpasswd=None):
+    def __init__(self, root, htpasswd=None, tls=None):
         self.root = root
         os.makedirs(root, exist_ok=True)
         self.port = free_port()
@@ -57,15 +58,21 @@ class Registry:
         auth = ""
         if htpasswd:
             auth = f"auth:\n  htpasswd:\n    realm: strata-test\n    path: {htpasswd}\n"
+        tls_cfg = f"  tls:\n    certificate: {tls[0]}\n    key: {tls[1]}\n" if tls else ""
         with open(cfg, "w") as f:
             f.write(f"version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
                     f"storage:\n  filesystem:\n    rootdirectory: {self.data}\n  delete:\n    enabled: true\n"
-                    f"http:\n  addr: 127.0.0.1:{self.port}\n{auth}")
+                    f"http:\n  addr: 127.0.0.1:{self.port}\n{tls_cfg}{auth}")
         self.log = open(os.path.join(root, "registry.log"), "w")
         self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=self.log, stderr=subprocess.STDOUT)
         for _ in range(200):
             try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                if tls:
+                    import ssl
+                    c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=1,
+                                                    context=ssl._create_unverified_context())
+                else:
+                    c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
                 c.request("GET", "/v2/")
                 c.getresponse().read()
                 return
@@ -110,6 +117,7 @@ class Front:
         self.token_requests = []   # scopes asked for
         self.storage_auth = []     # Authorization headers seen on redirected downloads
         self.blob_gets = 0
+        self.requests = []         # (method, path, Range header, bytes sent) of every blob GET
         front = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -172,6 +180,8 @@ class Front:
                 self.end_headers()
                 if self.command == "HEAD":
                     return
+                if is_blob_get:
+                    front.requests.append((self.command, self.path, self.headers.get("Range"), len(data)))
                 big = is_blob_get and len(data) > 16 << 10
                 if big:
                     front.blob_gets += 1
@@ -310,6 +320,16 @@ def case_push_pull(work):
         # The pulled image can be pushed from the second store (its record names the blob).
         s = stats(strata(b, "images", "push", "base", f"{reg.host}/other/base:v1", "--insecure"))
         check(s["uploaded"] == 1 and s["mounted"] == 1, f"push from the pulling store mounts the layer: {s}")
+        # Records of layers gc removed are pruned by the next pull or push;
+        # those of layers still in the store stay.
+        records = lambda: sorted(n[:-5] for n in os.listdir(os.path.join(b, "registry", "layers")))
+        check(len(records()) == 2, f"one record per pulled layer: {records()}")
+        for name in ("two", "copy", "pinned"):
+            strata(b, "images", "delete", name)
+        strata(b, "images", "pull", ref, "again", "--insecure")
+        left = sorted(os.listdir(os.path.join(b, "layers")))
+        check(records() == left, f"records {records()} for layers {left}")
+        check(len(records()) == 1, f"two's layer and its record are gone: {records()}")
     finally:
         reg.stop()
 
@@ -367,6 +387,20 @@ def put_manifest(reg, repo, tag, manifest, blobs=()):
     check(r.status == 201, f"manifest upload: {r.status}")
 
 
+def forge_chunk_digest(blob):
+    """The blob with its first chunk's SHA-256 in the index zeroed and the
+    trailer's digest recomputed, so the file is self-consistent; and the index."""
+    import struct
+    magic, m_off, m_len = blob[-64:-56], *struct.unpack("<QQ", blob[-56:-40])
+    index = blob[m_off:m_off + m_len].decode()
+    at = index.index('"chunks"')
+    hit = re.search(r'"[0-9a-f]{64}"', index[at:])
+    index = (index[:at + hit.start()] + '"' + "0" * 64 + '"' + index[at + hit.end():]).encode()
+    body = blob[:m_off] + index
+    head = magic + struct.pack("<QQ", m_off, m_len)
+    return body + head + hashlib.sha256(body + head).digest() + bytes(8), index
+
+
 def case_bad_input(work):
     reg = Registry(os.path.join(work, "reg"))
     try:
@@ -415,6 +449,33 @@ def case_bad_input(work):
         # Restored, the same pull succeeds.
         open(path, "wb").write(good)
         strata(b, "images", "pull", ref, "--insecure")
+        # A blob that matches its digest but whose chunk index lies about a
+        # chunk's SHA-256 (a pusher's fault, not the transport's): a pull
+        # refuses it (65) and records nothing; a lazy pull records it but a
+        # fill refuses the chunk and leaves the layer incomplete.
+        forged, index = forge_chunk_digest(good)
+        liar = json.loads(json.dumps(m))
+        liar["layers"][0]["digest"] = "sha256:" + hashlib.sha256(forged).hexdigest()
+        liar["layers"][0]["size"] = len(forged)
+        liar["layers"][0]["annotations"]["org.strata.layer.index-digest"] = "sha256:" + hashlib.sha256(index).hexdigest()
+        put_manifest(reg, "team/base", "liar", liar, blobs=[forged])
+        c = os.path.join(work, "c")
+        r = strata(c, "images", "pull", f"{reg.host}/team/base:liar", "--insecure", expect=EX_DATAERR)
+        check("SHA-256 does not match" in r.stderr, r.stderr)
+        store_is_clean(c, "a lying chunk index")
+        strata(c, "images", "pull", f"{reg.host}/team/base:liar", "--insecure", "--lazy")
+        r = strata(c, "images", "fill", "base", expect=EX_DATAERR)
+        check("SHA-256 does not match its index" in r.stderr, r.stderr)
+        check(len(lazy_state(c)) == 2, "a refused fill leaves the layer incomplete")
+        # A chunk index that does not match the manifest's annotation: a lazy
+        # pull refuses it (65) and records nothing.
+        liar["layers"][0]["annotations"]["org.strata.layer.index-digest"] = "sha256:" + "0" * 64
+        put_manifest(reg, "team/base", "liar2", liar)
+        d = os.path.join(work, "d")
+        r = strata(d, "images", "pull", f"{reg.host}/team/base:liar2", "--insecure", "--lazy", expect=EX_DATAERR)
+        check("does not match its digest in the manifest" in r.stderr, r.stderr)
+        store_is_clean(d, "a chunk index that does not match the manifest")
+        check(lazy_state(d) == [], f"no lazy description left: {lazy_state(d)}")
     finally:
         reg.stop()
 
@@ -588,11 +649,242 @@ def case_machine_images(work):
         check(sums[0] == sums[1], "the pulled machine image's disk differs")
         # The pulled VM's disk boots a guest that writes to it.
         strata(b, "run", "--firmware", fw + "/seqwriter.elf", "--disk", "v2-disk-data", "--cmdline", "rounds=2 blocks=16 start=5000")
+        # vms create --source-machine-image REF --lazy: the VM is recorded at
+        # once over incomplete layers; a guest reading its whole disk fetches
+        # every chunk, after which the layers are local and hold m2's bytes.
+        c = os.path.join(work, "c")
+        r = strata(c, "vms", "create", "lz", "--source-machine-image", f"{reg.host}/team/web:m2", "--lazy", "--insecure")
+        check(len(lazy_state(c)) == 6, f"three incomplete layers: {lazy_state(c)}")
+        r = strata(c, "run", "--firmware", fw + "/blkread.elf", "--disk", "lz-disk-data", "--cmdline", "count=8 req_kb=1024",
+                   env={"STRATA_LAZY_FILL": "0"})
+        check("blkread: ok 8 requests" in r.stdout, r.stdout + r.stderr)
+        check(len(lazy_state(c)) < 6, f"the guest's reads completed a layer: {lazy_state(c)}")
+        strata(c, "machine-images", "fill", "lz-source")
+        check(lazy_state(c) == [], f"machine-images fill completes the rest: {lazy_state(c)}")
+        strata(c, "images", "create", "x", "--source-disk", "lz-disk-data")
+        check(export_raw(c, "x", os.path.join(work, "c.raw")) == sums[0], "the lazily pulled VM's disk differs")
     finally:
         reg.stop()
 
 
-CASES = {"push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+BLKREAD_MAGIC = 0x424c4b5245414430
+
+
+def make_pattern(path, mib):
+    """Every 4 KiB block at byte offset o starts with o ^ BLKREAD_MAGIC and its
+    complement (what firmware/programs/blkread.c checks), then a little noise."""
+    import struct
+    mask = (1 << 64) - 1
+    rnd = random.Random(7)
+    noise = rnd.randbytes(4096 * 16)
+    with open(path, "wb") as f:
+        for m in range(mib):
+            parts = []
+            for b in range(256):
+                o = (m << 20) + (b << 12)
+                v = o ^ BLKREAD_MAGIC
+                k = (o >> 12) % 16
+                parts.append(struct.pack("<QQ", v, ~v & mask) + noise[k * 4096 + 16:k * 4096 + 1024] + bytes(3072))
+            f.write(b"".join(parts))
+
+
+def lazy_state(home):
+    d = os.path.join(home, "registry", "lazy")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def case_lazy(work):
+    """images pull --lazy: a firmware guest reads scattered blocks of a lazily
+    pulled 1 GiB disk and sees the right bytes, while the registry sees Range
+    requests for the chunks it read only; a fill completes it; with the registry
+    gone the guest gets I/O errors, never wrong data, and keeps running (KVM)."""
+    fw = os.path.join(BUILD, "firmware")
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg)
+    try:
+        a = os.path.join(work, "a")
+        raw = os.path.join(work, "pattern.raw")
+        make_pattern(raw, 1024)
+        strata(a, "images", "import", "pat", raw, "-f", "raw")
+        with open(raw, "rb") as f:
+            want = hashlib.sha256(f.read()).hexdigest()
+        ref = f"{front.host}/team/pat:v1"
+        strata(a, "images", "push", "pat", ref, "--insecure")
+        man = json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"http://{reg.host}/v2/team/pat/manifests/v1",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})).read())
+        blob = man["layers"][0]
+        check("org.strata.layer.index-digest" in blob["annotations"], f"the layer carries its index annotations: {blob}")
+
+        # A lazy pull records the image at once, having fetched only the chunk index.
+        b = os.path.join(work, "b")
+        front.requests.clear()
+        s = stats(strata(b, "images", "pull", ref, "pat", "--lazy", "--insecure"))
+        check(s["downloaded"] == 0, f"a lazy pull downloads no blob: {s}")
+        got = [r for r in front.requests if r[1].endswith(blob["digest"])]
+        check(len(got) == 1 and got[0][2] is not None and got[0][3] < 1 << 20,
+              f"a lazy pull fetched only the layer's chunk index with a Range request: {got}")
+        check(len(lazy_state(b)) == 2, f"the layer is recorded as incomplete: {lazy_state(b)}")
+        strata(b, "disks", "create", "d", "--image", "pat")
+        # Pushing it elsewhere is refused while it is incomplete (its data is not here).
+        r = strata(b, "images", "push", "pat", f"{reg.host}/other/pat:v1", "--insecure", expect=None)
+        check(r.returncode != 0 and "lazily" in r.stderr, f"push of an incomplete layer to a registry lacking it: {r.stderr}")
+        # So is anything that would read its data outside a VM (75, Busy).
+        r = strata(b, "images", "export", "pat", os.path.join(work, "early.raw"), "-O", "raw", expect=75)
+        check("lazily" in r.stderr and not os.path.exists(os.path.join(work, "early.raw")), r.stderr)
+        r = strata(b, "disks", "flatten", "d", expect=75)
+        check("lazily" in r.stderr, r.stderr)
+
+        # The guest reads 32 scattered MiB with the fill off: the registry sees
+        # Range requests of single chunks (coalesced when adjacent), nothing else.
+        front.requests.clear()
+        r = strata(b, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=32 req_kb=1024 check=1",
+                   env={"STRATA_LAZY_FILL": "0"})
+        check("blkread: ok 32 requests" in r.stdout and "errors 0" in r.stdout, f"lazy read: {r.stdout} {r.stderr}")
+        gets = [x for x in front.requests if x[1].endswith(blob["digest"])]
+        check(all(x[2] is not None for x in gets), f"every blob GET is a Range request: {gets}")
+        fetched = sum(x[3] for x in gets)
+        check(0 < len(gets) <= 32, f"at most one Range request per MiB the guest read: {len(gets)}")
+        check(fetched < blob["size"] // 8, f"{fetched} of {blob['size']} blob bytes fetched for 32 of 1024 MiB")
+        print(f"lazy read of 32 MiB: {len(gets)} Range requests, {fetched} of {blob['size']} blob bytes;",
+              [l for l in r.stderr.splitlines() if "lazy disk" in l])
+        check(len(lazy_state(b)) == 2, "still incomplete")
+
+        # Reading the whole disk with the fill on completes the layer, which
+        # then reads the same as the original without any description left.
+        r = strata(b, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=1024 req_kb=1024 qd=8 check=1",
+                   env={"STRATA_LAZY_FILL_DELAY_MS": "0"})
+        check("blkread: ok 1024 requests" in r.stdout, f"whole-disk read: {r.stdout} {r.stderr}")
+        print("whole-disk read:", r.stdout.strip().splitlines()[-1], [l for l in r.stderr.splitlines() if "lazy disk" in l])
+        check(lazy_state(b) == [], f"the filled layer is local now: {lazy_state(b)}")
+        check(export_raw(b, "pat", os.path.join(work, "b.raw")) == want, "the filled image differs from the pushed one")
+
+        # A pull that is not lazy of an image whose layer an earlier lazy pull
+        # left incomplete completes that layer.
+        c = os.path.join(work, "c")
+        strata(c, "images", "pull", ref, "pat", "--lazy", "--insecure")
+        s = stats(strata(c, "images", "pull", ref, "pat2", "--insecure"))
+        check(s["reused"] == 1, f"the full pull reuses the lazily pulled layer: {s}")
+        check(lazy_state(c) == [], f"and fills it: {lazy_state(c)}")
+        check(export_raw(c, "pat", os.path.join(work, "c.raw")) == want, "the filled image differs from the pushed one")
+
+        # blkcheck's writes, partial and whole, write-zeroes and discards on a
+        # lazily pulled disk (the chain completes partial blocks from the
+        # chunks below, which must be fetched first).
+        g = os.path.join(work, "g")
+        strata(g, "images", "pull", ref, "pat", "--lazy", "--insecure")
+        strata(g, "disks", "create", "d", "--image", "pat")
+        r = strata(g, "run", "--firmware", fw + "/blkcheck.elf", "--disk", "d", env={"STRATA_LAZY_FILL": "0"})
+        check("blkcheck: OK" in r.stdout, r.stdout + r.stderr)
+
+        # The registry goes away: reads of missing chunks fail in the guest, which
+        # keeps running and reads what is already here.
+        e = os.path.join(work, "e")
+        strata(e, "images", "pull", ref, "pat", "--lazy", "--insecure")
+        strata(e, "disks", "create", "d", "--image", "pat")
+        strata(e, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=4 check=1",
+               env={"STRATA_LAZY_FILL": "0"})
+        front.stop()
+        reg.stop()
+        r = strata(e, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=8 check=1",
+                   env={"STRATA_LAZY_FILL": "0"}, expect=7)
+        check("blkread: ok 4 requests" in r.stdout and "errors 4" in r.stdout and "wrong data" not in r.stdout,
+              f"the 4 chunks fetched before read fine, the 4 others fail with EIO: {r.stdout} {r.stderr}")
+        print("registry gone:", r.stdout.strip().splitlines()[-1], [l for l in r.stderr.splitlines() if "lazy disk" in l])
+    finally:
+        front.stop()
+        reg.stop()
+
+
+def case_tls(work):
+    """A registry serving HTTPS with a certificate this test makes (openssl):
+    refused without the CA, accepted with --ca-cert or --tls-verify=false; a
+    lazy pull's fetches use the same CA file."""
+    if shutil.which("openssl") is None:
+        print("SKIP: no openssl")
+        sys.exit(125)
+    cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    reg = Registry(os.path.join(work, "reg"), tls=(cert, key))
+    try:
+        a = setup(work, reg)
+        ref = f"{reg.host}/team/base:v1"
+        # Not trusted by the system's CAs: 69 with a TLS message, nothing sent.
+        r = strata(a, "images", "push", "base", ref, expect=69)
+        check("TLS" in r.stderr, r.stderr)
+        check(reg.blobs() == set(), "nothing was pushed over an unverified connection")
+        strata(a, "images", "push", "base", ref, "--ca-cert", cert)
+        b = os.path.join(work, "b")
+        r = strata(b, "images", "pull", ref, expect=69)
+        check("TLS" in r.stderr, r.stderr)
+        store_is_clean(b, "untrusted certificate")
+        strata(b, "images", "pull", ref, "--ca-cert", cert)
+        want = export_raw(a, "base", os.path.join(work, "a.raw"))
+        check(export_raw(b, "base", os.path.join(work, "b.raw")) == want, "pulled over TLS differs")
+        strata(b, "images", "pull", ref, "nover", "--tls-verify=false")
+        # A CA file that does not sign the registry's certificate is refused too.
+        other_cert, other_key = os.path.join(work, "other.pem"), os.path.join(work, "other-key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", other_key, "-out", other_cert,
+                        "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True,
+                       capture_output=True)
+        r = strata(b, "images", "pull", ref, "other", "--ca-cert", other_cert, expect=69)
+        # A lazy pull over HTTPS: its fill uses the CA file the pull was given.
+        c = os.path.join(work, "c")
+        strata(c, "images", "pull", ref, "--lazy", "--ca-cert", cert)
+        strata(c, "images", "fill", "base")
+        check(lazy_state(c) == [], "filled over HTTPS")
+        check(export_raw(c, "base", os.path.join(work, "c.raw")) == want, "lazily pulled over TLS differs")
+    finally:
+        reg.stop()
+
+
+def case_parts(work):
+    """--part-mib splits a layer into part blobs: pulls (whole and lazy) put it
+    together, and a push of another layer that shares parts sends only the
+    parts that differ."""
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a = os.path.join(work, "a")
+        raw = os.path.join(work, "base.raw")
+        make_raw(raw, 6, 1)
+        strata(a, "images", "import", "base", raw, "-f", "raw")
+        ref = f"{reg.host}/team/base:v1"
+        s = stats(strata(a, "images", "push", "base", ref, "--insecure", "--part-mib", "2"))
+        check(s["uploaded"] == 4, f"three parts of 2 MiB and the config: {s}")
+        man = json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"http://{reg.host}/v2/team/base/manifests/v1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})).read())
+        offsets = [l["annotations"].get("org.strata.layer.part-offset") for l in man["layers"]]
+        check(offsets == ["0", str(2 << 20), str(4 << 20)], f"the parts' offsets: {offsets}")
+        want = export_raw(a, "base", os.path.join(work, "a.raw"))
+        b = os.path.join(work, "b")
+        s = stats(strata(b, "images", "pull", ref, "--insecure"))
+        check(s["downloaded"] == 3, f"a pull fetches the three parts: {s}")
+        check(export_raw(b, "base", os.path.join(work, "b.raw")) == want, "the image put together from parts differs")
+        c = os.path.join(work, "c")
+        strata(c, "images", "pull", ref, "--insecure", "--lazy")
+        strata(c, "images", "fill", "base")
+        check(export_raw(c, "base", os.path.join(work, "c.raw")) == want, "the lazily pulled parts differ")
+        # Another image (its own layer) equal to base but for its last 2 MiB:
+        # only that part is sent.
+        with open(raw, "r+b") as f:
+            f.seek(4 << 20)
+            f.write(random.Random(9).randbytes(2 << 20))
+        strata(a, "images", "import", "next", raw, "-f", "raw")
+        s = stats(strata(a, "images", "push", "next", f"{reg.host}/team/next:v1", "--insecure", "--part-mib", "2"))
+        check(s["uploaded"] == 2 and s["skipped"] == 2 and s["mounted"] == 2,
+              f"only the changed part and the config are sent, the equal parts mounted from team/base: {s}")
+        s = stats(strata(b, "images", "pull", f"{reg.host}/team/next:v1", "--insecure"))
+        check(export_raw(b, "next", os.path.join(work, "n.raw")) == export_raw(a, "next", os.path.join(work, "an.raw")),
+              "the second image differs")
+        # Pushed again with another part size, the layer is rebuilt as one blob.
+        s = stats(strata(a, "images", "push", "base", f"{reg.host}/team/whole:v1", "--insecure"))
+        check(s["uploaded"] == 1 + 1, f"one whole blob and the config: {s}")
+    finally:
+        reg.stop()
+
+
+CASES = {"parts": case_parts, "tls": case_tls, "lazy": case_lazy, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
          "sigkill": case_sigkill, "machine_images": case_machine_images}
 
