@@ -61,6 +61,13 @@ struct LinuxLoadOptions {
     // false: load a bzImage's protected-mode code as it is and enter its own
     // decompressor at +0x200 (needs XLF_KERNEL_64); used to compare boot times.
     bool decompress_on_host { true };
+    // true: guest RAM has not been written since it was mapped (anonymous memory,
+    // all zero), so the kernel's bss needs no zero-filling.
+    bool memory_is_zero { false };
+    // true: a kernel decompressed here is not written to the cache; the setup
+    // returns it (cache_entry, decompressed) for the caller to store once the
+    // guest runs. false: it is stored before load_linux returns.
+    bool defer_cache_write { false };
 };
 
 struct LinuxBootSetup {
@@ -69,6 +76,11 @@ struct LinuxBootSetup {
     Compression compression { Compression::Uncompressed }; // of a bzImage's payload
     bool cache_hit { false };
     std::string cache_note;      // a cache problem worth a log line; empty if none
+    // With defer_cache_write, a bzImage decompressed here that the cache lacks: the
+    // caller stores `decompressed` as `cache_entry` (store_in_cache) once the guest
+    // runs, so the boot does not wait for some 50 MB to be written and fsynced.
+    std::optional<std::filesystem::path> cache_entry;
+    std::vector<std::byte> decompressed;
     std::uint64_t kernel_start { 0 };
     std::uint64_t kernel_end { 0 };   // includes init_size's room for a bzImage
     std::uint64_t entry_point { 0 };
@@ -83,7 +95,8 @@ struct LinuxBootSetup {
     LinuxLoadOptions const& options);
 
 // The same, reading the kernel and the initrd (if any; options.initrd is ignored)
-// from files, with errors naming the file.
+// from files, with errors naming the file. An ELF kernel's segments and the initrd
+// are read straight into guest RAM, with no copy in between.
 [[nodiscard]] Result<LinuxBootSetup> load_linux_files(GuestMemory const& mem, std::filesystem::path const& kernel,
     std::optional<std::filesystem::path> const& initrd, LinuxLoadOptions options);
 
