@@ -211,6 +211,10 @@ void run_init()
         if (!meta->hostname.empty())
             (void)!::sethostname(meta->hostname.data(), meta->hostname.size());
     }
+    // As cloud images do, the console shows the host keys' fingerprints, for a
+    // user to compare with what their SSH client is shown.
+    for (auto const& k : ssh_host_keys("/newroot"))
+        say("SSH host key " + k.type + " " + k.fingerprint);
 
     for (char const* m : { "/dev", "/proc", "/sys" }) {
         std::string target = std::string("/newroot") + m;
