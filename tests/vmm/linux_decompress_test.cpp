@@ -67,6 +67,31 @@ TEST_CASE("every kernel compression format round-trips, ignoring the size traile
     }
 }
 
+TEST_CASE("the size trailer only sizes the buffer: a wrong one still yields the whole, exact output")
+{
+    // The buffer is sized from the trailer once; a trailer that says too little
+    // (or too much, or more than the cap) must change nothing but the growth.
+    auto data = sample(9 << 20);
+    for (auto const& t : tools) {
+        CAPTURE(compression_name(t.format));
+        auto c = run_filter(t.command, data);
+        for (std::uint32_t said : { 0u, 4096u, static_cast<std::uint32_t>(data.size() - 1),
+                 static_cast<std::uint32_t>(data.size() * 3), 0xffffffffu }) {
+            CAPTURE(said);
+            auto with = c;
+            append_size(with, said);
+            auto out = decompress(with);
+            STRATA_REQUIRE_OK(out);
+            CHECK(out.value().size() == data.size());
+            CHECK(out.value() == data);
+        }
+        // Under a cap below the real size, the trailer cannot lift the cap.
+        auto capped = c;
+        append_size(capped, static_cast<std::uint32_t>(data.size()));
+        CHECK(!decompress(capped, data.size() / 2).has_value());
+    }
+}
+
 TEST_CASE("truncated payloads are errors, not short kernels")
 {
     auto data = sample(1 << 20);

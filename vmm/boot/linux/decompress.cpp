@@ -41,6 +41,17 @@ public:
     {
     }
 
+    // Sizes the buffer once for `bytes` of output (the payload's size trailer) and
+    // `slack` more (a decoder's largest single step), so a 50 MB kernel is not
+    // grown by doubling, zero-filling and copying it seven times. A hint past the
+    // cap is ignored: the cap still decides.
+    void expect(std::uint64_t bytes, std::size_t slack)
+    {
+        if (bytes == 0 || bytes > m_cap || !m_data.empty())
+            return;
+        m_data.resize(static_cast<std::size_t>(std::min<std::uint64_t>(bytes + slack, m_cap)));
+    }
+
     // Room for at least one more byte, up to `want` bytes; fails at the cap.
     Result<std::span<std::byte>> room(std::size_t want = 1 << 20)
     {
@@ -49,6 +60,10 @@ public:
                 std::string(compression_name(m_format)) + " payload inflates past the limit of "
                     + std::to_string(m_cap) + " bytes (a decompression bomb or a corrupt kernel)");
         std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(want, m_cap - m_used));
+        // What is already there is offered whole, so streaming decoders fill the
+        // presized buffer without asking it to grow.
+        if (m_data.size() > m_used)
+            n = std::max(n, m_data.size() - m_used);
         if (m_data.size() < m_used + n)
             m_data.resize(std::max(m_used + n, std::min<std::size_t>(m_data.size() * 2, static_cast<std::size_t>(m_cap))));
         return std::span<std::byte>(m_data).subspan(m_used, n);
@@ -67,6 +82,10 @@ private:
     std::size_t m_used { 0 };
 };
 
+// Room past the expected size each decoder gets: lz4's legacy chunks inflate to
+// at most 8 MiB and its decoder needs room for a whole chunk.
+constexpr std::size_t kSlack = 8u << 20;
+
 unsigned clamp_uint(std::size_t n) { return static_cast<unsigned>(std::min<std::size_t>(n, UINT_MAX)); }
 
 // SAFETY (all of the casts below): the libraries take byte pointers typed as
@@ -76,9 +95,10 @@ P* as(std::byte* p) { return reinterpret_cast<P*>(p); }
 template<typename P>
 P const* as(std::byte const* p) { return reinterpret_cast<P const*>(p); }
 
-Result<std::vector<std::byte>> gunzip(std::span<std::byte const> in, std::uint64_t cap)
+Result<std::vector<std::byte>> gunzip(std::span<std::byte const> in, std::uint64_t cap, std::uint64_t expected)
 {
     Output out(Compression::Gzip, cap);
+    out.expect(expected, 1 << 20);
     z_stream zs {};
     if (inflateInit2(&zs, 16 + MAX_WBITS) != Z_OK)
         return make_error(ErrorKind::Internal, "zlib inflateInit2 failed");
@@ -100,9 +120,10 @@ Result<std::vector<std::byte>> gunzip(std::span<std::byte const> in, std::uint64
     }
 }
 
-Result<std::vector<std::byte>> bunzip2(std::span<std::byte const> in, std::uint64_t cap)
+Result<std::vector<std::byte>> bunzip2(std::span<std::byte const> in, std::uint64_t cap, std::uint64_t expected)
 {
     Output out(Compression::Bzip2, cap);
+    out.expect(expected, 1 << 20);
     bz_stream bs {};
     if (BZ2_bzDecompressInit(&bs, 0, 0) != BZ_OK)
         return make_error(ErrorKind::Internal, "BZ2_bzDecompressInit failed");
@@ -124,9 +145,10 @@ Result<std::vector<std::byte>> bunzip2(std::span<std::byte const> in, std::uint6
     }
 }
 
-Result<std::vector<std::byte>> unxz(Compression c, std::span<std::byte const> in, std::uint64_t cap)
+Result<std::vector<std::byte>> unxz(Compression c, std::span<std::byte const> in, std::uint64_t cap, std::uint64_t expected)
 {
     Output out(c, cap);
+    out.expect(expected, kSlack);
     lzma_stream ls = LZMA_STREAM_INIT;
     constexpr std::uint64_t memlimit = 1ull << 30;
     lzma_ret init = c == Compression::Xz ? lzma_stream_decoder(&ls, memlimit, 0) : lzma_alone_decoder(&ls, memlimit);
@@ -151,7 +173,7 @@ Result<std::vector<std::byte>> unxz(Compression c, std::span<std::byte const> in
 }
 
 // The lzop file format as the kernel's lib/decompress_unlzo.c reads it.
-Result<std::vector<std::byte>> unlzo(std::span<std::byte const> in, std::uint64_t cap)
+Result<std::vector<std::byte>> unlzo(std::span<std::byte const> in, std::uint64_t cap, std::uint64_t expected)
 {
     constexpr auto c = Compression::Lzo;
     if (lzo_init() != LZO_E_OK)
@@ -192,6 +214,7 @@ Result<std::vector<std::byte>> unlzo(std::span<std::byte const> in, std::uint64_
     pos += name_len + 4; // file name and header checksum
 
     Output out(c, cap);
+    out.expect(expected, kSlack);
     for (;;) {
         if (!need(4))
             return corrupt(c, "truncated block header");
@@ -230,13 +253,14 @@ Result<std::vector<std::byte>> unlzo(std::span<std::byte const> in, std::uint64_
 // lz4's legacy frame (lz4 -l), as lib/decompress_unlz4.c reads it: a magic, then
 // chunks each preceded by a little-endian compressed size and inflating to at most
 // 8 MiB. The kernel's build appends the 4-byte output size, which ends the stream.
-Result<std::vector<std::byte>> unlz4(std::span<std::byte const> in, std::uint64_t cap)
+Result<std::vector<std::byte>> unlz4(std::span<std::byte const> in, std::uint64_t cap, std::uint64_t expected)
 {
     constexpr auto c = Compression::Lz4;
     constexpr std::uint32_t magic = 0x184C2102;
     constexpr std::size_t chunk_max = 8u << 20;
     auto le32 = [&](std::size_t p) { std::uint32_t v; std::memcpy(&v, in.data() + p, 4); return v; };
     Output out(c, cap);
+    out.expect(expected, kSlack);
     std::size_t pos = 4;
     while (in.size() - pos > 4) {
         std::uint32_t size = le32(pos);
@@ -259,10 +283,11 @@ Result<std::vector<std::byte>> unlz4(std::span<std::byte const> in, std::uint64_
     return std::move(out).take();
 }
 
-Result<std::vector<std::byte>> unzstd(std::span<std::byte const> in, std::uint64_t cap)
+Result<std::vector<std::byte>> unzstd(std::span<std::byte const> in, std::uint64_t cap, std::uint64_t expected)
 {
     constexpr auto c = Compression::Zstd;
     Output out(c, cap);
+    out.expect(expected, kSlack);
     ZSTD_DStream* ds = ZSTD_createDStream();
     if (!ds)
         return make_error(ErrorKind::NoSpace, "ZSTD_createDStream failed");
@@ -324,6 +349,14 @@ char const* compression_name(Compression c)
 Result<std::vector<std::byte>> decompress(std::span<std::byte const> data, std::uint64_t max_output)
 {
     Compression c = detect_compression(data);
+    // The kernel build appends the uncompressed size (4 bytes, little-endian);
+    // only a hint for the buffer, never trusted as the result's size.
+    std::uint64_t expected = 0;
+    if (data.size() >= 8) {
+        std::uint32_t v;
+        std::memcpy(&v, data.data() + data.size() - 4, 4);
+        expected = v;
+    }
     switch (c) {
     case Compression::Unknown:
         return make_error(ErrorKind::Unsupported, "the kernel payload's compression format is not recognised");
@@ -331,13 +364,13 @@ Result<std::vector<std::byte>> decompress(std::span<std::byte const> data, std::
         if (data.size() > max_output)
             return make_error(ErrorKind::BadInput, "the uncompressed kernel is larger than the limit");
         return std::vector<std::byte>(data.begin(), data.end());
-    case Compression::Gzip: return gunzip(data, max_output);
-    case Compression::Bzip2: return bunzip2(data, max_output);
+    case Compression::Gzip: return gunzip(data, max_output, expected);
+    case Compression::Bzip2: return bunzip2(data, max_output, expected);
     case Compression::Lzma:
-    case Compression::Xz: return unxz(c, data, max_output);
-    case Compression::Lzo: return unlzo(data, max_output);
-    case Compression::Lz4: return unlz4(data, max_output);
-    case Compression::Zstd: return unzstd(data, max_output);
+    case Compression::Xz: return unxz(c, data, max_output, expected);
+    case Compression::Lzo: return unlzo(data, max_output, expected);
+    case Compression::Lz4: return unlz4(data, max_output, expected);
+    case Compression::Zstd: return unzstd(data, max_output, expected);
     }
     return make_error(ErrorKind::Internal, "unreachable compression format");
 }
