@@ -10,6 +10,7 @@
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -216,11 +217,17 @@ void chown_tree(fs::path const& p, unsigned uid, unsigned gid)
 
 std::string random_machine_id()
 {
+    // getrandom(2), not /dev/urandom: init provisions the root after moving /dev
+    // into it, so the initramfs has no /dev then.
     unsigned char b[16] = {};
-    int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)!::read(fd, b, sizeof b);
-        ::close(fd);
+    std::size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t n = ::getrandom(b + got, sizeof b - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += static_cast<std::size_t>(n);
     }
     static char const hex[] = "0123456789abcdef";
     std::string s;
