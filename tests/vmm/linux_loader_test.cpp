@@ -541,6 +541,27 @@ TEST_CASE("the decompressed-kernel cache is keyed by the bzImage's SHA-256 and s
     CHECK(sha256_hex({}) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
+TEST_CASE("lz4 and lzo payloads are decompressed every time, never hashed into the cache")
+{
+    auto dir = make_temp_dir("kcache-fast");
+    TestRam ram(kRam);
+    Bytes vmlinux = make_elf_kernel({});
+    LinuxLoadOptions opt;
+    opt.cache_dir = dir;
+    for (char const* tool : { "lz4 -l -1 -c", "busybox lzop -c" }) {
+        CAPTURE(tool);
+        Bytes img = make_bzimage(run_filter(tool, vmlinux));
+        auto first = load_linux(ram.mem(), img, opt).value();
+        auto second = load_linux(ram.mem(), img, opt).value();
+        CHECK(!first.cache_hit);
+        CHECK(!second.cache_hit);
+        CHECK(second.entry_point == first.entry_point);
+        CHECK(std::filesystem::is_empty(dir));
+        CHECK(std::memcmp(ram.host() + 0x1000000, vmlinux.data() + 0x1000, 0x2000) == 0);
+    }
+    std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("default cache directory follows STRATA_HOME, then HOME")
 {
     ::setenv("STRATA_HOME", "/tmp/sh", 1);

@@ -4,8 +4,9 @@
 // (boot_params zero page with e820, or PVH hvm_start_info) and the entry tables,
 // and returns the CPU state to start the boot vCPU with.
 //
-// A bzImage is decompressed on the host (vmm/boot/linux/decompress.h, cached by the
-// image's SHA-256) and the vmlinux inside is entered through its 64-bit entry with
+// A bzImage is decompressed on the host (vmm/boot/linux/decompress.h; cached by the
+// image's SHA-256 unless the payload is lz4 or lzo, which inflate about as fast as
+// a cache entry is read) and the vmlinux inside is entered through its 64-bit entry with
 // the bzImage's own setup header in the zero page, so no guest time goes to
 // decompression. An ELF with both a 64-bit Linux entry and a PVH note is entered
 // through the 64-bit entry unless PVH is asked for; an ELF with only a PVH note
