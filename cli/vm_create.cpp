@@ -11,6 +11,7 @@
 #include "vmm/disk_config.h"
 #include "vmm/boot/linux/linux_loader.h"
 
+#include <filesystem>
 #include <sstream>
 
 namespace strata::cli {
@@ -144,6 +145,16 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
         vm.spec.cpu_template = a.cpu_template;
     if (!a.boot_protocol.empty())
         vm.spec.boot.boot_protocol = a.boot_protocol;
+    if (!a.initrd.empty() && !a.kernel.empty()) {
+        // An initrd as large as the VM's memory can never be loaded: say so now,
+        // not when the VMM fails at start (the loader's own check, which also
+        // counts the kernel, stays the last word).
+        std::error_code ec;
+        auto const size = std::filesystem::file_size(a.initrd, ec);
+        if (!ec && size >= vm.spec.memory_mib * 1024 * 1024)
+            return usage("the initrd '" + a.initrd + "' (" + std::to_string(size >> 20) + " MiB) does not fit in the VM's "
+                + std::to_string(vm.spec.memory_mib) + " MiB of memory; give it more (--memory)");
+    }
     for (std::size_t i = 0; i < a.disks.size(); ++i) {
         STRATA_TRY(fresh, parse_new_disk(a.disks[i], static_cast<unsigned>(i)));
         if (fresh) {

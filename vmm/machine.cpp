@@ -58,6 +58,8 @@ Machine::~Machine()
         eventfd_signal(m_input_stop.get());
     if (m_input_thread.joinable())
         m_input_thread.join();
+    if (m_kernel_cache_writer.joinable())
+        m_kernel_cache_writer.join();
     // The disks' and the console's I/O threads write guest RAM, so they stop before
     // anything else goes; then members are destroyed in reverse order: vCPUs,
     // devices, RAM, VM, KVM.
@@ -275,12 +277,24 @@ Status Machine::boot_linux(MachineConfig const& config, std::string const& cmdli
     options.protocol = config.boot_protocol;
     options.rsdp_addr = rsdp;
     options.cache_dir = linux_boot::default_kernel_cache_dir();
+    // Guest RAM was mapped anonymous when this machine was made and the kernel's
+    // range has not been written since: its bss is zero already.
+    options.memory_is_zero = true;
+    options.defer_cache_write = true;
     std::optional<std::filesystem::path> initrd;
     if (!config.initrd.empty())
         initrd = config.initrd;
     STRATA_TRY(setup, linux_boot::load_linux_files(m_ram->memory(), config.kernel, initrd, options));
     if (!setup.cache_note.empty())
         std::fprintf(stderr, "strata: kernel cache: %s\n", setup.cache_note.c_str());
+    if (setup.cache_entry) {
+        // Some 50 MB written and fsynced: the guest need not wait for it.
+        m_kernel_cache_writer = std::thread([entry = *setup.cache_entry, data = std::move(setup.decompressed)] {
+            if (auto s = linux_boot::store_in_cache(entry, data); !s)
+                std::fprintf(stderr, "strata: kernel cache: could not cache the decompressed kernel: %s\n",
+                    s.error().message.c_str());
+        });
+    }
     for (std::uint32_t i = 0; i < config.vcpus; ++i) {
         STRATA_TRY(vcpu, Vcpu::create(*m_vm, i));
         STRATA_TRY(vcpu->set_cpuid(cpuid, config.vcpus));

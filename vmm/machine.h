@@ -179,6 +179,8 @@ private:
     std::vector<std::unique_ptr<Vcpu>> m_vcpus;
     std::vector<std::thread> m_threads;
     std::thread m_input_thread;
+    // Writes a freshly decompressed kernel to the kernel cache while the guest boots.
+    std::thread m_kernel_cache_writer;
     Fd m_done_event;  // eventfd: an exit reason was recorded
     Fd m_input_stop;  // eventfd: the input thread should return
     std::atomic<bool> m_finished { false };

@@ -66,8 +66,13 @@ std::string Agent::handle_line(std::string const& line)
         char host[256] = {};
         if (::gethostname(host, sizeof host - 1) != 0)
             host[0] = '\0';
+        // The SSH host keys' fingerprints, so the host can check the key an SSH
+        // client is shown against what the guest itself holds.
+        json keys = json::array();
+        for (auto const& k : ssh_host_keys(m_env.root()))
+            keys.push_back({ { "type", k.type }, { "fingerprint", k.fingerprint } });
         return reply_ok(id, { { "agent", "strata-agent" }, { "version", 1 }, { "instance_id", m_instance_id },
-                                { "hostname", std::string(host) }, { "frozen", frozen() } })
+                                { "hostname", std::string(host) }, { "frozen", frozen() }, { "ssh_host_keys", keys } })
             .dump();
     }
 

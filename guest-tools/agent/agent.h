@@ -4,7 +4,8 @@
 // Each request is one line holding a JSON object {"id": <any>, "cmd": "..."};
 // each reply is one line {"id": <same>, "ok": true, "result": {...}} or
 // {"id": ..., "ok": false, "error": "..."}. Commands:
-//   ping                      -> {"agent": "strata-agent", "version": 1, "instance_id", "frozen": bool}
+//   ping                      -> {"agent": "strata-agent", "version": 1, "instance_id", "hostname",
+//                                "frozen": bool, "ssh_host_keys": [{"type", "fingerprint"}]}
 //   freeze {"timeout_s": N}   -> FIFREEZE on every writable, freezable mount,
 //                                deepest first; {"frozen": [paths], "timeout_s"}.
 //                                The agent thaws by itself after the timeout

@@ -202,6 +202,14 @@ void run_init()
         serve_channel_forever(channel, instance_id);
     }
     say("mounted " + root_dev + " on /newroot");
+    // /dev, /proc and /sys move into the root first: provisioning runs the root's
+    // own programs there (ssh-keygen opens /dev/null, or exits 1).
+    for (char const* m : { "/dev", "/proc", "/sys" }) {
+        std::string target = std::string("/newroot") + m;
+        ::mkdir(target.c_str(), 0755);
+        if (::mount(m, target.c_str(), nullptr, MS_MOVE, nullptr) != 0)
+            say(std::string("move ") + m + ": " + std::strerror(errno));
+    }
     if (meta && !(flags & MS_RDONLY)) {
         auto r = provision("/newroot", *meta);
         if (!r.error.empty())
@@ -211,13 +219,11 @@ void run_init()
         if (!meta->hostname.empty())
             (void)!::sethostname(meta->hostname.data(), meta->hostname.size());
     }
+    // As cloud images do, the console shows the host keys' fingerprints, for a
+    // user to compare with what their SSH client is shown.
+    for (auto const& k : ssh_host_keys("/newroot"))
+        say("SSH host key " + k.type + " " + k.fingerprint);
 
-    for (char const* m : { "/dev", "/proc", "/sys" }) {
-        std::string target = std::string("/newroot") + m;
-        ::mkdir(target.c_str(), 0755);
-        if (::mount(m, target.c_str(), nullptr, MS_MOVE, nullptr) != 0)
-            say(std::string("move ") + m + ": " + std::strerror(errno));
-    }
     if (::chdir("/newroot") != 0 || ::mount(".", "/", nullptr, MS_MOVE, nullptr) != 0 || ::chroot(".") != 0
         || ::chdir("/") != 0) {
         say(std::string("switch_root failed: ") + std::strerror(errno));

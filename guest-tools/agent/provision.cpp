@@ -1,13 +1,18 @@
 #include "provision.h"
 
 #include <nlohmann/json.hpp>
+#include <openssl/sha.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fcntl.h>
 #include <fstream>
 #include <regex>
 #include <sstream>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace strata::agent {
@@ -212,11 +217,17 @@ void chown_tree(fs::path const& p, unsigned uid, unsigned gid)
 
 std::string random_machine_id()
 {
+    // getrandom(2), not /dev/urandom: init provisions the root after moving /dev
+    // into it, so the initramfs has no /dev then.
     unsigned char b[16] = {};
-    int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)!::read(fd, b, sizeof b);
-        ::close(fd);
+    std::size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t n = ::getrandom(b + got, sizeof b - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += static_cast<std::size_t>(n);
     }
     static char const hex[] = "0123456789abcdef";
     std::string s;
@@ -227,9 +238,124 @@ std::string random_machine_id()
     return s;
 }
 
+// OpenSSL 3 marks the SHA256_Init family deprecated in favour of EVP; the agent
+// is linked statically, and EVP would pull every algorithm of OpenSSL into it
+// (base/sha256.cpp makes the same choice for strata).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+std::string sha256_fingerprint(std::string const& blob)
+{
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256_CTX ctx;
+    SHA256_Init(&ctx);
+    SHA256_Update(&ctx, blob.data(), blob.size());
+    SHA256_Final(digest, &ctx);
+    // SAFETY: digest is SHA256_DIGEST_LENGTH initialised bytes; char aliases anything.
+    std::string b64 = base64_encode(std::string(reinterpret_cast<char const*>(digest), sizeof digest));
+    while (!b64.empty() && b64.back() == '=')
+        b64.pop_back();
+    return "SHA256:" + b64;
+}
+#pragma GCC diagnostic pop
+
+bool is_host_key_file(fs::path const& p)
+{
+    std::string name = p.filename().string();
+    return name.rfind("ssh_host_", 0) == 0;
+}
+
+// The root's ssh-keygen, as a path inside the root; empty when it has none.
+std::string keygen_in(fs::path const& root)
+{
+    for (char const* rel : { "usr/bin/ssh-keygen", "bin/ssh-keygen", "usr/local/bin/ssh-keygen" }) {
+        std::error_code ec;
+        auto st = fs::status(root / rel, ec);
+        if (!ec && fs::is_regular_file(st))
+            return std::string("/") + rel;
+    }
+    return {};
+}
+
+// A new instance's SSH host keys (see provision.h); notes what it did in r.
+void replace_host_keys(fs::path const& root, ProvisionResult& r, HostKeyGenerator const& keygen)
+{
+    std::error_code ec;
+    if (!fs::exists(root / "etc/ssh/sshd_config", ec))
+        return;
+    std::string tool = keygen_in(root);
+    if (tool.empty() || !keygen) {
+        r.actions.push_back("kept the SSH host keys: the root file system has no ssh-keygen");
+        return;
+    }
+    std::vector<fs::path> old;
+    for (auto const& e : fs::directory_iterator(root / "etc/ssh", ec))
+        if (is_host_key_file(e.path()))
+            old.push_back(e.path());
+    for (auto const& p : old)
+        fs::remove(p, ec);
+    if (!old.empty())
+        r.actions.push_back("removed " + std::to_string(old.size()) + " SSH host key file(s) of an earlier instance");
+    std::string err = keygen(root, tool);
+    if (!err.empty()) {
+        r.error = "cannot make SSH host keys: " + err;
+        return;
+    }
+    for (auto const& k : ssh_host_keys(root))
+        r.actions.push_back("new SSH host key " + k.type + " " + k.fingerprint);
+}
+
 } // namespace
 
-ProvisionResult provision(fs::path const& root, Metadata const& meta)
+std::vector<HostKey> ssh_host_keys(fs::path const& root)
+{
+    std::vector<HostKey> keys;
+    std::error_code ec;
+    if (!fs::is_directory(root / "etc/ssh", ec))
+        return keys;
+    std::vector<fs::path> pubs;
+    for (auto const& e : fs::directory_iterator(root / "etc/ssh", ec)) {
+        std::string name = e.path().filename().string();
+        if (is_host_key_file(e.path()) && name.size() > 8 && name.compare(name.size() - 8, 8, "_key.pub") == 0)
+            pubs.push_back(e.path());
+    }
+    std::sort(pubs.begin(), pubs.end());
+    for (auto const& p : pubs) {
+        std::istringstream line(read_text(p));
+        std::string type, b64;
+        line >> type >> b64;
+        bool ok = false;
+        std::string blob = base64_decode(b64, ok);
+        if (type.empty() || !ok || blob.empty())
+            continue;
+        keys.push_back({ type, sha256_fingerprint(blob), "/" + fs::relative(p, root).string() });
+    }
+    return keys;
+}
+
+std::string generate_host_keys_in_chroot(fs::path const& root, std::string const& keygen)
+{
+    pid_t pid = ::fork();
+    if (pid < 0)
+        return std::string("fork: ") + std::strerror(errno);
+    if (pid == 0) {
+        if (::chroot(root.c_str()) != 0 || ::chdir("/") != 0)
+            ::_exit(126);
+        char const* argv[] = { keygen.c_str(), "-A", nullptr };
+        ::execv(keygen.c_str(), const_cast<char* const*>(argv));
+        ::_exit(127);
+    }
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return std::string("waitpid: ") + std::strerror(errno);
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        return {};
+    if (WIFEXITED(status))
+        return keygen + " -A exited " + std::to_string(WEXITSTATUS(status));
+    return keygen + " -A was killed by signal " + std::to_string(WTERMSIG(status));
+}
+
+ProvisionResult provision(fs::path const& root, Metadata const& meta, HostKeyGenerator const& keygen)
 {
     ProvisionResult r;
     fs::path marker = root / kProvisionedMarker;
@@ -326,6 +452,9 @@ ProvisionResult provision(fs::path const& root, Metadata const& meta)
         write_text(root / "etc/machine-id", random_machine_id() + "\n", 0444);
         r.actions.push_back("new machine-id");
     }
+    replace_host_keys(root, r, keygen);
+    if (!r.error.empty())
+        return r;
     if (!write_text(marker, meta.instance_id + "\n", 0644)) {
         r.error = "cannot write the provisioning marker";
         return r;

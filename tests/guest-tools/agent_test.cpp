@@ -9,8 +9,11 @@
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -325,6 +328,114 @@ TEST_CASE("provisioning runs once per instance: hostname, user, SSH key, machine
     CHECK(provision(root, m3).ran);
     CHECK(read(root / "etc/machine-id").size() == 33);
     CHECK(read(root / "etc/machine-id") != machine_id);
+}
+
+namespace {
+
+// Runs a shell command; returns its standard output.
+std::string shell(std::string const& cmd)
+{
+    std::string out;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    char buf[512];
+    while (std::fgets(buf, sizeof buf, p))
+        out += buf;
+    CHECK(::pclose(p) == 0);
+    return out;
+}
+
+// The host's ssh-keygen stands for the root's own: `-A -f root` writes the missing
+// host keys under root/etc/ssh, as `ssh-keygen -A` in a chroot of root does.
+std::string host_keygen(fs::path const& root, std::string const& tool)
+{
+    CHECK(tool == "/usr/bin/ssh-keygen");
+    return std::system(("ssh-keygen -q -A -f " + root.string() + " >/dev/null").c_str()) == 0 ? "" : "ssh-keygen -A failed";
+}
+
+} // namespace
+
+TEST_CASE("each instance gets SSH host keys of its own, fingerprinted as ssh-keygen -l prints them; generalize removes them")
+{
+    FakeEnvironment env;
+    auto root = env.root();
+    write(root / "etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
+    write(root / "etc/ssh/sshd_config", "");
+    write(root / "usr/bin/ssh-keygen", ""); // the root has a keygen (the test runs the host's)
+    // The keys an image came with: not this instance's.
+    write(root / "etc/ssh/ssh_host_ed25519_key", "old private\n");
+    write(root / "etc/ssh/ssh_host_ed25519_key.pub", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOLD old\n");
+    write(root / "etc/ssh/ssh_host_dsa_key", "old private\n");
+
+    auto r = provision(root, Metadata { "i-1", "", "", {} }, host_keygen);
+    REQUIRE(r.error == "");
+    CHECK(!fs::exists(root / "etc/ssh/ssh_host_dsa_key"));
+    CHECK(read(root / "etc/ssh/ssh_host_ed25519_key") != "old private\n");
+    auto keys = ssh_host_keys(root);
+    REQUIRE(keys.size() >= 1);
+    std::set<std::string> types;
+    for (auto const& k : keys) {
+        types.insert(k.type);
+        // ssh-keygen -l: "256 SHA256:... comment (ED25519)"
+        std::string listed = shell("ssh-keygen -l -E sha256 -f " + (root / fs::path(k.path).relative_path()).string());
+        CHECK_MESSAGE(listed.find(" " + k.fingerprint + " ") != std::string::npos, listed, " vs ", k.fingerprint);
+        bool noted = false;
+        for (auto const& a : r.actions)
+            noted = noted || a == "new SSH host key " + k.type + " " + k.fingerprint;
+        CHECK(noted);
+    }
+    CHECK(types.count("ssh-ed25519") == 1);
+
+    // Booting again as the same instance keeps the keys; ping reports them.
+    auto first = keys;
+    CHECK(!provision(root, Metadata { "i-1", "", "", {} }, host_keygen).ran);
+    CHECK(ssh_host_keys(root).size() == first.size());
+    CHECK(ssh_host_keys(root)[0].fingerprint == first[0].fingerprint);
+    Agent agent(env, "i-1");
+    auto ping = json::parse(agent.handle_line(R"({"id":1,"cmd":"ping"})"));
+    REQUIRE(ping["result"]["ssh_host_keys"].size() == first.size());
+    CHECK(ping["result"]["ssh_host_keys"][0]["fingerprint"] == first[0].fingerprint);
+    CHECK(ping["result"]["ssh_host_keys"][0]["type"] == first[0].type);
+
+    // Generalize removes them; the next instance makes new ones.
+    generalize(root);
+    CHECK(ssh_host_keys(root).empty());
+    REQUIRE(provision(root, Metadata { "i-2", "", "", {} }, host_keygen).error == "");
+    auto second = ssh_host_keys(root);
+    REQUIRE(second.size() == first.size());
+    for (std::size_t i = 0; i < second.size(); ++i)
+        CHECK(second[i].fingerprint != first[i].fingerprint);
+
+    // A clone of a provisioned machine (a new instance id, no generalize) gets new keys too.
+    REQUIRE(provision(root, Metadata { "i-3", "", "", {} }, host_keygen).error == "");
+    CHECK(ssh_host_keys(root)[0].fingerprint != second[0].fingerprint);
+}
+
+TEST_CASE("SSH host keys: a root without an SSH server gets none; one without ssh-keygen keeps its keys; a failing keygen is an error")
+{
+    FakeEnvironment env;
+    auto root = env.root();
+    int calls = 0;
+    auto counting = [&](fs::path const&, std::string const&) { ++calls; return std::string(); };
+    CHECK(provision(root, Metadata { "i-1", "", "", {} }, counting).error == "");
+    CHECK(calls == 0);
+    CHECK(!fs::exists(root / "etc/ssh"));
+
+    write(root / "etc/ssh/sshd_config", "");
+    write(root / "etc/ssh/ssh_host_ed25519_key.pub", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOLD old\n");
+    auto kept = provision(root, Metadata { "i-2", "", "", {} }, counting);
+    CHECK(kept.error == "");
+    CHECK(calls == 0);
+    CHECK(fs::exists(root / "etc/ssh/ssh_host_ed25519_key.pub"));
+    CHECK(std::find(kept.actions.begin(), kept.actions.end(), "kept the SSH host keys: the root file system has no ssh-keygen")
+        != kept.actions.end());
+
+    write(root / "bin/ssh-keygen", "");
+    auto failed = provision(root, Metadata { "i-3", "", "", {} },
+        [](fs::path const&, std::string const&) { return std::string("exited 1"); });
+    CHECK(failed.error == "cannot make SSH host keys: exited 1");
+    // Not marked provisioned: the next boot tries again.
+    CHECK(read(root / kProvisionedMarker) == "i-2\n");
 }
 
 TEST_CASE("provisioning refuses bad names")

@@ -27,6 +27,7 @@ namespace {
 
 std::string const strata_bin = STRATA_BUILD_DIR "/strata";
 std::string const echo_fw = STRATA_BUILD_DIR "/firmware/echo.elf";
+std::string const probe_kernel = STRATA_BUILD_DIR "/firmware/probe.vmlinux";
 std::string const hello_fw = STRATA_BUILD_DIR "/firmware/hello.elf";
 
 bool contains(std::string const& haystack, std::string const& needle) { return haystack.find(needle) != std::string::npos; }
@@ -240,6 +241,15 @@ TEST_CASE("vms create: from an image and a template, and bad input is refused wi
     CHECK_FALSE(contains(home.run({ "vms", "list" }).out, "badkernel"));
     CHECK_FALSE(contains(home.run({ "disks", "list" }).out, "badkernel"));
     home.run({ "instance-templates", "create", "badkernel", "--image", "img", "--kernel", junk.string() }, EX_DATAERR);
+    // An initrd that cannot fit in the VM's memory is refused at creation (64), with no record or disk.
+    auto big_initrd = home.path / "big-initrd";
+    std::ofstream(big_initrd).close();
+    std::filesystem::resize_file(big_initrd, 80ull << 20);
+    auto big = home.run({ "vms", "create", "bigrd", "--kernel", probe_kernel, "--initrd", big_initrd.string(), "--memory", "64",
+                            "--image", "img" }, EX_USAGE);
+    CHECK(contains(big.err, "does not fit in the VM's 64 MiB of memory"));
+    CHECK_FALSE(contains(home.run({ "vms", "list" }).out, "bigrd"));
+    CHECK_FALSE(contains(home.run({ "disks", "list" }).out, "bigrd"));
     // Failed creations leave no disks behind.
     home.run({ "vms", "create", "twoboot", "--firmware", echo_fw, "--disk", "size=1M,id=a,boot=on", "--disk", "size=1M,id=b,boot=on" }, EX_USAGE);
     CHECK_FALSE(contains(home.run({ "disks", "list" }).out, "twoboot"));

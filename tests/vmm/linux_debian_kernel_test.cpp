@@ -78,7 +78,7 @@ TEST_CASE("Debian's cloud bzImage: setup header, payload and decompressed vmlinu
     CHECK(elf.value().highest - elf.value().lowest <= h.init_size);
 }
 
-TEST_CASE("Debian's cloud bzImage loads for the 64-bit entry with a correct zero page, and is cached")
+TEST_CASE("Debian's cloud bzImage loads for the 64-bit entry with a correct zero page, cached unless lz4 or lzo")
 {
     auto file = read_file(debian_kernel());
     auto cache = make_temp_dir("debcache");
@@ -118,9 +118,16 @@ TEST_CASE("Debian's cloud bzImage loads for the 64-bit entry with a correct zero
     REQUIRE(ram.mem().read_bytes(seg.paddr, got).has_value());
     CHECK(std::equal(got.begin(), got.end(), vmlinux.begin() + static_cast<std::ptrdiff_t>(seg.file_offset)));
 
+    // An lz4 payload (Debian's cloud kernel) inflates as fast as a cache entry is
+    // read: it is not hashed or cached. The other formats are (linux_loader_test).
     auto again = load_linux(ram.mem(), file, opt);
     REQUIRE(again.has_value());
-    CHECK(again.value().cache_hit);
+    if (s.value().compression == Compression::Lz4 || s.value().compression == Compression::Lzo) {
+        CHECK(!again.value().cache_hit);
+        CHECK(std::filesystem::is_empty(cache));
+    } else {
+        CHECK(again.value().cache_hit);
+    }
     std::filesystem::remove_all(cache);
 }
 

@@ -67,6 +67,57 @@ TEST_CASE("every kernel compression format round-trips, ignoring the size traile
     }
 }
 
+TEST_CASE("the size trailer only sizes the buffer: a wrong one still yields the whole, exact output")
+{
+    // The buffer is sized from the trailer once; a trailer that says too little
+    // (or too much, or more than the cap) must change nothing but the growth.
+    auto data = sample(9 << 20);
+    for (auto const& t : tools) {
+        CAPTURE(compression_name(t.format));
+        auto c = run_filter(t.command, data);
+        for (std::uint32_t said : { 0u, 4096u, static_cast<std::uint32_t>(data.size() - 1),
+                 static_cast<std::uint32_t>(data.size() * 3), 0xffffffffu }) {
+            CAPTURE(said);
+            auto with = c;
+            append_size(with, said);
+            auto out = decompress(with);
+            STRATA_REQUIRE_OK(out);
+            CHECK(out.value().size() == data.size());
+            CHECK(out.value() == data);
+        }
+        // Under a cap below the real size, the trailer cannot lift the cap.
+        auto capped = c;
+        append_size(capped, static_cast<std::uint32_t>(data.size()));
+        CHECK(!decompress(capped, data.size() / 2).has_value());
+    }
+}
+
+TEST_CASE("lz4: chunks inflated at once land in order; a short chunk before the last still gives the exact output")
+{
+    // 27 MiB: four chunks (8, 8, 8, 3), inflated in parallel, each to its place.
+    auto data = sample(27 << 20);
+    auto c = run_filter("lz4 -l -1 -c", data);
+    append_size(c, static_cast<std::uint32_t>(data.size()));
+    auto out = decompress(c);
+    STRATA_REQUIRE_OK(out);
+    CHECK(out.value() == data);
+
+    // Two legacy streams back to back (the kernel's decompressor accepts that): the
+    // first ends in a 5 MiB chunk, so the chunks are not all 8 MiB and they must be
+    // inflated one after another.
+    auto first = sample(5 << 20);
+    auto second = sample(9 << 20);
+    auto c1 = run_filter("lz4 -l -1 -c", first);
+    auto c2 = run_filter("lz4 -l -1 -c", second);
+    c1.insert(c1.end(), c2.begin(), c2.end());
+    append_size(c1, static_cast<std::uint32_t>(first.size() + second.size()));
+    auto both = decompress(c1);
+    STRATA_REQUIRE_OK(both);
+    REQUIRE(both.value().size() == first.size() + second.size());
+    CHECK(std::equal(first.begin(), first.end(), both.value().begin()));
+    CHECK(std::equal(second.begin(), second.end(), both.value().begin() + static_cast<std::ptrdiff_t>(first.size())));
+}
+
 TEST_CASE("truncated payloads are errors, not short kernels")
 {
     auto data = sample(1 << 20);

@@ -443,6 +443,59 @@ TEST_CASE("in-guest decompression: the protected-mode code at pref_address, ente
     CHECK(!load_linux(ram.mem(), odd32, opt).has_value());
 }
 
+TEST_CASE("load_linux_files reads an ELF kernel's segments and the initrd straight into guest RAM, as load_linux places them")
+{
+    auto dir = make_temp_dir("kfiles");
+    Bytes vmlinux = make_elf_kernel({ .pvh_entry = 0x1000400 });
+    Bytes initrd = initrd_bytes(3 * 4096 + 123);
+    write_file(dir / "vmlinux", vmlinux);
+    write_file(dir / "initrd", initrd);
+    LinuxLoadOptions opt;
+    opt.cmdline = "console=ttyS0";
+
+    // Guest RAM that is not zero: the bss must be zero-filled, and the file's
+    // bytes land exactly where the in-memory loader puts them.
+    TestRam from_files(kRam, 0xa5);
+    auto f = load_linux_files(from_files.mem(), dir / "vmlinux", dir / "initrd", opt).value();
+    TestRam from_bytes(kRam, 0xa5);
+    LinuxLoadOptions mem_opt = opt;
+    mem_opt.initrd = std::span<std::byte const>(initrd);
+    auto b = load_linux(from_bytes.mem(), vmlinux, mem_opt).value();
+    CHECK(f.entry_point == b.entry_point);
+    CHECK(f.initrd_addr == b.initrd_addr);
+    CHECK(f.initrd_size == initrd.size());
+    CHECK(std::memcmp(from_files.host(), from_bytes.host(), kRam) == 0);
+    CHECK(std::memcmp(from_files.host() + 0x1000000, vmlinux.data() + 0x1000, 0x2000) == 0);
+    for (std::uint64_t i = 0; i < 0x3000; ++i)
+        REQUIRE(from_files.host()[0x1002000 + i] == std::byte { 0 });
+    CHECK(std::memcmp(from_files.host() + f.initrd_addr, initrd.data(), initrd.size()) == 0);
+
+    // memory_is_zero: RAM fresh from mmap is zero, so the bss is left untouched
+    // (here the 0xa5 shows it was not written).
+    TestRam dirty(kRam, 0xa5);
+    opt.memory_is_zero = true;
+    (void)load_linux_files(dirty.mem(), dir / "vmlinux", std::nullopt, opt).value();
+    CHECK(dirty.host()[0x1002000] == std::byte { 0xa5 });
+    CHECK(std::memcmp(dirty.host() + 0x1000000, vmlinux.data() + 0x1000, 0x2000) == 0);
+
+    // Files that are not usable are named in the error.
+    auto missing = load_linux_files(dirty.mem(), dir / "none", std::nullopt, opt);
+    REQUIRE(!missing);
+    CHECK(missing.error().message.find("none") != std::string::npos);
+    auto no_initrd = load_linux_files(dirty.mem(), dir / "vmlinux", dir / "nothing", opt);
+    REQUIRE(!no_initrd);
+    CHECK(no_initrd.error().message.find("initrd") != std::string::npos);
+    auto dir_initrd = load_linux_files(dirty.mem(), dir / "vmlinux", dir, opt);
+    REQUIRE(!dir_initrd);
+    CHECK(dir_initrd.error().message.find("is a directory") != std::string::npos);
+    Bytes truncated(vmlinux.begin(), vmlinux.begin() + 0x1800);
+    write_file(dir / "short", truncated);
+    auto cut = load_linux_files(dirty.mem(), dir / "short", std::nullopt, opt);
+    REQUIRE(!cut);
+    CHECK(cut.error().message.find("past the end of the file") != std::string::npos);
+    std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("the decompressed-kernel cache is keyed by the bzImage's SHA-256 and survives a bad entry")
 {
     auto dir = make_temp_dir("kcache");
@@ -459,6 +512,24 @@ TEST_CASE("the decompressed-kernel cache is keyed by the bzImage's SHA-256 and s
     auto second = load_linux(ram.mem(), img, opt).value();
     CHECK(second.cache_hit);
     CHECK(second.entry_point == first.entry_point);
+    // A hit reads the segments from the cache entry into guest RAM.
+    TestRam from_cache(kRam, 0x5a);
+    (void)load_linux(from_cache.mem(), img, opt).value();
+    CHECK(std::memcmp(from_cache.host() + 0x1000000, vmlinux.data() + 0x1000, 0x2000) == 0);
+    CHECK(from_cache.host()[0x1002000] == std::byte { 0 });
+
+    // defer_cache_write: nothing is written; the setup hands the kernel over.
+    std::filesystem::remove(entry);
+    opt.defer_cache_write = true;
+    auto deferred = load_linux(ram.mem(), img, opt).value();
+    CHECK(!deferred.cache_hit);
+    CHECK(!std::filesystem::exists(entry));
+    REQUIRE(deferred.cache_entry);
+    CHECK(*deferred.cache_entry == entry);
+    CHECK(deferred.decompressed == vmlinux);
+    REQUIRE(store_in_cache(entry, deferred.decompressed));
+    CHECK(load_linux(ram.mem(), img, opt).value().cache_hit);
+    opt.defer_cache_write = false;
 
     write_file(entry, Bytes(100, std::byte { 0x11 }));
     auto third = load_linux(ram.mem(), img, opt).value();
@@ -468,6 +539,27 @@ TEST_CASE("the decompressed-kernel cache is keyed by the bzImage's SHA-256 and s
     std::filesystem::remove_all(dir);
 
     CHECK(sha256_hex({}) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
+TEST_CASE("lz4 and lzo payloads are decompressed every time, never hashed into the cache")
+{
+    auto dir = make_temp_dir("kcache-fast");
+    TestRam ram(kRam);
+    Bytes vmlinux = make_elf_kernel({});
+    LinuxLoadOptions opt;
+    opt.cache_dir = dir;
+    for (char const* tool : { "lz4 -l -1 -c", "busybox lzop -c" }) {
+        CAPTURE(tool);
+        Bytes img = make_bzimage(run_filter(tool, vmlinux));
+        auto first = load_linux(ram.mem(), img, opt).value();
+        auto second = load_linux(ram.mem(), img, opt).value();
+        CHECK(!first.cache_hit);
+        CHECK(!second.cache_hit);
+        CHECK(second.entry_point == first.entry_point);
+        CHECK(std::filesystem::is_empty(dir));
+        CHECK(std::memcmp(ram.host() + 0x1000000, vmlinux.data() + 0x1000, 0x2000) == 0);
+    }
+    std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("default cache directory follows STRATA_HOME, then HOME")

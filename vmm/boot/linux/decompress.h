@@ -3,7 +3,9 @@
 // format), lz4 (legacy frame) and zstd, using Debian's libraries. The format is
 // detected from the payload's magic. Output is capped: a payload that would
 // inflate past the cap is refused, so a decompression bomb costs at most the cap.
-// Threading: pure functions; each call owns its decoder state.
+// Threading: pure functions; each call owns its decoder state. An lz4 payload of
+// several chunks is inflated on up to hardware_concurrency() threads of the
+// call's own, joined before it returns.
 #pragma once
 
 #include "base/result.h"

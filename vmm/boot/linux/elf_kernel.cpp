@@ -1,8 +1,12 @@
 #include "vmm/boot/linux/elf_kernel.h"
 
+#include "base/fd.h"
+
 #include <elf.h>
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -12,70 +16,103 @@ namespace {
 
 Error bad(std::string const& what) { return make_error(ErrorKind::BadInput, "not a usable ELF kernel: " + what); }
 
-template<typename T>
-std::optional<T> read_at(std::span<std::byte const> f, std::uint64_t off)
-{
-    if (off > f.size() || sizeof(T) > f.size() - off)
-        return std::nullopt;
-    T v;
-    std::memcpy(&v, f.data() + off, sizeof(T));
-    return v;
-}
+// Reads bounds-checked pieces of a kernel file, held in memory or open as a file,
+// so the parser never needs the whole file (a vmlinux is some 50 MB, of which the
+// parser reads a few hundred bytes).
+class Source {
+public:
+    explicit Source(std::span<std::byte const> bytes)
+        : m_bytes(bytes)
+        , m_size(bytes.size())
+    {
+    }
+    Source(int fd, std::uint64_t size)
+        : m_fd(fd)
+        , m_size(size)
+    {
+    }
+    std::uint64_t size() const { return m_size; }
+    // False when [off, off + out.size()) is not inside the file or cannot be read.
+    bool read(std::uint64_t off, std::span<std::byte> out) const
+    {
+        if (off > m_size || out.size() > m_size - off)
+            return false;
+        if (m_fd < 0) {
+            std::memcpy(out.data(), m_bytes.data() + off, out.size());
+            return true;
+        }
+        return pread_all(m_fd, out, off).has_value();
+    }
+    template<typename T>
+    std::optional<T> read_at(std::uint64_t off) const
+    {
+        T v;
+        if (!read(off, std::as_writable_bytes(std::span(&v, 1))))
+            return std::nullopt;
+        return v;
+    }
+
+private:
+    std::span<std::byte const> m_bytes;
+    int m_fd { -1 };
+    std::uint64_t m_size;
+};
+
+// Note areas larger than this are not scanned: Linux's are a few hundred bytes.
+constexpr std::uint64_t kMaxNoteArea = 1 << 20;
 
 // Walks one PT_NOTE area for Xen's PHYS32_ENTRY note and for any note named
 // "Linux" (the kernel's build-salt and version notes), which marks a vmlinux.
-void scan_notes(std::span<std::byte const> f, std::uint64_t off, std::uint64_t size, ElfKernel& k)
+void scan_notes(Source const& src, std::uint64_t off, std::uint64_t size, ElfKernel& k)
 {
-    if (off > f.size() || size > f.size() - off)
+    if (size > kMaxNoteArea)
         return;
+    std::vector<std::byte> area(static_cast<std::size_t>(size));
+    if (!src.read(off, area))
+        return;
+    Source f(area);
     auto align4 = [](std::uint64_t v) { return (v + 3) & ~std::uint64_t(3); };
-    std::uint64_t pos = off;
-    std::uint64_t end = off + size;
+    std::uint64_t pos = 0;
+    std::uint64_t end = size;
     while (end - pos >= 12) {
-        std::uint32_t namesz = *read_at<std::uint32_t>(f, pos);
-        std::uint32_t descsz = *read_at<std::uint32_t>(f, pos + 4);
-        std::uint32_t type = *read_at<std::uint32_t>(f, pos + 8);
+        std::uint32_t namesz = *f.read_at<std::uint32_t>(pos);
+        std::uint32_t descsz = *f.read_at<std::uint32_t>(pos + 4);
+        std::uint32_t type = *f.read_at<std::uint32_t>(pos + 8);
         std::uint64_t name_at = pos + 12;
         std::uint64_t desc_at = name_at + align4(namesz);
         std::uint64_t next = desc_at + align4(descsz);
         if (next > end || next <= pos)
             return;
-        if (namesz == 6 && std::memcmp(f.data() + name_at, "Linux", 6) == 0)
+        if (namesz == 6 && std::memcmp(area.data() + name_at, "Linux", 6) == 0)
             k.has_linux_note = true;
-        if (type == kXenElfnotePhys32Entry && namesz == 4 && std::memcmp(f.data() + name_at, "Xen", 4) == 0
+        if (type == kXenElfnotePhys32Entry && namesz == 4 && std::memcmp(area.data() + name_at, "Xen", 4) == 0
             && !k.pvh_entry) {
             if (descsz == 4)
-                k.pvh_entry = *read_at<std::uint32_t>(f, desc_at);
+                k.pvh_entry = *f.read_at<std::uint32_t>(desc_at);
             else if (descsz == 8)
-                k.pvh_entry = *read_at<std::uint64_t>(f, desc_at);
+                k.pvh_entry = *f.read_at<std::uint64_t>(desc_at);
         }
         pos = next;
     }
 }
 
-} // namespace
-
-bool looks_like_elf(std::span<std::byte const> file)
+Result<ElfKernel> parse(Source const& f)
 {
-    return file.size() >= SELFMAG && std::memcmp(file.data(), ELFMAG, SELFMAG) == 0;
-}
-
-Result<ElfKernel> parse_elf_kernel(std::span<std::byte const> f)
-{
-    if (f.size() < EI_NIDENT || !looks_like_elf(f))
+    std::array<std::byte, EI_NIDENT> ident {};
+    if (!f.read(0, ident) || !looks_like_elf(ident))
         return bad("no ELF magic");
     ElfKernel k;
-    auto cls = std::to_integer<int>(f[EI_CLASS]);
+    auto cls = std::to_integer<int>(ident[EI_CLASS]);
     if (cls != ELFCLASS64 && cls != ELFCLASS32)
         return bad("unknown ELF class");
-    if (std::to_integer<int>(f[EI_DATA]) != ELFDATA2LSB)
+    if (std::to_integer<int>(ident[EI_DATA]) != ELFDATA2LSB)
         return bad("not little-endian");
     k.is_64bit = cls == ELFCLASS64;
 
     std::uint64_t phoff = 0;
     std::uint16_t phnum = 0, phentsize = 0, machine = 0;
     if (k.is_64bit) {
-        auto eh = read_at<Elf64_Ehdr>(f, 0);
+        auto eh = f.read_at<Elf64_Ehdr>(0);
         if (!eh)
             return bad("truncated ELF header");
         machine = eh->e_machine;
@@ -86,7 +123,7 @@ Result<ElfKernel> parse_elf_kernel(std::span<std::byte const> f)
         if (phentsize != sizeof(Elf64_Phdr))
             return bad("unexpected program header size");
     } else {
-        auto eh = read_at<Elf32_Ehdr>(f, 0);
+        auto eh = f.read_at<Elf32_Ehdr>(0);
         if (!eh)
             return bad("truncated ELF header");
         machine = eh->e_machine;
@@ -109,13 +146,17 @@ Result<ElfKernel> parse_elf_kernel(std::span<std::byte const> f)
         std::uint32_t type;
         KernelSegment s {};
         if (k.is_64bit) {
-            auto ph = *read_at<Elf64_Phdr>(f, at);
-            type = ph.p_type;
-            s = { ph.p_paddr, ph.p_vaddr, ph.p_offset, ph.p_filesz, ph.p_memsz };
+            auto ph = f.read_at<Elf64_Phdr>(at);
+            if (!ph)
+                return bad("the program headers cannot be read");
+            type = ph->p_type;
+            s = { ph->p_paddr, ph->p_vaddr, ph->p_offset, ph->p_filesz, ph->p_memsz };
         } else {
-            auto ph = *read_at<Elf32_Phdr>(f, at);
-            type = ph.p_type;
-            s = { ph.p_paddr, ph.p_vaddr, ph.p_offset, ph.p_filesz, ph.p_memsz };
+            auto ph = f.read_at<Elf32_Phdr>(at);
+            if (!ph)
+                return bad("the program headers cannot be read");
+            type = ph->p_type;
+            s = { ph->p_paddr, ph->p_vaddr, ph->p_offset, ph->p_filesz, ph->p_memsz };
         }
         if (type == PT_NOTE) {
             scan_notes(f, s.file_offset, s.file_size, k);
@@ -153,20 +194,56 @@ Result<ElfKernel> parse_elf_kernel(std::span<std::byte const> f)
     return k;
 }
 
-Status load_elf_kernel(ElfKernel const& k, std::span<std::byte const> file, GuestMemory const& mem)
+std::string hex(std::uint64_t v)
+{
+    char b[32];
+    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
+    return b;
+}
+
+// Copies (from memory) or reads (from a file, straight into guest RAM: no buffer
+// in between) every segment's file bytes to its paddr, then zero-fills the rest
+// of its memory size unless the caller vouches that guest RAM there is still zero.
+Status load(ElfKernel const& k, Source const& f, GuestMemory const& mem, bool memory_is_zero)
 {
     for (auto const& s : k.segments) {
         auto dst = mem.slice(s.paddr, s.mem_size);
         if (!dst)
-            return make_error(ErrorKind::Usage, "the kernel's segment at 0x" + [&] {
-                char b[32];
-                std::snprintf(b, sizeof b, "%llx", static_cast<unsigned long long>(s.paddr));
-                return std::string(b);
-            }() + " does not fit in guest RAM; give the VM more memory");
-        std::memcpy(dst.value().data(), file.data() + s.file_offset, s.file_size);
-        std::memset(dst.value().data() + s.file_size, 0, s.mem_size - s.file_size);
+            return make_error(ErrorKind::Usage, "the kernel's segment at " + hex(s.paddr)
+                    + " does not fit in guest RAM; give the VM more memory");
+        if (!f.read(s.file_offset, dst.value().first(s.file_size)))
+            return make_error(ErrorKind::Io, "cannot read the kernel's segment at file offset " + hex(s.file_offset));
+        if (!memory_is_zero)
+            std::memset(dst.value().data() + s.file_size, 0, s.mem_size - s.file_size);
     }
     return ok();
+}
+
+} // namespace
+
+bool looks_like_elf(std::span<std::byte const> file)
+{
+    return file.size() >= SELFMAG && std::memcmp(file.data(), ELFMAG, SELFMAG) == 0;
+}
+
+Result<ElfKernel> parse_elf_kernel(std::span<std::byte const> f)
+{
+    return parse(Source(f));
+}
+
+Result<ElfKernel> parse_elf_kernel_file(int fd, std::uint64_t size)
+{
+    return parse(Source(fd, size));
+}
+
+Status load_elf_kernel(ElfKernel const& k, std::span<std::byte const> file, GuestMemory const& mem, bool memory_is_zero)
+{
+    return load(k, Source(file), mem, memory_is_zero);
+}
+
+Status load_elf_kernel_file(ElfKernel const& k, int fd, std::uint64_t size, GuestMemory const& mem, bool memory_is_zero)
+{
+    return load(k, Source(fd, size), mem, memory_is_zero);
 }
 
 } // namespace strata::linux_boot

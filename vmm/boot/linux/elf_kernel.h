@@ -3,8 +3,10 @@
 // for Linux, whose p_vaddr is the kernel map at 0xffffffff8...), the 64-bit entry
 // translated to a physical address, and the PVH entry from the Xen
 // PHYS32_ENTRY note (4 or 8 bytes of descriptor: Linux emits a pointer-sized one).
-// Parsing is bounds-checked over a byte span.
-// Threading: pure functions.
+// Parsing is bounds-checked, over a byte span or an open file (of which it reads
+// only the headers and notes); loading from a file reads each segment straight
+// into guest RAM.
+// Threading: pure functions (the file variants use pread, no file offset).
 #pragma once
 
 #include "base/result.h"
@@ -45,7 +47,17 @@ bool looks_like_elf(std::span<std::byte const> file);
 // segments outside the file or overlapping each other, or addresses that wrap.
 [[nodiscard]] Result<ElfKernel> parse_elf_kernel(std::span<std::byte const> file);
 
-// Copies every segment to its paddr and zero-fills the rest of its memory size.
-[[nodiscard]] Status load_elf_kernel(ElfKernel const& kernel, std::span<std::byte const> file, GuestMemory const& mem);
+// The same for an open file of `size` bytes.
+[[nodiscard]] Result<ElfKernel> parse_elf_kernel_file(int fd, std::uint64_t size);
+
+// Copies every segment to its paddr and zero-fills the rest of its memory size,
+// except where memory_is_zero says guest RAM was never written since it was
+// mapped (anonymous memory reads as zero; filling it again only costs time and
+// commits the pages).
+[[nodiscard]] Status load_elf_kernel(ElfKernel const& kernel, std::span<std::byte const> file, GuestMemory const& mem,
+    bool memory_is_zero = false);
+// The same, reading each segment from the file straight into guest RAM.
+[[nodiscard]] Status load_elf_kernel_file(ElfKernel const& kernel, int fd, std::uint64_t size, GuestMemory const& mem,
+    bool memory_is_zero = false);
 
 } // namespace strata::linux_boot

@@ -29,9 +29,7 @@ std::string sha256_hex(std::span<std::byte const> data)
     return strata::sha256_hex(strata::sha256_bytes(data));
 }
 
-namespace {
-
-Status write_atomically(std::filesystem::path const& path, std::span<std::byte const> data)
+Status store_in_cache(std::filesystem::path const& path, std::span<std::byte const> data)
 {
     std::error_code ec;
     std::filesystem::create_directories(path.parent_path(), ec);
@@ -42,8 +40,6 @@ Status write_atomically(std::filesystem::path const& path, std::span<std::byte c
     return file.commit();
 }
 
-} // namespace
-
 Result<CachedKernel> decompress_cached(std::span<std::byte const> image, std::span<std::byte const> payload,
     std::optional<std::filesystem::path> const& cache_dir, std::uint64_t max_output)
 {
@@ -51,23 +47,27 @@ Result<CachedKernel> decompress_cached(std::span<std::byte const> image, std::sp
     std::optional<std::filesystem::path> entry;
     if (cache_dir)
         entry = *cache_dir / (sha256_hex(image) + ".vmlinux");
-    if (entry && std::filesystem::exists(*entry)) {
-        auto cached = read_file(entry->string(), "cached kernel", max_output);
-        // A cached entry must still look like what decompression yields (an ELF);
-        // anything else is ignored and rewritten.
-        if (cached && cached.value().size() >= 4 && detect_compression(cached.value()) == Compression::Uncompressed) {
-            out.vmlinux = std::move(cached.value());
-            out.hit = true;
-            return out;
+    if (entry) {
+        int fd = ::open(entry->c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0) {
+            Fd file(fd);
+            struct stat st {};
+            std::array<std::byte, 4> magic {};
+            // A cached entry must still look like what decompression yields (an ELF);
+            // anything else is ignored and rewritten.
+            if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::uint64_t>(st.st_size) <= max_output
+                && pread_all(fd, magic, 0) && detect_compression(magic) == Compression::Uncompressed) {
+                out.file = std::move(file);
+                out.file_size = static_cast<std::uint64_t>(st.st_size);
+                out.hit = true;
+                return out;
+            }
+            out.cache_note = "ignored an unreadable cache entry " + entry->string();
         }
-        out.cache_note = "ignored an unreadable cache entry " + entry->string();
     }
     STRATA_TRY(data, (decompress(payload, max_output)));
     out.vmlinux = std::move(data);
-    if (entry) {
-        if (auto s = write_atomically(*entry, out.vmlinux); !s)
-            out.cache_note = "could not cache the decompressed kernel: " + s.error().message;
-    }
+    out.entry = entry;
     return out;
 }
 

@@ -8,6 +8,7 @@
 // (both rename identical content).
 #pragma once
 
+#include "base/fd.h"
 #include "base/result.h"
 
 #include <array>
@@ -27,15 +28,27 @@ std::optional<std::filesystem::path> default_kernel_cache_dir();
 std::string sha256_hex(std::span<std::byte const> data);
 
 struct CachedKernel {
+    // A miss: the payload decompressed here. A hit: empty, and `file` is the cache
+    // entry open for reading (file_size bytes), so the loader reads the segments
+    // straight into guest RAM instead of through a 50 MB buffer.
     std::vector<std::byte> vmlinux;
-    bool hit { false };          // true: read from the cache, no decompression done
-    std::string cache_note;      // why the cache was not used or not written, if so
+    Fd file;
+    std::uint64_t file_size { 0 };
+    bool hit { false };          // true: found in the cache, no decompression done
+    std::string cache_note;      // why the cache was not used, if so
+    // A miss with a cache directory: where the entry belongs. The caller writes it
+    // with store_in_cache once the guest runs, off the boot's critical path.
+    std::optional<std::filesystem::path> entry;
 };
 
-// Returns the payload decompressed, from the cache when present. `image` is the
-// whole bzImage (the key), `payload` the compressed bytes inside it.
+// Returns the payload decompressed, or the cache entry when present. `image` is
+// the whole bzImage (the key), `payload` the compressed bytes inside it.
 [[nodiscard]] Result<CachedKernel> decompress_cached(std::span<std::byte const> image,
     std::span<std::byte const> payload, std::optional<std::filesystem::path> const& cache_dir,
     std::uint64_t max_output);
+
+// Writes a decompressed kernel as the cache entry `entry` (atomically: a temporary
+// file fsynced and renamed). A failure is returned as a note; it only costs time.
+[[nodiscard]] Status store_in_cache(std::filesystem::path const& entry, std::span<std::byte const> vmlinux);
 
 } // namespace strata::linux_boot

@@ -4,8 +4,9 @@
 // (boot_params zero page with e820, or PVH hvm_start_info) and the entry tables,
 // and returns the CPU state to start the boot vCPU with.
 //
-// A bzImage is decompressed on the host (vmm/boot/linux/decompress.h, cached by the
-// image's SHA-256) and the vmlinux inside is entered through its 64-bit entry with
+// A bzImage is decompressed on the host (vmm/boot/linux/decompress.h; cached by the
+// image's SHA-256 unless the payload is lz4 or lzo, which inflate about as fast as
+// a cache entry is read) and the vmlinux inside is entered through its 64-bit entry with
 // the bzImage's own setup header in the zero page, so no guest time goes to
 // decompression. An ELF with both a 64-bit Linux entry and a PVH note is entered
 // through the 64-bit entry unless PVH is asked for; an ELF with only a PVH note
@@ -61,6 +62,13 @@ struct LinuxLoadOptions {
     // false: load a bzImage's protected-mode code as it is and enter its own
     // decompressor at +0x200 (needs XLF_KERNEL_64); used to compare boot times.
     bool decompress_on_host { true };
+    // true: guest RAM has not been written since it was mapped (anonymous memory,
+    // all zero), so the kernel's bss needs no zero-filling.
+    bool memory_is_zero { false };
+    // true: a kernel decompressed here is not written to the cache; the setup
+    // returns it (cache_entry, decompressed) for the caller to store once the
+    // guest runs. false: it is stored before load_linux returns.
+    bool defer_cache_write { false };
 };
 
 struct LinuxBootSetup {
@@ -69,6 +77,11 @@ struct LinuxBootSetup {
     Compression compression { Compression::Uncompressed }; // of a bzImage's payload
     bool cache_hit { false };
     std::string cache_note;      // a cache problem worth a log line; empty if none
+    // With defer_cache_write, a bzImage decompressed here that the cache lacks: the
+    // caller stores `decompressed` as `cache_entry` (store_in_cache) once the guest
+    // runs, so the boot does not wait for some 50 MB to be written and fsynced.
+    std::optional<std::filesystem::path> cache_entry;
+    std::vector<std::byte> decompressed;
     std::uint64_t kernel_start { 0 };
     std::uint64_t kernel_end { 0 };   // includes init_size's room for a bzImage
     std::uint64_t entry_point { 0 };
@@ -83,7 +96,8 @@ struct LinuxBootSetup {
     LinuxLoadOptions const& options);
 
 // The same, reading the kernel and the initrd (if any; options.initrd is ignored)
-// from files, with errors naming the file.
+// from files, with errors naming the file. An ELF kernel's segments and the initrd
+// are read straight into guest RAM, with no copy in between.
 [[nodiscard]] Result<LinuxBootSetup> load_linux_files(GuestMemory const& mem, std::filesystem::path const& kernel,
     std::optional<std::filesystem::path> const& initrd, LinuxLoadOptions options);
 
