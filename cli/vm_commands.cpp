@@ -114,6 +114,8 @@ int describe_vm_command(std::string const& name, bool json)
             std::printf("instance id: %s\n", v.instance_id.c_str());
         if (v.generalized)
             std::printf("generalized: yes (not startable; capture it as a machine image)\n");
+        if (!v.restore_from.empty() && !rt.running)
+            std::printf("next start: restores the saved running state (%s)\n", v.restore_from.c_str());
         return 0;
     });
 }
@@ -140,9 +142,11 @@ int delete_vm_command(std::string const& name, bool stop, unsigned timeout)
             if (auto gc = gc_artifacts(held.value()); !gc)
                 return vm_fail(gc.error());
         }
-        // The runtime folder (logs of past runs) goes with the VM.
+        // The runtime folder (logs of past runs) goes with the VM, and so does
+        // its saved state, if it had any.
         std::error_code ec;
         std::filesystem::remove_all(vm_runtime(s, name).paths.dir, ec);
+        std::filesystem::remove_all(vm_state_dir(s.root(), name), ec);
         for (auto const& d : vm.value().disks) {
             if (!d.owned)
                 continue;

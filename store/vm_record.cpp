@@ -171,6 +171,8 @@ json vm_json(VmRecord const& vm)
     j["generalized"] = vm.generalized;
     if (!vm.instance_id.empty())
         j["instance_id"] = vm.instance_id;
+    if (!vm.restore_from.empty())
+        j["restore_from"] = vm.restore_from;
     return j;
 }
 
@@ -223,11 +225,24 @@ Result<VmRecord> parse_vm(std::string_view text)
     if (auto st = check_instance_id(instance_id); !st)
         return bad("vm record", st.error().message);
     vm.instance_id = instance_id;
+    STRATA_TRY(restore_from, string_field(j, "restore_from", false, 256));
+    if (!restore_from.empty() && restore_from != "suspended") {
+        if (!restore_from.starts_with("machine-image:"))
+            return bad("vm record", "'restore_from' is neither \"suspended\" nor \"machine-image:NAME\"");
+        if (auto st = check_object_name(restore_from.substr(14)); !st)
+            return bad("vm record", "'restore_from': " + st.error().message);
+    }
+    vm.restore_from = restore_from;
     vm.description = description;
     vm.created = created;
     vm.source = source;
     vm.generalized = generalized;
     return vm;
+}
+
+std::filesystem::path vm_state_dir(std::string const& store_root, std::string const& vm)
+{
+    return std::filesystem::path(store_root) / "vm-state" / vm;
 }
 
 std::string new_instance_id()

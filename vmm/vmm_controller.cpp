@@ -10,6 +10,7 @@
 #include "vmm/machine_disks.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
@@ -98,7 +99,20 @@ Status VmmController::create_machine()
         if (m_started)
             return make_error(ErrorKind::Usage, "the VM is already running");
     }
-    STRATA_TRY(machine, Machine::create(m_config, m_io));
+    std::unique_ptr<Machine> machine;
+    if (m_restore) {
+        auto const began = std::chrono::steady_clock::now();
+        STRATA_TRY(restored, Machine::restore(m_config, m_io, m_restore->state_file, m_restore->memory_file));
+        m_restore_us = static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count());
+        if (m_restore->restored)
+            STRATA_TRY(m_restore->restored());
+        std::fprintf(stderr, "strata: restored from %s in %llu us\n", m_restore->what.c_str(), static_cast<unsigned long long>(*m_restore_us));
+        machine = std::move(restored);
+    } else {
+        STRATA_TRY(booted, Machine::create(m_config, m_io));
+        machine = std::move(booted);
+    }
     std::lock_guard guard(m_lock);
     m_machine = std::move(machine);
     m_started = true;
@@ -170,6 +184,7 @@ Result<api::VmMetrics> VmmController::metrics()
 {
     api::VmMetrics out;
     out.last_capture_stall_us = m_last_stall_us;
+    out.restore_us = m_restore_us;
     Machine* m = running();
     if (!m)
         return out;

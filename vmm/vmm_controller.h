@@ -63,6 +63,18 @@ public:
 
     // Boots now (for a VM whose configuration came with it).
     [[nodiscard]] Status start();
+    // Makes start() restore the machine from a running-state snapshot (Machine::
+    // restore) instead of booting it. `restored` runs once the restored machine
+    // exists and before any vCPU runs (the VM record forgets its saved state
+    // there, since the guest's disks move on from then); if it fails, the machine
+    // is dropped and start() fails with its error.
+    struct RestoreSource {
+        std::filesystem::path state_file;
+        std::filesystem::path memory_file;
+        std::function<Status()> restored;
+        std::string what; // for the log line: "machine-image:NAME", "suspended"
+    };
+    void restore_on_start(RestoreSource source) { m_restore = std::move(source); }
     // Waits for the Machine (started here or through the API) and runs it until the
     // guest ends or request_stop(); returns nullopt if stopped before any start.
     std::optional<MachineExit> run_until_exit();
@@ -108,6 +120,8 @@ private:
     bool m_started { false };
     bool m_stop { false };
     std::optional<std::uint64_t> m_last_stall_us;
+    std::optional<RestoreSource> m_restore;
+    std::optional<std::uint64_t> m_restore_us; // how long Machine::restore took
     std::atomic<bool> m_generalize_acknowledged { false };
 };
 

@@ -128,6 +128,11 @@ struct VmMetrics {
     // machine image), from the first queue stopped to the last resumed; absent if
     // nothing was captured yet.
     std::optional<std::uint64_t> last_capture_stall_us;
+    // For a VM restored from a running-state snapshot: microseconds the VMM took
+    // to build it from the state and memory files (Machine::restore: files
+    // checked, RAM mapped, KVM, vCPU and device state put back), until its vCPUs
+    // could run. Absent for a booted VM.
+    std::optional<std::uint64_t> restore_us;
 };
 
 // PUT /snapshot/disks: snapshot every disk of the VM at one crash-consistent instant.

@@ -1,0 +1,194 @@
+// VMs restored from a running-state machine image through `strata vms`: `vms
+// create X --source-machine-image M` records that X restores, `vms start X`
+// restores it (the guest continues where the capture left it, it does not boot
+// again) over fresh writable tops on the image's frozen layers, and the saved
+// state is used once. The guest is seqwriter: every clone must carry on with
+// the rounds after the captured one (no start-up banner, no round reported
+// twice), and seqcheck must then find at least the last round the clone
+// reported on every one of its disks. --vcpus/--memory overrides are refused
+// with nothing created.
+#include "tests/support/process.h"
+#include "tests/support/seqwriter_progress.h"
+
+#include <doctest/doctest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string const strata_bin = STRATA_BUILD_DIR "/strata";
+std::string const seqcheck_bin = STRATA_BUILD_DIR "/seqcheck";
+int const disk_count = 2;
+
+struct Env {
+    fs::path dir;
+    std::vector<std::string> vms; // stopped (forced) at the end
+    Env()
+    {
+        char tmpl[] = "/var/tmp/strata-vrt-XXXXXX";
+        REQUIRE(::mkdtemp(tmpl) != nullptr);
+        dir = tmpl;
+    }
+    ~Env()
+    {
+        for (auto const& vm : vms) {
+            strata::test::ProcessOptions options;
+            options.argv = { strata_bin, "vms", "stop", vm, "--force" };
+            options.env = { { "STRATA_HOME", (dir / "store").string() } };
+            options.timeout = 20s;
+            (void)strata::test::run_process(options);
+        }
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+    strata::test::ProcessResult run(std::vector<std::string> args, int expect = 0) const
+    {
+        strata::test::ProcessOptions options;
+        options.argv = { strata_bin };
+        options.argv.insert(options.argv.end(), args.begin(), args.end());
+        options.env = { { "STRATA_HOME", (dir / "store").string() } };
+        options.timeout = 120s;
+        auto r = strata::test::run_process(options);
+        REQUIRE(r.has_value());
+        INFO(strata::test::join_argv(options.argv), "\n", r.value().describe(), "\n", r.value().out);
+        REQUIRE_FALSE(r.value().timed_out);
+        REQUIRE(r.value().exit_code == expect);
+        return r.value();
+    }
+    nlohmann::json describe(std::string const& vm) const { return nlohmann::json::parse(run({ "vms", "describe", vm, "--json" }).out); }
+};
+
+std::string slurp(fs::path const& p)
+{
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+// Lets a started clone of the writer run until it has reported two progress
+// lines past the captured round, checks that it continued rather than booted
+// (no start-up banner; no round at or below the captured one reported again),
+// stops it and returns the last round it reported.
+std::uint64_t run_clone(Env const& env, std::string const& vm, std::uint64_t captured)
+{
+    std::string const log = env.describe(vm)["serial_log"];
+    auto const first = strata::test::wait_for_progress(log, captured, 120s);
+    REQUIRE_MESSAGE(first.has_value(), vm, " reported no round after ", captured, ":\n", slurp(log));
+    auto const second = strata::test::wait_for_progress(log, *first, 120s);
+    REQUIRE_MESSAGE(second.has_value(), vm, " stopped after round ", *first, ":\n", slurp(log));
+    env.run({ "vms", "stop", vm, "--force" });
+    auto const text = slurp(log);
+    INFO(vm, " serial:\n", text);
+    CHECK(text.find("disks, 32 blocks") == std::string::npos);
+    for (std::uint64_t r = 99; r <= captured; r += 100)
+        CHECK(text.find("seqwriter: round " + std::to_string(r) + " ") == std::string::npos);
+    CHECK(text.find("FAIL") == std::string::npos);
+    return *strata::test::last_reported_round(log);
+}
+
+// Raw copies of a VM's disks, for seqcheck.
+std::vector<std::string> export_disks(Env const& env, std::string const& vm)
+{
+    std::vector<std::string> raws;
+    for (int i = 0; i < disk_count; ++i) {
+        std::string disk = vm + "-disk-d" + std::to_string(i);
+        auto raw = env.dir / (disk + ".raw");
+        env.run({ "images", "create", "x-" + disk, "--source-disk", disk });
+        env.run({ "images", "export", "x-" + disk, raw.string(), "-O", "raw" });
+        env.run({ "images", "delete", "x-" + disk });
+        raws.push_back(raw.string());
+    }
+    return raws;
+}
+
+strata::test::ProcessResult seqcheck(std::vector<std::string> const& raws, std::uint64_t min_round)
+{
+    std::vector<std::string> check = { seqcheck_bin, "--blocks", "32", "--min-round", std::to_string(min_round) };
+    check.insert(check.end(), raws.begin(), raws.end());
+    auto r = strata::test::run_process(check, 60s);
+    REQUIRE(r.has_value());
+    return r.value();
+}
+
+// The writer VM, captured with memory as "img" after its first progress line;
+// returns the round reported before the capture.
+std::uint64_t make_running_image(Env& env)
+{
+    std::vector<std::string> args = { "vms", "create", "writer", "--firmware", STRATA_BUILD_DIR "/firmware/seqwriter.elf", "--cmdline",
+        "blocks=32", "--memory", "32" };
+    for (int i = 0; i < disk_count; ++i) {
+        args.push_back("--disk");
+        args.push_back("size=1M,id=d" + std::to_string(i));
+    }
+    env.run(args);
+    env.vms.push_back("writer");
+    env.run({ "vms", "start", "writer" });
+    std::string log = env.describe("writer")["serial_log"];
+    REQUIRE(strata::test::wait_for_progress(log, std::nullopt));
+    auto before = strata::test::last_reported_round(log);
+    REQUIRE(before.has_value());
+    env.run({ "machine-images", "create", "img", "--source-vm", "writer", "--with-memory" });
+    env.run({ "vms", "stop", "writer", "--force" });
+    return *before;
+}
+
+} // namespace
+
+TEST_CASE("vms start of a VM from a running-state machine image restores it and it finishes its run")
+{
+    Env env;
+    auto const before = make_running_image(env);
+    auto const image = nlohmann::json::parse(env.run({ "machine-images", "describe", "img", "--json" }).out);
+    REQUIRE(image["state"] == "running");
+
+    // Overrides of what a running guest already has are refused, and refused
+    // requests leave nothing behind.
+    auto refused = env.run({ "vms", "create", "bad", "--source-machine-image", "img", "--vcpus", "2" }, 64);
+    CHECK(refused.err.find("vCPUs") != std::string::npos);
+    refused = env.run({ "vms", "create", "bad", "--source-machine-image", "img", "--memory", "64" }, 64);
+    CHECK(refused.err.find("MiB") != std::string::npos);
+    CHECK(env.run({ "vms", "list", "--json" }).out.find("\"bad\"") == std::string::npos);
+    CHECK(env.run({ "disks", "list" }).out.find("bad-disk") == std::string::npos);
+    CHECK_FALSE(fs::exists(env.dir / "store" / "vm-state" / "bad"));
+    // The image's own vCPU and memory values are no override.
+    env.run({ "vms", "create", "same", "--source-machine-image", "img", "--memory", "32", "--vcpus", "1" });
+    env.run({ "vms", "delete", "same" });
+    CHECK_FALSE(fs::exists(env.dir / "store" / "vm-state" / "same"));
+
+    env.run({ "vms", "create", "clone", "--source-machine-image", "img" });
+    env.vms.push_back("clone");
+    auto rec = env.describe("clone");
+    CHECK(rec["restore_from"] == "machine-image:img");
+    CHECK(env.run({ "vms", "describe", "clone" }).out.find("next start: restores") != std::string::npos);
+    // The state is linked, not copied: the clone and the image name one file.
+    CHECK(fs::equivalent(env.dir / "store" / "vm-state" / "clone" / "memory", env.dir / "store" / "machine-state" / "img" / "memory"));
+
+    env.run({ "vms", "start", "clone" });
+    std::string const log = rec["serial_log"];
+    auto const reached = run_clone(env, "clone", before);
+    auto const text = slurp(log);
+    INFO("clone serial:\n", text, "\nvmm.log:\n", slurp(fs::path(log).parent_path() / "vmm.log"));
+    CHECK(slurp(fs::path(log).parent_path() / "vmm.log").find("strata: restored from machine-image:img in ") != std::string::npos);
+    // The saved state was used once: the record forgot it and its files are gone,
+    // while the image keeps its own.
+    rec = env.describe("clone");
+    CHECK_FALSE(rec.contains("restore_from"));
+    CHECK_FALSE(fs::exists(env.dir / "store" / "vm-state" / "clone"));
+    CHECK(fs::exists(env.dir / "store" / "machine-state" / "img" / "memory"));
+    auto check = seqcheck(export_disks(env, "clone"), reached);
+    INFO(check.out, check.err);
+    CHECK(check.exit_code == 0);
+}
