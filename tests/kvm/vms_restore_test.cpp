@@ -17,6 +17,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -78,17 +79,19 @@ std::string slurp(fs::path const& p)
     return s.str();
 }
 
-// Lets a started clone of the writer run until it has reported two progress
+// Lets a started clone of the writer run until it has reported `lines` progress
 // lines past the captured round, checks that it continued rather than booted
 // (no start-up banner; no round at or below the captured one reported again),
 // stops it and returns the last round it reported.
-std::uint64_t run_clone(Env const& env, std::string const& vm, std::uint64_t captured)
+std::uint64_t run_clone(Env const& env, std::string const& vm, std::uint64_t captured, int lines = 2)
 {
     std::string const log = env.describe(vm)["serial_log"];
-    auto const first = strata::test::wait_for_progress(log, captured, 120s);
-    REQUIRE_MESSAGE(first.has_value(), vm, " reported no round after ", captured, ":\n", slurp(log));
-    auto const second = strata::test::wait_for_progress(log, *first, 120s);
-    REQUIRE_MESSAGE(second.has_value(), vm, " stopped after round ", *first, ":\n", slurp(log));
+    std::uint64_t seen = captured;
+    for (int i = 0; i < lines; ++i) {
+        auto const next = strata::test::wait_for_progress(log, seen, 180s);
+        REQUIRE_MESSAGE(next.has_value(), vm, " reported no round after ", seen, ":\n", slurp(log));
+        seen = *next;
+    }
     env.run({ "vms", "stop", vm, "--force" });
     auto const text = slurp(log);
     INFO(vm, " serial:\n", text);
@@ -191,4 +194,56 @@ TEST_CASE("vms start of a VM from a running-state machine image restores it and 
     auto check = seqcheck(export_disks(env, "clone"), reached);
     INFO(check.out, check.err);
     CHECK(check.exit_code == 0);
+}
+
+TEST_CASE("20 clones of one running-state image run at once, each on its own disks, and the image does not change")
+{
+    Env env;
+    auto const before = make_running_image(env);
+    auto const image = nlohmann::json::parse(env.run({ "machine-images", "describe", "img", "--json" }).out);
+    std::set<std::string> image_layers;
+    std::map<std::string, std::string> image_bytes;
+    for (auto const& d : image["disks"])
+        for (auto const& l : d["layers"]) {
+            image_layers.insert(l.get<std::string>());
+            image_bytes[l] = slurp(env.dir / "store" / "layers" / l.get<std::string>());
+        }
+    REQUIRE(image_layers.size() >= disk_count);
+    auto const memory_before = slurp(env.dir / "store" / "machine-state" / "img" / "memory");
+
+    int const clones = 20;
+    std::vector<std::string> names;
+    for (int i = 0; i < clones; ++i) {
+        names.push_back("c" + std::to_string(i));
+        env.run({ "vms", "create", names.back(), "--source-machine-image", "img" });
+        env.vms.push_back(names.back());
+    }
+    for (auto const& n : names)
+        env.run({ "vms", "start", n });
+    // All of them run at once: every VMM is up before any is stopped.
+    for (auto const& n : names)
+        CHECK(env.describe(n)["state"] == "running");
+    std::map<std::string, std::uint64_t> reached;
+    for (auto const& n : names)
+        reached[n] = run_clone(env, n, before, 1);
+
+    // Each clone wrote its own top layers: none is another's or the image's.
+    std::set<std::string> tops;
+    for (auto const& n : names) {
+        for (int i = 0; i < disk_count; ++i) {
+            auto const disk = nlohmann::json::parse(env.run({ "disks", "describe", n + "-disk-d" + std::to_string(i), "--json" }).out);
+            auto const& layers = disk["layers"];
+            REQUIRE(layers.size() == image["disks"][static_cast<std::size_t>(i)]["layers"].size() + 1);
+            std::string top = layers.back().is_object() ? layers.back()["id"].get<std::string>() : layers.back().get<std::string>();
+            CHECK(image_layers.count(top) == 0);
+            CHECK(tops.insert(top).second);
+        }
+        auto check = seqcheck(export_disks(env, n), reached[n]);
+        INFO(n, ": ", check.out, check.err);
+        CHECK(check.exit_code == 0);
+    }
+    // The image's layers and memory are byte for byte what they were.
+    for (auto const& [id, bytes] : image_bytes)
+        CHECK_MESSAGE(slurp(env.dir / "store" / "layers" / id) == bytes, "image layer ", id, " changed");
+    CHECK(slurp(env.dir / "store" / "machine-state" / "img" / "memory") == memory_before);
 }
