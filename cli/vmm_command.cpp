@@ -115,6 +115,12 @@ int run_stored_vm(std::string const& name)
                                      },
             record.restore_from });
     }
+    controller.suspend_into({ vm_state_dir(st.root(), name), [&st, &name]() -> Status {
+                                 STRATA_TRY(held, RecordLock::take(st.root(), true));
+                                 STRATA_TRY(current, load_vm(held, name));
+                                 current.restore_from = "suspended";
+                                 return save_vm(held, current, false);
+                             } });
     int status = serve_until_exit(controller, paths.api_socket, true, write_pid, on_exit);
     ::unlink(paths.pid_file.c_str());
     return status;

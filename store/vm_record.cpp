@@ -324,6 +324,30 @@ Status save_vm(RecordLock const& held, VmRecord const& vm, bool must_be_new)
     return write_record(held.root(), RecordKind::Vm, vm.name, encode_vm(vm), must_be_new);
 }
 
+Status refuse_if_suspended_vm_disk(std::string const& store_root, std::string const& disk, std::string const& except_vm)
+{
+    // A store with no VM folder (disks only) has no suspended VMs.
+    std::error_code ec;
+    if (!std::filesystem::exists(std::filesystem::path(store_root) / "vms", ec))
+        return ok();
+    STRATA_TRY(names, record_names(store_root, RecordKind::Vm));
+    for (auto const& n : names) {
+        if (n == except_vm)
+            continue;
+        auto text = read_record(store_root, RecordKind::Vm, n);
+        if (!text)
+            continue; // deleted meanwhile
+        STRATA_TRY(vm, parse_vm(text.value()));
+        if (!vm.suspended())
+            continue;
+        for (auto const& d : vm.disks)
+            if (d.disk == disk)
+                return make_error(ErrorKind::Busy, "disk '" + disk + "' belongs to the suspended vm '" + vm.name + "'; resume it (strata vms resume "
+                        + vm.name + ") or delete it first");
+    }
+    return ok();
+}
+
 Result<std::vector<std::string>> vms_using_disk(std::string const& store_root, std::string const& disk)
 {
     STRATA_TRY(names, record_names(store_root, RecordKind::Vm));

@@ -129,6 +129,12 @@ std::string encode_vm(VmRecord const& vm);
 // The VMs that use store disk `disk`, read without taking the record lock: for
 // Store::remove, which already holds the store's lock (the same lock file).
 [[nodiscard]] Result<std::vector<std::string>> vms_using_disk(std::string const& store_root, std::string const& disk);
+// Refuses (Busy) when a suspended VM other than `except_vm` uses store disk
+// `disk`: a suspended VM's memory holds what its guest knows of its disks, so
+// nothing else may open them (read-only either: the VM may resume meanwhile)
+// or change them until it resumes or is deleted. Reads the records without the
+// record lock, as vms_using_disk does.
+[[nodiscard]] Status refuse_if_suspended_vm_disk(std::string const& store_root, std::string const& disk, std::string const& except_vm = {});
 
 // Store I/O. load_vm(Store&, ...) takes the record lock itself (shared) — what
 // `strata vmm --vm NAME` calls; the others run under a lock the caller holds.

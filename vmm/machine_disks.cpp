@@ -60,7 +60,7 @@ Status MachineDisks::attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::P
         ChainOptions options;
         options.cache = cache_mode(config.cache);
         options.read_only = config.read_only;
-        STRATA_TRY(chain, m_store->open_disk(config.store_disk, options));
+        STRATA_TRY(chain, m_store->open_disk(config.store_disk, options, config.owner_vm));
         disk->chain = chain.get();
         disk->backend = std::move(chain);
     } else {

@@ -371,6 +371,58 @@ Result<api::CaptureResult> VmmController::create_machine_image(api::MachineImage
     return api::CaptureResult { request.name, capture.outcome.stall_us, capture.guest_flush };
 }
 
+Status VmmController::suspend()
+{
+    Machine* m = running();
+    if (!m)
+        return make_error(ErrorKind::Usage, "the VM is not running");
+    if (!m_suspend)
+        return make_error(ErrorKind::Unsupported, "suspend needs a VM from the store (strata vms suspend)");
+    if (!m->disks().store())
+        return make_error(ErrorKind::Unsupported, "the VM has no store disks; suspend keeps them with its state");
+    if (m->config().transport != Transport::Mmio)
+        return make_error(ErrorKind::Unsupported, "suspending virtio-pci VMs is not supported yet");
+    auto const dir = m_suspend->state_dir;
+    auto const fresh = std::filesystem::path(dir.string() + ".new");
+    std::error_code ec;
+    std::filesystem::remove_all(fresh, ec);
+    std::filesystem::create_directories(fresh, ec);
+    if (ec)
+        return make_error(ErrorKind::Io, "create '" + fresh.string() + "': " + ec.message());
+    bool const was_paused = m->vcpus_paused();
+    auto undo = [&] {
+        std::error_code ignored;
+        std::filesystem::remove_all(fresh, ignored);
+        if (!was_paused && m->vcpus_paused())
+            m->resume_vcpus();
+    };
+    auto outcome = capture_disks(m->disks(), *m->disks().store(), "", [&]() -> Status {
+        m->pause_vcpus();
+        return m->save_snapshot(fresh / "state", fresh / "memory");
+    }, true);
+    if (!outcome) {
+        undo();
+        return outcome.error().context("suspend");
+    }
+    m_last_stall_us = outcome.value().stall_us;
+    std::filesystem::remove_all(dir, ec);
+    std::filesystem::rename(fresh, dir, ec);
+    Status recorded = ec ? Status(make_error(ErrorKind::Io, "move '" + fresh.string() + "' to '" + dir.string() + "': " + ec.message()))
+                         : m_suspend->record_suspended();
+    if (!recorded) {
+        // The VM runs on: its disks keep the new tops (a layer boundary, as a
+        // capture leaves) and no saved state remains.
+        std::filesystem::remove_all(dir, ec);
+        m->disks().resume_all();
+        undo();
+        return recorded.error().context("suspend");
+    }
+    std::fprintf(stderr, "strata: suspended (the guest's queues were held %llu us)\n",
+        static_cast<unsigned long long>(outcome.value().stall_us));
+    m->stop();
+    return ok();
+}
+
 Status VmmController::capture_with_guest_flush(Machine& m, std::uint64_t wait_ms, std::function<Status()> const& capture,
     std::string& flush_state)
 {

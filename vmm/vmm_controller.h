@@ -75,6 +75,15 @@ public:
         std::string what; // for the log line: "machine-image:NAME", "suspended"
     };
     void restore_on_start(RestoreSource source) { m_restore = std::move(source); }
+    // Where suspend() saves the VM (state_dir: the state and memory files) and
+    // how it records the VM as suspended (record_suspended, called once the
+    // files are complete; the VM is ended only after it succeeded). Without
+    // it, suspend is refused.
+    struct SuspendTarget {
+        std::filesystem::path state_dir;
+        std::function<Status()> record_suspended;
+    };
+    void suspend_into(SuspendTarget target) { m_suspend = std::move(target); }
     // Waits for the Machine (started here or through the API) and runs it until the
     // guest ends or request_stop(); returns nullopt if stopped before any start.
     std::optional<MachineExit> run_until_exit();
@@ -93,6 +102,13 @@ public:
     Result<api::CaptureResult> snapshot_disks(api::SnapshotDisksRequest const& request) override;
     Result<api::CaptureResult> create_machine_image(api::MachineImageRequest const& request) override;
     Result<api::AgentAnswer> agent_command(api::AgentCommand const& command) override;
+    // One cut, as a running-state capture: every queue held and drained, the
+    // vCPUs parked, memory and device state saved into a fresh folder next to
+    // state_dir, every disk's top frozen (which makes its writes durable) under
+    // a new empty top; then the folder replaces state_dir, the VM is recorded
+    // suspended, and the machine stops with its queues still held. Any failure
+    // before the record resumes the VM as it was and leaves no files.
+    Status suspend() override;
 
     // True when the agent acknowledged generalize and the machine then ended by a
     // guest reset or power-off (call after run_until_exit).
@@ -121,6 +137,7 @@ private:
     bool m_stop { false };
     std::optional<std::uint64_t> m_last_stall_us;
     std::optional<RestoreSource> m_restore;
+    std::optional<SuspendTarget> m_suspend;
     std::optional<std::uint64_t> m_restore_us; // how long Machine::restore took
     std::atomic<bool> m_generalize_acknowledged { false };
 };

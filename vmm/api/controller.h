@@ -214,6 +214,15 @@ public:
     // PUT /agent: sends the command and waits for the reply. Timeout when the
     // agent does not answer in time (the VM keeps running).
     [[nodiscard]] virtual Result<AgentAnswer> agent_command(AgentCommand const& command) = 0;
+    // PUT /vm/suspend: saves the running VM's memory, vCPU and device state (one
+    // cut with its disks, which are drained and flushed) where its next start
+    // restores it, records the VM as suspended, and ends the VM: the VMM exits
+    // once the reply is sent. Only a VM from the store can be suspended; a
+    // controller without one refuses (Unsupported), which is the default.
+    [[nodiscard]] virtual Status suspend()
+    {
+        return make_error(ErrorKind::Unsupported, "suspend needs a VM from the store (strata vms suspend)");
+    }
 };
 
 } // namespace strata::api

@@ -162,6 +162,7 @@ struct Executor {
     HttpReply operator()(SnapshotDisksRequest const& r) const { return capture_reply(controller.snapshot_disks(r)); }
     HttpReply operator()(MachineImageRequest const& r) const { return capture_reply(controller.create_machine_image(r)); }
     HttpReply operator()(AgentCommand const& r) const { return agent_reply(r, controller.agent_command(r)); }
+    HttpReply operator()(SuspendRequest const&) const { return status_reply(controller.suspend()); }
 };
 
 } // namespace
