@@ -113,7 +113,7 @@ int run_stored_vm(std::string const& name)
                                          std::filesystem::remove_all(dir, ec);
                                          return ok();
                                      },
-            record.restore_from });
+            record.restore_from, record.restore_from != "suspended" });
     }
     controller.suspend_into({ vm_state_dir(st.root(), name), [&st, &name]() -> Status {
                                  STRATA_TRY(held, RecordLock::take(st.root(), true));

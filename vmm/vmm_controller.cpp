@@ -103,11 +103,18 @@ Status VmmController::create_machine()
     if (m_restore) {
         auto const began = std::chrono::steady_clock::now();
         STRATA_TRY(restored, Machine::restore(m_config, m_io, m_restore->state_file, m_restore->memory_file));
+        std::string generation;
+        if (m_restore->new_generation) {
+            STRATA_TRY(id, restored->new_generation_id());
+            generation = id;
+        }
         m_restore_us = static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count());
         if (m_restore->restored)
             STRATA_TRY(m_restore->restored());
         std::fprintf(stderr, "strata: restored from %s in %llu us\n", m_restore->what.c_str(), static_cast<unsigned long long>(*m_restore_us));
+        if (!generation.empty())
+            std::fprintf(stderr, "strata: new VM generation ID %s\n", generation.c_str());
         machine = std::move(restored);
     } else {
         STRATA_TRY(booted, Machine::create(m_config, m_io));

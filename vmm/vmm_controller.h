@@ -73,6 +73,9 @@ public:
         std::filesystem::path memory_file;
         std::function<Status()> restored;
         std::string what; // for the log line: "machine-image:NAME", "suspended"
+        // A clone of a snapshot (not the same VM resumed): it gets a new VM
+        // generation ID (Machine::new_generation_id) before it runs.
+        bool new_generation { false };
     };
     void restore_on_start(RestoreSource source) { m_restore = std::move(source); }
     // Where suspend() saves the VM (state_dir: the state and memory files) and
