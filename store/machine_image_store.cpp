@@ -21,12 +21,16 @@ std::string layer_file(std::string const& root, LayerId const& id)
     return root + "/layers/" + id.to_string();
 }
 
-// Removes a disk this module made (its manifest and its own top layer); the
-// layers below it belong to the machine image.
-void undo_disk(std::string const& root, ObjectManifest const& m)
+// Removes a disk this module made (its manifest and, when it made one, its own
+// top layer); the layers below it belong to the machine image. image_layers:
+// how many of the disk's layers are the image's.
+void undo_disk(std::string const& root, ObjectManifest const& m, std::size_t image_layers)
 {
     ::unlink(disk_manifest_path(root, m.name).c_str());
-    ::unlink(layer_file(root, m.layers.back()).c_str());
+    // A disk over the image's layers whose top is still to be made holds no
+    // layer of its own: its last layer is the image's, which must stay.
+    if (m.layers.size() > image_layers)
+        ::unlink(layer_file(root, m.layers.back()).c_str());
 }
 
 // The VM's own names for a running-state image's state and memory files: hard
@@ -60,7 +64,7 @@ Status link_machine_state(std::filesystem::path const& from, std::filesystem::pa
 } // namespace
 
 Result<ObjectManifest> create_disk_over_layers(RecordLock const& held, std::string const& name, std::vector<LayerId> const& layers,
-    std::uint64_t size, std::string const& source)
+    std::uint64_t size, std::string const& source, bool top_now)
 {
     STRATA_TRY(held.require_exclusive());
     STRATA_TRY(check_object_name(name));
@@ -75,9 +79,11 @@ Result<ObjectManifest> create_disk_over_layers(RecordLock const& held, std::stri
     ObjectManifest m { ObjectKind::Disk, name, size, layers, utc_now(), source, {}, {}, nlohmann::json::object() };
     // Over frozen layers the writable top is made at the disk's first writable
     // open (Store::writable_disk), which keeps VM creation to manifest writes. A
-    // disk with no layers (scratch) needs its top now.
+    // disk with no layers (scratch) needs its top now, and so does one that is
+    // to be restored: making a layer file (and syncing it) at start would add
+    // to the time before the restored guest runs.
     std::optional<LayerId> top;
-    if (layers.empty()) {
+    if (layers.empty() || top_now) {
         top = LayerId::random();
         STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
         STRATA_TRY(layer, Layer::create(layer_file(held.root(), *top), size, *top, *engine));
@@ -202,11 +208,11 @@ Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& v
     STRATA_TRY(check_labels(vm.labels));
     STRATA_TRY(check_metadata(vm.metadata));
 
-    std::vector<ObjectManifest> made;
+    std::vector<std::pair<ObjectManifest, std::size_t>> made; // with how many of its layers are the image's
     auto const state_dir = vm_state_dir(store.root(), vm_name);
     auto undo = [&] {
         for (auto const& m : made)
-            undo_disk(store.root(), m);
+            undo_disk(store.root(), m.first, m.second);
         if (mi.running) {
             std::error_code ec;
             std::filesystem::remove_all(state_dir, ec);
@@ -221,12 +227,13 @@ Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& v
     for (auto const& d : mi.disks) {
         std::string disk_name = vm_name + "-disk-" + d.id;
         // Scratch disks start empty: their data was never captured.
-        auto m = create_disk_over_layers(held, disk_name, d.scratch ? std::vector<LayerId> {} : d.layers, d.size, vm.source);
+        auto const& layers = d.scratch ? std::vector<LayerId> {} : d.layers;
+        auto m = create_disk_over_layers(held, disk_name, layers, d.size, vm.source, mi.running);
         if (!m) {
             undo();
             return m.error();
         }
-        made.push_back(m.value());
+        made.emplace_back(m.value(), layers.size());
         vm.disks.push_back(VmDisk { d.id, disk_name, d.read_only, d.boot, d.scratch, d.cache, true });
     }
     if (auto saved = save_vm(held, vm, true); !saved) {

@@ -6,8 +6,12 @@
  * Then it polls the ID every millisecond, forever, and prints every new value:
  * a VM restored from a snapshot of this one must show `vmgenid: changed`.
  * Output: `vmgenid: address 0x...`, `vmgenid: guid <32 hex digits>`,
- * `vmgenid: changed <32 hex digits>`. Exit codes: 2 no RSDP/XSDT/FADT/DSDT,
- * 3 no ADDR method, 4 an ADDR result this program cannot decode. */
+ * `vmgenid: changed <32 hex digits>`. With `tick_ms=N` it also prints
+ * `vmgenid: tick T` every N ms (T counts them), a heartbeat that tells a
+ * benchmark the guest runs; with `optional=1` a machine without the device
+ * (QEMU microvm) is no failure: it prints `vmgenid: none` and only ticks.
+ * Exit codes: 2 no RSDP/XSDT/FADT/DSDT, 3 no ADDR method, 4 an ADDR result
+ * this program cannot decode. */
 #include "runtime.h"
 
 const char rt_program_name[] = "vmgenid";
@@ -45,6 +49,8 @@ static bool aml_integer(const uint8_t** p, uint64_t* out)
 static uint64_t find_guid_address(void)
 {
     const uint8_t* rsdp = (const uint8_t*)rt_rsdp_paddr();
+    if (cmdline_is("optional", "1") && (!rsdp || memcmp(rsdp, "RSD PTR ", 8) != 0 || rsdp[15] < 2))
+        return 0;
     if (!rsdp || memcmp(rsdp, "RSD PTR ", 8) != 0 || rsdp[15] < 2)
         rt_fail(2, "no ACPI 2.0 RSDP in the start info");
     const uint8_t* xsdt = (const uint8_t*)rd64(rsdp + 24);
@@ -71,6 +77,8 @@ static uint64_t find_guid_address(void)
             rt_fail(4, "ADDR's package does not hold two integers");
         return low | high << 32;
     }
+    if (cmdline_is("optional", "1"))
+        return 0;
     rt_fail(3, "no ADDR method in the DSDT");
     return 0;
 }
@@ -94,13 +102,22 @@ static void print_guid(const char* what, const uint64_t id[2])
 int main(const char* cmdline)
 {
     (void)cmdline;
+    uint64_t const tick_ms = cmdline_u64("tick_ms", 0);
     uint64_t at = find_guid_address();
-    printf("vmgenid: address %p\n", (void*)at);
-    uint64_t seen[2];
-    read_guid(at, seen);
-    print_guid("guid", seen);
-    for (;;) {
+    uint64_t seen[2] = { 0, 0 };
+    if (at == 0) {
+        printf("vmgenid: none\n");
+    } else {
+        printf("vmgenid: address %p\n", (void*)at);
+        read_guid(at, seen);
+        print_guid("guid", seen);
+    }
+    for (uint64_t ms = 1, ticks = 0;; ++ms) {
         rt_udelay(1000);
+        if (tick_ms != 0 && ms % tick_ms == 0)
+            printf("vmgenid: tick %lu\n", (unsigned long)++ticks);
+        if (at == 0)
+            continue;
         uint64_t now[2];
         read_guid(at, now);
         if (now[0] != seen[0] || now[1] != seen[1]) {
