@@ -117,7 +117,11 @@ Status VmmController::create_machine()
             std::fprintf(stderr, "strata: new VM generation ID %s\n", generation.c_str());
         machine = std::move(restored);
     } else {
+        auto const began = std::chrono::steady_clock::now();
         STRATA_TRY(booted, Machine::create(m_config, m_io));
+        // The counterpart of the restore's line, for comparing the two.
+        std::fprintf(stderr, "strata: machine built in %llu us\n", static_cast<unsigned long long>(
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count()));
         machine = std::move(booted);
     }
     std::lock_guard guard(m_lock);
