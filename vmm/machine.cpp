@@ -171,7 +171,7 @@ Status Machine::boot(MachineConfig const& config)
     STRATA_TRY(attach_devices(config, cmdline));
     auto const& memory = m_ram->memory();
     STRATA_TRY(rsdp, write_acpi_tables(memory, AcpiConfig { config.vcpus, dsdt_body(config) }));
-    STRATA_TRY(generation, new_generation_id());
+    STRATA_TRY(generation, new_generation_id(false));
     (void)generation;
 
     STRATA_TRY(cpuid, m_kvm->supported_cpuid());

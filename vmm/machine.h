@@ -117,7 +117,9 @@ public:
     // a guest driver is notified. Every VM made from a running-state snapshot
     // calls it before its vCPUs run, so clones of one snapshot differ (Linux
     // reseeds its RNG on the notification). Returns the new ID in hex.
-    [[nodiscard]] Result<std::string> new_generation_id();
+    // A booting machine gets its first ID with notify false: no edge on the GED's
+    // line before the guest has set up its interrupt controllers.
+    [[nodiscard]] Result<std::string> new_generation_id(bool notify = true);
     ~Machine();
     Machine(Machine const&) = delete;
     Machine& operator=(Machine const&) = delete;

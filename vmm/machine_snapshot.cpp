@@ -173,7 +173,7 @@ Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, M
     return machine;
 }
 
-Result<std::string> Machine::new_generation_id()
+Result<std::string> Machine::new_generation_id(bool notify)
 {
     std::array<std::byte, 16> id {};
     std::size_t got = 0;
@@ -189,8 +189,10 @@ Result<std::string> Machine::new_generation_id()
     STRATA_TRY(m_ram->memory().write_bytes(layout::vmgenid_guid, id));
     // An edge on the GED's line; with no driver bound (the IOAPIC pin masked)
     // it is dropped, which is what a guest that never looked expects.
-    STRATA_TRY(m_vm->set_irq_line(layout::irq_ged, true));
-    STRATA_TRY(m_vm->set_irq_line(layout::irq_ged, false));
+    if (notify) {
+        STRATA_TRY(m_vm->set_irq_line(layout::irq_ged, true));
+        STRATA_TRY(m_vm->set_irq_line(layout::irq_ged, false));
+    }
     static char const digits[] = "0123456789abcdef";
     std::string hex;
     for (auto b : id) {
