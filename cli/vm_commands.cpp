@@ -22,6 +22,12 @@ namespace strata::cli {
 
 namespace {
 
+// "running", "suspended" (saved by `vms suspend`, not running) or "stopped".
+char const* state_word(VmRuntime const& rt, VmRecord const& vm)
+{
+    return rt.running ? "running" : vm.suspended() ? "suspended" : "stopped";
+}
+
 nlohmann::json runtime_json(VmRuntime const& rt)
 {
     return nlohmann::json { { "state", rt.running ? "running" : "stopped" }, { "pid", rt.running ? rt.pid : 0 },
@@ -51,16 +57,18 @@ int list_vms_command(bool json)
             nlohmann::json out = nlohmann::json::array();
             for (auto const& vm : vms) {
                 auto j = vm_json(vm);
-                j.update(runtime_json(vm_runtime(s, vm.name)));
+                auto const rt = vm_runtime(s, vm.name);
+                j.update(runtime_json(rt));
+                j["state"] = state_word(rt, vm);
                 out.push_back(j);
             }
             std::cout << out.dump(2) << "\n";
             return 0;
         }
-        std::printf("%-24s %-8s %5s %8s %5s  %-20s  %s\n", "NAME", "STATE", "VCPUS", "MEMORY", "DISKS", "CREATED", "SOURCE");
+        std::printf("%-24s %-9s %5s %8s %5s  %-20s  %s\n", "NAME", "STATE", "VCPUS", "MEMORY", "DISKS", "CREATED", "SOURCE");
         for (auto const& vm : vms) {
             auto rt = vm_runtime(s, vm.name);
-            std::printf("%-24s %-8s %5u %7lluM %5zu  %-20s  %s\n", vm.name.c_str(), rt.running ? "running" : "stopped", vm.spec.vcpus,
+            std::printf("%-24s %-9s %5u %7lluM %5zu  %-20s  %s\n", vm.name.c_str(), state_word(rt, vm), vm.spec.vcpus,
                 static_cast<unsigned long long>(vm.spec.memory_mib), vm.disks.size(), vm.created.c_str(), vm.source.c_str());
         }
         return 0;
@@ -76,6 +84,7 @@ int describe_vm_command(std::string const& name, bool json)
         auto rt = vm_runtime(s, name);
         auto j = vm_json(vm.value());
         j.update(runtime_json(rt));
+        j["state"] = state_word(rt, vm.value());
         // A running VM's boot time, from its VMM (null until the guest signals it).
         j["boot_complete_us"] = nullptr;
         if (rt.running && rt.api_ready) {
@@ -91,7 +100,7 @@ int describe_vm_command(std::string const& name, bool json)
             return 0;
         }
         auto const& v = vm.value();
-        std::printf("name: %s\nstate: %s\n", v.name.c_str(), rt.running ? "running" : "stopped");
+        std::printf("name: %s\nstate: %s\n", v.name.c_str(), v.suspended() && !rt.running ? "SUSPENDED" : state_word(rt, v));
         if (j["boot_complete_us"].is_number_unsigned())
             std::printf("boot_complete_us: %llu\n", static_cast<unsigned long long>(j["boot_complete_us"].get<std::uint64_t>()));
         if (rt.running)
@@ -115,6 +124,8 @@ int describe_vm_command(std::string const& name, bool json)
             std::printf("instance id: %s\n", v.instance_id.c_str());
         if (v.generalized)
             std::printf("generalized: yes (not startable; capture it as a machine image)\n");
+        if (!v.restore_from.empty() && !rt.running && !v.suspended())
+            std::printf("next start: restores the saved running state (%s)\n", v.restore_from.c_str());
         return 0;
     });
 }
@@ -141,9 +152,11 @@ int delete_vm_command(std::string const& name, bool stop, unsigned timeout)
             if (auto gc = gc_artifacts(held.value()); !gc)
                 return vm_fail(gc.error());
         }
-        // The runtime folder (logs of past runs) goes with the VM.
+        // The runtime folder (logs of past runs) goes with the VM, and so does
+        // its saved state, if it had any.
         std::error_code ec;
         std::filesystem::remove_all(vm_runtime(s, name).paths.dir, ec);
+        std::filesystem::remove_all(vm_state_dir(s.root(), name), ec);
         for (auto const& d : vm.value().disks) {
             if (!d.owned)
                 continue;
@@ -306,6 +319,34 @@ void register_vms(CLI::App& app, int& exit_code)
                 std::printf("Started vm %s; its guest has already finished (serial log: %s)\n", name->c_str(), rt.value().paths.serial_log.c_str());
             else
                 std::printf(already ? "vm %s is already running (pid %d)\n" : "Started vm %s (pid %d)\n", name->c_str(), static_cast<int>(rt.value().pid));
+            return 0;
+        });
+    });
+
+    auto* suspend = vms->add_subcommand("suspend", "Save the running VM's memory, CPU and device state with its disks, and end its VMM");
+    suspend->add_option("NAME", *name)->required();
+    suspend->callback([&exit_code, name] {
+        exit_code = with_vm_store([&](Store& s) {
+            auto st = suspend_vm(s, *name);
+            if (!st)
+                return vm_fail(st.error());
+            std::printf("Suspended vm %s\n", name->c_str());
+            return 0;
+        });
+    });
+
+    auto* resume = vms->add_subcommand("resume", "Continue a suspended VM where it was");
+    resume->add_option("NAME", *name)->required();
+    resume->callback([&exit_code, name] {
+        exit_code = with_vm_store([&](Store& s) {
+            bool already = false;
+            auto rt = start_vm(s, *name, already, true);
+            if (!rt)
+                return vm_fail(rt.error());
+            if (!rt.value().running)
+                std::printf("Resumed vm %s; its guest has already finished (serial log: %s)\n", name->c_str(), rt.value().paths.serial_log.c_str());
+            else
+                std::printf("Resumed vm %s (pid %d)\n", name->c_str(), static_cast<int>(rt.value().pid));
             return 0;
         });
     });

@@ -146,12 +146,19 @@ VmRuntime vm_runtime(Store const& store, std::string const& vm)
     return rt;
 }
 
-Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& already_running)
+Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& already_running, bool resume)
 {
     already_running = false;
     {
         STRATA_TRY(held, RecordLock::take(store.root(), false));
         STRATA_TRY(record, load_vm(held, vm));
+        if (record.suspended() && !resume)
+            return make_error(ErrorKind::Usage, "vm '" + vm + "' is suspended; continue it with `strata vms resume " + vm + "`");
+        if (resume && !record.suspended()) {
+            if (vm_runtime(store, vm).running)
+                return make_error(ErrorKind::Usage, "vm '" + vm + "' is running, not suspended");
+            return make_error(ErrorKind::Usage, "vm '" + vm + "' is not suspended; start it with `strata vms start " + vm + "`");
+        }
         if (record.generalized)
             return make_error(ErrorKind::Usage, "vm '" + vm + "' is generalized (its guest identity was removed); capture it with "
                     "`strata machine-images create` and create new VMs from that image instead of starting it");
@@ -226,7 +233,10 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
             return make_error(ErrorKind::Io, "the VMM of vm '" + vm + "' did not answer on its API socket within 10 s; its log (" + log + "):\n"
                     + log_tail(log));
         }
-        std::this_thread::sleep_for(20ms);
+        // A connect to a socket that is not there yet costs microseconds; a
+        // coarse poll would add its half-period to every start (a restored VM
+        // is up in tens of milliseconds).
+        std::this_thread::sleep_for(2ms);
     }
     return vm_runtime(store, vm);
 }
@@ -277,6 +287,33 @@ Status stop_vm(Store const& store, std::string const& vm, bool force, unsigned t
     if (!wait_gone(rt.pid, vm, 5s))
         return make_error(ErrorKind::Busy, "the VMM of vm '" + vm + "' (pid " + std::to_string(rt.pid) + ") did not exit");
     // A killed VMM leaves its runtime files behind.
+    for (auto const* p : { &rt.paths.api_socket, &rt.paths.console_socket, &rt.paths.pid_file })
+        ::unlink(p->c_str());
+    return ok();
+}
+
+Status suspend_vm(Store const& store, std::string const& vm)
+{
+    VmRuntime rt = vm_runtime(store, vm);
+    if (!rt.running) {
+        STRATA_TRY(held, RecordLock::take(store.root(), false));
+        STRATA_TRY(record, load_vm(held, vm));
+        if (record.suspended())
+            return ok();
+        return make_error(ErrorKind::Usage, "vm '" + vm + "' is not running");
+    }
+    // The VMM ends right after it replies, and may close the connection before
+    // the reply is read: the record and the process's end tell what happened.
+    auto reply = api::api_request(rt.paths.api_socket, "PUT", "/vm/suspend", "{}", 120s);
+    if (reply && reply.value().status != 200 && reply.value().status != 204)
+        return api_error(vm, reply.value());
+    if (!wait_gone(rt.pid, vm, 30s))
+        return make_error(ErrorKind::Timeout, "the VMM of vm '" + vm + "' did not end within 30 s of its suspend");
+    STRATA_TRY(held, RecordLock::take(store.root(), false));
+    STRATA_TRY(record, load_vm(held, vm));
+    if (!record.suspended())
+        return make_error(ErrorKind::Io, "vm '" + vm + "' was not suspended" + (reply ? std::string() : ": " + reply.error().message)
+                + " (see " + rt.paths.dir + "/vmm.log)");
     for (auto const* p : { &rt.paths.api_socket, &rt.paths.console_socket, &rt.paths.pid_file })
         ::unlink(p->c_str());
     return ok();

@@ -53,7 +53,13 @@ VmRuntime vm_runtime(Store const& store, std::string const& vm);
 // up to 10 s for its API socket to answer. A running VM is left alone. A VMM
 // that exits 0 before its API answers ran its guest to the end: that is a
 // successful start (running is false in the result).
-[[nodiscard]] Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& already_running);
+// A suspended VM is refused unless `resume` (vms resume), which in turn needs a
+// suspended VM.
+[[nodiscard]] Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& already_running, bool resume = false);
+
+// `vms suspend`: asks the VM's VMM to save its state and end (PUT /vm/suspend)
+// and waits until it has ended with the record saying suspended.
+[[nodiscard]] Status suspend_vm(Store const& store, std::string const& vm);
 
 // Asks the guest to shut down (SendCtrlAltDel) and waits up to timeout_s for the
 // VMM to exit, then SIGTERM (2 s more) and SIGKILL. force: SIGKILL at once.

@@ -19,6 +19,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cerrno>
+#include <filesystem>
 #include <csignal>
 #include <fcntl.h>
 #include <iostream>
@@ -40,6 +41,14 @@ Status mark_generalized(Store& store, std::string const& name)
     STRATA_TRY(held, RecordLock::take(store.root(), true));
     STRATA_TRY(vm, load_vm(held, name));
     vm.generalized = true;
+    return save_vm(held, vm, false);
+}
+
+Status forget_saved_state(Store& store, std::string const& name)
+{
+    STRATA_TRY(held, RecordLock::take(store.root(), true));
+    STRATA_TRY(vm, load_vm(held, name));
+    vm.restore_from.clear();
     return save_vm(held, vm, false);
 }
 
@@ -94,6 +103,24 @@ int run_stored_vm(std::string const& name)
         else
             std::cerr << "strata: vm '" << name << "' is generalized\n";
     };
+    if (!record.restore_from.empty()) {
+        // Restored, not booted: the saved state is used once. The record forgets
+        // it before the guest runs, since the guest's disks move on from then.
+        auto const dir = vm_state_dir(st.root(), name);
+        controller.restore_on_start({ dir / "state", dir / "memory", [&st, &name, dir]() -> Status {
+                                         STRATA_TRY(forget_saved_state(st, name));
+                                         std::error_code ec;
+                                         std::filesystem::remove_all(dir, ec);
+                                         return ok();
+                                     },
+            record.restore_from, record.restore_from != "suspended" });
+    }
+    controller.suspend_into({ vm_state_dir(st.root(), name), [&st, &name]() -> Status {
+                                 STRATA_TRY(held, RecordLock::take(st.root(), true));
+                                 STRATA_TRY(current, load_vm(held, name));
+                                 current.restore_from = "suspended";
+                                 return save_vm(held, current, false);
+                             } });
     int status = serve_until_exit(controller, paths.api_socket, true, write_pid, on_exit);
     ::unlink(paths.pid_file.c_str());
     return status;

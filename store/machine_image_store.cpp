@@ -21,18 +21,50 @@ std::string layer_file(std::string const& root, LayerId const& id)
     return root + "/layers/" + id.to_string();
 }
 
-// Removes a disk this module made (its manifest and its own top layer); the
-// layers below it belong to the machine image.
-void undo_disk(std::string const& root, ObjectManifest const& m)
+// Removes a disk this module made (its manifest and, when it made one, its own
+// top layer); the layers below it belong to the machine image. image_layers:
+// how many of the disk's layers are the image's.
+void undo_disk(std::string const& root, ObjectManifest const& m, std::size_t image_layers)
 {
     ::unlink(disk_manifest_path(root, m.name).c_str());
-    ::unlink(layer_file(root, m.layers.back()).c_str());
+    // A disk over the image's layers whose top is still to be made holds no
+    // layer of its own: its last layer is the image's, which must stay.
+    if (m.layers.size() > image_layers)
+        ::unlink(layer_file(root, m.layers.back()).c_str());
+}
+
+// The VM's own names for a running-state image's state and memory files: hard
+// links (nothing copied; every VM from the image maps the same pages), or
+// copies where the file system has no hard links.
+Status link_machine_state(std::filesystem::path const& from, std::filesystem::path const& to)
+{
+    std::error_code ec;
+    std::filesystem::create_directories(to.parent_path(), ec);
+    if (ec)
+        return make_error(ErrorKind::Io, "create '" + to.parent_path().string() + "': " + ec.message());
+    // The caller holds the record lock and no VM of this name exists: whatever
+    // is there was left by an earlier VM of the name and is no one's.
+    std::filesystem::remove_all(to, ec);
+    if (!std::filesystem::create_directory(to, ec) || ec)
+        return make_error(ErrorKind::Io, "create '" + to.string() + "': " + (ec ? ec.message() : "it exists"));
+    for (char const* file : { "memory", "state" }) {
+        if (!std::filesystem::exists(from / file, ec))
+            return make_error(ErrorKind::NotFound, "the running state of the machine image is missing (" + (from / file).string() + ")");
+        std::filesystem::create_hard_link(from / file, to / file, ec);
+        if (ec) {
+            ec.clear();
+            std::filesystem::copy_file(from / file, to / file, ec);
+            if (ec)
+                return make_error(ErrorKind::Io, "copy '" + (from / file).string() + "': " + ec.message());
+        }
+    }
+    return ok();
 }
 
 } // namespace
 
 Result<ObjectManifest> create_disk_over_layers(RecordLock const& held, std::string const& name, std::vector<LayerId> const& layers,
-    std::uint64_t size, std::string const& source)
+    std::uint64_t size, std::string const& source, bool top_now)
 {
     STRATA_TRY(held.require_exclusive());
     STRATA_TRY(check_object_name(name));
@@ -47,9 +79,11 @@ Result<ObjectManifest> create_disk_over_layers(RecordLock const& held, std::stri
     ObjectManifest m { ObjectKind::Disk, name, size, layers, utc_now(), source, {}, {}, nlohmann::json::object() };
     // Over frozen layers the writable top is made at the disk's first writable
     // open (Store::writable_disk), which keeps VM creation to manifest writes. A
-    // disk with no layers (scratch) needs its top now.
+    // disk with no layers (scratch) needs its top now, and so does one that is
+    // to be restored: making a layer file (and syncing it) at start would add
+    // to the time before the restored guest runs.
     std::optional<LayerId> top;
-    if (layers.empty()) {
+    if (layers.empty() || top_now) {
         top = LayerId::random();
         STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
         STRATA_TRY(layer, Layer::create(layer_file(held.root(), *top), size, *top, *engine));
@@ -158,25 +192,48 @@ Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& v
     }
     vm.source = "machine-image:" + image;
     vm.created = utc_now();
+    if (mi.running) {
+        // The guest of a running-state image already runs on the image's vCPUs and
+        // RAM: it continues with exactly those, or not at all.
+        if (overrides.vcpus && *overrides.vcpus != mi.spec.vcpus)
+            return make_error(ErrorKind::Usage, "machine-image '" + image + "' holds a running guest with " + std::to_string(mi.spec.vcpus)
+                    + " vCPUs; a VM restored from it cannot have --vcpus " + std::to_string(*overrides.vcpus));
+        if (overrides.memory_mib && *overrides.memory_mib != mi.spec.memory_mib)
+            return make_error(ErrorKind::Usage, "machine-image '" + image + "' holds a running guest with " + std::to_string(mi.spec.memory_mib)
+                    + " MiB of RAM; a VM restored from it cannot have --memory " + std::to_string(*overrides.memory_mib));
+        vm.restore_from = "machine-image:" + image;
+    }
     apply_overrides(vm, overrides);
     STRATA_TRY(check_spec(vm.spec));
     STRATA_TRY(check_labels(vm.labels));
     STRATA_TRY(check_metadata(vm.metadata));
 
-    std::vector<ObjectManifest> made;
+    std::vector<std::pair<ObjectManifest, std::size_t>> made; // with how many of its layers are the image's
+    auto const state_dir = vm_state_dir(store.root(), vm_name);
     auto undo = [&] {
         for (auto const& m : made)
-            undo_disk(store.root(), m);
+            undo_disk(store.root(), m.first, m.second);
+        if (mi.running) {
+            std::error_code ec;
+            std::filesystem::remove_all(state_dir, ec);
+        }
     };
+    if (mi.running) {
+        if (auto linked = link_machine_state(machine_state_dir(store.root(), image), state_dir); !linked) {
+            undo();
+            return linked.error().context("vm '" + vm_name + "'");
+        }
+    }
     for (auto const& d : mi.disks) {
         std::string disk_name = vm_name + "-disk-" + d.id;
         // Scratch disks start empty: their data was never captured.
-        auto m = create_disk_over_layers(held, disk_name, d.scratch ? std::vector<LayerId> {} : d.layers, d.size, vm.source);
+        auto const& layers = d.scratch ? std::vector<LayerId> {} : d.layers;
+        auto m = create_disk_over_layers(held, disk_name, layers, d.size, vm.source, mi.running);
         if (!m) {
             undo();
             return m.error();
         }
-        made.push_back(m.value());
+        made.emplace_back(m.value(), layers.size());
         vm.disks.push_back(VmDisk { d.id, disk_name, d.read_only, d.boot, d.scratch, d.cache, true });
     }
     if (auto saved = save_vm(held, vm, true); !saved) {

@@ -38,10 +38,10 @@ struct VmOverrides {
 void apply_overrides(VmRecord& vm, VmOverrides const& overrides);
 
 // A new store disk named name over layers (bottom..top, all frozen; may be
-// empty). Its writable top of size bytes is made now only when layers is empty;
-// otherwise at its first writable open. Exclusive record lock held.
+// empty). Its writable top of size bytes is made now when layers is empty or
+// top_now; otherwise at its first writable open. Exclusive record lock held.
 [[nodiscard]] Result<ObjectManifest> create_disk_over_layers(RecordLock const& held, std::string const& name,
-    std::vector<LayerId> const& layers, std::uint64_t size, std::string const& source);
+    std::vector<LayerId> const& layers, std::uint64_t size, std::string const& source, bool top_now = false);
 
 // Captures a VM that is not running: freezes each non-scratch disk's top layer
 // and pushes a new empty one (as a snapshot does), then records the image. The

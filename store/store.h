@@ -135,7 +135,10 @@ public:
     [[nodiscard]] Status flatten_disk(std::string const& disk);
     [[nodiscard]] Status resize_disk(std::string const& disk, std::uint64_t new_size);
     // Opens a disk's chain (top writable unless options.read_only) for a VMM or a tool.
-    [[nodiscard]] Result<std::unique_ptr<Chain>> open_disk(std::string const& disk, ChainOptions const& options = {});
+    // A disk of a suspended VM is refused (Busy), except to that VM itself:
+    // as_vm names the VM whose VMM opens it.
+    [[nodiscard]] Result<std::unique_ptr<Chain>> open_disk(std::string const& disk, ChainOptions const& options = {},
+        std::string const& as_vm = {});
     // The layer files of a disk, bottom first (for callers that open them themselves).
     [[nodiscard]] Result<std::vector<std::string>> layer_paths(ObjectKind kind, std::string const& name);
 

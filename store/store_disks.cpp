@@ -151,6 +151,7 @@ Status Store::record_snapshot(std::string const& snapshot, std::string const& di
 
 Status Store::revert_disk(std::string const& disk, std::string const& snapshot)
 {
+    STRATA_TRY(refuse_if_suspended_vm_disk(m_root, disk));
     STRATA_TRY(held, lock(true));
     (void)held;
     STRATA_TRY(d, writable_disk(disk));
@@ -232,6 +233,7 @@ Status Store::flatten_disk(std::string const& disk)
 Status Store::resize_disk(std::string const& disk, std::uint64_t new_size)
 {
     STRATA_TRY(check_size(new_size));
+    STRATA_TRY(refuse_if_suspended_vm_disk(m_root, disk));
     STRATA_TRY(held, lock(true));
     (void)held;
     STRATA_TRY(d, writable_disk(disk));
@@ -305,8 +307,9 @@ Result<ObjectManifest> Store::writable_disk(std::string const& disk)
     return d;
 }
 
-Result<std::unique_ptr<Chain>> Store::open_disk(std::string const& disk, ChainOptions const& options)
+Result<std::unique_ptr<Chain>> Store::open_disk(std::string const& disk, ChainOptions const& options, std::string const& as_vm)
 {
+    STRATA_TRY(refuse_if_suspended_vm_disk(m_root, disk, as_vm));
     std::vector<std::string> paths;
     if (options.read_only) {
         STRATA_TRY(p, layer_paths(ObjectKind::Disk, disk));

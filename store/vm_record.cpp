@@ -171,6 +171,8 @@ json vm_json(VmRecord const& vm)
     j["generalized"] = vm.generalized;
     if (!vm.instance_id.empty())
         j["instance_id"] = vm.instance_id;
+    if (!vm.restore_from.empty())
+        j["restore_from"] = vm.restore_from;
     return j;
 }
 
@@ -223,11 +225,24 @@ Result<VmRecord> parse_vm(std::string_view text)
     if (auto st = check_instance_id(instance_id); !st)
         return bad("vm record", st.error().message);
     vm.instance_id = instance_id;
+    STRATA_TRY(restore_from, string_field(j, "restore_from", false, 256));
+    if (!restore_from.empty() && restore_from != "suspended") {
+        if (!restore_from.starts_with("machine-image:"))
+            return bad("vm record", "'restore_from' is neither \"suspended\" nor \"machine-image:NAME\"");
+        if (auto st = check_object_name(restore_from.substr(14)); !st)
+            return bad("vm record", "'restore_from': " + st.error().message);
+    }
+    vm.restore_from = restore_from;
     vm.description = description;
     vm.created = created;
     vm.source = source;
     vm.generalized = generalized;
     return vm;
+}
+
+std::filesystem::path vm_state_dir(std::string const& store_root, std::string const& vm)
+{
+    return std::filesystem::path(store_root) / "vm-state" / vm;
 }
 
 std::string new_instance_id()
@@ -307,6 +322,30 @@ Status save_vm(RecordLock const& held, VmRecord const& vm, bool must_be_new)
     for (auto const& d : boot_digests(vm.spec.boot))
         STRATA_TRY(require_artifact(held, d));
     return write_record(held.root(), RecordKind::Vm, vm.name, encode_vm(vm), must_be_new);
+}
+
+Status refuse_if_suspended_vm_disk(std::string const& store_root, std::string const& disk, std::string const& except_vm)
+{
+    // A store with no VM folder (disks only) has no suspended VMs.
+    std::error_code ec;
+    if (!std::filesystem::exists(std::filesystem::path(store_root) / "vms", ec))
+        return ok();
+    STRATA_TRY(names, record_names(store_root, RecordKind::Vm));
+    for (auto const& n : names) {
+        if (n == except_vm)
+            continue;
+        auto text = read_record(store_root, RecordKind::Vm, n);
+        if (!text)
+            continue; // deleted meanwhile
+        STRATA_TRY(vm, parse_vm(text.value()));
+        if (!vm.suspended())
+            continue;
+        for (auto const& d : vm.disks)
+            if (d.disk == disk)
+                return make_error(ErrorKind::Busy, "disk '" + disk + "' belongs to the suspended vm '" + vm.name + "'; resume it (strata vms resume "
+                        + vm.name + ") or delete it first");
+    }
+    return ok();
 }
 
 Result<std::vector<std::string>> vms_using_disk(std::string const& store_root, std::string const& disk)

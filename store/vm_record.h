@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
@@ -82,7 +83,22 @@ struct VmRecord {
     // VM created from flags, a template or a generalized machine image; kept from
     // the source VM for a specialized one. Empty in records older than the field.
     std::string instance_id;
+    // What the VM's next start does: empty, boot it; otherwise restore it from the
+    // state and memory files in vm_state_dir (vmm/machine.h Machine::restore):
+    // "machine-image:NAME" for a VM made from a running-state machine image that
+    // has not run yet, "suspended" for a VM `vms suspend` saved. The VMM clears it
+    // (and removes the files) once the restored machine exists and before its
+    // guest runs: from then on the disks move on, and the saved memory no longer
+    // matches them, so a later start boots.
+    std::string restore_from;
+    bool suspended() const { return restore_from == "suspended"; }
 };
+
+// Where a VM's own state and memory files wait for its next start:
+// <store>/vm-state/<vm>/{state,memory}. For a VM from a running-state machine
+// image they are hard links to the image's files (machine_state_dir), so
+// creating the VM copies nothing and every such VM maps the same pages.
+std::filesystem::path vm_state_dir(std::string const& store_root, std::string const& vm);
 
 // A fresh instance id: "i-" and 16 random hex digits.
 std::string new_instance_id();
@@ -113,6 +129,12 @@ std::string encode_vm(VmRecord const& vm);
 // The VMs that use store disk `disk`, read without taking the record lock: for
 // Store::remove, which already holds the store's lock (the same lock file).
 [[nodiscard]] Result<std::vector<std::string>> vms_using_disk(std::string const& store_root, std::string const& disk);
+// Refuses (Busy) when a suspended VM other than `except_vm` uses store disk
+// `disk`: a suspended VM's memory holds what its guest knows of its disks, so
+// nothing else may open them (read-only either: the VM may resume meanwhile)
+// or change them until it resumes or is deleted. Reads the records without the
+// record lock, as vms_using_disk does.
+[[nodiscard]] Status refuse_if_suspended_vm_disk(std::string const& store_root, std::string const& disk, std::string const& except_vm = {});
 
 // Store I/O. load_vm(Store&, ...) takes the record lock itself (shared) — what
 // `strata vmm --vm NAME` calls; the others run under a lock the caller holds.

@@ -6,6 +6,7 @@
 #include "store/store.h"
 #include "vmm/machine_disks.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <fcntl.h>
@@ -76,8 +77,10 @@ std::string snapshot_name(MachineDisks& disks, std::string const& prefix, Captur
 } // namespace
 
 Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::string const& snapshot_prefix,
-    std::function<Status()> const& while_paused)
+    std::function<Status()> const& while_paused, bool leave_paused)
 {
+    if (leave_paused && stagger_ms() > 0)
+        return make_error(ErrorKind::Usage, "the capture stagger test hook cannot be combined with a suspend");
     if (while_paused && stagger_ms() > 0)
         return make_error(ErrorKind::Usage, "the capture stagger test hook cannot be combined with a memory capture");
     CaptureOutcome outcome;
@@ -163,7 +166,9 @@ Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::str
         }
         for (auto& w : workers)
             w.join();
-        disks.resume_all();
+        bool const all_frozen = std::all_of(results.begin(), results.end(), [](Status const& r) { return r.has_value(); });
+        if (!leave_paused || !all_frozen)
+            disks.resume_all();
     }
     outcome.stall_us = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
 

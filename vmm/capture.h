@@ -64,7 +64,10 @@ struct CaptureOutcome {
 // frozen (a running-state capture saves memory and device state there, in the
 // same cut); if it fails, nothing is frozen, the prepared tops are taken back and
 // its error returned. It cannot be combined with the stagger test hook (Usage).
+// leave_paused: on success the queues stay held (a suspend, which ends the VM
+// next: requests the guest posted before the cut must not reach the disks after
+// it); on failure they are resumed as always.
 [[nodiscard]] Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::string const& snapshot_prefix,
-    std::function<Status()> const& while_paused = {});
+    std::function<Status()> const& while_paused = {}, bool leave_paused = false);
 
 } // namespace strata

@@ -27,6 +27,9 @@ struct DiskConfig {
     bool boot { false };
     bool scratch { false };
     DiskCache cache { DiskCache::None };
+    // For a store disk: the VM (in the store) whose VMM opens it, so that the
+    // VM's own disks open while it is recorded as suspended (Store::open_disk).
+    std::string owner_vm;
 };
 
 // Parses one --disk value; `index` gives the default id ("disk0", ...) for files.

@@ -173,6 +173,8 @@ Status Machine::boot(MachineConfig const& config)
     STRATA_TRY(attach_devices(config, cmdline));
     auto const& memory = m_ram->memory();
     STRATA_TRY(rsdp, write_acpi_tables(memory, AcpiConfig { config.vcpus, dsdt_body(config) }));
+    STRATA_TRY(generation, new_generation_id(false));
+    (void)generation;
 
     STRATA_TRY(cpuid, m_kvm->supported_cpuid());
     apply_cpu_template(config.cpu_template, cpuid);
@@ -229,6 +231,7 @@ std::vector<std::byte> Machine::dsdt_body(MachineConfig const& config) const
             devices.virtio_mmio.push_back({ base, static_cast<std::uint32_t>(virtio::MmioTransport::Size), gsi });
         }
     }
+    devices.vmgenid = aml::VmGenId { layout::vmgenid_guid, layout::irq_ged };
     return aml::build_dsdt_body(devices);
 }
 

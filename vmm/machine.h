@@ -112,6 +112,14 @@ public:
     // changes RAM meanwhile; the guest agent must be idle (the console is not
     // paused). Only the non-zero pages of RAM are written.
     [[nodiscard]] Status save_snapshot(std::filesystem::path const& state_file, std::filesystem::path const& memory_file);
+    // Gives the VM a new generation ID (the VMGenID device in the DSDT: 16
+    // random bytes at layout::vmgenid_guid) and pulses the ACPI GED's line, so
+    // a guest driver is notified. Every VM made from a running-state snapshot
+    // calls it before its vCPUs run, so clones of one snapshot differ (Linux
+    // reseeds its RNG on the notification). Returns the new ID in hex.
+    // A booting machine gets its first ID with notify false: no edge on the GED's
+    // line before the guest has set up its interrupt controllers.
+    [[nodiscard]] Result<std::string> new_generation_id(bool notify = true);
     ~Machine();
     Machine(Machine const&) = delete;
     Machine& operator=(Machine const&) = delete;

@@ -61,7 +61,7 @@ Status MachineDisks::attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::P
         ChainOptions options;
         options.cache = cache_mode(config.cache);
         options.read_only = config.read_only;
-        STRATA_TRY(chain, m_store->open_disk(config.store_disk, options));
+        STRATA_TRY(chain, m_store->open_disk(config.store_disk, options, config.owner_vm));
         // A disk over lazily pulled layers whose chunks are not all here yet is
         // served through a LazyDisk, which fetches them before they are read.
         STRATA_TRY(backend, registry::wrap_lazy(m_store->root(), std::move(chain), disk->chain));

@@ -23,10 +23,14 @@
 #include "vmm/memory_file.h"
 #include "vmm/virtio_slot.h"
 
+#include "vmm/layout.h"
+
+#include <array>
 #include <cerrno>
 #include <cstdlib>
 #include <fcntl.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -167,6 +171,35 @@ Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, M
     STRATA_TRY(machine->attach_devices(config, cmdline));
     STRATA_TRY(machine->restore_state(state));
     return machine;
+}
+
+Result<std::string> Machine::new_generation_id(bool notify)
+{
+    std::array<std::byte, 16> id {};
+    std::size_t got = 0;
+    while (got < id.size()) {
+        ssize_t n = ::getrandom(id.data() + got, id.size() - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno_error("getrandom for the VM generation ID");
+        }
+        got += static_cast<std::size_t>(n);
+    }
+    STRATA_TRY(m_ram->memory().write_bytes(layout::vmgenid_guid, id));
+    // An edge on the GED's line; with no driver bound (the IOAPIC pin masked)
+    // it is dropped, which is what a guest that never looked expects.
+    if (notify) {
+        STRATA_TRY(m_vm->set_irq_line(layout::irq_ged, true));
+        STRATA_TRY(m_vm->set_irq_line(layout::irq_ged, false));
+    }
+    static char const digits[] = "0123456789abcdef";
+    std::string hex;
+    for (auto b : id) {
+        hex += digits[std::to_integer<unsigned>(b) >> 4];
+        hex += digits[std::to_integer<unsigned>(b) & 15];
+    }
+    return hex;
 }
 
 Status Machine::restore_state(MachineState const& state)

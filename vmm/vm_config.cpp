@@ -119,6 +119,7 @@ Result<MachineConfig> machine_config_for(Store const& store, VmRecord const& vm)
         disk.boot = d.boot;
         disk.scratch = d.scratch;
         disk.cache = cache_of(d.cache);
+        disk.owner_vm = vm.name;
         c.disks.push_back(disk);
     }
     STRATA_TRY(check_disks(c.disks));

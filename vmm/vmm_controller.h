@@ -63,6 +63,30 @@ public:
 
     // Boots now (for a VM whose configuration came with it).
     [[nodiscard]] Status start();
+    // Makes start() restore the machine from a running-state snapshot (Machine::
+    // restore) instead of booting it. `restored` runs once the restored machine
+    // exists and before any vCPU runs (the VM record forgets its saved state
+    // there, since the guest's disks move on from then); if it fails, the machine
+    // is dropped and start() fails with its error.
+    struct RestoreSource {
+        std::filesystem::path state_file;
+        std::filesystem::path memory_file;
+        std::function<Status()> restored;
+        std::string what; // for the log line: "machine-image:NAME", "suspended"
+        // A clone of a snapshot (not the same VM resumed): it gets a new VM
+        // generation ID (Machine::new_generation_id) before it runs.
+        bool new_generation { false };
+    };
+    void restore_on_start(RestoreSource source) { m_restore = std::move(source); }
+    // Where suspend() saves the VM (state_dir: the state and memory files) and
+    // how it records the VM as suspended (record_suspended, called once the
+    // files are complete; the VM is ended only after it succeeded). Without
+    // it, suspend is refused.
+    struct SuspendTarget {
+        std::filesystem::path state_dir;
+        std::function<Status()> record_suspended;
+    };
+    void suspend_into(SuspendTarget target) { m_suspend = std::move(target); }
     // Waits for the Machine (started here or through the API) and runs it until the
     // guest ends or request_stop(); returns nullopt if stopped before any start.
     std::optional<MachineExit> run_until_exit();
@@ -81,6 +105,13 @@ public:
     Result<api::CaptureResult> snapshot_disks(api::SnapshotDisksRequest const& request) override;
     Result<api::CaptureResult> create_machine_image(api::MachineImageRequest const& request) override;
     Result<api::AgentAnswer> agent_command(api::AgentCommand const& command) override;
+    // One cut, as a running-state capture: every queue held and drained, the
+    // vCPUs parked, memory and device state saved into a fresh folder next to
+    // state_dir, every disk's top frozen (which makes its writes durable) under
+    // a new empty top; then the folder replaces state_dir, the VM is recorded
+    // suspended, and the machine stops with its queues still held. Any failure
+    // before the record resumes the VM as it was and leaves no files.
+    Status suspend() override;
 
     // True when the agent acknowledged generalize and the machine then ended by a
     // guest reset or power-off (call after run_until_exit).
@@ -108,6 +139,9 @@ private:
     bool m_started { false };
     bool m_stop { false };
     std::optional<std::uint64_t> m_last_stall_us;
+    std::optional<RestoreSource> m_restore;
+    std::optional<SuspendTarget> m_suspend;
+    std::optional<std::uint64_t> m_restore_us; // how long Machine::restore took
     std::atomic<bool> m_generalize_acknowledged { false };
 };
 

@@ -139,3 +139,40 @@ TEST_CASE("on the PCI transport the DSDT has a host bridge whose memory window h
     CHECK(count(body, bytes({ 0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x00 })) == 1);
     CHECK(count(body, bytes({ 0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08 })) == 1);
 }
+
+TEST_CASE("the VM generation ID device: VMGENCTR / VM_Gen_Counter, ADDR returning the address, a GED whose _EVT notifies it")
+{
+    aml::DsdtDevices d;
+    CHECK(count(aml::build_dsdt_body(d), text("VGEN")) == 0); // only when asked
+    d.vmgenid = aml::VmGenId { 0x1234'000a'0000ull, 3 };
+    auto body = aml::build_dsdt_body(d);
+    CHECK(count(body, text("VGEN")) == 2); // the device, and the notify's path
+    auto with_nul = [](std::string const& s) {
+        auto b = text(s);
+        b.push_back(std::byte { 0 });
+        return b;
+    };
+    CHECK(count(body, with_nul("VMGENCTR")) == 1);
+    CHECK(count(body, with_nul("VM_Gen_Counter")) == 2); // _CID and _DDN
+    // Method (ADDR, 0) { Return (Package (2) { 0x000a0000, 0x00001234 }) }
+    Bytes addr = bytes({ 0x14, 0x14 });
+    for (auto b : text("ADDR"))
+        addr.push_back(b);
+    for (auto b : bytes({ 0x00, 0xa4, 0x12, 0x0c, 0x02, 0x0c, 0x00, 0x00, 0x0a, 0x00, 0x0c, 0x34, 0x12, 0x00, 0x00 }))
+        addr.push_back(b);
+    CHECK(count(body, addr) == 1);
+    CHECK(count(body, with_nul("ACPI0013")) == 1);
+    // Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { 3 }
+    CHECK(count(body, bytes({ 0x89, 0x06, 0x00, 0x03, 0x01, 0x03, 0x00, 0x00, 0x00 })) == 1);
+    // Method (_EVT, 1) { Notify (\_SB.VGEN, 0x80) }
+    Bytes evt = bytes({ 0x14, 0x13 });
+    for (auto b : text("_EVT"))
+        evt.push_back(b);
+    for (auto b : bytes({ 0x01, 0x86, 0x5c, 0x2e }))
+        evt.push_back(b);
+    for (auto b : text("_SB_VGEN"))
+        evt.push_back(b);
+    for (auto b : bytes({ 0x0a, 0x80 }))
+        evt.push_back(b);
+    CHECK(count(body, evt) == 1);
+}

@@ -270,3 +270,13 @@ TEST_CASE("PUT /machine-images guest_flush_wait_ms")
     expect_error("PUT", "/machine-images", R"({"name": "x", "guest_flush_wait_ms": 500})", "goes with `guest_flush`");
     expect_error("PUT", "/machine-images", R"({"name": "x", "guest_flush": true, "guest_flush_wait_ms": 0})", "between 1 and 60000");
 }
+
+TEST_CASE("PUT /vm/suspend")
+{
+    auto s = expect_ok<SuspendRequest>("PUT", "/vm/suspend", "");
+    CHECK(phase_of(s) == Phase::PostBoot);
+    expect_ok<SuspendRequest>("PUT", "/vm/suspend", "{}");
+    expect_error("PUT", "/vm/suspend", R"({"now": true})", "now");
+    expect_error("PUT", "/vm/suspend", "[]", "");
+    expect_error("GET", "/vm/suspend", "", "");
+}

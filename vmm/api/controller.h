@@ -128,6 +128,11 @@ struct VmMetrics {
     // machine image), from the first queue stopped to the last resumed; absent if
     // nothing was captured yet.
     std::optional<std::uint64_t> last_capture_stall_us;
+    // For a VM restored from a running-state snapshot: microseconds the VMM took
+    // to build it from the state and memory files (Machine::restore: files
+    // checked, RAM mapped, KVM, vCPU and device state put back), until its vCPUs
+    // could run. Absent for a booted VM.
+    std::optional<std::uint64_t> restore_us;
 };
 
 // PUT /snapshot/disks: snapshot every disk of the VM at one crash-consistent instant.
@@ -209,6 +214,15 @@ public:
     // PUT /agent: sends the command and waits for the reply. Timeout when the
     // agent does not answer in time (the VM keeps running).
     [[nodiscard]] virtual Result<AgentAnswer> agent_command(AgentCommand const& command) = 0;
+    // PUT /vm/suspend: saves the running VM's memory, vCPU and device state (one
+    // cut with its disks, which are drained and flushed) where its next start
+    // restores it, records the VM as suspended, and ends the VM: the VMM exits
+    // once the reply is sent. Only a VM from the store can be suspended; a
+    // controller without one refuses (Unsupported), which is the default.
+    [[nodiscard]] virtual Status suspend()
+    {
+        return make_error(ErrorKind::Unsupported, "suspend needs a VM from the store (strata vms suspend)");
+    }
 };
 
 } // namespace strata::api

@@ -85,6 +85,7 @@ json metrics_json(VmMetrics const& metrics)
     json out = { { "disks", disks } };
     out["last_capture_stall_us"] = metrics.last_capture_stall_us ? json(*metrics.last_capture_stall_us) : json(nullptr);
     out["boot_complete_us"] = metrics.boot_complete_us ? json(*metrics.boot_complete_us) : json(nullptr);
+    out["restore_us"] = metrics.restore_us ? json(*metrics.restore_us) : json(nullptr);
     if (auto const& c = metrics.console)
         out["console"] = { { "bytes_to_guest", c->bytes_to_guest }, { "bytes_from_guest", c->bytes_from_guest }, { "errors", c->errors },
             { "refused_bytes", c->refused_bytes }, { "discarded_bytes", c->discarded_bytes } };
@@ -161,6 +162,7 @@ struct Executor {
     HttpReply operator()(SnapshotDisksRequest const& r) const { return capture_reply(controller.snapshot_disks(r)); }
     HttpReply operator()(MachineImageRequest const& r) const { return capture_reply(controller.create_machine_image(r)); }
     HttpReply operator()(AgentCommand const& r) const { return agent_reply(r, controller.agent_command(r)); }
+    HttpReply operator()(SuspendRequest const&) const { return status_reply(controller.suspend()); }
 };
 
 } // namespace

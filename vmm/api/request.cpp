@@ -301,6 +301,15 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
             STRATA_TRY(json, parse_json(body));
             return parse(json);
         }
+        if (target == "/vm/suspend") {
+            // No fields; an empty body is allowed too.
+            if (!body.empty()) {
+                STRATA_TRY(json, parse_json(body));
+                STRATA_TRY(reader, ObjectReader::open(json, {}));
+                (void)reader;
+            }
+            return ApiRequest { SuspendRequest {} };
+        }
         if (target.starts_with(drives_prefix)) {
             auto const id = target.substr(drives_prefix.size());
             if (id.find('/') != std::string_view::npos || id.empty())
@@ -325,7 +334,8 @@ Phase phase_of(ApiRequest const& request)
     if (auto const* action = std::get_if<InstanceAction>(&request))
         return action->type == ActionType::InstanceStart ? Phase::PreBoot : Phase::PostBoot;
     if (std::holds_alternative<VmStateChange>(request) || std::holds_alternative<SnapshotDisksRequest>(request)
-        || std::holds_alternative<MachineImageRequest>(request) || std::holds_alternative<AgentCommand>(request))
+        || std::holds_alternative<MachineImageRequest>(request) || std::holds_alternative<AgentCommand>(request)
+        || std::holds_alternative<SuspendRequest>(request))
         return Phase::PostBoot;
     return Phase::Any;
 }

@@ -22,6 +22,11 @@ constexpr std::uint8_t scope_op = 0x10;
 constexpr std::uint8_t buffer_op = 0x11;
 constexpr std::uint8_t ext_op_prefix = 0x5b;
 constexpr std::uint8_t device_op = 0x82; // after ext_op_prefix
+constexpr std::uint8_t dual_name_prefix = 0x2e;
+constexpr std::uint8_t package_op = 0x12;
+constexpr std::uint8_t method_op = 0x14;
+constexpr std::uint8_t notify_op = 0x86;
+constexpr std::uint8_t return_op = 0xa4;
 constexpr std::uint8_t root_char = 0x5c; // '\'
 
 constexpr std::uint8_t res_irq_no_flags = 0x22;   // small IRQ descriptor, 2 bytes
@@ -231,6 +236,67 @@ std::uint32_t eisa_id(std::string_view id)
     return ((v >> 24) & 0xff) | ((v >> 8) & 0xff00) | ((v << 8) & 0xff0000) | ((v << 24) & 0xff000000);
 }
 
+namespace {
+
+// Method (seg, args, NotSerialized) { body }
+Bytes method(std::string_view seg, std::uint8_t args, Bytes const& body)
+{
+    Bytes head;
+    put_nameseg(head, seg);
+    put8(head, args & 7);
+    return package(Bytes { std::byte { method_op } }, std::move(head), body);
+}
+
+// Package () { elements... }
+Bytes package_of(std::vector<Bytes> const& elements)
+{
+    Bytes head;
+    put8(head, elements.size());
+    Bytes body;
+    for (auto const& e : elements)
+        append(body, e);
+    return package(Bytes { std::byte { package_op } }, std::move(head), body);
+}
+
+// The generation ID device and the event device that notifies it.
+Bytes vmgenid_devices(VmGenId const& v)
+{
+    Bytes vgen = name("_HID", string("VMGENCTR"));
+    append(vgen, name("_CID", string("VM_Gen_Counter")));
+    append(vgen, name("_DDN", string("VM_Gen_Counter")));
+    // Integers in their 32-bit form, whatever their value: a reader that looks
+    // for the address (a firmware test) then meets one shape.
+    auto dword = [](std::uint64_t v32) {
+        Bytes b;
+        put8(b, dword_prefix);
+        put32(b, v32);
+        return b;
+    };
+    Bytes ret;
+    put8(ret, return_op);
+    append(ret, package_of({ dword(v.guid_address & 0xffffffff), dword(v.guid_address >> 32) }));
+    append(vgen, method("ADDR", 0, ret));
+    Bytes out = device("VGEN", vgen);
+
+    Bytes res;
+    extended_irq(res, v.ged_gsi);
+    Bytes ged = name("_HID", string("ACPI0013"));
+    append(ged, name("_CRS", resource_template(std::move(res))));
+    // _EVT (Arg0 = the GSI): one event line, one device to tell.
+    Bytes notify;
+    put8(notify, notify_op);
+    put8(notify, root_char);
+    put8(notify, dual_name_prefix);
+    put_nameseg(notify, "_SB_");
+    put_nameseg(notify, "VGEN");
+    append(notify, integer(0x80));
+    append(ged, method("_EVT", 1, notify));
+    append(out, device("GED0", ged));
+    return out;
+}
+
+} // namespace
+
 std::vector<std::byte> build_dsdt_body(DsdtDevices const& devices)
 {
     Bytes sb;
@@ -277,6 +343,8 @@ std::vector<std::byte> build_dsdt_body(DsdtDevices const& devices)
         append(body, name("_CRS", resource_template(std::move(res))));
         append(sb, device("PCI0", body));
     }
+    if (devices.vmgenid)
+        append(sb, vmgenid_devices(*devices.vmgenid));
     Bytes head;
     put8(head, root_char);
     put_nameseg(head, "_SB_");

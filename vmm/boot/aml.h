@@ -9,7 +9,8 @@
 // CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES), and, on the PCI transport, a PCI host
 // bridge (PNP0A03) whose windows hold the BARs, so the kernel scans bus 0.
 // Reference: ACPI 6.4 §19 (ASL/AML encoding), §6.4 (resource descriptors).
-// Not implemented: methods, _PRT (virtio-pci uses MSI-X only), power events.
+// Methods: only the two of the VM generation ID (ADDR, and the GED's _EVT).
+// Not implemented: _PRT (virtio-pci uses MSI-X only), power events.
 // Threading: pure functions.
 #pragma once
 
@@ -42,12 +43,24 @@ struct PciHostBridge {
     std::uint64_t mmio_end;
 };
 
+// The VM generation ID device (Microsoft's "Virtual Machine Generation ID"
+// paper; what Linux's vmgenid driver binds to): Device VGEN with _HID
+// "VMGENCTR", _CID "VM_Gen_Counter" and a method ADDR returning Package
+// { low, high } of the ID's guest-physical address (16 bytes in reserved RAM);
+// and a Generic Event Device (ACPI0013) on `ged_gsi` whose _EVT notifies VGEN
+// (0x80), so the VMM tells the guest of a new ID by pulsing that line.
+struct VmGenId {
+    std::uint64_t guid_address;
+    std::uint32_t ged_gsi;
+};
+
 struct DsdtDevices {
     std::vector<LegacySerial> serial_ports;
     std::optional<LegacyRtc> rtc;
     std::vector<MmioDevice> virtio_mmio;
     bool pci_host_bridge { false };
     PciHostBridge pci {};
+    std::optional<VmGenId> vmgenid;
 };
 
 // The AML of a `Scope (\_SB)` holding one Device per entry of `devices`.
