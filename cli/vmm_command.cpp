@@ -33,6 +33,7 @@ namespace {
 struct VmmOptions {
     std::string vm;
     std::string api_socket;
+    std::string seccomp;
 };
 
 Status mark_generalized(Store& store, std::string const& name)
@@ -43,9 +44,11 @@ Status mark_generalized(Store& store, std::string const& name)
     return save_vm(held, vm, false);
 }
 
-int run_stored_vm(std::string const& name)
+int run_stored_vm(std::string const& name, std::string const& seccomp)
 {
     std::signal(SIGPIPE, SIG_IGN);
+    if (auto filtering = enable_seccomp_option(seccomp); !filtering)
+        return report(filtering.error());
     auto store = Store::open(Store::default_root());
     if (!store)
         return report(store.error());
@@ -99,9 +102,11 @@ int run_stored_vm(std::string const& name)
     return status;
 }
 
-int run_api_only(std::string const& socket)
+int run_api_only(std::string const& socket, std::string const& seccomp)
 {
     std::signal(SIGPIPE, SIG_IGN);
+    if (auto filtering = enable_seccomp_option(seccomp); !filtering)
+        return report(filtering.error());
     VmmController controller("strata-vmm", MachineConfig {}, MachineIo { STDOUT_FILENO, STDIN_FILENO });
     return serve_until_exit(controller, socket, false);
 }
@@ -116,8 +121,9 @@ void register_vmm(CLI::App& app, int& exit_code)
     source->add_option("--vm", options->vm, "A VM in the store");
     source->add_option("--api-socket", options->api_socket, "Serve an unconfigured VMM's API on this socket");
     source->require_option(1);
+    vmm->add_option("--seccomp", options->seccomp, "System call filters per VMM thread: default (a forbidden call ends the VMM), log or off; $STRATA_SECCOMP when not given")->check(CLI::IsMember({ "default", "log", "off" }));
     vmm->callback([options, &exit_code] {
-        exit_code = options->vm.empty() ? run_api_only(options->api_socket) : run_stored_vm(options->vm);
+        exit_code = options->vm.empty() ? run_api_only(options->api_socket, options->seccomp) : run_stored_vm(options->vm, options->seccomp);
     });
 }
 

@@ -1,4 +1,5 @@
 #include "vmm/capture.h"
+#include "base/thread.h"
 
 #include "devices/virtio/blk/device.h"
 #include "imaging/chain.h"
@@ -159,7 +160,7 @@ Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::str
         std::vector<std::thread> workers;
         for (std::size_t k = 0; k < outcome.disks.size(); ++k) {
             if (!outcome.disks[k].scratch)
-                workers.emplace_back([&, k] { results[k] = freeze_one(disks, store, outcome.disks[k]); });
+                workers.push_back(start_thread(ThreadKind::ApiWorker, "strata-capture", [&, k] { results[k] = freeze_one(disks, store, outcome.disks[k]); }));
         }
         for (auto& w : workers)
             w.join();

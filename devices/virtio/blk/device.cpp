@@ -1,4 +1,5 @@
 #include "devices/virtio/blk/device.h"
+#include "base/thread.h"
 
 #include "devices/virtio/spec.h"
 
@@ -117,7 +118,10 @@ Status VirtioBlk::activate(VirtioActivation activation)
     m_stop = false;
     m_paused = false;
     m_running = true;
-    m_thread = std::thread([this, e = std::move(engine), a = std::move(activation)]() mutable { run(std::move(e), std::move(a)); });
+    // std::function needs a copyable callable: the engine and activation travel in shared_ptrs.
+    auto e = std::shared_ptr<BlkEngine>(std::move(engine));
+    auto a = std::make_shared<VirtioActivation>(std::move(activation));
+    m_thread = start_thread(ThreadKind::DeviceIo, ("blk-" + m_options.id).substr(0, 15), [this, e, a] { run(*e, std::move(*a)); });
     return ok();
 }
 

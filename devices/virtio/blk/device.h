@@ -70,7 +70,7 @@ public:
 
 private:
     VirtioBlk(BlockBackend& backend, BlkOptions options);
-    void run(std::unique_ptr<BlkEngine> engine, VirtioActivation activation);
+    void run(BlkEngine& engine, VirtioActivation activation);
     void wake();
 
     BlockBackend& m_backend;

@@ -24,7 +24,7 @@ bool watch(int epfd, int fd, std::uint64_t key, bool add)
 
 } // namespace
 
-void VirtioBlk::run(std::unique_ptr<BlkEngine> engine, VirtioActivation activation)
+void VirtioBlk::run(BlkEngine& engine, VirtioActivation activation)
 {
     Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
     bool fine = epoll.valid() && watch(epoll.get(), m_control.get(), ControlKey, true)
@@ -54,12 +54,12 @@ void VirtioBlk::run(std::unique_ptr<BlkEngine> engine, VirtioActivation activati
         }
         if (stop) {
             // Reset: wait for the backend, but leave the rings alone.
-            engine->drain(false);
+            engine.drain(false);
             return;
         }
         if (want_pause && !paused) {
-            engine->set_paused(true);
-            if (engine->in_flight() == 0) {
+            engine.set_paused(true);
+            if (engine.in_flight() == 0) {
                 paused = true;
                 // From here the VMM may drive the backend; keep away from it.
                 watch(epoll.get(), m_backend.completion_fd(), CompletionKey, false);
@@ -76,9 +76,9 @@ void VirtioBlk::run(std::unique_ptr<BlkEngine> engine, VirtioActivation activati
                 std::lock_guard lock(m_mutex);
                 m_paused = false;
             }
-            engine->set_paused(false);
+            engine.set_paused(false);
             // Notifications that arrived while paused were consumed; look at every queue.
-            engine->process_all();
+            engine.process_all();
             continue;
         }
 
@@ -92,11 +92,11 @@ void VirtioBlk::run(std::unique_ptr<BlkEngine> engine, VirtioActivation activati
                 eventfd_drain(m_control.get());
             } else if (key == CompletionKey) {
                 if (!paused)
-                    engine->reap();
+                    engine.reap();
             } else {
                 auto const q = static_cast<std::uint16_t>(key);
                 eventfd_drain(activation.eventfds->fd(q));
-                engine->process_queue(q);
+                engine.process_queue(q);
             }
         }
     }
