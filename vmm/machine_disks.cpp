@@ -75,6 +75,7 @@ Status MachineDisks::attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::P
     virtio::blk::BlkOptions options;
     options.id = config.id;
     options.read_only = config.read_only;
+    options.rate_limiter = std::make_shared<RateLimiter>(config.rate_limit);
     STRATA_TRY(device, virtio::blk::VirtioBlk::create(*disk->backend, options));
     disk->device = std::move(device);
 

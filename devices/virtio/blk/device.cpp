@@ -39,6 +39,7 @@ VirtioBlk::VirtioBlk(BlockBackend& backend, BlkOptions options)
     : m_backend(backend)
     , m_options(std::move(options))
     , m_log("strata: virtio-blk '" + m_options.id + "'")
+    , m_limiter(m_options.rate_limiter ? m_options.rate_limiter : std::make_shared<RateLimiter>(RateLimiterConfig {}))
 {
     m_features = virtio::feature::Version1 | virtio::feature::RingIndirectDesc | virtio::feature::RingEventIdx
         | feature::SizeMax | feature::SegMax | feature::BlkSize | feature::Flush;
@@ -114,7 +115,7 @@ Status VirtioBlk::activate(VirtioActivation activation)
     if (m_running)
         return make_error(ErrorKind::Internal, "virtio-blk activated twice without a reset");
     auto engine = std::make_unique<BlkEngine>(m_backend, *activation.mem, limits, m_options.id, std::move(queues),
-        *activation.signals, m_counters, m_log);
+        *activation.signals, m_counters, m_log, *m_limiter);
     m_stop = false;
     m_paused = false;
     m_running = true;
@@ -183,12 +184,19 @@ void VirtioBlk::resume()
     wake();
 }
 
+void VirtioBlk::set_rate_limit(RateLimiterConfig const& config)
+{
+    m_limiter->update(config);
+    // Requests waiting on the old limit's timer are looked at again now.
+    wake();
+}
+
 BlkMetrics VirtioBlk::metrics() const
 {
     auto const& c = m_counters;
     return BlkMetrics { c.requests.load(), c.read_requests.load(), c.write_requests.load(), c.flush_requests.load(),
         c.discard_requests.load(), c.write_zeroes_requests.load(), c.bytes_read.load(), c.bytes_written.load(),
-        c.errors.load(), c.rejected.load(), c.backpressure.load() };
+        c.errors.load(), c.rejected.load(), c.backpressure.load(), c.throttled.load() };
 }
 
 } // namespace strata::virtio::blk

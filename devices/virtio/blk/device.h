@@ -41,7 +41,7 @@ namespace strata::virtio::blk {
 // A snapshot of BlkCounters.
 struct BlkMetrics {
     std::uint64_t requests, read_requests, write_requests, flush_requests, discard_requests, write_zeroes_requests;
-    std::uint64_t bytes_read, bytes_written, errors, rejected, backpressure;
+    std::uint64_t bytes_read, bytes_written, errors, rejected, backpressure, throttled;
 };
 
 class VirtioBlk final : public VirtioDevice {
@@ -65,6 +65,10 @@ public:
     bool active() const;
 
     BlkMetrics metrics() const;
+    // Replaces the rate limit at once, also while requests wait on the old one
+    // (PATCH /drives): the buckets start full.
+    void set_rate_limit(RateLimiterConfig const& config);
+    RateLimiterConfig rate_limit() const { return m_limiter->config(); }
     std::string const& id() const { return m_options.id; }
     bool read_only() const { return m_options.read_only; }
 
@@ -79,6 +83,7 @@ private:
     ConfigSpace m_config {};
     BlkCounters m_counters;
     RateLimitedLog m_log;
+    std::shared_ptr<RateLimiter> m_limiter;
     Fd m_control; // eventfd: "look at the control state"
 
     mutable std::mutex m_mutex;

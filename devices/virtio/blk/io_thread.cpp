@@ -13,6 +13,7 @@ namespace {
 
 constexpr std::uint64_t ControlKey = 1ULL << 32;
 constexpr std::uint64_t CompletionKey = 2ULL << 32;
+constexpr std::uint64_t TimerKey = 3ULL << 32;
 
 bool watch(int epfd, int fd, std::uint64_t key, bool add)
 {
@@ -27,8 +28,12 @@ bool watch(int epfd, int fd, std::uint64_t key, bool add)
 void VirtioBlk::run(BlkEngine& engine, VirtioActivation activation)
 {
     Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
-    bool fine = epoll.valid() && watch(epoll.get(), m_control.get(), ControlKey, true)
-        && watch(epoll.get(), m_backend.completion_fd(), CompletionKey, true);
+    auto timer = RateLimitTimer::create();
+    bool fine = epoll.valid() && timer && watch(epoll.get(), m_control.get(), ControlKey, true)
+        && watch(epoll.get(), m_backend.completion_fd(), CompletionKey, true)
+        && watch(epoll.get(), timer.value().fd(), TimerKey, true);
+    if (timer)
+        engine.set_timer(&timer.value());
     for (std::uint16_t q = 0; fine && q < activation.queues.size(); ++q) {
         if (activation.queues[q].ready)
             fine = watch(epoll.get(), activation.eventfds->fd(q), q, true);
@@ -90,6 +95,12 @@ void VirtioBlk::run(BlkEngine& engine, VirtioActivation activation)
             std::uint64_t const key = events[i].data.u64;
             if (key == ControlKey) {
                 eventfd_drain(m_control.get());
+                // The rate limit may have changed (set_rate_limit): look again.
+                if (engine.throttled() && !paused)
+                    engine.on_timer();
+            } else if (key == TimerKey) {
+                if (timer.value().consume())
+                    engine.on_timer();
             } else if (key == CompletionKey) {
                 if (!paused)
                     engine.reap();
