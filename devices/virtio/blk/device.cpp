@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <limits>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -25,6 +26,16 @@ Result<std::unique_ptr<VirtioBlk>> VirtioBlk::create(BlockBackend& backend, BlkO
         return make_error(ErrorKind::BadInput, "disk size is not a multiple of 512 bytes");
     if (options.seg_max == 0)
         options.seg_max = std::max(1u, options.queue_size - 2u);
+    // Each discard or write-zeroes range is one backend operation, and a request
+    // is submitted whole or not at all: advertise no more ranges than the backend
+    // takes at once, or such a request could never start.
+    unsigned const depth = std::max(1u, backend.queue_depth());
+    options.max_discard_seg = std::min(options.max_discard_seg, depth);
+    options.max_write_zeroes_seg = std::min(options.max_write_zeroes_seg, depth);
+    // The used length of a read is data_len + 1, a 32-bit field: seg_max *
+    // size_max must leave room for it.
+    if (std::uint64_t(options.seg_max) * options.size_max >= std::numeric_limits<std::uint32_t>::max())
+        options.seg_max = static_cast<std::uint32_t>((std::numeric_limits<std::uint32_t>::max() - 1) / options.size_max);
     options.read_only = options.read_only || backend.read_only();
 
     auto device = std::unique_ptr<VirtioBlk>(new VirtioBlk(backend, std::move(options)));

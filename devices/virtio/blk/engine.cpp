@@ -132,6 +132,15 @@ BlkEngine::Start BlkEngine::start(std::uint16_t queue, std::uint16_t head)
     }
     }
 
+    if (ops.size() > m_depth) {
+        // More operations than the backend ever holds at once: waiting for room
+        // would wait for ever (with nothing in flight nothing retries it). The
+        // device advertises no more ranges than this, so only a driver that
+        // ignored the limit gets here.
+        m_log.warn("a request of " + std::to_string(ops.size()) + " operations, more than the backend's queue depth " + std::to_string(m_depth));
+        complete(queue, head, r, status_code::IoErr);
+        return Start::Taken;
+    }
     if (m_ops_in_flight + ops.size() > m_depth)
         return Start::Backpressure;
     std::uint64_t const bytes = r.type == request_type::In || r.type == request_type::Out ? r.data_len : 0;
