@@ -101,6 +101,21 @@ void MachineDisks::pause_all()
         d->device->wait_paused();
 }
 
+Status MachineDisks::pause_all_within(std::chrono::milliseconds deadline)
+{
+    auto const until = std::chrono::steady_clock::now() + deadline;
+    for (auto& d : m_disks)
+        d->device->request_pause();
+    for (auto& d : m_disks) {
+        if (!d->device->wait_paused_until(until)) {
+            resume_all();
+            return make_error(ErrorKind::Timeout, "disk '" + d->config.id + "' did not drain its requests within "
+                    + std::to_string(deadline.count()) + " ms (its host I/O may hang); every disk runs again");
+        }
+    }
+    return ok();
+}
+
 void MachineDisks::resume_all()
 {
     for (auto& d : m_disks)

@@ -180,6 +180,12 @@ void VirtioBlk::wait_paused()
     m_cv.wait(lock, [this] { return !m_pause_requested || m_paused || !m_running; });
 }
 
+bool VirtioBlk::wait_paused_until(std::chrono::steady_clock::time_point deadline)
+{
+    std::unique_lock lock(m_mutex);
+    return m_cv.wait_until(lock, deadline, [this] { return !m_pause_requested || m_paused || !m_running; });
+}
+
 void VirtioBlk::pause()
 {
     request_pause();

@@ -31,6 +31,7 @@
 #include "devices/virtio/device.h"
 #include "imaging/block_backend.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -61,6 +62,9 @@ public:
     void pause();
     void request_pause();
     void wait_paused();
+    // wait_paused with a deadline: false when the device had not drained by then
+    // (its pause stays requested; resume() withdraws it).
+    bool wait_paused_until(std::chrono::steady_clock::time_point deadline);
     void resume();
     bool active() const;
 

@@ -3,7 +3,10 @@
 // device.h for the pause/resume/reset contract this loop implements.
 #include "devices/virtio/blk/device.h"
 
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <thread>
 #include <sys/epoll.h>
 #include <unistd.h>
 
@@ -47,6 +50,9 @@ void VirtioBlk::run(BlkEngine& engine, VirtioActivation activation)
     }
 
     bool paused = false;
+#if STRATA_TEST_HOOKS
+    bool stalled = false;
+#endif
     // Chains the driver queued before DRIVER_OK are taken at once.
     bool kick_all = true;
     while (true) {
@@ -63,6 +69,14 @@ void VirtioBlk::run(BlkEngine& engine, VirtioActivation activation)
             return;
         }
         if (want_pause && !paused) {
+#if STRATA_TEST_HOOKS
+            // Test hook: a drain that takes this long, as when the host's I/O hangs.
+            if (char const* stall = std::getenv("STRATA_TEST_BLK_DRAIN_STALL_MS"); stall != nullptr && !stalled) {
+                stalled = true;
+                std::this_thread::sleep_for(std::chrono::milliseconds(std::strtoull(stall, nullptr, 10)));
+                continue;
+            }
+#endif
             engine.set_paused(true);
             if (engine.in_flight() == 0) {
                 paused = true;
