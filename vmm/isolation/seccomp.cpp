@@ -94,6 +94,8 @@ constexpr char const* SpawnerCalls[] = { "clone", "clone3", "set_robust_list", "
 constexpr unsigned long VcpuIoctls[] = {
     KVM_RUN, KVM_IRQ_LINE, KVM_SIGNAL_MSI, KVM_IOEVENTFD, KVM_IRQFD, KVM_GET_REGS, KVM_GET_SREGS,
     KVM_SET_REGS, KVM_GET_VCPU_EVENTS, KVM_GET_MP_STATE,
+    // A virtio-pci driver programming its MSI-X vectors changes the routing.
+    KVM_SET_GSI_ROUTING,
 };
 constexpr unsigned long DeviceIoctls[] = { KVM_IRQ_LINE, KVM_SIGNAL_MSI, FIONBIO, FIONREAD };
 constexpr unsigned long ApiIoIoctls[] = { FIONBIO, FIONREAD };
