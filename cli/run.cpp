@@ -6,6 +6,7 @@
 
 #include "base/sysexits.h"
 #include "cli/run_support.h"
+#include "vmm/isolation/seccomp.h"
 #include "vmm/machine.h"
 #include "vmm/vmm_controller.h"
 
@@ -28,6 +29,7 @@ struct RunOptions {
     std::string transport { "mmio" };
     std::vector<std::string> disks;
     std::string api_socket;
+    std::string seccomp;
 };
 
 // With --api-socket the VM also serves the REST API while it runs, so it can be
@@ -54,6 +56,8 @@ int run_vm(RunOptions& options)
     }
     // The guest's console must never block strata or kill it with SIGPIPE.
     std::signal(SIGPIPE, SIG_IGN);
+    if (auto filtering = enable_seccomp_option(options.seccomp); !filtering)
+        return report(filtering.error());
 
     if (!options.api_socket.empty())
         return run_with_api(config, options.api_socket);
@@ -63,6 +67,9 @@ int run_vm(RunOptions& options)
             return report(machine.error());
         int signal_number = 0;
         Machine& m = *machine.value();
+        // The machine is built: from here the main thread only waits for it.
+        if (auto filtered = apply_seccomp(ThreadKind::Vmm); !filtered)
+            return report(filtered.error());
         auto exit = with_signals<MachineExit>([&] { return m.run(); }, [&] { m.stop(); }, signal_number);
         bool restart = false;
         int status = exit_status(exit, config.on_reboot, signal_number, restart);
@@ -91,6 +98,7 @@ void register_run(CLI::App& app, int& exit_code)
     run->add_option("--transport", options->transport, "virtio transport for disks")->default_val("mmio")->check(CLI::IsMember({ "mmio", "pci" }));
     run->add_option("--disk", options->disks, "A disk: NAME[,id=D][,readonly=on] (store) or path=P,format=raw|strata[,id=D][,readonly=on]")->take_all();
     run->add_option("--api-socket", options->api_socket, "Serve the REST API on this Unix socket while the VM runs");
+    run->add_option("--seccomp", options->seccomp, "System call filters per VMM thread: default (a forbidden call ends the VMM), log or off; $STRATA_SECCOMP when not given")->check(CLI::IsMember({ "default", "log", "off" }));
     run->callback([options, &exit_code] { exit_code = run_vm(*options); });
 }
 

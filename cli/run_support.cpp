@@ -1,7 +1,9 @@
 #include "cli/run_support.h"
+#include "base/thread.h"
 
 #include "base/sysexits.h"
 #include "vmm/api/server.h"
+#include "vmm/isolation/seccomp.h"
 
 #include <cerrno>
 #include <csignal>
@@ -15,6 +17,12 @@
 #include <unistd.h>
 
 namespace strata::cli {
+
+Status enable_seccomp_option(std::string const& option)
+{
+    STRATA_TRY(mode, option.empty() ? default_seccomp_mode() : parse_seccomp_mode(option));
+    return enable_seccomp(mode);
+}
 
 int report(Error const& error)
 {
@@ -34,7 +42,7 @@ T with_signals(std::function<T()> const& fn, std::function<void()> const& stop, 
     int wake[2];
     if (::pipe2(wake, O_CLOEXEC) < 0)
         wake[0] = wake[1] = -1;
-    std::thread watcher([&] {
+    std::thread watcher = start_thread(ThreadKind::Vmm, "strata-signals", [&] {
         pollfd fds[2] = { { sfd, POLLIN, 0 }, { wake[0], POLLIN, 0 } };
         while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
         }
@@ -70,6 +78,10 @@ int serve_until_exit(VmmController& controller, std::string const& socket, bool 
         return report(server.error().context("API socket '" + socket + "'"));
     if (on_serving)
         on_serving();
+    // The API serves and the machine (when booted now) is built: from here the
+    // main thread waits for the guest, and records how it ended.
+    if (auto filtered = apply_seccomp(ThreadKind::Vmm); !filtered)
+        return report(filtered.error());
     int signal_number = 0;
     auto exit = with_signals<std::optional<MachineExit>>([&] { return controller.run_until_exit(); }, [&] { controller.request_stop(); }, signal_number);
     server.value()->stop();

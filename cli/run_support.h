@@ -14,6 +14,10 @@
 
 namespace strata::cli {
 
+// Turns on the VMM's seccomp filters (vmm/isolation/seccomp.h): `option` is the
+// command's --seccomp, empty when not given (then $STRATA_SECCOMP, else default).
+[[nodiscard]] Status enable_seccomp_option(std::string const& option);
+
 // Prints "strata: <message>" on stderr and returns the error's sysexits code.
 int report(Error const& error);
 

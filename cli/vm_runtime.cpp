@@ -51,41 +51,6 @@ Result<std::map<std::string, std::string>> parse_metadata(std::string const& tex
 
 namespace {
 
-// True while pid is a live (not zombie) `strata vmm` process for vm.
-bool is_vmm(pid_t pid, std::string const& vm)
-{
-    if (pid <= 0)
-        return false;
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    if (!std::getline(stat, line))
-        return false;
-    auto close = line.rfind(')');
-    if (close == std::string::npos || close + 2 >= line.size())
-        return false;
-    if (line[close + 2] == 'Z' || line[close + 2] == 'X') {
-        // A zombie main thread: the process is gone once no other thread of it
-        // remains (they may still hold its disks' locks while they finish).
-        std::error_code ec;
-        auto tasks = std::distance(std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec),
-            std::filesystem::directory_iterator());
-        // Its command line is gone with the main thread; the pid file named it.
-        return !ec && tasks > 1;
-    }
-    std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline", std::ios::binary);
-    std::string all((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
-    std::vector<std::string> args;
-    std::stringstream in(all);
-    for (std::string a; std::getline(in, a, '\0');)
-        args.push_back(a);
-    bool vmm = false, named = false;
-    for (auto const& a : args) {
-        vmm = vmm || a == "vmm";
-        named = named || a == vm || a == "--vm=" + vm;
-    }
-    return vmm && named;
-}
-
 pid_t read_pid(std::string const& path)
 {
     std::ifstream in(path);
@@ -101,11 +66,12 @@ bool api_answers(std::string const& socket)
     return r && r.value().status == 200;
 }
 
-// Waits until pid is gone (or no longer the VM's VMM), up to timeout.
-bool wait_gone(pid_t pid, std::string const& vm, std::chrono::milliseconds timeout)
+// Waits until no VMM holds the VM's lock (it ended, all its threads too), up to
+// timeout.
+bool wait_gone(RuntimePaths const& paths, std::chrono::milliseconds timeout)
 {
     auto end = Clock::now() + timeout;
-    while (is_vmm(pid, vm)) {
+    while (vmm_lock_held(paths)) {
         if (Clock::now() >= end)
             return false;
         std::this_thread::sleep_for(20ms);
@@ -140,8 +106,9 @@ VmRuntime vm_runtime(Store const& store, std::string const& vm)
 {
     VmRuntime rt;
     rt.paths = runtime_paths(store.root(), vm);
-    rt.pid = read_pid(rt.paths.pid_file);
-    rt.running = is_vmm(rt.pid, vm);
+    // The lock says whether a VMM lives; the pid file only which process it is.
+    rt.running = vmm_lock_held(rt.paths);
+    rt.pid = rt.running ? read_pid(rt.paths.pid_file) : 0;
     rt.api_ready = rt.running && api_answers(rt.paths.api_socket);
     return rt;
 }
@@ -169,9 +136,17 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
         return rt;
     }
     STRATA_TRY(make_runtime_dir(rt.paths.dir));
-    // Left by a VMM that was killed: nothing listens on them any more.
+    // The lock is taken here and handed to the VMM (its descriptor is inherited),
+    // so no other start can slip in between; held, the files a killed VMM left
+    // behind are stale and go.
+    auto lock = try_vmm_lock(rt.paths);
+    if (!lock) {
+        already_running = true;
+        return vm_runtime(store, vm);
+    }
     for (auto const* p : { &rt.paths.api_socket, &rt.paths.console_socket, &rt.paths.pid_file })
         ::unlink(p->c_str());
+    int const lock_fd = lock->get();
     char exe[4096];
     ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0)
@@ -191,11 +166,16 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
         ::dup2(in, 0);
         ::dup2(out, 1);
         ::dup2(out, 2);
-        char const* argv[] = { exe, "vmm", "--vm", vm.c_str(), nullptr };
+        // The lock's descriptor, as fd 3 and kept across exec.
+        if (lock_fd != 3)
+            ::dup2(lock_fd, 3);
+        ::fcntl(3, F_SETFD, 0);
+        char const* argv[] = { exe, "vmm", "--vm", vm.c_str(), "--lock-fd", "3", nullptr };
         // SAFETY: execv takes char* const[]; it does not modify the strings.
         ::execv(exe, const_cast<char* const*>(argv));
         ::_exit(EX_OSERR);
     }
+    lock.reset(); // the VMM holds it now
     // The VMM writes its own pid file too; writing it here as well lets state
     // checks find the process from its first instant.
     {
@@ -277,18 +257,25 @@ Status stop_vm(Store const& store, std::string const& vm, bool force, unsigned t
     if (!force) {
         // A guest without an i8042 driver ignores it; the timeout then ends it.
         (void)api::api_request(rt.paths.api_socket, "PUT", "/actions", R"({"action_type": "SendCtrlAltDel"})", 5s);
-        if (wait_gone(rt.pid, vm, std::chrono::seconds(timeout_s)))
+        if (wait_gone(rt.paths, std::chrono::seconds(timeout_s)))
             return ok();
-        ::kill(rt.pid, SIGTERM);
-        if (wait_gone(rt.pid, vm, 2s))
+        // Signals go only to the process the lock's holder wrote in the pid
+        // file, and only while the lock is held.
+        if (vmm_lock_held(rt.paths) && rt.pid > 0)
+            ::kill(rt.pid, SIGTERM);
+        if (wait_gone(rt.paths, 2s))
             return ok();
     }
-    ::kill(rt.pid, SIGKILL);
-    if (!wait_gone(rt.pid, vm, 5s))
+    if (vmm_lock_held(rt.paths) && rt.pid > 0)
+        ::kill(rt.pid, SIGKILL);
+    if (!wait_gone(rt.paths, 5s))
         return make_error(ErrorKind::Busy, "the VMM of vm '" + vm + "' (pid " + std::to_string(rt.pid) + ") did not exit");
-    // A killed VMM leaves its runtime files behind.
-    for (auto const* p : { &rt.paths.api_socket, &rt.paths.console_socket, &rt.paths.pid_file })
-        ::unlink(p->c_str());
+    // A killed VMM leaves its runtime files behind; they go while the lock is
+    // held here, so a VMM starting meanwhile keeps its own.
+    if (auto lock = try_vmm_lock(rt.paths)) {
+        for (auto const* p : { &rt.paths.api_socket, &rt.paths.console_socket, &rt.paths.pid_file })
+            ::unlink(p->c_str());
+    }
     return ok();
 }
 

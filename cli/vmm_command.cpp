@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <iostream>
 #include <memory>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,6 +35,8 @@ namespace {
 struct VmmOptions {
     std::string vm;
     std::string api_socket;
+    std::string seccomp;
+    int lock_fd { -1 };
 };
 
 Status mark_generalized(Store& store, std::string const& name)
@@ -52,9 +55,11 @@ Status forget_saved_state(Store& store, std::string const& name)
     return save_vm(held, vm, false);
 }
 
-int run_stored_vm(std::string const& name)
+int run_stored_vm(std::string const& name, std::string const& seccomp, int lock_fd)
 {
     std::signal(SIGPIPE, SIG_IGN);
+    if (auto filtering = enable_seccomp_option(seccomp); !filtering)
+        return report(filtering.error());
     auto store = Store::open(Store::default_root());
     if (!store)
         return report(store.error());
@@ -67,6 +72,20 @@ int run_stored_vm(std::string const& name)
     auto paths = runtime_paths(store.value()->root(), name);
     if (auto r = make_runtime_dir(paths.dir); !r)
         return report(r.error());
+    // The VM's lock, held until this process ends: what tells a live VMM from a
+    // stale folder. `vms start` took it and passes it on (--lock-fd).
+    Fd lock;
+    if (lock_fd >= 0) {
+        lock = Fd(lock_fd);
+        ::fcntl(lock_fd, F_SETFD, FD_CLOEXEC);
+        if (::flock(lock_fd, LOCK_EX | LOCK_NB) != 0)
+            return report(make_error(ErrorKind::Busy, "--lock-fd " + std::to_string(lock_fd) + " is not this VM's lock"));
+    } else {
+        auto taken = take_vmm_lock(paths);
+        if (!taken)
+            return report(taken.error().context("vm '" + name + "'"));
+        lock = std::move(taken.value());
+    }
     auto relay = ConsoleRelay::start(paths.serial_log, paths.console_socket);
     if (!relay)
         return report(relay.error());
@@ -126,9 +145,11 @@ int run_stored_vm(std::string const& name)
     return status;
 }
 
-int run_api_only(std::string const& socket)
+int run_api_only(std::string const& socket, std::string const& seccomp)
 {
     std::signal(SIGPIPE, SIG_IGN);
+    if (auto filtering = enable_seccomp_option(seccomp); !filtering)
+        return report(filtering.error());
     VmmController controller("strata-vmm", MachineConfig {}, MachineIo { STDOUT_FILENO, STDIN_FILENO });
     return serve_until_exit(controller, socket, false);
 }
@@ -143,8 +164,10 @@ void register_vmm(CLI::App& app, int& exit_code)
     source->add_option("--vm", options->vm, "A VM in the store");
     source->add_option("--api-socket", options->api_socket, "Serve an unconfigured VMM's API on this socket");
     source->require_option(1);
+    vmm->add_option("--lock-fd", options->lock_fd, "An inherited descriptor holding the VM's lock (from `vms start`)")->group("");
+    vmm->add_option("--seccomp", options->seccomp, "System call filters per VMM thread: default (a forbidden call ends the VMM), log or off; $STRATA_SECCOMP when not given")->check(CLI::IsMember({ "default", "log", "off" }));
     vmm->callback([options, &exit_code] {
-        exit_code = options->vm.empty() ? run_api_only(options->api_socket) : run_stored_vm(options->vm);
+        exit_code = options->vm.empty() ? run_api_only(options->api_socket, options->seccomp) : run_stored_vm(options->vm, options->seccomp, options->lock_fd);
     });
 }
 

@@ -1,4 +1,5 @@
 #include "vmm/capture.h"
+#include "base/thread.h"
 
 #include "devices/virtio/blk/device.h"
 #include "imaging/chain.h"
@@ -21,7 +22,18 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// How long the disks may take to drain their requests in flight.
+constexpr std::chrono::milliseconds DrainDeadline { 10'000 };
+
 #if STRATA_TEST_HOOKS
+std::uint64_t env_ms(char const* name);
+
+std::chrono::milliseconds drain_deadline()
+{
+    auto ms = env_ms("STRATA_TEST_CAPTURE_DRAIN_DEADLINE_MS");
+    return ms > 0 ? std::chrono::milliseconds(ms) : DrainDeadline;
+}
+
 std::uint64_t env_ms(char const* name)
 {
     char const* v = std::getenv(name);
@@ -50,6 +62,11 @@ void reached(char const* point, bool hold = true)
         std::this_thread::sleep_for(std::chrono::milliseconds(ms));
 }
 #else
+std::chrono::milliseconds drain_deadline()
+{
+    return DrainDeadline;
+}
+
 std::uint64_t stagger_ms()
 {
     return 0;
@@ -147,7 +164,13 @@ Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::str
             std::this_thread::sleep_for(std::chrono::milliseconds(ms));
         }
     } else {
-        disks.pause_all();
+        // A disk whose host I/O hangs must not hold the API (and the guest's
+        // other disks) for ever: past the deadline every queue runs again and the
+        // capture fails with Timeout (504), having frozen nothing.
+        if (auto paused = disks.pause_all_within(drain_deadline()); !paused) {
+            unprepare(outcome.disks.size());
+            return paused.error().context("capture");
+        }
         reached("paused");
         if (while_paused) {
             if (auto r = while_paused(); !r) {
@@ -162,7 +185,7 @@ Result<CaptureOutcome> capture_disks(MachineDisks& disks, Store& store, std::str
         std::vector<std::thread> workers;
         for (std::size_t k = 0; k < outcome.disks.size(); ++k) {
             if (!outcome.disks[k].scratch)
-                workers.emplace_back([&, k] { results[k] = freeze_one(disks, store, outcome.disks[k]); });
+                workers.push_back(start_thread(ThreadKind::ApiWorker, "strata-capture", [&, k] { results[k] = freeze_one(disks, store, outcome.disks[k]); }));
         }
         for (auto& w : workers)
             w.join();

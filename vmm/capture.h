@@ -27,6 +27,11 @@
 //   so that a test that saw the line can kill the VMM there. A `freezing` line
 //   (no wait) marks the end of the pause's hold: a VMM killed before writing it
 //   had frozen nothing.
+// - The disks get 10 s to drain their requests in flight; past that every queue
+//   runs again and the capture fails with Timeout (504), nothing frozen.
+//   STRATA_TEST_CAPTURE_DRAIN_DEADLINE_MS shortens the deadline, and
+//   STRATA_TEST_BLK_DRAIN_STALL_MS makes each disk's I/O thread take that long
+//   over its first drain, as a hung host I/O would.
 // Threading: runs on the API's worker thread while vCPUs and disk I/O threads run.
 #pragma once
 

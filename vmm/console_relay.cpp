@@ -1,4 +1,5 @@
 #include "vmm/console_relay.h"
+#include "base/thread.h"
 
 #include <cerrno>
 #include <cstring>
@@ -54,7 +55,7 @@ Result<std::unique_ptr<ConsoleRelay>> ConsoleRelay::start(std::string const& log
     if (stop < 0)
         return errno_error("eventfd");
     relay->m_stop = Fd(stop);
-    relay->m_thread = std::thread([r = relay.get()] { r->loop(); });
+    relay->m_thread = start_thread(ThreadKind::DeviceIo, "strata-relay", [r = relay.get()] { r->loop(); });
     return relay;
 }
 

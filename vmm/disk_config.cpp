@@ -1,5 +1,6 @@
 #include "vmm/disk_config.h"
 
+#include <algorithm>
 #include <cctype>
 #include <set>
 #include <sstream>
@@ -33,7 +34,34 @@ bool valid_id(std::string const& id)
     return id != "." && id != "..";
 }
 
+// A count with an optional K, M or G (powers of 1024).
+Result<std::uint64_t> count(std::string const& spec, std::string const& key, std::string const& value)
+{
+    std::uint64_t scale = 1;
+    std::string digits = value;
+    if (!digits.empty()) {
+        char const unit = static_cast<char>(std::toupper(static_cast<unsigned char>(digits.back())));
+        if (unit == 'K' || unit == 'M' || unit == 'G') {
+            scale = unit == 'K' ? 1ULL << 10 : unit == 'M' ? 1ULL << 20 : 1ULL << 30;
+            digits.pop_back();
+        }
+    }
+    if (digits.empty() || digits.size() > 15 || digits.find_first_not_of("0123456789") != std::string::npos)
+        return usage(spec, key + " must be a number (with K, M or G), not '" + value + "'");
+    return std::stoull(digits) * scale;
+}
+
 } // namespace
+
+TokenBucketConfig bucket_per_second(std::uint64_t per_second)
+{
+    if (per_second == 0)
+        return {};
+    // A tenth of a second's worth, refilled in 100 ms; below 10 per second one
+    // token at a time, refilled in 1000/per_second ms.
+    std::uint64_t const size = std::max<std::uint64_t>(1, per_second / 10);
+    return TokenBucketConfig { size, 0, std::max<std::uint64_t>(1, (size * 1000 + per_second / 2) / per_second) };
+}
 
 Result<DiskConfig> parse_disk_spec(std::string const& spec, unsigned index)
 {
@@ -81,6 +109,19 @@ Result<DiskConfig> parse_disk_spec(std::string const& spec, unsigned index)
                 disk.cache = DiskCache::Unsafe;
             else
                 return usage(spec, "cache must be none, writeback or unsafe, not '" + value + "'");
+        } else if (key == "bps" || key == "iops") {
+            STRATA_TRY(n, count(spec, key, value));
+            (key == "bps" ? disk.rate_limit.bandwidth : disk.rate_limit.ops) = bucket_per_second(n);
+        } else if (key == "bw_size" || key == "bw_burst" || key == "bw_refill_ms" || key == "ops_size" || key == "ops_burst"
+            || key == "ops_refill_ms") {
+            STRATA_TRY(n, count(spec, key, value));
+            auto& bucket = key.starts_with("bw_") ? disk.rate_limit.bandwidth : disk.rate_limit.ops;
+            if (key.ends_with("_size"))
+                bucket.size = n;
+            else if (key.ends_with("_burst"))
+                bucket.one_time_burst = n;
+            else
+                bucket.refill_time_ms = n;
         } else {
             return usage(spec, "unknown key '" + key + "'");
         }
@@ -93,6 +134,8 @@ Result<DiskConfig> parse_disk_spec(std::string const& spec, unsigned index)
         disk.id = disk.store_disk.empty() ? "disk" + std::to_string(index) : disk.store_disk.substr(0, 20);
     if (!valid_id(disk.id))
         return usage(spec, "id '" + disk.id + "' must be 1-20 letters, digits, '-', '_' or '.'");
+    if (auto checked = check_rate_limiter(disk.rate_limit); !checked)
+        return usage(spec, checked.error().message);
     return disk;
 }
 
@@ -124,6 +167,15 @@ std::string disk_spec(DiskConfig const& disk)
         s += ",cache=writeback";
     if (disk.cache == DiskCache::Unsafe)
         s += ",cache=unsafe";
+    for (auto const& [prefix, bucket] : { std::pair<char const*, TokenBucketConfig const*> { "bw", &disk.rate_limit.bandwidth },
+             { "ops", &disk.rate_limit.ops } }) {
+        if (bucket->size == 0)
+            continue;
+        s += std::string(",") + prefix + "_size=" + std::to_string(bucket->size);
+        if (bucket->one_time_burst != 0)
+            s += std::string(",") + prefix + "_burst=" + std::to_string(bucket->one_time_burst);
+        s += std::string(",") + prefix + "_refill_ms=" + std::to_string(bucket->refill_time_ms);
+    }
     return s;
 }
 

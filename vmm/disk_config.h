@@ -1,10 +1,15 @@
 // A VM's disk as the user names it on the command line or in a manifest:
 //   --disk NAME[,id=D][,readonly=on][,boot=on][,cache=writeback|unsafe][,scratch=on]
 //   --disk path=P,format=raw|strata[,id=D][,readonly=on][,...]
-// The first form is a disk in the store; the second a file on the host.
+// The first form is a disk in the store; the second a file on the host. Either
+// may be rate limited (base/rate_limiter.h): bps=N[K|M|G] (bytes per second) and
+// iops=N give buckets of a tenth of a second's worth that refill in 100 ms, so
+// a burst lasts at most that long; bw_size=, bw_burst=, bw_refill_ms=, ops_size=,
+// ops_burst=, ops_refill_ms= set Firecracker's bucket fields themselves.
 // Threading: plain values and pure functions.
 #pragma once
 
+#include "base/rate_limiter.h"
 #include "base/result.h"
 
 #include <string>
@@ -30,7 +35,11 @@ struct DiskConfig {
     // For a store disk: the VM (in the store) whose VMM opens it, so that the
     // VM's own disks open while it is recorded as suspended (Store::open_disk).
     std::string owner_vm;
+    RateLimiterConfig rate_limit;
 };
+
+// A bucket that lets `per_second` tokens through each second, in tenths.
+TokenBucketConfig bucket_per_second(std::uint64_t per_second);
 
 // Parses one --disk value; `index` gives the default id ("disk0", ...) for files.
 [[nodiscard]] Result<DiskConfig> parse_disk_spec(std::string const& spec, unsigned index);

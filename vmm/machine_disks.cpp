@@ -78,6 +78,7 @@ Status MachineDisks::attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::P
     virtio::blk::BlkOptions options;
     options.id = config.id;
     options.read_only = config.read_only;
+    options.rate_limiter = std::make_shared<RateLimiter>(config.rate_limit);
     STRATA_TRY(device, virtio::blk::VirtioBlk::create(*disk->backend, options));
     disk->device = std::move(device);
 
@@ -101,6 +102,21 @@ void MachineDisks::pause_all()
         d->device->request_pause();
     for (auto& d : m_disks)
         d->device->wait_paused();
+}
+
+Status MachineDisks::pause_all_within(std::chrono::milliseconds deadline)
+{
+    auto const until = std::chrono::steady_clock::now() + deadline;
+    for (auto& d : m_disks)
+        d->device->request_pause();
+    for (auto& d : m_disks) {
+        if (!d->device->wait_paused_until(until)) {
+            resume_all();
+            return make_error(ErrorKind::Timeout, "disk '" + d->config.id + "' did not drain its requests within "
+                    + std::to_string(deadline.count()) + " ms (its host I/O may hang); every disk runs again");
+        }
+    }
+    return ok();
 }
 
 void MachineDisks::resume_all()

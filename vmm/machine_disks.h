@@ -16,6 +16,7 @@
 #include "vmm/machine_config.h"
 #include "vmm/kvm/vm.h"
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -57,6 +58,9 @@ public:
     // Stops every device taking requests and waits until all in-flight requests
     // have completed: the disks are then quiet together (one instant for all).
     void pause_all();
+    // pause_all with a deadline: when some disk has not drained by then (its
+    // host I/O hangs), every disk is resumed and the result is Timeout.
+    [[nodiscard]] Status pause_all_within(std::chrono::milliseconds deadline);
     void resume_all();
 
 private:

@@ -3,6 +3,7 @@
 // machine_exits.cpp, and the input thread feeding the serial port.
 #include "vmm/machine.h"
 
+#include "base/thread.h"
 #include "devices/legacy/serial.h"
 #include "vmm/kvm/vcpu.h"
 
@@ -29,10 +30,10 @@ MachineExit Machine::run()
     Vcpu::install_kick_signal();
     for (auto& v : m_vcpus) {
         Vcpu* vcpu = v.get();
-        m_threads.emplace_back([this, vcpu] { vcpu_loop(*vcpu); });
+        m_threads.push_back(start_thread(ThreadKind::Vcpu, "strata-vcpu" + std::to_string(vcpu->index()), [this, vcpu] { vcpu_loop(*vcpu); }));
     }
     if (m_io.serial_in >= 0)
-        m_input_thread = std::thread([this] { input_loop(); });
+        m_input_thread = start_thread(ThreadKind::DeviceIo, "strata-serial", [this] { input_loop(); });
 
     pollfd pfd { m_done_event.get(), POLLIN, 0 };
     while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {

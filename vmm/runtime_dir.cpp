@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <span>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -26,7 +28,55 @@ RuntimePaths runtime_paths(std::string const& store_root, std::string const& vm_
     p.console_socket = p.dir + "/console.sock";
     p.serial_log = p.dir + "/serial.log";
     p.pid_file = p.dir + "/pid";
+    p.lock_file = p.dir + "/lock";
     return p;
+}
+
+namespace {
+
+Fd open_lock(RuntimePaths const& paths, bool create)
+{
+    return Fd(::open(paths.lock_file.c_str(), (create ? O_RDWR | O_CREAT : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600));
+}
+
+} // namespace
+
+Result<Fd> take_vmm_lock(RuntimePaths const& paths)
+{
+    Fd fd = open_lock(paths, true);
+    if (!fd.valid())
+        return errno_error("open the VMM lock '" + paths.lock_file + "'");
+    // A checker holds a shared lock for an instant; a VMM holds it for good.
+    for (int i = 0; i < 100; ++i) {
+        if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0)
+            return fd;
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return errno_error("lock '" + paths.lock_file + "'");
+        ::usleep(10'000);
+    }
+    return make_error(ErrorKind::Busy, "another VMM runs this VM (it holds '" + paths.lock_file + "')");
+}
+
+bool vmm_lock_held(RuntimePaths const& paths)
+{
+    Fd fd = open_lock(paths, false);
+    if (!fd.valid())
+        return false; // no lock file: no VMM ever ran here, or the folder is gone
+    if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0) {
+        ::flock(fd.get(), LOCK_UN);
+        return false;
+    }
+    return errno == EWOULDBLOCK;
+}
+
+std::optional<Fd> try_vmm_lock(RuntimePaths const& paths)
+{
+    Fd fd = open_lock(paths, true);
+    if (!fd.valid())
+        return std::nullopt;
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0)
+        return std::nullopt;
+    return fd;
 }
 
 Status check_private_dir(std::string const& dir)

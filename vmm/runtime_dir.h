@@ -8,10 +8,18 @@
 // its parent may be shared (/tmp); the folder and its parent are refused unless
 // they are this user's own with mode 0700, and the files in it are created with
 // O_NOFOLLOW (and the pid file with O_EXCL, then renamed into place).
+// A VMM holds an exclusive lock (flock) on the folder's `lock` file for its whole
+// life: the kernel drops it when the process ends however it ends (SIGKILL, a
+// crash), so the lock, never the pid file, tells a live VMM from a stale folder.
+// The pid file is only for signalling the VMM that holds the lock (after a host
+// reboot its pid may belong to any other process).
 // Threading: pure functions, and make_runtime_dir, which only makes folders.
 #pragma once
 
+#include "base/fd.h"
 #include "base/result.h"
+
+#include <optional>
 
 #include <string>
 
@@ -23,6 +31,7 @@ struct RuntimePaths {
     std::string console_socket;
     std::string serial_log;
     std::string pid_file;
+    std::string lock_file;
 };
 
 RuntimePaths runtime_paths(std::string const& store_root, std::string const& vm_name);
@@ -33,6 +42,18 @@ RuntimePaths runtime_paths(std::string const& store_root, std::string const& vm_
 // links) owned by this user with mode 0700, whoever made them: otherwise
 // Permission, and nothing is used.
 [[nodiscard]] Status make_runtime_dir(std::string const& dir);
+
+// Takes the folder's VMM lock for the calling process, waiting up to a second for
+// a checker (vmm_lock_held) to let go; Busy when another VMM holds it. The lock
+// lasts as long as the returned descriptor.
+[[nodiscard]] Result<Fd> take_vmm_lock(RuntimePaths const& paths);
+
+// True while some process holds the folder's VMM lock (a live VMM).
+bool vmm_lock_held(RuntimePaths const& paths);
+
+// Takes the lock without waiting, for cleaning up a stale folder while no VMM can
+// start in it; nullopt when a VMM holds it.
+std::optional<Fd> try_vmm_lock(RuntimePaths const& paths);
 
 // That one folder passes make_runtime_dir's ownership and mode checks.
 [[nodiscard]] Status check_private_dir(std::string const& dir);

@@ -186,6 +186,7 @@ Result<api::VmConfigView> VmmController::vm_config()
         drive.is_root_device = d.boot;
         drive.cache_type = d.cache == DiskCache::Unsafe ? api::CacheType::Unsafe : api::CacheType::Writeback;
         drive.scratch = d.scratch;
+        drive.rate_limiter = d.rate_limit;
         view.drives.push_back(drive);
     }
     return view;
@@ -218,6 +219,7 @@ Result<api::VmMetrics> VmmController::metrics()
         d.errors = b.errors;
         d.rejected = b.rejected;
         d.backpressure = b.backpressure;
+        d.throttled = b.throttled;
         out.disks.push_back(d);
     }
     return out;
@@ -254,6 +256,7 @@ Status VmmController::put_drive(api::DriveConfig const& drive)
     d.boot = drive.is_root_device;
     d.scratch = drive.scratch;
     d.cache = drive.cache_type == api::CacheType::Unsafe ? DiskCache::Unsafe : DiskCache::Writeback;
+    d.rate_limit = drive.rate_limiter;
     if (!d.path.empty()) {
         STRATA_TRY(check_client_path("path_on_host", d.path, d.read_only));
         // A host file: a strata layer if it says so, raw otherwise.
@@ -271,6 +274,28 @@ Status VmmController::put_drive(api::DriveConfig const& drive)
     next.push_back(d);
     STRATA_TRY(check_disks(next));
     m_config.disks = std::move(next);
+    return ok();
+}
+
+Status VmmController::update_drive(api::DriveUpdate const& update)
+{
+    // The configuration first, so GET /vm/config and a later restart see it.
+    bool found = false;
+    for (auto& existing : m_config.disks) {
+        if (existing.id == update.drive_id) {
+            existing.rate_limit = update.rate_limiter;
+            found = true;
+        }
+    }
+    if (!found)
+        return make_error(ErrorKind::NotFound, "no drive '" + update.drive_id + "'");
+    if (Machine* m = running()) {
+        auto& disks = m->disks();
+        for (std::size_t i = 0; i < disks.count(); ++i) {
+            if (disks.config(i).id == update.drive_id)
+                disks.device(i).set_rate_limit(update.rate_limiter);
+        }
+    }
     return ok();
 }
 

@@ -98,6 +98,7 @@ public:
     Status set_boot_source(api::BootSource const& source) override;
     Status set_machine_config(api::MachineSettings const& settings) override;
     Status put_drive(api::DriveConfig const& drive) override;
+    Status update_drive(api::DriveUpdate const& update) override;
     Status start_instance() override;
     Status send_ctrl_alt_del() override;
     Status pause() override;

@@ -13,6 +13,13 @@ CmosRtc::CmosRtc(std::function<std::time_t()> now)
 {
     m_ram[RegA] = 0x26; // 32.768 kHz time base, 1024 Hz rate: what PC firmware leaves
     m_ram[RegB] = regb_24h;
+    // glibc's gmtime_r reads the time zone (opens /etc/localtime) on its first
+    // call in the process. That call must happen here, on the thread that builds
+    // the machine, not on the vCPU thread reading the clock: a vCPU's seccomp
+    // filter (vmm/isolation/seccomp.h) has no openat.
+    std::time_t const first = m_now();
+    std::tm t {};
+    ::gmtime_r(&first, &t);
 }
 
 std::uint8_t CmosRtc::encode(unsigned value) const

@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <limits>
 #include <thread>
 
 using namespace strata;
@@ -42,7 +43,8 @@ struct Rig {
     std::optional<Mmio> regs;
     std::optional<BlkGuest> guest;
 
-    explicit Rig(blk::BlkOptions options = { .id = "disk-0" })
+    explicit Rig(blk::BlkOptions options = { .id = "disk-0" }, unsigned depth = 64)
+        : backend(1 << 20, depth)
     {
         dev = blk::VirtioBlk::create(backend, options).value();
         transport = MmioTransport::create(*dev, ram.mem(), irq, Base, 5).value();
@@ -258,6 +260,43 @@ TEST_CASE("backpressure: a full backend leaves chains on the ring until completi
     CHECK(rig.dev->metrics().read_requests == 8);
     CHECK(rig.dev->metrics().errors == 0);
     CHECK(rig.dev->metrics().backpressure > 0);
+}
+
+TEST_CASE("a discard of more ranges than the backend's queue depth is refused, and the queue keeps going")
+{
+    // A backend that takes two operations at a time: a three-range discard could
+    // never be submitted whole. It used to count as backpressure with nothing in
+    // flight, so nothing ever retried it and the queue stopped for good.
+    Rig rig({ .id = "disk-0" }, 2);
+    REQUIRE((rig.init(Wanted) & status::DriverOk));
+    // What the device advertises is what the backend can take at once.
+    CHECK(rig.regs->rd(0x100 + 0x28) == 2); // max_discard_seg
+    auto segs = rig.drv.alloc(48);
+    for (std::uint64_t i = 0; i < 3; ++i) {
+        (void)rig.ram.mem().write<std::uint64_t>(segs + 16 * i, 8 * i);
+        (void)rig.ram.mem().write<std::uint32_t>(segs + 16 * i + 8, 8);
+        (void)rig.ram.mem().write<std::uint32_t>(segs + 16 * i + 12, 0);
+    }
+    auto d = rig.guest->run(blk::request_type::Discard, 0, segs, 48, true);
+    REQUIRE(d.completed);
+    CHECK(d.status == blk::status_code::IoErr);
+    auto buf = rig.drv.alloc(512);
+    auto r = rig.guest->run(blk::request_type::In, 0, buf, 512, false);
+    REQUIRE(r.completed);
+    CHECK(r.status == blk::status_code::Ok);
+}
+
+TEST_CASE("seg_max * size_max leaves room for a read's 32-bit used length")
+{
+    MemBackend backend(1 << 20);
+    auto dev = blk::VirtioBlk::create(backend, { .id = "big", .queue_size = 32768, .size_max = 1U << 20 }).value();
+    std::uint32_t seg_max = 0;
+    std::uint32_t size_max = 0;
+    dev->read_config(0x0c, std::as_writable_bytes(std::span(&seg_max, 1)));
+    dev->read_config(0x08, std::as_writable_bytes(std::span(&size_max, 1)));
+    CHECK(size_max == 1U << 20);
+    CHECK(std::uint64_t(seg_max) * size_max + 1 <= std::numeric_limits<std::uint32_t>::max());
+    CHECK(seg_max > 0);
 }
 
 TEST_CASE("pause waits for in-flight requests, takes nothing new, resume continues")

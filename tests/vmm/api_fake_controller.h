@@ -52,6 +52,18 @@ public:
         m_config.machine_config = settings;
         return ok();
     }
+    Status update_drive(DriveUpdate const& update) override
+    {
+        auto guard = enter("update_drive");
+        STRATA_TRY(take_failure());
+        for (auto& d : m_config.drives) {
+            if (d.drive_id == update.drive_id) {
+                d.rate_limiter = update.rate_limiter;
+                return ok();
+            }
+        }
+        return make_error(ErrorKind::NotFound, "no drive");
+    }
     Status put_drive(DriveConfig const& drive) override
     {
         auto guard = enter("put_drive");

@@ -160,6 +160,34 @@ TEST_CASE("PUT /drives/{id}")
     expect_error("PUT", "/drives/" + std::string(65, 'a'), R"({})", "API Resource IDs");
 }
 
+TEST_CASE("rate_limiter on PUT /drives/{id} and PATCH /drives/{id}")
+{
+    auto d = expect_ok<DriveConfig>("PUT", "/drives/a", R"({"drive_id": "a", "path_on_host": "/d", "is_root_device": false,
+        "rate_limiter": {"bandwidth": {"size": 1048576, "one_time_burst": 4096, "refill_time": 100}, "ops": {"size": 50, "refill_time": 100}}})");
+    CHECK(d.rate_limiter.bandwidth == strata::TokenBucketConfig { 1048576, 4096, 100 });
+    CHECK(d.rate_limiter.ops == strata::TokenBucketConfig { 50, 0, 100 });
+    auto none = expect_ok<DriveConfig>("PUT", "/drives/a", R"({"drive_id": "a", "path_on_host": "/d", "is_root_device": false})");
+    CHECK(none.rate_limiter.unlimited());
+
+    auto u = expect_ok<DriveUpdate>("PATCH", "/drives/a", R"({"drive_id": "a", "rate_limiter": {"ops": {"size": 5, "refill_time": 1000}}})");
+    CHECK(u.drive_id == "a");
+    CHECK(u.rate_limiter.bandwidth.size == 0);
+    CHECK(u.rate_limiter.ops == strata::TokenBucketConfig { 5, 0, 1000 });
+    CHECK(phase_of(u) == Phase::Any);
+    // An empty rate_limiter lifts the limit.
+    CHECK(expect_ok<DriveUpdate>("PATCH", "/drives/a", R"({"drive_id": "a", "rate_limiter": {}})").rate_limiter.unlimited());
+
+    expect_error("PATCH", "/drives/a", R"({"drive_id": "b", "rate_limiter": {}})", "The id from the path does not match");
+    expect_error("PATCH", "/drives/a", R"({"drive_id": "a"})", "missing field `rate_limiter`");
+    expect_error("PATCH", "/drives/a", R"({"drive_id": "a", "rate_limiter": {}, "path_on_host": "/x"})", "unknown field `path_on_host`");
+    expect_error("PATCH", "/drives/a", R"({"drive_id": "a", "rate_limiter": {"ops": {"size": 5}}})", "missing field `refill_time`");
+    expect_error("PATCH", "/drives/a", R"({"drive_id": "a", "rate_limiter": {"ops": {"size": 5, "refill_time": 0}}})", "refill_time of at least 1 ms");
+    expect_error("PATCH", "/drives/a", R"({"drive_id": "a", "rate_limiter": {"ops": {"size": -5, "refill_time": 1}}})", "expected an unsigned integer");
+    expect_error("PATCH", "/drives/a", R"({"drive_id": "a", "rate_limiter": {"iops": 5}})", "unknown field `iops`");
+    expect_error("PATCH", "/drives/a", R"({"drive_id": "a", "rate_limiter": 5})", "expected an object");
+    expect_error("PATCH", "/drives/a/b", R"({"drive_id": "a", "rate_limiter": {}})", "Invalid request method");
+}
+
 TEST_CASE("PUT /actions and PATCH /vm")
 {
     CHECK(expect_ok<InstanceAction>("PUT", "/actions", R"({"action_type": "InstanceStart"})").type == ActionType::InstanceStart);

@@ -22,6 +22,7 @@
 // queues); other API requests wait behind it.
 #pragma once
 
+#include "base/rate_limiter.h"
 #include "base/result.h"
 #include "vmm/machine_config.h"
 
@@ -76,6 +77,15 @@ struct DriveConfig {
     bool is_root_device { false };
     CacheType cache_type { CacheType::Unsafe };
     bool scratch { false }; // strata: never captured into images; the mapping is kept
+    // Firecracker's rate_limiter: {"bandwidth": {"size", "one_time_burst",
+    // "refill_time"}, "ops": {...}}; sizes in bytes and requests, refill_time in ms.
+    RateLimiterConfig rate_limiter;
+};
+
+// PATCH /drives/{drive_id}: a new rate limit, at once, before or after boot.
+struct DriveUpdate {
+    std::string drive_id;
+    RateLimiterConfig rate_limiter;
 };
 
 // GET /. The API adds "app_name": "strata".
@@ -106,6 +116,7 @@ struct DiskMetrics {
     std::uint64_t errors { 0 };   // completed with a non-OK status
     std::uint64_t rejected { 0 }; // of which refused by the request parser
     std::uint64_t backpressure { 0 };
+    std::uint64_t throttled { 0 }; // times a request waited for the rate limit
 };
 
 // GET /metrics "console": the virtio-console the guest agent talks over
@@ -197,6 +208,7 @@ public:
     [[nodiscard]] virtual Status set_boot_source(BootSource const& source) = 0;
     [[nodiscard]] virtual Status set_machine_config(MachineSettings const& settings) = 0;
     [[nodiscard]] virtual Status put_drive(DriveConfig const& drive) = 0;
+    [[nodiscard]] virtual Status update_drive(DriveUpdate const& update) = 0;
     // PUT /actions {"action_type": "InstanceStart"}: boots the configured VM and
     // returns once it runs (state Running), or fails and the VM stays Not started.
     [[nodiscard]] virtual Status start_instance() = 0;

@@ -56,6 +56,17 @@ json drive_json(DriveConfig const& drive)
         out["path_on_host"] = drive.path_on_host;
     if (!drive.disk_name.empty())
         out["disk_name"] = drive.disk_name;
+    if (!drive.rate_limiter.unlimited()) {
+        auto bucket = [](TokenBucketConfig const& b) {
+            return json { { "size", b.size }, { "one_time_burst", b.one_time_burst }, { "refill_time", b.refill_time_ms } };
+        };
+        json limiter = json::object();
+        if (drive.rate_limiter.bandwidth.size != 0)
+            limiter["bandwidth"] = bucket(drive.rate_limiter.bandwidth);
+        if (drive.rate_limiter.ops.size != 0)
+            limiter["ops"] = bucket(drive.rate_limiter.ops);
+        out["rate_limiter"] = limiter;
+    }
     return out;
 }
 
@@ -80,7 +91,7 @@ json metrics_json(VmMetrics const& metrics)
         disks.push_back({ { "drive_id", d.drive_id }, { "requests", d.requests }, { "read_requests", d.read_requests },
             { "write_requests", d.write_requests }, { "flush_requests", d.flush_requests }, { "discard_requests", d.discard_requests },
             { "write_zeroes_requests", d.write_zeroes_requests }, { "bytes_read", d.bytes_read }, { "bytes_written", d.bytes_written },
-            { "errors", d.errors }, { "rejected", d.rejected }, { "backpressure", d.backpressure } });
+            { "errors", d.errors }, { "rejected", d.rejected }, { "backpressure", d.backpressure }, { "throttled", d.throttled } });
     }
     json out = { { "disks", disks } };
     out["last_capture_stall_us"] = metrics.last_capture_stall_us ? json(*metrics.last_capture_stall_us) : json(nullptr);
@@ -152,6 +163,7 @@ struct Executor {
     HttpReply operator()(BootSource const& r) const { return status_reply(controller.set_boot_source(r)); }
     HttpReply operator()(MachineSettings const& r) const { return status_reply(controller.set_machine_config(r)); }
     HttpReply operator()(DriveConfig const& r) const { return status_reply(controller.put_drive(r)); }
+    HttpReply operator()(DriveUpdate const& r) const { return status_reply(controller.update_drive(r)); }
     HttpReply operator()(InstanceAction const& r) const
     {
         if (r.type == ActionType::InstanceStart)

@@ -111,6 +111,16 @@ Result<std::optional<std::uint64_t>> ObjectReader::unsigned_integer(char const* 
     return std::optional<std::uint64_t> { field->get<std::uint64_t>() };
 }
 
+Result<std::optional<nlohmann::json const*>> ObjectReader::object(char const* name) const
+{
+    auto const* field = find(name);
+    if (!field)
+        return std::optional<nlohmann::json const*> {};
+    if (!field->is_object())
+        return type_error(name, *field, "an object");
+    return std::optional<nlohmann::json const*> { field };
+}
+
 Result<std::optional<std::map<std::string, std::string>>> ObjectReader::string_map(char const* name) const
 {
     auto const* field = find(name);

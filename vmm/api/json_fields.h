@@ -44,6 +44,9 @@ public:
     // An object whose values are all strings (labels).
     [[nodiscard]] Result<std::optional<std::map<std::string, std::string>>> string_map(char const* name) const;
 
+    // A nested object (the pointer stays valid as long as the json does).
+    [[nodiscard]] Result<std::optional<nlohmann::json const*>> object(char const* name) const;
+
     // The "missing field `x`" error, for required fields the getters found absent.
     [[nodiscard]] static Error missing(char const* name);
 

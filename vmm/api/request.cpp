@@ -110,9 +110,60 @@ Result<ApiRequest> parse_machine_config(nlohmann::json const& json)
     return ApiRequest { settings };
 }
 
+Result<TokenBucketConfig> parse_bucket(nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "size", "one_time_burst", "refill_time" }));
+    STRATA_TRY(size, reader.unsigned_integer("size"));
+    STRATA_TRY(burst, reader.unsigned_integer("one_time_burst"));
+    STRATA_TRY(refill, reader.unsigned_integer("refill_time"));
+    if (!size)
+        return ObjectReader::missing("size");
+    if (!refill)
+        return ObjectReader::missing("refill_time");
+    return TokenBucketConfig { *size, burst.value_or(0), *refill };
+}
+
+// An absent rate_limiter, or an absent bucket in it, is no limit.
+Result<RateLimiterConfig> parse_rate_limiter(ObjectReader const& outer)
+{
+    STRATA_TRY(object, outer.object("rate_limiter"));
+    RateLimiterConfig config;
+    if (!object)
+        return config;
+    STRATA_TRY(reader, ObjectReader::open(**object, { "bandwidth", "ops" }));
+    STRATA_TRY(bandwidth, reader.object("bandwidth"));
+    STRATA_TRY(ops, reader.object("ops"));
+    if (bandwidth) {
+        STRATA_TRY(b, parse_bucket(**bandwidth));
+        config.bandwidth = b;
+    }
+    if (ops) {
+        STRATA_TRY(o, parse_bucket(**ops));
+        config.ops = o;
+    }
+    if (auto checked = check_rate_limiter(config); !checked)
+        return usage("`rate_limiter`: " + checked.error().message + ".");
+    return config;
+}
+
+Result<ApiRequest> parse_drive_update(std::string_view path_id, nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "drive_id", "rate_limiter" }));
+    STRATA_TRY(id, reader.string("drive_id"));
+    if (!id)
+        return ObjectReader::missing("drive_id");
+    if (*id != path_id)
+        return usage("The id from the path does not match the id from the body!");
+    STRATA_TRY(limiter, reader.object("rate_limiter"));
+    if (!limiter)
+        return ObjectReader::missing("rate_limiter");
+    STRATA_TRY(config, parse_rate_limiter(reader));
+    return ApiRequest { DriveUpdate { *id, config } };
+}
+
 Result<ApiRequest> parse_drive(std::string_view path_id, nlohmann::json const& json)
 {
-    STRATA_TRY(reader, ObjectReader::open(json, { "drive_id", "path_on_host", "disk_name", "is_read_only", "is_root_device", "cache_type", "scratch" }));
+    STRATA_TRY(reader, ObjectReader::open(json, { "drive_id", "path_on_host", "disk_name", "is_read_only", "is_root_device", "cache_type", "scratch", "rate_limiter" }));
     STRATA_TRY(id, reader.string("drive_id"));
     STRATA_TRY(path, reader.string("path_on_host"));
     STRATA_TRY(disk, reader.string("disk_name"));
@@ -120,6 +171,7 @@ Result<ApiRequest> parse_drive(std::string_view path_id, nlohmann::json const& j
     STRATA_TRY(root, reader.boolean("is_root_device"));
     STRATA_TRY(cache, reader.string("cache_type"));
     STRATA_TRY(scratch, reader.boolean("scratch"));
+    STRATA_TRY(rate_limiter, parse_rate_limiter(reader));
     if (!id)
         return ObjectReader::missing("drive_id");
     if (!root)
@@ -140,6 +192,7 @@ Result<ApiRequest> parse_drive(std::string_view path_id, nlohmann::json const& j
     drive.is_read_only = read_only.value_or(false);
     drive.is_root_device = *root;
     drive.scratch = scratch.value_or(false);
+    drive.rate_limiter = rate_limiter;
     if (cache) {
         if (*cache == "Unsafe")
             drive.cache_type = CacheType::Unsafe;
@@ -322,6 +375,14 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
     if (method == "PATCH" && target == "/vm") {
         STRATA_TRY(json, parse_json(body));
         return parse_vm_state(json);
+    }
+    if (method == "PATCH" && target.starts_with(drives_prefix)) {
+        auto const id = target.substr(drives_prefix.size());
+        if (id.find('/') != std::string_view::npos || id.empty())
+            return invalid_path(method, target);
+        STRATA_TRY(check_drive_id(id));
+        STRATA_TRY(json, parse_json(body));
+        return parse_drive_update(id, json);
     }
     return invalid_path(method, target);
 }

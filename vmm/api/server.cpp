@@ -1,6 +1,7 @@
 // The API server over Boost.Asio and Beast; see server.h. This is the only file that
 // includes Beast, to keep the build short on small machines.
 #include "vmm/api/server.h"
+#include "base/thread.h"
 
 #include "vmm/api/dispatch.h"
 #include "vmm/api/unix_listener.h"
@@ -345,8 +346,8 @@ Result<std::unique_ptr<ApiServer>> ApiServer::start(std::string socket_path, VmC
     impl->accept();
     impl->worker_guard.emplace(impl->worker.get_executor());
     Impl* raw = impl.get();
-    impl->worker_thread = std::thread([raw] { run_guarded(raw->worker, "worker"); });
-    impl->io_thread = std::thread([raw] { run_guarded(raw->io, "I/O"); });
+    impl->worker_thread = start_thread(ThreadKind::ApiWorker, "strata-api-work", [raw] { run_guarded(raw->worker, "worker"); });
+    impl->io_thread = start_thread(ThreadKind::ApiIo, "strata-api", [raw] { run_guarded(raw->io, "I/O"); });
     return std::unique_ptr<ApiServer>(new ApiServer(std::move(impl)));
 }
 

@@ -9,7 +9,10 @@
 // Threading: plain values.
 #pragma once
 
+#include "base/rate_limiter.h"
+
 #include <cstddef>
+#include <memory>
 #include <cstdint>
 #include <string>
 
@@ -92,6 +95,9 @@ struct BlkOptions {
     std::uint32_t max_discard_seg { 16 };
     std::uint32_t max_write_zeroes_sectors { 1U << 22 };
     std::uint32_t max_write_zeroes_seg { 16 };
+    // Throttles the device's requests (base/rate_limiter.h); null: a limiter of
+    // its own, unlimited until set_rate_limit. Several disks may share one.
+    std::shared_ptr<RateLimiter> rate_limiter {};
 };
 
 // What the parser enforces, derived from the options and the disk.

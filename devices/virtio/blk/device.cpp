@@ -1,10 +1,12 @@
 #include "devices/virtio/blk/device.h"
+#include "base/thread.h"
 
 #include "devices/virtio/spec.h"
 
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <limits>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -24,6 +26,16 @@ Result<std::unique_ptr<VirtioBlk>> VirtioBlk::create(BlockBackend& backend, BlkO
         return make_error(ErrorKind::BadInput, "disk size is not a multiple of 512 bytes");
     if (options.seg_max == 0)
         options.seg_max = std::max(1u, options.queue_size - 2u);
+    // Each discard or write-zeroes range is one backend operation, and a request
+    // is submitted whole or not at all: advertise no more ranges than the backend
+    // takes at once, or such a request could never start.
+    unsigned const depth = std::max(1u, backend.queue_depth());
+    options.max_discard_seg = std::min(options.max_discard_seg, depth);
+    options.max_write_zeroes_seg = std::min(options.max_write_zeroes_seg, depth);
+    // The used length of a read is data_len + 1, a 32-bit field: seg_max *
+    // size_max must leave room for it.
+    if (std::uint64_t(options.seg_max) * options.size_max >= std::numeric_limits<std::uint32_t>::max())
+        options.seg_max = static_cast<std::uint32_t>((std::numeric_limits<std::uint32_t>::max() - 1) / options.size_max);
     options.read_only = options.read_only || backend.read_only();
 
     auto device = std::unique_ptr<VirtioBlk>(new VirtioBlk(backend, std::move(options)));
@@ -38,6 +50,7 @@ VirtioBlk::VirtioBlk(BlockBackend& backend, BlkOptions options)
     : m_backend(backend)
     , m_options(std::move(options))
     , m_log("strata: virtio-blk '" + m_options.id + "'")
+    , m_limiter(m_options.rate_limiter ? m_options.rate_limiter : std::make_shared<RateLimiter>(RateLimiterConfig {}))
 {
     m_features = virtio::feature::Version1 | virtio::feature::RingIndirectDesc | virtio::feature::RingEventIdx
         | feature::SizeMax | feature::SegMax | feature::BlkSize | feature::Flush;
@@ -113,11 +126,14 @@ Status VirtioBlk::activate(VirtioActivation activation)
     if (m_running)
         return make_error(ErrorKind::Internal, "virtio-blk activated twice without a reset");
     auto engine = std::make_unique<BlkEngine>(m_backend, *activation.mem, limits, m_options.id, std::move(queues),
-        *activation.signals, m_counters, m_log);
+        *activation.signals, m_counters, m_log, *m_limiter);
     m_stop = false;
     m_paused = false;
     m_running = true;
-    m_thread = std::thread([this, e = std::move(engine), a = std::move(activation)]() mutable { run(std::move(e), std::move(a)); });
+    // std::function needs a copyable callable: the engine and activation travel in shared_ptrs.
+    auto e = std::shared_ptr<BlkEngine>(std::move(engine));
+    auto a = std::make_shared<VirtioActivation>(std::move(activation));
+    m_thread = start_thread(ThreadKind::DeviceIo, ("blk-" + m_options.id).substr(0, 15), [this, e, a] { run(*e, std::move(*a)); });
     return ok();
 }
 
@@ -164,6 +180,12 @@ void VirtioBlk::wait_paused()
     m_cv.wait(lock, [this] { return !m_pause_requested || m_paused || !m_running; });
 }
 
+bool VirtioBlk::wait_paused_until(std::chrono::steady_clock::time_point deadline)
+{
+    std::unique_lock lock(m_mutex);
+    return m_cv.wait_until(lock, deadline, [this] { return !m_pause_requested || m_paused || !m_running; });
+}
+
 void VirtioBlk::pause()
 {
     request_pause();
@@ -179,12 +201,19 @@ void VirtioBlk::resume()
     wake();
 }
 
+void VirtioBlk::set_rate_limit(RateLimiterConfig const& config)
+{
+    m_limiter->update(config);
+    // Requests waiting on the old limit's timer are looked at again now.
+    wake();
+}
+
 BlkMetrics VirtioBlk::metrics() const
 {
     auto const& c = m_counters;
     return BlkMetrics { c.requests.load(), c.read_requests.load(), c.write_requests.load(), c.flush_requests.load(),
         c.discard_requests.load(), c.write_zeroes_requests.load(), c.bytes_read.load(), c.bytes_written.load(),
-        c.errors.load(), c.rejected.load(), c.backpressure.load() };
+        c.errors.load(), c.rejected.load(), c.backpressure.load(), c.throttled.load() };
 }
 
 } // namespace strata::virtio::blk

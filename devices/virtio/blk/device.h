@@ -31,6 +31,7 @@
 #include "devices/virtio/device.h"
 #include "imaging/block_backend.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
@@ -41,7 +42,7 @@ namespace strata::virtio::blk {
 // A snapshot of BlkCounters.
 struct BlkMetrics {
     std::uint64_t requests, read_requests, write_requests, flush_requests, discard_requests, write_zeroes_requests;
-    std::uint64_t bytes_read, bytes_written, errors, rejected, backpressure;
+    std::uint64_t bytes_read, bytes_written, errors, rejected, backpressure, throttled;
 };
 
 class VirtioBlk final : public VirtioDevice {
@@ -61,16 +62,23 @@ public:
     void pause();
     void request_pause();
     void wait_paused();
+    // wait_paused with a deadline: false when the device had not drained by then
+    // (its pause stays requested; resume() withdraws it).
+    bool wait_paused_until(std::chrono::steady_clock::time_point deadline);
     void resume();
     bool active() const;
 
     BlkMetrics metrics() const;
+    // Replaces the rate limit at once, also while requests wait on the old one
+    // (PATCH /drives): the buckets start full.
+    void set_rate_limit(RateLimiterConfig const& config);
+    RateLimiterConfig rate_limit() const { return m_limiter->config(); }
     std::string const& id() const { return m_options.id; }
     bool read_only() const { return m_options.read_only; }
 
 private:
     VirtioBlk(BlockBackend& backend, BlkOptions options);
-    void run(std::unique_ptr<BlkEngine> engine, VirtioActivation activation);
+    void run(BlkEngine& engine, VirtioActivation activation);
     void wake();
 
     BlockBackend& m_backend;
@@ -79,6 +87,7 @@ private:
     ConfigSpace m_config {};
     BlkCounters m_counters;
     RateLimitedLog m_log;
+    std::shared_ptr<RateLimiter> m_limiter;
     Fd m_control; // eventfd: "look at the control state"
 
     mutable std::mutex m_mutex;

@@ -8,7 +8,8 @@
 namespace strata::virtio::blk {
 
 BlkEngine::BlkEngine(BlockBackend& backend, GuestMemory const& mem, BlkLimits const& limits, std::string const& id,
-    std::vector<std::optional<Virtqueue>> queues, VirtioSignals& signals, BlkCounters& counters, RateLimitedLog& log)
+    std::vector<std::optional<Virtqueue>> queues, VirtioSignals& signals, BlkCounters& counters, RateLimitedLog& log,
+    RateLimiter& limiter)
     : m_backend(backend)
     , m_mem(mem)
     , m_limits(limits)
@@ -18,6 +19,7 @@ BlkEngine::BlkEngine(BlockBackend& backend, GuestMemory const& mem, BlkLimits co
     , m_signals(signals)
     , m_counters(counters)
     , m_log(log)
+    , m_limiter(limiter)
 {
     unsigned total = 0;
     for (auto const& q : m_queues)
@@ -54,9 +56,14 @@ void BlkEngine::process_queue(std::uint16_t queue)
             break;
         }
         if (head.value()) {
-            if (!start(queue, *head.value())) {
+            auto const started = start(queue, *head.value());
+            if (started == Start::Backpressure) {
                 m_blocked = true;
                 ++m_counters.backpressure;
+                break;
+            }
+            if (started == Start::Throttled) {
+                ++m_counters.throttled;
                 break;
             }
             vq.pop();
@@ -75,10 +82,10 @@ void BlkEngine::process_queue(std::uint16_t queue)
     raise_interrupts();
 }
 
-bool BlkEngine::start(std::uint16_t queue, std::uint16_t head)
+BlkEngine::Start BlkEngine::start(std::uint16_t queue, std::uint16_t head)
 {
     if (m_free.empty())
-        return false;
+        return Start::Backpressure;
     unsigned const index = m_free.back();
     Slot& slot = m_slots[index];
     DescriptorChain chain = m_queues[queue]->chain(head);
@@ -88,7 +95,7 @@ bool BlkEngine::start(std::uint16_t queue, std::uint16_t head)
         ++m_counters.rejected;
         m_log.warn(std::string("bad request at head ") + std::to_string(head) + ": " + r.error);
         complete(queue, head, r, r.status);
-        return true;
+        return Start::Taken;
     }
 
     std::vector<BlockRequest> ops;
@@ -97,7 +104,7 @@ bool BlkEngine::start(std::uint16_t queue, std::uint16_t head)
     case request_type::Out:
         if (r.data_len == 0) {
             complete(queue, head, r, status_code::Ok);
-            return true;
+            return Start::Taken;
         }
         ops.push_back(BlockRequest { r.type == request_type::In ? BlockOp::Read : BlockOp::Write, r.sector * SectorSize,
             r.data_len, r.data, index });
@@ -115,7 +122,7 @@ bool BlkEngine::start(std::uint16_t queue, std::uint16_t head)
             done += v.iov_len;
         }
         complete(queue, head, r, status_code::Ok, done);
-        return true;
+        return Start::Taken;
     }
     default: { // Discard, WriteZeroes: one backend operation per range.
         BlockOp const op = r.type == request_type::Discard ? BlockOp::Discard : BlockOp::WriteZeroes;
@@ -125,8 +132,26 @@ bool BlkEngine::start(std::uint16_t queue, std::uint16_t head)
     }
     }
 
+    if (ops.size() > m_depth) {
+        // More operations than the backend ever holds at once: waiting for room
+        // would wait for ever (with nothing in flight nothing retries it). The
+        // device advertises no more ranges than this, so only a driver that
+        // ignored the limit gets here.
+        m_log.warn("a request of " + std::to_string(ops.size()) + " operations, more than the backend's queue depth " + std::to_string(m_depth));
+        complete(queue, head, r, status_code::IoErr);
+        return Start::Taken;
+    }
     if (m_ops_in_flight + ops.size() > m_depth)
-        return false;
+        return Start::Backpressure;
+    std::uint64_t const bytes = r.type == request_type::In || r.type == request_type::Out ? r.data_len : 0;
+    if (m_throttled)
+        return Start::Throttled; // the timer is armed; chains keep their order
+    if (auto wait = m_limiter.try_consume(bytes); wait != 0) {
+        m_throttled = true;
+        if (m_timer)
+            m_timer->arm(wait);
+        return Start::Throttled;
+    }
     unsigned submitted = 0;
     std::uint8_t status = status_code::Ok;
     for (auto const& op : ops) {
@@ -135,15 +160,17 @@ bool BlkEngine::start(std::uint16_t queue, std::uint16_t head)
             ++submitted;
             continue;
         }
-        if (s.error().kind == ErrorKind::Busy && submitted == 0)
-            return false;
+        if (s.error().kind == ErrorKind::Busy && submitted == 0) {
+            m_limiter.give_back(bytes);
+            return Start::Backpressure;
+        }
         m_log.warn("submit failed: " + s.error().message);
         status = status_code::IoErr;
         break;
     }
     if (submitted == 0) {
         complete(queue, head, r, status);
-        return true;
+        return Start::Taken;
     }
     m_free.pop_back();
     slot.queue = queue;
@@ -153,7 +180,7 @@ bool BlkEngine::start(std::uint16_t queue, std::uint16_t head)
     ++m_in_flight;
     m_ops_in_flight += submitted;
     m_unkicked += submitted;
-    return true;
+    return Start::Taken;
 }
 
 void BlkEngine::flush_kick()
@@ -240,6 +267,13 @@ void BlkEngine::reap()
         m_blocked = false;
         process_all();
     }
+}
+
+void BlkEngine::on_timer()
+{
+    m_throttled = false;
+    if (!m_paused)
+        process_all();
 }
 
 void BlkEngine::drain(bool publish)

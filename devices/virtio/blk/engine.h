@@ -15,11 +15,17 @@
 //   ring (avail index out of range) stops that queue and sets DEVICE_NEEDS_RESET.
 // - Data buffers are the guest's own pages, handed to the backend as iovecs.
 // - One kick per batch of submissions.
+// - Rate limiting (base/rate_limiter.h): a read or write takes its bytes and one
+//   operation, any other request one operation, before it is submitted. When the
+//   tokens are not there the chain stays on the available ring, the engine arms
+//   the timer it was given and takes chains again when it fires (on_timer): a
+//   throttled request waits, it never fails.
 //
 // Threading: an engine is driven by one thread (the device's I/O thread). The
 // counters are atomics that any thread may read.
 #pragma once
 
+#include "base/rate_limiter.h"
 #include "devices/virtio/blk/config.h"
 #include "devices/virtio/blk/request.h"
 #include "devices/virtio/device.h"
@@ -49,6 +55,7 @@ struct BlkCounters {
     std::atomic<std::uint64_t> errors { 0 };   // completed with a non-OK status
     std::atomic<std::uint64_t> rejected { 0 }; // of which refused by the parser
     std::atomic<std::uint64_t> backpressure { 0 }; // times a chain waited for room
+    std::atomic<std::uint64_t> throttled { 0 }; // times a chain waited for the rate limit
 };
 
 class BlkEngine {
@@ -56,7 +63,13 @@ public:
     // queues: one entry per device queue; nullopt for queues the driver left unready.
     BlkEngine(BlockBackend& backend, GuestMemory const& mem, BlkLimits const& limits, std::string const& id,
         std::vector<std::optional<Virtqueue>> queues, VirtioSignals& signals, BlkCounters& counters,
-        RateLimitedLog& log);
+        RateLimitedLog& log, RateLimiter& limiter);
+
+    // The timer the engine arms when the rate limit holds a request back; the I/O
+    // thread owns it, polls it and calls on_timer when it fires.
+    void set_timer(RateLimitTimer* timer) { m_timer = timer; }
+    void on_timer();
+    bool throttled() const { return m_throttled; }
 
     // Takes requests from one queue / every queue until empty or backpressured.
     void process_queue(std::uint16_t queue);
@@ -79,8 +92,9 @@ private:
         unsigned pending { 0 };
         std::uint8_t status { status_code::Ok };
     };
-    // Returns false for backpressure (the chain stays on the ring).
-    bool start(std::uint16_t queue, std::uint16_t head);
+    enum class Start { Taken, Backpressure, Throttled };
+    // Taken: the chain was started or completed; otherwise it stays on the ring.
+    Start start(std::uint16_t queue, std::uint16_t head);
     void complete(std::uint16_t queue, std::uint16_t head, BlkRequest const& request, std::uint8_t status,
         std::uint64_t id_written = 0);
     void on_completion(BlockCompletion&& completion);
@@ -97,6 +111,9 @@ private:
     VirtioSignals& m_signals;
     BlkCounters& m_counters;
     RateLimitedLog& m_log;
+    RateLimiter& m_limiter;
+    RateLimitTimer* m_timer { nullptr };
+    bool m_throttled { false }; // a chain waits for the rate limit's tokens
 
     std::vector<Slot> m_slots;
     std::vector<unsigned> m_free;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <limits>
 
 namespace strata::virtio::blk {
 
@@ -75,6 +76,9 @@ void take_data(BlkRequest& out, GuestMemory const& mem, std::vector<Seg> const& 
     });
     if (!fine)
         return reject(out, status_code::IoErr, why ? why : "data range outside the chain");
+    // The used length (data_len + 1) is 32 bits.
+    if (length >= std::numeric_limits<std::uint32_t>::max())
+        return reject(out, status_code::IoErr, "data longer than the used length can count");
     out.data_len = length;
 }
 

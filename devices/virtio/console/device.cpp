@@ -1,4 +1,5 @@
 #include "devices/virtio/console/device.h"
+#include "base/thread.h"
 
 #include "devices/virtio/spec.h"
 
@@ -68,7 +69,8 @@ Status VirtioConsole::activate(VirtioActivation activation)
     }
     m_stop = false;
     m_running = true;
-    m_thread = std::thread([this, a = std::move(activation)]() mutable { run(std::move(a)); });
+    auto a = std::make_shared<VirtioActivation>(std::move(activation));
+    m_thread = start_thread(ThreadKind::DeviceIo, "strata-vconsole", [this, a] { run(std::move(*a)); });
     return ok();
 }
 

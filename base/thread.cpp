@@ -1,0 +1,51 @@
+#include "base/thread.h"
+
+#include <sys/prctl.h>
+#include <utility>
+
+namespace strata {
+
+namespace {
+
+// Written once before any start_thread (the header's contract), read after.
+ThreadLauncher& launcher()
+{
+    static ThreadLauncher instance;
+    return instance;
+}
+
+} // namespace
+
+char const* thread_kind_name(ThreadKind kind)
+{
+    switch (kind) {
+    case ThreadKind::Vmm: return "vmm";
+    case ThreadKind::ApiIo: return "api";
+    case ThreadKind::ApiWorker: return "api-worker";
+    case ThreadKind::Vcpu: return "vcpu";
+    case ThreadKind::DeviceIo: return "device-io";
+    }
+    return "?";
+}
+
+void name_this_thread(char const* name)
+{
+    ::prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
+std::thread start_thread(ThreadKind kind, std::string name, std::function<void()> fn)
+{
+    if (launcher())
+        return launcher()(kind, std::move(name), std::move(fn));
+    return std::thread([name = std::move(name), fn = std::move(fn)] {
+        name_this_thread(name.c_str());
+        fn();
+    });
+}
+
+void set_thread_launcher(ThreadLauncher l)
+{
+    launcher() = std::move(l);
+}
+
+} // namespace strata

@@ -1,0 +1,90 @@
+// TokenBucket and RateLimiter (base/rate_limiter.h) on a clock the test moves:
+// the steady rate is size / refill_time, one_time_burst is spent once, a request
+// larger than the bucket goes through when it is full and leaves debt, and the
+// wait the bucket names is the time the tokens take to come.
+#include "base/rate_limiter.h"
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+
+using namespace std::chrono_literals;
+using strata::TokenBucket;
+using strata::TokenBucketConfig;
+
+namespace {
+
+TokenBucket::Clock::time_point const t0 {};
+
+} // namespace
+
+TEST_CASE("a full bucket gives its size, then tokens at size per refill_time")
+{
+    TokenBucket b(TokenBucketConfig { 1000, 0, 100 }, t0);
+    CHECK(b.wait_for(1000, t0) == 0);
+    b.take(1000);
+    // Empty: 100 tokens take 10 ms.
+    CHECK(b.wait_for(100, t0) == 10'000'000);
+    CHECK(b.wait_for(100, t0 + 5ms) == 5'000'000);
+    CHECK(b.wait_for(100, t0 + 10ms) == 0);
+    b.take(100);
+    // Over a simulated second at 1 ms steps, taking whatever is there: 10 000 tokens.
+    std::uint64_t taken = 0;
+    for (auto t = t0 + 11ms; t <= t0 + 1010ms; t += 1ms) {
+        while (b.wait_for(7, t) == 0) {
+            b.take(7);
+            taken += 7;
+        }
+    }
+    CHECK(taken >= 9993);
+    CHECK(taken <= 10000);
+}
+
+TEST_CASE("one_time_burst is spent first and never comes back")
+{
+    TokenBucket b(TokenBucketConfig { 100, 500, 1000 }, t0);
+    CHECK(b.wait_for(500, t0) == 0);
+    b.take(500);
+    CHECK(b.wait_for(100, t0) == 0);
+    b.take(100);
+    CHECK(b.wait_for(1, t0) > 0);
+    // Ten seconds later only the bucket's own size is there.
+    CHECK(b.wait_for(100, t0 + 10s) == 0);
+    b.take(100);
+    CHECK(b.wait_for(1, t0 + 10s) > 0);
+}
+
+TEST_CASE("a request larger than the bucket passes when it is full and leaves debt")
+{
+    TokenBucket b(TokenBucketConfig { 100, 0, 100 }, t0);
+    CHECK(b.wait_for(300, t0) == 0);
+    b.take(300);
+    // 200 tokens of debt plus 1: 201 ms.
+    CHECK(b.wait_for(1, t0) == 201'000'000);
+    CHECK(b.wait_for(1, t0 + 201ms) == 0);
+}
+
+TEST_CASE("an unlimited bucket never waits; give_back returns tokens up to size")
+{
+    TokenBucket none(TokenBucketConfig {}, t0);
+    CHECK(none.wait_for(1ULL << 40, t0) == 0);
+    TokenBucket b(TokenBucketConfig { 100, 0, 100 }, t0);
+    b.take(100);
+    b.give_back(1000);
+    CHECK(b.wait_for(100, t0) == 0);
+    b.take(100);
+    CHECK(b.wait_for(1, t0) > 0);
+}
+
+TEST_CASE("RateLimiter takes both buckets or neither; update starts full; bad configs are refused")
+{
+    strata::RateLimiter limiter(strata::RateLimiterConfig { { 1 << 20, 0, 1000 }, { 2, 0, 1000 } });
+    CHECK(limiter.try_consume(4096) == 0);
+    CHECK(limiter.try_consume(4096) == 0);
+    // The ops bucket is empty: nothing is taken from the bandwidth bucket either.
+    CHECK(limiter.try_consume(4096) > 0);
+    limiter.update(strata::RateLimiterConfig {});
+    CHECK(limiter.try_consume(1ULL << 40) == 0);
+    CHECK_FALSE(strata::check_rate_limiter(strata::RateLimiterConfig { { 100, 0, 0 }, {} }));
+    CHECK(strata::check_rate_limiter(strata::RateLimiterConfig { { 100, 0, 1 }, {} }));
+}

@@ -1,0 +1,57 @@
+// seccomp filters per thread kind (libseccomp), as Firecracker and Cloud
+// Hypervisor filter their VMMs: every thread of a VMM process runs under a filter
+// that allows only the system calls its kind needs (base/thread.h names the
+// kinds), ioctl numbers among them compared as 32-bit values.
+//
+// Filters stack in Linux: a thread inherits its creator's filter and can only add
+// to it, so a vCPU thread that starts a device's I/O thread (virtio activation
+// happens on the vCPU that writes DRIVER_OK) would pass its own narrow filter on.
+// Once enable_seccomp ran, every start_thread therefore goes through one spawner
+// thread whose filter is the union of every kind's; the new thread installs its
+// own kind's filter first thing, so its effective filter is its kind's alone.
+// The main thread installs the Vmm filter itself (apply_seccomp) once the API
+// serves and the machine is built, before it waits for the guest to end.
+//
+// A forbidden system call, in the default mode, raises SIGSYS (SECCOMP_RET_TRAP):
+// the handler writes "strata: seccomp: ..." with the thread's kind and name and
+// the system call's number to stderr (the VMM log), then ends the process by
+// SIGSYS. The core dump is disabled when the filters are on: it would hold the
+// guest's memory. `log` allows and logs to the kernel's audit log (dmesg shows
+// "type=1326 ... comm=<thread name> syscall=N"), for diagnosis; `off` installs
+// nothing.
+//
+// Test hook (STRATA_TEST_HOOKS builds): STRATA_TEST_SECCOMP_FORBIDDEN=<kind name>
+// (vmm, api, api-worker, vcpu, device-io) makes the first thread of that kind
+// call getppid(2), which no filter allows, right after installing its filter.
+// Threading: enable_seccomp once on the main thread before any start_thread;
+// apply_seccomp on the thread to be filtered.
+#pragma once
+
+#include "base/result.h"
+#include "base/thread.h"
+
+#include <string>
+
+namespace strata {
+
+enum class SeccompMode {
+    Kill, // "default": a forbidden system call ends the VMM with SIGSYS and a message
+    Log,  // allowed, and logged by the kernel
+    Off,
+};
+
+// "default", "log" or "off"; anything else is a Usage error.
+[[nodiscard]] Result<SeccompMode> parse_seccomp_mode(std::string const& text);
+
+// The mode a VMM command uses when its --seccomp was not given: the environment's
+// STRATA_SECCOMP when set (the same words), otherwise Kill.
+[[nodiscard]] Result<SeccompMode> default_seccomp_mode();
+
+// Turns filtering on for the rest of the process (see above); Off does nothing.
+[[nodiscard]] Status enable_seccomp(SeccompMode mode);
+
+// Installs the filter of `kind` on the calling thread; nothing when filtering is
+// off or was never enabled.
+[[nodiscard]] Status apply_seccomp(ThreadKind kind);
+
+} // namespace strata
