@@ -294,7 +294,7 @@ Status suspend_vm(Store const& store, std::string const& vm)
     auto reply = api::api_request(rt.paths.api_socket, "PUT", "/vm/suspend", "{}", 120s);
     if (reply && reply.value().status != 200 && reply.value().status != 204)
         return api_error(vm, reply.value());
-    if (!wait_gone(rt.pid, vm, 30s))
+    if (!wait_gone(rt.paths, 30s))
         return make_error(ErrorKind::Timeout, "the VMM of vm '" + vm + "' did not end within 30 s of its suspend");
     STRATA_TRY(held, RecordLock::take(store.root(), false));
     STRATA_TRY(record, load_vm(held, vm));
