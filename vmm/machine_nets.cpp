@@ -1,0 +1,58 @@
+#include "vmm/machine_nets.h"
+
+#include "devices/virtio/net/device.h"
+#include "devices/virtio/net/tap.h"
+#include "vmm/virtio_slot.h"
+
+namespace strata {
+
+struct MachineNets::Net {
+    NetConfig config;
+    std::unique_ptr<virtio::net::Tap> tap;
+    std::unique_ptr<virtio::net::VirtioNet> device;
+    std::unique_ptr<VirtioSlot> slot; // destroyed before the device
+};
+
+MachineNets::~MachineNets()
+{
+    // Transports first: destroying one resets its device and joins its I/O thread.
+    for (auto& n : m_nets)
+        n->slot.reset();
+    m_nets.clear();
+}
+
+Result<std::unique_ptr<MachineNets>> MachineNets::create(VirtioBuses const& buses, std::vector<NetConfig> const& nets,
+    std::uint32_t first_index, std::string& cmdline_extra)
+{
+    STRATA_TRY(check_nets(nets));
+    auto set = std::unique_ptr<MachineNets>(new MachineNets());
+    for (auto const& config : nets) {
+        auto net = std::make_unique<Net>();
+        net->config = config;
+        auto const what = "network interface '" + config.id + "'";
+        auto tap = virtio::net::Tap::open(config.tap);
+        if (!tap)
+            return tap.error().context(what);
+        net->tap = std::move(tap.value());
+        virtio::net::NetOptions options;
+        options.id = config.id;
+        options.mac = config.mac.empty() ? virtio::net::random_mac() : *virtio::net::parse_mac(config.mac);
+        net->config.mac = virtio::net::format_mac(options.mac);
+        STRATA_TRY(device, virtio::net::VirtioNet::create(*net->tap, options));
+        net->device = std::move(device);
+        auto const index = first_index + static_cast<std::uint32_t>(set->m_nets.size());
+        auto slot = attach_virtio(buses, *net->device, index, cmdline_extra);
+        if (!slot)
+            return slot.error().context(what);
+        net->slot = std::move(slot.value());
+        set->m_nets.push_back(std::move(net));
+    }
+    return set;
+}
+
+NetConfig const& MachineNets::config(std::size_t i) const { return m_nets.at(i)->config; }
+std::string MachineNets::mac(std::size_t i) const { return m_nets.at(i)->config.mac; }
+virtio::net::VirtioNet& MachineNets::device(std::size_t i) { return *m_nets.at(i)->device; }
+VirtioSlot& MachineNets::slot(std::size_t i) { return *m_nets.at(i)->slot; }
+
+} // namespace strata

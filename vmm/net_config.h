@@ -1,0 +1,35 @@
+// A VM's network interface as the user names it on the command line, in the API
+// (PUT /network-interfaces/{id}) and in records:
+//   --net tap=NAME[,mac=52:54:00:xx:xx:xx][,id=ID]
+// NAME is an existing tap on the host (vmm/devices' Tap attaches, never creates).
+// Without mac= the interface gets a random locally administered address when
+// the VM is created. Interfaces are the VM's virtio devices after its disks and
+// console, in the order given.
+// Threading: plain values and pure functions.
+#pragma once
+
+#include "base/result.h"
+
+#include <string>
+#include <vector>
+
+namespace strata {
+
+struct NetConfig {
+    std::string id;  // unique per VM: 1-20 of A-Z a-z 0-9 - _ .
+    std::string tap; // the host tap's name
+    std::string mac; // "xx:xx:xx:xx:xx:xx" (canonical lower case), or empty: random
+};
+
+inline constexpr std::size_t kMaxNets = 8;
+
+// Parses one --net value; `index` gives the default id ("net0", ...).
+[[nodiscard]] Result<NetConfig> parse_net_spec(std::string const& spec, unsigned index);
+// Checks one interface's fields (id, tap name, MAC) with `what` naming it in errors.
+[[nodiscard]] Status check_net(NetConfig const& net, std::string const& what);
+// Checks a VM's interfaces together: each valid, ids, taps and MACs unique, at most kMaxNets.
+[[nodiscard]] Status check_nets(std::vector<NetConfig> const& nets);
+// The canonical spec string (the inverse of parse_net_spec).
+std::string net_spec(NetConfig const& net);
+
+} // namespace strata
