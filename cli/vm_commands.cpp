@@ -251,6 +251,8 @@ void register_vms(CLI::App& app, int& exit_code)
     create->add_option("--transport", a->transport, "virtio transport: mmio or pci")->check(CLI::IsMember({ "mmio", "pci" }));
     create->add_option("--cpu-template", a->cpu_template, "host or minimal")->check(CLI::IsMember({ "host", "minimal" }));
     create->add_option("--boot-protocol", a->boot_protocol, "auto, pvh or linux")->check(CLI::IsMember({ "auto", "pvh", "linux" }));
+    create->add_option("--net", a->nets, "A network interface: tap=NAME[,mac=M][,id=ID] (replaces a template's or machine image's)")->take_all();
+    create->add_flag("--keep-mac", a->keep_mac, "A VM from a template or machine image keeps its MACs (default: new ones)");
     create->callback([&exit_code, a] {
         exit_code = with_vm_store([&](Store& s) {
             auto vm = create_vm(s, *a);

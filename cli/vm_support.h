@@ -70,7 +70,13 @@ struct VmCreateArgs {
     std::string labels, metadata;
     bool labels_given { false }, metadata_given { false };
     std::string transport, cpu_template, boot_protocol;
+    std::vector<std::string> nets; // --net tap=NAME[,mac=M][,id=ID]
+    bool keep_mac { false };       // --keep-mac: a VM from a template or machine image keeps its MACs
 };
+
+// --net values (vmm/net_config.h) as a record's interfaces; MACs stay empty
+// where none was given.
+[[nodiscard]] Result<std::vector<VmNet>> parse_vm_nets(std::vector<std::string> const& specs);
 
 // Records a VM (vm_create.cpp): from flags, an image, a template or a machine
 // image. Returns what was recorded.

@@ -125,6 +125,9 @@ void apply_overrides(VmRecord& vm, VmOverrides const& overrides)
         vm.labels = *overrides.labels;
     if (overrides.metadata)
         vm.metadata = *overrides.metadata;
+    if (overrides.nets)
+        vm.spec.nets = *overrides.nets;
+    fill_guest_macs(vm.spec.nets);
 }
 
 Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& vm_name, std::string const& image,
@@ -158,6 +161,10 @@ Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& v
     }
     vm.source = "machine-image:" + image;
     vm.created = utc_now();
+    // Clones are new NICs on the network: two VMs with one MAC confuse every
+    // switch and ARP cache between them.
+    if (!overrides.keep_macs)
+        renew_guest_macs(vm.spec.nets);
     apply_overrides(vm, overrides);
     STRATA_TRY(check_spec(vm.spec));
     STRATA_TRY(check_labels(vm.labels));

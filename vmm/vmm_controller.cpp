@@ -1,5 +1,9 @@
 #include "vmm/vmm_controller.h"
 
+#include "devices/virtio/net/config.h"
+#include "devices/virtio/net/device.h"
+#include "vmm/machine_nets.h"
+
 #include "devices/virtio/blk/device.h"
 #include "devices/virtio/console/device.h"
 #include "store/machine_image.h"
@@ -163,6 +167,14 @@ Result<api::VmConfigView> VmmController::vm_config()
         drive.scratch = d.scratch;
         view.drives.push_back(drive);
     }
+    for (std::size_t i = 0; i < m_config.nets.size(); ++i) {
+        auto const& n = m_config.nets[i];
+        api::NetworkInterfaceConfig net { n.id, n.tap, n.mac };
+        // A running VM reports the MAC its guest sees (drawn at start when none was given).
+        if (Machine* m = running(); m && net.guest_mac.empty() && i < m->nets().count())
+            net.guest_mac = m->nets().mac(i);
+        view.network_interfaces.push_back(net);
+    }
     return view;
 }
 
@@ -193,6 +205,12 @@ Result<api::VmMetrics> VmmController::metrics()
         d.rejected = b.rejected;
         d.backpressure = b.backpressure;
         out.disks.push_back(d);
+    }
+    auto& nets = m->nets();
+    for (std::size_t i = 0; i < nets.count(); ++i) {
+        auto n = nets.device(i).metrics();
+        out.nets.push_back(api::NetInterfaceMetrics { nets.config(i).id, n.rx_packets, n.rx_bytes, n.tx_packets, n.tx_bytes, n.rx_dropped,
+            n.tx_dropped, n.errors, n.tx_backpressure });
     }
     return out;
 }
@@ -245,6 +263,27 @@ Status VmmController::put_drive(api::DriveConfig const& drive)
     next.push_back(d);
     STRATA_TRY(check_disks(next));
     m_config.disks = std::move(next);
+    return ok();
+}
+
+Status VmmController::put_network_interface(api::NetworkInterfaceConfig const& net)
+{
+    NetConfig n { net.iface_id, net.host_dev_name, net.guest_mac };
+    STRATA_TRY(check_net(n, "network interface '" + n.id + "'"));
+    if (!n.mac.empty())
+        n.mac = virtio::net::format_mac(*virtio::net::parse_mac(n.mac));
+    std::vector<NetConfig> next = m_config.nets;
+    bool replaced = false;
+    for (auto& existing : next) {
+        if (existing.id == n.id) {
+            existing = n;
+            replaced = true;
+        }
+    }
+    if (!replaced)
+        next.push_back(n);
+    STRATA_TRY(check_nets(next));
+    m_config.nets = std::move(next);
     return ok();
 }
 

@@ -334,7 +334,7 @@ TEST_CASE("virtio-net: the offloads the guest accepted are set on the backend, a
     CHECK(plain.backend.offload_calls().at(0) == vnet::Offloads {});
 }
 
-TEST_CASE("virtio-net: hostile transmit chains are refused and counted; good packets still go")
+TEST_CASE("virtio-net: hostile transmit chains are refused and counted, good packets still go")
 {
     StderrCapture log;
     Rig rig(feature::Version1 | vnet::feature::Csum); // no HOST_TSO
@@ -367,7 +367,7 @@ TEST_CASE("virtio-net: hostile transmit chains are refused and counted; good pac
     CHECK(rig.backend.take(50ms).empty());
 }
 
-TEST_CASE("virtio-net: hostile receive chains are refused and returned empty; the packet goes to the next good buffer")
+TEST_CASE("virtio-net: hostile receive chains are refused and returned empty, the packet goes to the next good buffer")
 {
     StderrCapture log;
     Rig rig;
@@ -391,7 +391,7 @@ TEST_CASE("virtio-net: hostile receive chains are refused and returned empty; th
     CHECK(log.eventually_contains("loop"));
 }
 
-TEST_CASE("virtio-net: a corrupt ring stops its queue and asks for a reset; the device resets cleanly")
+TEST_CASE("virtio-net: a corrupt ring stops its queue and asks for a reset, the device resets cleanly")
 {
     StderrCapture log;
     Rig rig;
@@ -408,7 +408,7 @@ TEST_CASE("virtio-net: a corrupt ring stops its queue and asks for a reset; the 
     CHECK(!rig.dev->active());
 }
 
-TEST_CASE("virtio-net: a backend that cannot take packets holds them on the ring; receive keeps flowing meanwhile")
+TEST_CASE("virtio-net: a backend that cannot take packets holds them on the ring, receive keeps flowing meanwhile")
 {
     vnet::NetOptions options;
     options.budget = 4;

@@ -270,3 +270,23 @@ TEST_CASE("PUT /machine-images guest_flush_wait_ms")
     expect_error("PUT", "/machine-images", R"({"name": "x", "guest_flush_wait_ms": 500})", "goes with `guest_flush`");
     expect_error("PUT", "/machine-images", R"({"name": "x", "guest_flush": true, "guest_flush_wait_ms": 0})", "between 1 and 60000");
 }
+
+TEST_CASE("PUT /network-interfaces/{id}")
+{
+    auto n = expect_ok<NetworkInterfaceConfig>("PUT", "/network-interfaces/eth0",
+        R"({"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "02:00:00:00:00:01"})");
+    CHECK(n.iface_id == "eth0");
+    CHECK(n.host_dev_name == "tap0");
+    CHECK(n.guest_mac == "02:00:00:00:00:01");
+    CHECK(phase_of(ApiRequest { n }) == Phase::PreBoot);
+    CHECK(expect_ok<NetworkInterfaceConfig>("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0"})").guest_mac.empty());
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth1", "host_dev_name": "tap0"})", "does not match");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0"})", "missing field `host_dev_name`");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"host_dev_name": "tap0"})", "missing field `iface_id`");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": 7})", "host_dev_name");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0", "colour": 1})", "unknown field");
+    expect_error("PUT", "/network-interfaces/", "{}", "Invalid request method");
+    expect_error("PUT", "/network-interfaces/a/b", "{}", "Invalid request method");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {}})",
+        "not supported yet", ErrorKind::Unsupported);
+}

@@ -78,6 +78,22 @@ struct DriveConfig {
     bool scratch { false }; // strata: never captured into images; the mapping is kept
 };
 
+// PUT /network-interfaces/{iface_id}: a virtio-net interface over the existing
+// host tap host_dev_name, with guest_mac (empty: a random one). A second PUT with
+// the same iface_id before boot replaces the first, as in Firecracker.
+struct NetworkInterfaceConfig {
+    std::string iface_id;
+    std::string host_dev_name;
+    std::string guest_mac;
+};
+
+// GET /metrics, one entry per network interface; mirrors virtio::net::NetMetrics.
+struct NetInterfaceMetrics {
+    std::string iface_id;
+    std::uint64_t rx_packets { 0 }, rx_bytes { 0 }, tx_packets { 0 }, tx_bytes { 0 };
+    std::uint64_t rx_dropped { 0 }, tx_dropped { 0 }, errors { 0 }, tx_backpressure { 0 };
+};
+
 // GET /. The API adds "app_name": "strata".
 struct InstanceInfo {
     std::string id; // the VM's name, or a generated ID for an anonymous VMM
@@ -90,6 +106,7 @@ struct VmConfigView {
     std::optional<BootSource> boot_source; // absent until PUT /boot-source
     MachineSettings machine_config;
     std::vector<DriveConfig> drives;
+    std::vector<NetworkInterfaceConfig> network_interfaces;
 };
 
 // GET /metrics, one entry per disk; the counters mirror virtio::blk::BlkMetrics.
@@ -128,6 +145,7 @@ struct VmMetrics {
     // machine image), from the first queue stopped to the last resumed; absent if
     // nothing was captured yet.
     std::optional<std::uint64_t> last_capture_stall_us;
+    std::vector<NetInterfaceMetrics> nets;
 };
 
 // PUT /snapshot/disks: snapshot every disk of the VM at one crash-consistent instant.
@@ -192,6 +210,11 @@ public:
     [[nodiscard]] virtual Status set_boot_source(BootSource const& source) = 0;
     [[nodiscard]] virtual Status set_machine_config(MachineSettings const& settings) = 0;
     [[nodiscard]] virtual Status put_drive(DriveConfig const& drive) = 0;
+    // Controllers without networking refuse it.
+    [[nodiscard]] virtual Status put_network_interface(NetworkInterfaceConfig const&)
+    {
+        return make_error(ErrorKind::Unsupported, "this VMM has no network interfaces");
+    }
     // PUT /actions {"action_type": "InstanceStart"}: boots the configured VM and
     // returns once it runs (state Running), or fails and the VM stays Not started.
     [[nodiscard]] virtual Status start_instance() = 0;

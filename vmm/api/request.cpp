@@ -110,6 +110,33 @@ Result<ApiRequest> parse_machine_config(nlohmann::json const& json)
     return ApiRequest { settings };
 }
 
+// PUT /network-interfaces/{id}. The tap name and MAC are checked here with the
+// rules of the interface's parser (vmm/net_config.h) so a bad one is a 400 before
+// anything is stored; whether the tap exists is found when the VM starts.
+Result<ApiRequest> parse_network_interface(std::string_view path_id, nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "iface_id", "host_dev_name", "guest_mac", "rx_rate_limiter", "tx_rate_limiter" }));
+    STRATA_TRY(id, reader.string("iface_id"));
+    STRATA_TRY(tap, reader.string("host_dev_name"));
+    STRATA_TRY(mac, reader.string("guest_mac"));
+    if (!id)
+        return ObjectReader::missing("iface_id");
+    if (!tap)
+        return ObjectReader::missing("host_dev_name");
+    if (*id != path_id)
+        return usage("The id from the path does not match the id from the body!");
+    for (char const* limiter : { "rx_rate_limiter", "tx_rate_limiter" }) {
+        auto it = json.find(limiter);
+        if (it != json.end() && !it->is_null())
+            return make_error(ErrorKind::Unsupported, std::string("`") + limiter + "` is not supported yet");
+    }
+    NetworkInterfaceConfig net;
+    net.iface_id = *id;
+    net.host_dev_name = *tap;
+    net.guest_mac = mac.value_or("");
+    return ApiRequest { net };
+}
+
 Result<ApiRequest> parse_drive(std::string_view path_id, nlohmann::json const& json)
 {
     STRATA_TRY(reader, ObjectReader::open(json, { "drive_id", "path_on_host", "disk_name", "is_read_only", "is_root_device", "cache_type", "scratch" }));
@@ -283,6 +310,7 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
     }
 
     constexpr std::string_view drives_prefix = "/drives/";
+    constexpr std::string_view nets_prefix = "/network-interfaces/";
     if (method == "PUT") {
         Result<ApiRequest> (*parse)(nlohmann::json const&) = nullptr;
         if (target == "/boot-source")
@@ -309,6 +337,14 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
             STRATA_TRY(json, parse_json(body));
             return parse_drive(id, json);
         }
+        if (target.starts_with(nets_prefix)) {
+            auto const id = target.substr(nets_prefix.size());
+            if (id.find('/') != std::string_view::npos || id.empty())
+                return invalid_path(method, target);
+            STRATA_TRY(check_drive_id(id));
+            STRATA_TRY(json, parse_json(body));
+            return parse_network_interface(id, json);
+        }
     }
     if (method == "PATCH" && target == "/vm") {
         STRATA_TRY(json, parse_json(body));
@@ -320,7 +356,7 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
 Phase phase_of(ApiRequest const& request)
 {
     if (std::holds_alternative<BootSource>(request) || std::holds_alternative<MachineSettings>(request)
-        || std::holds_alternative<DriveConfig>(request))
+        || std::holds_alternative<DriveConfig>(request) || std::holds_alternative<NetworkInterfaceConfig>(request))
         return Phase::PreBoot;
     if (auto const* action = std::get_if<InstanceAction>(&request))
         return action->type == ActionType::InstanceStart ? Phase::PreBoot : Phase::PostBoot;
