@@ -91,7 +91,7 @@ Result<std::vector<VmNet>> parse_vm_nets(std::vector<std::string> const& specs)
     for (std::size_t i = 0; i < specs.size(); ++i) {
         STRATA_TRY(net, parse_net_spec(specs[i], static_cast<unsigned>(i)));
         configs.push_back(net);
-        nets.push_back(VmNet { net.id, net.tap, net.mac });
+        nets.push_back(VmNet { net.id, net.tap, net.mac, net.netns_auto });
     }
     STRATA_TRY(check_nets(configs));
     return nets;

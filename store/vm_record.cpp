@@ -110,13 +110,13 @@ Status check_vm_nets(std::vector<VmNet> const& nets)
     for (auto const& n : nets) {
         if (auto st = check_disk_id(n.id); !st)
             return make_error(ErrorKind::Usage, "network interface id '" + n.id.substr(0, 32) + "' must be 1-20 letters, digits, '-', '_' or '.'");
-        if (!valid_interface_name(n.host_dev_name))
+        if (n.netns_auto ? !n.host_dev_name.empty() : !valid_interface_name(n.host_dev_name))
             return make_error(ErrorKind::Usage, "network interface '" + n.id + "': '" + n.host_dev_name.substr(0, 32) + "' is not a valid host interface name");
         if (!n.guest_mac.empty() && !valid_mac(n.guest_mac))
             return make_error(ErrorKind::Usage, "network interface '" + n.id + "': '" + n.guest_mac.substr(0, 32) + "' is not a lower-case unicast MAC address");
         if (!ids.insert(n.id).second)
             return make_error(ErrorKind::Usage, "two network interfaces have the id '" + n.id + "'");
-        if (!taps.insert(n.host_dev_name).second)
+        if (!n.netns_auto && !taps.insert(n.host_dev_name).second)
             return make_error(ErrorKind::Usage, "two network interfaces use the tap '" + n.host_dev_name + "'");
         if (!n.guest_mac.empty() && !macs.insert(n.guest_mac).second)
             return make_error(ErrorKind::Usage, "two network interfaces have the MAC " + n.guest_mac);
@@ -187,7 +187,11 @@ json spec_json(MachineSpec const& spec)
     if (!spec.nets.empty()) {
         json nets = json::array();
         for (auto const& n : spec.nets) {
-            json one { { "iface_id", n.id }, { "host_dev_name", n.host_dev_name } };
+            json one { { "iface_id", n.id } };
+            if (n.netns_auto)
+                one["netns"] = "auto";
+            else
+                one["host_dev_name"] = n.host_dev_name;
             if (!n.guest_mac.empty())
                 one["guest_mac"] = n.guest_mac;
             nets.push_back(one);
@@ -224,9 +228,12 @@ Result<MachineSpec> parse_spec(json const& j)
             if (!n.is_object())
                 return bad("record", "a network interface is not an object");
             STRATA_TRY(id, string_field(n, "iface_id", true, 20));
-            STRATA_TRY(tap, string_field(n, "host_dev_name", true, 15));
+            STRATA_TRY(netns, string_field(n, "netns", false, 8));
+            if (!netns.empty() && netns != "auto")
+                return bad("record", "a network interface's 'netns' must be \"auto\"");
+            STRATA_TRY(tap, string_field(n, "host_dev_name", netns.empty(), 15));
             STRATA_TRY(mac, string_field(n, "guest_mac", false, 17));
-            s.nets.push_back(VmNet { id, tap, mac });
+            s.nets.push_back(VmNet { id, tap, mac, !netns.empty() });
         }
     }
     if (auto st = check_spec(s); !st)

@@ -51,8 +51,9 @@ struct BootSpec {
 // never the tap's own state. Recorded as Firecracker names the fields.
 struct VmNet {
     std::string id;            // "iface_id": 1-20 of A-Z a-z 0-9 - _ .
-    std::string host_dev_name; // the host tap's name
+    std::string host_dev_name; // the host tap's name; empty with netns_auto
     std::string guest_mac;     // "xx:xx:xx:xx:xx:xx" lower case; empty: each VM gets a new one
+    bool netns_auto { false }; // "netns": "auto": a namespace of its own at each start
     bool operator==(VmNet const&) const = default;
 };
 

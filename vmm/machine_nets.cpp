@@ -2,12 +2,16 @@
 
 #include "devices/virtio/net/device.h"
 #include "devices/virtio/net/tap.h"
+#include "vmm/net_namespace.h"
 #include "vmm/virtio_slot.h"
+
+#include <cstdio>
 
 namespace strata {
 
 struct MachineNets::Net {
     NetConfig config;
+    std::unique_ptr<NetNamespace> netns; // netns=auto: deleted after the tap closes
     std::unique_ptr<virtio::net::Tap> tap;
     std::unique_ptr<virtio::net::VirtioNet> device;
     std::unique_ptr<VirtioSlot> slot; // destroyed before the device
@@ -30,7 +34,16 @@ Result<std::unique_ptr<MachineNets>> MachineNets::create(VirtioBuses const& buse
         auto net = std::make_unique<Net>();
         net->config = config;
         auto const what = "network interface '" + config.id + "'";
-        auto tap = virtio::net::Tap::open(config.tap);
+        if (config.netns_auto) {
+            auto ns = NetNamespace::create();
+            if (!ns)
+                return ns.error().context(what);
+            net->netns = std::move(ns.value());
+            std::fprintf(stderr, "strata: %s: namespace %s; the guest is %s behind gateway %s there, reached from the host at %s%s\n",
+                what.c_str(), net->netns->name().c_str(), NetNamespace::GuestIp, NetNamespace::GatewayIp,
+                net->netns->guest_address().c_str(), net->netns->nat() ? "" : " (no NAT: iptables and nft are missing)");
+        }
+        auto tap = net->netns ? net->netns->open_tap() : virtio::net::Tap::open(config.tap);
         if (!tap)
             return tap.error().context(what);
         net->tap = std::move(tap.value());
@@ -52,6 +65,7 @@ Result<std::unique_ptr<MachineNets>> MachineNets::create(VirtioBuses const& buse
 
 NetConfig const& MachineNets::config(std::size_t i) const { return m_nets.at(i)->config; }
 std::string MachineNets::mac(std::size_t i) const { return m_nets.at(i)->config.mac; }
+NetNamespace const* MachineNets::netns(std::size_t i) const { return m_nets.at(i)->netns.get(); }
 virtio::net::VirtioNet& MachineNets::device(std::size_t i) { return *m_nets.at(i)->device; }
 VirtioSlot& MachineNets::slot(std::size_t i) { return *m_nets.at(i)->slot; }
 

@@ -22,6 +22,7 @@
 namespace strata {
 
 struct VirtioSlot;
+class NetNamespace;
 struct VirtioBuses;
 namespace virtio::net {
 class VirtioNet;
@@ -41,6 +42,8 @@ public:
     // The MAC the guest sees, "xx:xx:xx:xx:xx:xx".
     std::string mac(std::size_t i) const;
     virtio::net::VirtioNet& device(std::size_t i);
+    // The namespace made for interface i (netns=auto), or null.
+    NetNamespace const* netns(std::size_t i) const;
     VirtioSlot& slot(std::size_t i);
 
 private:

@@ -29,9 +29,11 @@ Status check_net(NetConfig const& net, std::string const& what)
 {
     if (!valid_id(net.id))
         return usage(what, "id '" + net.id + "' must be 1-20 letters, digits, '-', '_' or '.'");
-    if (net.tap.empty())
-        return usage(what, "give the host tap: tap=NAME");
-    if (!virtio::net::valid_interface_name(net.tap))
+    if (net.netns_auto && !net.tap.empty())
+        return usage(what, "give tap=NAME or netns=auto, not both");
+    if (net.tap.empty() && !net.netns_auto)
+        return usage(what, "give the host tap (tap=NAME) or netns=auto");
+    if (!net.netns_auto && !virtio::net::valid_interface_name(net.tap))
         return usage(what, "'" + net.tap + "' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
     if (!net.mac.empty() && !virtio::net::parse_mac(net.mac))
         return usage(what, "'" + net.mac + "' is not a unicast MAC address like 52:54:00:12:34:56");
@@ -59,8 +61,12 @@ Result<NetConfig> parse_net_spec(std::string const& spec, unsigned index)
             net.mac = value;
         else if (key == "id")
             net.id = value;
-        else
-            return usage(what, "unknown key '" + key + "' (tap, mac, id)");
+        else if (key == "netns") {
+            if (value != "auto")
+                return usage(what, "netns= takes only 'auto' (a namespace of the VM's own)");
+            net.netns_auto = true;
+        } else
+            return usage(what, "unknown key '" + key + "' (tap, netns, mac, id)");
     }
     if (net.id.empty())
         net.id = "net" + std::to_string(index);
@@ -79,7 +85,7 @@ Status check_nets(std::vector<NetConfig> const& nets)
         STRATA_TRY(check_net(n, "network interface '" + n.id + "'"));
         if (!ids.insert(n.id).second)
             return make_error(ErrorKind::Usage, "two network interfaces have the id '" + n.id + "'");
-        if (!taps.insert(n.tap).second)
+        if (!n.netns_auto && !taps.insert(n.tap).second)
             return make_error(ErrorKind::Usage, "two network interfaces use the tap '" + n.tap + "'");
         if (!n.mac.empty() && !macs.insert(virtio::net::format_mac(*virtio::net::parse_mac(n.mac))).second)
             return make_error(ErrorKind::Usage, "two network interfaces have the MAC " + n.mac);
@@ -89,7 +95,7 @@ Status check_nets(std::vector<NetConfig> const& nets)
 
 std::string net_spec(NetConfig const& net)
 {
-    std::string s = "tap=" + net.tap;
+    std::string s = net.netns_auto ? "netns=auto" : "tap=" + net.tap;
     if (!net.mac.empty())
         s += ",mac=" + net.mac;
     s += ",id=" + net.id;

@@ -1,7 +1,11 @@
 // A VM's network interface as the user names it on the command line, in the API
 // (PUT /network-interfaces/{id}) and in records:
 //   --net tap=NAME[,mac=52:54:00:xx:xx:xx][,id=ID]
-// NAME is an existing tap on the host (vmm/devices' Tap attaches, never creates).
+//   --net netns=auto[,mac=...][,id=ID]
+// NAME is an existing tap on the host (devices' Tap attaches, never creates).
+// netns=auto makes a namespace of the VM's own with a tap, a veth pair to the
+// host and NAT (vmm/net_namespace.h): the guest is 10.0.0.2 behind gateway
+// 10.0.0.1 there, whatever other VMs use.
 // Without mac= the interface gets a random locally administered address when
 // the VM is created. Interfaces are the VM's virtio devices after its disks and
 // console, in the order given.
@@ -19,6 +23,7 @@ struct NetConfig {
     std::string id;  // unique per VM: 1-20 of A-Z a-z 0-9 - _ .
     std::string tap; // the host tap's name
     std::string mac; // "xx:xx:xx:xx:xx:xx" (canonical lower case), or empty: random
+    bool netns_auto { false }; // tap is empty: the VMM makes a namespace and its tap
 };
 
 inline constexpr std::size_t kMaxNets = 8;

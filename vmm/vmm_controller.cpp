@@ -268,7 +268,7 @@ Status VmmController::put_drive(api::DriveConfig const& drive)
 
 Status VmmController::put_network_interface(api::NetworkInterfaceConfig const& net)
 {
-    NetConfig n { net.iface_id, net.host_dev_name, net.guest_mac };
+    NetConfig n { net.iface_id, net.host_dev_name, net.guest_mac, false };
     STRATA_TRY(check_net(n, "network interface '" + n.id + "'"));
     if (!n.mac.empty())
         n.mac = virtio::net::format_mac(*virtio::net::parse_mac(n.mac));

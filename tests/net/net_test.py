@@ -15,6 +15,7 @@ usage: net_test.py CASE BUILD_DIR; exits 0 (pass), 1 (fail), 125 (skip).
 import http.client
 import json
 import os
+import re
 import tempfile
 import shutil
 import socket
@@ -339,6 +340,68 @@ def api_case():
         print("vmm exit", rc)
 
 
+def clones_case():
+    """N VMs (STRATA_NET_CLONES, default 4) that all are 10.0.0.2, each with --net
+    netns=auto: each answers at its own address from the namespace the VMMs run
+    in (one this test made, so nothing reaches the root namespace), and every
+    namespace strata made is gone once they end."""
+    count = int(os.environ.get("STRATA_NET_CLONES", "4"))
+    outer = f"strata-nt-{os.getpid()}-outer"
+    sh("ip", "netns", "add", outer)
+    procs = []
+    try:
+        sh("ip", "-n", outer, "link", "set", "lo", "up")
+        for i in range(count):
+            procs.append(run_guest(outer, [STRATA, "run", "--firmware", NETECHO, "--net", "netns=auto",
+                                           "--cmdline", f"ip={GUEST_IP} timeout_s=240"]))
+        addrs, names = [], []
+        for p in procs:
+            line = p.stdout.readline()
+            print(line.strip(), flush=True)
+            m = re.search(r"namespace (strata-net-\d+);.* at (10\.200\.\d+\.\d+)", line)
+            check(m is not None, f"no namespace line: {line!r}")
+            names.append(m.group(1))
+            addrs.append(m.group(2))
+        check(len(set(addrs)) == count, "two clones got one address")
+        code = f"""
+import socket, sys, time
+addrs = {addrs!r}
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(0.5)
+pending = set(addrs); deadline = time.time() + 180
+while pending and time.time() < deadline:
+    for a in list(pending):
+        u.sendto(("who is " + a).encode(), (a, 4000))
+    try:
+        while True:
+            data, src = u.recvfrom(100)
+            if data == ("who is " + src[0]).encode(): pending.discard(src[0])
+    except socket.timeout: pass
+if pending: print("no answer from", sorted(pending)); sys.exit(1)
+print("all", len(addrs), "answered")
+for a in addrs: u.sendto(b"quit", (a, 7))
+"""
+        r = subprocess.run(["ip", "netns", "exec", outer, sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+        print(r.stdout, r.stderr, flush=True)
+        check(r.returncode == 0, "not every clone answered at its own address")
+        for p in procs:
+            rc, out = finish(p, "a clone")
+            check(rc == 0 and "netecho: done" in out, f"a clone ended {rc}")
+        left = sh("ip", "netns", "list").stdout
+        check(not any(n + " " in left + " " or n + "\n" in left for n in names), f"namespaces left behind: {left}")
+    finally:
+        # SIGTERM first: strata deletes the namespaces it made as it ends.
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        subprocess.run(["ip", "netns", "del", outer], capture_output=True, timeout=30)
+
+
 def main():
     if os.geteuid() != 0:
         skip("needs root for network namespaces and taps")
@@ -358,6 +421,8 @@ def main():
         vms_case()
     elif CASE == "api":
         api_case()
+    elif CASE == "clones":
+        clones_case()
     else:
         fail("unknown case " + CASE)
     print("PASS", CASE)

@@ -251,7 +251,7 @@ TEST_CASE("machine images keep the network mapping, VMs from them get new MACs u
     TempDir dir;
     auto store = open_store(dir / "home");
     VmRecord vm = make_vm(*store, dir);
-    vm.spec.nets = { VmNet { "net0", "tap0", "02:00:00:00:00:01" } };
+    vm.spec.nets = { VmNet { "net0", "tap0", "02:00:00:00:00:01", false } };
     {
         auto held = RecordLock::take(store->root(), true);
         REQUIRE(held);
@@ -273,7 +273,7 @@ TEST_CASE("machine images keep the network mapping, VMs from them get new MACs u
     CHECK(create_vm_from_machine_image(*store, "k", "img", keep).value().spec.nets[0].guest_mac == "02:00:00:00:00:01");
 
     VmOverrides other;
-    other.nets = std::vector<VmNet> { VmNet { "eth", "tap9", "" } };
+    other.nets = std::vector<VmNet> { VmNet { "eth", "tap9", "", false } };
     auto c = create_vm_from_machine_image(*store, "c", "img", other).value();
     REQUIRE(c.spec.nets.size() == 1);
     CHECK(c.spec.nets[0].host_dev_name == "tap9");

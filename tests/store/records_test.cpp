@@ -178,7 +178,8 @@ TEST_CASE("network interfaces: the mapping round-trips, hostile entries are refu
     VmRecord vm;
     vm.name = "net-1";
     vm.spec.boot.firmware = std::string(64, 'a');
-    vm.spec.nets = { VmNet { "net0", "tap0", "02:00:00:00:00:01" }, VmNet { "data", "tap-data", "" } };
+    vm.spec.nets = { VmNet { "net0", "tap0", "02:00:00:00:00:01", false }, VmNet { "data", "tap-data", "", false },
+        VmNet { "own", "", "", true } };
     auto back = parse_vm(encode_vm(vm));
     REQUIRE_MESSAGE(back, (back ? "" : back.error().message));
     CHECK(back.value().spec.nets == vm.spec.nets);
@@ -199,6 +200,10 @@ TEST_CASE("network interfaces: the mapping round-trips, hostile entries are refu
     CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["host_dev_name"] = "a/b"; }));
     CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["host_dev_name"] = "0123456789abcdef"; }));
     CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["host_dev_name"] = ""; }));
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0].erase("host_dev_name"); }));
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][2]["netns"] = "mine"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][2]["host_dev_name"] = "tap7"; })); // netns=auto and a tap
+    CHECK(vm_json(vm)["network_interfaces"][2]["netns"] == "auto");
     CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["guest_mac"] = "01:00:5e:00:00:01"; })); // multicast
     CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["guest_mac"] = "02:00:00:00:00"; }));
     CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["guest_mac"] = "02:00:00:00:00:0G"; }));
@@ -207,7 +212,7 @@ TEST_CASE("network interfaces: the mapping round-trips, hostile entries are refu
     CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][1]["host_dev_name"] = "tap0"; })); // one tap twice
     CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][1]["guest_mac"] = "02:00:00:00:00:01"; }));
     CHECK_FALSE(mutated([](auto& j) {
-        for (int i = 0; i < 8; ++i)
+        for (int i = 0; i < 6; ++i)
             j["network_interfaces"].push_back({ { "iface_id", "n" + std::to_string(i) }, { "host_dev_name", "t" + std::to_string(i) } });
     }));
 
