@@ -13,6 +13,7 @@ struct MachineNets::Net {
     NetConfig config;
     std::unique_ptr<NetNamespace> netns; // netns=auto: deleted after the tap closes
     std::unique_ptr<virtio::net::Tap> tap;
+    std::unique_ptr<RateLimiter> rx_limiter, tx_limiter; // outlive the device
     std::unique_ptr<virtio::net::VirtioNet> device;
     std::unique_ptr<VirtioSlot> slot; // destroyed before the device
 };
@@ -47,8 +48,12 @@ Result<std::unique_ptr<MachineNets>> MachineNets::create(VirtioBuses const& buse
         if (!tap)
             return tap.error().context(what);
         net->tap = std::move(tap.value());
+        net->rx_limiter = std::make_unique<RateLimiter>(config.rx_limit);
+        net->tx_limiter = std::make_unique<RateLimiter>(config.tx_limit);
         virtio::net::NetOptions options;
         options.id = config.id;
+        options.rx_limiter = net->rx_limiter.get();
+        options.tx_limiter = net->tx_limiter.get();
         options.mac = config.mac.empty() ? virtio::net::random_mac() : *virtio::net::parse_mac(config.mac);
         net->config.mac = virtio::net::format_mac(options.mac);
         STRATA_TRY(device, virtio::net::VirtioNet::create(*net->tap, options));
@@ -65,6 +70,15 @@ Result<std::unique_ptr<MachineNets>> MachineNets::create(VirtioBuses const& buse
 
 NetConfig const& MachineNets::config(std::size_t i) const { return m_nets.at(i)->config; }
 std::string MachineNets::mac(std::size_t i) const { return m_nets.at(i)->config.mac; }
+void MachineNets::set_rate_limits(std::size_t i, RateLimiterConfig const& rx, RateLimiterConfig const& tx)
+{
+    auto& n = *m_nets.at(i);
+    n.rx_limiter->update(rx);
+    n.tx_limiter->update(tx);
+    n.config.rx_limit = rx;
+    n.config.tx_limit = tx;
+}
+
 NetNamespace const* MachineNets::netns(std::size_t i) const { return m_nets.at(i)->netns.get(); }
 virtio::net::VirtioNet& MachineNets::device(std::size_t i) { return *m_nets.at(i)->device; }
 VirtioSlot& MachineNets::slot(std::size_t i) { return *m_nets.at(i)->slot; }

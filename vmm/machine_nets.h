@@ -42,6 +42,8 @@ public:
     // The MAC the guest sees, "xx:xx:xx:xx:xx:xx".
     std::string mac(std::size_t i) const;
     virtio::net::VirtioNet& device(std::size_t i);
+    // Replaces interface i's limiters (each bucket starts full); thread-safe.
+    void set_rate_limits(std::size_t i, RateLimiterConfig const& rx, RateLimiterConfig const& tx);
     // The namespace made for interface i (netns=auto), or null.
     NetNamespace const* netns(std::size_t i) const;
     VirtioSlot& slot(std::size_t i);

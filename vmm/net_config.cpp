@@ -37,6 +37,10 @@ Status check_net(NetConfig const& net, std::string const& what)
         return usage(what, "'" + net.tap + "' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
     if (!net.mac.empty() && !virtio::net::parse_mac(net.mac))
         return usage(what, "'" + net.mac + "' is not a unicast MAC address like 52:54:00:12:34:56");
+    if (auto r = check_rate_limiter(net.rx_limit); !r)
+        return usage(what, "rx rate limiter: " + r.error().message);
+    if (auto r = check_rate_limiter(net.tx_limit); !r)
+        return usage(what, "tx rate limiter: " + r.error().message);
     return ok();
 }
 

@@ -12,6 +12,7 @@
 // Threading: plain values and pure functions.
 #pragma once
 
+#include "base/rate_limiter.h"
 #include "base/result.h"
 
 #include <string>
@@ -24,6 +25,8 @@ struct NetConfig {
     std::string tap; // the host tap's name
     std::string mac; // "xx:xx:xx:xx:xx:xx" (canonical lower case), or empty: random
     bool netns_auto { false }; // tap is empty: the VMM makes a namespace and its tap
+    RateLimiterConfig rx_limit; // guest-bound traffic; unlimited by default
+    RateLimiterConfig tx_limit; // guest-sent traffic
 };
 
 inline constexpr std::size_t kMaxNets = 8;

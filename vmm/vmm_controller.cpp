@@ -169,7 +169,7 @@ Result<api::VmConfigView> VmmController::vm_config()
     }
     for (std::size_t i = 0; i < m_config.nets.size(); ++i) {
         auto const& n = m_config.nets[i];
-        api::NetworkInterfaceConfig net { n.id, n.tap, n.mac };
+        api::NetworkInterfaceConfig net { n.id, n.tap, n.mac, n.rx_limit, n.tx_limit };
         // A running VM reports the MAC its guest sees (drawn at start when none was given).
         if (Machine* m = running(); m && net.guest_mac.empty() && i < m->nets().count())
             net.guest_mac = m->nets().mac(i);
@@ -210,7 +210,7 @@ Result<api::VmMetrics> VmmController::metrics()
     for (std::size_t i = 0; i < nets.count(); ++i) {
         auto n = nets.device(i).metrics();
         out.nets.push_back(api::NetInterfaceMetrics { nets.config(i).id, n.rx_packets, n.rx_bytes, n.tx_packets, n.tx_bytes, n.rx_dropped,
-            n.tx_dropped, n.errors, n.tx_backpressure });
+            n.tx_dropped, n.errors, n.tx_backpressure, n.rx_throttled, n.tx_throttled });
     }
     return out;
 }
@@ -268,7 +268,7 @@ Status VmmController::put_drive(api::DriveConfig const& drive)
 
 Status VmmController::put_network_interface(api::NetworkInterfaceConfig const& net)
 {
-    NetConfig n { net.iface_id, net.host_dev_name, net.guest_mac, false };
+    NetConfig n { net.iface_id, net.host_dev_name, net.guest_mac, false, net.rx_rate_limiter, net.tx_rate_limiter };
     STRATA_TRY(check_net(n, "network interface '" + n.id + "'"));
     if (!n.mac.empty())
         n.mac = virtio::net::format_mac(*virtio::net::parse_mac(n.mac));
@@ -285,6 +285,23 @@ Status VmmController::put_network_interface(api::NetworkInterfaceConfig const& n
     STRATA_TRY(check_nets(next));
     m_config.nets = std::move(next);
     return ok();
+}
+
+Status VmmController::update_network_interface(api::NetworkInterfaceUpdate const& update)
+{
+    for (std::size_t i = 0; i < m_config.nets.size(); ++i) {
+        auto& n = m_config.nets[i];
+        if (n.id != update.iface_id)
+            continue;
+        RateLimiterConfig const rx = update.rx_rate_limiter.value_or(n.rx_limit);
+        RateLimiterConfig const tx = update.tx_rate_limiter.value_or(n.tx_limit);
+        if (Machine* m = running(); m && i < m->nets().count())
+            m->nets().set_rate_limits(i, rx, tx);
+        n.rx_limit = rx;
+        n.tx_limit = tx;
+        return ok();
+    }
+    return make_error(ErrorKind::NotFound, "no network interface '" + update.iface_id + "'");
 }
 
 Status VmmController::send_ctrl_alt_del()

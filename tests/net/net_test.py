@@ -402,6 +402,63 @@ for a in addrs: u.sendto(b"quit", (a, 7))
         subprocess.run(["ip", "netns", "del", outer], capture_output=True, timeout=30)
 
 
+def rate_limit_case():
+    """PATCH /network-interfaces sets a tx limit of 10 000 bytes/s on a running
+    VM; the guest's UDP echoes of a burst then arrive at that rate (within 10%).
+    The limit sits well below what netecho echoes unlimited here (about 37
+    datagrams a second of 1042-byte frames, about 38 000 bytes/s), so the limiter,
+    not the guest, sets the pace."""
+    with Namespace("r") as ns:
+        sock = os.path.join(tempfile.mkdtemp(prefix="strata-net-rl-"), "api.sock")
+        proc = run_guest(ns.name, [STRATA, "vmm", "--api-socket", sock])
+        try:
+            deadline = time.time() + 30
+            while not os.path.exists(sock):
+                check(time.time() < deadline, "the API socket never appeared")
+                time.sleep(0.05)
+            mac = "02:5a:00:00:00:33"
+            check(api(sock, "PUT", "/boot-source", {"firmware_path": NETECHO, "boot_args": f"ip={GUEST_IP} timeout_s=120"})[0] == 204, "boot")
+            check(api(sock, "PUT", "/network-interfaces/eth0", {"iface_id": "eth0", "host_dev_name": ns.tap, "guest_mac": mac})[0] == 204, "put")
+            check(api(sock, "PUT", "/actions", {"action_type": "InstanceStart"})[0] == 204, "start")
+            peer_session(ns.name, mac, pings=1, datagrams=1, quit=False)
+            rate = 10000
+            st, body = api(sock, "PATCH", "/network-interfaces/eth0",
+                           {"iface_id": "eth0", "tx_rate_limiter": {"bandwidth": {"size": rate // 5, "refill_time": 200}}})
+            check(st == 204, f"PATCH: {st} {body}")
+            code = f"""
+import socket, time
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(5)
+u.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+n, size = 40, 1000
+for i in range(n):
+    u.sendto(bytes([i % 256]) * size, ("{GUEST_IP}", 5000))
+times = []
+try:
+    while len(times) < n:
+        u.recvfrom(2048); times.append(time.time())
+except socket.timeout: pass
+frame = size + 42  # Ethernet, IPv4 and UDP headers: what the limiter counts
+burst = {rate // 5}
+span = times[-1] - times[0]
+print("echoes", len(times), "span_s %.3f" % span, "rate %.0f" % ((len(times) * frame - burst) / span))
+"""
+            r = sh(sys.executable, "-c", code, ns=ns.name)
+            print(r.stdout, flush=True)
+            m = re.search(r"echoes (\d+) span_s ([\d.]+) rate (\d+)", r.stdout)
+            check(m is not None and int(m.group(1)) == 40, "not every echo came back")
+            measured = int(m.group(3))
+            check(abs(measured - rate) <= rate * 0.10, f"measured {measured} bytes/s, limit {rate}")
+            st, metrics = api(sock, "GET", "/metrics")
+            check(metrics["nets"][0]["tx_throttled"] > 0, f"no throttling counted: {metrics}")
+            check(api(sock, "PATCH", "/network-interfaces/eth0", {"iface_id": "eth0", "tx_rate_limiter": {}})[0] == 204, "unlimit")
+            st, body = api(sock, "PATCH", "/network-interfaces/eth9", {"iface_id": "eth9", "tx_rate_limiter": {}})
+            check(st == 404, f"PATCH of an unknown interface: {st}")
+            sh(sys.executable, "-c", f"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'quit', ('{GUEST_IP}', 7))", ns=ns.name)
+        finally:
+            rc, out = finish(proc, "strata vmm")
+        print("limited rate: measured", measured, "bytes/s for a limit of", rate)
+
+
 def main():
     if os.geteuid() != 0:
         skip("needs root for network namespaces and taps")
@@ -423,6 +480,8 @@ def main():
         api_case()
     elif CASE == "clones":
         clones_case()
+    elif CASE == "rate_limit":
+        rate_limit_case()
     else:
         fail("unknown case " + CASE)
     print("PASS", CASE)

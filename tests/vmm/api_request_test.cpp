@@ -287,6 +287,28 @@ TEST_CASE("PUT /network-interfaces/{id}")
     expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0", "colour": 1})", "unknown field");
     expect_error("PUT", "/network-interfaces/", "{}", "Invalid request method");
     expect_error("PUT", "/network-interfaces/a/b", "{}", "Invalid request method");
-    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {}})",
-        "not supported yet", ErrorKind::Unsupported);
+    auto limited = expect_ok<NetworkInterfaceConfig>("PUT", "/network-interfaces/eth0",
+        R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}},
+            "tx_rate_limiter": {"ops": {"size": 10, "one_time_burst": 5, "refill_time": 1000}}})");
+    CHECK(limited.rx_rate_limiter.bandwidth == TokenBucketConfig { 1000, 0, 100 });
+    CHECK(limited.tx_rate_limiter.ops == TokenBucketConfig { 10, 5, 1000 });
+    CHECK(limited.tx_rate_limiter.bandwidth.size == 0);
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwidth": {"size": 10}}})",
+        "refill_time");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwith": {}}})",
+        "unknown field");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"ops": {"size": 10, "refill_time": 0}}})",
+        "refill_time");
+}
+
+TEST_CASE("PATCH /network-interfaces/{id}")
+{
+    auto u = expect_ok<NetworkInterfaceUpdate>("PATCH", "/network-interfaces/eth0",
+        R"({"iface_id": "eth0", "tx_rate_limiter": {"bandwidth": {"size": 1000000, "refill_time": 1000}}})");
+    CHECK(!u.rx_rate_limiter);
+    REQUIRE(u.tx_rate_limiter);
+    CHECK(u.tx_rate_limiter->bandwidth.size == 1000000);
+    CHECK(phase_of(ApiRequest { u }) == Phase::Any);
+    expect_error("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap1"})", "unknown field");
+    expect_error("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth9"})", "does not match");
 }

@@ -22,6 +22,7 @@
 // queues); other API requests wait behind it.
 #pragma once
 
+#include "base/rate_limiter.h"
 #include "base/result.h"
 #include "vmm/machine_config.h"
 
@@ -85,6 +86,18 @@ struct NetworkInterfaceConfig {
     std::string iface_id;
     std::string host_dev_name;
     std::string guest_mac;
+    // {"bandwidth": {"size", "one_time_burst", "refill_time"}, "ops": {...}}, as
+    // Firecracker's; absent: unlimited.
+    RateLimiterConfig rx_rate_limiter;
+    RateLimiterConfig tx_rate_limiter;
+};
+
+// PATCH /network-interfaces/{iface_id}: new limiters (a direction left out keeps
+// its own). Before boot it changes the configuration, after it the running device.
+struct NetworkInterfaceUpdate {
+    std::string iface_id;
+    std::optional<RateLimiterConfig> rx_rate_limiter;
+    std::optional<RateLimiterConfig> tx_rate_limiter;
 };
 
 // GET /metrics, one entry per network interface; mirrors virtio::net::NetMetrics.
@@ -92,6 +105,7 @@ struct NetInterfaceMetrics {
     std::string iface_id;
     std::uint64_t rx_packets { 0 }, rx_bytes { 0 }, tx_packets { 0 }, tx_bytes { 0 };
     std::uint64_t rx_dropped { 0 }, tx_dropped { 0 }, errors { 0 }, tx_backpressure { 0 };
+    std::uint64_t rx_throttled { 0 }, tx_throttled { 0 };
 };
 
 // GET /. The API adds "app_name": "strata".
@@ -212,6 +226,11 @@ public:
     [[nodiscard]] virtual Status put_drive(DriveConfig const& drive) = 0;
     // Controllers without networking refuse it.
     [[nodiscard]] virtual Status put_network_interface(NetworkInterfaceConfig const&)
+    {
+        return make_error(ErrorKind::Unsupported, "this VMM has no network interfaces");
+    }
+    // PATCH /network-interfaces/{id}: any time.
+    [[nodiscard]] virtual Status update_network_interface(NetworkInterfaceUpdate const&)
     {
         return make_error(ErrorKind::Unsupported, "this VMM has no network interfaces");
     }

@@ -93,7 +93,8 @@ json metrics_json(VmMetrics const& metrics)
         for (auto const& n : metrics.nets)
             nets.push_back({ { "iface_id", n.iface_id }, { "rx_packets", n.rx_packets }, { "rx_bytes", n.rx_bytes },
                 { "tx_packets", n.tx_packets }, { "tx_bytes", n.tx_bytes }, { "rx_dropped", n.rx_dropped }, { "tx_dropped", n.tx_dropped },
-                { "errors", n.errors }, { "tx_backpressure", n.tx_backpressure } });
+                { "errors", n.errors }, { "tx_backpressure", n.tx_backpressure }, { "rx_throttled", n.rx_throttled },
+                { "tx_throttled", n.tx_throttled } });
         out["nets"] = nets;
     }
     if (auto const& c = metrics.console)
@@ -163,6 +164,7 @@ struct Executor {
     HttpReply operator()(MachineSettings const& r) const { return status_reply(controller.set_machine_config(r)); }
     HttpReply operator()(DriveConfig const& r) const { return status_reply(controller.put_drive(r)); }
     HttpReply operator()(NetworkInterfaceConfig const& r) const { return status_reply(controller.put_network_interface(r)); }
+    HttpReply operator()(NetworkInterfaceUpdate const& r) const { return status_reply(controller.update_network_interface(r)); }
     HttpReply operator()(InstanceAction const& r) const
     {
         if (r.type == ActionType::InstanceStart)

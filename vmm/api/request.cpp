@@ -110,6 +110,42 @@ Result<ApiRequest> parse_machine_config(nlohmann::json const& json)
     return ApiRequest { settings };
 }
 
+// One token bucket {"size", "one_time_burst", "refill_time"} (refill_time in ms).
+Result<TokenBucketConfig> parse_bucket(nlohmann::json const& json, std::string const& what)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "size", "one_time_burst", "refill_time" }));
+    STRATA_TRY(size, reader.unsigned_integer("size"));
+    STRATA_TRY(burst, reader.unsigned_integer("one_time_burst"));
+    STRATA_TRY(refill, reader.unsigned_integer("refill_time"));
+    if (!size)
+        return ObjectReader::missing("size");
+    if (!refill)
+        return ObjectReader::missing("refill_time");
+    (void)what;
+    return TokenBucketConfig { *size, burst.value_or(0), *refill };
+}
+
+// A rate limiter field ({"bandwidth": bucket, "ops": bucket}); nullopt when absent or null.
+Result<std::optional<RateLimiterConfig>> parse_rate_limiter(nlohmann::json const& body, char const* field)
+{
+    auto it = body.find(field);
+    if (it == body.end() || it->is_null())
+        return std::optional<RateLimiterConfig>();
+    STRATA_TRY(reader, ObjectReader::open(*it, { "bandwidth", "ops" }));
+    (void)reader;
+    RateLimiterConfig config;
+    for (char const* bucket : { "bandwidth", "ops" }) {
+        auto b = it->find(bucket);
+        if (b == it->end() || b->is_null())
+            continue;
+        STRATA_TRY(parsed, parse_bucket(*b, std::string(field) + "." + bucket));
+        (std::string_view(bucket) == "bandwidth" ? config.bandwidth : config.ops) = parsed;
+    }
+    if (auto r = check_rate_limiter(config); !r)
+        return usage(std::string("`") + field + "`: " + r.error().message);
+    return std::optional<RateLimiterConfig>(config);
+}
+
 // PUT /network-interfaces/{id}. The tap name and MAC are checked here with the
 // rules of the interface's parser (vmm/net_config.h) so a bad one is a 400 before
 // anything is stored; whether the tap exists is found when the VM starts.
@@ -125,16 +161,33 @@ Result<ApiRequest> parse_network_interface(std::string_view path_id, nlohmann::j
         return ObjectReader::missing("host_dev_name");
     if (*id != path_id)
         return usage("The id from the path does not match the id from the body!");
-    for (char const* limiter : { "rx_rate_limiter", "tx_rate_limiter" }) {
-        auto it = json.find(limiter);
-        if (it != json.end() && !it->is_null())
-            return make_error(ErrorKind::Unsupported, std::string("`") + limiter + "` is not supported yet");
-    }
     NetworkInterfaceConfig net;
     net.iface_id = *id;
     net.host_dev_name = *tap;
     net.guest_mac = mac.value_or("");
+    STRATA_TRY(rx, parse_rate_limiter(json, "rx_rate_limiter"));
+    STRATA_TRY(tx, parse_rate_limiter(json, "tx_rate_limiter"));
+    net.rx_rate_limiter = rx.value_or(RateLimiterConfig {});
+    net.tx_rate_limiter = tx.value_or(RateLimiterConfig {});
     return ApiRequest { net };
+}
+
+// PATCH /network-interfaces/{id}.
+Result<ApiRequest> parse_network_interface_update(std::string_view path_id, nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "iface_id", "rx_rate_limiter", "tx_rate_limiter" }));
+    STRATA_TRY(id, reader.string("iface_id"));
+    if (!id)
+        return ObjectReader::missing("iface_id");
+    if (*id != path_id)
+        return usage("The id from the path does not match the id from the body!");
+    NetworkInterfaceUpdate update;
+    update.iface_id = *id;
+    STRATA_TRY(rx, parse_rate_limiter(json, "rx_rate_limiter"));
+    STRATA_TRY(tx, parse_rate_limiter(json, "tx_rate_limiter"));
+    update.rx_rate_limiter = rx;
+    update.tx_rate_limiter = tx;
+    return ApiRequest { update };
 }
 
 Result<ApiRequest> parse_drive(std::string_view path_id, nlohmann::json const& json)
@@ -345,6 +398,14 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
             STRATA_TRY(json, parse_json(body));
             return parse_network_interface(id, json);
         }
+    }
+    if (method == "PATCH" && target.starts_with(nets_prefix)) {
+        auto const id = target.substr(nets_prefix.size());
+        if (id.find('/') != std::string_view::npos || id.empty())
+            return invalid_path(method, target);
+        STRATA_TRY(check_drive_id(id));
+        STRATA_TRY(json, parse_json(body));
+        return parse_network_interface_update(id, json);
     }
     if (method == "PATCH" && target == "/vm") {
         STRATA_TRY(json, parse_json(body));

@@ -42,7 +42,7 @@ struct VmStateChange {
 };
 
 using ApiRequest = std::variant<GetInstanceInfo, GetVmConfig, GetMetrics, BootSource, MachineSettings, DriveConfig,
-    InstanceAction, VmStateChange, SnapshotDisksRequest, MachineImageRequest, AgentCommand, NetworkInterfaceConfig>;
+    InstanceAction, VmStateChange, SnapshotDisksRequest, MachineImageRequest, AgentCommand, NetworkInterfaceConfig, NetworkInterfaceUpdate>;
 
 // Bodies are small JSON objects; anything larger is refused before parsing.
 constexpr std::size_t max_body_bytes = 64 * 1024;

@@ -17,6 +17,10 @@
 #include <optional>
 #include <string>
 
+namespace strata {
+class RateLimiter;
+}
+
 namespace strata::virtio::net {
 
 inline constexpr std::uint32_t DeviceId = 1;
@@ -97,6 +101,11 @@ struct NetOptions {
     // and at its control events: a guest that floods transmitq cannot starve
     // receive, reset or the limiter.
     unsigned budget { 64 };
+    // Token buckets for each direction (base/rate_limiter.h, the disk limiter's),
+    // owned by the VMM and outliving the device; null: unlimited. Bytes are the
+    // frame's (without the virtio header); every packet is one operation.
+    RateLimiter* rx_limiter { nullptr };
+    RateLimiter* tx_limiter { nullptr };
 };
 
 // "52:54:00:12:34:56" -> bytes; nullopt unless six two-digit hex groups

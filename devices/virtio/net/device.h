@@ -22,6 +22,12 @@
 // used ring with length 0, is counted in `errors` and logged (rate-limited); a
 // corrupt ring stops that queue and sets DEVICE_NEEDS_RESET. The VMM carries on.
 //
+// Rate limits (NetOptions::rx_limiter, tx_limiter): a packet waits, never fails,
+// until its direction's buckets hold its bytes and one operation: a transmit
+// chain stays on the ring, a received packet in the device's buffer (and the
+// backend unread), while a timerfd runs out; the limiters may be changed at any
+// time (RateLimiter::update, PATCH /network-interfaces).
+//
 // Offloads: at activation the device tells the backend which offloads the guest
 // accepted for received packets (GUEST_CSUM, GUEST_TSO4/6 -> TUNSETOFFLOAD); on
 // reset it withdraws them.
@@ -51,6 +57,7 @@ struct NetMetrics {
     std::uint64_t tx_dropped;            // packets the backend refused
     std::uint64_t errors;                // chains refused (hostile or malformed) and queues stopped
     std::uint64_t tx_backpressure;       // times the backend could not take a packet at once
+    std::uint64_t rx_throttled, tx_throttled; // times a rate limiter held a packet back
 };
 
 class VirtioNet final : public VirtioDevice {
@@ -80,6 +87,7 @@ private:
     struct Counters {
         std::atomic<std::uint64_t> rx_packets { 0 }, rx_bytes { 0 }, tx_packets { 0 }, tx_bytes { 0 };
         std::atomic<std::uint64_t> rx_dropped { 0 }, tx_dropped { 0 }, errors { 0 }, tx_backpressure { 0 };
+        std::atomic<std::uint64_t> rx_throttled { 0 }, tx_throttled { 0 };
     };
     class Engine;
 

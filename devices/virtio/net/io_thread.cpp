@@ -1,6 +1,7 @@
 // The virtio-net I/O thread: one epoll loop per activation over the two queue
 // eventfds, the backend's fd and the control eventfd, and the per-queue work
 // (Engine). See device.h for the contract.
+#include "base/rate_limiter.h"
 #include "devices/virtio/net/chain.h"
 #include "devices/virtio/net/device.h"
 #include "devices/virtio/queue.h"
@@ -18,6 +19,8 @@ namespace {
 
 constexpr std::uint64_t ControlKey = 1ULL << 32;
 constexpr std::uint64_t BackendKey = 1ULL << 33;
+constexpr std::uint64_t RxTimerKey = 1ULL << 34;
+constexpr std::uint64_t TxTimerKey = 1ULL << 35;
 
 } // namespace
 
@@ -36,7 +39,7 @@ public:
     }
 
     // Whether the loop should watch the backend for a packet / for room.
-    bool wants_receive() const { return m_queues[ReceiveQueue] && !m_rx_waiting && !m_rx_backend_failed; }
+    bool wants_receive() const { return m_queues[ReceiveQueue] && !m_rx_waiting && !m_rx_backend_failed && !m_rx_throttled; }
     bool wants_send() const { return m_queues[TransmitQueue] && m_tx_waiting; }
 
     // The guest posted receive buffers / the backend has room again.
@@ -46,6 +49,14 @@ public:
         m_rx_backend_failed = false;
     }
     void backend_writable() { m_tx_waiting = false; }
+    // A limiter's wait ran out.
+    void rx_timer_fired() { m_rx_throttled = false; }
+    void tx_timer_fired() { m_tx_throttled = false; }
+    void set_timers(RateLimitTimer* rx, RateLimitTimer* tx)
+    {
+        m_rx_timer = rx;
+        m_tx_timer = tx;
+    }
 
     // Sends up to a budget of packets; true when the budget ran out with more
     // chains possibly waiting (the caller comes back without sleeping).
@@ -54,7 +65,7 @@ public:
         unsigned done = 0;
         bool published = false;
         while (auto* vq = queue(TransmitQueue)) {
-            if (m_tx_waiting || done >= m_device.m_options.budget)
+            if (m_tx_waiting || m_tx_throttled || done >= m_device.m_options.budget)
                 break;
             auto head = vq->peek();
             if (!head) {
@@ -83,9 +94,14 @@ public:
                 ++m_device.m_counters.errors;
                 m_device.m_log.warn("transmitq chain at head " + std::to_string(chain.head) + " refused: " + refusal);
             } else {
+                std::uint64_t const bytes = chain.bytes - HeaderSize;
+                if (throttle(m_device.m_options.tx_limiter, m_tx_timer, bytes, m_tx_throttled, m_device.m_counters.tx_throttled))
+                    break; // the chain stays on the ring until the timer fires
                 auto sent = send(chain, header);
                 if (sent && !sent.value()) {
                     // The chain stays on the ring; the loop waits for room.
+                    if (auto* limiter = m_device.m_options.tx_limiter)
+                        limiter->give_back(bytes);
                     ++m_device.m_counters.tx_backpressure;
                     m_tx_waiting = true;
                     break;
@@ -113,9 +129,15 @@ public:
     {
         unsigned done = 0;
         bool published = false;
-        while (queue(ReceiveQueue) && !m_rx_waiting && !m_rx_backend_failed && done < m_device.m_options.budget) {
+        while (queue(ReceiveQueue) && !m_rx_waiting && !m_rx_backend_failed && !m_rx_throttled && done < m_device.m_options.budget) {
             if (m_packet_len == 0 && !read_packet())
                 break;
+            if (!m_packet_charged) {
+                if (throttle(m_device.m_options.rx_limiter, m_rx_timer, m_packet_len - HeaderSize, m_rx_throttled,
+                        m_device.m_counters.rx_throttled))
+                    break; // the packet waits in our buffer, the backend unread
+                m_packet_charged = true;
+            }
             auto gathered = gather(published);
             if (!gathered)
                 break; // the queue failed
@@ -134,6 +156,21 @@ public:
 
 private:
     Virtqueue* queue(std::uint16_t q) { return m_queues[q] ? &*m_queues[q] : nullptr; }
+
+    // Takes a packet's tokens; true (and the timer armed) when they are not there yet.
+    static bool throttle(RateLimiter* limiter, RateLimitTimer* timer, std::uint64_t bytes, bool& throttled,
+        std::atomic<std::uint64_t>& counter)
+    {
+        if (limiter == nullptr || timer == nullptr)
+            return false;
+        std::uint64_t const wait_ns = limiter->try_consume(bytes, 1);
+        if (wait_ns == 0)
+            return false;
+        timer->arm(wait_ns);
+        throttled = true;
+        ++counter;
+        return true;
+    }
     bool merge() const { return (m_features & feature::MrgRxbuf) != 0; }
 
     Result<bool> send(NetChain const& chain, NetHeader const& header)
@@ -223,6 +260,7 @@ private:
             m_device.m_log.warn("a " + std::to_string(m_packet_len - HeaderSize) + "-byte packet does not fit the guest's "
                 + std::to_string(m_reserved_bytes) + "-byte receive buffer; dropped");
             m_packet_len = 0;
+            m_packet_charged = false;
             return;
         }
         std::uint16_t chains = 0;
@@ -252,6 +290,7 @@ private:
         ++m_device.m_counters.rx_packets;
         m_device.m_counters.rx_bytes += m_packet_len - HeaderSize;
         m_packet_len = 0;
+        m_packet_charged = false;
     }
 
     void interrupt(std::uint16_t q)
@@ -286,6 +325,11 @@ private:
     bool m_rx_waiting { false };        // a packet waits for receive buffers
     bool m_rx_backend_failed { false }; // the backend's last receive failed
     bool m_tx_waiting { false };        // a packet waits for the backend
+    bool m_packet_charged { false };    // m_packet's tokens are taken
+    bool m_rx_throttled { false };      // the rx limiter's timer runs
+    bool m_tx_throttled { false };      // the tx limiter's timer runs
+    RateLimitTimer* m_rx_timer { nullptr };
+    RateLimitTimer* m_tx_timer { nullptr };
 };
 
 void VirtioNet::run(VirtioActivation activation)
@@ -304,6 +348,20 @@ void VirtioNet::run(VirtioActivation activation)
         }
     }
     Engine engine(*this, activation, std::move(queues));
+    // Without a timer a limiter could not wait, so its direction goes unlimited
+    // (and the log says so) rather than failing packets.
+    std::optional<RateLimitTimer> rx_timer, tx_timer;
+    if (m_options.rx_limiter || m_options.tx_limiter) {
+        auto rx = RateLimitTimer::create();
+        auto tx = RateLimitTimer::create();
+        if (rx && tx) {
+            rx_timer.emplace(std::move(rx.value()));
+            tx_timer.emplace(std::move(tx.value()));
+        } else {
+            m_log.warn("no timerfd for the rate limiters; traffic goes unlimited");
+        }
+    }
+    engine.set_timers(rx_timer ? &*rx_timer : nullptr, tx_timer ? &*tx_timer : nullptr);
 
     Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
     auto watch = [&](int op, int fd, std::uint32_t events, std::uint64_t key) {
@@ -320,6 +378,8 @@ void VirtioNet::run(VirtioActivation activation)
     // epoll reports errors and hang-ups even for an empty event mask, and a tap
     // whose interface was deleted stays in error for good.
     std::uint32_t backend_events = 0;
+    if (rx_timer)
+        fine = fine && watch(EPOLL_CTL_ADD, rx_timer->fd(), EPOLLIN, RxTimerKey) && watch(EPOLL_CTL_ADD, tx_timer->fd(), EPOLLIN, TxTimerKey);
     if (!fine) {
         m_log.warn("cannot set up the I/O thread's epoll; device stopped");
         activation.signals->set_needs_reset();
@@ -354,6 +414,14 @@ void VirtioNet::run(VirtioActivation activation)
             std::uint64_t const key = events[i].data.u64;
             if (key == ControlKey) {
                 eventfd_drain(m_control.get());
+            } else if (key == RxTimerKey) {
+                rx_timer->consume();
+                engine.rx_timer_fired();
+                receive = true;
+            } else if (key == TxTimerKey) {
+                tx_timer->consume();
+                engine.tx_timer_fired();
+                transmit = true;
             } else if (key == BackendKey) {
                 if (events[i].events & EPOLLOUT) {
                     engine.backend_writable();

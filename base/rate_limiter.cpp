@@ -1,0 +1,172 @@
+#include "base/rate_limiter.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+namespace strata {
+
+namespace {
+
+constexpr std::uint64_t NsPerMs = 1'000'000;
+
+Status check_bucket(TokenBucketConfig const& b, char const* which)
+{
+    if (b.size != 0 && b.refill_time_ms == 0)
+        return make_error(ErrorKind::Usage, std::string(which) + " bucket: a size needs a refill_time of at least 1 ms");
+    if (b.size > (std::uint64_t(1) << 50) || b.one_time_burst > (std::uint64_t(1) << 50) || b.refill_time_ms > (std::uint64_t(1) << 32))
+        return make_error(ErrorKind::Usage, std::string(which) + " bucket: size, one_time_burst or refill_time out of range");
+    return ok();
+}
+
+} // namespace
+
+Status check_rate_limiter(RateLimiterConfig const& config)
+{
+    STRATA_TRY(check_bucket(config.bandwidth, "bandwidth"));
+    return check_bucket(config.ops, "ops");
+}
+
+TokenBucket::TokenBucket(TokenBucketConfig const& config, Clock::time_point now)
+    : m_config(config)
+    , m_budget(static_cast<std::int64_t>(config.size))
+    , m_burst(config.one_time_burst)
+    , m_last(now)
+{
+}
+
+void TokenBucket::refill(Clock::time_point now)
+{
+    if (now <= m_last)
+        return;
+    auto const elapsed = static_cast<unsigned __int128>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - m_last).count());
+    auto const refill_ns = static_cast<unsigned __int128>(m_config.refill_time_ms) * NsPerMs;
+    auto const size = static_cast<std::int64_t>(m_config.size);
+    if (m_budget >= size) {
+        m_last = now;
+        return;
+    }
+    // Whole tokens only; the time of the fraction left over stays unspent
+    // (m_last moves by exactly the time the added tokens took), so no rate is lost
+    // to rounding however often this runs.
+    auto const add = elapsed * static_cast<unsigned __int128>(m_config.size) / refill_ns;
+    if (add == 0)
+        return;
+    auto const room = static_cast<unsigned __int128>(size - m_budget);
+    if (add >= room) {
+        m_budget = size;
+        m_last = now;
+        return;
+    }
+    m_budget += static_cast<std::int64_t>(add);
+    m_last += std::chrono::nanoseconds(static_cast<std::int64_t>(add * refill_ns / static_cast<unsigned __int128>(m_config.size)));
+}
+
+std::uint64_t TokenBucket::wait_for(std::uint64_t tokens, Clock::time_point now)
+{
+    if (unlimited() || tokens <= m_burst)
+        return 0;
+    refill(now);
+    std::uint64_t const rest = tokens - m_burst;
+    // A request larger than the bucket needs only a full bucket (and leaves debt).
+    auto const need = static_cast<std::int64_t>(std::min(rest, m_config.size));
+    if (m_budget >= need)
+        return 0;
+    auto const missing = static_cast<unsigned __int128>(need - m_budget);
+    auto const refill_ns = static_cast<unsigned __int128>(m_config.refill_time_ms) * NsPerMs;
+    auto ns = missing * refill_ns / m_config.size;
+    // The time already run towards the next token counts.
+    auto const since = static_cast<unsigned __int128>(std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(now - m_last).count()));
+    ns = ns > since ? ns - since : 0;
+    return static_cast<std::uint64_t>(std::max<unsigned __int128>(ns, 1));
+}
+
+void TokenBucket::take(std::uint64_t tokens)
+{
+    if (unlimited())
+        return;
+    std::uint64_t const from_burst = std::min(tokens, m_burst);
+    m_burst -= from_burst;
+    m_budget -= static_cast<std::int64_t>(tokens - from_burst);
+}
+
+void TokenBucket::give_back(std::uint64_t tokens)
+{
+    if (unlimited())
+        return;
+    m_budget = std::min(static_cast<std::int64_t>(m_config.size), m_budget + static_cast<std::int64_t>(tokens));
+}
+
+RateLimiter::RateLimiter(RateLimiterConfig const& config)
+{
+    update(config);
+}
+
+std::uint64_t RateLimiter::try_consume(std::uint64_t bytes, std::uint64_t ops)
+{
+    if (m_unlimited.load(std::memory_order_acquire))
+        return 0;
+    std::lock_guard guard(m_lock);
+    auto const now = TokenBucket::Clock::now();
+    std::uint64_t const wait = std::max(m_bandwidth.wait_for(bytes, now), m_ops.wait_for(ops, now));
+    if (wait != 0)
+        return wait;
+    m_bandwidth.take(bytes);
+    m_ops.take(ops);
+    return 0;
+}
+
+void RateLimiter::give_back(std::uint64_t bytes, std::uint64_t ops)
+{
+    if (m_unlimited.load(std::memory_order_acquire))
+        return;
+    std::lock_guard guard(m_lock);
+    m_bandwidth.give_back(bytes);
+    m_ops.give_back(ops);
+}
+
+void RateLimiter::update(RateLimiterConfig const& config)
+{
+    std::lock_guard guard(m_lock);
+    auto const now = TokenBucket::Clock::now();
+    m_config = config;
+    m_bandwidth = TokenBucket(config.bandwidth, now);
+    m_ops = TokenBucket(config.ops, now);
+    m_unlimited.store(config.unlimited(), std::memory_order_release);
+}
+
+RateLimiterConfig RateLimiter::config() const
+{
+    std::lock_guard guard(m_lock);
+    return m_config;
+}
+
+Result<RateLimitTimer> RateLimitTimer::create()
+{
+    int fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0)
+        return errno_error("timerfd_create for a rate limiter");
+    return RateLimitTimer(Fd(fd));
+}
+
+void RateLimitTimer::arm(std::uint64_t ns)
+{
+    ns = std::max<std::uint64_t>(ns, 1);
+    itimerspec spec {};
+    spec.it_value.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+    spec.it_value.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+    if (::timerfd_settime(m_fd.get(), 0, &spec, nullptr) == 0)
+        m_armed = true;
+}
+
+bool RateLimitTimer::consume()
+{
+    std::uint64_t expirations = 0;
+    bool fired = ::read(m_fd.get(), &expirations, sizeof expirations) == static_cast<ssize_t>(sizeof expirations);
+    if (fired)
+        m_armed = false;
+    return fired;
+}
+
+} // namespace strata
