@@ -8,6 +8,8 @@
 #include <fcntl.h>
 #include <random>
 #include <sched.h>
+#include <cstring>
+#include <sys/mount.h>
 #include <thread>
 #include <unistd.h>
 
@@ -146,9 +148,15 @@ NetNamespace::~NetNamespace()
 {
     if (m_name.empty())
         return;
-    // Deleting the namespace deletes its veth end, so the pair, its tap and its rules.
-    if (auto r = ip({ "netns", "del", m_name }); !r)
-        std::fprintf(stderr, "strata: deleting namespace %s: %s\n", m_name.c_str(), r.error().message.c_str());
+    // Deleting the namespace deletes its veth end, so the pair, its tap and its
+    // rules. Done as `ip netns del` does it (detach the bind mount that keeps the
+    // namespace, remove its file) rather than by running ip: two system calls, so
+    // a VMM that filters its own system calls at the end of its life can still.
+    std::string const path = "/run/netns/" + m_name;
+    if (::umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
+        std::fprintf(stderr, "strata: deleting namespace %s: umount: %s\n", m_name.c_str(), std::strerror(errno));
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        std::fprintf(stderr, "strata: deleting namespace %s: %s\n", m_name.c_str(), std::strerror(errno));
 }
 
 Result<std::unique_ptr<virtio::net::Tap>> NetNamespace::open_tap() const

@@ -66,13 +66,6 @@ Status VirtioNet::activate(VirtioActivation activation)
         if (cfg.ready)
             STRATA_TRY(Virtqueue::create(*activation.mem, cfg, m_options.queue_size, activation.features));
     }
-    std::uint64_t const f = activation.features;
-    Offloads offloads;
-    offloads.csum = (f & feature::GuestCsum) != 0;
-    offloads.tso4 = offloads.csum && (f & feature::GuestTso4) != 0;
-    offloads.tso6 = offloads.csum && (f & feature::GuestTso6) != 0;
-    if (auto r = m_backend.set_offloads(offloads); !r)
-        return r.error().context("virtio-net '" + m_options.id + "'");
     m_stop = false;
     m_running = true;
     m_thread = std::thread([this, a = std::move(activation)]() mutable { run(std::move(a)); });
@@ -94,10 +87,6 @@ void VirtioNet::reset()
     std::lock_guard lock(m_mutex);
     m_running = false;
     m_stop = false;
-    // A driver that comes back may accept fewer offloads; until it does, the
-    // backend must not produce packets that need any.
-    if (auto r = m_backend.set_offloads(Offloads {}); !r)
-        m_log.warn(r.error().message);
 }
 
 bool VirtioNet::active() const

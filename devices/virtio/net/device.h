@@ -28,9 +28,10 @@
 // backend unread), while a timerfd runs out; the limiters may be changed at any
 // time (RateLimiter::update, PATCH /network-interfaces).
 //
-// Offloads: at activation the device tells the backend which offloads the guest
-// accepted for received packets (GUEST_CSUM, GUEST_TSO4/6 -> TUNSETOFFLOAD); on
-// reset it withdraws them.
+// Offloads: when its I/O thread starts, the device tells the backend which
+// offloads the guest accepted for received packets (GUEST_CSUM, GUEST_TSO4/6 ->
+// TUNSETOFFLOAD); as the thread ends (reset) it withdraws them. Only the I/O
+// thread touches the backend.
 //
 // Threading: VirtioDevice methods come from the transport (vCPU threads, under
 // the transport's lock); metrics() from any thread. The backend must outlive the

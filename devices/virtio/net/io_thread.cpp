@@ -347,6 +347,35 @@ void VirtioNet::run(VirtioActivation activation)
             queues[q] = std::move(vq.value());
         }
     }
+    // The backend's offloads are switched here and at the end of this thread,
+    // so that only the device's own thread ever configures its tap.
+    std::uint64_t const f = activation.features;
+    Offloads offloads;
+    offloads.csum = (f & feature::GuestCsum) != 0;
+    offloads.tso4 = offloads.csum && (f & feature::GuestTso4) != 0;
+    offloads.tso6 = offloads.csum && (f & feature::GuestTso6) != 0;
+    if (auto r = m_backend.set_offloads(offloads); !r) {
+        // The tap would hand the guest packets it did not agree to take.
+        m_log.warn(r.error().message + "; device stopped");
+        activation.signals->set_needs_reset();
+        while (!m_stop.load()) {
+            pollfd p { m_control.get(), POLLIN, 0 };
+            ::poll(&p, 1, 100);
+            eventfd_drain(m_control.get());
+        }
+        return;
+    }
+    struct Withdraw {
+        VirtioNet& device;
+        // A driver that comes back may accept fewer offloads; until it does, the
+        // backend must not produce packets that need any.
+        ~Withdraw()
+        {
+            if (auto r = device.m_backend.set_offloads(Offloads {}); !r)
+                device.m_log.warn(r.error().message);
+        }
+    } withdraw { *this };
+
     Engine engine(*this, activation, std::move(queues));
     // Without a timer a limiter could not wait, so its direction goes unlimited
     // (and the log says so) rather than failing packets.
