@@ -28,6 +28,7 @@ struct RunOptions {
     std::string boot_protocol { "auto" };
     std::string transport { "mmio" };
     std::vector<std::string> disks;
+    std::vector<std::string> nets;
     std::string api_socket;
     std::string seccomp;
 };
@@ -54,6 +55,15 @@ int run_vm(RunOptions& options)
             return report(disk.error());
         config.disks.push_back(disk.value());
     }
+    config.nets.clear();
+    for (std::size_t i = 0; i < options.nets.size(); ++i) {
+        auto net = parse_net_spec(options.nets[i], static_cast<unsigned>(i));
+        if (!net)
+            return report(net.error());
+        config.nets.push_back(net.value());
+    }
+    if (auto r = check_nets(config.nets); !r)
+        return report(r.error());
     // The guest's console must never block strata or kill it with SIGPIPE.
     std::signal(SIGPIPE, SIG_IGN);
     if (auto filtering = enable_seccomp_option(options.seccomp); !filtering)
@@ -97,6 +107,7 @@ void register_run(CLI::App& app, int& exit_code)
     run->add_option("--boot-protocol", options->boot_protocol, "Kernel entry: auto, pvh or linux")->default_val("auto")->check(CLI::IsMember({ "auto", "pvh", "linux" }));
     run->add_option("--transport", options->transport, "virtio transport for disks")->default_val("mmio")->check(CLI::IsMember({ "mmio", "pci" }));
     run->add_option("--disk", options->disks, "A disk: NAME[,id=D][,readonly=on] (store) or path=P,format=raw|strata[,id=D][,readonly=on]")->take_all();
+    run->add_option("--net", options->nets, "A network interface: tap=NAME[,mac=52:54:00:xx:xx:xx][,id=ID] (an existing host tap)")->take_all();
     run->add_option("--api-socket", options->api_socket, "Serve the REST API on this Unix socket while the VM runs");
     run->add_option("--seccomp", options->seccomp, "System call filters per VMM thread: default (a forbidden call ends the VMM), log or off; $STRATA_SECCOMP when not given")->check(CLI::IsMember({ "default", "log", "off" }));
     run->callback([options, &exit_code] { exit_code = run_vm(*options); });

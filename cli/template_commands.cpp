@@ -22,6 +22,7 @@ struct TemplateArgs {
     std::uint32_t vcpus { 1 };
     std::uint64_t memory_mib { 128 };
     std::vector<std::string> disks;
+    std::vector<std::string> nets;
     bool json { false };
 };
 
@@ -36,6 +37,8 @@ Result<TemplateRecord> create_template(Store& store, TemplateArgs const& a)
     t.spec.cpu_template = a.cpu_template;
     t.spec.boot.cmdline = a.cmdline;
     t.spec.boot.boot_protocol = a.boot_protocol;
+    STRATA_TRY(nets, parse_vm_nets(a.nets));
+    t.spec.nets = nets;
     t.description = a.description;
     t.created = utc_now();
     STRATA_TRY(labels, parse_labels(a.labels));
@@ -101,6 +104,7 @@ void register_templates(CLI::App& app, int& exit_code)
     create->add_option("--labels", a->labels, "k=v,...");
     create->add_option("--metadata", a->metadata, "k=v,...");
     create->add_option("--description", a->description);
+    create->add_option("--net", a->nets, "A network interface per VM: tap=NAME[,mac=M][,id=ID] (each VM gets a new MAC unless --keep-mac)")->take_all();
     create->add_option("--transport", a->transport, "mmio or pci")->check(CLI::IsMember({ "mmio", "pci" }));
     create->add_option("--cpu-template", a->cpu_template, "host or minimal")->check(CLI::IsMember({ "host", "minimal" }));
     create->add_option("--boot-protocol", a->boot_protocol, "auto, pvh or linux")->check(CLI::IsMember({ "auto", "pvh", "linux" }));

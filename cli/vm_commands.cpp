@@ -267,6 +267,8 @@ void register_vms(CLI::App& app, int& exit_code)
     create->add_option("--boot-protocol", a->boot_protocol, "auto, pvh or linux")->check(CLI::IsMember({ "auto", "pvh", "linux" }));
     create->add_flag("--lazy", a->lazy, "--source-machine-image is a registry REF: pull it lazily (as NAME-source) and record the VM at once");
     create->add_flag("--insecure", a->insecure, "With --lazy: plain HTTP to the registry the REF names");
+    create->add_option("--net", a->nets, "A network interface: tap=NAME[,mac=M][,id=ID] (replaces a template's or machine image's)")->take_all();
+    create->add_flag("--keep-mac", a->keep_mac, "A VM from a template or machine image keeps its MACs (default: new ones)");
     create->callback([&exit_code, a] {
         exit_code = with_vm_store([&](Store& s) {
             VmCreateArgs args = *a;

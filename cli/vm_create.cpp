@@ -9,6 +9,7 @@
 #include "store/template_record.h"
 #include "cli/img_util.h"
 #include "vmm/disk_config.h"
+#include "vmm/net_config.h"
 #include "vmm/boot/linux/linux_loader.h"
 
 #include <filesystem>
@@ -84,9 +85,23 @@ Result<std::optional<NewDiskSpec>> parse_new_disk(std::string const& spec, unsig
     return std::optional<NewDiskSpec>(d);
 }
 
+Result<std::vector<VmNet>> parse_vm_nets(std::vector<std::string> const& specs)
+{
+    std::vector<VmNet> nets;
+    std::vector<NetConfig> configs;
+    for (std::size_t i = 0; i < specs.size(); ++i) {
+        STRATA_TRY(net, parse_net_spec(specs[i], static_cast<unsigned>(i)));
+        configs.push_back(net);
+        nets.push_back(VmNet { net.id, net.tap, net.mac, net.netns_auto });
+    }
+    STRATA_TRY(check_nets(configs));
+    return nets;
+}
+
 Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
 {
     STRATA_TRY(check_object_name(a.name));
+    STRATA_TRY(nets, parse_vm_nets(a.nets));
     std::optional<std::map<std::string, std::string>> labels, metadata;
     if (a.labels_given) {
         STRATA_TRY(l, parse_labels(a.labels));
@@ -100,9 +115,12 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
         if (!a.image.empty() || !a.template_name.empty() || !a.firmware.empty() || !a.kernel.empty() || !a.initrd.empty()
             || !a.disks.empty() || !a.transport.empty() || !a.cpu_template.empty() || !a.boot_protocol.empty())
             return usage("--source-machine-image takes its boot source, disks and transport from the image; "
-                         "only --vcpus, --memory, --cmdline, --labels, --metadata and --description override it");
-        return create_vm_from_machine_image(store, a.name, a.machine_image,
-            VmOverrides { a.vcpus, a.memory_mib, a.cmdline, a.description, labels, metadata });
+                         "only --vcpus, --memory, --cmdline, --labels, --metadata, --description, --net and --keep-mac override it");
+        VmOverrides overrides { a.vcpus, a.memory_mib, a.cmdline, a.description, labels, metadata, std::nullopt, false };
+        if (!a.nets.empty())
+            overrides.nets = nets;
+        overrides.keep_macs = a.keep_mac;
+        return create_vm_from_machine_image(store, a.name, a.machine_image, overrides);
     }
 
     VmRecord vm;
@@ -120,6 +138,8 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
             vm.metadata = t.metadata;
             vm.description = t.description;
             vm.source = "template:" + t.name;
+            if (!a.keep_mac)
+                renew_guest_macs(vm.spec.nets);
             plan.push_back(DiskPlan { VmDisk { "boot", a.name + "-disk-boot", false, true, false, "none", true }, t.boot_image, 0 });
             for (auto const& d : t.disks)
                 plan.push_back(DiskPlan { VmDisk { d.id, a.name + "-disk-" + d.id, d.read_only, false, d.scratch, d.cache, true }, {}, d.size });
@@ -138,7 +158,10 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
         vm.source = "image:" + a.image;
         plan.push_back(DiskPlan { VmDisk { "boot", a.name + "-disk-boot", false, true, false, "none", true }, a.image, 0 });
     }
-    apply_overrides(vm, VmOverrides { a.vcpus, a.memory_mib, a.cmdline, a.description, labels, metadata });
+    VmOverrides overrides { a.vcpus, a.memory_mib, a.cmdline, a.description, labels, metadata, std::nullopt, false };
+    if (!a.nets.empty())
+        overrides.nets = nets;
+    apply_overrides(vm, overrides);
     if (!a.transport.empty())
         vm.spec.transport = a.transport;
     if (!a.cpu_template.empty())

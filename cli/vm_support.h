@@ -79,7 +79,13 @@ struct VmCreateArgs {
     // --source-machine-image REF --lazy: pulled lazily from a registry first
     // (into the machine image NAME-source), over plain HTTP with --insecure.
     bool lazy { false }, insecure { false };
+    std::vector<std::string> nets; // --net tap=NAME[,mac=M][,id=ID]
+    bool keep_mac { false };       // --keep-mac: a VM from a template or machine image keeps its MACs
 };
+
+// --net values (vmm/net_config.h) as a record's interfaces; MACs stay empty
+// where none was given.
+[[nodiscard]] Result<std::vector<VmNet>> parse_vm_nets(std::vector<std::string> const& specs);
 
 // Records a VM (vm_create.cpp): from flags, an image, a template or a machine
 // image. Returns what was recorded.

@@ -159,6 +159,9 @@ void apply_overrides(VmRecord& vm, VmOverrides const& overrides)
         vm.labels = *overrides.labels;
     if (overrides.metadata)
         vm.metadata = *overrides.metadata;
+    if (overrides.nets)
+        vm.spec.nets = *overrides.nets;
+    fill_guest_macs(vm.spec.nets);
 }
 
 Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& vm_name, std::string const& image,
@@ -203,6 +206,10 @@ Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& v
                     + " MiB of RAM; a VM restored from it cannot have --memory " + std::to_string(*overrides.memory_mib));
         vm.restore_from = "machine-image:" + image;
     }
+    // Clones are new NICs on the network: two VMs with one MAC confuse every
+    // switch and ARP cache between them.
+    if (!overrides.keep_macs)
+        renew_guest_macs(vm.spec.nets);
     apply_overrides(vm, overrides);
     STRATA_TRY(check_spec(vm.spec));
     STRATA_TRY(check_labels(vm.labels));

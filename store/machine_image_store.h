@@ -31,6 +31,11 @@ struct VmOverrides {
     std::optional<std::string> description;
     std::optional<std::map<std::string, std::string>> labels;
     std::optional<std::map<std::string, std::string>> metadata;
+    // Replaces the network interfaces (tap names are a host's; a VM made on
+    // another host needs its own). Interfaces without a MAC get a new one.
+    std::optional<std::vector<VmNet>> nets;
+    // A VM from a machine image gets new MACs unless this is set.
+    bool keep_macs { false };
 };
 
 // Sets what overrides gives (vCPUs, memory, cmdline, description, labels,

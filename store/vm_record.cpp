@@ -69,7 +69,85 @@ Status check_spec(MachineSpec const& spec)
         return make_error(ErrorKind::Usage, "cpu_template must be host or minimal");
     if (spec.transport != "mmio" && spec.transport != "pci")
         return make_error(ErrorKind::Usage, "transport must be mmio or pci");
+    STRATA_TRY(check_vm_nets(spec.nets));
     return ok();
+}
+
+namespace {
+
+bool valid_interface_name(std::string_view name)
+{
+    // Linux's rules (dev_valid_name): 1-15 bytes, not "." or "..", no '/', ':' or white space.
+    if (name.empty() || name.size() > 15 || name == "." || name == "..")
+        return false;
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        auto u = static_cast<unsigned char>(c);
+        return u > 32 && u < 127 && c != '/' && c != ':';
+    });
+}
+
+bool valid_mac(std::string_view mac)
+{
+    if (mac.size() != 17)
+        return false;
+    for (std::size_t i = 0; i < 17; ++i) {
+        char c = mac[i];
+        bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        if (i % 3 == 2 ? c != ':' : !hex)
+            return false;
+    }
+    int first = std::stoi(std::string(mac.substr(0, 2)), nullptr, 16);
+    return (first & 1) == 0; // unicast
+}
+
+} // namespace
+
+Status check_vm_nets(std::vector<VmNet> const& nets)
+{
+    if (nets.size() > kMaxRecordNets)
+        return make_error(ErrorKind::Usage, "a VM has at most " + std::to_string(kMaxRecordNets) + " network interfaces");
+    std::set<std::string> ids, taps, macs;
+    for (auto const& n : nets) {
+        if (auto st = check_disk_id(n.id); !st)
+            return make_error(ErrorKind::Usage, "network interface id '" + n.id.substr(0, 32) + "' must be 1-20 letters, digits, '-', '_' or '.'");
+        if (n.netns_auto ? !n.host_dev_name.empty() : !valid_interface_name(n.host_dev_name))
+            return make_error(ErrorKind::Usage, "network interface '" + n.id + "': '" + n.host_dev_name.substr(0, 32) + "' is not a valid host interface name");
+        if (!n.guest_mac.empty() && !valid_mac(n.guest_mac))
+            return make_error(ErrorKind::Usage, "network interface '" + n.id + "': '" + n.guest_mac.substr(0, 32) + "' is not a lower-case unicast MAC address");
+        if (!ids.insert(n.id).second)
+            return make_error(ErrorKind::Usage, "two network interfaces have the id '" + n.id + "'");
+        if (!n.netns_auto && !taps.insert(n.host_dev_name).second)
+            return make_error(ErrorKind::Usage, "two network interfaces use the tap '" + n.host_dev_name + "'");
+        if (!n.guest_mac.empty() && !macs.insert(n.guest_mac).second)
+            return make_error(ErrorKind::Usage, "two network interfaces have the MAC " + n.guest_mac);
+    }
+    return ok();
+}
+
+std::string new_guest_mac()
+{
+    std::random_device random;
+    std::uint64_t value = (std::uint64_t { random() } << 32) ^ random();
+    unsigned char b[6];
+    for (int i = 0; i < 6; ++i)
+        b[i] = static_cast<unsigned char>(value >> (8 * i));
+    b[0] = static_cast<unsigned char>((b[0] & 0xfc) | 0x02);
+    char text[18];
+    std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+    return text;
+}
+
+void renew_guest_macs(std::vector<VmNet>& nets)
+{
+    for (auto& n : nets)
+        n.guest_mac = new_guest_mac();
+}
+
+void fill_guest_macs(std::vector<VmNet>& nets)
+{
+    for (auto& n : nets)
+        if (n.guest_mac.empty())
+            n.guest_mac = new_guest_mac();
 }
 
 Status check_vm_disks(std::vector<VmDisk> const& disks)
@@ -103,8 +181,24 @@ json spec_json(MachineSpec const& spec)
         boot["kernel"] = b.kernel;
     if (!b.initrd.empty())
         boot["initrd"] = b.initrd;
-    return json { { "vcpus", spec.vcpus }, { "memory_mib", spec.memory_mib }, { "boot", boot }, { "cpu_template", spec.cpu_template },
+    json j { { "vcpus", spec.vcpus }, { "memory_mib", spec.memory_mib }, { "boot", boot }, { "cpu_template", spec.cpu_template },
         { "transport", spec.transport } };
+    // Written only when there are any, so records without networking read as before.
+    if (!spec.nets.empty()) {
+        json nets = json::array();
+        for (auto const& n : spec.nets) {
+            json one { { "iface_id", n.id } };
+            if (n.netns_auto)
+                one["netns"] = "auto";
+            else
+                one["host_dev_name"] = n.host_dev_name;
+            if (!n.guest_mac.empty())
+                one["guest_mac"] = n.guest_mac;
+            nets.push_back(one);
+        }
+        j["network_interfaces"] = nets;
+    }
+    return j;
 }
 
 Result<MachineSpec> parse_spec(json const& j)
@@ -127,6 +221,21 @@ Result<MachineSpec> parse_spec(json const& j)
     STRATA_TRY(transport, string_field(j, "transport", false, 16));
     s.cpu_template = cpu_template.empty() ? "host" : cpu_template;
     s.transport = transport.empty() ? "mmio" : transport;
+    if (auto nets = j.find("network_interfaces"); nets != j.end()) {
+        if (!nets->is_array() || nets->size() > kMaxRecordNets)
+            return bad("record", "'network_interfaces' is not an array of at most " + std::to_string(kMaxRecordNets));
+        for (auto const& n : *nets) {
+            if (!n.is_object())
+                return bad("record", "a network interface is not an object");
+            STRATA_TRY(id, string_field(n, "iface_id", true, 20));
+            STRATA_TRY(netns, string_field(n, "netns", false, 8));
+            if (!netns.empty() && netns != "auto")
+                return bad("record", "a network interface's 'netns' must be \"auto\"");
+            STRATA_TRY(tap, string_field(n, "host_dev_name", netns.empty(), 15));
+            STRATA_TRY(mac, string_field(n, "guest_mac", false, 17));
+            s.nets.push_back(VmNet { id, tap, mac, !netns.empty() });
+        }
+    }
     if (auto st = check_spec(s); !st)
         return bad("record", st.error().message);
     return s;

@@ -36,6 +36,7 @@ inline constexpr std::uint32_t kMaxRecordVcpus = 254;
 inline constexpr std::uint64_t kMinRecordMemoryMib = 8;
 inline constexpr std::uint64_t kMaxRecordMemoryMib = 1ULL << 20; // 1 TiB
 inline constexpr std::size_t kMaxRecordDisks = 64;
+inline constexpr std::size_t kMaxRecordNets = 8;
 
 // Boot artifacts by digest (64 lowercase hex digits of the SHA-256 of the file,
 // stored at artifacts/<digest>). Exactly one of firmware and kernel is set.
@@ -47,12 +48,23 @@ struct BootSpec {
     std::string boot_protocol { "auto" }; // auto | pvh | linux
 };
 
+// One network interface: the mapping only (which host tap, which guest MAC),
+// never the tap's own state. Recorded as Firecracker names the fields.
+struct VmNet {
+    std::string id;            // "iface_id": 1-20 of A-Z a-z 0-9 - _ .
+    std::string host_dev_name; // the host tap's name; empty with netns_auto
+    std::string guest_mac;     // "xx:xx:xx:xx:xx:xx" lower case; empty: each VM gets a new one
+    bool netns_auto { false }; // "netns": "auto": a namespace of its own at each start
+    bool operator==(VmNet const&) const = default;
+};
+
 struct MachineSpec {
     std::uint32_t vcpus { 1 };
     std::uint64_t memory_mib { 128 };
     BootSpec boot;
     std::string cpu_template { "host" }; // host | minimal
     std::string transport { "mmio" };    // mmio | pci
+    std::vector<VmNet> nets;             // "network_interfaces", in guest order
 };
 
 // One disk of a VM: always a disk of the store.
@@ -113,6 +125,16 @@ std::vector<std::string> boot_digests(BootSpec const& boot);
 // Checks a disk id (the rules of vmm/disk_config.h).
 [[nodiscard]] Status check_disk_id(std::string_view id);
 [[nodiscard]] Status check_cache(std::string_view cache);
+// Checks network interfaces: ids, interface names, MACs; ids, taps and MACs unique.
+[[nodiscard]] Status check_vm_nets(std::vector<VmNet> const& nets);
+// A random locally administered unicast MAC (02:xx:xx:xx:xx:xx family), as text.
+std::string new_guest_mac();
+// Gives every interface a new MAC (a VM made from a machine image is a new NIC
+// on the network unless told otherwise).
+void renew_guest_macs(std::vector<VmNet>& nets);
+// Gives a new MAC to every interface that has none (a VM's record always names
+// its MACs, so the guest sees the same NIC on every start).
+void fill_guest_macs(std::vector<VmNet>& nets);
 // Checks every field of a spec (ranges, enumerations, digests, one boot source).
 [[nodiscard]] Status check_spec(MachineSpec const& spec);
 // Checks a VM's disks: ids, store names, unique ids and disks, one boot disk.

@@ -23,6 +23,7 @@
 #include "vmm/boot/linux/kernel_cache.h"
 #include "vmm/boot/linux/linux_loader.h"
 #include "vmm/machine_disks.h"
+#include "vmm/machine_nets.h"
 #include "vmm/boot/loader/memory_map.h"
 #include "vmm/boot/loader/pvh.h"
 #include "vmm/kvm/vcpu.h"
@@ -63,6 +64,7 @@ Machine::~Machine()
     // The disks' and the console's I/O threads write guest RAM, so they stop before
     // anything else goes; then members are destroyed in reverse order: vCPUs,
     // devices, RAM, VM, KVM.
+    m_nets.reset();
     m_disks.reset();
     m_console_slot.reset();
     m_console.reset();
@@ -159,6 +161,9 @@ Status Machine::attach_devices(MachineConfig const& config, std::string& cmdline
     STRATA_TRY(disks, MachineDisks::create(*m_vm, memory, m_mmio, m_pci.get(), config.disks, config.transport, cmdline));
     m_disks = std::move(disks);
     STRATA_TRY(attach_console(cmdline));
+    auto const first_net = static_cast<std::uint32_t>(m_disks->count() + 1);
+    STRATA_TRY(nets, MachineNets::create(VirtioBuses { *m_vm, memory, m_mmio, m_pci.get(), config.transport }, config.nets, first_net, cmdline));
+    m_nets = std::move(nets);
     return ok();
 }
 
@@ -224,8 +229,9 @@ std::vector<std::byte> Machine::dsdt_body(MachineConfig const& config) const
         devices.pci_host_bridge = true;
         devices.pci = { layout::pci_mmio_base, layout::pci_mmio_end };
     } else {
-        // The disks, then the console: the slots attach_virtio gave them.
-        auto const slots = static_cast<std::uint32_t>(m_disks->count() + 1);
+        // The disks, the console, then the network interfaces: the slots
+        // attach_virtio gave them.
+        auto const slots = static_cast<std::uint32_t>(m_disks->count() + 1 + m_nets->count());
         for (std::uint32_t i = 0; i < slots; ++i) {
             auto const [base, gsi] = virtio_mmio_placement(i);
             devices.virtio_mmio.push_back({ base, static_cast<std::uint32_t>(virtio::MmioTransport::Size), gsi });

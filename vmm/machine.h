@@ -55,6 +55,7 @@ class I8042;
 class CmosRtc;
 class DebugExit;
 class MachineDisks;
+class MachineNets;
 class BootTimer;
 class AgentChannel;
 struct VirtioSlot;
@@ -138,6 +139,8 @@ public:
     // shuts down; a firmware guest ignores it.
     void send_ctrl_alt_del();
     MachineDisks& disks() { return *m_disks; }
+    // The VM's network interfaces (none: count() == 0).
+    MachineNets& nets() { return *m_nets; }
     // The client of the guest agent on the VM's virtio-console.
     AgentChannel& agent() { return *m_agent; }
     virtio::console::ConsoleMetrics console_metrics() const;
@@ -182,6 +185,7 @@ private:
     std::unique_ptr<AgentChannel> m_agent; // the console's sink; outlives it
     std::unique_ptr<virtio::console::VirtioConsole> m_console;
     std::unique_ptr<VirtioSlot> m_console_slot;
+    std::unique_ptr<MachineNets> m_nets; // after the console in virtio order
     std::chrono::steady_clock::time_point m_created {};
     std::atomic<std::int64_t> m_boot_complete_us { -1 };
     std::vector<std::unique_ptr<Vcpu>> m_vcpus;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "vmm/disk_config.h"
+#include "vmm/net_config.h"
 
 #include <cstdint>
 #include <optional>
@@ -46,6 +47,8 @@ struct MachineConfig {
     OnReboot on_reboot { OnReboot::Exit };
     Transport transport { Transport::Mmio };
     std::vector<DiskConfig> disks;
+    // Network interfaces (virtio-net over host taps), attached after the console.
+    std::vector<NetConfig> nets;
 
     static constexpr std::uint32_t max_vcpus = 254;
 };

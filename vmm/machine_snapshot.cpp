@@ -19,6 +19,7 @@
 #include "vmm/kvm/vm.h"
 #include "vmm/kvm/vm_state.h"
 #include "vmm/machine_disks.h"
+#include "vmm/machine_nets.h"
 #include "vmm/machine_state.h"
 #include "vmm/memory_file.h"
 #include "vmm/virtio_slot.h"
@@ -84,6 +85,8 @@ Status Machine::save_snapshot(std::filesystem::path const& state_file, std::file
         if (!m_pause_requested || m_vcpus_parked != m_vcpus.size())
             return make_error(ErrorKind::Internal, "save_snapshot needs every vCPU parked");
     }
+    if (m_nets && m_nets->count() > 0)
+        return make_error(ErrorKind::Unsupported, "running-state snapshots of VMs with network interfaces are not supported yet");
     STRATA_TRY(transports, mmio_transports(*m_disks, *m_console_slot));
     STRATA_TRY(xsave_bytes, xsave_size(*m_kvm));
     STRATA_TRY(msr_indices, snapshot_msr_indices(*m_kvm));
@@ -132,6 +135,8 @@ Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, M
         return make_error(ErrorKind::Unsupported, "running-state snapshots of virtio-pci VMs are not supported yet; use the mmio transport");
     if (config.vcpus == 0 || config.vcpus > MachineConfig::max_vcpus)
         return make_error(ErrorKind::Usage, "a VM needs 1 to " + std::to_string(MachineConfig::max_vcpus) + " vCPUs");
+    if (!config.nets.empty())
+        return make_error(ErrorKind::Unsupported, "running-state snapshots of VMs with network interfaces are not supported yet");
 
     // Everything about the files is checked before a VM exists.
     STRATA_TRY(bytes, read_file(state_file.string(), "machine state", max_state_file));

@@ -123,6 +123,9 @@ Result<MachineConfig> machine_config_for(Store const& store, VmRecord const& vm)
         c.disks.push_back(disk);
     }
     STRATA_TRY(check_disks(c.disks));
+    for (auto const& n : vm.spec.nets)
+        c.nets.push_back(NetConfig { n.id, n.host_dev_name, n.guest_mac, n.netns_auto, {}, {} });
+    STRATA_TRY(check_nets(c.nets));
     return c;
 }
 

@@ -1,5 +1,9 @@
 #include "vmm/vmm_controller.h"
 
+#include "devices/virtio/net/config.h"
+#include "devices/virtio/net/device.h"
+#include "vmm/machine_nets.h"
+
 #include "devices/virtio/blk/device.h"
 #include "devices/virtio/console/device.h"
 #include "store/machine_image.h"
@@ -189,6 +193,14 @@ Result<api::VmConfigView> VmmController::vm_config()
         drive.rate_limiter = d.rate_limit;
         view.drives.push_back(drive);
     }
+    for (std::size_t i = 0; i < m_config.nets.size(); ++i) {
+        auto const& n = m_config.nets[i];
+        api::NetworkInterfaceConfig net { n.id, n.tap, n.mac, n.rx_limit, n.tx_limit };
+        // A running VM reports the MAC its guest sees (drawn at start when none was given).
+        if (Machine* m = running(); m && net.guest_mac.empty() && i < m->nets().count())
+            net.guest_mac = m->nets().mac(i);
+        view.network_interfaces.push_back(net);
+    }
     return view;
 }
 
@@ -221,6 +233,12 @@ Result<api::VmMetrics> VmmController::metrics()
         d.backpressure = b.backpressure;
         d.throttled = b.throttled;
         out.disks.push_back(d);
+    }
+    auto& nets = m->nets();
+    for (std::size_t i = 0; i < nets.count(); ++i) {
+        auto n = nets.device(i).metrics();
+        out.nets.push_back(api::NetInterfaceMetrics { nets.config(i).id, n.rx_packets, n.rx_bytes, n.tx_packets, n.tx_bytes, n.rx_dropped,
+            n.tx_dropped, n.errors, n.tx_backpressure, n.rx_throttled, n.tx_throttled });
     }
     return out;
 }
@@ -297,6 +315,44 @@ Status VmmController::update_drive(api::DriveUpdate const& update)
         }
     }
     return ok();
+}
+
+Status VmmController::put_network_interface(api::NetworkInterfaceConfig const& net)
+{
+    NetConfig n { net.iface_id, net.host_dev_name, net.guest_mac, false, net.rx_rate_limiter, net.tx_rate_limiter };
+    STRATA_TRY(check_net(n, "network interface '" + n.id + "'"));
+    if (!n.mac.empty())
+        n.mac = virtio::net::format_mac(*virtio::net::parse_mac(n.mac));
+    std::vector<NetConfig> next = m_config.nets;
+    bool replaced = false;
+    for (auto& existing : next) {
+        if (existing.id == n.id) {
+            existing = n;
+            replaced = true;
+        }
+    }
+    if (!replaced)
+        next.push_back(n);
+    STRATA_TRY(check_nets(next));
+    m_config.nets = std::move(next);
+    return ok();
+}
+
+Status VmmController::update_network_interface(api::NetworkInterfaceUpdate const& update)
+{
+    for (std::size_t i = 0; i < m_config.nets.size(); ++i) {
+        auto& n = m_config.nets[i];
+        if (n.id != update.iface_id)
+            continue;
+        RateLimiterConfig const rx = update.rx_rate_limiter.value_or(n.rx_limit);
+        RateLimiterConfig const tx = update.tx_rate_limiter.value_or(n.tx_limit);
+        if (Machine* m = running(); m && i < m->nets().count())
+            m->nets().set_rate_limits(i, rx, tx);
+        n.rx_limit = rx;
+        n.tx_limit = tx;
+        return ok();
+    }
+    return make_error(ErrorKind::NotFound, "no network interface '" + update.iface_id + "'");
 }
 
 Status VmmController::send_ctrl_alt_del()

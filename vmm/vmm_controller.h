@@ -99,6 +99,8 @@ public:
     Status set_machine_config(api::MachineSettings const& settings) override;
     Status put_drive(api::DriveConfig const& drive) override;
     Status update_drive(api::DriveUpdate const& update) override;
+    Status put_network_interface(api::NetworkInterfaceConfig const& net) override;
+    Status update_network_interface(api::NetworkInterfaceUpdate const& update) override;
     Status start_instance() override;
     Status send_ctrl_alt_del() override;
     Status pause() override;

@@ -32,10 +32,12 @@ std::vector<std::byte> virtio_cap(CfgType type, std::uint32_t offset, std::uint3
     return body;
 }
 
-// Mass storage/other for blk, communication/other for the console (as other VMMs
-// present them); unclassified for anything else.
+// Mass storage/other for blk, communication/other for the console, network/
+// Ethernet for net (as other VMMs present them); unclassified for anything else.
 std::uint32_t class_code_for(std::uint32_t id)
 {
+    if (id == static_cast<std::uint32_t>(DeviceId::Net))
+        return 0x020000u;
     if (id == static_cast<std::uint32_t>(DeviceId::Block))
         return 0x018000u;
     if (id == static_cast<std::uint32_t>(DeviceId::Console))

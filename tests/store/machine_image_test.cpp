@@ -245,3 +245,41 @@ TEST_CASE("kill -9 during a stopped VM's capture: the image is absent or complet
     MESSAGE("capture takes ", span_us, " us; complete ", complete, ", absent ", absent);
     CHECK(read_block(*store, "vm-data", 0) == 'A');
 }
+
+TEST_CASE("machine images keep the network mapping, VMs from them get new MACs unless told, or replaced interfaces")
+{
+    TempDir dir;
+    auto store = open_store(dir / "home");
+    VmRecord vm = make_vm(*store, dir);
+    vm.spec.nets = { VmNet { "net0", "tap0", "02:00:00:00:00:01", false } };
+    {
+        auto held = RecordLock::take(store->root(), true);
+        REQUIRE(held);
+        REQUIRE(save_vm(held.value(), vm, false));
+    }
+    auto image = capture(*store, vm, "img");
+    REQUIRE(image.spec.nets.size() == 1);
+    CHECK(image.spec.nets[0] == vm.spec.nets[0]);
+
+    auto a = create_vm_from_machine_image(*store, "a", "img", {}).value();
+    auto b = create_vm_from_machine_image(*store, "b", "img", {}).value();
+    REQUIRE(a.spec.nets.size() == 1);
+    CHECK(a.spec.nets[0].host_dev_name == "tap0");
+    CHECK(a.spec.nets[0].guest_mac != "02:00:00:00:00:01");
+    CHECK(a.spec.nets[0].guest_mac != b.spec.nets[0].guest_mac);
+
+    VmOverrides keep;
+    keep.keep_macs = true;
+    CHECK(create_vm_from_machine_image(*store, "k", "img", keep).value().spec.nets[0].guest_mac == "02:00:00:00:00:01");
+
+    VmOverrides other;
+    other.nets = std::vector<VmNet> { VmNet { "eth", "tap9", "", false } };
+    auto c = create_vm_from_machine_image(*store, "c", "img", other).value();
+    REQUIRE(c.spec.nets.size() == 1);
+    CHECK(c.spec.nets[0].host_dev_name == "tap9");
+    CHECK(c.spec.nets[0].guest_mac.size() == 17);
+    // What was recorded is what was returned.
+    auto held = RecordLock::take(store->root(), false);
+    REQUIRE(held);
+    CHECK(load_vm(held.value(), "c").value().spec.nets == c.spec.nets);
+}

@@ -172,3 +172,62 @@ TEST_CASE("boot artifacts are stored once by digest and collected when unused")
     CHECK(files_in(dir / "home/artifacts").empty());
     CHECK_FALSE(put_artifact_bytes(held.value(), std::vector<std::byte>(3), std::string(64, '0'))); // digest mismatch
 }
+
+TEST_CASE("network interfaces: the mapping round-trips, hostile entries are refused, clones get new MACs")
+{
+    VmRecord vm;
+    vm.name = "net-1";
+    vm.spec.boot.firmware = std::string(64, 'a');
+    vm.spec.nets = { VmNet { "net0", "tap0", "02:00:00:00:00:01", false }, VmNet { "data", "tap-data", "", false },
+        VmNet { "own", "", "", true } };
+    auto back = parse_vm(encode_vm(vm));
+    REQUIRE_MESSAGE(back, (back ? "" : back.error().message));
+    CHECK(back.value().spec.nets == vm.spec.nets);
+    CHECK(vm_json(vm)["network_interfaces"][0]["host_dev_name"] == "tap0");
+
+    // A record without interfaces reads as before and writes no key.
+    VmRecord plain = vm;
+    plain.spec.nets.clear();
+    CHECK(!vm_json(plain).contains("network_interfaces"));
+    CHECK(parse_vm(encode_vm(plain)).value().spec.nets.empty());
+
+    auto mutated = [&](auto&& edit) {
+        auto j = vm_json(vm);
+        edit(j);
+        return parse_vm(j.dump());
+    };
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"] = "tap0"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["host_dev_name"] = "a/b"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["host_dev_name"] = "0123456789abcdef"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["host_dev_name"] = ""; }));
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0].erase("host_dev_name"); }));
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][2]["netns"] = "mine"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][2]["host_dev_name"] = "tap7"; })); // netns=auto and a tap
+    CHECK(vm_json(vm)["network_interfaces"][2]["netns"] == "auto");
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["guest_mac"] = "01:00:5e:00:00:01"; })); // multicast
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["guest_mac"] = "02:00:00:00:00"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["guest_mac"] = "02:00:00:00:00:0G"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][0]["iface_id"] = "has space"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][1]["iface_id"] = "net0"; }));    // duplicate id
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][1]["host_dev_name"] = "tap0"; })); // one tap twice
+    CHECK_FALSE(mutated([](auto& j) { j["network_interfaces"][1]["guest_mac"] = "02:00:00:00:00:01"; }));
+    CHECK_FALSE(mutated([](auto& j) {
+        for (int i = 0; i < 6; ++i)
+            j["network_interfaces"].push_back({ { "iface_id", "n" + std::to_string(i) }, { "host_dev_name", "t" + std::to_string(i) } });
+    }));
+
+    auto nets = vm.spec.nets;
+    fill_guest_macs(nets);
+    CHECK(nets[0].guest_mac == "02:00:00:00:00:01");
+    CHECK(nets[1].guest_mac.size() == 17);
+    CHECK(check_vm_nets(nets));
+    auto renewed = nets;
+    renew_guest_macs(renewed);
+    CHECK(renewed[0].guest_mac != nets[0].guest_mac);
+    CHECK(renewed[1].guest_mac != nets[1].guest_mac);
+    CHECK(renewed[0].host_dev_name == "tap0");
+    for (auto const& n : renewed) {
+        auto first = std::stoi(n.guest_mac.substr(0, 2), nullptr, 16);
+        CHECK((first & 3) == 2); // locally administered, unicast
+    }
+}

@@ -308,3 +308,45 @@ TEST_CASE("PUT /vm/suspend")
     expect_error("PUT", "/vm/suspend", "[]", "");
     expect_error("GET", "/vm/suspend", "", "");
 }
+
+TEST_CASE("PUT /network-interfaces/{id}")
+{
+    auto n = expect_ok<NetworkInterfaceConfig>("PUT", "/network-interfaces/eth0",
+        R"({"iface_id": "eth0", "host_dev_name": "tap0", "guest_mac": "02:00:00:00:00:01"})");
+    CHECK(n.iface_id == "eth0");
+    CHECK(n.host_dev_name == "tap0");
+    CHECK(n.guest_mac == "02:00:00:00:00:01");
+    CHECK(phase_of(ApiRequest { n }) == Phase::PreBoot);
+    CHECK(expect_ok<NetworkInterfaceConfig>("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0"})").guest_mac.empty());
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth1", "host_dev_name": "tap0"})", "does not match");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0"})", "missing field `host_dev_name`");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"host_dev_name": "tap0"})", "missing field `iface_id`");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": 7})", "host_dev_name");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0", "colour": 1})", "unknown field");
+    expect_error("PUT", "/network-interfaces/", "{}", "Invalid request method");
+    expect_error("PUT", "/network-interfaces/a/b", "{}", "Invalid request method");
+    auto limited = expect_ok<NetworkInterfaceConfig>("PUT", "/network-interfaces/eth0",
+        R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwidth": {"size": 1000, "refill_time": 100}},
+            "tx_rate_limiter": {"ops": {"size": 10, "one_time_burst": 5, "refill_time": 1000}}})");
+    CHECK(limited.rx_rate_limiter.bandwidth == TokenBucketConfig { 1000, 0, 100 });
+    CHECK(limited.tx_rate_limiter.ops == TokenBucketConfig { 10, 5, 1000 });
+    CHECK(limited.tx_rate_limiter.bandwidth.size == 0);
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwidth": {"size": 10}}})",
+        "refill_time");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwith": {}}})",
+        "unknown field");
+    expect_error("PUT", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"ops": {"size": 10, "refill_time": 0}}})",
+        "refill_time");
+}
+
+TEST_CASE("PATCH /network-interfaces/{id}")
+{
+    auto u = expect_ok<NetworkInterfaceUpdate>("PATCH", "/network-interfaces/eth0",
+        R"({"iface_id": "eth0", "tx_rate_limiter": {"bandwidth": {"size": 1000000, "refill_time": 1000}}})");
+    CHECK(!u.rx_rate_limiter);
+    REQUIRE(u.tx_rate_limiter);
+    CHECK(u.tx_rate_limiter->bandwidth.size == 1000000);
+    CHECK(phase_of(ApiRequest { u }) == Phase::Any);
+    expect_error("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap1"})", "unknown field");
+    expect_error("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth9"})", "does not match");
+}

@@ -88,6 +88,35 @@ struct DriveUpdate {
     RateLimiterConfig rate_limiter;
 };
 
+// PUT /network-interfaces/{iface_id}: a virtio-net interface over the existing
+// host tap host_dev_name, with guest_mac (empty: a random one). A second PUT with
+// the same iface_id before boot replaces the first, as in Firecracker.
+struct NetworkInterfaceConfig {
+    std::string iface_id;
+    std::string host_dev_name;
+    std::string guest_mac;
+    // {"bandwidth": {"size", "one_time_burst", "refill_time"}, "ops": {...}}, as
+    // Firecracker's; absent: unlimited.
+    RateLimiterConfig rx_rate_limiter;
+    RateLimiterConfig tx_rate_limiter;
+};
+
+// PATCH /network-interfaces/{iface_id}: new limiters (a direction left out keeps
+// its own). Before boot it changes the configuration, after it the running device.
+struct NetworkInterfaceUpdate {
+    std::string iface_id;
+    std::optional<RateLimiterConfig> rx_rate_limiter;
+    std::optional<RateLimiterConfig> tx_rate_limiter;
+};
+
+// GET /metrics, one entry per network interface; mirrors virtio::net::NetMetrics.
+struct NetInterfaceMetrics {
+    std::string iface_id;
+    std::uint64_t rx_packets { 0 }, rx_bytes { 0 }, tx_packets { 0 }, tx_bytes { 0 };
+    std::uint64_t rx_dropped { 0 }, tx_dropped { 0 }, errors { 0 }, tx_backpressure { 0 };
+    std::uint64_t rx_throttled { 0 }, tx_throttled { 0 };
+};
+
 // GET /. The API adds "app_name": "strata".
 struct InstanceInfo {
     std::string id; // the VM's name, or a generated ID for an anonymous VMM
@@ -100,6 +129,7 @@ struct VmConfigView {
     std::optional<BootSource> boot_source; // absent until PUT /boot-source
     MachineSettings machine_config;
     std::vector<DriveConfig> drives;
+    std::vector<NetworkInterfaceConfig> network_interfaces;
 };
 
 // GET /metrics, one entry per disk; the counters mirror virtio::blk::BlkMetrics.
@@ -144,6 +174,7 @@ struct VmMetrics {
     // checked, RAM mapped, KVM, vCPU and device state put back), until its vCPUs
     // could run. Absent for a booted VM.
     std::optional<std::uint64_t> restore_us;
+    std::vector<NetInterfaceMetrics> nets;
 };
 
 // PUT /snapshot/disks: snapshot every disk of the VM at one crash-consistent instant.
@@ -209,6 +240,16 @@ public:
     [[nodiscard]] virtual Status set_machine_config(MachineSettings const& settings) = 0;
     [[nodiscard]] virtual Status put_drive(DriveConfig const& drive) = 0;
     [[nodiscard]] virtual Status update_drive(DriveUpdate const& update) = 0;
+    // Controllers without networking refuse it.
+    [[nodiscard]] virtual Status put_network_interface(NetworkInterfaceConfig const&)
+    {
+        return make_error(ErrorKind::Unsupported, "this VMM has no network interfaces");
+    }
+    // PATCH /network-interfaces/{id}: any time.
+    [[nodiscard]] virtual Status update_network_interface(NetworkInterfaceUpdate const&)
+    {
+        return make_error(ErrorKind::Unsupported, "this VMM has no network interfaces");
+    }
     // PUT /actions {"action_type": "InstanceStart"}: boots the configured VM and
     // returns once it runs (state Running), or fails and the VM stays Not started.
     [[nodiscard]] virtual Status start_instance() = 0;

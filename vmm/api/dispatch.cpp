@@ -81,6 +81,9 @@ json vm_config_json(VmConfigView const& config)
     out["drives"] = json::array();
     for (auto const& drive : config.drives)
         out["drives"].push_back(drive_json(drive));
+    out["network-interfaces"] = json::array();
+    for (auto const& net : config.network_interfaces)
+        out["network-interfaces"].push_back({ { "iface_id", net.iface_id }, { "host_dev_name", net.host_dev_name }, { "guest_mac", net.guest_mac } });
     return out;
 }
 
@@ -97,6 +100,15 @@ json metrics_json(VmMetrics const& metrics)
     out["last_capture_stall_us"] = metrics.last_capture_stall_us ? json(*metrics.last_capture_stall_us) : json(nullptr);
     out["boot_complete_us"] = metrics.boot_complete_us ? json(*metrics.boot_complete_us) : json(nullptr);
     out["restore_us"] = metrics.restore_us ? json(*metrics.restore_us) : json(nullptr);
+    if (!metrics.nets.empty()) {
+        json nets = json::array();
+        for (auto const& n : metrics.nets)
+            nets.push_back({ { "iface_id", n.iface_id }, { "rx_packets", n.rx_packets }, { "rx_bytes", n.rx_bytes },
+                { "tx_packets", n.tx_packets }, { "tx_bytes", n.tx_bytes }, { "rx_dropped", n.rx_dropped }, { "tx_dropped", n.tx_dropped },
+                { "errors", n.errors }, { "tx_backpressure", n.tx_backpressure }, { "rx_throttled", n.rx_throttled },
+                { "tx_throttled", n.tx_throttled } });
+        out["nets"] = nets;
+    }
     if (auto const& c = metrics.console)
         out["console"] = { { "bytes_to_guest", c->bytes_to_guest }, { "bytes_from_guest", c->bytes_from_guest }, { "errors", c->errors },
             { "refused_bytes", c->refused_bytes }, { "discarded_bytes", c->discarded_bytes } };
@@ -164,6 +176,8 @@ struct Executor {
     HttpReply operator()(MachineSettings const& r) const { return status_reply(controller.set_machine_config(r)); }
     HttpReply operator()(DriveConfig const& r) const { return status_reply(controller.put_drive(r)); }
     HttpReply operator()(DriveUpdate const& r) const { return status_reply(controller.update_drive(r)); }
+    HttpReply operator()(NetworkInterfaceConfig const& r) const { return status_reply(controller.put_network_interface(r)); }
+    HttpReply operator()(NetworkInterfaceUpdate const& r) const { return status_reply(controller.update_network_interface(r)); }
     HttpReply operator()(InstanceAction const& r) const
     {
         if (r.type == ActionType::InstanceStart)

@@ -159,6 +159,70 @@ Result<ApiRequest> parse_drive_update(std::string_view path_id, nlohmann::json c
         return ObjectReader::missing("rate_limiter");
     STRATA_TRY(config, parse_rate_limiter(reader));
     return ApiRequest { DriveUpdate { *id, config } };
+
+// A rate limiter field ({"bandwidth": bucket, "ops": bucket}); nullopt when absent or null.
+Result<std::optional<RateLimiterConfig>> parse_rate_limiter(nlohmann::json const& body, char const* field)
+{
+    auto it = body.find(field);
+    if (it == body.end() || it->is_null())
+        return std::optional<RateLimiterConfig>();
+    STRATA_TRY(reader, ObjectReader::open(*it, { "bandwidth", "ops" }));
+    (void)reader;
+    RateLimiterConfig config;
+    for (char const* bucket : { "bandwidth", "ops" }) {
+        auto b = it->find(bucket);
+        if (b == it->end() || b->is_null())
+            continue;
+        STRATA_TRY(parsed, parse_bucket(*b));
+        (std::string_view(bucket) == "bandwidth" ? config.bandwidth : config.ops) = parsed;
+    }
+    if (auto r = check_rate_limiter(config); !r)
+        return usage(std::string("`") + field + "`: " + r.error().message);
+    return std::optional<RateLimiterConfig>(config);
+}
+
+// PUT /network-interfaces/{id}. The tap name and MAC are checked here with the
+// rules of the interface's parser (vmm/net_config.h) so a bad one is a 400 before
+// anything is stored; whether the tap exists is found when the VM starts.
+Result<ApiRequest> parse_network_interface(std::string_view path_id, nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "iface_id", "host_dev_name", "guest_mac", "rx_rate_limiter", "tx_rate_limiter" }));
+    STRATA_TRY(id, reader.string("iface_id"));
+    STRATA_TRY(tap, reader.string("host_dev_name"));
+    STRATA_TRY(mac, reader.string("guest_mac"));
+    if (!id)
+        return ObjectReader::missing("iface_id");
+    if (!tap)
+        return ObjectReader::missing("host_dev_name");
+    if (*id != path_id)
+        return usage("The id from the path does not match the id from the body!");
+    NetworkInterfaceConfig net;
+    net.iface_id = *id;
+    net.host_dev_name = *tap;
+    net.guest_mac = mac.value_or("");
+    STRATA_TRY(rx, parse_rate_limiter(json, "rx_rate_limiter"));
+    STRATA_TRY(tx, parse_rate_limiter(json, "tx_rate_limiter"));
+    net.rx_rate_limiter = rx.value_or(RateLimiterConfig {});
+    net.tx_rate_limiter = tx.value_or(RateLimiterConfig {});
+    return ApiRequest { net };
+}
+
+// PATCH /network-interfaces/{id}.
+Result<ApiRequest> parse_network_interface_update(std::string_view path_id, nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "iface_id", "rx_rate_limiter", "tx_rate_limiter" }));
+    STRATA_TRY(id, reader.string("iface_id"));
+    if (!id)
+        return ObjectReader::missing("iface_id");
+    if (*id != path_id)
+        return usage("The id from the path does not match the id from the body!");
+    NetworkInterfaceUpdate update;
+    update.iface_id = *id;
+    STRATA_TRY(rx, parse_rate_limiter(json, "rx_rate_limiter"));
+    STRATA_TRY(tx, parse_rate_limiter(json, "tx_rate_limiter"));
+    update.rx_rate_limiter = rx;
+    update.tx_rate_limiter = tx;
+    return ApiRequest { update };
 }
 
 Result<ApiRequest> parse_drive(std::string_view path_id, nlohmann::json const& json)
@@ -336,6 +400,7 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
     }
 
     constexpr std::string_view drives_prefix = "/drives/";
+    constexpr std::string_view nets_prefix = "/network-interfaces/";
     if (method == "PUT") {
         Result<ApiRequest> (*parse)(nlohmann::json const&) = nullptr;
         if (target == "/boot-source")
@@ -371,6 +436,22 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
             STRATA_TRY(json, parse_json(body));
             return parse_drive(id, json);
         }
+        if (target.starts_with(nets_prefix)) {
+            auto const id = target.substr(nets_prefix.size());
+            if (id.find('/') != std::string_view::npos || id.empty())
+                return invalid_path(method, target);
+            STRATA_TRY(check_drive_id(id));
+            STRATA_TRY(json, parse_json(body));
+            return parse_network_interface(id, json);
+        }
+    }
+    if (method == "PATCH" && target.starts_with(nets_prefix)) {
+        auto const id = target.substr(nets_prefix.size());
+        if (id.find('/') != std::string_view::npos || id.empty())
+            return invalid_path(method, target);
+        STRATA_TRY(check_drive_id(id));
+        STRATA_TRY(json, parse_json(body));
+        return parse_network_interface_update(id, json);
     }
     if (method == "PATCH" && target == "/vm") {
         STRATA_TRY(json, parse_json(body));
@@ -390,7 +471,7 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
 Phase phase_of(ApiRequest const& request)
 {
     if (std::holds_alternative<BootSource>(request) || std::holds_alternative<MachineSettings>(request)
-        || std::holds_alternative<DriveConfig>(request))
+        || std::holds_alternative<DriveConfig>(request) || std::holds_alternative<NetworkInterfaceConfig>(request))
         return Phase::PreBoot;
     if (auto const* action = std::get_if<InstanceAction>(&request))
         return action->type == ActionType::InstanceStart ? Phase::PreBoot : Phase::PostBoot;

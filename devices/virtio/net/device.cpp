@@ -1,0 +1,105 @@
+#include "devices/virtio/net/device.h"
+
+#include "devices/virtio/spec.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <sys/eventfd.h>
+
+namespace strata::virtio::net {
+
+Result<std::unique_ptr<VirtioNet>> VirtioNet::create(NetBackend& backend, NetOptions options)
+{
+    if (options.queue_size == 0 || !std::has_single_bit(options.queue_size) || options.queue_size > MaxQueueSize)
+        return make_error(ErrorKind::Usage, "virtio-net queue size must be a power of 2 up to 32768");
+    if (options.budget == 0)
+        return make_error(ErrorKind::Usage, "virtio-net needs a budget of at least 1 packet");
+    if (options.mac[0] & 1)
+        return make_error(ErrorKind::Usage, "virtio-net MAC " + format_mac(options.mac) + " is a multicast address");
+    auto device = std::unique_ptr<VirtioNet>(new VirtioNet(backend, std::move(options)));
+    int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (fd < 0)
+        return errno_error("eventfd for virtio-net control");
+    device->m_control = Fd(fd);
+    return device;
+}
+
+VirtioNet::VirtioNet(NetBackend& backend, NetOptions options)
+    : m_backend(backend)
+    , m_options(std::move(options))
+    , m_log("strata: virtio-net '" + m_options.id + "'")
+{
+    m_features = virtio::feature::Version1 | virtio::feature::RingIndirectDesc | virtio::feature::RingEventIdx
+        | feature::Mac | feature::Status | feature::MrgRxbuf | feature::Csum | feature::GuestCsum | feature::HostTso4
+        | feature::HostTso6 | feature::GuestTso4 | feature::GuestTso6;
+}
+
+VirtioNet::~VirtioNet() { reset(); }
+
+void VirtioNet::read_config(std::uint64_t offset, std::span<std::byte> data) const
+{
+    ConfigSpace config {};
+    std::memcpy(config.mac, m_options.mac.data(), sizeof config.mac);
+    config.status = StatusLinkUp;
+    config.max_virtqueue_pairs = 1;
+    std::memset(data.data(), 0, data.size());
+    if (offset >= sizeof config)
+        return;
+    std::size_t const n = std::min<std::size_t>(data.size(), sizeof config - offset);
+    // SAFETY: reading the bytes of a trivially copyable struct for the driver.
+    std::memcpy(data.data(), reinterpret_cast<std::byte const*>(&config) + offset, n);
+}
+
+void VirtioNet::write_config(std::uint64_t, std::span<std::byte const>)
+{
+    // The MAC is writable only for legacy drivers (§5.1.4.2: a 1.x driver MUST
+    // NOT write it) and nothing else is writable: every write is ignored.
+}
+
+Status VirtioNet::activate(VirtioActivation activation)
+{
+    std::lock_guard lock(m_mutex);
+    if (m_running)
+        return make_error(ErrorKind::Internal, "virtio-net activated twice without a reset");
+    for (auto const& cfg : activation.queues) {
+        if (cfg.ready)
+            STRATA_TRY(Virtqueue::create(*activation.mem, cfg, m_options.queue_size, activation.features));
+    }
+    m_stop = false;
+    m_running = true;
+    m_thread = std::thread([this, a = std::move(activation)]() mutable { run(std::move(a)); });
+    return ok();
+}
+
+void VirtioNet::wake() { eventfd_signal(m_control.get()); }
+
+void VirtioNet::reset()
+{
+    {
+        std::lock_guard lock(m_mutex);
+        if (!m_running)
+            return;
+        m_stop = true;
+    }
+    wake();
+    m_thread.join();
+    std::lock_guard lock(m_mutex);
+    m_running = false;
+    m_stop = false;
+}
+
+bool VirtioNet::active() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_running;
+}
+
+NetMetrics VirtioNet::metrics() const
+{
+    auto const& c = m_counters;
+    return NetMetrics { c.rx_packets.load(), c.rx_bytes.load(), c.tx_packets.load(), c.tx_bytes.load(), c.rx_dropped.load(),
+        c.tx_dropped.load(), c.errors.load(), c.tx_backpressure.load(), c.rx_throttled.load(), c.tx_throttled.load() };
+}
+
+} // namespace strata::virtio::net

@@ -1,0 +1,108 @@
+// VirtioNet: a virtio-net device (virtio 1.2 §5.1) with one queue pair over a
+// NetBackend (a tap, tap.h). It owns the configuration space (MAC, link status),
+// the feature set, the counters and the I/O thread; chain.h parses the chains.
+//
+// Data path, on the device's I/O thread only:
+// - transmit: each transmitq chain is parsed whole, its header copied out and
+//   checked against the negotiated features (chain.h), and the packet handed to
+//   the backend as that header copy plus the guest's own buffers (no copy of the
+//   payload). When the backend cannot take a packet now, the chain stays on the
+//   ring and the thread waits for the backend to become writable.
+// - receive: a packet is read from the backend only into the device's own
+//   buffer, and only once the guest has posted receive buffers; it is then copied
+//   into those buffers alone: with MRG_RXBUF across as many chains as it needs
+//   (num_buffers says how many), without it into one chain, which must hold it
+//   (a packet too large for the chain is dropped and counted). While the guest
+//   posts no buffers, packets stay queued in the host kernel (which drops on
+//   overflow, as a NIC does) and the thread stops watching the backend.
+// - fairness: at most NetOptions::budget packets each way per turn of the loop,
+//   so a guest flooding transmitq delays, but never starves, receive, reset and
+//   the control events; the loop then goes round again without sleeping.
+// The queues are hostile input (STYLE.md 7, 9): a refused chain goes back to the
+// used ring with length 0, is counted in `errors` and logged (rate-limited); a
+// corrupt ring stops that queue and sets DEVICE_NEEDS_RESET. The VMM carries on.
+//
+// Rate limits (NetOptions::rx_limiter, tx_limiter): a packet waits, never fails,
+// until its direction's buckets hold its bytes and one operation: a transmit
+// chain stays on the ring, a received packet in the device's buffer (and the
+// backend unread), while a timerfd runs out; the limiters may be changed at any
+// time (RateLimiter::update, PATCH /network-interfaces).
+//
+// Offloads: when its I/O thread starts, the device tells the backend which
+// offloads the guest accepted for received packets (GUEST_CSUM, GUEST_TSO4/6 ->
+// TUNSETOFFLOAD); as the thread ends (reset) it withdraws them. Only the I/O
+// thread touches the backend.
+//
+// Threading: VirtioDevice methods come from the transport (vCPU threads, under
+// the transport's lock); metrics() from any thread. The backend must outlive the
+// device.
+#pragma once
+
+#include "base/fd.h"
+#include "devices/virtio/device.h"
+#include "devices/virtio/net/backend.h"
+#include "devices/virtio/net/config.h"
+#include "devices/virtio/rate_limited_log.h"
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+namespace strata::virtio::net {
+
+struct NetMetrics {
+    std::uint64_t rx_packets, rx_bytes;  // delivered to the guest (bytes without the header)
+    std::uint64_t tx_packets, tx_bytes;  // sent by the guest and taken by the backend
+    std::uint64_t rx_dropped;            // packets larger than the receive chain (no MRG_RXBUF)
+    std::uint64_t tx_dropped;            // packets the backend refused
+    std::uint64_t errors;                // chains refused (hostile or malformed) and queues stopped
+    std::uint64_t tx_backpressure;       // times the backend could not take a packet at once
+    std::uint64_t rx_throttled, tx_throttled; // times a rate limiter held a packet back
+};
+
+class VirtioNet final : public VirtioDevice {
+public:
+    [[nodiscard]] static Result<std::unique_ptr<VirtioNet>> create(NetBackend& backend, NetOptions options);
+    ~VirtioNet() override;
+
+    std::uint32_t device_id() const override { return DeviceId; }
+    std::uint64_t features() const override { return m_features; }
+    std::uint16_t num_queues() const override { return QueueCount; }
+    std::uint16_t max_queue_size() const override { return m_options.queue_size; }
+    void read_config(std::uint64_t offset, std::span<std::byte> data) const override;
+    void write_config(std::uint64_t offset, std::span<std::byte const> data) override;
+    [[nodiscard]] Status activate(VirtioActivation activation) override;
+    void reset() override;
+
+    bool active() const;
+    NetMetrics metrics() const;
+    std::string const& id() const { return m_options.id; }
+    MacAddress const& mac() const { return m_options.mac; }
+
+private:
+    VirtioNet(NetBackend& backend, NetOptions options);
+    void run(VirtioActivation activation);
+    void wake();
+
+    struct Counters {
+        std::atomic<std::uint64_t> rx_packets { 0 }, rx_bytes { 0 }, tx_packets { 0 }, tx_bytes { 0 };
+        std::atomic<std::uint64_t> rx_dropped { 0 }, tx_dropped { 0 }, errors { 0 }, tx_backpressure { 0 };
+        std::atomic<std::uint64_t> rx_throttled { 0 }, tx_throttled { 0 };
+    };
+    class Engine;
+
+    NetBackend& m_backend;
+    NetOptions m_options;
+    std::uint64_t m_features { 0 };
+    Counters m_counters;
+    RateLimitedLog m_log; // at most 10 messages a second
+    Fd m_control;         // eventfd: "look at the stop flag"
+
+    mutable std::mutex m_mutex;
+    std::thread m_thread;
+    bool m_running { false };
+    std::atomic<bool> m_stop { false };
+};
+
+} // namespace strata::virtio::net

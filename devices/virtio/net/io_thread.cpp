@@ -1,0 +1,479 @@
+// The virtio-net I/O thread: one epoll loop per activation over the two queue
+// eventfds, the backend's fd and the control eventfd, and the per-queue work
+// (Engine). See device.h for the contract.
+#include "base/rate_limiter.h"
+#include "devices/virtio/net/chain.h"
+#include "devices/virtio/net/device.h"
+#include "devices/virtio/queue.h"
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <vector>
+
+namespace strata::virtio::net {
+
+namespace {
+
+constexpr std::uint64_t ControlKey = 1ULL << 32;
+constexpr std::uint64_t BackendKey = 1ULL << 33;
+constexpr std::uint64_t RxTimerKey = 1ULL << 34;
+constexpr std::uint64_t TxTimerKey = 1ULL << 35;
+
+} // namespace
+
+// The queues of one activation and the receive state. Only the I/O thread
+// touches it.
+class VirtioNet::Engine {
+public:
+    Engine(VirtioNet& device, VirtioActivation const& activation, std::vector<std::optional<Virtqueue>> queues)
+        : m_device(device)
+        , m_mem(*activation.mem)
+        , m_signals(*activation.signals)
+        , m_features(activation.features)
+        , m_queues(std::move(queues))
+        , m_packet(HeaderSize + MaxFrameBytes)
+    {
+    }
+
+    // Whether the loop should watch the backend for a packet / for room.
+    bool wants_receive() const { return m_queues[ReceiveQueue] && !m_rx_waiting && !m_rx_backend_failed && !m_rx_throttled; }
+    bool wants_send() const { return m_queues[TransmitQueue] && m_tx_waiting; }
+
+    // The guest posted receive buffers / the backend has room again.
+    void receive_buffers_posted()
+    {
+        m_rx_waiting = false;
+        m_rx_backend_failed = false;
+    }
+    void backend_writable() { m_tx_waiting = false; }
+    // A limiter's wait ran out.
+    void rx_timer_fired() { m_rx_throttled = false; }
+    void tx_timer_fired() { m_tx_throttled = false; }
+    void set_timers(RateLimitTimer* rx, RateLimitTimer* tx)
+    {
+        m_rx_timer = rx;
+        m_tx_timer = tx;
+    }
+
+    // Sends up to a budget of packets; true when the budget ran out with more
+    // chains possibly waiting (the caller comes back without sleeping).
+    bool process_transmit()
+    {
+        unsigned done = 0;
+        bool published = false;
+        while (auto* vq = queue(TransmitQueue)) {
+            if (m_tx_waiting || m_tx_throttled || done >= m_device.m_options.budget)
+                break;
+            auto head = vq->peek();
+            if (!head) {
+                fail_queue(TransmitQueue, head.error().message);
+                break;
+            }
+            if (!head.value()) {
+                auto more = vq->enable_notification();
+                if (!more) {
+                    fail_queue(TransmitQueue, more.error().message);
+                    break;
+                }
+                if (!more.value())
+                    break;
+                continue;
+            }
+            DescriptorChain walk = vq->chain(*head.value());
+            NetChain chain = parse_transmit_chain(walk, m_mem);
+            std::string refusal = chain.error;
+            NetHeader header {};
+            if (refusal.empty()) {
+                header = read_header(chain);
+                refusal = check_transmit_header(header, m_features);
+            }
+            if (!refusal.empty()) {
+                ++m_device.m_counters.errors;
+                m_device.m_log.warn("transmitq chain at head " + std::to_string(chain.head) + " refused: " + refusal);
+            } else {
+                std::uint64_t const bytes = chain.bytes - HeaderSize;
+                if (throttle(m_device.m_options.tx_limiter, m_tx_timer, bytes, m_tx_throttled, m_device.m_counters.tx_throttled))
+                    break; // the chain stays on the ring until the timer fires
+                auto sent = send(chain, header);
+                if (sent && !sent.value()) {
+                    // The chain stays on the ring; the loop waits for room.
+                    if (auto* limiter = m_device.m_options.tx_limiter)
+                        limiter->give_back(bytes);
+                    ++m_device.m_counters.tx_backpressure;
+                    m_tx_waiting = true;
+                    break;
+                }
+                if (!sent) {
+                    ++m_device.m_counters.tx_dropped;
+                    m_device.m_log.warn("packet dropped: " + sent.error().message);
+                } else {
+                    ++m_device.m_counters.tx_packets;
+                    m_device.m_counters.tx_bytes += chain.bytes - HeaderSize;
+                }
+            }
+            vq->pop();
+            vq->add_used(chain.head, 0);
+            published = true;
+            ++done;
+        }
+        if (published)
+            interrupt(TransmitQueue);
+        return done >= m_device.m_options.budget;
+    }
+
+    // Delivers up to a budget of packets; true when the budget ran out.
+    bool process_receive()
+    {
+        unsigned done = 0;
+        bool published = false;
+        while (queue(ReceiveQueue) && !m_rx_waiting && !m_rx_backend_failed && !m_rx_throttled && done < m_device.m_options.budget) {
+            if (m_packet_len == 0 && !read_packet())
+                break;
+            if (!m_packet_charged) {
+                if (throttle(m_device.m_options.rx_limiter, m_rx_timer, m_packet_len - HeaderSize, m_rx_throttled,
+                        m_device.m_counters.rx_throttled))
+                    break; // the packet waits in our buffer, the backend unread
+                m_packet_charged = true;
+            }
+            auto gathered = gather(published);
+            if (!gathered)
+                break; // the queue failed
+            if (!gathered.value()) {
+                m_rx_waiting = true; // no more buffers: stop reading the backend
+                break;
+            }
+            deliver();
+            published = true;
+            ++done;
+        }
+        if (published)
+            interrupt(ReceiveQueue);
+        return done >= m_device.m_options.budget;
+    }
+
+private:
+    Virtqueue* queue(std::uint16_t q) { return m_queues[q] ? &*m_queues[q] : nullptr; }
+
+    // Takes a packet's tokens; true (and the timer armed) when they are not there yet.
+    static bool throttle(RateLimiter* limiter, RateLimitTimer* timer, std::uint64_t bytes, bool& throttled,
+        std::atomic<std::uint64_t>& counter)
+    {
+        if (limiter == nullptr || timer == nullptr)
+            return false;
+        std::uint64_t const wait_ns = limiter->try_consume(bytes, 1);
+        if (wait_ns == 0)
+            return false;
+        timer->arm(wait_ns);
+        throttled = true;
+        ++counter;
+        return true;
+    }
+    bool merge() const { return (m_features & feature::MrgRxbuf) != 0; }
+
+    Result<bool> send(NetChain const& chain, NetHeader const& header)
+    {
+        // The header goes from our copy (the one we checked), the rest straight
+        // from guest memory.
+        std::vector<iovec> iov;
+        iov.reserve(chain.buffers.size() + 1);
+        // SAFETY: writev only reads through these pointers; header lives until
+        // send() returns and the spans are GuestMemory slices of mapped RAM.
+        iov.push_back(iovec { const_cast<NetHeader*>(&header), HeaderSize });
+        std::size_t skip = HeaderSize;
+        for (auto const& b : chain.buffers) {
+            if (skip >= b.size()) {
+                skip -= b.size();
+                continue;
+            }
+            iov.push_back(iovec { b.data() + skip, b.size() - skip });
+            skip = 0;
+        }
+        return m_device.m_backend.send(iov);
+    }
+
+    // Reads the next packet from the backend; false when none is waiting.
+    bool read_packet()
+    {
+        for (;;) {
+            auto got = m_device.m_backend.receive(m_packet);
+            if (!got) {
+                m_device.m_log.warn("receiving from the backend: " + got.error().message);
+                m_rx_backend_failed = true; // retried when the guest next posts buffers
+                return false;
+            }
+            if (got.value() == 0)
+                return false;
+            if (got.value() < HeaderSize + MinFrameBytes) {
+                ++m_device.m_counters.rx_dropped;
+                continue;
+            }
+            m_packet_len = got.value();
+            return true;
+        }
+    }
+
+    // Takes receive chains until they hold the pending packet (with MRG_RXBUF)
+    // or one chain is taken (without). false: the ring ran dry first; the chains
+    // taken so far stay reserved for this packet. Refused chains are returned
+    // at once, with length 0.
+    Result<bool> gather(bool& published)
+    {
+        auto* vq = queue(ReceiveQueue);
+        while (m_reserved_bytes < m_packet_len && (merge() || m_reserved.empty())) {
+            auto head = vq->peek();
+            if (!head)
+                return fail_queue(ReceiveQueue, head.error().message);
+            if (!head.value()) {
+                auto more = vq->enable_notification();
+                if (!more)
+                    return fail_queue(ReceiveQueue, more.error().message);
+                if (!more.value())
+                    return false;
+                continue;
+            }
+            DescriptorChain walk = vq->chain(*head.value());
+            NetChain chain = parse_receive_chain(walk, m_mem);
+            vq->pop();
+            if (chain.refused()) {
+                ++m_device.m_counters.errors;
+                m_device.m_log.warn("receiveq chain at head " + std::to_string(chain.head) + " refused: " + chain.error);
+                vq->add_used(chain.head, 0);
+                published = true;
+                continue;
+            }
+            m_reserved_bytes += chain.bytes;
+            m_reserved.push_back(std::move(chain));
+        }
+        return true;
+    }
+
+    // Copies the pending packet into the reserved chains and publishes them; a
+    // packet larger than a single chain without MRG_RXBUF is dropped instead and
+    // the chain kept for the next one.
+    void deliver()
+    {
+        if (m_reserved_bytes < m_packet_len) {
+            ++m_device.m_counters.rx_dropped;
+            m_device.m_log.warn("a " + std::to_string(m_packet_len - HeaderSize) + "-byte packet does not fit the guest's "
+                + std::to_string(m_reserved_bytes) + "-byte receive buffer; dropped");
+            m_packet_len = 0;
+            m_packet_charged = false;
+            return;
+        }
+        std::uint16_t chains = 0;
+        for (std::uint64_t room = 0; room < m_packet_len; ++chains)
+            room += m_reserved[chains].bytes;
+        // num_buffers (the header's last field) as the guest must see it.
+        std::uint16_t const num_buffers = merge() ? chains : 1;
+        std::memcpy(m_packet.data() + offsetof(NetHeader, num_buffers), &num_buffers, sizeof num_buffers);
+
+        std::size_t at = 0;
+        auto* vq = queue(ReceiveQueue);
+        for (std::uint16_t c = 0; c < chains; ++c) {
+            NetChain const& chain = m_reserved[c];
+            std::uint32_t written = 0;
+            for (auto const& b : chain.buffers) {
+                std::size_t const n = std::min(b.size(), m_packet_len - at);
+                std::memcpy(b.data(), m_packet.data() + at, n);
+                at += n;
+                written += static_cast<std::uint32_t>(n);
+                if (at == m_packet_len)
+                    break;
+            }
+            vq->add_used(chain.head, written);
+            m_reserved_bytes -= chain.bytes;
+        }
+        m_reserved.erase(m_reserved.begin(), m_reserved.begin() + chains);
+        ++m_device.m_counters.rx_packets;
+        m_device.m_counters.rx_bytes += m_packet_len - HeaderSize;
+        m_packet_len = 0;
+        m_packet_charged = false;
+    }
+
+    void interrupt(std::uint16_t q)
+    {
+        if (auto* vq = queue(q); vq && vq->needs_interrupt())
+            m_signals.signal_used(q);
+    }
+
+    Error fail_queue(std::uint16_t q, std::string const& why)
+    {
+        ++m_device.m_counters.errors;
+        m_device.m_log.warn("queue " + std::to_string(q) + " stopped: " + why);
+        m_queues[q].reset();
+        if (q == ReceiveQueue) {
+            m_reserved.clear();
+            m_reserved_bytes = 0;
+        }
+        m_signals.set_needs_reset();
+        return make_error(ErrorKind::BadInput, why);
+    }
+
+    VirtioNet& m_device;
+    GuestMemory const& m_mem;
+    VirtioSignals& m_signals;
+    std::uint64_t m_features;
+    std::vector<std::optional<Virtqueue>> m_queues;
+
+    std::vector<std::byte> m_packet; // the packet read from the backend, not yet delivered
+    std::size_t m_packet_len { 0 };  // 0: none
+    std::vector<NetChain> m_reserved; // receive chains taken for m_packet
+    std::uint64_t m_reserved_bytes { 0 };
+    bool m_rx_waiting { false };        // a packet waits for receive buffers
+    bool m_rx_backend_failed { false }; // the backend's last receive failed
+    bool m_tx_waiting { false };        // a packet waits for the backend
+    bool m_packet_charged { false };    // m_packet's tokens are taken
+    bool m_rx_throttled { false };      // the rx limiter's timer runs
+    bool m_tx_throttled { false };      // the tx limiter's timer runs
+    RateLimitTimer* m_rx_timer { nullptr };
+    RateLimitTimer* m_tx_timer { nullptr };
+};
+
+void VirtioNet::run(VirtioActivation activation)
+{
+    std::vector<std::optional<Virtqueue>> queues(QueueCount);
+    for (std::uint16_t q = 0; q < QueueCount && q < activation.queues.size(); ++q) {
+        if (!activation.queues[q].ready)
+            continue;
+        // activate() created these once already, so this cannot fail unless the
+        // configuration changed, which the transport forbids after DRIVER_OK.
+        auto vq = Virtqueue::create(*activation.mem, activation.queues[q], m_options.queue_size, activation.features);
+        if (vq) {
+            if (q < activation.start_indices.size())
+                vq.value().resume_at(activation.start_indices[q]);
+            queues[q] = std::move(vq.value());
+        }
+    }
+    // The backend's offloads are switched here and at the end of this thread,
+    // so that only the device's own thread ever configures its tap.
+    std::uint64_t const f = activation.features;
+    Offloads offloads;
+    offloads.csum = (f & feature::GuestCsum) != 0;
+    offloads.tso4 = offloads.csum && (f & feature::GuestTso4) != 0;
+    offloads.tso6 = offloads.csum && (f & feature::GuestTso6) != 0;
+    if (auto r = m_backend.set_offloads(offloads); !r) {
+        // The tap would hand the guest packets it did not agree to take.
+        m_log.warn(r.error().message + "; device stopped");
+        activation.signals->set_needs_reset();
+        while (!m_stop.load()) {
+            pollfd p { m_control.get(), POLLIN, 0 };
+            ::poll(&p, 1, 100);
+            eventfd_drain(m_control.get());
+        }
+        return;
+    }
+    struct Withdraw {
+        VirtioNet& device;
+        // A driver that comes back may accept fewer offloads; until it does, the
+        // backend must not produce packets that need any.
+        ~Withdraw()
+        {
+            if (auto r = device.m_backend.set_offloads(Offloads {}); !r)
+                device.m_log.warn(r.error().message);
+        }
+    } withdraw { *this };
+
+    Engine engine(*this, activation, std::move(queues));
+    // Without a timer a limiter could not wait, so its direction goes unlimited
+    // (and the log says so) rather than failing packets.
+    std::optional<RateLimitTimer> rx_timer, tx_timer;
+    if (m_options.rx_limiter || m_options.tx_limiter) {
+        auto rx = RateLimitTimer::create();
+        auto tx = RateLimitTimer::create();
+        if (rx && tx) {
+            rx_timer.emplace(std::move(rx.value()));
+            tx_timer.emplace(std::move(tx.value()));
+        } else {
+            m_log.warn("no timerfd for the rate limiters; traffic goes unlimited");
+        }
+    }
+    engine.set_timers(rx_timer ? &*rx_timer : nullptr, tx_timer ? &*tx_timer : nullptr);
+
+    Fd epoll(::epoll_create1(EPOLL_CLOEXEC));
+    auto watch = [&](int op, int fd, std::uint32_t events, std::uint64_t key) {
+        epoll_event ev {};
+        ev.events = events;
+        ev.data.u64 = key;
+        return ::epoll_ctl(epoll.get(), op, fd, &ev) == 0;
+    };
+    bool fine = epoll.valid() && watch(EPOLL_CTL_ADD, m_control.get(), EPOLLIN, ControlKey);
+    for (std::uint16_t q = 0; fine && q < QueueCount && q < activation.queues.size(); ++q)
+        if (activation.queues[q].ready)
+            fine = watch(EPOLL_CTL_ADD, activation.eventfds->fd(q), EPOLLIN, q);
+    // The backend is registered only while the engine wants something of it:
+    // epoll reports errors and hang-ups even for an empty event mask, and a tap
+    // whose interface was deleted stays in error for good.
+    std::uint32_t backend_events = 0;
+    if (rx_timer)
+        fine = fine && watch(EPOLL_CTL_ADD, rx_timer->fd(), EPOLLIN, RxTimerKey) && watch(EPOLL_CTL_ADD, tx_timer->fd(), EPOLLIN, TxTimerKey);
+    if (!fine) {
+        m_log.warn("cannot set up the I/O thread's epoll; device stopped");
+        activation.signals->set_needs_reset();
+        while (!m_stop.load()) {
+            pollfd p { m_control.get(), POLLIN, 0 };
+            ::poll(&p, 1, 100);
+            eventfd_drain(m_control.get());
+        }
+        return;
+    }
+
+    // Buffers posted before DRIVER_OK are looked at once at the start.
+    bool more_tx = engine.process_transmit();
+    bool more_rx = engine.process_receive();
+    while (!m_stop.load()) {
+        std::uint32_t const want = (engine.wants_receive() ? EPOLLIN : 0u) | (engine.wants_send() ? EPOLLOUT : 0u);
+        if (want != backend_events) {
+            bool done = false;
+            if (want == 0)
+                done = ::epoll_ctl(epoll.get(), EPOLL_CTL_DEL, m_backend.fd(), nullptr) == 0;
+            else
+                done = watch(backend_events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, m_backend.fd(), want, BackendKey);
+            if (done)
+                backend_events = want;
+        }
+        epoll_event events[8];
+        int n = ::epoll_wait(epoll.get(), events, 8, more_tx || more_rx ? 0 : -1);
+        if (n < 0)
+            continue; // EINTR
+        bool receive = more_rx, transmit = more_tx;
+        for (int i = 0; i < n; ++i) {
+            std::uint64_t const key = events[i].data.u64;
+            if (key == ControlKey) {
+                eventfd_drain(m_control.get());
+            } else if (key == RxTimerKey) {
+                rx_timer->consume();
+                engine.rx_timer_fired();
+                receive = true;
+            } else if (key == TxTimerKey) {
+                tx_timer->consume();
+                engine.tx_timer_fired();
+                transmit = true;
+            } else if (key == BackendKey) {
+                if (events[i].events & EPOLLOUT) {
+                    engine.backend_writable();
+                    transmit = true;
+                }
+                if (events[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                    receive = true;
+            } else {
+                auto const q = static_cast<std::uint16_t>(key);
+                eventfd_drain(activation.eventfds->fd(q));
+                if (q == TransmitQueue) {
+                    transmit = true;
+                } else {
+                    engine.receive_buffers_posted();
+                    receive = true;
+                }
+            }
+        }
+        if (m_stop.load())
+            break;
+        more_tx = transmit && engine.process_transmit();
+        more_rx = receive && engine.process_receive();
+    }
+}
+
+} // namespace strata::virtio::net

@@ -1,0 +1,86 @@
+#include "vmm/machine_nets.h"
+
+#include "devices/virtio/net/device.h"
+#include "devices/virtio/net/tap.h"
+#include "vmm/net_namespace.h"
+#include "vmm/virtio_slot.h"
+
+#include <cstdio>
+
+namespace strata {
+
+struct MachineNets::Net {
+    NetConfig config;
+    std::unique_ptr<NetNamespace> netns; // netns=auto: deleted after the tap closes
+    std::unique_ptr<virtio::net::Tap> tap;
+    std::unique_ptr<RateLimiter> rx_limiter, tx_limiter; // outlive the device
+    std::unique_ptr<virtio::net::VirtioNet> device;
+    std::unique_ptr<VirtioSlot> slot; // destroyed before the device
+};
+
+MachineNets::~MachineNets()
+{
+    // Transports first: destroying one resets its device and joins its I/O thread.
+    for (auto& n : m_nets)
+        n->slot.reset();
+    m_nets.clear();
+}
+
+Result<std::unique_ptr<MachineNets>> MachineNets::create(VirtioBuses const& buses, std::vector<NetConfig> const& nets,
+    std::uint32_t first_index, std::string& cmdline_extra)
+{
+    STRATA_TRY(check_nets(nets));
+    auto set = std::unique_ptr<MachineNets>(new MachineNets());
+    for (auto const& config : nets) {
+        auto net = std::make_unique<Net>();
+        net->config = config;
+        auto const what = "network interface '" + config.id + "'";
+        if (config.netns_auto) {
+            auto ns = NetNamespace::create();
+            if (!ns)
+                return ns.error().context(what);
+            net->netns = std::move(ns.value());
+            std::fprintf(stderr, "strata: %s: namespace %s; the guest is %s behind gateway %s there, reached from the host at %s%s\n",
+                what.c_str(), net->netns->name().c_str(), NetNamespace::GuestIp, NetNamespace::GatewayIp,
+                net->netns->guest_address().c_str(), net->netns->nat() ? "" : " (no NAT: iptables and nft are missing)");
+        }
+        auto tap = net->netns ? net->netns->open_tap() : virtio::net::Tap::open(config.tap);
+        if (!tap)
+            return tap.error().context(what);
+        net->tap = std::move(tap.value());
+        net->rx_limiter = std::make_unique<RateLimiter>(config.rx_limit);
+        net->tx_limiter = std::make_unique<RateLimiter>(config.tx_limit);
+        virtio::net::NetOptions options;
+        options.id = config.id;
+        options.rx_limiter = net->rx_limiter.get();
+        options.tx_limiter = net->tx_limiter.get();
+        options.mac = config.mac.empty() ? virtio::net::random_mac() : *virtio::net::parse_mac(config.mac);
+        net->config.mac = virtio::net::format_mac(options.mac);
+        STRATA_TRY(device, virtio::net::VirtioNet::create(*net->tap, options));
+        net->device = std::move(device);
+        auto const index = first_index + static_cast<std::uint32_t>(set->m_nets.size());
+        auto slot = attach_virtio(buses, *net->device, index, cmdline_extra);
+        if (!slot)
+            return slot.error().context(what);
+        net->slot = std::move(slot.value());
+        set->m_nets.push_back(std::move(net));
+    }
+    return set;
+}
+
+NetConfig const& MachineNets::config(std::size_t i) const { return m_nets.at(i)->config; }
+std::string MachineNets::mac(std::size_t i) const { return m_nets.at(i)->config.mac; }
+void MachineNets::set_rate_limits(std::size_t i, RateLimiterConfig const& rx, RateLimiterConfig const& tx)
+{
+    auto& n = *m_nets.at(i);
+    n.rx_limiter->update(rx);
+    n.tx_limiter->update(tx);
+    n.config.rx_limit = rx;
+    n.config.tx_limit = tx;
+}
+
+NetNamespace const* MachineNets::netns(std::size_t i) const { return m_nets.at(i)->netns.get(); }
+virtio::net::VirtioNet& MachineNets::device(std::size_t i) { return *m_nets.at(i)->device; }
+VirtioSlot& MachineNets::slot(std::size_t i) { return *m_nets.at(i)->slot; }
+
+} // namespace strata

@@ -1,0 +1,57 @@
+// MachineNets: a VM's virtio-net interfaces — for each, the host tap (opened
+// when the machine is built, closed with it), the VirtioNet device and its
+// VirtioSlot (transport and interrupt, vmm/virtio_slot.h). Interfaces are the
+// VM's virtio devices after the disks and the console, so adding one changes
+// neither the disks' nor the console's place.
+//
+// Teardown order matters: slots first (the transport resets the device and stops
+// its I/O thread), then devices, then taps; Net's member order encodes that.
+// Threading: created on the main thread before vCPUs start; metrics from any thread.
+#pragma once
+
+#include "base/result.h"
+#include "devices/bus.h"
+#include "devices/guest_memory.h"
+#include "vmm/machine_config.h"
+#include "vmm/kvm/vm.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace strata {
+
+struct VirtioSlot;
+class NetNamespace;
+struct VirtioBuses;
+namespace virtio::net {
+class VirtioNet;
+struct NetMetrics;
+}
+
+class MachineNets {
+public:
+    // Opens every tap and attaches each interface as virtio device first_index + i.
+    // An interface without a MAC gets a random one (mac() says which).
+    [[nodiscard]] static Result<std::unique_ptr<MachineNets>> create(VirtioBuses const& buses,
+        std::vector<NetConfig> const& nets, std::uint32_t first_index, std::string& cmdline_extra);
+    ~MachineNets();
+
+    std::size_t count() const { return m_nets.size(); }
+    NetConfig const& config(std::size_t i) const;
+    // The MAC the guest sees, "xx:xx:xx:xx:xx:xx".
+    std::string mac(std::size_t i) const;
+    virtio::net::VirtioNet& device(std::size_t i);
+    // Replaces interface i's limiters (each bucket starts full); thread-safe.
+    void set_rate_limits(std::size_t i, RateLimiterConfig const& rx, RateLimiterConfig const& tx);
+    // The namespace made for interface i (netns=auto), or null.
+    NetNamespace const* netns(std::size_t i) const;
+    VirtioSlot& slot(std::size_t i);
+
+private:
+    struct Net;
+    MachineNets() = default;
+    std::vector<std::unique_ptr<Net>> m_nets;
+};
+
+} // namespace strata
