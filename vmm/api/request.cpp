@@ -159,6 +159,7 @@ Result<ApiRequest> parse_drive_update(std::string_view path_id, nlohmann::json c
         return ObjectReader::missing("rate_limiter");
     STRATA_TRY(config, parse_rate_limiter(reader));
     return ApiRequest { DriveUpdate { *id, config } };
+}
 
 // A rate limiter field ({"bandwidth": bucket, "ops": bucket}); nullopt when absent or null.
 Result<std::optional<RateLimiterConfig>> parse_rate_limiter(nlohmann::json const& body, char const* field)
