@@ -367,7 +367,12 @@ Result<SeccompMode> default_seccomp_mode()
             return make_error(ErrorKind::Usage, "STRATA_SECCOMP must be default, log or off, not '" + std::string(env) + "'");
         return mode;
     }
-    return SeccompMode::Kill;
+    // Off unless asked for, for now: the filters cover firmware guests with disks,
+    // consoles and captures (kvm_seccomp_test), but not yet virtio-net's tap thread
+    // (started from a vCPU thread, so it would run under the vCPU's filter) nor a
+    // Linux guest programming virtio-pci MSI-X routes, which were ended with SIGSYS
+    // when the filters were on by default.
+    return SeccompMode::Off;
 }
 
 Status enable_seccomp(SeccompMode mode)

@@ -44,7 +44,7 @@ enum class SeccompMode {
 [[nodiscard]] Result<SeccompMode> parse_seccomp_mode(std::string const& text);
 
 // The mode a VMM command uses when its --seccomp was not given: the environment's
-// STRATA_SECCOMP when set (the same words), otherwise Kill.
+// STRATA_SECCOMP when set (the same words), otherwise Off (see seccomp.cpp).
 [[nodiscard]] Result<SeccompMode> default_seccomp_mode();
 
 // Turns filtering on for the rest of the process (see above); Off does nothing.
