@@ -272,6 +272,16 @@ void register_vms(CLI::App& app, int& exit_code)
     create->callback([&exit_code, a] {
         exit_code = with_vm_store([&](Store& s) {
             VmCreateArgs args = *a;
+            // A VM's runtime folder is named after the store's path and the VM's
+            // name. A VMM can outlive its record when the store is deleted under
+            // it; a new store at that path would then make a VM whose `vms start`
+            // finds that VMM and says "already running". Refuse the name instead.
+            if (!load_vm(s, a->name)) {
+                VmRuntime const rt = vm_runtime(s, a->name);
+                if (rt.running)
+                    return vm_fail(make_error(ErrorKind::Busy, "a VMM (pid " + std::to_string(rt.pid) + ") still runs an earlier vm '" + a->name
+                            + "' of a store that was at this path; end it (kill " + std::to_string(rt.pid) + ") or choose another name"));
+            }
             if (a->lazy) {
                 // The machine image comes from a registry: its layers are
                 // recorded at once and fetched when the VM reads them.

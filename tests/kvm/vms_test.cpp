@@ -182,6 +182,28 @@ TEST_CASE("vms: create, start, describe, console, stop and delete an echo VM")
     CHECK(fs::is_empty(home.path / "artifacts"));
 }
 
+TEST_CASE("vms create: a VMM left running by a deleted store at the same path is not taken for the new VM's")
+{
+    Home home;
+    home.run({ "vms", "create", "o", "--firmware", echo_fw });
+    home.run({ "vms", "start", "o" });
+    int const pid = home.json({ "vms", "describe", "o", "--json" })["pid"].get<int>();
+    REQUIRE(pid > 0);
+    // The store goes while its VMM runs; a new one is made at the same path.
+    fs::path const moved = home.path.string() + ".old";
+    fs::rename(home.path, moved);
+    fs::create_directories(home.path);
+    auto refused = home.run({ "vms", "create", "o", "--firmware", echo_fw }, EX_TEMPFAIL);
+    CHECK(contains(refused.err, "still runs an earlier vm 'o'"));
+    CHECK(contains(refused.err, std::to_string(pid)));
+    home.run({ "vms", "describe", "o" }, EX_NOINPUT); // nothing was recorded
+    home.run({ "vms", "create", "p", "--firmware", echo_fw }); // another name is fine
+    // Put the old store back so the fixture stops its VMM.
+    fs::remove_all(home.path);
+    fs::rename(moved, home.path);
+    home.run({ "vms", "stop", "o", "--force" });
+}
+
 TEST_CASE("vms start: a guest that finishes before the API is polled is a successful start")
 {
     Home home;
