@@ -55,6 +55,12 @@ Result<TemplateRecord> create_template(Store& store, TemplateArgs const& a)
         return make_error(ErrorKind::Usage, "instance-templates create needs exactly one of --firmware and --kernel");
     if (!a.kernel.empty())
         STRATA_TRY(linux_boot::check_kernel_file(a.kernel));
+    if (!a.kernel.empty() && !a.initrd.empty()) {
+        // As vms create: an initrd that cannot go beside the kernel is refused now.
+        STRATA_TRY(protocol, linux_boot::parse_boot_protocol(t.spec.boot.boot_protocol));
+        if (auto fits = linux_boot::check_initrd_fits(a.kernel, a.initrd, std::uint64_t(t.spec.memory_mib) << 20, protocol); !fits)
+            return make_error(ErrorKind::Usage, "the initrd '" + a.initrd + "' cannot be loaded in this template's VMs: " + fits.error().message + " (--memory)");
+    }
     STRATA_TRY(image, store.get(ObjectKind::Image, a.image));
     (void)image;
     STRATA_TRY(held, RecordLock::take(store.root(), true));

@@ -169,14 +169,11 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
     if (!a.boot_protocol.empty())
         vm.spec.boot.boot_protocol = a.boot_protocol;
     if (!a.initrd.empty() && !a.kernel.empty()) {
-        // An initrd as large as the VM's memory can never be loaded: say so now,
-        // not when the VMM fails at start (the loader's own check, which also
-        // counts the kernel, stays the last word).
-        std::error_code ec;
-        auto const size = std::filesystem::file_size(a.initrd, ec);
-        if (!ec && size >= vm.spec.memory_mib * 1024 * 1024)
-            return usage("the initrd '" + a.initrd + "' (" + std::to_string(size >> 20) + " MiB) does not fit in the VM's "
-                + std::to_string(vm.spec.memory_mib) + " MiB of memory; give it more (--memory)");
+        // An initrd that does not fit beside the kernel in the VM's memory can
+        // never be loaded: say so now, not when the VMM fails at start.
+        STRATA_TRY(protocol, linux_boot::parse_boot_protocol(vm.spec.boot.boot_protocol));
+        if (auto fits = linux_boot::check_initrd_fits(a.kernel, a.initrd, std::uint64_t(vm.spec.memory_mib) << 20, protocol); !fits)
+            return usage("the initrd '" + a.initrd + "' cannot be loaded in this VM: " + fits.error().message + " (--memory)");
     }
     for (std::size_t i = 0; i < a.disks.size(); ++i) {
         STRATA_TRY(fresh, parse_new_disk(a.disks[i], static_cast<unsigned>(i)));

@@ -269,9 +269,24 @@ TEST_CASE("vms create: from an image and a template, and bad input is refused wi
     std::filesystem::resize_file(big_initrd, 80ull << 20);
     auto big = home.run({ "vms", "create", "bigrd", "--kernel", probe_kernel, "--initrd", big_initrd.string(), "--memory", "64",
                             "--image", "img" }, EX_USAGE);
-    CHECK(contains(big.err, "does not fit in the VM's 64 MiB of memory"));
+    CHECK(contains(big.err, "cannot be loaded in this VM"));
+    CHECK(contains(big.err, "does not fit in guest memory"));
     CHECK_FALSE(contains(home.run({ "vms", "list" }).out, "bigrd"));
     CHECK_FALSE(contains(home.run({ "disks", "list" }).out, "bigrd"));
+    // One smaller than the memory that still cannot go beside the kernel: refused
+    // at creation too, not at the first start.
+    std::filesystem::resize_file(big_initrd, (63ull << 20) - 4096);
+    auto beside = home.run({ "vms", "create", "bigrd", "--kernel", probe_kernel, "--initrd", big_initrd.string(), "--memory", "64",
+                               "--image", "img" }, EX_USAGE);
+    CHECK(contains(beside.err, "beside the kernel"));
+    CHECK_FALSE(contains(home.run({ "vms", "list" }).out, "bigrd"));
+    auto tpl = home.run({ "instance-templates", "create", "bigrd", "--image", "img", "--kernel", probe_kernel, "--initrd",
+                            big_initrd.string(), "--memory", "64" }, EX_USAGE);
+    CHECK(contains(tpl.err, "beside the kernel"));
+    CHECK_FALSE(contains(home.run({ "instance-templates", "list" }).out, "bigrd"));
+    // With room beside the kernel it is recorded.
+    std::filesystem::resize_file(big_initrd, 32ull << 20);
+    home.run({ "vms", "create", "bigrd", "--kernel", probe_kernel, "--initrd", big_initrd.string(), "--memory", "64", "--image", "img" });
     // Failed creations leave no disks behind.
     home.run({ "vms", "create", "twoboot", "--firmware", echo_fw, "--disk", "size=1M,id=a,boot=on", "--disk", "size=1M,id=b,boot=on" }, EX_USAGE);
     CHECK_FALSE(contains(home.run({ "disks", "list" }).out, "twoboot"));

@@ -145,6 +145,45 @@ Status check_kernel_file(std::filesystem::path const& kernel)
     return ok();
 }
 
+Status check_initrd_fits(std::filesystem::path const& kernel, std::filesystem::path const& initrd, std::uint64_t ram_size,
+    BootProtocol protocol)
+{
+    LinuxLoadOptions defaults;
+    STRATA_TRY(file, read_file(kernel.string(), "kernel", defaults.max_kernel_size));
+    std::error_code ec;
+    auto const initrd_size = std::filesystem::file_size(initrd, ec);
+    if (ec)
+        return make_error(ErrorKind::BadInput, "initrd '" + initrd.string() + "': " + ec.message());
+    // Where load() puts the kernel and how high it lets the initrd go.
+    std::uint64_t start = 0, end = 0, limit = kIdentityMapped;
+    if (looks_like_bzimage(file)) {
+        STRATA_TRY(bz, parse_bzimage(file));
+        SetupHeader const& h = bz.hdr;
+        start = h.version >= 0x020a && h.pref_address ? h.pref_address : 0x1000000;
+        end = start + std::max<std::uint64_t>(h.init_size, bz.protected_mode.size());
+        limit = std::min<std::uint64_t>(limit, std::uint64_t(h.initrd_addr_max) + 1);
+    } else if (looks_like_elf(file)) {
+        STRATA_TRY(elf, parse_elf_kernel(file));
+        start = elf.lowest;
+        end = elf.highest;
+        // The 64-bit entry's zero page advertises 2 GiB as initrd_addr_max.
+        if (protocol == BootProtocol::Linux64)
+            limit = 0x80000000;
+    } else {
+        return make_error(ErrorKind::BadInput, "the kernel is neither a bzImage nor an ELF file");
+    }
+    // RAM from 1 MiB up to the 32-bit MMIO hole is where an initrd can go
+    // (layout.h); the kernel must fit there too.
+    std::uint64_t const ram_end = std::min(ram_size, layout::mmio_hole_start);
+    if (end > ram_end)
+        return make_error(ErrorKind::Usage, "the kernel needs guest RAM up to " + hex(end) + ", more than the VM's "
+                + std::to_string(ram_size >> 20) + " MiB; give it more memory");
+    E820Entry const ram { layout::high_memory, ram_end - layout::high_memory, static_cast<std::uint32_t>(E820Type::Ram) };
+    STRATA_TRY(at, (place_initrd(std::span(&ram, 1), initrd_size, limit, start, end)));
+    (void)at;
+    return ok();
+}
+
 Result<LinuxBootSetup> load_linux_files(GuestMemory const& mem, std::filesystem::path const& kernel,
     std::optional<std::filesystem::path> const& initrd, LinuxLoadOptions options)
 {

@@ -106,6 +106,14 @@ struct LinuxBootSetup {
 // early (vms create, instance-templates create) rather than failing at start.
 [[nodiscard]] Status check_kernel_file(std::filesystem::path const& kernel);
 
+// Checks, without loading them, that `initrd` fits beside `kernel` in a VM of
+// `ram_size` bytes: where the loader will put the kernel (its load address and,
+// for a bzImage, the init_size its setup header asks for), and below the highest
+// address the kernel accepts an initrd at. Records are then refused at create
+// time, not at their first start. The loader itself stays the last word.
+[[nodiscard]] Status check_initrd_fits(std::filesystem::path const& kernel, std::filesystem::path const& initrd,
+    std::uint64_t ram_size, BootProtocol protocol);
+
 // Picks a page-aligned address for an initrd: as high as fits in a usable e820
 // range, with the whole initrd below `limit` (exclusive), at or above 1 MiB, and
 // clear of [avoid_start, avoid_end).
