@@ -31,42 +31,10 @@ using nlohmann::json;
 namespace {
 
 struct Env : strata::test::StrataHome {
-    std::vector<std::string> vms;
     Env()
         : StrataHome("strata-agent")
     {
     }
-    ~Env()
-    {
-        for (auto const& vm : vms)
-            (void)run_raw({ "vms", "stop", vm, "--force" });
-    }
-    json describe(std::string const& kind, std::string const& name) const
-    {
-        return json::parse(run({ kind, "describe", name, "--json" }).out);
-    }
-    // A seqwriter VM with `disks` disks and the given extra command-line words.
-    void start_writer(std::string const& name, int disks, std::string const& extra, std::string const& transport = "mmio")
-    {
-        std::vector<std::string> args = { "vms", "create", name, "--firmware", STRATA_BUILD_DIR "/firmware/seqwriter.elf", "--cmdline",
-            "blocks=32 transport=" + transport + " " + extra, "--transport", transport };
-        for (int i = 0; i < disks; ++i) {
-            args.push_back("--disk");
-            args.push_back("size=1M,id=d" + std::to_string(i));
-        }
-        run(args);
-        run({ "vms", "start", name });
-        vms.push_back(name);
-        // Let it boot and write its first 100 rounds.
-        REQUIRE_MESSAGE(progress(name, std::nullopt), "no progress from seqwriter in VM ", name);
-    }
-    // Waits for a seqwriter progress line of the VM past `above`; returns the round.
-    std::optional<std::uint64_t> progress(std::string const& vm, std::optional<std::uint64_t> above) const
-    {
-        return strata::test::wait_for_progress(describe("vms", vm)["serial_log"], above);
-    }
-    std::string socket(std::string const& vm) const { return describe("vms", vm)["api_socket"]; }
-
     // Exports every disk of a VM made from `image` and runs seqcheck on them.
     int check_image(std::string const& image, int disks, bool same_round, std::uint64_t min_round = 0) const
     {
@@ -250,6 +218,6 @@ TEST_CASE("generalize: the VM ends, its record and images are generalized, clone
     CHECK(env.describe("vms", "c1")["instance_id"] == instance);
     // The clone of the generalized image boots.
     env.run({ "vms", "start", "c0" });
-    env.vms.push_back("c0");
+    env.stop_at_end("c0");
     CHECK(json::parse(env.run({ "vms", "agent", "c0", "ping" }).out)["ok"] == true);
 }

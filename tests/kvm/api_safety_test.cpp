@@ -32,38 +32,11 @@ namespace {
 int const disk_count = 2;
 
 struct Env : strata::test::StrataHome {
-    std::vector<std::string> vms;
     Env()
         : StrataHome("strata-api-safety")
     {
     }
-    ~Env()
-    {
-        for (auto const& vm : vms)
-            (void)run_raw({ "vms", "stop", vm, "--force" });
-    }
-    json describe(std::string const& kind, std::string const& name) const
-    {
-        return json::parse(run({ kind, "describe", name, "--json" }).out);
-    }
-    void start_writer(std::string const& name)
-    {
-        std::vector<std::string> args = { "vms", "create", name, "--firmware", STRATA_BUILD_DIR "/firmware/seqwriter.elf", "--cmdline",
-            "blocks=32" };
-        for (int i = 0; i < disk_count; ++i) {
-            args.push_back("--disk");
-            args.push_back("size=1M,id=d" + std::to_string(i));
-        }
-        run(args);
-        run({ "vms", "start", name });
-        vms.push_back(name);
-        REQUIRE_MESSAGE(progress(name, std::nullopt), "no progress from seqwriter in VM ", name);
-    }
-    std::optional<std::uint64_t> progress(std::string const& vm, std::optional<std::uint64_t> above) const
-    {
-        return strata::test::wait_for_progress(describe("vms", vm)["serial_log"], above);
-    }
-    std::string socket(std::string const& vm) const { return describe("vms", vm)["api_socket"]; }
+    void start_writer(std::string const& name) { StrataHome::start_writer(name, disk_count); }
     // Every store disk of the VM with its layer IDs, bottom to top.
     std::map<std::string, json> layer_lists(std::string const& vm) const
     {

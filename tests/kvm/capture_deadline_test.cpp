@@ -1,9 +1,8 @@
 // A capture whose disks do not drain in time (a hung host I/O, made here by the
 // test hook STRATA_TEST_BLK_DRAIN_STALL_MS) answers 504, freezes nothing and
 // leaves every queue running: the guest keeps writing, and a later capture works.
-#include "tests/support/process.h"
+#include "tests/support/strata_home.h"
 #include "tests/support/seqwriter_progress.h"
-#include "tests/support/temp_dir.h"
 #include "vmm/api/client.h"
 
 #include <doctest/doctest.h>
@@ -17,28 +16,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-std::string const strata_bin = STRATA_BUILD_DIR "/strata";
-
-struct Env {
-    strata::test::TempDir dir { "strata-deadline" };
-    ~Env() { (void)run_raw({ "vms", "stop", "w", "--force" }); }
-    strata::Result<strata::test::ProcessResult> run_raw(std::vector<std::string> args, std::vector<std::pair<std::string, std::string>> env = {}) const
+struct Env : strata::test::StrataHome {
+    Env()
+        : StrataHome("strata-deadline", 60s)
     {
-        strata::test::ProcessOptions options;
-        options.argv = { strata_bin };
-        options.argv.insert(options.argv.end(), args.begin(), args.end());
-        options.env = { { "STRATA_HOME", dir.path("store") } };
-        options.env.insert(options.env.end(), env.begin(), env.end());
-        options.timeout = 60s;
-        return strata::test::run_process(options);
-    }
-    strata::test::ProcessResult run(std::vector<std::string> args, std::vector<std::pair<std::string, std::string>> env = {}) const
-    {
-        auto r = run_raw(args, env);
-        REQUIRE(r.has_value());
-        INFO(strata::test::join_argv(args), "\n", r.value().describe(), "\n", r.value().out);
-        REQUIRE(r.value().exit_code == 0);
-        return r.value();
+        stop_at_end("w");
     }
 };
 
@@ -49,7 +31,7 @@ TEST_CASE("a capture whose disks do not drain in time answers 504, freezes nothi
     Env env;
     env.run({ "vms", "create", "w", "--firmware", STRATA_BUILD_DIR "/firmware/seqwriter.elf", "--cmdline", "blocks=32", "--disk",
         "size=1M,id=d0", "--disk", "size=1M,id=d1" });
-    env.run({ "vms", "start", "w" }, { { "STRATA_TEST_BLK_DRAIN_STALL_MS", "4000" }, { "STRATA_TEST_CAPTURE_DRAIN_DEADLINE_MS", "300" } });
+    env.run({ "vms", "start", "w" }, true, { { "STRATA_TEST_BLK_DRAIN_STALL_MS", "4000" }, { "STRATA_TEST_CAPTURE_DRAIN_DEADLINE_MS", "300" } });
     auto described = nlohmann::json::parse(env.run({ "vms", "describe", "w", "--json" }).out);
     std::string const log = described["serial_log"];
     std::string const socket = described["api_socket"];
@@ -63,7 +45,7 @@ TEST_CASE("a capture whose disks do not drain in time answers 504, freezes nothi
     CHECK(reply.value().status == 504);
     CHECK(reply.value().fault_message().find("did not drain") != std::string::npos);
     // Nothing was frozen or recorded.
-    CHECK(env.run_raw({ "machine-images", "describe", "late" }).value().exit_code != 0);
+    CHECK(env.run_raw({ "machine-images", "describe", "late" }).exit_code != 0);
     CHECK(nlohmann::json::parse(env.run({ "disks", "describe", "w-disk-d0", "--json" }).out)["layers"].size() == layers_before);
     // The queues run again: the guest gets further once the stalled drain ends.
     CHECK(strata::test::wait_for_progress(log, before).has_value());

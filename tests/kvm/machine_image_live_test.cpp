@@ -6,6 +6,7 @@
 // VMM killed with SIGKILL in the middle of a capture leaves the image absent or
 // complete and the VM's disks usable.
 #include "tests/support/process.h"
+#include "tests/support/strata_home.h"
 #include "tests/support/seqwriter_progress.h"
 
 #include <doctest/doctest.h>
@@ -30,8 +31,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string const strata_bin = STRATA_BUILD_DIR "/strata";
-std::string const seqcheck_bin = STRATA_BUILD_DIR "/seqcheck";
+using strata::test::seqcheck_bin;
+using strata::test::strata_bin;
 int const disk_count = 4;
 // CI captures 5 images; the slow tier's soak sets STRATA_SOAK_IMAGES=100.
 int image_count()
@@ -40,78 +41,13 @@ int image_count()
     return v ? std::atoi(v) : 5;
 }
 
-struct Env {
-    fs::path dir;
-    std::vector<std::string> vms { "writer" }; // stopped when the test ends
+struct Env : strata::test::StrataHome {
     Env()
+        : StrataHome("strata-mil", 60s)
     {
-        char tmpl[] = "/tmp/strata-mil-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        dir = tmpl;
-    }
-    ~Env()
-    {
-        // Stop any VMM the test left running, then remove the store.
-        for (auto const& vm : vms) {
-            strata::test::ProcessOptions options;
-            options.argv = { strata_bin, "vms", "stop", vm, "--force" };
-            options.env = { { "STRATA_HOME", (dir / "store").string() } };
-            options.timeout = 20s;
-            (void)strata::test::run_process(options);
-        }
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    strata::test::ProcessResult run(std::vector<std::string> args, bool must_succeed = true,
-        std::vector<std::pair<std::string, std::string>> extra_env = {}) const
-    {
-        strata::test::ProcessOptions options;
-        options.argv = { strata_bin };
-        options.argv.insert(options.argv.end(), args.begin(), args.end());
-        options.env = { { "STRATA_HOME", (dir / "store").string() } };
-        options.env.insert(options.env.end(), extra_env.begin(), extra_env.end());
-        options.timeout = 60s;
-        auto r = strata::test::run_process(options);
-        REQUIRE(r.has_value());
-        INFO(strata::test::join_argv(options.argv), "\n", r.value().describe(), "\n", r.value().out);
-        REQUIRE_FALSE(r.value().timed_out);
-        if (must_succeed)
-            REQUIRE(r.value().exit_code == 0);
-        return r.value();
+        stop_at_end("writer");
     }
 };
-
-// Boots nothing: makes a VM from the image, exports each of its disks to raw and
-// runs seqcheck over them (with --min-round when given).
-strata::test::ProcessResult check_image_result(Env const& env, std::string const& image, std::optional<std::uint64_t> min_round)
-{
-    std::string vm = "check-" + image;
-    env.run({ "vms", "create", vm, "--source-machine-image", image });
-    std::vector<std::string> check = { seqcheck_bin, "--blocks", "32" };
-    if (min_round) {
-        check.push_back("--min-round");
-        check.push_back(std::to_string(*min_round));
-    }
-    for (int i = 0; i < disk_count; ++i) {
-        std::string disk = vm + "-disk-d" + std::to_string(i);
-        std::string tmp = "x-" + disk;
-        auto raw = env.dir / (disk + ".raw");
-        env.run({ "images", "create", tmp, "--source-disk", disk });
-        env.run({ "images", "export", tmp, raw.string(), "-O", "raw" });
-        check.push_back(raw.string());
-    }
-    auto r = strata::test::run_process(check, 60s);
-    REQUIRE(r.has_value());
-    return r.value();
-}
-
-int check_image(Env const& env, std::string const& image, std::optional<std::uint64_t> min_round)
-{
-    auto r = check_image_result(env, image, min_round);
-    INFO(image, ": ", r.out, r.err);
-    CHECK_MESSAGE(r.exit_code == 0, image, ": ", r.out, r.err);
-    return r.exit_code;
-}
 
 // Creates and starts a seqwriter VM (its VMM with hook_env in its environment)
 // and waits for its first progress line; returns its serial log.
@@ -165,7 +101,7 @@ TEST_CASE("live machine images of a 4-disk VM are consistent and differential")
     CHECK(second["stall_us"].get<std::uint64_t>() > 0);
 
     for (int i = 0; i < images; ++i)
-        CHECK(check_image(env, "img" + std::to_string(i), reported_before[static_cast<std::size_t>(i)]) == 0);
+        CHECK(strata::test::check_image(env, "img" + std::to_string(i), disk_count, false, reported_before[static_cast<std::size_t>(i)]) == 0);
 }
 
 TEST_CASE("a machine image of the VM once stopped holds every round it wrote")
@@ -185,8 +121,8 @@ TEST_CASE("a machine image of the VM once stopped holds every round it wrote")
     }
     REQUIRE(strata::test::last_reported_round(log) == 299u);
     env.run({ "machine-images", "create", "stopped", "--source-vm", "writer" });
-    CHECK(check_image(env, "live", *reported) == 0);
-    CHECK(check_image(env, "stopped", 299) == 0);
+    CHECK(strata::test::check_image(env, "live", disk_count, false, *reported) == 0);
+    CHECK(strata::test::check_image(env, "stopped", disk_count, false, 299) == 0);
 }
 
 #if STRATA_TEST_HOOKS
@@ -200,7 +136,7 @@ TEST_CASE("negative control: a machine image with its disks frozen one after ano
     REQUIRE(strata::test::wait_for_progress(log, strata::test::last_reported_round(log)));
     env.run({ "machine-images", "create", "bad", "--source-vm", "writer" });
     env.run({ "vms", "stop", "writer", "--force" });
-    auto r = check_image_result(env, "bad", std::nullopt);
+    auto r = strata::test::check_image_result(env, "bad", disk_count);
     INFO(r.out, r.err);
     CHECK(r.exit_code == 1);
     CHECK(r.out.find("highest rounds differ by more than 1") != std::string::npos);
@@ -218,7 +154,7 @@ std::vector<std::string> disk_layers(Env const& env, std::string const& disk)
 // "writable" or "frozen", as `strata img info` reads the layer file.
 std::string layer_state(Env const& env, std::string const& id)
 {
-    auto info = env.run({ "img", "info", (env.dir / "store" / "layers" / id).string(), "--output", "json" });
+    auto info = env.run({ "img", "info", (env.dir.path / "store" / "layers" / id).string(), "--output", "json" });
     return nlohmann::json::parse(info.out)["state"];
 }
 
@@ -234,7 +170,7 @@ bool has_line(fs::path const& file, std::string const& line)
 // Starts `strata machine-images create IMAGE --source-vm VM` in the background.
 pid_t start_capture(Env const& env, std::string const& image, std::string const& vm)
 {
-    std::string home = "STRATA_HOME=" + (env.dir / "store").string();
+    std::string home = "STRATA_HOME=" + (env.dir.path / "store").string();
     std::vector<std::string> args = { strata_bin, "machine-images", "create", image, "--source-vm", vm };
     std::vector<char*> argv, envp { home.data(), nullptr };
     for (auto& a : args)
@@ -275,8 +211,8 @@ TEST_CASE("SIGKILL of the VMM inside a capture: the image is absent or complete,
         std::string vm = "w" + std::to_string(t);
         CAPTURE(vm);
         CAPTURE(a.point);
-        env.vms.push_back(vm);
-        fs::path points = env.dir / ("points-" + vm);
+        env.stop_at_end(vm);
+        fs::path points = env.dir.path / ("points-" + vm);
         std::string log = start_writer(env, "", { { "STRATA_TEST_CAPTURE_POINTS", points.string() }, { "STRATA_TEST_CAPTURE_HOLD_MS", "300" } }, vm);
         auto reported = strata::test::last_reported_round(log);
         REQUIRE(reported);
@@ -315,7 +251,7 @@ TEST_CASE("SIGKILL of the VMM inside a capture: the image is absent or complete,
             ++complete;
             CHECK_FALSE(inside);
             CHECK(nlohmann::json::parse(described_image.out)["disks"].size() == disk_count);
-            CHECK(check_image(env, image, reported) == 0);
+            CHECK(strata::test::check_image(env, image, disk_count, false, *reported) == 0);
         } else {
             ++absent;
             CHECK(described_image.err.find("no machine-image named") != std::string::npos);
@@ -339,7 +275,7 @@ TEST_CASE("SIGKILL of the VMM inside a capture: the image is absent or complete,
         for (auto const& id : prepared_under)
             CHECK(layer_state(env, id) == "frozen");
         finished += prepared_under.empty() ? 0 : 1;
-        CHECK(check_image(env, "after-" + vm, reported) == 0);
+        CHECK(strata::test::check_image(env, "after-" + vm, disk_count, false, *reported) == 0);
     }
     // Both outcomes happened, and kills inside the capture left prepared tops
     // that the next open finished.

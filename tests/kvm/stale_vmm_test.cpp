@@ -3,8 +3,7 @@
 // runtime folder whose pid file names a live process that looks like the VM's
 // VMM (as after a reboot, when small pids come back) is a stopped VM, which
 // starts and stops cleanly, and the impostor is left alone.
-#include "tests/support/process.h"
-#include "tests/support/temp_dir.h"
+#include "tests/support/strata_home.h"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
@@ -22,33 +21,13 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string const strata_bin = STRATA_BUILD_DIR "/strata";
-
-struct Env {
-    strata::test::TempDir dir { "strata-stale" };
-    ~Env()
+struct Env : strata::test::StrataHome {
+    Env()
+        : StrataHome("strata-stale", 60s)
     {
-        strata::test::ProcessOptions options;
-        options.argv = { strata_bin, "vms", "stop", "web", "--force" };
-        options.env = { { "STRATA_HOME", dir.path("store") } };
-        (void)strata::test::run_process(options);
+        stop_at_end("web");
     }
-    strata::test::ProcessResult run(std::vector<std::string> args, bool must_succeed = true) const
-    {
-        strata::test::ProcessOptions options;
-        options.argv = { strata_bin };
-        options.argv.insert(options.argv.end(), args.begin(), args.end());
-        options.env = { { "STRATA_HOME", dir.path("store") } };
-        options.timeout = 60s;
-        auto r = strata::test::run_process(options);
-        REQUIRE(r.has_value());
-        INFO(strata::test::join_argv(options.argv), "\n", r.value().describe(), "\n", r.value().out);
-        REQUIRE_FALSE(r.value().timed_out);
-        if (must_succeed)
-            REQUIRE(r.value().exit_code == 0);
-        return r.value();
-    }
-    nlohmann::json describe() const { return nlohmann::json::parse(run({ "vms", "describe", "web", "--json" }).out); }
+    nlohmann::json describe() const { return StrataHome::describe("vms", "web"); }
 };
 
 } // namespace

@@ -1,15 +1,19 @@
 // Running build/strata from tests: run_strata, the one way every test spawns the
 // strata command against a store (STRATA_HOME); StrataHome, a temporary store with
-// a run() that fails the test on a timeout or an unexpected exit code; and
+// a run() that fails the test on a timeout or an unexpected exit code, the VMs it
+// stops at its end, and seqwriter VMs with their progress; and
 // check_image, which judges a machine image of seqwriter's disks with seqcheck.
 // Threading: test main thread only (run_process forks; see process.h).
 #pragma once
 
 #include "tests/support/process.h"
+#include "tests/support/seqwriter_progress.h"
 #include "tests/support/temp_dir.h"
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -45,7 +49,9 @@ struct StrataRunOptions {
     return run_process(p);
 }
 
-// A temporary directory whose store/ is STRATA_HOME for the strata commands run().
+// A temporary directory whose store/ is STRATA_HOME for the strata commands run(),
+// with `env` added to each. VMs named to stop_at_end() are stopped (--force) when
+// it goes, whatever the test did: their VMMs run in sessions of their own.
 class StrataHome {
 public:
     explicit StrataHome(std::string const& prefix = "strata-home", std::chrono::milliseconds timeout = std::chrono::seconds(90))
@@ -53,40 +59,103 @@ public:
         , m_timeout(timeout)
     {
     }
+    ~StrataHome()
+    {
+        for (auto const& vm : m_vms)
+            (void)run_raw({ "vms", "stop", vm, "--force" });
+    }
+    StrataHome(StrataHome const&) = delete;
+    StrataHome& operator=(StrataHome const&) = delete;
 
     std::string store() const { return dir.path("store"); }
 
+    void stop_at_end(std::string const& vm)
+    {
+        if (std::find(m_vms.begin(), m_vms.end(), vm) == m_vms.end())
+            m_vms.push_back(vm);
+    }
+
     // Never fails the test (so destructors may stop VMs with it): a spawn failure
     // gives a default ProcessResult.
-    ProcessResult run_raw(std::vector<std::string> const& args) const
+    ProcessResult run_raw(std::vector<std::string> const& args, std::vector<std::pair<std::string, std::string>> const& extra_env = {}) const
     {
-        auto r = run_strata(store(), args, StrataRunOptions { {}, {}, m_timeout });
+        auto all = env;
+        all.insert(all.end(), extra_env.begin(), extra_env.end());
+        auto r = run_strata(store(), args, StrataRunOptions { std::move(all), {}, m_timeout });
         return r ? r.value() : ProcessResult {};
     }
 
     // Requires that strata ends in time and, when must_succeed, with exit code 0.
-    ProcessResult run(std::vector<std::string> const& args, bool must_succeed = true) const
+    ProcessResult run(std::vector<std::string> const& args, bool must_succeed = true,
+        std::vector<std::pair<std::string, std::string>> const& extra_env = {}) const
     {
-        auto r = run_raw(args);
-        INFO(join_argv(args), "\n", r.describe(), "\n", r.out);
+        auto r = run_raw(args, extra_env);
+        INFO(join_argv(args), "\n", r.describe(), "\n", r.out, "\n", r.err);
         REQUIRE_FALSE(r.timed_out);
         if (must_succeed)
             REQUIRE(r.exit_code == 0);
         return r;
     }
 
+    // An exit code is asked for with run_expect: an int here would turn into
+    // must_succeed (0 meaning "any exit code").
+    ProcessResult run(std::vector<std::string> const& args, int expect) const = delete;
+    ProcessResult run(std::vector<std::string> const& args, int expect, std::vector<std::pair<std::string, std::string>> const&) const = delete;
+
+    // Requires that strata ends in time with exit code `expect`.
+    ProcessResult run_expect(std::vector<std::string> const& args, int expect) const
+    {
+        auto r = run_raw(args);
+        INFO(join_argv(args), "\n", r.describe(), "\n", r.out, "\n", r.err);
+        REQUIRE_FALSE(r.timed_out);
+        REQUIRE(r.exit_code == expect);
+        return r;
+    }
+
+    // `strata KIND describe NAME --json`, parsed.
+    nlohmann::json describe(std::string const& kind, std::string const& name) const
+    {
+        return nlohmann::json::parse(run({ kind, "describe", name, "--json" }).out);
+    }
+
+    // Creates and starts a seqwriter VM with `disks` 1 MiB disks d0.. and the
+    // given extra command-line words, and waits for its first progress line.
+    void start_writer(std::string const& name, int disks, std::string const& extra = "", std::string const& transport = "mmio")
+    {
+        std::vector<std::string> args = { "vms", "create", name, "--firmware", STRATA_BUILD_DIR "/firmware/seqwriter.elf", "--cmdline",
+            "blocks=32 transport=" + transport + (extra.empty() ? "" : " " + extra), "--transport", transport };
+        for (int i = 0; i < disks; ++i) {
+            args.push_back("--disk");
+            args.push_back("size=1M,id=d" + std::to_string(i));
+        }
+        run(args);
+        stop_at_end(name);
+        run({ "vms", "start", name });
+        REQUIRE_MESSAGE(progress(name, std::nullopt), "no progress from seqwriter in VM ", name);
+    }
+
+    // Waits for a seqwriter progress line of the VM past `above`; returns the round.
+    std::optional<std::uint64_t> progress(std::string const& vm, std::optional<std::uint64_t> above) const
+    {
+        return wait_for_progress(describe("vms", vm)["serial_log"], above);
+    }
+
+    std::string socket(std::string const& vm) const { return describe("vms", vm)["api_socket"]; }
+
     TempDir dir;
+    std::vector<std::pair<std::string, std::string>> env; // on top of STRATA_HOME, for every run
 
 private:
     std::chrono::milliseconds m_timeout;
+    std::vector<std::string> m_vms;
 };
 
 // Makes a VM from machine image `image` (nothing boots), exports each of its disks
 // d0..d<disks-1> to a raw file and runs seqcheck over them with seqwriter's 32
-// blocks; returns seqcheck's exit code. same_round asks that every disk stopped in
+// blocks; returns seqcheck's result. same_round asks that every disk stopped in
 // the same round; min_round > 0 asks for at least that round (seqcheck
 // --min-round; 0 leaves it out).
-inline int check_image(StrataHome const& home, std::string const& image, int disks, bool same_round = false,
+inline ProcessResult check_image_result(StrataHome const& home, std::string const& image, int disks, bool same_round = false,
     std::uint64_t min_round = 0)
 {
     std::string vm = "check-" + image;
@@ -107,8 +176,17 @@ inline int check_image(StrataHome const& home, std::string const& image, int dis
     }
     auto r = run_process(check, std::chrono::seconds(60));
     REQUIRE(r.has_value());
-    INFO(image, ": ", r.value().out, r.value().err);
-    return r.value().exit_code;
+    return r.value();
+}
+
+// The same, for its exit code; seqcheck's words are shown when it is not 0.
+inline int check_image(StrataHome const& home, std::string const& image, int disks, bool same_round = false,
+    std::uint64_t min_round = 0)
+{
+    auto r = check_image_result(home, image, disks, same_round, min_round);
+    if (r.exit_code != 0)
+        MESSAGE(image, ": seqcheck exit ", r.exit_code, ": ", r.out, r.err);
+    return r.exit_code;
 }
 
 } // namespace strata::test
