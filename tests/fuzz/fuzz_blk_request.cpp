@@ -2,6 +2,7 @@
 // input is the guest; parse must never crash, never hand out an iovec outside guest
 // RAM, and every accepted read/write must lie within the capacity.
 #include "devices/guest_memory.h"
+#include "tests/fuzz/fuzz_guest_ram.h"
 #include "devices/virtio/blk/request.h"
 #include "devices/virtio/descriptor_chain.h"
 
@@ -15,13 +16,10 @@ using namespace strata::virtio::blk;
 
 extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size)
 {
-    if (size < 8)
+    if (size < fuzz::HeaderBytes)
         return 0;
-    constexpr std::size_t RamSize = 64 * 1024;
-    static std::byte* ram = static_cast<std::byte*>(std::aligned_alloc(4096, RamSize));
-    std::memset(ram, 0, RamSize);
-    std::memcpy(ram, data + 8, std::min(size - 8, RamSize));
-    GuestMemory mem({ GuestMemory::Region { 0, RamSize, ram } });
+    auto const guest = fuzz::guest_ram(data, size, 0);
+    GuestMemory const& mem = guest.mem;
 
     BlkLimits limits;
     limits.capacity = 1u << (data[0] % 24);
@@ -40,7 +38,7 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
     std::uint64_t total = 0;
     for (auto const& v : r.data) {
         auto* p = static_cast<std::byte*>(v.iov_base);
-        if (p < ram || p + v.iov_len > ram + RamSize)
+        if (!guest.holds(p, v.iov_len))
             std::abort();
         total += v.iov_len;
     }

@@ -6,6 +6,7 @@
 // outside guest RAM (ASan), and either refuse the chain or return buffers inside
 // guest RAM within the direction's size limits.
 #include "devices/guest_memory.h"
+#include "tests/fuzz/fuzz_guest_ram.h"
 #include "devices/virtio/net/chain.h"
 
 #include <cstdint>
@@ -17,13 +18,10 @@ using namespace strata::virtio;
 
 extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size)
 {
-    if (size < 8)
+    if (size < fuzz::HeaderBytes)
         return 0;
-    constexpr std::size_t RamSize = 64 * 1024;
-    static std::byte* ram = static_cast<std::byte*>(std::aligned_alloc(4096, RamSize));
-    std::memset(ram, 0, RamSize);
-    std::memcpy(ram, data + 8, std::min(size - 8, RamSize));
-    GuestMemory mem({ GuestMemory::Region { 0x1000, RamSize, ram } });
+    auto const guest = fuzz::guest_ram(data, size, 0x1000);
+    GuestMemory const& mem = guest.mem;
 
     std::uint16_t const queue_size = static_cast<std::uint16_t>(1u << (data[0] % 9));
     std::uint16_t head = 0;
@@ -37,16 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size
     auto parsed = receive ? net::parse_receive_chain(walk, mem) : net::parse_transmit_chain(walk, mem);
     if (parsed.refused())
         return parsed.buffers.empty() && parsed.bytes == 0 ? 0 : (std::abort(), 0);
-    std::uint64_t total = 0;
-    for (auto const& b : parsed.buffers) {
-        if (b.data() < ram || b.data() + b.size() > ram + RamSize)
-            std::abort();
-        total += b.size();
-        volatile std::byte sink {};
-        for (auto x : b)
-            sink = x;
-        (void)sink;
-    }
+    std::uint64_t const total = fuzz::check_buffers(guest, parsed.buffers);
     if (total != parsed.bytes || total < net::HeaderSize)
         std::abort();
     if (receive ? total > net::MaxReceiveChainBytes : total > net::HeaderSize + net::MaxFrameBytes)

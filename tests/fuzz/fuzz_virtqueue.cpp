@@ -4,6 +4,7 @@
 // tables. Whatever it contains, walking must end (TTL), never read outside guest
 // memory (ASan), and never yield more descriptors than the TTL allows.
 #include "devices/guest_memory.h"
+#include "tests/fuzz/fuzz_guest_ram.h"
 #include "devices/virtio/descriptor_chain.h"
 #include "devices/virtio/queue.h"
 #include "devices/virtio/spec.h"
@@ -18,14 +19,10 @@ using namespace strata::virtio;
 
 extern "C" int LLVMFuzzerTestOneInput(std::uint8_t const* data, std::size_t size)
 {
-    if (size < 8)
+    if (size < fuzz::HeaderBytes)
         return 0;
-    constexpr std::size_t RamSize = 64 * 1024;
-    // Page-aligned guest RAM, as the VMM maps it.
-    static std::byte* ram = static_cast<std::byte*>(std::aligned_alloc(4096, RamSize));
-    std::memset(ram, 0, RamSize);
-    std::memcpy(ram, data + 8, std::min(size - 8, RamSize));
-    GuestMemory mem({ GuestMemory::Region { 0x1000, RamSize, ram } });
+    auto const guest = fuzz::guest_ram(data, size, 0x1000);
+    GuestMemory const& mem = guest.mem;
 
     std::uint16_t const queue_size = static_cast<std::uint16_t>(1u << (data[0] % 9)); // 1..256
     std::uint16_t head = 0;
