@@ -8,15 +8,14 @@
 
 namespace strata {
 
-Result<std::vector<std::byte>> read_file(std::string const& path, std::string const& what, std::uint64_t max_size)
+Result<RegularFile> open_regular_file(std::string const& path, std::string const& what, std::uint64_t max_size)
 {
     std::string name = what + " '" + path + "'";
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid())
         return errno_error(name);
-    Fd owned(fd);
     struct stat st {};
-    if (::fstat(fd, &st) < 0)
+    if (::fstat(fd.get(), &st) < 0)
         return errno_error(name);
     if (S_ISDIR(st.st_mode))
         return make_error(ErrorKind::BadInput, name + " is a directory");
@@ -25,10 +24,15 @@ Result<std::vector<std::byte>> read_file(std::string const& path, std::string co
     auto size = static_cast<std::uint64_t>(st.st_size);
     if (size > max_size)
         return make_error(ErrorKind::BadInput, name + " is " + std::to_string(size >> 20) + " MiB, more than the " + std::to_string(max_size >> 20) + " MiB allowed");
-    std::vector<std::byte> data(static_cast<std::size_t>(size));
-    auto r = pread_all(fd, data, 0);
-    if (!r)
-        return r.error().context(name);
+    return RegularFile { std::move(fd), size };
+}
+
+Result<std::vector<std::byte>> read_file(std::string const& path, std::string const& what, std::uint64_t max_size)
+{
+    STRATA_TRY(file, open_regular_file(path, what, max_size));
+    std::vector<std::byte> data(static_cast<std::size_t>(file.size));
+    if (auto r = pread_all(file.fd.get(), data, 0); !r)
+        return r.error().context(what + " '" + path + "'");
     return data;
 }
 

@@ -4,6 +4,7 @@
 // Threading: pure functions.
 #pragma once
 
+#include "base/fd.h"
 #include "base/result.h"
 
 #include <cstddef>
@@ -12,6 +13,17 @@
 #include <vector>
 
 namespace strata {
+
+// An open regular file and its size when opened.
+struct RegularFile {
+    Fd fd;
+    std::uint64_t size { 0 };
+};
+
+// Opens `path` for reading, refusing what is not a regular file of at most
+// max_size bytes (the same errors as read_file), for a caller that reads it in
+// pieces or straight to where its bytes go.
+[[nodiscard]] Result<RegularFile> open_regular_file(std::string const& path, std::string const& what, std::uint64_t max_size);
 
 // Reads `path` whole. `what` names the file in errors ("firmware 'x.elf': ...").
 // Fails with NotFound, Permission, BadInput (a directory, or larger than max_size).

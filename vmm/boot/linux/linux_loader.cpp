@@ -53,23 +53,9 @@ struct InitrdInput {
 
 Result<OpenFile> open_regular(std::filesystem::path const& path, std::string const& what, std::uint64_t max_size, Fd& owner)
 {
-    std::string name = what + " '" + path.string() + "'";
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return errno_error(name);
-    owner = Fd(fd);
-    struct stat st {};
-    if (::fstat(fd, &st) < 0)
-        return errno_error(name);
-    if (S_ISDIR(st.st_mode))
-        return make_error(ErrorKind::BadInput, name + " is a directory");
-    if (!S_ISREG(st.st_mode))
-        return make_error(ErrorKind::BadInput, name + " is not a regular file");
-    auto size = static_cast<std::uint64_t>(st.st_size);
-    if (size > max_size)
-        return make_error(ErrorKind::BadInput, name + " is " + std::to_string(size >> 20) + " MiB, more than the "
-                + std::to_string(max_size >> 20) + " MiB allowed");
-    return OpenFile { fd, size };
+    STRATA_TRY(file, open_regular_file(path.string(), what, max_size));
+    owner = std::move(file.fd);
+    return OpenFile { owner.get(), file.size };
 }
 
 Result<LinuxBootSetup> load(GuestMemory const& mem, std::span<std::byte const> file, std::optional<OpenFile> elf_file,
