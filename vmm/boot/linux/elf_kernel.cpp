@@ -109,10 +109,11 @@ Result<ElfKernel> parse(Source const& f)
         return bad("not little-endian");
     k.is_64bit = cls == ELFCLASS64;
 
+    // ELF32 and ELF64 headers name the same fields at different widths.
     std::uint64_t phoff = 0;
     std::uint16_t phnum = 0, phentsize = 0, machine = 0;
-    if (k.is_64bit) {
-        auto eh = f.read_at<Elf64_Ehdr>(0);
+    auto header = [&]<typename Ehdr, typename Phdr>() -> Status {
+        auto eh = f.read_at<Ehdr>(0);
         if (!eh)
             return bad("truncated ELF header");
         machine = eh->e_machine;
@@ -120,20 +121,12 @@ Result<ElfKernel> parse(Source const& f)
         phoff = eh->e_phoff;
         phnum = eh->e_phnum;
         phentsize = eh->e_phentsize;
-        if (phentsize != sizeof(Elf64_Phdr))
+        if (phentsize != sizeof(Phdr))
             return bad("unexpected program header size");
-    } else {
-        auto eh = f.read_at<Elf32_Ehdr>(0);
-        if (!eh)
-            return bad("truncated ELF header");
-        machine = eh->e_machine;
-        k.entry_vaddr = eh->e_entry;
-        phoff = eh->e_phoff;
-        phnum = eh->e_phnum;
-        phentsize = eh->e_phentsize;
-        if (phentsize != sizeof(Elf32_Phdr))
-            return bad("unexpected program header size");
-    }
+        return ok();
+    };
+    if (auto s = k.is_64bit ? header.template operator()<Elf64_Ehdr, Elf64_Phdr>() : header.template operator()<Elf32_Ehdr, Elf32_Phdr>(); !s)
+        return s.error();
     if (machine != EM_X86_64 && machine != EM_386)
         return bad("not an x86 executable");
     if (phnum == 0 || phnum > 256)
@@ -143,21 +136,18 @@ Result<ElfKernel> parse(Source const& f)
 
     for (std::uint16_t i = 0; i < phnum; ++i) {
         std::uint64_t at = phoff + std::uint64_t(i) * phentsize;
-        std::uint32_t type;
+        std::uint32_t type = PT_NULL;
         KernelSegment s {};
-        if (k.is_64bit) {
-            auto ph = f.read_at<Elf64_Phdr>(at);
+        auto segment = [&]<typename Phdr>() {
+            auto ph = f.read_at<Phdr>(at);
             if (!ph)
-                return bad("the program headers cannot be read");
+                return false;
             type = ph->p_type;
             s = { ph->p_paddr, ph->p_vaddr, ph->p_offset, ph->p_filesz, ph->p_memsz };
-        } else {
-            auto ph = f.read_at<Elf32_Phdr>(at);
-            if (!ph)
-                return bad("the program headers cannot be read");
-            type = ph->p_type;
-            s = { ph->p_paddr, ph->p_vaddr, ph->p_offset, ph->p_filesz, ph->p_memsz };
-        }
+            return true;
+        };
+        if (!(k.is_64bit ? segment.template operator()<Elf64_Phdr>() : segment.template operator()<Elf32_Phdr>()))
+            return bad("the program headers cannot be read");
         if (type == PT_NOTE) {
             scan_notes(f, s.file_offset, s.file_size, k);
             continue;
