@@ -151,6 +151,12 @@ Result<LayerHeader> decode_header(std::span<std::byte const> slot, std::uint64_t
         return bad("journal placement is invalid");
     if (h.data_start % kBlockSize != 0 || h.data_start < h.journal_offset + h.journal_length || h.data_start > (1ull << 40))
         return bad("data start is invalid");
+    // Every layer is made at least data_start bytes long (its header slots and
+    // journal before it), and files only grow: a shorter file was cut, and what
+    // it lost (journal records, data) cannot be told from "never written".
+    if (file_size < h.data_start)
+        return bad("the file is " + std::to_string(file_size) + " bytes, shorter than the " + std::to_string(h.data_start)
+            + " its header and journal take: it was truncated");
     if (h.checkpoint_offset != 0 || h.checkpoint_length != 0) {
         if (h.checkpoint_offset % kBlockSize != 0 || h.checkpoint_offset < h.data_start || h.checkpoint_length < kRecordHeader
             || h.checkpoint_length % kBlockSize != 0 || h.checkpoint_length > kMaxCheckpointLength

@@ -3,6 +3,7 @@
 // what can be repaired.
 #include "imaging/layer/crc32c.h"
 #include "tests/imaging/layer_test_util.h"
+#include "tests/support/shell.h"
 
 #include <fcntl.h>
 #include <filesystem>
@@ -248,4 +249,27 @@ TEST_CASE("hostile layers: random byte flips never crash the opener")
         if (t)
             CHECK(t.value()->check(RepairMode::None));
     }
+}
+
+TEST_CASE("hostile layers: a layer cut to its first 4 KiB is refused, not read as an empty disk")
+{
+    TempDir dir;
+    auto e = make_engine(EngineKind::Sync);
+    std::string p = dir.path("cut");
+    make_layer(p, 8); // 8 blocks of data, then a clean close
+    REQUIRE(open_strict(p, *e.value()));
+    REQUIRE(::truncate(p.c_str(), 4096) == 0); // the header slot survives, the rest is gone
+    auto r = open_strict(p, *e.value());
+    REQUIRE(!r);
+    CHECK(r.error().kind == ErrorKind::BadInput);
+    INFO(r.error().message);
+    CHECK(r.error().message.find("truncated") != std::string::npos);
+    auto t = Layer::open(p, LayerOpen::ReadOnly, *e.value(), LayerOptions { .cache = CacheMode::Writeback, .tolerant = true });
+    CHECK(!t); // nothing to check against: the header itself says the file was longer
+    // What a user runs: check says it is corrupt and convert writes nothing.
+    std::string const strata = STRATA_BUILD_DIR "/strata";
+    CHECK(sh(strata + " img check '" + p + "' >/dev/null 2>&1") != 0);
+    std::string out = dir.path("out.raw");
+    CHECK(sh(strata + " img convert -O raw '" + p + "' '" + out + "' >/dev/null 2>&1") != 0);
+    CHECK_FALSE(std::filesystem::exists(out));
 }
