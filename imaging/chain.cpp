@@ -142,6 +142,11 @@ void Chain::dispatch(unsigned index)
     case BlockOp::Write:
     case BlockOp::Discard:
     case BlockOp::WriteZeroes:
+        if (auto usable = m_layers.back()->usable(); !usable) {
+            // Not even in place: the layer's last sync failed (Layer::mark_sync_failed).
+            fail(index, usable.error());
+            break;
+        }
         if (conflicts(p)) {
             m_deferred.push_back(index);
             return;
@@ -250,6 +255,8 @@ void Chain::on_io(IoCompletion const& c)
             issue_flush_step();
             return;
         }
+        if (c.res < 0 && m_flush_plan->steps[m_flush_step].op == IoOp::Fdatasync)
+            m_layers.back()->mark_sync_failed(-c.res);
         m_layers.back()->end_flush(*m_flush_plan, c.res == 0);
         for (unsigned p : m_flush_parents) {
             if (c.res < 0)

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fcntl.h>
 #include <filesystem>
@@ -186,10 +188,27 @@ std::uint64_t Layer::file_size() const
     return static_cast<std::uint64_t>(st.st_size);
 }
 
+void Layer::mark_sync_failed(int err)
+{
+    if (!m_failed.empty())
+        return;
+    m_failed = "an fdatasync of layer '" + m_path + "' failed (" + std::strerror(err)
+        + "): writes since its last good flush may not be on disk, so it takes no more writes or flushes until it is reopened";
+    std::fprintf(stderr, "strata: %s\n", m_failed.c_str());
+}
+
+Status Layer::usable() const
+{
+    if (m_failed.empty())
+        return ok();
+    return make_error(ErrorKind::Io, m_failed);
+}
+
 Result<std::uint64_t> Layer::allocate(std::uint64_t count)
 {
     if (!m_writable)
         return make_error(ErrorKind::Permission, "layer '" + m_path + "' is read-only");
+    STRATA_TRY(usable());
     if (count > (kMaxDataEnd - m_alloc_end) >> kBlockShift)
         return make_error(ErrorKind::NoSpace, "layer '" + m_path + "' has no room for more data");
     std::uint64_t offset = m_alloc_end;
@@ -235,6 +254,7 @@ void Layer::record(std::uint64_t first, std::uint64_t count, std::uint64_t value
 
 Result<std::unique_ptr<Layer::FlushPlan>> Layer::begin_flush()
 {
+    STRATA_TRY(usable());
     auto plan = std::make_unique<FlushPlan>();
     plan->iovs.reserve(2);
     plan->entries = std::move(m_dirty);
@@ -325,6 +345,8 @@ Status Layer::run_plan(FlushPlan& plan)
     for (auto const& step : plan.steps) {
         Status s = run_sync(m_engine, step);
         if (!s) {
+            if (step.op == IoOp::Fdatasync)
+                mark_sync_failed(s.error().err ? s.error().err : EIO);
             end_flush(plan, false);
             return s.error().context("flush layer '" + m_path + "'");
         }
@@ -346,8 +368,12 @@ Status Layer::write_header(LayerHeader header)
     header.generation = m_header.generation + 1;
     AlignedBuffer slot(kSlotSize);
     encode_header(header, std::span<std::byte, kSlotSize>(slot.data(), kSlotSize));
+    STRATA_TRY(usable());
     STRATA_TRY(strata::write_sync(m_engine, m_file_id, (m_header_slot ^ 1u) * kSlotSize, slot.span()));
-    STRATA_TRY(fdatasync_sync(m_engine, m_file_id));
+    if (auto synced = fdatasync_sync(m_engine, m_file_id); !synced) {
+        mark_sync_failed(synced.error().err ? synced.error().err : EIO);
+        return synced;
+    }
     m_header = header;
     m_header_slot ^= 1;
     return ok();

@@ -93,6 +93,16 @@ public:
     bool has_uncommitted() const { return !m_dirty.empty() || m_force_checkpoint; }
     std::vector<std::string> const& corruptions() const { return m_corruptions; }
 
+    // A failed fdatasync makes the layer failed for as long as it is open. Linux
+    // reports a writeback error to one fdatasync and may already have dropped the
+    // pages it could not write, so a retried sync "succeeds" with data lost (the
+    // fsyncgate pattern). A failed layer refuses every later write, allocation
+    // and flush with that error instead; reopening it reads what its journal
+    // says reached the disk.
+    void mark_sync_failed(int err);
+    // The failure as an Io error, or ok while the layer has none.
+    [[nodiscard]] Status usable() const;
+
     // --- Synchronous operations (nothing else outstanding on the engine) ---
     [[nodiscard]] Status flush();
     // Flushes, checkpoints and marks the layer frozen (read-only forever). With
@@ -156,6 +166,7 @@ private:
     FileId m_file_id { 0 };
     bool m_registered { false };
     bool m_writable { false };
+    std::string m_failed; // why the layer failed (mark_sync_failed); empty while it has not
     LayerHeader m_header;
     unsigned m_header_slot { 0 };
     ExtentMap m_map;

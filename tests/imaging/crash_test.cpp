@@ -336,3 +336,51 @@ TEST_CASE("crash: EIO or ENOSPC at each metadata write fails the flush cleanly a
         CHECK(failed_flushes == injected);
     }
 }
+
+TEST_CASE("crash: a failed fdatasync fails the layer: later flushes and writes are refused, not reported durable (fsyncgate)")
+{
+    TempDir dir;
+    std::string base = dir.path("base");
+    std::string top = dir.path("top");
+    Workload w;
+    make_base(base, w);
+    {
+        auto e = make_engine(EngineKind::Sync);
+        REQUIRE(Layer::create(top, kDisk, LayerId::random(), *e.value(), LayerOptions { .journal_length = 16384 }));
+    }
+    FaultEngine* fault = nullptr;
+    auto chain = open_chain({ base, top }, fault);
+    std::mt19937 rng(3);
+    REQUIRE(batch(*chain, w, rng));
+    REQUIRE(flush_sync(*chain));
+    std::vector<std::uint64_t> const durable = w.cur;
+    std::size_t const durable_events = w.events.size();
+
+    // The next fdatasync fails once, as a writeback error is reported once; a
+    // retried sync would succeed with the pages it could not write dropped.
+    bool failed_once = false;
+    fault->fault = [&](IoRequest const& r) {
+        if (r.op == IoOp::Fdatasync && !failed_once) {
+            failed_once = true;
+            return -EIO;
+        }
+        return 0;
+    };
+    REQUIRE(batch(*chain, w, rng));
+    auto first = flush_sync(*chain);
+    REQUIRE(failed_once);
+    REQUIRE(!first);
+    CHECK(first.error().kind == ErrorKind::Io);
+    // The retry is refused, not a success over lost data...
+    auto again = flush_sync(*chain);
+    REQUIRE(!again);
+    CHECK(again.error().kind == ErrorKind::Io);
+    CHECK(again.error().message.find("fdatasync") != std::string::npos);
+    // ...and so is every later write, in place or not.
+    Workload scratch = w;
+    CHECK_FALSE(batch(*chain, scratch, rng));
+    CHECK(chain->top().usable().error().message.find("takes no more writes") != std::string::npos);
+    chain.reset();
+    // Reopened, the layer holds at least what the last good flush made durable.
+    verify(base, top, durable, w.events, durable_events, "after a failed fdatasync");
+}
