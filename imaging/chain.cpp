@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 
 namespace strata {
 
@@ -268,6 +269,23 @@ void Chain::on_io(IoCompletion const& c)
         start_flush();
         return;
     }
+    if (kind == SubKind::RmwRead && c.res >= 0) {
+        // The block from below is in buf: merge the guest's bytes and write it
+        // whole into the fresh block, as the same sub (the parent still waits).
+        std::memcpy(sub.buf.data() + sub.merge_at, sub.merge.data(), sub.merge.size());
+        sub.merge = {};
+        sub.kind = SubKind::WriteMap;
+        sub.busy = true;
+        m_engine->submit(IoRequest { IoOp::Write, m_layers.back()->file(), sub.phys, kBlockSize, sub.iov, 0, c.token });
+        return;
+    }
+    if (kind == SubKind::RmwRead) {
+        // The read failed: the block is no longer pending, nothing was written.
+        auto it = m_pending.find(sub.first);
+        if (it != m_pending.end() && --it->second.writers == 0)
+            m_pending.erase(it);
+        sub.buf = AlignedBuffer();
+    }
     if (kind == SubKind::WriteMap) {
         if (c.res == 0) {
             auto top_index = static_cast<unsigned>(m_layers.size() - 1);
@@ -282,7 +300,7 @@ void Chain::on_io(IoCompletion const& c)
         sub.buf = AlignedBuffer();
     }
     if (c.res < 0) {
-        char const* what = kind == SubKind::Read ? "read" : "write";
+        char const* what = kind == SubKind::Read || kind == SubKind::RmwRead ? "read" : "write";
         fail(index, errno_error(std::string(what) + " of layer data", -c.res));
     }
     m_free_subs.push_back(static_cast<unsigned>(c.token));

@@ -101,7 +101,10 @@ private:
     [[nodiscard]] Status check_can_push() const;
     [[nodiscard]] Status freeze_top_under(std::unique_ptr<Layer> fresh, std::string const& unlink_on_failure);
 
-    enum class SubKind : std::uint8_t { Read, Write, WriteMap, FlushStep };
+    // RmwRead: a partial write's block read from below into buf, through the
+    // engine like every other read; its completion merges the guest's bytes and
+    // turns the sub into that block's WriteMap.
+    enum class SubKind : std::uint8_t { Read, Write, WriteMap, RmwRead, FlushStep };
     struct Parent {
         BlockRequest request;
         std::vector<iovec> iov;
@@ -117,6 +120,8 @@ private:
         std::uint64_t phys { 0 };
         std::vector<iovec> iov;
         AlignedBuffer buf;
+        std::uint64_t merge_at { 0 };    // RmwRead: where in buf the request's bytes go
+        std::vector<std::byte> merge;    // and those bytes, copied when it was dispatched
         bool busy { false };
     };
     struct Pending {

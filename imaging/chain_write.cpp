@@ -77,33 +77,38 @@ void Chain::dispatch_write(unsigned index, std::uint64_t offset, std::uint64_t l
             continue;
         }
         // Part of a block the top does not own: read the block from below, merge,
-        // and write it whole into fresh space.
+        // and write it whole into fresh space. The read goes through the engine
+        // (on_io merges and writes when it completes); the block is pending from
+        // here, so conflicting writes wait for both.
         std::uint64_t bytes = std::min(kBlockSize - within, left);
-        AlignedBuffer buf(kBlockSize);
-        if (mapval::kind(l.value) == MapKind::Data) {
-            Layer& below = *m_layers[mapval::layer(l.value)];
-            Status r = pread_all(below.fd(), buf.span(), mapval::offset(l.value));
-            if (!r) {
-                fail(index, r.error());
-                return;
-            }
-            ++m_stats.rmw_reads;
-        }
-        iov_to_buf(iov, pos - offset, std::span<std::byte>(buf.data() + within, bytes));
         auto at = top.allocate(1);
         if (!at) {
             fail(index, at.error());
             return;
         }
-        unsigned s = new_sub(index, SubKind::WriteMap);
+        bool const below_has_data = mapval::kind(l.value) == MapKind::Data;
+        unsigned s = new_sub(index, below_has_data ? SubKind::RmwRead : SubKind::WriteMap);
         Sub& sub = m_subs[s];
         sub.first = b;
         sub.count = 1;
         sub.phys = at.value();
-        sub.buf = std::move(buf);
+        sub.buf = AlignedBuffer(kBlockSize);
         sub.iov.push_back(iovec { sub.buf.data(), kBlockSize });
         m_pending[b] = Pending { sub.phys, 1, true };
-        m_engine->submit(IoRequest { IoOp::Write, top.file(), sub.phys, kBlockSize, sub.iov, 0, s });
+        if (below_has_data) {
+            // The request's bytes are copied now: a zeroing request's iov is
+            // this call's own, gone by the time the read completes.
+            sub.merge_at = within;
+            sub.merge.resize(bytes);
+            iov_to_buf(iov, pos - offset, sub.merge);
+            ++m_stats.rmw_reads;
+            Layer& below = *m_layers[mapval::layer(l.value)];
+            m_engine->submit(IoRequest { IoOp::Read, below.file(), mapval::offset(l.value), kBlockSize, sub.iov, 0, s });
+        } else {
+            // Zeros or nothing below: the rest of the block is zero.
+            iov_to_buf(iov, pos - offset, std::span<std::byte>(sub.buf.data() + within, bytes));
+            m_engine->submit(IoRequest { IoOp::Write, top.file(), sub.phys, kBlockSize, sub.iov, 0, s });
+        }
         pos += bytes;
     }
 }
