@@ -4,6 +4,7 @@
 #include <charconv>
 #include <cstring>
 #include <random>
+#include <sys/random.h>
 
 namespace strata::virtio::net {
 
@@ -112,6 +113,10 @@ MmdsStack::MmdsStack(std::shared_ptr<MmdsStore> store, std::uint32_t ipv4)
     : m_store(std::move(store))
     , m_ipv4(ipv4)
 {
+    std::uint32_t seed = 0;
+    if (::getrandom(&seed, sizeof seed, GRND_NONBLOCK) != static_cast<ssize_t>(sizeof seed))
+        seed = static_cast<std::uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count());
+    m_random.seed(seed);
 }
 
 MmdsStack::~MmdsStack() = default;

@@ -104,7 +104,7 @@ private:
     std::deque<std::vector<std::byte>> m_out;
     std::uint16_t m_ip_id { 0 };
     std::uint64_t m_clock { 0 }; // orders connections by last use
-    std::mt19937 m_random { std::random_device {}() }; // initial sequence numbers
+    std::mt19937 m_random; // initial sequence numbers, seeded by getrandom (allowed under every seccomp filter)
     MmdsStackCounters m_counters;
 };
 
