@@ -207,6 +207,8 @@ Result<api::VmConfigView> VmmController::vm_config()
             net.guest_mac = m->nets().mac(i);
         view.network_interfaces.push_back(net);
     }
+    if (!m_config.mmds.interfaces.empty())
+        view.mmds_config = api::MmdsConfigRequest { m_config.mmds.interfaces, m_config.mmds.v2, m_config.mmds.ipv4 };
     return view;
 }
 

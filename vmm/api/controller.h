@@ -148,6 +148,7 @@ struct VmConfigView {
     MachineSettings machine_config;
     std::vector<DriveConfig> drives;
     std::vector<NetworkInterfaceConfig> network_interfaces;
+    std::optional<MmdsConfigRequest> mmds_config; // absent: no metadata service
 };
 
 // GET /metrics, one entry per disk; the counters mirror virtio::blk::BlkMetrics.

@@ -1,6 +1,7 @@
 // Request handling without the transport; see dispatch.h.
 #include "vmm/api/dispatch.h"
 
+#include "base/ipv4.h"
 #include "vmm/api/request.h"
 
 #include <nlohmann/json.hpp>
@@ -84,6 +85,9 @@ json vm_config_json(VmConfigView const& config)
     out["network-interfaces"] = json::array();
     for (auto const& net : config.network_interfaces)
         out["network-interfaces"].push_back({ { "iface_id", net.iface_id }, { "host_dev_name", net.host_dev_name }, { "guest_mac", net.guest_mac } });
+    if (auto const& mmds = config.mmds_config)
+        out["mmds-config"] = { { "network_interfaces", mmds->network_interfaces }, { "version", mmds->v2 ? "V2" : "V1" },
+            { "ipv4_address", format_ipv4(mmds->ipv4) } };
     return out;
 }
 
