@@ -6,6 +6,7 @@
 
 #include "base/sysexits.h"
 #include "cli/run_support.h"
+#include "devices/virtio/net/mmds_store.h"
 #include "vmm/isolation/seccomp.h"
 #include "vmm/machine.h"
 #include "vmm/vmm_controller.h"
@@ -13,8 +14,10 @@
 #include <CLI/CLI.hpp>
 
 #include <csignal>
+#include <fstream>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <unistd.h>
 
 namespace strata::cli {
@@ -31,13 +34,31 @@ struct RunOptions {
     std::vector<std::string> nets;
     std::string api_socket;
     std::string seccomp;
+    std::string mmds;      // --mmds V1|V2[,ip=..][,iface=..]
+    std::string mmds_data; // --mmds-data FILE: the data store's first contents (JSON)
 };
+
+// The metadata service's data store for --mmds, filled from --mmds-data.
+Result<std::shared_ptr<virtio::net::MmdsStore>> make_mmds_store(RunOptions const& options)
+{
+    auto store = virtio::net::MmdsStore::create(options.config.mmds.v2 ? virtio::net::MmdsVersion::V2 : virtio::net::MmdsVersion::V1);
+    if (!options.mmds_data.empty()) {
+        std::ifstream in(options.mmds_data);
+        if (!in)
+            return make_error(ErrorKind::NotFound, "--mmds-data " + options.mmds_data + ": cannot be read");
+        std::stringstream text;
+        text << in.rdbuf();
+        if (auto r = store->put(text.str()); !r)
+            return r.error().context("--mmds-data " + options.mmds_data);
+    }
+    return store;
+}
 
 // With --api-socket the VM also serves the REST API while it runs, so it can be
 // paused, captured and asked to shut down; a reset ends it whatever --on-reboot says.
-int run_with_api(MachineConfig const& config, std::string const& socket)
+int run_with_api(MachineConfig const& config, std::string const& socket, std::shared_ptr<virtio::net::MmdsStore> mmds)
 {
-    VmmController controller("strata-run", config, MachineIo { STDOUT_FILENO, STDIN_FILENO });
+    VmmController controller("strata-run", config, MachineIo { STDOUT_FILENO, STDIN_FILENO, std::move(mmds) });
     return serve_until_exit(controller, socket, true);
 }
 
@@ -64,15 +85,27 @@ int run_vm(RunOptions& options)
     }
     if (auto r = check_nets(config.nets); !r)
         return report(r.error());
+    config.mmds = {};
+    if (!options.mmds.empty()) {
+        auto mmds = parse_mmds_spec(options.mmds, config.nets);
+        if (!mmds)
+            return report(mmds.error());
+        config.mmds = mmds.value();
+    } else if (!options.mmds_data.empty()) {
+        return report(make_error(ErrorKind::Usage, "--mmds-data needs --mmds"));
+    }
+    auto store = make_mmds_store(options);
+    if (!store)
+        return report(store.error());
     // The guest's console must never block strata or kill it with SIGPIPE.
     std::signal(SIGPIPE, SIG_IGN);
     if (auto filtering = enable_seccomp_option(options.seccomp); !filtering)
         return report(filtering.error());
 
     if (!options.api_socket.empty())
-        return run_with_api(config, options.api_socket);
+        return run_with_api(config, options.api_socket, store.value());
     for (;;) {
-        auto machine = Machine::create(config, MachineIo { STDOUT_FILENO, STDIN_FILENO });
+        auto machine = Machine::create(config, MachineIo { STDOUT_FILENO, STDIN_FILENO, store.value() });
         if (!machine)
             return report(machine.error());
         int signal_number = 0;
@@ -108,6 +141,8 @@ void register_run(CLI::App& app, int& exit_code)
     run->add_option("--transport", options->transport, "virtio transport for disks")->default_val("mmio")->check(CLI::IsMember({ "mmio", "pci" }));
     run->add_option("--disk", options->disks, "A disk: NAME[,id=D][,readonly=on] (store) or path=P,format=raw|strata[,id=D][,readonly=on]")->take_all();
     run->add_option("--net", options->nets, "A network interface: tap=NAME[,mac=52:54:00:xx:xx:xx][,id=ID] (an existing host tap)")->take_all();
+    run->add_option("--mmds", options->mmds, "Serve a metadata service (Firecracker's MMDS) to the guest: V1|V2[,ip=169.254.x.y][,iface=ID]... (default: every --net interface, 169.254.169.254)");
+    run->add_option("--mmds-data", options->mmds_data, "A JSON file: the metadata service's first contents (PUT /mmds changes them)");
     run->add_option("--api-socket", options->api_socket, "Serve the REST API on this Unix socket while the VM runs");
     run->add_option("--seccomp", options->seccomp, "System call filters per VMM thread: default (a forbidden call ends the VMM), log or off; $STRATA_SECCOMP when not given")->check(CLI::IsMember({ "default", "log", "off" }));
     run->callback([options, &exit_code] { exit_code = run_vm(*options); });

@@ -39,10 +39,15 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 struct kvm_run;
 struct kvm_cpuid_entry2;
+
+namespace strata::virtio::net {
+class MmdsStore;
+}
 
 namespace strata {
 
@@ -88,8 +93,19 @@ struct MachineExit {
 [[nodiscard]] MachineExit exit_for_system_event(std::uint32_t type);
 
 struct MachineIo {
+    // A constructor rather than an aggregate, so that callers that name only the
+    // serial ends stay as they are.
+    MachineIo(int out = 1, int in = 0, std::shared_ptr<virtio::net::MmdsStore> store = {})
+        : serial_out(out)
+        , serial_in(in)
+        , mmds(std::move(store))
+    {
+    }
     int serial_out { 1 }; // where the guest's serial output goes
     int serial_in { 0 };  // where its serial input comes from; -1 for none
+    // The metadata service's data store, filled through the VMM's API; the
+    // interfaces MachineConfig::mmds names serve it. Null: no metadata service.
+    std::shared_ptr<virtio::net::MmdsStore> mmds;
 };
 
 class Machine {

@@ -49,6 +49,8 @@ struct MachineConfig {
     std::vector<DiskConfig> disks;
     // Network interfaces (virtio-net over host taps), attached after the console.
     std::vector<NetConfig> nets;
+    // The metadata service: which interfaces serve it (its data: MachineIo::mmds).
+    MmdsConfig mmds;
 
     static constexpr std::uint32_t max_vcpus = 254;
 };

@@ -5,6 +5,7 @@
 #include "vmm/net_namespace.h"
 #include "vmm/virtio_slot.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace strata {
@@ -27,9 +28,10 @@ MachineNets::~MachineNets()
 }
 
 Result<std::unique_ptr<MachineNets>> MachineNets::create(VirtioBuses const& buses, std::vector<NetConfig> const& nets,
-    std::uint32_t first_index, std::string& cmdline_extra)
+    std::uint32_t first_index, std::string& cmdline_extra, MmdsConfig const& mmds, std::shared_ptr<virtio::net::MmdsStore> store)
 {
     STRATA_TRY(check_nets(nets));
+    STRATA_TRY(check_mmds(mmds, nets));
     auto set = std::unique_ptr<MachineNets>(new MachineNets());
     for (auto const& config : nets) {
         auto net = std::make_unique<Net>();
@@ -54,6 +56,10 @@ Result<std::unique_ptr<MachineNets>> MachineNets::create(VirtioBuses const& buse
         options.id = config.id;
         options.rx_limiter = net->rx_limiter.get();
         options.tx_limiter = net->tx_limiter.get();
+        if (store && std::find(mmds.interfaces.begin(), mmds.interfaces.end(), config.id) != mmds.interfaces.end()) {
+            options.mmds = store;
+            options.mmds_ipv4 = mmds.ipv4;
+        }
         options.mac = config.mac.empty() ? virtio::net::random_mac() : *virtio::net::parse_mac(config.mac);
         net->config.mac = virtio::net::format_mac(options.mac);
         STRATA_TRY(device, virtio::net::VirtioNet::create(*net->tap, options));

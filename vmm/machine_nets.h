@@ -26,6 +26,7 @@ class NetNamespace;
 struct VirtioBuses;
 namespace virtio::net {
 class VirtioNet;
+class MmdsStore;
 struct NetMetrics;
 }
 
@@ -33,8 +34,11 @@ class MachineNets {
 public:
     // Opens every tap and attaches each interface as virtio device first_index + i.
     // An interface without a MAC gets a random one (mac() says which).
+    // The interfaces `mmds` names serve the metadata service of `store` (when
+    // there is one).
     [[nodiscard]] static Result<std::unique_ptr<MachineNets>> create(VirtioBuses const& buses,
-        std::vector<NetConfig> const& nets, std::uint32_t first_index, std::string& cmdline_extra);
+        std::vector<NetConfig> const& nets, std::uint32_t first_index, std::string& cmdline_extra,
+        MmdsConfig const& mmds = {}, std::shared_ptr<virtio::net::MmdsStore> store = {});
     ~MachineNets();
 
     std::size_t count() const { return m_nets.size(); }

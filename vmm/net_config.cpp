@@ -1,5 +1,6 @@
 #include "vmm/net_config.h"
 
+#include "base/ipv4.h"
 #include "devices/virtio/net/config.h"
 #include "devices/virtio/net/tap.h"
 
@@ -104,6 +105,56 @@ std::string net_spec(NetConfig const& net)
         s += ",mac=" + net.mac;
     s += ",id=" + net.id;
     return s;
+}
+
+Status check_mmds(MmdsConfig const& mmds, std::vector<NetConfig> const& nets)
+{
+    for (auto const& id : mmds.interfaces) {
+        bool found = false;
+        for (auto const& n : nets)
+            found = found || n.id == id;
+        if (!found)
+            return make_error(ErrorKind::Usage, "the metadata service names network interface '" + id + "', which the VM does not have");
+    }
+    return ok();
+}
+
+Result<MmdsConfig> parse_mmds_spec(std::string const& spec, std::vector<NetConfig> const& nets)
+{
+    MmdsConfig out;
+    std::size_t at = 0;
+    bool first = true, named = false;
+    while (at <= spec.size()) {
+        auto const comma = spec.find(',', at);
+        std::string const part = spec.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+        at = comma == std::string::npos ? spec.size() + 1 : comma + 1;
+        if (first) {
+            first = false;
+            if (part == "V1" || part == "v1")
+                out.v2 = false;
+            else if (part == "V2" || part == "v2")
+                out.v2 = true;
+            else
+                return make_error(ErrorKind::Usage, "--mmds: the version must come first, V1 or V2, not '" + part + "'");
+            continue;
+        }
+        if (part.starts_with("ip=")) {
+            STRATA_TRY(ip, parse_link_local_ipv4(part.substr(3)));
+            out.ipv4 = ip;
+        } else if (part.starts_with("iface=")) {
+            out.interfaces.push_back(part.substr(6));
+            named = true;
+        } else {
+            return make_error(ErrorKind::Usage, "--mmds: unknown key in '" + part + "' (ip=, iface=)");
+        }
+    }
+    if (!named)
+        for (auto const& n : nets)
+            out.interfaces.push_back(n.id);
+    if (out.interfaces.empty())
+        return make_error(ErrorKind::Usage, "--mmds needs a network interface (--net) to serve the metadata service on");
+    STRATA_TRY(check_mmds(out, nets));
+    return out;
 }
 
 } // namespace strata

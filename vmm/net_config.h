@@ -15,6 +15,7 @@
 #include "base/rate_limiter.h"
 #include "base/result.h"
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,20 @@ struct NetConfig {
 };
 
 inline constexpr std::size_t kMaxNets = 8;
+
+// The metadata service (devices/virtio/net/mmds_store.h), Firecracker's PUT
+// /mmds/config: which interfaces serve it, its version and address. Its data
+// store is the VMM's (MachineIo::mmds), never part of the configuration.
+struct MmdsConfig {
+    std::vector<std::string> interfaces; // interface ids; empty: no metadata service
+    bool v2 { false };                   // V2: the guest needs a session token
+    std::uint32_t ipv4 { 0xa9fea9fe };   // 169.254.169.254, host order
+};
+
+// Parses `--mmds V1|V2[,ip=ADDR][,iface=ID]...`; without iface= every interface serves it.
+[[nodiscard]] Result<MmdsConfig> parse_mmds_spec(std::string const& spec, std::vector<NetConfig> const& nets);
+// Checks that every interface the service names exists.
+[[nodiscard]] Status check_mmds(MmdsConfig const& mmds, std::vector<NetConfig> const& nets);
 
 // Parses one --net value; `index` gives the default id ("net0", ...).
 [[nodiscard]] Result<NetConfig> parse_net_spec(std::string const& spec, unsigned index);

@@ -2,6 +2,7 @@
 
 #include "devices/virtio/net/config.h"
 #include "devices/virtio/net/device.h"
+#include "devices/virtio/net/mmds_store.h"
 #include "vmm/machine_nets.h"
 
 #include "devices/virtio/blk/device.h"
@@ -73,6 +74,11 @@ VmmController::VmmController(std::string id, MachineConfig config, MachineIo io,
     , m_record_image(std::move(record_image))
     , m_check_image(std::move(check_image))
 {
+    // Every VMM has a metadata data store (PUT /mmds works before and after
+    // boot); the interfaces m_config.mmds names serve it to the guest.
+    if (!m_io.mmds)
+        m_io.mmds = virtio::net::MmdsStore::create();
+    m_io.mmds->set_version(m_config.mmds.v2 ? virtio::net::MmdsVersion::V2 : virtio::net::MmdsVersion::V1);
 }
 
 VmmController::~VmmController() = default;
@@ -201,6 +207,8 @@ Result<api::VmConfigView> VmmController::vm_config()
             net.guest_mac = m->nets().mac(i);
         view.network_interfaces.push_back(net);
     }
+    if (!m_config.mmds.interfaces.empty())
+        view.mmds_config = api::MmdsConfigRequest { m_config.mmds.interfaces, m_config.mmds.v2, m_config.mmds.ipv4 };
     return view;
 }
 
@@ -238,7 +246,8 @@ Result<api::VmMetrics> VmmController::metrics()
     for (std::size_t i = 0; i < nets.count(); ++i) {
         auto n = nets.device(i).metrics();
         out.nets.push_back(api::NetInterfaceMetrics { nets.config(i).id, n.rx_packets, n.rx_bytes, n.tx_packets, n.tx_bytes, n.rx_dropped,
-            n.tx_dropped, n.errors, n.tx_backpressure, n.rx_throttled, n.tx_throttled });
+            n.tx_dropped, n.errors, n.tx_backpressure, n.rx_throttled, n.tx_throttled, n.mmds_rx_frames, n.mmds_tx_frames,
+            n.mmds_dropped });
     }
     return out;
 }
@@ -353,6 +362,19 @@ Status VmmController::update_network_interface(api::NetworkInterfaceUpdate const
         return ok();
     }
     return make_error(ErrorKind::NotFound, "no network interface '" + update.iface_id + "'");
+}
+
+Status VmmController::put_mmds(api::MmdsPut const& request) { return m_io.mmds->put(request.json); }
+Status VmmController::patch_mmds(api::MmdsPatch const& request) { return m_io.mmds->patch(request.json); }
+Result<std::string> VmmController::get_mmds() { return m_io.mmds->get(); }
+
+Status VmmController::set_mmds_config(api::MmdsConfigRequest const& request)
+{
+    MmdsConfig config { request.network_interfaces, request.v2, request.ipv4 };
+    STRATA_TRY(check_mmds(config, m_config.nets));
+    m_config.mmds = std::move(config);
+    m_io.mmds->set_version(request.v2 ? virtio::net::MmdsVersion::V2 : virtio::net::MmdsVersion::V1);
+    return ok();
 }
 
 Status VmmController::send_ctrl_alt_del()

@@ -101,6 +101,10 @@ public:
     Status update_drive(api::DriveUpdate const& update) override;
     Status put_network_interface(api::NetworkInterfaceConfig const& net) override;
     Status update_network_interface(api::NetworkInterfaceUpdate const& update) override;
+    Status put_mmds(api::MmdsPut const& request) override;
+    Status patch_mmds(api::MmdsPatch const& request) override;
+    Result<std::string> get_mmds() override;
+    Status set_mmds_config(api::MmdsConfigRequest const& request) override;
     Status start_instance() override;
     Status send_ctrl_alt_del() override;
     Status pause() override;

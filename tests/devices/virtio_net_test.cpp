@@ -9,6 +9,7 @@
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/net/chain.h"
 #include "devices/virtio/net/device.h"
+#include "devices/virtio/net/mmds_store.h"
 #include "devices/virtio/net/tap.h"
 #include "tests/devices/stderr_capture.h"
 #include "tests/devices/virtio_blk_harness.h"
@@ -539,4 +540,46 @@ TEST_CASE("virtio-net: the rx limiter holds packets back, and an update to unlim
     limiter.update(RateLimiterConfig {});
     REQUIRE(eventually([&] { return rig.rx.used_idx() == 2; }, 2000ms));
     CHECK(rig.dev->metrics().rx_packets == 2);
+}
+
+TEST_CASE("virtio-net: frames for the metadata service are answered by the device and never reach the backend")
+{
+    auto store = vnet::MmdsStore::create();
+    REQUIRE(store->put(R"({"id":"i-42"})"));
+    vnet::NetOptions options;
+    options.mmds = store;
+    Rig rig(AllFeatures, options);
+    // An ARP request from the guest for 169.254.169.254.
+    std::string arp(42, '\0');
+    std::memset(arp.data(), 0xff, 6);
+    std::memcpy(arp.data() + 6, "\x02\x11\x22\x33\x44\x55", 6);
+    std::memcpy(arp.data() + 12, "\x08\x06\x00\x01\x08\x00\x06\x04\x00\x01", 10);
+    std::memcpy(arp.data() + 22, "\x02\x11\x22\x33\x44\x55\x0a\x00\x00\x02", 10);
+    std::memcpy(arp.data() + 38, "\xa9\xfe\xa9\xfe", 4);
+    auto buffer = rig.post_receive(2048);
+    rig.transmit(header() + arp);
+    REQUIRE(eventually([&] { return rig.rx.used_idx() == 1; }));
+    CHECK(rig.rx.used_elem(0).second == 12 + 60);
+    std::string const reply = rig.read_guest(buffer + 12, 60);
+    CHECK(reply.substr(0, 6) == std::string("\x02\x11\x22\x33\x44\x55", 6));
+    CHECK(reply.substr(20, 2) == std::string("\x00\x02", 2)); // an ARP reply
+    CHECK(reply.substr(22, 6) == std::string("\x06\x01\x23\x45\x67\x01", 6));
+    CHECK(reply.substr(28, 4) == "\xa9\xfe\xa9\xfe");
+    // Nothing went to the backend; other traffic still does.
+    std::string const other = header() + frame(80);
+    rig.transmit(other);
+    CHECK(rig.backend.take() == other);
+    CHECK(rig.backend.take(100ms).empty());
+    auto m = rig.dev->metrics();
+    CHECK(m.mmds_rx_frames == 1);
+    CHECK(m.mmds_tx_frames == 1);
+    CHECK(m.tx_packets == 1);
+    CHECK(m.rx_packets == 1);
+    // The answer waits while the guest has posted no buffer, and comes once it has.
+    rig.transmit(header() + arp);
+    REQUIRE(eventually([&] { return rig.dev->metrics().mmds_rx_frames == 2; }));
+    std::this_thread::sleep_for(30ms);
+    CHECK(rig.rx.used_idx() == 1);
+    rig.post_receive(2048);
+    REQUIRE(eventually([&] { return rig.rx.used_idx() == 2; }));
 }

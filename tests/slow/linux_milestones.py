@@ -61,12 +61,15 @@ def prepare(work, agent, strata):
     Returns a dict of paths and the store."""
     os.makedirs(work, exist_ok=True)
     out = os.path.join(work, "guest")
-    if not os.path.exists(os.path.join(out, "initramfs.cpio.gz")) or \
-            os.path.getmtime(agent) > os.path.getmtime(os.path.join(out, "initramfs.cpio.gz")):
+    builder = os.path.join(SOURCE_DIR, "guest-tools", "build-initramfs")
+    initramfs = os.path.join(out, "initramfs.cpio.gz")
+    # Rebuilt when the agent or the script (its module list) changed.
+    if not os.path.exists(initramfs) or os.path.getmtime(agent) > os.path.getmtime(initramfs) or \
+            os.path.getmtime(builder) > os.path.getmtime(initramfs):
         # The default cache ($XDG_CACHE_HOME/strata/debian-kernel) is the one
         # scripts/with-kvm fills on the host before it starts its machine, which
         # has no network to fetch the kernel package with.
-        subprocess.run([os.path.join(SOURCE_DIR, "guest-tools", "build-initramfs"), "--agent", agent,
+        subprocess.run([builder, "--agent", agent,
                         "--out", out], check=True)
     home = os.path.join(work, "store")
     env = strata_env(home)

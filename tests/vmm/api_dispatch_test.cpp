@@ -183,3 +183,19 @@ TEST_CASE("metrics show boot_complete_us (null until it came) and guest_flush in
     auto plain = handle_request(controller, "PUT", "/machine-images", R"({"name": "n"})");
     CHECK(plain.body.find("guest_flush") == std::string::npos);
 }
+
+TEST_CASE("the metadata service's configuration: before boot only, shown in GET /vm/config")
+{
+    fake::FakeController vm;
+    CHECK(json::parse(handle_request(vm, "GET", "/vm/config", "").body).count("mmds-config") == 0);
+    auto r = handle_request(vm, "PUT", "/mmds/config", R"({"network_interfaces": ["eth0"], "version": "V2"})");
+    CHECK(r.status == 204);
+    auto config = json::parse(handle_request(vm, "GET", "/vm/config", "").body);
+    CHECK(config["mmds-config"] == json { { "network_interfaces", { "eth0" } }, { "version", "V2" }, { "ipv4_address", "169.254.169.254" } });
+    // A controller without a data store refuses the data requests.
+    CHECK(handle_request(vm, "GET", "/mmds", "").status == 400);
+    vm.set_state(VmState::Running);
+    r = handle_request(vm, "PUT", "/mmds/config", R"({"network_interfaces": ["eth0"]})");
+    CHECK(r.status == 400);
+    CHECK(json::parse(r.body)["fault_message"] == not_supported_after_start);
+}

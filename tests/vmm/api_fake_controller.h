@@ -64,6 +64,13 @@ public:
         }
         return make_error(ErrorKind::NotFound, "no drive");
     }
+    Status set_mmds_config(MmdsConfigRequest const& config) override
+    {
+        auto guard = enter("set_mmds_config");
+        STRATA_TRY(take_failure());
+        m_config.mmds_config = config;
+        return ok();
+    }
     Status put_drive(DriveConfig const& drive) override
     {
         auto guard = enter("put_drive");

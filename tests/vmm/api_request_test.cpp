@@ -350,3 +350,32 @@ TEST_CASE("PATCH /network-interfaces/{id}")
     expect_error("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth0", "host_dev_name": "tap1"})", "unknown field");
     expect_error("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth9"})", "does not match");
 }
+
+TEST_CASE("GET, PUT and PATCH /mmds; PUT /mmds/config")
+{
+    expect_ok<MmdsGet>("GET", "/mmds", "");
+    expect_error("GET", "/mmds", "{}", "cannot have a body");
+    CHECK(expect_ok<MmdsPut>("PUT", "/mmds", R"({"latest": {"a": "b"}})").json == R"({"latest":{"a":"b"}})");
+    CHECK(expect_ok<MmdsPatch>("PATCH", "/mmds", R"({"latest": null})").json == R"({"latest":null})");
+    CHECK(phase_of(ApiRequest { MmdsPut {} }) == Phase::Any);
+    expect_error("PUT", "/mmds", "[1]", "must be a JSON object");
+    expect_error("PUT", "/mmds", "{broken", "");
+    expect_error("DELETE", "/mmds", "", "Invalid request method");
+
+    auto c = expect_ok<MmdsConfigRequest>("PUT", "/mmds/config", R"({"network_interfaces": ["eth0"], "version": "V2", "ipv4_address": "169.254.170.2"})");
+    CHECK(c.network_interfaces == std::vector<std::string> { "eth0" });
+    CHECK(c.v2);
+    CHECK(c.ipv4 == 0xa9feaa02);
+    CHECK(phase_of(ApiRequest { c }) == Phase::PreBoot);
+    c = expect_ok<MmdsConfigRequest>("PUT", "/mmds/config", R"({"network_interfaces": ["eth0"]})");
+    CHECK_FALSE(c.v2);
+    CHECK(c.ipv4 == 0xa9fea9fe);
+    expect_error("PUT", "/mmds/config", R"({"version": "V2"})", "missing field `network_interfaces`");
+    expect_error("PUT", "/mmds/config", R"({"network_interfaces": []})", "non-empty array");
+    expect_error("PUT", "/mmds/config", R"({"network_interfaces": [1]})", "non-empty array");
+    expect_error("PUT", "/mmds/config", R"({"network_interfaces": ["a/b"]})", "alphanumeric");
+    expect_error("PUT", "/mmds/config", R"({"network_interfaces": ["eth0"], "version": "V3"})", "V1");
+    for (char const* ip : { "10.0.0.1", "169.254.0.1", "169.254.255.1", "169.254.1", "169.254.1.256", "169.254.1.1.1", "169.254.01x.1" })
+        expect_error("PUT", "/mmds/config", std::string(R"({"network_interfaces": ["eth0"], "ipv4_address": ")") + ip + "\"}", "");
+    expect_error("PUT", "/mmds/config", R"({"network_interfaces": ["eth0"], "colour": "red"})", "unknown field");
+}

@@ -115,6 +115,24 @@ struct NetInterfaceMetrics {
     std::uint64_t rx_packets { 0 }, rx_bytes { 0 }, tx_packets { 0 }, tx_bytes { 0 };
     std::uint64_t rx_dropped { 0 }, tx_dropped { 0 }, errors { 0 }, tx_backpressure { 0 };
     std::uint64_t rx_throttled { 0 }, tx_throttled { 0 };
+    std::uint64_t mmds_rx_frames { 0 }, mmds_tx_frames { 0 }, mmds_dropped { 0 };
+};
+
+// PUT /mmds and PATCH /mmds: the metadata service's data store (a JSON object,
+// which the parser checked) replaced, or merged into (RFC 7396). Any time.
+struct MmdsPut {
+    std::string json;
+};
+struct MmdsPatch {
+    std::string json;
+};
+// PUT /mmds/config (pre-boot): the interfaces that serve the metadata service,
+// its version ("V1" or "V2", default V1) and address (link-local, default
+// 169.254.169.254), as Firecracker's.
+struct MmdsConfigRequest {
+    std::vector<std::string> network_interfaces;
+    bool v2 { false };
+    std::uint32_t ipv4 { 0xa9fea9fe };
 };
 
 // GET /. The API adds "app_name": "strata".
@@ -130,6 +148,7 @@ struct VmConfigView {
     MachineSettings machine_config;
     std::vector<DriveConfig> drives;
     std::vector<NetworkInterfaceConfig> network_interfaces;
+    std::optional<MmdsConfigRequest> mmds_config; // absent: no metadata service
 };
 
 // GET /metrics, one entry per disk; the counters mirror virtio::blk::BlkMetrics.
@@ -249,6 +268,25 @@ public:
     [[nodiscard]] virtual Status update_network_interface(NetworkInterfaceUpdate const&)
     {
         return make_error(ErrorKind::Unsupported, "this VMM has no network interfaces");
+    }
+    // The metadata service (GET/PUT/PATCH /mmds any time, PUT /mmds/config
+    // before boot); controllers without one refuse.
+    [[nodiscard]] virtual Status put_mmds(MmdsPut const&)
+    {
+        return make_error(ErrorKind::Unsupported, "this VMM has no metadata service");
+    }
+    [[nodiscard]] virtual Status patch_mmds(MmdsPatch const&)
+    {
+        return make_error(ErrorKind::Unsupported, "this VMM has no metadata service");
+    }
+    // The data store as JSON text.
+    [[nodiscard]] virtual Result<std::string> get_mmds()
+    {
+        return make_error(ErrorKind::Unsupported, "this VMM has no metadata service");
+    }
+    [[nodiscard]] virtual Status set_mmds_config(MmdsConfigRequest const&)
+    {
+        return make_error(ErrorKind::Unsupported, "this VMM has no metadata service");
     }
     // PUT /actions {"action_type": "InstanceStart"}: boots the configured VM and
     // returns once it runs (state Running), or fails and the VM stays Not started.

@@ -1,6 +1,7 @@
 // Request handling without the transport; see dispatch.h.
 #include "vmm/api/dispatch.h"
 
+#include "base/ipv4.h"
 #include "vmm/api/request.h"
 
 #include <nlohmann/json.hpp>
@@ -84,6 +85,9 @@ json vm_config_json(VmConfigView const& config)
     out["network-interfaces"] = json::array();
     for (auto const& net : config.network_interfaces)
         out["network-interfaces"].push_back({ { "iface_id", net.iface_id }, { "host_dev_name", net.host_dev_name }, { "guest_mac", net.guest_mac } });
+    if (auto const& mmds = config.mmds_config)
+        out["mmds-config"] = { { "network_interfaces", mmds->network_interfaces }, { "version", mmds->v2 ? "V2" : "V1" },
+            { "ipv4_address", format_ipv4(mmds->ipv4) } };
     return out;
 }
 
@@ -106,7 +110,8 @@ json metrics_json(VmMetrics const& metrics)
             nets.push_back({ { "iface_id", n.iface_id }, { "rx_packets", n.rx_packets }, { "rx_bytes", n.rx_bytes },
                 { "tx_packets", n.tx_packets }, { "tx_bytes", n.tx_bytes }, { "rx_dropped", n.rx_dropped }, { "tx_dropped", n.tx_dropped },
                 { "errors", n.errors }, { "tx_backpressure", n.tx_backpressure }, { "rx_throttled", n.rx_throttled },
-                { "tx_throttled", n.tx_throttled } });
+                { "tx_throttled", n.tx_throttled }, { "mmds_rx_frames", n.mmds_rx_frames }, { "mmds_tx_frames", n.mmds_tx_frames },
+                { "mmds_dropped", n.mmds_dropped } });
         out["nets"] = nets;
     }
     if (auto const& c = metrics.console)
@@ -189,6 +194,16 @@ struct Executor {
     HttpReply operator()(MachineImageRequest const& r) const { return capture_reply(controller.create_machine_image(r)); }
     HttpReply operator()(AgentCommand const& r) const { return agent_reply(r, controller.agent_command(r)); }
     HttpReply operator()(SuspendRequest const&) const { return status_reply(controller.suspend()); }
+    HttpReply operator()(MmdsPut const& r) const { return status_reply(controller.put_mmds(r)); }
+    HttpReply operator()(MmdsPatch const& r) const { return status_reply(controller.patch_mmds(r)); }
+    HttpReply operator()(MmdsConfigRequest const& r) const { return status_reply(controller.set_mmds_config(r)); }
+    HttpReply operator()(MmdsGet const&) const
+    {
+        auto data = controller.get_mmds();
+        if (!data)
+            return error_reply(data.error());
+        return HttpReply { 200, data.value() };
+    }
 };
 
 } // namespace

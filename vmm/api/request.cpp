@@ -2,6 +2,7 @@
 #include "vmm/api/request.h"
 
 #include "vmm/api/json_fields.h"
+#include "base/ipv4.h"
 
 #include <nlohmann/json.hpp>
 
@@ -382,6 +383,53 @@ Error invalid_path(std::string_view method, std::string_view target)
     return usage("Invalid request method and/or path: " + quote_for_message(method) + " " + quote_for_message(target) + ".");
 }
 
+// GET, PUT and PATCH /mmds; PUT /mmds/config.
+Result<ApiRequest> parse_mmds(std::string_view method, std::string_view target, std::string_view body)
+{
+    if (target == "/mmds" && method == "GET") {
+        if (!body.empty())
+            return usage("GET request cannot have a body.");
+        return ApiRequest { MmdsGet {} };
+    }
+    if (target == "/mmds" && (method == "PUT" || method == "PATCH")) {
+        STRATA_TRY(json, parse_json(body));
+        if (!json.is_object())
+            return usage("The MMDS data store must be a JSON object.");
+        if (method == "PUT")
+            return ApiRequest { MmdsPut { json.dump() } };
+        return ApiRequest { MmdsPatch { json.dump() } };
+    }
+    if (target == "/mmds/config" && method == "PUT") {
+        STRATA_TRY(json, parse_json(body));
+        STRATA_TRY(reader, ObjectReader::open(json, { "network_interfaces", "version", "ipv4_address" }));
+        STRATA_TRY(version, reader.string("version"));
+        STRATA_TRY(address, reader.string("ipv4_address"));
+        MmdsConfigRequest config;
+        auto const it = json.find("network_interfaces");
+        if (it == json.end())
+            return ObjectReader::missing("network_interfaces");
+        if (!it->is_array() || it->empty())
+            return usage("`network_interfaces` must be a non-empty array of interface ids.");
+        for (auto const& id : *it) {
+            if (!id.is_string())
+                return usage("`network_interfaces` must be a non-empty array of interface ids.");
+            STRATA_TRY(check_drive_id(id.get<std::string>()));
+            config.network_interfaces.push_back(id.get<std::string>());
+        }
+        if (version && *version != "V1" && *version != "V2")
+            return usage("`version` must be \"V1\" or \"V2\".");
+        config.v2 = version && *version == "V2";
+        if (address) {
+            auto ip = parse_link_local_ipv4(*address);
+            if (!ip)
+                return usage(ip.error().message);
+            config.ipv4 = ip.value();
+        }
+        return ApiRequest { config };
+    }
+    return invalid_path(method, target);
+}
+
 } // namespace
 
 Result<ApiRequest> parse_request(std::string_view method, std::string_view target, std::string_view body)
@@ -390,6 +438,8 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
         return usage("The request body is larger than " + std::to_string(max_body_bytes) + " bytes.");
 
     bool const get = method == "GET";
+    if (target == "/mmds" || target == "/mmds/config")
+        return parse_mmds(method, target, body);
     if (get && (target == "/" || target == "/vm/config" || target == "/metrics")) {
         if (!body.empty())
             return usage("GET request cannot have a body.");
@@ -472,7 +522,8 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
 Phase phase_of(ApiRequest const& request)
 {
     if (std::holds_alternative<BootSource>(request) || std::holds_alternative<MachineSettings>(request)
-        || std::holds_alternative<DriveConfig>(request) || std::holds_alternative<NetworkInterfaceConfig>(request))
+        || std::holds_alternative<DriveConfig>(request) || std::holds_alternative<NetworkInterfaceConfig>(request)
+        || std::holds_alternative<MmdsConfigRequest>(request))
         return Phase::PreBoot;
     if (auto const* action = std::get_if<InstanceAction>(&request))
         return action->type == ActionType::InstanceStart ? Phase::PreBoot : Phase::PostBoot;

@@ -10,7 +10,8 @@
 // Paths and field names are Firecracker's (PUT /boot-source, /machine-config,
 // /drives/{id}, /actions, PATCH /vm, GET /vm/config, GET /) plus strata's
 // PUT /network-interfaces/{id}, PUT /snapshot/disks, PUT /machine-images, PUT /agent,
-// PUT /vm/suspend and GET /metrics; the list is in
+// PUT /vm/suspend and GET /metrics, and Firecracker's metadata service (GET, PUT and
+// PATCH /mmds, PUT /mmds/config); the list is in
 // request.cpp's route table. It has a fuzz target (tests/fuzz/fuzz_api_request.cpp).
 // Threading: pure functions.
 #pragma once
@@ -29,6 +30,7 @@ struct GetVmConfig { };
 struct GetMetrics { };
 // PUT /vm/suspend, body {} (or empty): strata's own; see VmController::suspend.
 struct SuspendRequest { };
+struct MmdsGet { };
 
 enum class ActionType {
     InstanceStart,
@@ -45,7 +47,7 @@ struct VmStateChange {
 
 using ApiRequest = std::variant<GetInstanceInfo, GetVmConfig, GetMetrics, BootSource, MachineSettings, DriveConfig,
     DriveUpdate, InstanceAction, VmStateChange, SnapshotDisksRequest, MachineImageRequest, AgentCommand, SuspendRequest,
-    NetworkInterfaceConfig, NetworkInterfaceUpdate>;
+    NetworkInterfaceConfig, NetworkInterfaceUpdate, MmdsGet, MmdsPut, MmdsPatch, MmdsConfigRequest>;
 
 // Bodies are small JSON objects; anything larger is refused before parsing.
 constexpr std::size_t max_body_bytes = 64 * 1024;

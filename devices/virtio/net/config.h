@@ -14,11 +14,15 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 
 namespace strata {
 class RateLimiter;
+}
+namespace strata::virtio::net {
+class MmdsStore;
 }
 
 namespace strata::virtio::net {
@@ -106,6 +110,11 @@ struct NetOptions {
     // frame's (without the virtio header); every packet is one operation.
     RateLimiter* rx_limiter { nullptr };
     RateLimiter* tx_limiter { nullptr };
+    // The VM's metadata service (mmds_store.h), served on this interface at
+    // mmds_ipv4 (host order) by the device itself (mmds_stack.h); null: frames
+    // for that address go to the backend like any other.
+    std::shared_ptr<MmdsStore> mmds;
+    std::uint32_t mmds_ipv4 { 0xa9fea9fe }; // 169.254.169.254
 };
 
 // "52:54:00:12:34:56" -> bytes; nullopt unless six two-digit hex groups

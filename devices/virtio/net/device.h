@@ -28,6 +28,13 @@
 // backend unread), while a timerfd runs out; the limiters may be changed at any
 // time (RateLimiter::update, PATCH /network-interfaces).
 //
+// Metadata service (NetOptions::mmds): each transmit chain's first bytes are
+// classified (mmds_stack.h); a frame for the service's address is copied out of
+// guest memory whole and handed to the activation's MmdsStack instead of the
+// backend, and the frames the stack answers with are delivered like received
+// packets, before the next one is read from the backend. The stack's
+// connections end with the activation (a reset).
+//
 // Offloads: when its I/O thread starts, the device tells the backend which
 // offloads the guest accepted for received packets (GUEST_CSUM, GUEST_TSO4/6 ->
 // TUNSETOFFLOAD); as the thread ends (reset) it withdraws them. Only the I/O
@@ -59,6 +66,9 @@ struct NetMetrics {
     std::uint64_t errors;                // chains refused (hostile or malformed) and queues stopped
     std::uint64_t tx_backpressure;       // times the backend could not take a packet at once
     std::uint64_t rx_throttled, tx_throttled; // times a rate limiter held a packet back
+    std::uint64_t mmds_rx_frames;             // frames the guest sent the metadata service
+    std::uint64_t mmds_tx_frames;             // frames the metadata service queued for the guest
+    std::uint64_t mmds_dropped;               // of those, taken but not served, or not queued
 };
 
 class VirtioNet final : public VirtioDevice {
@@ -89,6 +99,7 @@ private:
         std::atomic<std::uint64_t> rx_packets { 0 }, rx_bytes { 0 }, tx_packets { 0 }, tx_bytes { 0 };
         std::atomic<std::uint64_t> rx_dropped { 0 }, tx_dropped { 0 }, errors { 0 }, tx_backpressure { 0 };
         std::atomic<std::uint64_t> rx_throttled { 0 }, tx_throttled { 0 };
+        std::atomic<std::uint64_t> mmds_rx_frames { 0 }, mmds_tx_frames { 0 }, mmds_dropped { 0 };
     };
     class Engine;
 

@@ -4,9 +4,11 @@
 #include "base/rate_limiter.h"
 #include "devices/virtio/net/chain.h"
 #include "devices/virtio/net/device.h"
+#include "devices/virtio/net/mmds_stack.h"
 #include "devices/virtio/queue.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <optional>
 #include <poll.h>
@@ -36,7 +38,12 @@ public:
         , m_queues(std::move(queues))
         , m_packet(HeaderSize + MaxFrameBytes)
     {
+        if (device.m_options.mmds)
+            m_mmds.emplace(device.m_options.mmds, device.m_options.mmds_ipv4);
     }
+
+    // Frames of the metadata service wait for the guest.
+    bool mmds_pending() const { return m_mmds && m_mmds->pending(); }
 
     // Whether the loop should watch the backend for a packet / for room.
     bool wants_receive() const { return m_queues[ReceiveQueue] && !m_rx_waiting && !m_rx_backend_failed && !m_rx_throttled; }
@@ -93,6 +100,8 @@ public:
             if (!refusal.empty()) {
                 ++m_device.m_counters.errors;
                 m_device.m_log.warn("transmitq chain at head " + std::to_string(chain.head) + " refused: " + refusal);
+            } else if (m_mmds && to_mmds(chain, header)) {
+                // Taken by the metadata service: nothing reaches the backend.
             } else {
                 std::uint64_t const bytes = chain.bytes - HeaderSize;
                 if (throttle(m_device.m_options.tx_limiter, m_tx_timer, bytes, m_tx_throttled, m_device.m_counters.tx_throttled))
@@ -130,7 +139,7 @@ public:
         unsigned done = 0;
         bool published = false;
         while (queue(ReceiveQueue) && !m_rx_waiting && !m_rx_backend_failed && !m_rx_throttled && done < m_device.m_options.budget) {
-            if (m_packet_len == 0 && !read_packet())
+            if (m_packet_len == 0 && !take_mmds_frame() && !read_packet())
                 break;
             if (!m_packet_charged) {
                 if (throttle(m_device.m_options.rx_limiter, m_rx_timer, m_packet_len - HeaderSize, m_rx_throttled,
@@ -192,6 +201,66 @@ private:
             skip = 0;
         }
         return m_device.m_backend.send(iov);
+    }
+
+    // Copies `len` bytes of a transmit chain's frame (after the header) from
+    // offset `from` into out.
+    static void copy_frame(NetChain const& chain, std::size_t from, std::span<std::byte> out)
+    {
+        std::size_t skip = HeaderSize + from, at = 0;
+        for (auto const& b : chain.buffers) {
+            if (at == out.size())
+                break;
+            if (skip >= b.size()) {
+                skip -= b.size();
+                continue;
+            }
+            std::size_t const n = std::min(b.size() - skip, out.size() - at);
+            std::memcpy(out.data() + at, b.data() + skip, n);
+            at += n;
+            skip = 0;
+        }
+    }
+
+    // Offers a transmit frame to the metadata service; true when it took it.
+    // The frame is copied out of guest memory before it is parsed, so the guest
+    // cannot change it under the parser.
+    bool to_mmds(NetChain const& chain, NetHeader const& header)
+    {
+        std::uint64_t const frame_len = chain.bytes - HeaderSize;
+        std::array<std::byte, MmdsStack::ClassifyBytes> prefix {};
+        std::size_t const prefix_len = static_cast<std::size_t>(std::min<std::uint64_t>(frame_len, prefix.size()));
+        copy_frame(chain, 0, std::span(prefix).first(prefix_len));
+        if (!m_mmds->classify(std::span<std::byte const>(prefix).first(prefix_len)))
+            return false;
+        auto const before = m_mmds->counters();
+        bool const gso = (header.gso_type & ~hdr::GsoEcn) != hdr::GsoNone;
+        if (frame_len > MmdsStack::MaxFrameBytes) {
+            m_mmds->handle(std::span<std::byte const>(prefix).first(prefix_len), true);
+        } else {
+            m_mmds_frame.resize(static_cast<std::size_t>(frame_len));
+            copy_frame(chain, 0, m_mmds_frame);
+            m_mmds->handle(m_mmds_frame, gso);
+        }
+        auto const after = m_mmds->counters();
+        m_device.m_counters.mmds_rx_frames += after.frames_in - before.frames_in;
+        m_device.m_counters.mmds_tx_frames += after.frames_out - before.frames_out;
+        m_device.m_counters.mmds_dropped += after.dropped - before.dropped;
+        return true;
+    }
+
+    // Makes the metadata service's next frame the pending packet; false when it has none.
+    bool take_mmds_frame()
+    {
+        if (!mmds_pending())
+            return false;
+        auto frame = m_mmds->pop();
+        if (frame.size() + HeaderSize > m_packet.size())
+            return false; // never: the stack's frames are far smaller
+        std::memset(m_packet.data(), 0, HeaderSize); // no offloads; num_buffers is set on delivery
+        std::memcpy(m_packet.data() + HeaderSize, frame.data(), frame.size());
+        m_packet_len = HeaderSize + frame.size();
+        return true;
     }
 
     // Reads the next packet from the backend; false when none is waiting.
@@ -318,6 +387,8 @@ private:
     std::uint64_t m_features;
     std::vector<std::optional<Virtqueue>> m_queues;
 
+    std::optional<MmdsStack> m_mmds;      // with NetOptions::mmds
+    std::vector<std::byte> m_mmds_frame;  // a transmit frame copied out for the service
     std::vector<std::byte> m_packet; // the packet read from the backend, not yet delivered
     std::size_t m_packet_len { 0 };  // 0: none
     std::vector<NetChain> m_reserved; // receive chains taken for m_packet
@@ -423,6 +494,8 @@ void VirtioNet::run(VirtioActivation activation)
     // Buffers posted before DRIVER_OK are looked at once at the start.
     bool more_tx = engine.process_transmit();
     bool more_rx = engine.process_receive();
+    // The metadata service's answers are due without any event from the backend.
+    auto receive_due = [&engine](bool receive) { return receive || engine.mmds_pending(); };
     while (!m_stop.load()) {
         std::uint32_t const want = (engine.wants_receive() ? EPOLLIN : 0u) | (engine.wants_send() ? EPOLLOUT : 0u);
         if (want != backend_events) {
@@ -472,7 +545,7 @@ void VirtioNet::run(VirtioActivation activation)
         if (m_stop.load())
             break;
         more_tx = transmit && engine.process_transmit();
-        more_rx = receive && engine.process_receive();
+        more_rx = receive_due(receive) && engine.process_receive();
     }
 }
 
