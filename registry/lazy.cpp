@@ -492,6 +492,12 @@ private:
     void demand_loop()
     {
         std::vector<std::unique_ptr<RegistryClient>> clients(m_layers.size());
+        // Made now, while the guest boots: the first client loads libcurl and
+        // its TLS library, which a guest's first read would otherwise wait for.
+        // (No request yet: an unreachable registry must fail reads, not delay them.)
+        for (std::size_t li = 0; li < m_layers.size(); ++li)
+            if (auto made = client_for(m_layers[li]->info, 2))
+                clients[li] = std::move(made.value());
         std::unique_lock lock(m_mu);
         for (;;) {
             m_cv.wait(lock, [this] { return m_stop || !m_demand.empty(); });
@@ -530,8 +536,15 @@ private:
             lock.unlock();
             wake();
             lock.lock();
-            if (m_demand.empty())
+            // The presence bytes of what was fetched on demand are written
+            // after a sync, at most every kPersistMs while the guest keeps
+            // missing chunks (each sync of the layer file costs its writes
+            // time), else when the disk closes or the fill syncs.
+            auto now = std::chrono::steady_clock::now();
+            if (m_demand.empty() && now - m_last_persist >= std::chrono::milliseconds(kPersistMs)) {
+                m_last_persist = now;
                 persist(lock);
+            }
         }
     }
 
@@ -635,6 +648,10 @@ private:
                     got = fetch_chunks(*clients[li], l, i, count, true);
                 lock.lock();
                 finish(l, i, count, got, false, true);
+                // Chunks fetched on demand and not yet marked: their bytes were
+                // synced with the fill's (one file), so mark them now.
+                if (got && !l.unsynced.empty())
+                    persist(lock);
                 lock.unlock();
                 wake();
                 lock.lock();
@@ -652,6 +669,7 @@ private:
     }
 
     static constexpr std::size_t kNoLayer = ~std::size_t { 0 };
+    static constexpr unsigned kPersistMs = 1000;
 
     std::unique_ptr<Chain> m_chain;
     std::vector<std::unique_ptr<RemoteLayer>> m_layers;
@@ -663,6 +681,7 @@ private:
     std::mutex m_mu;
     std::condition_variable m_cv;
     bool m_stop { false };
+    std::chrono::steady_clock::time_point m_last_persist { std::chrono::steady_clock::now() };
     std::deque<std::pair<std::size_t, std::size_t>> m_demand;
     std::deque<Held> m_held;
     std::vector<Held> m_retry;
