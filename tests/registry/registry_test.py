@@ -16,6 +16,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -796,6 +797,86 @@ def case_lazy(work):
         reg.stop()
 
 
+def present_chunks_hold_their_data(home):
+    """Every chunk an incomplete layer's presence file marks present has, in the
+    layer file, bytes whose SHA-256 is the chunk's; returns (present, total)."""
+    d = os.path.join(home, "registry", "lazy")
+    present = total = 0
+    for n in os.listdir(d):
+        if not n.endswith(".json"):
+            continue
+        lid = n[:-5]
+        desc = json.load(open(os.path.join(d, n)))
+        marks = open(os.path.join(d, lid + ".present"), "rb").read()
+        with open(os.path.join(home, "layers", lid), "rb") as f:
+            for i, (offset, length, at, stored, file_offset, digest, blob) in enumerate(desc["chunks"]):
+                total += 1
+                if marks[i] != 1:
+                    continue
+                present += 1
+                f.seek(file_offset)
+                check(hashlib.sha256(f.read(length)).hexdigest() == digest,
+                      f"chunk {i} (layer offset {offset}) is marked present but its bytes in the layer file are wrong")
+    return present, total
+
+
+def case_lazy_kill(work):
+    """A VMM killed (SIGKILL) while its lazy disk is being filled: every chunk
+    it marked present holds its right bytes, the next start goes on from those
+    chunks (fetching only the rest) and the disk then reads as the pushed image (KVM)."""
+    fw = os.path.join(BUILD, "firmware")
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg, slow=True)
+    try:
+        a = os.path.join(work, "a")
+        raw = os.path.join(work, "pattern.raw")
+        make_raw(raw, 64, 3)  # mostly random: a blob of ~43 MB, many fill requests
+        strata(a, "images", "import", "pat", raw, "-f", "raw")
+        with open(raw, "rb") as f:
+            want = hashlib.sha256(f.read()).hexdigest()
+        ref = f"{front.host}/team/pat:v1"
+        front.slow = False
+        strata(a, "images", "push", "pat", ref, "--insecure")
+        b = os.path.join(work, "b")
+        strata(b, "images", "pull", ref, "pat", "--lazy", "--insecure")
+        strata(b, "disks", "create", "d", "--image", "pat")
+        blob = sum(l["size"] for l in json.loads(urllib.request.urlopen(urllib.request.Request(
+            f"http://{reg.host}/v2/team/pat/manifests/v1",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})).read())["layers"])
+        # Downloads slowed to ~1.3 MB/s; the guest reads the whole disk while
+        # the fill runs from the start. Killed once some chunks are present.
+        front.slow = True
+        e = dict(os.environ, STRATA_HOME=b, HOME=b, STRATA_LAZY_FILL_DELAY_MS="0")
+        p = subprocess.Popen([STRATA, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline",
+                              "count=64 req_kb=1024 qd=4"], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        marks = lambda: sum(open(os.path.join(b, "registry", "lazy", n), "rb").read().count(1)
+                            for n in os.listdir(os.path.join(b, "registry", "lazy")) if n.endswith(".present"))
+        deadline = time.monotonic() + 120
+        while marks() == 0 and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.05)
+        p.kill()
+        out, err = p.communicate()
+        check(p.returncode == -signal.SIGKILL, f"the VMM was killed mid-fill: {p.returncode} {out[-300:]} {err[-300:]}")
+        present, total = present_chunks_hold_their_data(b)
+        check(0 < present < total, f"killed with {present} of {total} chunks present")
+        print(f"killed with {present} of {total} chunks present, each holding its bytes")
+        # The next start: the guest reads everything right, and the fill fetches
+        # only what was not present.
+        front.slow = False
+        r = strata(b, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=64 req_kb=1024 qd=4",
+                   env={"STRATA_LAZY_FILL_DELAY_MS": "0"})
+        check("blkread: ok 64 requests" in r.stdout and "errors 0" in r.stdout, f"read after the kill: {r.stdout} {r.stderr}")
+        line = [l for l in r.stderr.splitlines() if "lazy disk" in l][0]
+        n = [int(x) for x in re.findall(r"(\d+) bytes", line)]
+        check(sum(n) < blob, f"the second start fetched {sum(n)} of the blob's {blob} bytes: {line}")
+        print("after the kill:", line)
+        check(lazy_state(b) == [], f"the fill completed the layer: {lazy_state(b)}")
+        check(export_raw(b, "pat", os.path.join(work, "b.raw")) == want, "the filled image differs from the pushed one")
+    finally:
+        front.stop()
+        reg.stop()
+
+
 def case_tls(work):
     """A registry serving HTTPS with a certificate this test makes (openssl):
     refused without the CA, accepted with --ca-cert or --tls-verify=false; a
@@ -884,7 +965,7 @@ def case_parts(work):
         reg.stop()
 
 
-CASES = {"parts": case_parts, "tls": case_tls, "lazy": case_lazy, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+CASES = {"parts": case_parts, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
          "sigkill": case_sigkill, "machine_images": case_machine_images}
 
