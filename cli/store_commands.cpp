@@ -8,6 +8,7 @@
 #include "store/store.h"
 #include "cli/commands.h"
 #include "cli/img_util.h"
+#include "registry/lazy.h"
 
 #include <CLI/CLI.hpp>
 
@@ -80,8 +81,20 @@ void print_details(ObjectDetails const& d, bool json)
 {
     nlohmann::json j = object_json(d.manifest);
     nlohmann::json layers = nlohmann::json::array();
-    for (auto const& l : d.layers)
+    // Layers still being pulled lazily (registry/lazy.h): how much is here.
+    std::vector<std::optional<registry::LazyProgress>> lazy;
+    for (auto const& l : d.layers) {
+        auto p = registry::lazy_progress(Store::default_root(), l.id);
+        lazy.push_back(p ? p.value() : std::nullopt);
+    }
+    for (std::size_t i = 0; i < d.layers.size(); ++i) {
+        auto const& l = d.layers[i];
         layers.push_back({ { "id", l.id.to_string() }, { "allocated_bytes", l.file_bytes }, { "frozen", l.frozen } });
+        if (auto const& p = lazy[i])
+            layers.back()["lazy"] = { { "chunks_present", p->chunks_present }, { "chunks_total", p->chunks_total },
+                { "bytes_present", p->bytes_present }, { "bytes_total", p->bytes_total },
+                { "blob_bytes_present", p->blob_bytes_present }, { "blob_bytes_total", p->blob_bytes_total } };
+    }
     j["layer_details"] = layers;
     j["shares_layers_with"] = d.used_by;
     if (json) {
@@ -95,8 +108,13 @@ void print_details(ObjectDetails const& d, bool json)
     if (!m.description.empty())
         std::printf("description: %s\n", m.description.c_str());
     std::printf("layers (bottom first):\n");
-    for (auto const& l : d.layers)
+    for (std::size_t i = 0; i < d.layers.size(); ++i) {
+        auto const& l = d.layers[i];
         std::printf("  %s  %s  %s\n", l.id.to_string().c_str(), l.frozen ? "frozen  " : "writable", human_size(l.file_bytes).c_str());
+        if (auto const& p = lazy[i])
+            std::printf("    pulled lazily: %llu of %llu chunks here (%s of %s)\n", static_cast<unsigned long long>(p->chunks_present),
+                static_cast<unsigned long long>(p->chunks_total), human_size(p->bytes_present).c_str(), human_size(p->bytes_total).c_str());
+    }
     for (auto const& u : d.used_by)
         std::printf("shares layers with: %s\n", u.c_str());
 }

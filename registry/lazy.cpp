@@ -303,6 +303,27 @@ public:
         std::fputs(line.c_str(), stderr);
     }
 
+    LazyDiskState state()
+    {
+        std::lock_guard lock(m_mu);
+        LazyDiskState out;
+        out.stats = m_stats;
+        for (auto const& lp : m_layers) {
+            auto const& l = *lp;
+            for (std::size_t i = 0; i < l.state.size(); ++i) {
+                auto const& c = l.info.chunks[i];
+                bool here = l.completed || l.state[i] == ChunkState::Present;
+                out.progress.chunks_total += 1;
+                out.progress.bytes_total += c.length;
+                out.progress.blob_bytes_total += c.stored;
+                out.progress.chunks_present += here ? 1 : 0;
+                out.progress.bytes_present += here ? c.length : 0;
+                out.progress.blob_bytes_present += here ? c.stored : 0;
+            }
+        }
+        return out;
+    }
+
     std::uint64_t size() const override { return m_chain->size(); }
     bool read_only() const override { return m_chain->read_only(); }
     unsigned queue_depth() const override { return m_chain->queue_depth(); }
@@ -691,6 +712,40 @@ private:
 };
 
 } // namespace
+
+std::optional<LazyDiskState> lazy_disk_state(BlockBackend& backend)
+{
+    auto* disk = dynamic_cast<LazyDisk*>(&backend);
+    if (disk == nullptr)
+        return std::nullopt;
+    return disk->state();
+}
+
+Result<std::optional<LazyProgress>> lazy_progress(std::string const& store_root, LayerId const& id)
+{
+    STRATA_TRY(info, load_lazy(store_root, id));
+    if (!info)
+        return std::optional<LazyProgress>();
+    std::vector<std::uint8_t> marks(info->chunks.size(), 0);
+    std::string pp = present_path(store_root, id);
+    Fd fd(::open(pp.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid())
+        return errno_error("open '" + pp + "'");
+    if (!marks.empty())
+        STRATA_TRY(pread_all(fd.get(), std::as_writable_bytes(std::span(marks)), 0));
+    LazyProgress p;
+    for (std::size_t i = 0; i < marks.size(); ++i) {
+        auto const& c = info->chunks[i];
+        bool here = marks[i] == 1;
+        p.chunks_total += 1;
+        p.bytes_total += c.length;
+        p.blob_bytes_total += c.stored;
+        p.chunks_present += here ? 1 : 0;
+        p.bytes_present += here ? c.length : 0;
+        p.blob_bytes_present += here ? c.stored : 0;
+    }
+    return std::optional<LazyProgress>(p);
+}
 
 Result<std::unique_ptr<BlockBackend>> wrap_lazy(std::string const& store_root, std::unique_ptr<Chain> chain, Chain*& chain_out,
     LazyOptions const& options)

@@ -91,6 +91,25 @@ struct LazyStats {
     std::uint64_t eio_requests { 0 };    // ... and completed with an I/O error
 };
 
+// How far an incomplete layer is: chunks present (synced and marked) of all,
+// and the bytes they hold, of the layer's data and of its blobs.
+struct LazyProgress {
+    std::uint64_t chunks_present { 0 }, chunks_total { 0 };
+    std::uint64_t bytes_present { 0 }, bytes_total { 0 };
+    std::uint64_t blob_bytes_present { 0 }, blob_bytes_total { 0 };
+};
+// From the layer's description and presence file; nothing when it is local.
+[[nodiscard]] Result<std::optional<LazyProgress>> lazy_progress(std::string const& store_root, LayerId const& id);
+
+// A running lazy disk's state (any thread): its incomplete layers' progress as
+// it serves them (chunks fetched but not yet synced count as present) and its
+// counters. Nothing when the backend is not a LazyDisk.
+struct LazyDiskState {
+    LazyProgress progress;
+    LazyStats stats;
+};
+std::optional<LazyDiskState> lazy_disk_state(BlockBackend& backend);
+
 // The options from the environment: STRATA_LAZY_FILL_DELAY_MS, STRATA_LAZY_FILL=0.
 LazyOptions lazy_options_from_env();
 

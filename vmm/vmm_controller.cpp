@@ -11,6 +11,7 @@
 #include "store/manifest.h"
 #include "store/store.h"
 #include "imaging/open_image.h"
+#include "registry/lazy.h"
 #include "vmm/agent_channel.h"
 #include "vmm/machine_disks.h"
 
@@ -240,6 +241,12 @@ Result<api::VmMetrics> VmmController::metrics()
         d.rejected = b.rejected;
         d.backpressure = b.backpressure;
         d.throttled = b.throttled;
+        if (auto l = registry::lazy_disk_state(disks.backend(i))) {
+            auto const& p = l->progress;
+            auto const& st = l->stats;
+            d.lazy = api::DiskMetrics::Lazy { p.chunks_present, p.chunks_total, p.bytes_present, p.bytes_total, st.demand_fetches,
+                st.demand_bytes, st.fill_fetches, st.fill_bytes, st.failed_fetches, st.held_requests, st.eio_requests };
+        }
         out.disks.push_back(d);
     }
     auto& nets = m->nets();

@@ -797,6 +797,25 @@ def case_lazy(work):
         reg.stop()
 
 
+def unix_get(sock, target):
+    """GET target from a VMM's API on a Unix socket, as JSON."""
+    class Conn(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(sock)
+    deadline = time.monotonic() + 30
+    while not os.path.exists(sock):
+        check(time.monotonic() < deadline, "the API socket never appeared")
+        time.sleep(0.05)
+    c = Conn("localhost", timeout=10)
+    c.request("GET", target)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    check(r.status == 200, f"GET {target}: {r.status} {body}")
+    return json.loads(body)
+
+
 def present_chunks_hold_their_data(home):
     """Every chunk an incomplete layer's presence file marks present has, in the
     layer file, bytes whose SHA-256 is the chunk's; returns (present, total)."""
@@ -847,19 +866,31 @@ def case_lazy_kill(work):
         # the fill runs from the start. Killed once some chunks are present.
         front.slow = True
         e = dict(os.environ, STRATA_HOME=b, HOME=b, STRATA_LAZY_FILL_DELAY_MS="0")
+        sock = os.path.join(work, "api.sock")
         p = subprocess.Popen([STRATA, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline",
-                              "count=64 req_kb=1024 qd=4"], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              "count=64 req_kb=1024 qd=4", "--api-socket", sock], env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         marks = lambda: sum(open(os.path.join(b, "registry", "lazy", n), "rb").read().count(1)
                             for n in os.listdir(os.path.join(b, "registry", "lazy")) if n.endswith(".present"))
         deadline = time.monotonic() + 120
         while marks() == 0 and time.monotonic() < deadline and p.poll() is None:
             time.sleep(0.05)
+        # GET /metrics shows the lazy disk's state while it runs.
+        metrics = unix_get(sock, "/metrics")
         p.kill()
         out, err = p.communicate()
         check(p.returncode == -signal.SIGKILL, f"the VMM was killed mid-fill: {p.returncode} {out[-300:]} {err[-300:]}")
         present, total = present_chunks_hold_their_data(b)
         check(0 < present < total, f"killed with {present} of {total} chunks present")
         print(f"killed with {present} of {total} chunks present, each holding its bytes")
+        lazy = metrics["disks"][0].get("lazy")
+        check(lazy and lazy["chunks_total"] == total and 0 < lazy["chunks_present"] <= total
+              and lazy["demand_bytes"] + lazy["fill_bytes"] > 0, f"GET /metrics of a lazy disk: {metrics}")
+        print("metrics while filling:", lazy)
+        # disks describe shows what is here from the store's files alone.
+        details = json.loads(strata(b, "disks", "describe", "d", "--json").stdout)["layer_details"]
+        shown = [l["lazy"] for l in details if "lazy" in l]
+        check(len(shown) == 1 and shown[0]["chunks_present"] == present and shown[0]["chunks_total"] == total
+              and 0 < shown[0]["blob_bytes_present"] < shown[0]["blob_bytes_total"], f"disks describe: {details}")
         # The next start: the guest reads everything right, and the fill fetches
         # only what was not present.
         front.slow = False
@@ -871,6 +902,8 @@ def case_lazy_kill(work):
         check(sum(n) < blob, f"the second start fetched {sum(n)} of the blob's {blob} bytes: {line}")
         print("after the kill:", line)
         check(lazy_state(b) == [], f"the fill completed the layer: {lazy_state(b)}")
+        details = json.loads(strata(b, "disks", "describe", "d", "--json").stdout)["layer_details"]
+        check(all("lazy" not in l for l in details), f"a complete layer shows no lazy state: {details}")
         check(export_raw(b, "pat", os.path.join(work, "b.raw")) == want, "the filled image differs from the pushed one")
     finally:
         front.stop()

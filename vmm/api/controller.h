@@ -166,6 +166,17 @@ struct DiskMetrics {
     std::uint64_t rejected { 0 }; // of which refused by the request parser
     std::uint64_t backpressure { 0 };
     std::uint64_t throttled { 0 }; // times a request waited for the rate limit
+    // A disk over lazily pulled layers (registry/lazy.h): chunks and bytes here
+    // of all, and what was fetched since the VMM opened it.
+    struct Lazy {
+        std::uint64_t chunks_present { 0 }, chunks_total { 0 };
+        std::uint64_t bytes_present { 0 }, bytes_total { 0 };
+        std::uint64_t demand_fetches { 0 }, demand_bytes { 0 };
+        std::uint64_t fill_fetches { 0 }, fill_bytes { 0 };
+        std::uint64_t failed_fetches { 0 };
+        std::uint64_t held_requests { 0 }, eio_requests { 0 };
+    };
+    std::optional<Lazy> lazy;
 };
 
 // GET /metrics "console": the virtio-console the guest agent talks over

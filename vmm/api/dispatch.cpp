@@ -99,6 +99,11 @@ json metrics_json(VmMetrics const& metrics)
             { "write_requests", d.write_requests }, { "flush_requests", d.flush_requests }, { "discard_requests", d.discard_requests },
             { "write_zeroes_requests", d.write_zeroes_requests }, { "bytes_read", d.bytes_read }, { "bytes_written", d.bytes_written },
             { "errors", d.errors }, { "rejected", d.rejected }, { "backpressure", d.backpressure }, { "throttled", d.throttled } });
+        if (auto const& l = d.lazy)
+            disks.back()["lazy"] = { { "chunks_present", l->chunks_present }, { "chunks_total", l->chunks_total },
+                { "bytes_present", l->bytes_present }, { "bytes_total", l->bytes_total }, { "demand_fetches", l->demand_fetches },
+                { "demand_bytes", l->demand_bytes }, { "fill_fetches", l->fill_fetches }, { "fill_bytes", l->fill_bytes },
+                { "failed_fetches", l->failed_fetches }, { "held_requests", l->held_requests }, { "eio_requests", l->eio_requests } };
     }
     json out = { { "disks", disks } };
     out["last_capture_stall_us"] = metrics.last_capture_stall_us ? json(*metrics.last_capture_stall_us) : json(nullptr);
