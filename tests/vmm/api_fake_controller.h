@@ -34,7 +34,7 @@ public:
         STRATA_TRY(take_failure());
         VmMetrics m;
         for (auto const& d : m_config.drives)
-            m.disks.push_back(DiskMetrics { d.drive_id, 3, 2, 1, 0, 0, 0, 8192, 512, 0, 0, 0 });
+            m.disks.push_back(DiskMetrics { d.drive_id, 3, 2, 1, 0, 0, 0, 8192, 512, 0, 0, 0, 0, std::nullopt });
         m.last_capture_stall_us = m_last_stall;
         return m;
     }
