@@ -49,6 +49,9 @@ struct MachineConfig {
     std::vector<DiskConfig> disks;
     // Network interfaces (virtio-net over host taps), attached after the console.
     std::vector<NetConfig> nets;
+    // Log the pages the guest and the devices write, so that a snapshot can
+    // hold only what changed since the last one (Firecracker's track_dirty_pages).
+    bool track_dirty_pages { false };
 
     static constexpr std::uint32_t max_vcpus = 254;
 };
