@@ -21,6 +21,31 @@ std::uint64_t GuestMemory::total_size() const
 
 Result<std::span<std::byte>> GuestMemory::slice(std::uint64_t gpa, std::uint64_t len) const
 {
+    Region const* region = nullptr;
+    STRATA_TRY(s, find(gpa, len, &region));
+    mark(*region, gpa, len);
+    return s;
+}
+
+void GuestMemory::mark(Region const& region, std::uint64_t gpa, std::uint64_t len)
+{
+    if (region.dirty == nullptr || len == 0)
+        return;
+    std::uint64_t const first = (gpa - region.gpa) / page_size;
+    std::uint64_t const last = (gpa - region.gpa + len - 1) / page_size;
+    for (std::uint64_t p = first; p <= last; ++p)
+        region.dirty[p / 64].fetch_or(std::uint64_t { 1 } << (p % 64), std::memory_order_relaxed);
+}
+
+void GuestMemory::mark_dirty(std::uint64_t gpa, std::uint64_t len) const
+{
+    Region const* region = nullptr;
+    if (find(gpa, len, &region))
+        mark(*region, gpa, len);
+}
+
+Result<std::span<std::byte>> GuestMemory::find(std::uint64_t gpa, std::uint64_t len, Region const** region) const
+{
     for (auto const& r : m_regions) {
         if (gpa < r.gpa)
             break;
@@ -28,6 +53,8 @@ Result<std::span<std::byte>> GuestMemory::slice(std::uint64_t gpa, std::uint64_t
         // Written so that neither side can overflow: off <= size, then len <= size - off.
         if (off > r.size || len > r.size - off)
             continue;
+        if (region)
+            *region = &r;
         // SAFETY: [off, off+len) lies inside the region, checked just above.
         return std::span<std::byte>(r.host + off, static_cast<std::size_t>(len));
     }
@@ -38,7 +65,7 @@ Result<std::span<std::byte>> GuestMemory::slice(std::uint64_t gpa, std::uint64_t
 
 Status GuestMemory::read_bytes(std::uint64_t gpa, std::span<std::byte> out) const
 {
-    STRATA_TRY(s, slice(gpa, out.size()));
+    STRATA_TRY(s, find(gpa, out.size()));
     std::memcpy(out.data(), s.data(), out.size());
     return ok();
 }

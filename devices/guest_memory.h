@@ -4,8 +4,14 @@
 //
 // Every access checks [gpa, gpa+len) against one region with overflow-safe
 // arithmetic; an access that straddles two regions or leaves RAM is an error.
+// Dirty pages: a region may carry a bitmap (one bit per 4 KiB page, owned by
+// whoever mapped the RAM) in which slice() sets the bits of the pages it hands
+// out, so that a differential snapshot also finds the pages the VMM's devices
+// wrote, which KVM's dirty log never sees. slice() cannot tell a read from a
+// write, so it marks both (a page read through it is saved again, never a
+// written one missed); read() and read_bytes() mark nothing.
 // Threading: the region table is immutable after construction, so any thread may
-// use a GuestMemory concurrently. Concurrent accesses to the same guest bytes are
+// use a GuestMemory concurrently; the dirty bits are set atomically. Concurrent accesses to the same guest bytes are
 // the guest's business; the virtio core uses atomic_ref where ordering matters.
 #pragma once
 
@@ -13,6 +19,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <cstring>
 #include <span>
 #include <type_traits>
@@ -26,7 +33,11 @@ public:
         std::uint64_t gpa;
         std::uint64_t size;
         std::byte* host;
+        // One bit per page of the region, set by slice(); null: not tracked.
+        std::atomic<std::uint64_t>* dirty { nullptr };
     };
+
+    static constexpr std::uint64_t page_size = 4096;
 
     GuestMemory() = default;
     // Regions must not overlap; the constructor sorts them by gpa.
@@ -37,8 +48,15 @@ public:
     std::uint64_t total_size() const;
 
     // The host bytes behind [gpa, gpa+len), which must lie in one region.
-    // len == 0 is allowed at any gpa inside a region or at its end.
+    // len == 0 is allowed at any gpa inside a region or at its end. Marks the
+    // pages dirty in a tracked region (the caller may write them).
     [[nodiscard]] Result<std::span<std::byte>> slice(std::uint64_t gpa, std::uint64_t len) const;
+
+    // Marks [gpa, gpa+len) dirty in a tracked region (nothing otherwise), for a
+    // writer that keeps a slice and writes through it later (a virtqueue's used
+    // ring): each write must mark its pages again, or a snapshot taken between
+    // the slice and the write misses it.
+    void mark_dirty(std::uint64_t gpa, std::uint64_t len) const;
 
     [[nodiscard]] Status read_bytes(std::uint64_t gpa, std::span<std::byte> out) const;
     [[nodiscard]] Status write_bytes(std::uint64_t gpa, std::span<std::byte const> in) const;
@@ -48,7 +66,7 @@ public:
     {
         static_assert(std::is_trivially_copyable_v<T>);
         T value;
-        auto s = slice(gpa, sizeof(T));
+        auto s = find(gpa, sizeof(T));
         if (!s)
             return s.error();
         std::memcpy(&value, s.value().data(), sizeof(T));
@@ -67,6 +85,9 @@ public:
     }
 
 private:
+    // slice() without marking anything dirty, for reads.
+    [[nodiscard]] Result<std::span<std::byte>> find(std::uint64_t gpa, std::uint64_t len, Region const** region = nullptr) const;
+    static void mark(Region const& region, std::uint64_t gpa, std::uint64_t len);
     std::vector<Region> m_regions;
 };
 

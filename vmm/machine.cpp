@@ -105,7 +105,7 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, Ma
     STRATA_TRY(machine, open_shell(config, io));
     STRATA_TRY(vm, Vm::create(*machine->m_kvm));
     machine->m_vm = std::move(vm);
-    STRATA_TRY(ram, GuestRam::create(*machine->m_vm, config.memory_mib << 20));
+    STRATA_TRY(ram, GuestRam::create(*machine->m_vm, config.memory_mib << 20, config.track_dirty_pages));
     machine->m_ram = std::move(ram);
     STRATA_TRY(machine->boot(config));
     return machine;
@@ -344,11 +344,13 @@ void Machine::stop()
 void Machine::pause_vcpus()
 {
     std::unique_lock guard(m_pause_lock);
-    if (m_pause_requested)
-        return;
-    m_pause_requested = true;
-    for (auto& v : m_vcpus)
-        v->request_exit();
+    // Already paused: still wait until every vCPU has parked (a machine started
+    // paused has its vCPU threads park only once run() starts them).
+    if (!m_pause_requested) {
+        m_pause_requested = true;
+        for (auto& v : m_vcpus)
+            v->request_exit();
+    }
     // A vCPU thread that has not started yet parks as soon as it does.
     m_pause_cv.wait(guard, [&] { return m_vcpus_parked == m_vcpus.size() || m_finished.load(); });
 }

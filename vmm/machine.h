@@ -28,6 +28,7 @@
 #include "base/result.h"
 #include "devices/bus.h"
 #include "vmm/machine_config.h"
+#include "vmm/memory_file.h"
 
 #include <atomic>
 #include <chrono>
@@ -37,6 +38,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -52,6 +54,7 @@ class MmdsStore;
 namespace strata {
 
 class Kvm;
+struct MachineState;
 class Vm;
 class Vcpu;
 class GuestRam;
@@ -122,6 +125,14 @@ public:
     // does not match (BadInput, 65).
     [[nodiscard]] static Result<std::unique_ptr<Machine>> restore(MachineConfig const& config, MachineIo io,
         std::filesystem::path const& state_file, std::filesystem::path const& memory_file);
+    // The same from an encoded MachineState and a chain of memory files: the
+    // first whole, each later one differential over those below (memory_file.h).
+    // Every file is checked against its checksum, the last against the state's,
+    // before anything runs; RAM is the first file mapped copy-on-write with the
+    // later files' pages copied over it. With config.track_dirty_pages the
+    // restored machine logs dirty pages from here on.
+    [[nodiscard]] static Result<std::unique_ptr<Machine>> restore(MachineConfig const& config, MachineIo io,
+        std::span<std::byte const> state_bytes, std::span<MemoryLayer const> memory);
 
     // Saves the machine into a state file and a memory file (machine_state.h,
     // memory_file.h), both new. The vCPUs must be paused (pause_vcpus) and the
@@ -129,6 +140,23 @@ public:
     // changes RAM meanwhile; the guest agent must be idle (the console is not
     // paused). Only the non-zero pages of RAM are written.
     [[nodiscard]] Status save_snapshot(std::filesystem::path const& state_file, std::filesystem::path const& memory_file);
+    // What save_memory_and_state saved: the encoded MachineState (its
+    // memory_crc is the memory file's) and, for a differential memory file, the
+    // pages it holds.
+    struct SavedSnapshot {
+        std::vector<std::byte> state;
+        MemoryLayer memory;
+    };
+    // The parts of save_snapshot, for callers that keep the state in a file of
+    // their own (the Firecracker-shaped PUT /snapshot/create). diff: write only
+    // the pages written since the last save or restore (the machine must track
+    // dirty pages); otherwise every non-zero page. Either way, with tracking the
+    // dirty log starts again from here, even when the save fails (the caller
+    // must then not lay a Diff over the previous snapshot).
+    [[nodiscard]] Result<SavedSnapshot> save_memory_and_state(std::filesystem::path const& memory_file, bool diff);
+    // Before run(): the vCPUs start parked (state Paused) until resume_vcpus().
+    void start_paused();
+    bool tracks_dirty_pages() const;
     // Gives the VM a new generation ID (the VMGenID device in the DSDT: 16
     // random bytes at layout::vmgenid_guid) and pulses the ACPI GED's line, so
     // a guest driver is notified. Every VM made from a running-state snapshot
@@ -172,6 +200,8 @@ private:
     // needs to find them to cmdline.
     [[nodiscard]] Status attach_devices(MachineConfig const& config, std::string& cmdline);
     [[nodiscard]] Status restore_state(struct MachineState const& state);
+    [[nodiscard]] static Result<std::unique_ptr<Machine>> restore_checked(MachineConfig const& config, MachineIo io,
+        MachineState const& state, std::span<MemoryLayer const> memory);
     [[nodiscard]] Status attach_console(std::string& cmdline);
     // The DSDT's devices: COM1, and the virtio-mmio regions or the PCI host bridge.
     std::vector<std::byte> dsdt_body(MachineConfig const& config) const;

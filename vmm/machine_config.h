@@ -51,6 +51,9 @@ struct MachineConfig {
     std::vector<NetConfig> nets;
     // The metadata service: which interfaces serve it (its data: MachineIo::mmds).
     MmdsConfig mmds;
+    // Log the pages the guest and the devices write, so that a snapshot can
+    // hold only what changed since the last one (Firecracker's track_dirty_pages).
+    bool track_dirty_pages { false };
 
     static constexpr std::uint32_t max_vcpus = 254;
 };

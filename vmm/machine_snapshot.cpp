@@ -29,6 +29,7 @@
 #include <array>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fcntl.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
@@ -80,6 +81,31 @@ Status write_new_file(std::filesystem::path const& path, std::span<std::byte con
 
 Status Machine::save_snapshot(std::filesystem::path const& state_file, std::filesystem::path const& memory_file)
 {
+    STRATA_TRY(saved, save_memory_and_state(memory_file, false));
+    if (auto r = write_new_file(state_file, saved.state); !r) {
+        std::error_code ec;
+        std::filesystem::remove(state_file, ec);
+        std::filesystem::remove(memory_file, ec);
+        return r.error();
+    }
+    return ok();
+}
+
+bool Machine::tracks_dirty_pages() const
+{
+    return m_ram->tracks_dirty();
+}
+
+void Machine::start_paused()
+{
+    std::lock_guard guard(m_pause_lock);
+    m_pause_requested = true;
+}
+
+Result<Machine::SavedSnapshot> Machine::save_memory_and_state(std::filesystem::path const& memory_file, bool diff)
+{
+    if (diff && !m_ram->tracks_dirty())
+        return make_error(ErrorKind::Usage, "a Diff snapshot needs dirty page tracking (machine-config track_dirty_pages, or enable_diff_snapshots on load)");
     {
         std::lock_guard guard(m_pause_lock);
         if (!m_pause_requested || m_vcpus_parked != m_vcpus.size())
@@ -110,22 +136,34 @@ Status Machine::save_snapshot(std::filesystem::path const& state_file, std::file
     }
 
     // RAM first: the state file names its checksum, and a state file that exists
-    // is the sign that the pair is complete.
-    auto crc = write_memory_file(memory_file, m_ram->contents());
+    // is the sign that the pair is complete. The dirty log is taken (and so
+    // cleared) for a whole file too, so that the next Diff is relative to this.
+    SavedSnapshot saved;
+    saved.memory.path = memory_file;
+    saved.memory.diff = diff;
+    std::vector<std::uint64_t> dirty;
+    if (m_ram->tracks_dirty()) {
+        STRATA_TRY(bits, m_ram->take_dirty_pages());
+        dirty = std::move(bits);
+    }
+    Result<std::uint32_t> crc = std::uint32_t { 0 };
+    if (diff) {
+        saved.memory.runs = page_runs(dirty, m_ram->size() / GuestMemory::page_size);
+        crc = write_memory_diff(memory_file, m_ram->contents(), saved.memory.runs);
+    } else {
+        crc = write_memory_file(memory_file, m_ram->contents());
+    }
     if (!crc) {
+        // The pages taken from the log are now in no file: the caller must not
+        // lay a later Diff over the previous snapshot (vmm_controller.cpp).
         std::error_code ec;
         std::filesystem::remove(memory_file, ec);
         return crc.error();
     }
     state.memory_crc = crc.value();
-    auto bytes = encode_machine_state(state);
-    if (auto r = write_new_file(state_file, bytes); !r) {
-        std::error_code ec;
-        std::filesystem::remove(state_file, ec);
-        std::filesystem::remove(memory_file, ec);
-        return r.error();
-    }
-    return ok();
+    saved.memory.crc = crc.value();
+    saved.state = encode_machine_state(state);
+    return saved;
 }
 
 Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, MachineIo io,
@@ -143,7 +181,30 @@ Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, M
     auto decoded = decode_machine_state(bytes);
     if (!decoded)
         return decoded.error().context("state file '" + state_file.string() + "'");
-    MachineState const& state = decoded.value();
+    MemoryLayer whole;
+    whole.path = memory_file;
+    whole.crc = decoded.value().memory_crc;
+    return restore_checked(config, io, decoded.value(), std::span(&whole, 1));
+}
+
+Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, MachineIo io,
+    std::span<std::byte const> state_bytes, std::span<MemoryLayer const> memory)
+{
+    STRATA_TRY(state, decode_machine_state(state_bytes));
+    if (memory.empty() || memory.back().crc != state.memory_crc)
+        return make_error(ErrorKind::BadInput, "the memory files do not match the state (checksum differs)");
+    return restore_checked(config, io, state, memory);
+}
+
+Result<std::unique_ptr<Machine>> Machine::restore_checked(MachineConfig const& config, MachineIo io,
+    MachineState const& state, std::span<MemoryLayer const> memory)
+{
+    if (config.transport != Transport::Mmio)
+        return make_error(ErrorKind::Unsupported, "running-state snapshots of virtio-pci VMs are not supported yet; use the mmio transport");
+    if (config.vcpus == 0 || config.vcpus > MachineConfig::max_vcpus)
+        return make_error(ErrorKind::Usage, "a VM needs 1 to " + std::to_string(MachineConfig::max_vcpus) + " vCPUs");
+    if (!config.nets.empty())
+        return make_error(ErrorKind::Unsupported, "running-state snapshots of VMs with network interfaces are not supported yet");
     if (state.vcpus.size() != config.vcpus)
         return make_error(ErrorKind::BadInput, "the snapshot has " + std::to_string(state.vcpus.size()) + " vCPUs, the VM " + std::to_string(config.vcpus));
     if (state.memory_bytes != (config.memory_mib << 20))
@@ -151,18 +212,31 @@ Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, M
     if (state.virtio.size() != config.disks.size() + 1)
         return make_error(ErrorKind::BadInput, "the snapshot has " + std::to_string(state.virtio.size()) + " virtio devices, the VM " + std::to_string(config.disks.size() + 1));
 
-    int raw = ::open(memory_file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (raw < 0)
-        return errno_error("open memory file '" + memory_file.string() + "'");
-    Fd memory(raw);
-    struct stat st {};
-    if (::fstat(memory.get(), &st) != 0)
-        return errno_error("stat memory file '" + memory_file.string() + "'");
-    if (static_cast<std::uint64_t>(st.st_size) != state.memory_bytes)
-        return make_error(ErrorKind::BadInput, "memory file '" + memory_file.string() + "' has " + std::to_string(st.st_size) + " bytes; the snapshot's RAM is " + std::to_string(state.memory_bytes));
-    STRATA_TRY(crc, memory_file_crc(memory.get(), state.memory_bytes));
-    if (crc != state.memory_crc)
-        return make_error(ErrorKind::BadInput, "memory file '" + memory_file.string() + "' does not match the state file (checksum differs): corrupt, or from another snapshot");
+    // Every memory file is opened and checked: the first whole, the rest
+    // differential, each against the checksum its snapshot recorded.
+    std::vector<Fd> files;
+    for (std::size_t i = 0; i < memory.size(); ++i) {
+        auto const& layer = memory[i];
+        auto const& memory_file = layer.path;
+        if (layer.diff != (i > 0))
+            return make_error(ErrorKind::BadInput, i == 0 ? "the bottom memory file of a snapshot must be a whole one, not a Diff"
+                                                          : "only the bottom memory file of a snapshot can be a whole one");
+        int raw = ::open(memory_file.c_str(), O_RDONLY | O_CLOEXEC);
+        if (raw < 0)
+            return errno_error("open memory file '" + memory_file.string() + "'");
+        Fd fd(raw);
+        struct stat st {};
+        if (::fstat(fd.get(), &st) != 0)
+            return errno_error("stat memory file '" + memory_file.string() + "'");
+        if (static_cast<std::uint64_t>(st.st_size) != state.memory_bytes)
+            return make_error(ErrorKind::BadInput, "memory file '" + memory_file.string() + "' has " + std::to_string(st.st_size) + " bytes; the snapshot's RAM is " + std::to_string(state.memory_bytes));
+        auto crc = layer.diff ? memory_diff_crc(fd.get(), state.memory_bytes, layer.runs) : memory_file_crc(fd.get(), state.memory_bytes);
+        if (!crc)
+            return crc.error().context("memory file '" + memory_file.string() + "'");
+        if (crc.value() != layer.crc)
+            return make_error(ErrorKind::BadInput, "memory file '" + memory_file.string() + "' does not match the snapshot (checksum differs): corrupt, or from another snapshot");
+        files.push_back(std::move(fd));
+    }
 
     STRATA_TRY(machine, open_shell(config, io));
     STRATA_TRY(xsave_bytes, xsave_size(*machine->m_kvm));
@@ -170,7 +244,14 @@ Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, M
         return make_error(ErrorKind::Unsupported, "the snapshot was taken on another CPU (" + state.cpu + "; this host is " + here + ")");
     STRATA_TRY(vm, Vm::create(*machine->m_kvm));
     machine->m_vm = std::move(vm);
-    STRATA_TRY(ram, GuestRam::create_from_file(*machine->m_vm, state.memory_bytes, memory.get()));
+    STRATA_TRY(ram, GuestRam::create_from_file(*machine->m_vm, state.memory_bytes, files[0].get(), config.track_dirty_pages));
+    // The differential files' pages over the base, oldest first. They are
+    // copied, so each clone owns them; a Diff holds few pages by design. The
+    // copies are not dirty: they are what the chain holds.
+    for (std::size_t i = 1; i < memory.size(); ++i)
+        STRATA_TRY(read_memory_diff(files[i].get(), memory[i].runs, ram->contents_for_restore()));
+    if (config.track_dirty_pages)
+        STRATA_TRY(ram->take_dirty_pages());
     machine->m_ram = std::move(ram);
     std::string cmdline = config.cmdline;
     STRATA_TRY(machine->attach_devices(config, cmdline));

@@ -131,4 +131,112 @@ Result<std::uint32_t> memory_file_crc(int fd, std::uint64_t size)
     return crc;
 }
 
+std::vector<PageRun> page_runs(std::span<std::uint64_t const> bitmap, std::uint64_t pages)
+{
+    std::vector<PageRun> runs;
+    for (std::uint64_t p = 0; p < pages; ++p) {
+        if (p % 64 == 0 && bitmap[p / 64] == 0) {
+            p += 63; // a clean word: skip its 64 pages
+            continue;
+        }
+        if ((bitmap[p / 64] >> (p % 64) & 1) == 0)
+            continue;
+        if (!runs.empty() && runs.back().first + runs.back().count == p)
+            ++runs.back().count;
+        else
+            runs.push_back({ p, 1 });
+    }
+    return runs;
+}
+
+std::uint64_t page_count(std::span<PageRun const> runs)
+{
+    std::uint64_t n = 0;
+    for (auto const& r : runs)
+        n += r.count;
+    return n;
+}
+
+namespace {
+
+// The run's byte range, checked against a file or RAM of `size` bytes.
+Result<std::pair<std::uint64_t, std::uint64_t>> run_bytes(PageRun const& run, std::uint64_t size)
+{
+    std::uint64_t const pages = size / page;
+    if (run.count == 0 || run.first >= pages || run.count > pages - run.first)
+        return make_error(ErrorKind::BadInput, "memory pages " + std::to_string(run.first) + "+" + std::to_string(run.count)
+                + " lie outside the guest's RAM of " + std::to_string(pages) + " pages");
+    return std::pair { run.first * page, run.count * page };
+}
+
+Status read_exact(int fd, std::byte* out, std::uint64_t len, std::uint64_t offset)
+{
+    while (len > 0) {
+        ssize_t n = ::pread(fd, out, len, static_cast<off_t>(offset));
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno_error("read memory file");
+        }
+        if (n == 0)
+            return make_error(ErrorKind::BadInput, "memory file is shorter than its pages");
+        out += n;
+        len -= static_cast<std::uint64_t>(n);
+        offset += static_cast<std::uint64_t>(n);
+    }
+    return ok();
+}
+
+} // namespace
+
+Result<std::uint32_t> write_memory_diff(std::filesystem::path const& path, std::span<std::byte const> ram,
+    std::span<PageRun const> runs)
+{
+    if (ram.size() % page != 0)
+        return make_error(ErrorKind::Internal, "guest RAM is not a whole number of pages");
+    int raw = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (raw < 0)
+        return errno_error("create memory file '" + path.string() + "'");
+    Fd fd(raw);
+    if (::ftruncate(fd.get(), static_cast<off_t>(ram.size())) != 0)
+        return errno_error("size memory file '" + path.string() + "'");
+    std::uint32_t crc = 0;
+    for (auto const& run : runs) {
+        STRATA_TRY(range, run_bytes(run, ram.size()));
+        auto bytes = ram.subspan(range.first, range.second);
+        STRATA_TRY(write_all(fd.get(), bytes, range.first, path));
+        for (std::uint64_t i = 0; i < run.count; ++i)
+            crc = add_page(crc, run.first + i, bytes.subspan(i * page, page));
+    }
+    if (::fsync(fd.get()) != 0)
+        return errno_error("sync memory file '" + path.string() + "'");
+    return crc;
+}
+
+Result<std::uint32_t> memory_diff_crc(int fd, std::uint64_t size, std::span<PageRun const> runs)
+{
+    std::vector<std::byte> buf(1 << 20);
+    std::uint32_t crc = 0;
+    for (auto const& run : runs) {
+        STRATA_TRY(range, run_bytes(run, size));
+        for (std::uint64_t done = 0; done < range.second;) {
+            std::uint64_t const n = std::min<std::uint64_t>(buf.size(), range.second - done);
+            STRATA_TRY(read_exact(fd, buf.data(), n, range.first + done));
+            for (std::uint64_t off = 0; off < n; off += page)
+                crc = add_page(crc, (range.first + done + off) / page, std::span<std::byte const>(buf.data() + off, page));
+            done += n;
+        }
+    }
+    return crc;
+}
+
+Status read_memory_diff(int fd, std::span<PageRun const> runs, std::span<std::byte> ram)
+{
+    for (auto const& run : runs) {
+        STRATA_TRY(range, run_bytes(run, ram.size()));
+        STRATA_TRY(read_exact(fd, ram.data() + range.first, range.second, range.first));
+    }
+    return ok();
+}
+
 } // namespace strata

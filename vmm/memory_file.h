@@ -9,6 +9,11 @@
 // its page number, so it does not depend on where the file system put holes; the
 // state file keeps it (machine_state.h) and a restore checks it before any vCPU
 // runs, reading only the file's data extents (SEEK_DATA/SEEK_HOLE).
+// A differential memory file (a Diff snapshot's) has the same size and layout
+// but holds only the pages written since the snapshot below it, at their own
+// offsets; the rest is holes. Which pages it holds is not left to the file
+// system's holes (a copy may turn a written page of zeros into one): the caller
+// keeps the list (PageRun), and memory_diff_crc covers exactly those pages.
 // Threading: plain functions; the caller keeps the guest from writing RAM while
 // write_memory_file runs (vCPUs parked, device queues paused).
 #pragma once
@@ -18,6 +23,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <span>
+#include <vector>
 
 namespace strata {
 
@@ -26,5 +32,33 @@ namespace strata {
 [[nodiscard]] Result<std::uint32_t> write_memory_file(std::filesystem::path const& path, std::span<std::byte const> ram);
 // The checksum of an open memory file of `size` bytes.
 [[nodiscard]] Result<std::uint32_t> memory_file_crc(int fd, std::uint64_t size);
+
+// Pages [first, first + count) of guest RAM.
+struct PageRun {
+    std::uint64_t first { 0 };
+    std::uint64_t count { 0 };
+    bool operator==(PageRun const&) const = default;
+};
+// The runs of set bits in a page bitmap of `pages` pages (GuestRam::take_dirty_pages).
+std::vector<PageRun> page_runs(std::span<std::uint64_t const> bitmap, std::uint64_t pages);
+std::uint64_t page_count(std::span<PageRun const> runs);
+// One file of a snapshot's guest RAM: a whole memory file (the bottom of a
+// chain) or a differential one over the layers below it, with its checksum.
+struct MemoryLayer {
+    std::filesystem::path path;
+    std::uint32_t crc { 0 };
+    bool diff { false };
+    std::vector<PageRun> runs; // diff only: the pages it holds
+};
+
+// Creates `path` (which must not exist) of ram.size() bytes holding only the
+// pages of `runs`, zero or not, and syncs it. Returns memory_diff_crc's value.
+[[nodiscard]] Result<std::uint32_t> write_memory_diff(std::filesystem::path const& path, std::span<std::byte const> ram,
+    std::span<PageRun const> runs);
+// The CRC-32C over the pages of `runs` (with their page numbers) of an open
+// differential memory file of `size` bytes; BadInput if a run is outside it.
+[[nodiscard]] Result<std::uint32_t> memory_diff_crc(int fd, std::uint64_t size, std::span<PageRun const> runs);
+// Copies the pages of `runs` from an open differential memory file into `ram`.
+[[nodiscard]] Status read_memory_diff(int fd, std::span<PageRun const> runs, std::span<std::byte> ram);
 
 } // namespace strata

@@ -14,6 +14,8 @@
 #include "registry/lazy.h"
 #include "vmm/agent_channel.h"
 #include "vmm/machine_disks.h"
+#include "vmm/snapshot_file.h"
+#include "base/file.h"
 
 #include <cerrno>
 #include <chrono>
@@ -188,6 +190,7 @@ Result<api::VmConfigView> VmmController::vm_config()
     view.machine_config.vcpu_count = m_config.vcpus;
     view.machine_config.mem_size_mib = m_config.memory_mib;
     view.machine_config.cpu_template = m_config.cpu_template;
+    view.machine_config.track_dirty_pages = m_config.track_dirty_pages;
     for (auto const& d : m_config.disks) {
         api::DriveConfig drive;
         drive.drive_id = d.id;
@@ -277,6 +280,7 @@ Status VmmController::set_machine_config(api::MachineSettings const& settings)
     m_config.vcpus = settings.vcpu_count;
     m_config.memory_mib = settings.mem_size_mib;
     m_config.cpu_template = settings.cpu_template;
+    m_config.track_dirty_pages = settings.track_dirty_pages;
     return ok();
 }
 
@@ -469,6 +473,8 @@ Result<api::CaptureResult> VmmController::create_machine_image(api::MachineImage
         // rings, where the saved queue positions leave them for the restored
         // device), then the vCPUs are parked and memory and device state saved,
         // before any disk freezes. The vCPUs run again as soon as that is saved.
+        // A memory capture takes the dirty log: a later Diff would miss what it took.
+        m_memory_chain.clear();
         STRATA_TRY(outcome, capture_disks(m->disks(), *m->disks().store(), "", [&]() -> Status {
             m->pause_vcpus();
             auto saved = m->save_snapshot(capture.state_dir / "state", capture.state_dir / "memory");
@@ -541,6 +547,192 @@ Status VmmController::suspend()
     std::fprintf(stderr, "strata: suspended (the guest's queues were held %llu us)\n",
         static_cast<unsigned long long>(outcome.value().stall_us));
     m->stop();
+    return ok();
+}
+
+namespace {
+
+// A file a snapshot request names: where it goes must not exist yet (nothing
+// is overwritten; a Diff's chain may depend on the file) and its folder must.
+Status check_new_file(char const* field, std::filesystem::path const& path)
+{
+    std::error_code ec;
+    if (std::filesystem::symlink_status(path, ec).type() != std::filesystem::file_type::not_found || (ec && ec != std::errc::no_such_file_or_directory))
+        return make_error(ErrorKind::Usage, std::string("`") + field + "` '" + path.string() + "' exists; a snapshot never overwrites a file");
+    auto const dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+    if (!std::filesystem::is_directory(dir, ec))
+        return make_error(ErrorKind::Usage, std::string("`") + field + "` '" + path.string() + "': no such folder");
+    return ok();
+}
+
+constexpr std::uint64_t max_snapshot_file = 256ull << 20;
+
+} // namespace
+
+Status VmmController::create_snapshot(api::SnapshotCreateRequest const& request)
+{
+    Machine* m = running();
+    if (!m)
+        return make_error(ErrorKind::Usage, "the VM is not running");
+    if (!m->vcpus_paused())
+        return make_error(ErrorKind::Usage, "the VM must be paused (PATCH /vm {\"state\": \"Paused\"}) before a snapshot is created");
+    if (m->config().transport != Transport::Mmio)
+        return make_error(ErrorKind::Unsupported, "snapshots of virtio-pci VMs are not supported yet; use the mmio transport");
+    if (m->nets().count() > 0)
+        return make_error(ErrorKind::Unsupported, "snapshots of VMs with network interfaces are not supported yet");
+    if (request.diff && !m->tracks_dirty_pages())
+        return make_error(ErrorKind::Usage, "a Diff snapshot needs dirty page tracking: `track_dirty_pages` in PUT /machine-config, or `enable_diff_snapshots` on PUT /snapshot/load");
+    if (request.diff && m_memory_chain.empty())
+        return make_error(ErrorKind::Usage, "a Diff snapshot needs a previous snapshot of this VM to lay its pages over: create a Full one first");
+    std::error_code ec;
+    auto const snapshot = std::filesystem::absolute(request.snapshot_path, ec);
+    auto const memory = std::filesystem::absolute(request.mem_file_path, ec);
+    if (ec)
+        return make_error(ErrorKind::Usage, "cannot resolve the snapshot's paths: " + ec.message());
+    if (snapshot.lexically_normal() == memory.lexically_normal())
+        return make_error(ErrorKind::Usage, "`snapshot_path` and `mem_file_path` name the same file");
+    STRATA_TRY(check_new_file("snapshot_path", snapshot));
+    STRATA_TRY(check_new_file("mem_file_path", memory));
+
+    // The drives: writable ones are copied beside the snapshot file (strata
+    // captures disks in the same cut; Firecracker leaves them to the user).
+    auto& disks = m->disks();
+    SnapshotFile file;
+    file.vcpus = m->config().vcpus;
+    file.memory_mib = m->config().memory_mib;
+    file.cpu_template = m->config().cpu_template;
+    std::vector<std::filesystem::path> made;
+    for (std::size_t i = 0; i < disks.count(); ++i) {
+        auto const& d = disks.config(i);
+        if (!d.store_disk.empty())
+            return make_error(ErrorKind::Unsupported, "drive '" + d.id + "' is a store disk; snapshot a VM from the store with PUT /machine-images and \"memory\": true");
+        if (!d.read_only && d.format != "raw")
+            return make_error(ErrorKind::Unsupported, "drive '" + d.id + "' is a writable " + d.format + " file; snapshots copy writable raw drives only");
+        SnapshotDrive drive { d, {} };
+        drive.disk.path = std::filesystem::absolute(d.path, ec).string();
+        if (!d.read_only) {
+            drive.capture = snapshot_disk_name(snapshot, d.id);
+            STRATA_TRY(check_new_file("snapshot_path", snapshot.parent_path() / drive.capture));
+        }
+        file.drives.push_back(std::move(drive));
+    }
+
+    auto discard = [&] {
+        std::error_code ignored;
+        for (auto const& p : made)
+            std::filesystem::remove(p, ignored);
+    };
+    // The cut: the vCPUs are parked already; every disk queue is held and its
+    // requests in flight complete, so the disks, RAM and the queues' state agree.
+    STRATA_TRY(disks.pause_all_within(std::chrono::milliseconds(10000)));
+    auto const began = std::chrono::steady_clock::now();
+    Status done = [&]() -> Status {
+        m->pause_vcpus(); // waits until every vCPU has parked
+        for (auto const& drive : file.drives) {
+            if (drive.capture.empty())
+                continue;
+            auto const to = snapshot.parent_path() / drive.capture;
+            made.push_back(to);
+            STRATA_TRY(copy_disk(drive.disk.path, to));
+        }
+        made.push_back(memory);
+        auto saved = m->save_memory_and_state(memory, request.diff);
+        if (!saved) {
+            // The dirty log may be gone with the failure: a Diff cannot follow.
+            m_memory_chain.clear();
+            return saved.error();
+        }
+        if (request.diff)
+            file.memory = m_memory_chain;
+        saved.value().memory.path = memory;
+        file.memory.push_back(saved.value().memory);
+        file.machine_state = std::move(saved.value().state);
+        made.push_back(snapshot);
+        auto bytes = encode_snapshot_file(file);
+        int raw = ::open(snapshot.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (raw < 0) {
+            m_memory_chain.clear();
+            return errno_error("create snapshot file '" + snapshot.string() + "'");
+        }
+        Fd out(raw);
+        bool const written = ::write(out.get(), bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) && ::fsync(out.get()) == 0;
+        if (!written) {
+            m_memory_chain.clear();
+            return errno_error("write snapshot file '" + snapshot.string() + "'");
+        }
+        return ok();
+    }();
+    disks.resume_all();
+    if (!done) {
+        discard();
+        return done.error().context("snapshot/create");
+    }
+    m_memory_chain = file.memory;
+    std::fprintf(stderr, "strata: %s snapshot '%s' created in %llu us (%llu memory pages written)\n", request.diff ? "Diff" : "Full",
+        snapshot.c_str(),
+        static_cast<unsigned long long>(std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count()),
+        static_cast<unsigned long long>(file.memory.back().diff ? page_count(file.memory.back().runs) : 0));
+    return ok();
+}
+
+Status VmmController::load_snapshot(api::SnapshotLoadRequest const& request)
+{
+    {
+        std::lock_guard guard(m_lock);
+        if (m_started)
+            return make_error(ErrorKind::Usage, "the VM is already running");
+    }
+    if (!m_config.firmware.empty() || !m_config.kernel.empty() || !m_config.disks.empty() || !m_config.nets.empty() || m_restore)
+        return make_error(ErrorKind::Usage, "a snapshot is loaded into a VMM with nothing configured (no boot source, drives or network interfaces)");
+    STRATA_TRY(check_client_path("snapshot_path", request.snapshot_path, true));
+    STRATA_TRY(check_client_path("mem_file_path", request.mem_file_path, true));
+    std::error_code ec;
+    auto const snapshot = std::filesystem::absolute(request.snapshot_path, ec);
+    STRATA_TRY(bytes, read_file(snapshot.string(), "snapshot file", max_snapshot_file));
+    auto decoded = decode_snapshot_file(bytes);
+    if (!decoded)
+        return decoded.error().context("snapshot file '" + snapshot.string() + "'");
+    SnapshotFile& file = decoded.value();
+    // The top memory file is the request's; the ones below stay where they were made.
+    file.memory.back().path = std::filesystem::absolute(request.mem_file_path, ec);
+    for (std::size_t i = 0; i + 1 < file.memory.size(); ++i)
+        STRATA_TRY(check_client_path("the snapshot's base memory file", file.memory[i].path.string(), true));
+
+    MachineConfig config;
+    config.vcpus = file.vcpus;
+    config.memory_mib = file.memory_mib;
+    config.cpu_template = file.cpu_template;
+    config.transport = Transport::Mmio;
+    config.track_dirty_pages = request.enable_diff_snapshots;
+    for (auto const& drive : file.drives) {
+        DiskConfig d = drive.disk;
+        if (!drive.capture.empty())
+            d.path = (snapshot.parent_path() / drive.capture).string();
+        STRATA_TRY(check_client_path("path_on_host", d.path, d.read_only));
+        config.disks.push_back(std::move(d));
+    }
+    STRATA_TRY(check_disks(config.disks));
+
+    auto const began = std::chrono::steady_clock::now();
+    auto restored = Machine::restore(config, m_io, file.machine_state, file.memory);
+    if (!restored)
+        return restored.error().context("snapshot/load");
+    auto machine = std::move(restored.value());
+    // A loaded VM is a clone of the snapshot (Firecracker's VMGenID too): its
+    // guest learns of it from a new generation ID.
+    STRATA_TRY(generation, machine->new_generation_id());
+    if (!request.resume_vm)
+        machine->start_paused();
+    m_restore_us = static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count());
+    std::fprintf(stderr, "strata: loaded snapshot '%s' (%zu memory files) in %llu us; new VM generation ID %s\n", snapshot.c_str(),
+        file.memory.size(), static_cast<unsigned long long>(*m_restore_us), generation.c_str());
+    m_config = config;
+    m_memory_chain = file.memory;
+    std::lock_guard guard(m_lock);
+    m_machine = std::move(machine);
+    m_started = true;
+    m_cv.notify_all();
     return ok();
 }
 

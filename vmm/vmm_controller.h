@@ -119,6 +119,16 @@ public:
     // suspended, and the machine stops with its queues still held. Any failure
     // before the record resumes the VM as it was and leaves no files.
     Status suspend() override;
+    // Firecracker's snapshot API (vmm/snapshot_file.h: the file and where strata
+    // departs). Create: the VM must be paused; its disk queues are drained for
+    // the cut, its writable drives copied beside the snapshot file, its memory
+    // written whole or as a Diff over the previous snapshot's chain, then the
+    // snapshot file; any failure removes every file it made and leaves the VM
+    // paused as it was. Load: into a VMM with nothing configured; every file is
+    // checked before the machine is built, and a refused load leaves the VMM
+    // unconfigured.
+    Status create_snapshot(api::SnapshotCreateRequest const& request) override;
+    Status load_snapshot(api::SnapshotLoadRequest const& request) override;
 
     // True when the agent acknowledged generalize and the machine then ended by a
     // guest reset or power-off (call after run_until_exit).
@@ -149,6 +159,9 @@ private:
     std::optional<RestoreSource> m_restore;
     std::optional<SuspendTarget> m_suspend;
     std::optional<std::uint64_t> m_restore_us; // how long Machine::restore took
+    // The memory files of the last snapshot this VM was created or loaded from,
+    // bottom first: what a Diff is layered on. Empty: only a Full can be made.
+    std::vector<MemoryLayer> m_memory_chain;
     std::atomic<bool> m_generalize_acknowledged { false };
 };
 

@@ -63,6 +63,7 @@ Result<Virtqueue> Virtqueue::create(GuestMemory const& mem, QueueConfig const& c
     q.m_event_idx = (features & feature::RingEventIdx) != 0;
     q.m_avail = avail.value();
     q.m_used = used.value();
+    q.m_used_gpa = config.device;
     // A queue starts at index 0 on both rings after every reset (§2.7.13.1), whatever
     // stale values the ring memory holds.
     return q;
@@ -82,6 +83,7 @@ std::uint16_t Virtqueue::load_used_event() const
 
 void Virtqueue::store_avail_event(std::uint16_t value)
 {
+    m_mem->mark_dirty(m_used_gpa, m_used.size());
     ring_word(m_used, RingEntries + 8ULL * m_size).store(value, std::memory_order_relaxed);
 }
 
@@ -123,6 +125,8 @@ void Virtqueue::resume_at(std::uint16_t index)
 
 void Virtqueue::add_used(std::uint16_t head, std::uint32_t written)
 {
+    // The ring is written through the slice kept since create: mark it again.
+    m_mem->mark_dirty(m_used_gpa, m_used.size());
     std::size_t const slot = m_used_idx % m_size;
     std::uint32_t const elem[2] = { head, written };
     std::memcpy(m_used.data() + RingEntries + 8 * slot, elem, sizeof elem);

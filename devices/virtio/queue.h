@@ -81,6 +81,7 @@ private:
     bool m_event_idx { false };
     std::span<std::byte> m_avail; // flags, idx, ring[size], used_event
     std::span<std::byte> m_used;  // flags, idx, ring[size], avail_event
+    std::uint64_t m_used_gpa { 0 }; // marked dirty at every write (GuestMemory::mark_dirty)
 
     std::uint16_t m_next_avail { 0 };    // next avail ring entry we will take
     std::uint16_t m_avail_idx { 0 };     // the driver's avail->idx as last loaded

@@ -47,7 +47,7 @@ TEST_CASE("configure, read back, start, pause, resume, capture")
     configure(vm);
     auto config = json::parse(handle_request(vm, "GET", "/vm/config", "").body);
     CHECK(config["boot-source"] == json { { "firmware_path", "/fw.elf" }, { "boot_args", "verbose=1" } });
-    CHECK(config["machine-config"] == json { { "vcpu_count", 2 }, { "mem_size_mib", 64 }, { "smt", false }, { "cpu_template", "minimal" } });
+    CHECK(config["machine-config"] == json { { "vcpu_count", 2 }, { "mem_size_mib", 64 }, { "smt", false }, { "cpu_template", "minimal" }, { "track_dirty_pages", false } });
     REQUIRE(config["drives"].size() == 2);
     CHECK(config["drives"][0]["disk_name"] == "d1");
     CHECK(config["drives"][1]["cache_type"] == "Writeback");

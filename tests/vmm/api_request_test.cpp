@@ -123,7 +123,8 @@ TEST_CASE("PUT /machine-config")
     expect_error("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 99999999999999999999999})", "floating point"); // out of u64
     expect_error("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 64, "cpu_template": "C3"})", "unknown variant `C3`");
     expect_error("PUT", "/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 64, "smt": true})", "multithreading", ErrorKind::Unsupported);
-    expect_error("PUT", "/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 64, "track_dirty_pages": false})", "unknown field `track_dirty_pages`");
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 64, "track_dirty_pages": 1})", "track_dirty_pages");
+    expect_error("PUT", "/machine-config", R"({"vcpu_count": 2, "mem_size_mib": 64, "huge_pages": "2M"})", "unknown field `huge_pages`");
 }
 
 TEST_CASE("PUT /drives/{id}")
@@ -378,4 +379,40 @@ TEST_CASE("GET, PUT and PATCH /mmds; PUT /mmds/config")
     for (char const* ip : { "10.0.0.1", "169.254.0.1", "169.254.255.1", "169.254.1", "169.254.1.256", "169.254.1.1.1", "169.254.01x.1" })
         expect_error("PUT", "/mmds/config", std::string(R"({"network_interfaces": ["eth0"], "ipv4_address": ")") + ip + "\"}", "");
     expect_error("PUT", "/mmds/config", R"({"network_interfaces": ["eth0"], "colour": "red"})", "unknown field");
+}
+
+TEST_CASE("PUT /snapshot/create and PUT /snapshot/load (Firecracker's bodies)")
+{
+    auto full = expect_ok<SnapshotCreateRequest>("PUT", "/snapshot/create", R"({"snapshot_path": "s", "mem_file_path": "m"})");
+    CHECK_FALSE(full.diff);
+    CHECK(full.snapshot_path == "s");
+    CHECK(full.mem_file_path == "m");
+    CHECK(expect_ok<SnapshotCreateRequest>("PUT", "/snapshot/create", R"({"snapshot_type": "Diff", "snapshot_path": "s", "mem_file_path": "m"})").diff);
+    CHECK_FALSE(expect_ok<SnapshotCreateRequest>("PUT", "/snapshot/create", R"({"snapshot_type": "Full", "snapshot_path": "s", "mem_file_path": "m"})").diff);
+    expect_error("PUT", "/snapshot/create", R"({"snapshot_type": "Half", "snapshot_path": "s", "mem_file_path": "m"})", "snapshot_type");
+    expect_error("PUT", "/snapshot/create", R"({"snapshot_path": "s"})", "mem_file_path");
+    expect_error("PUT", "/snapshot/create", R"({"snapshot_path": "", "mem_file_path": "m"})", "snapshot_path");
+    expect_error("PUT", "/snapshot/create", R"({"snapshot_path": "s", "mem_file_path": "m", "version": "1.0.0"})", "version", ErrorKind::Unsupported);
+    expect_error("PUT", "/snapshot/create", R"({"snapshot_path": "s", "mem_file_path": "m", "extra": 1})", "extra");
+
+    auto load = expect_ok<SnapshotLoadRequest>("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_file_path": "m"})");
+    CHECK(load.mem_file_path == "m");
+    CHECK_FALSE(load.resume_vm);
+    CHECK_FALSE(load.enable_diff_snapshots);
+    auto backend = expect_ok<SnapshotLoadRequest>("PUT", "/snapshot/load",
+        R"({"snapshot_path": "s", "mem_backend": {"backend_type": "File", "backend_path": "b"}, "enable_diff_snapshots": true, "resume_vm": true})");
+    CHECK(backend.mem_file_path == "b");
+    CHECK(backend.resume_vm);
+    CHECK(backend.enable_diff_snapshots);
+    expect_error("PUT", "/snapshot/load", R"({"snapshot_path": "s"})", "Exactly one of `mem_file_path` and `mem_backend`");
+    expect_error("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_file_path": "m", "mem_backend": {"backend_type": "File", "backend_path": "b"}})",
+        "Exactly one");
+    expect_error("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_backend": {"backend_type": "Uffd", "backend_path": "b"}})", "Uffd",
+        ErrorKind::Unsupported);
+    expect_error("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_backend": {"backend_type": "File"}})", "backend_path");
+    expect_error("PUT", "/snapshot/load", R"({"mem_file_path": "m"})", "snapshot_path");
+
+    CHECK(phase_of(ApiRequest { SnapshotCreateRequest {} }) == Phase::PostBoot);
+    CHECK(phase_of(ApiRequest { SnapshotLoadRequest {} }) == Phase::PreBoot);
+    CHECK(expect_ok<MachineSettings>("PUT", "/machine-config", R"({"vcpu_count": 1, "mem_size_mib": 64, "track_dirty_pages": true})").track_dirty_pages);
 }

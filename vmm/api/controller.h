@@ -64,6 +64,9 @@ struct MachineSettings {
     std::uint64_t mem_size_mib { 128 };
     CpuTemplate cpu_template { CpuTemplate::Host };
     bool smt { false };
+    // Firecracker's: log the pages the guest and the devices write, which Diff
+    // snapshots need (it costs the guest KVM's huge pages).
+    bool track_dirty_pages { false };
 };
 
 // PUT /drives/{drive_id}. Exactly one of path_on_host (a raw or strata file on the
@@ -227,6 +230,29 @@ struct MachineImageRequest {
     bool memory { false };
 };
 
+// PUT /snapshot/create, Firecracker's request (vmm/snapshot_file.h says where
+// strata departs): on a paused VM, write its state, configuration and disk
+// copies to snapshot_path and its memory to mem_file_path — every non-zero page
+// (Full) or the pages written since the VM's previous snapshot (Diff). Neither
+// file may exist. The VM stays paused. Answered 204.
+struct SnapshotCreateRequest {
+    bool diff { false };
+    std::string snapshot_path;
+    std::string mem_file_path;
+};
+
+// PUT /snapshot/load, Firecracker's request: into a VMM with nothing configured,
+// load the VM of snapshot_path with the memory file mem_file_path (given as
+// "mem_file_path" or "mem_backend": {"backend_type": "File", "backend_path"}).
+// enable_diff_snapshots tracks dirty pages from then on; resume_vm runs the VM
+// at once, otherwise it is Paused. Answered 204.
+struct SnapshotLoadRequest {
+    std::string snapshot_path;
+    std::string mem_file_path;
+    bool enable_diff_snapshots { false };
+    bool resume_vm { false };
+};
+
 // What a capture reports; the API answers 200 with it as JSON.
 struct CaptureResult {
     std::string name;       // the snapshot's or the machine image's name
@@ -324,6 +350,20 @@ public:
     [[nodiscard]] virtual Status suspend()
     {
         return make_error(ErrorKind::Unsupported, "suspend needs a VM from the store (strata vms suspend)");
+    }
+    // PUT /snapshot/create (post-boot): see SnapshotCreateRequest. A VM that is
+    // not paused, a file that exists, a Diff without dirty tracking or without
+    // a previous snapshot: refused (400) with nothing written.
+    [[nodiscard]] virtual Status create_snapshot(SnapshotCreateRequest const&)
+    {
+        return make_error(ErrorKind::Unsupported, "this VMM cannot create snapshots");
+    }
+    // PUT /snapshot/load (pre-boot): see SnapshotLoadRequest. A VMM with
+    // anything configured, a missing, tampered or mismatched file: refused (400)
+    // and the VMM stays as it was, ready for another load or a configuration.
+    [[nodiscard]] virtual Status load_snapshot(SnapshotLoadRequest const&)
+    {
+        return make_error(ErrorKind::Unsupported, "this VMM cannot load snapshots");
     }
 };
 

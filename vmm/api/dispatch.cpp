@@ -78,7 +78,7 @@ json vm_config_json(VmConfigView const& config)
         out["boot-source"] = boot_source_json(*config.boot_source);
     auto const& m = config.machine_config;
     out["machine-config"] = { { "vcpu_count", m.vcpu_count }, { "mem_size_mib", m.mem_size_mib }, { "smt", m.smt },
-        { "cpu_template", cpu_template_name(m.cpu_template) } };
+        { "cpu_template", cpu_template_name(m.cpu_template) }, { "track_dirty_pages", m.track_dirty_pages } };
     out["drives"] = json::array();
     for (auto const& drive : config.drives)
         out["drives"].push_back(drive_json(drive));
@@ -209,6 +209,8 @@ struct Executor {
             return error_reply(data.error());
         return HttpReply { 200, data.value() };
     }
+    HttpReply operator()(SnapshotCreateRequest const& r) const { return status_reply(controller.create_snapshot(r)); }
+    HttpReply operator()(SnapshotLoadRequest const& r) const { return status_reply(controller.load_snapshot(r)); }
 };
 
 } // namespace

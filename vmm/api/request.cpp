@@ -80,7 +80,8 @@ Result<ApiRequest> parse_boot_source(nlohmann::json const& json)
 
 Result<ApiRequest> parse_machine_config(nlohmann::json const& json)
 {
-    STRATA_TRY(reader, ObjectReader::open(json, { "vcpu_count", "mem_size_mib", "cpu_template", "smt" }));
+    STRATA_TRY(reader, ObjectReader::open(json, { "vcpu_count", "mem_size_mib", "cpu_template", "smt", "track_dirty_pages" }));
+    STRATA_TRY(track_dirty, reader.boolean("track_dirty_pages"));
     STRATA_TRY(vcpus, reader.unsigned_integer("vcpu_count"));
     STRATA_TRY(mem, reader.unsigned_integer("mem_size_mib"));
     STRATA_TRY(cpu_template, reader.string("cpu_template"));
@@ -108,6 +109,7 @@ Result<ApiRequest> parse_machine_config(nlohmann::json const& json)
     }
     if (smt.value_or(false))
         return make_error(ErrorKind::Unsupported, "Enabling simultaneous multithreading is not supported.");
+    settings.track_dirty_pages = track_dirty.value_or(false);
     return ApiRequest { settings };
 }
 
@@ -311,6 +313,67 @@ Result<ApiRequest> parse_snapshot_disks(nlohmann::json const& json)
     return ApiRequest { SnapshotDisksRequest { *name } };
 }
 
+Result<ApiRequest> parse_snapshot_create(nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "snapshot_type", "snapshot_path", "mem_file_path", "version" }));
+    STRATA_TRY(type, reader.string("snapshot_type"));
+    STRATA_TRY(snapshot_path, reader.string("snapshot_path"));
+    STRATA_TRY(mem_file_path, reader.string("mem_file_path"));
+    STRATA_TRY(version, reader.string("version"));
+    if (!snapshot_path)
+        return ObjectReader::missing("snapshot_path");
+    if (!mem_file_path)
+        return ObjectReader::missing("mem_file_path");
+    STRATA_TRY(check_host_path("snapshot_path", *snapshot_path));
+    STRATA_TRY(check_host_path("mem_file_path", *mem_file_path));
+    if (version)
+        return make_error(ErrorKind::Unsupported, "`version` is not supported: strata writes its own snapshot format version only.");
+    SnapshotCreateRequest request;
+    if (type && *type != "Full" && *type != "Diff")
+        return body_error("unknown variant `" + quote_for_message(*type) + "` for `snapshot_type`, expected `Full` or `Diff`");
+    request.diff = type && *type == "Diff";
+    request.snapshot_path = *snapshot_path;
+    request.mem_file_path = *mem_file_path;
+    return ApiRequest { std::move(request) };
+}
+
+Result<ApiRequest> parse_snapshot_load(nlohmann::json const& json)
+{
+    STRATA_TRY(reader, ObjectReader::open(json, { "snapshot_path", "mem_file_path", "mem_backend", "enable_diff_snapshots", "resume_vm" }));
+    STRATA_TRY(snapshot_path, reader.string("snapshot_path"));
+    STRATA_TRY(mem_file_path, reader.string("mem_file_path"));
+    STRATA_TRY(backend, reader.object("mem_backend"));
+    STRATA_TRY(diff, reader.boolean("enable_diff_snapshots"));
+    STRATA_TRY(resume, reader.boolean("resume_vm"));
+    if (!snapshot_path)
+        return ObjectReader::missing("snapshot_path");
+    STRATA_TRY(check_host_path("snapshot_path", *snapshot_path));
+    if (mem_file_path.has_value() == backend.has_value())
+        return usage("Exactly one of `mem_file_path` and `mem_backend` must be given.");
+    SnapshotLoadRequest request;
+    request.snapshot_path = *snapshot_path;
+    if (mem_file_path) {
+        request.mem_file_path = *mem_file_path;
+    } else {
+        STRATA_TRY(inner, ObjectReader::open(**backend, { "backend_type", "backend_path" }));
+        STRATA_TRY(type, inner.string("backend_type"));
+        STRATA_TRY(path, inner.string("backend_path"));
+        if (!type)
+            return ObjectReader::missing("backend_type");
+        if (*type == "Uffd")
+            return make_error(ErrorKind::Unsupported, "The `Uffd` memory backend is not supported; use `File`.");
+        if (*type != "File")
+            return body_error("unknown variant `" + quote_for_message(*type) + "` for `backend_type`, expected `File` or `Uffd`");
+        if (!path)
+            return ObjectReader::missing("backend_path");
+        request.mem_file_path = *path;
+    }
+    STRATA_TRY(check_host_path(mem_file_path ? "mem_file_path" : "backend_path", request.mem_file_path));
+    request.enable_diff_snapshots = diff.value_or(false);
+    request.resume_vm = resume.value_or(false);
+    return ApiRequest { std::move(request) };
+}
+
 Result<ApiRequest> parse_machine_image(nlohmann::json const& json)
 {
     STRATA_TRY(reader, ObjectReader::open(json, { "name", "description", "labels", "guest_flush", "guest_flush_wait_ms", "memory" }));
@@ -464,6 +527,10 @@ Result<ApiRequest> parse_request(std::string_view method, std::string_view targe
             parse = parse_snapshot_disks;
         else if (target == "/machine-images")
             parse = parse_machine_image;
+        else if (target == "/snapshot/create")
+            parse = parse_snapshot_create;
+        else if (target == "/snapshot/load")
+            parse = parse_snapshot_load;
         else if (target == "/agent")
             parse = parse_agent;
         if (parse) {
@@ -523,13 +590,14 @@ Phase phase_of(ApiRequest const& request)
 {
     if (std::holds_alternative<BootSource>(request) || std::holds_alternative<MachineSettings>(request)
         || std::holds_alternative<DriveConfig>(request) || std::holds_alternative<NetworkInterfaceConfig>(request)
-        || std::holds_alternative<MmdsConfigRequest>(request))
+        || std::holds_alternative<MmdsConfigRequest>(request)
+        || std::holds_alternative<SnapshotLoadRequest>(request))
         return Phase::PreBoot;
     if (auto const* action = std::get_if<InstanceAction>(&request))
         return action->type == ActionType::InstanceStart ? Phase::PreBoot : Phase::PostBoot;
     if (std::holds_alternative<VmStateChange>(request) || std::holds_alternative<SnapshotDisksRequest>(request)
         || std::holds_alternative<MachineImageRequest>(request) || std::holds_alternative<AgentCommand>(request)
-        || std::holds_alternative<SuspendRequest>(request))
+        || std::holds_alternative<SuspendRequest>(request) || std::holds_alternative<SnapshotCreateRequest>(request))
         return Phase::PostBoot;
     return Phase::Any;
 }

@@ -10,8 +10,9 @@
 // Paths and field names are Firecracker's (PUT /boot-source, /machine-config,
 // /drives/{id}, /actions, PATCH /vm, GET /vm/config, GET /) plus strata's
 // PUT /network-interfaces/{id}, PUT /snapshot/disks, PUT /machine-images, PUT /agent,
-// PUT /vm/suspend and GET /metrics, and Firecracker's metadata service (GET, PUT and
-// PATCH /mmds, PUT /mmds/config); the list is in
+// PUT /vm/suspend and GET /metrics, Firecracker's metadata service (GET, PUT and
+// PATCH /mmds, PUT /mmds/config) and its PUT /snapshot/create and
+// PUT /snapshot/load; the list is in
 // request.cpp's route table. It has a fuzz target (tests/fuzz/fuzz_api_request.cpp).
 // Threading: pure functions.
 #pragma once
@@ -47,7 +48,8 @@ struct VmStateChange {
 
 using ApiRequest = std::variant<GetInstanceInfo, GetVmConfig, GetMetrics, BootSource, MachineSettings, DriveConfig,
     DriveUpdate, InstanceAction, VmStateChange, SnapshotDisksRequest, MachineImageRequest, AgentCommand, SuspendRequest,
-    NetworkInterfaceConfig, NetworkInterfaceUpdate, MmdsGet, MmdsPut, MmdsPatch, MmdsConfigRequest>;
+    NetworkInterfaceConfig, NetworkInterfaceUpdate, MmdsGet, MmdsPut, MmdsPatch, MmdsConfigRequest,
+    SnapshotCreateRequest, SnapshotLoadRequest>;
 
 // Bodies are small JSON objects; anything larger is refused before parsing.
 constexpr std::size_t max_body_bytes = 64 * 1024;

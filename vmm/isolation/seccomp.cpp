@@ -108,6 +108,8 @@ constexpr unsigned long BuilderIoctls[] = {
     KVM_GET_XSAVE2, KVM_GET_XCRS, KVM_SET_XCRS, KVM_GET_VCPU_EVENTS, KVM_SET_VCPU_EVENTS, KVM_GET_MP_STATE,
     KVM_SET_MP_STATE, KVM_GET_DEBUGREGS, KVM_SET_DEBUGREGS, KVM_GET_CLOCK, KVM_SET_CLOCK, KVM_GET_IRQCHIP,
     KVM_SET_IRQCHIP, KVM_GET_PIT2, KVM_SET_PIT2, FIONBIO, FIONREAD,
+    // A Diff snapshot (PUT /snapshot/create) reads the slots' dirty logs.
+    KVM_GET_DIRTY_LOG,
     // The numbers strata builds itself for the variable-sized structures.
     kvm_abi::get_supported_cpuid, kvm_abi::set_cpuid2, kvm_abi::get_msrs, kvm_abi::set_msrs,
     kvm_abi::get_msr_index_list, kvm_abi::get_xsave, kvm_abi::set_xsave, kvm_abi::get_xsave2,

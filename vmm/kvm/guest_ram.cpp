@@ -18,17 +18,17 @@ std::uint64_t host_memory_limit()
     return (static_cast<std::uint64_t>(info.totalram) + info.totalswap) * info.mem_unit;
 }
 
-Result<std::unique_ptr<GuestRam>> GuestRam::create(Vm& vm, std::uint64_t size)
+Result<std::unique_ptr<GuestRam>> GuestRam::create(Vm& vm, std::uint64_t size, bool track_dirty)
 {
-    return map(vm, size, -1);
+    return map(vm, size, -1, track_dirty);
 }
 
-Result<std::unique_ptr<GuestRam>> GuestRam::create_from_file(Vm& vm, std::uint64_t size, int fd)
+Result<std::unique_ptr<GuestRam>> GuestRam::create_from_file(Vm& vm, std::uint64_t size, int fd, bool track_dirty)
 {
-    return map(vm, size, fd);
+    return map(vm, size, fd, track_dirty);
 }
 
-Result<std::unique_ptr<GuestRam>> GuestRam::map(Vm& vm, std::uint64_t size, int fd)
+Result<std::unique_ptr<GuestRam>> GuestRam::map(Vm& vm, std::uint64_t size, int fd, bool track_dirty)
 {
     using namespace layout;
     if (size < min_mib * MiB)
@@ -46,8 +46,9 @@ Result<std::unique_ptr<GuestRam>> GuestRam::map(Vm& vm, std::uint64_t size, int 
     if (host == MAP_FAILED)
         return errno_error("mmap guest RAM of " + std::to_string(size / MiB) + " MiB");
     // Transparent huge pages cut the guest's TLB misses; failure is harmless. Not
-    // for a file mapping, whose pages stay shared with other clones until written.
-    if (fd < 0)
+    // for a file mapping, whose pages stay shared with other clones until written,
+    // nor with dirty tracking, which counts pages of 4 KiB.
+    if (fd < 0 && !track_dirty)
         ::madvise(host, size, MADV_HUGEPAGE);
     auto* base = static_cast<std::byte*>(host);
 
@@ -57,11 +58,41 @@ Result<std::unique_ptr<GuestRam>> GuestRam::map(Vm& vm, std::uint64_t size, int 
     if (size > low)
         regions.push_back({ mmio_hole_end, size - low, base + low });
 
-    auto ram = std::unique_ptr<GuestRam>(new GuestRam(size, base, size, GuestMemory(regions)));
+    auto ram = std::unique_ptr<GuestRam>(new GuestRam(vm, size, base, size));
+    if (track_dirty) {
+        std::uint64_t const words = (size / GuestMemory::page_size + 63) / 64;
+        ram->m_dirty_bits = std::make_unique<std::atomic<std::uint64_t>[]>(words);
+        std::uint64_t offset = 0;
+        for (auto& r : regions) {
+            // Each region starts on a whole word of bits: its RAM offset is a
+            // multiple of 64 pages (256 KiB), since the low region is whole MiB.
+            ram->m_dirty.push_back(offset / GuestMemory::page_size / 64);
+            r.dirty = ram->m_dirty_bits.get() + offset / GuestMemory::page_size / 64;
+            offset += r.size;
+        }
+    }
+    ram->m_memory = GuestMemory(regions);
     std::uint32_t slot = 0;
     for (auto const& r : regions)
-        STRATA_TRY(vm.map_memory(slot++, r.gpa, r.size, r.host));
+        STRATA_TRY(vm.map_memory(slot++, r.gpa, r.size, r.host, track_dirty));
     return ram;
+}
+
+Result<std::vector<std::uint64_t>> GuestRam::take_dirty_pages()
+{
+    if (!tracks_dirty())
+        return make_error(ErrorKind::Unsupported, "dirty pages are not tracked for this VM (enable them: track_dirty_pages, enable_diff_snapshots)");
+    std::uint64_t const words = (m_size / GuestMemory::page_size + 63) / 64;
+    std::vector<std::uint64_t> bits(words);
+    for (std::uint64_t i = 0; i < words; ++i)
+        bits[i] = m_dirty_bits[i].exchange(0, std::memory_order_relaxed);
+    auto const regions = m_memory.regions();
+    for (std::size_t slot = 0; slot < regions.size(); ++slot) {
+        std::uint64_t const first = m_dirty[slot];
+        std::uint64_t const count = (regions[slot].size / GuestMemory::page_size + 63) / 64;
+        STRATA_TRY(m_vm.get_dirty_log(static_cast<std::uint32_t>(slot), std::span(bits).subspan(first, count)));
+    }
+    return bits;
 }
 
 GuestRam::~GuestRam()

@@ -1,8 +1,14 @@
 // GuestRam owns the host mapping of guest RAM and registers it with KVM: one
 // region below the 32-bit MMIO hole and, for VMs larger than 3 GiB, one above it.
 // It hands out the GuestMemory view devices use.
-// Threading: immutable after create(); the mapping outlives every vCPU and device
-// because the Machine destroys them first.
+//
+// Dirty tracking (for differential snapshots, track_dirty): the slots log dirty
+// pages in KVM (what vCPUs and KVM write) and the GuestMemory view marks what
+// the VMM's devices touch (guest_memory.h); take_dirty_pages() joins the two.
+// Tracking costs the guest KVM's huge pages, so it is asked for, never the default.
+// Threading: immutable after create() but for the dirty bits; the mapping
+// outlives every vCPU and device because the Machine destroys them first.
+// take_dirty_pages() runs while the vCPUs and the devices are paused.
 #pragma once
 
 #include "base/result.h"
@@ -21,11 +27,11 @@ public:
     // Checks the size against the host (it must fit in the host's RAM and swap)
     // and against strata's limits, maps it (MAP_NORESERVE: pages are touched
     // lazily), and registers the slots with the VM.
-    [[nodiscard]] static Result<std::unique_ptr<GuestRam>> create(Vm& vm, std::uint64_t size);
+    [[nodiscard]] static Result<std::unique_ptr<GuestRam>> create(Vm& vm, std::uint64_t size, bool track_dirty = false);
     // The same, with RAM's initial contents the file `fd` (a snapshot's memory
     // file of exactly `size` bytes), mapped MAP_PRIVATE: pages are read from the
     // file (and shared through the page cache) until the guest writes them.
-    [[nodiscard]] static Result<std::unique_ptr<GuestRam>> create_from_file(Vm& vm, std::uint64_t size, int fd);
+    [[nodiscard]] static Result<std::unique_ptr<GuestRam>> create_from_file(Vm& vm, std::uint64_t size, int fd, bool track_dirty = false);
     ~GuestRam();
     GuestRam(GuestRam const&) = delete;
     GuestRam& operator=(GuestRam const&) = delete;
@@ -35,23 +41,38 @@ public:
     // All of RAM as the host sees it, for saving it into a snapshot while the
     // guest and the devices are paused.
     std::span<std::byte const> contents() const { return { m_host, m_size }; }
+    // RAM to fill before any vCPU or device runs (a restore laying a
+    // differential memory file over its base); such writes are not tracked.
+    std::span<std::byte> contents_for_restore() { return { m_host, m_size }; }
+
+    bool tracks_dirty() const { return !m_dirty.empty(); }
+    // The pages written since the last call (or since create): one bit per page
+    // of contents(), page 0 at bit 0 of word 0. Clears both logs. Unsupported
+    // unless the RAM was created with track_dirty.
+    [[nodiscard]] Result<std::vector<std::uint64_t>> take_dirty_pages();
 
     // Memory-size bounds, in MiB, checked by create and by the CLI.
     static constexpr std::uint64_t min_mib = 8;
     static constexpr std::uint64_t max_mib = 1024 * 1024; // 1 TiB
 
 private:
-    [[nodiscard]] static Result<std::unique_ptr<GuestRam>> map(Vm& vm, std::uint64_t size, int fd);
-    GuestRam(std::uint64_t size, std::byte* host, std::uint64_t host_size, GuestMemory memory)
-        : m_size(size)
+    [[nodiscard]] static Result<std::unique_ptr<GuestRam>> map(Vm& vm, std::uint64_t size, int fd, bool track_dirty);
+    GuestRam(Vm& vm, std::uint64_t size, std::byte* host, std::uint64_t host_size)
+        : m_vm(vm)
+        , m_size(size)
         , m_host(host)
         , m_host_size(host_size)
-        , m_memory(std::move(memory))
     {
     }
+    Vm& m_vm;
     std::uint64_t m_size;
     std::byte* m_host;
     std::uint64_t m_host_size;
+    // With tracking: the devices' dirty bits, one word per 64 pages of RAM
+    // (each region's bits start on a word boundary: the low region is a whole
+    // number of MiB).
+    std::unique_ptr<std::atomic<std::uint64_t>[]> m_dirty_bits;
+    std::vector<std::uint64_t> m_dirty; // non-empty: tracking; the slots' first words
     GuestMemory m_memory;
 };
 

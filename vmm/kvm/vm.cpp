@@ -3,6 +3,7 @@
 #include "vmm/kvm/kvm_abi.h"
 
 #include <cstring>
+#include <vector>
 
 namespace strata {
 
@@ -21,16 +22,31 @@ Result<std::unique_ptr<Vm>> Vm::create(Kvm const& kvm)
     return std::unique_ptr<Vm>(new Vm(kvm, std::move(owned)));
 }
 
-Status Vm::map_memory(std::uint32_t slot, std::uint64_t gpa, std::uint64_t size, void* host)
+Status Vm::map_memory(std::uint32_t slot, std::uint64_t gpa, std::uint64_t size, void* host, bool log_dirty)
 {
     kvm_userspace_memory_region region {};
     region.slot = slot;
+    region.flags = log_dirty ? KVM_MEM_LOG_DIRTY_PAGES : 0;
     region.guest_phys_addr = gpa;
     region.memory_size = size;
     // SAFETY: KVM takes the mapping's host address as a 64-bit integer; host is the
     // start of size bytes the caller keeps mapped for as long as the slot exists.
     region.userspace_addr = reinterpret_cast<std::uint64_t>(host);
     STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_SET_USER_MEMORY_REGION, &region));
+    return ok();
+}
+
+Status Vm::get_dirty_log(std::uint32_t slot, std::span<std::uint64_t> bitmap)
+{
+    // KVM fills a bitmap of its own size, so read it into a scratch buffer of the
+    // caller's size (the caller sized it for the slot) and OR it in.
+    std::vector<std::uint64_t> scratch(bitmap.size());
+    kvm_dirty_log log {};
+    log.slot = slot;
+    log.dirty_bitmap = scratch.data();
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_GET_DIRTY_LOG, &log));
+    for (std::size_t i = 0; i < bitmap.size(); ++i)
+        bitmap[i] |= scratch[i];
     return ok();
 }
 

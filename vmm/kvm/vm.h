@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -27,7 +28,13 @@ public:
     int fd() const { return m_fd.get(); }
     Kvm const& kvm() const { return m_kvm; }
 
-    [[nodiscard]] Status map_memory(std::uint32_t slot, std::uint64_t gpa, std::uint64_t size, void* host);
+    // log_dirty sets KVM_MEM_LOG_DIRTY_PAGES on the slot: KVM then records every
+    // page a vCPU (or KVM itself, e.g. kvm-clock) writes, read by get_dirty_log.
+    [[nodiscard]] Status map_memory(std::uint32_t slot, std::uint64_t gpa, std::uint64_t size, void* host, bool log_dirty = false);
+    // KVM_GET_DIRTY_LOG: ORs the slot's pages written since the last call into
+    // `bitmap` (one bit per page, the slot's first page at bit 0; at least
+    // ceil(pages / 64) words) and clears KVM's log. Only for a logging slot.
+    [[nodiscard]] Status get_dirty_log(std::uint32_t slot, std::span<std::uint64_t> bitmap);
     // Drives an interrupt line of the in-kernel PIC/IOAPIC (edge: raise then lower).
     [[nodiscard]] Status set_irq_line(std::uint32_t gsi, bool level);
     // Binds an eventfd to a GSI: a write to the eventfd injects the interrupt.
