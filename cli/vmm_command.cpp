@@ -60,7 +60,7 @@ Status forget_saved_state(Store& store, std::string const& name)
 }
 
 // Starts the jail (vmm/isolation/jail.h) for a stored VM: returns in the jailed
-// VMM with the pid its pid file names (the supervisor's, on the host).
+// VMM with the pid its pid file names (its own, on the host).
 Result<pid_t> jail_vm(Store& store, MachineConfig const& config, RuntimePaths const& paths, VmmOptions const& options)
 {
     for (auto const& net : config.nets)
@@ -76,7 +76,7 @@ Result<pid_t> jail_vm(Store& store, MachineConfig const& config, RuntimePaths co
         jo.gid = static_cast<gid_t>(*options.jail_gid);
     STRATA_TRY(spec, jail_spec_for_vm(store, config, paths, jo));
     STRATA_TRY(jailed, enter_jail(spec));
-    return jailed.supervisor;
+    return jailed.host_pid;
 }
 
 int run_stored_vm(std::string const& name, VmmOptions const& options)

@@ -46,7 +46,7 @@ std::string status_field(pid_t pid, std::string const& field)
     return {};
 }
 
-// The jailed VMM: the supervisor's (the pid file's) only child.
+// The supervisor's only child.
 pid_t jailed_vmm(pid_t supervisor)
 {
     std::string const s = std::to_string(supervisor);
@@ -116,9 +116,11 @@ TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no
     home.run({ "vms", "start", "web" });
     auto vm = home.describe("vms", "web");
     REQUIRE(vm["state"] == "running");
-    pid_t const supervisor = vm["pid"].get<pid_t>();
-    pid_t const vmm = jailed_vmm(supervisor);
-    REQUIRE_MESSAGE(vmm > 0, "the supervisor ", supervisor, " has no child: the VMM is not jailed");
+    // The pid is the jailed VMM's; its parent, the supervisor, stays on the host.
+    pid_t const vmm = vm["pid"].get<pid_t>();
+    pid_t const supervisor = static_cast<pid_t>(std::stol(status_field(vmm, "PPid")));
+    CHECK(jailed_vmm(supervisor) == vmm);
+    CHECK(read_text("/proc/" + std::to_string(supervisor) + "/cmdline").find("--jail") != std::string::npos);
 
     // PID 1 of a namespace of its own.
     std::string const nspid = status_field(vmm, "NSpid");
@@ -176,10 +178,9 @@ TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no
     INFO(log);
     CHECK(log.find("stopped by") != std::string::npos);
 
-    // --no-jail: no supervisor, the VMM is the pid file's process.
+    // --no-jail: the VMM in the host's PID namespace.
     home.run({ "vms", "start", "web", "--no-jail" });
     auto free = home.describe("vms", "web");
-    CHECK(jailed_vmm(free["pid"].get<pid_t>()) == 0);
     CHECK(status_field(free["pid"].get<pid_t>(), "NSpid") == std::to_string(free["pid"].get<pid_t>()));
     home.run({ "vms", "stop", "web", "--force" });
 }
@@ -248,8 +249,8 @@ TEST_CASE("--jail-uid/--jail-gid: the jailed VMM runs as the given ids, the runt
     auto vm = home.describe("vms", "small");
     REQUIRE(vm["state"] == "running");
     CHECK(vm["api_ready"] == true);
-    pid_t const vmm = jailed_vmm(vm["pid"].get<pid_t>());
-    REQUIRE(vmm > 0);
+    pid_t const vmm = vm["pid"].get<pid_t>();
+    CHECK(status_field(vmm, "NSpid") == std::to_string(vmm) + "\t1");
     CHECK(status_field(vmm, "Uid") == "4242\t4242\t4242\t4242");
     CHECK(status_field(vmm, "Gid") == "4242\t4242\t4242\t4242");
     CHECK(status_field(vmm, "CapEff") == "0000000000000000");

@@ -380,7 +380,7 @@ void give_back_runtime_dir(std::string const& dir)
 Result<Jailed> enter_jail(JailSpec const& spec)
 {
     Jailed jailed;
-    jailed.supervisor = ::getpid();
+    jailed.host_pid = ::getpid();
     bool const root = ::geteuid() == 0;
     bool namespaces = true;
     if (!root) {
@@ -423,9 +423,8 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         Cgroup cg;
         if (root)
             cg = join_cgroup(spec, child, jailed);
-        // Let the VMM go on, now in its cgroup.
-        char go = 1;
-        [[maybe_unused]] auto w = ::write(sync[1], &go, 1);
+        // Let the VMM go on, now in its cgroup, telling it its pid on the host.
+        [[maybe_unused]] auto w = ::write(sync[1], &child, sizeof child);
         ::close(sync[1]);
         supervise(child, cg, forwarded, spec);
     }
@@ -433,9 +432,10 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     // The jailed VMM: PID 1 of the new namespace.
     ::close(sync[1]);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    char go = 0;
-    if (::read(sync[0], &go, 1) != 1)
+    pid_t host_pid = 0;
+    if (::read(sync[0], &host_pid, sizeof host_pid) != static_cast<ssize_t>(sizeof host_pid))
         ::_exit(1); // the supervisor died before letting it go
+    jailed.host_pid = host_pid;
     ::close(sync[0]);
     // As PID 1 the VMM gets a signal from the supervisor only if some thread
     // handles it: one that a thread leaves at its default action is dropped. So

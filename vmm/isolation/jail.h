@@ -5,9 +5,11 @@
 //  - the calling process stays on the host as the jail's supervisor: it makes the
 //    VM's cgroup, forwards the signals it gets (SIGTERM, SIGINT, SIGHUP, SIGQUIT,
 //    SIGUSR1, SIGUSR2) to the jailed VMM, waits for it, removes the cgroup and
-//    exits with its status. Its pid is the one the runtime folder's pid file
-//    names, so `vms stop` signals it; if it is SIGKILLed the VMM follows
-//    (PR_SET_PDEATHSIG).
+//    exits with its status; if it is SIGKILLed the VMM follows
+//    (PR_SET_PDEATHSIG). The pid file names the jailed VMM itself (its host pid),
+//    so `vms stop` and /proc/PID show the VMM; SIGTERM and SIGINT stay blocked in
+//    all its threads, read by its signalfd: PID 1 of a namespace would drop a
+//    signal left at its default action.
 //  - the jailed VMM is PID 1 of a new PID namespace, in a new mount namespace
 //    whose root is a small read-only tmpfs at <runtime folder>/root holding only
 //    the bind mounts listed (each at its host path, so that no path the VMM uses
@@ -62,7 +64,7 @@ struct JailSpec {
 };
 
 struct Jailed {
-    pid_t supervisor { 0 }; // the host pid to write in the pid file and to signal
+    pid_t host_pid { 0 }; // the jailed VMM's pid on the host: for the pid file
     std::vector<std::string> lacks; // what the jail could not apply, already logged
 };
 
