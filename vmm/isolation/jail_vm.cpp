@@ -57,6 +57,12 @@ Result<JailSpec> jail_spec_for_vm(Store& store, MachineConfig const& config, Run
         // Attaching to a tap that no uid owns needs CAP_NET_ADMIN (TUNSETIFF).
         spec.keep_capabilities.push_back(CAP_NET_ADMIN);
     }
+#ifdef STRATA_TEST_HOOKS
+    // The capture tests' synchronisation file (vmm/capture.h), written by the VMM:
+    // its folder, before the store's (it may hold the store).
+    if (char const* points = std::getenv("STRATA_TEST_CAPTURE_POINTS"); points != nullptr && *points)
+        spec.binds.push_back({ std::filesystem::absolute(points).parent_path().string(), true, true });
+#endif
     spec.binds.push_back({ paths.dir, true });
     if (store.root().empty() || store.root()[0] != '/')
         return make_error(ErrorKind::Usage, "the jail needs the store's path to be absolute, not '" + store.root() + "'");
