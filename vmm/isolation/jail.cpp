@@ -432,11 +432,6 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     // The jailed VMM: PID 1 of the new namespace.
     ::close(sync[1]);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    pid_t host_pid = 0;
-    if (::read(sync[0], &host_pid, sizeof host_pid) != static_cast<ssize_t>(sizeof host_pid))
-        ::_exit(1); // the supervisor died before letting it go
-    jailed.host_pid = host_pid;
-    ::close(sync[0]);
     // As PID 1 the VMM gets a signal from the supervisor only if some thread
     // handles it: one that a thread leaves at its default action is dropped. So
     // SIGTERM and SIGINT stay blocked in every thread the VMM starts, pending
@@ -456,6 +451,14 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         return errno_error("jail: new mount/network namespace");
     STRATA_TRY(build_root(spec, root));
     STRATA_TRY(set_limits(spec));
+    // Moving a process into a v1 memory cgroup takes some 10 ms here (the kernel
+    // waits for an RCU grace period): the supervisor does it while the root is
+    // built, and the VMM waits for it only now, before it allocates guest memory.
+    pid_t host_pid = 0;
+    if (::read(sync[0], &host_pid, sizeof host_pid) != static_cast<ssize_t>(sizeof host_pid))
+        ::_exit(1); // the supervisor died before letting it go
+    jailed.host_pid = host_pid;
+    ::close(sync[0]);
     STRATA_TRY(drop_privileges(spec, root, jailed));
     return jailed;
 }
