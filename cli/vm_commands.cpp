@@ -319,12 +319,20 @@ void register_vms(CLI::App& app, int& exit_code)
     describe->add_flag("--json", flags->first, "JSON output");
     describe->callback([&exit_code, flags, name] { exit_code = describe_vm_command(*name, flags->first); });
 
-    auto* start = vms->add_subcommand("start", "Start a VM's VMM in the background");
+    auto launch = std::make_shared<VmmLaunch>();
+    auto const add_launch_options = [launch](CLI::App* cmd) {
+        cmd->add_flag("--no-jail", [launch](std::int64_t) { launch->jail = false; },
+            "Run the VMM without its jail (namespaces, a root of its own, cgroup limits, no capabilities)");
+        cmd->add_option("--jail-uid", launch->jail_uid, "The uid the jailed VMM runs as (root only; default: the caller's)");
+        cmd->add_option("--jail-gid", launch->jail_gid, "The gid the jailed VMM runs as (root only; default: the caller's)");
+    };
+    auto* start = vms->add_subcommand("start", "Start a VM's VMM in the background (jailed unless --no-jail)");
     start->add_option("NAME", *name)->required();
-    start->callback([&exit_code, name] {
+    add_launch_options(start);
+    start->callback([&exit_code, name, launch] {
         exit_code = with_vm_store([&](Store& s) {
             bool already = false;
-            auto rt = start_vm(s, *name, already);
+            auto rt = start_vm(s, *name, already, false, *launch);
             if (!rt)
                 return vm_fail(rt.error());
             if (!already && !rt.value().running)
@@ -349,10 +357,11 @@ void register_vms(CLI::App& app, int& exit_code)
 
     auto* resume = vms->add_subcommand("resume", "Continue a suspended VM where it was");
     resume->add_option("NAME", *name)->required();
-    resume->callback([&exit_code, name] {
+    add_launch_options(resume);
+    resume->callback([&exit_code, name, launch] {
         exit_code = with_vm_store([&](Store& s) {
             bool already = false;
-            auto rt = start_vm(s, *name, already, true);
+            auto rt = start_vm(s, *name, already, true, *launch);
             if (!rt)
                 return vm_fail(rt.error());
             if (!rt.value().running)

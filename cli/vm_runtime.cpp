@@ -6,6 +6,7 @@
 #include "base/sysexits.h"
 #include "store/record_files.h"
 #include "vmm/api/client.h"
+#include "vmm/isolation/jail.h"
 
 #include <cerrno>
 #include <chrono>
@@ -23,6 +24,7 @@
 #include <termios.h>
 #include <thread>
 #include <unistd.h>
+#include <vector>
 
 namespace strata::cli {
 
@@ -113,7 +115,7 @@ VmRuntime vm_runtime(Store const& store, std::string const& vm)
     return rt;
 }
 
-Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& already_running, bool resume)
+Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& already_running, bool resume, VmmLaunch const& launch)
 {
     already_running = false;
     {
@@ -135,6 +137,12 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
         already_running = true;
         return rt;
     }
+    // A jail with --jail-uid lends the runtime folder to that uid; a supervisor
+    // killed with SIGKILL could not give it back. With no VMM holding the lock,
+    // root takes it back (only root can have lent it).
+    if (struct stat st {}; ::geteuid() == 0 && ::lstat(rt.paths.dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid != 0
+        && !vmm_lock_held(rt.paths))
+        give_back_runtime_dir(rt.paths.dir);
     STRATA_TRY(make_runtime_dir(rt.paths.dir));
     // The lock is taken here and handed to the VMM (its descriptor is inherited),
     // so no other start can slip in between; held, the files a killed VMM left
@@ -153,6 +161,19 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
         return errno_error("find the strata binary (/proc/self/exe)");
     exe[n] = '\0';
     std::string log = rt.paths.dir + "/vmm.log";
+    // The arguments are made before fork: the child makes only async-signal-safe calls.
+    std::vector<std::string> args { exe, "vmm", "--vm", vm, "--lock-fd", "3" };
+    if (launch.jail) {
+        args.push_back("--jail");
+        if (!launch.jail_uid.empty())
+            args.insert(args.end(), { "--jail-uid", launch.jail_uid });
+        if (!launch.jail_gid.empty())
+            args.insert(args.end(), { "--jail-gid", launch.jail_gid });
+    }
+    std::vector<char const*> argv;
+    for (auto const& a : args)
+        argv.push_back(a.c_str());
+    argv.push_back(nullptr);
     pid_t pid = ::fork();
     if (pid < 0)
         return errno_error("fork");
@@ -170,9 +191,8 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
         if (lock_fd != 3)
             ::dup2(lock_fd, 3);
         ::fcntl(3, F_SETFD, 0);
-        char const* argv[] = { exe, "vmm", "--vm", vm.c_str(), "--lock-fd", "3", nullptr };
         // SAFETY: execv takes char* const[]; it does not modify the strings.
-        ::execv(exe, const_cast<char* const*>(argv));
+        ::execv(exe, const_cast<char* const*>(argv.data()));
         ::_exit(EX_OSERR);
     }
     lock.reset(); // the VMM holds it now

@@ -55,7 +55,14 @@ VmRuntime vm_runtime(Store const& store, std::string const& vm);
 // successful start (running is false in the result).
 // A suspended VM is refused unless `resume` (vms resume), which in turn needs a
 // suspended VM.
-[[nodiscard]] Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& already_running, bool resume = false);
+// How `vms start`/`resume` start the VMM: jailed (vmm/isolation/jail.h) unless
+// --no-jail, as --jail-uid/--jail-gid when given (empty: the caller's ids).
+struct VmmLaunch {
+    bool jail { true };
+    std::string jail_uid, jail_gid;
+};
+[[nodiscard]] Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& already_running, bool resume = false,
+    VmmLaunch const& launch = {});
 
 // `vms suspend`: asks the VM's VMM to save its state and end (PUT /vm/suspend)
 // and waits until it has ended with the record saying suspended.

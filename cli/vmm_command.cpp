@@ -12,6 +12,7 @@
 #include "store/vm_record.h"
 #include "cli/run_support.h"
 #include "vmm/console_relay.h"
+#include "vmm/isolation/jail_vm.h"
 #include "vmm/runtime_dir.h"
 #include "vmm/vm_config.h"
 #include "vmm/vmm_controller.h"
@@ -24,6 +25,7 @@
 #include <fcntl.h>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,6 +39,8 @@ struct VmmOptions {
     std::string api_socket;
     std::string seccomp;
     int lock_fd { -1 };
+    bool jail { false };
+    std::optional<std::uint32_t> jail_uid, jail_gid;
 };
 
 Status mark_generalized(Store& store, std::string const& name)
@@ -55,12 +59,35 @@ Status forget_saved_state(Store& store, std::string const& name)
     return save_vm(held, vm, false);
 }
 
-int run_stored_vm(std::string const& name, std::string const& seccomp, int lock_fd)
+// Starts the jail (vmm/isolation/jail.h) for a stored VM: returns in the jailed
+// VMM with the pid its pid file names (its own, on the host).
+Result<pid_t> jail_vm(Store& store, MachineConfig const& config, RuntimePaths const& paths, VmmOptions const& options)
 {
+    for (auto const& net : config.nets)
+        if (net.netns_auto) {
+            // The namespace's set-up runs ip and iptables from the host's file system.
+            std::cerr << "strata: jail: not applied: interface '" << net.id << "' uses netns=auto, which runs the host's ip and iptables\n";
+            return ::getpid();
+        }
+    JailOptions jo;
+    if (options.jail_uid)
+        jo.uid = static_cast<uid_t>(*options.jail_uid);
+    if (options.jail_gid)
+        jo.gid = static_cast<gid_t>(*options.jail_gid);
+    STRATA_TRY(spec, jail_spec_for_vm(store, config, paths, jo));
+    STRATA_TRY(jailed, enter_jail(spec));
+    return jailed.host_pid;
+}
+
+int run_stored_vm(std::string const& name, VmmOptions const& options)
+{
+    std::string const& seccomp = options.seccomp;
+    int const lock_fd = options.lock_fd;
     std::signal(SIGPIPE, SIG_IGN);
-    if (auto filtering = enable_seccomp_option(seccomp); !filtering)
-        return report(filtering.error());
-    auto store = Store::open(Store::default_root());
+    // Jailed, the VMM keeps the store's paths but works from /: they must be absolute.
+    // The runtime folder stays the one named by the root as given (what `vms` uses).
+    std::string const given_root = Store::default_root();
+    auto store = Store::open(options.jail ? std::filesystem::absolute(given_root).lexically_normal().string() : given_root);
     if (!store)
         return report(store.error());
     auto vm = load_vm(*store.value(), name);
@@ -69,7 +96,7 @@ int run_stored_vm(std::string const& name, std::string const& seccomp, int lock_
     auto config = machine_config_for(*store.value(), vm.value());
     if (!config)
         return report(config.error());
-    auto paths = runtime_paths(store.value()->root(), name);
+    auto paths = runtime_paths(given_root, name);
     if (auto r = make_runtime_dir(paths.dir); !r)
         return report(r.error());
     // The VM's lock, held until this process ends: what tells a live VMM from a
@@ -86,6 +113,16 @@ int run_stored_vm(std::string const& name, std::string const& seccomp, int lock_
             return report(taken.error().context("vm '" + name + "'"));
         lock = std::move(taken.value());
     }
+    // The jail forks and unshares: it comes before any thread (seccomp's spawner too).
+    pid_t pid_for_file = ::getpid();
+    if (options.jail) {
+        auto jailed = jail_vm(*store.value(), config.value(), paths, options);
+        if (!jailed)
+            return report(jailed.error());
+        pid_for_file = jailed.value();
+    }
+    if (auto filtering = enable_seccomp_option(seccomp); !filtering)
+        return report(filtering.error());
     auto relay = ConsoleRelay::start(paths.serial_log, paths.console_socket);
     if (!relay)
         return report(relay.error());
@@ -101,7 +138,7 @@ int run_stored_vm(std::string const& name, std::string const& seccomp, int lock_
     // the folder is followed or reused) and renamed over the pid file, which
     // replaces whatever is there rather than writing through it.
     auto write_pid = [&] {
-        std::string pid = std::to_string(::getpid()) + "\n";
+        std::string pid = std::to_string(pid_for_file) + "\n";
         std::string tmp = paths.pid_file + "." + std::to_string(::getpid());
         ::unlink(tmp.c_str());
         int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -145,10 +182,23 @@ int run_stored_vm(std::string const& name, std::string const& seccomp, int lock_
     return status;
 }
 
-int run_api_only(std::string const& socket, std::string const& seccomp)
+int run_api_only(std::string const& given_socket, VmmOptions const& options)
 {
     std::signal(SIGPIPE, SIG_IGN);
-    if (auto filtering = enable_seccomp_option(seccomp); !filtering)
+    std::string socket = given_socket;
+    if (options.jail) {
+        // Jailed, in the socket's folder: what the API names must be put there.
+        socket = std::filesystem::absolute(given_socket).lexically_normal().string();
+        JailOptions jo;
+        if (options.jail_uid)
+            jo.uid = static_cast<uid_t>(*options.jail_uid);
+        if (options.jail_gid)
+            jo.gid = static_cast<gid_t>(*options.jail_gid);
+        auto jailed = enter_jail(jail_spec_for_api(std::filesystem::path(socket).parent_path().string(), jo));
+        if (!jailed)
+            return report(jailed.error());
+    }
+    if (auto filtering = enable_seccomp_option(options.seccomp); !filtering)
         return report(filtering.error());
     VmmController controller("strata-vmm", MachineConfig {}, MachineIo { STDOUT_FILENO, STDIN_FILENO });
     return serve_until_exit(controller, socket, false);
@@ -165,9 +215,12 @@ void register_vmm(CLI::App& app, int& exit_code)
     source->add_option("--api-socket", options->api_socket, "Serve an unconfigured VMM's API on this socket");
     source->require_option(1);
     vmm->add_option("--lock-fd", options->lock_fd, "An inherited descriptor holding the VM's lock (from `vms start`)")->group("");
+    vmm->add_flag("--jail", options->jail, "Run the VMM in a jail (namespaces, a root of its own, cgroup limits, no capabilities): a stored VM's, what `vms start` does unless --no-jail; with --api-socket, the jail holds the socket's folder, where the files the API names must be");
+    vmm->add_option("--jail-uid", options->jail_uid, "With --jail: the uid the VMM runs as (root only)");
+    vmm->add_option("--jail-gid", options->jail_gid, "With --jail: the gid the VMM runs as (root only)");
     vmm->add_option("--seccomp", options->seccomp, "System call filters per VMM thread: default (a forbidden call ends the VMM), log or off; $STRATA_SECCOMP when not given")->check(CLI::IsMember({ "default", "log", "off" }));
     vmm->callback([options, &exit_code] {
-        exit_code = options->vm.empty() ? run_api_only(options->api_socket, options->seccomp) : run_stored_vm(options->vm, options->seccomp, options->lock_fd);
+        exit_code = options->vm.empty() ? run_api_only(options->api_socket, *options) : run_stored_vm(options->vm, *options);
     });
 }
 

@@ -1,0 +1,268 @@
+// The jail of a started VM (vmm/isolation/jail.h) seen from the host: the jailed
+// VMM's mounts hold only the listed paths, it is PID 1 of its own PID namespace
+// with no capabilities, its cgroup's limits are the VM's, it runs as --jail-uid
+// when given, and PUT /drives cannot reach a host file outside the jail. The echo
+// firmware waits for input, so a started VM runs until stopped.
+// Watched failing once on a jail without pivot_root (build_root returning before
+// it): the mount set, /dev, the read-only root, /etc and the outside file all
+// showed the host's, and PUT /drives outside the jail answered 204.
+#include "tests/support/strata_home.h"
+#include "vmm/api/client.h"
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <csignal>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using strata::test::StrataHome;
+
+namespace {
+
+std::string const echo_fw = STRATA_BUILD_DIR "/firmware/echo.elf";
+
+std::string read_text(std::string const& path)
+{
+    std::ifstream in(path);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+}
+
+std::string status_field(pid_t pid, std::string const& field)
+{
+    std::istringstream in(read_text("/proc/" + std::to_string(pid) + "/status"));
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind(field + ":", 0) == 0)
+            return line.substr(field.size() + 2);
+    return {};
+}
+
+// The supervisor's only child.
+pid_t jailed_vmm(pid_t supervisor)
+{
+    std::string const s = std::to_string(supervisor);
+    std::istringstream in(read_text("/proc/" + s + "/task/" + s + "/children"));
+    pid_t child = 0;
+    in >> child;
+    return child;
+}
+
+// Mount points (mountinfo's fifth field) and their options, as the process sees them.
+std::map<std::string, std::string> mounts_of(pid_t pid)
+{
+    std::map<std::string, std::string> out;
+    std::istringstream in(read_text("/proc/" + std::to_string(pid) + "/mountinfo"));
+    std::string line;
+    while (std::getline(in, line)) {
+        std::istringstream f(line);
+        std::string id, parent, dev, root, point, options;
+        f >> id >> parent >> dev >> root >> point >> options;
+        out[point] = options;
+    }
+    return out;
+}
+
+std::string cgroup_file(pid_t pid, std::string const& controller, std::string const& file)
+{
+    std::istringstream in(read_text("/proc/" + std::to_string(pid) + "/cgroup"));
+    std::string line;
+    bool v2 = fs::exists("/sys/fs/cgroup/cgroup.controllers");
+    while (std::getline(in, line)) {
+        auto a = line.find(':'), b = line.find(':', a + 1);
+        std::string list = line.substr(a + 1, b - a - 1);
+        std::string path = line.substr(b + 1);
+        if (v2 && list.empty())
+            return read_text("/sys/fs/cgroup" + path + "/" + file);
+        if (!v2 && ("," + list + ",").find("," + controller + ",") != std::string::npos)
+            return read_text("/sys/fs/cgroup/" + controller + path + "/" + file);
+    }
+    return {};
+}
+
+std::uint64_t number(std::string const& text)
+{
+    return std::stoull(text.empty() ? std::string("0") : text);
+}
+
+unsigned put_drive(std::string const& socket, std::string const& path)
+{
+    nlohmann::json body { { "drive_id", "outside" }, { "path_on_host", path }, { "is_root_device", false }, { "is_read_only", true } };
+    auto r = strata::api::api_request(socket, "PUT", "/drives/outside", body.dump(), 30s);
+    REQUIRE(r.has_value());
+    INFO(r.value().body);
+    return r.value().status;
+}
+
+} // namespace
+
+TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no capabilities, cgroup limits")
+{
+    StrataHome home("strata-jail");
+    home.run({ "vms", "create", "web", "--firmware", echo_fw, "--memory", "96", "--disk", "size=1M,id=d0" });
+    home.stop_at_end("web");
+    // A host file the jail does not hold.
+    std::string const outside = home.dir.path("outside.raw");
+    { std::ofstream(outside) << std::string(4096, '\0'); }
+
+    home.run({ "vms", "start", "web" });
+    auto vm = home.describe("vms", "web");
+    REQUIRE(vm["state"] == "running");
+    // The pid is the jailed VMM's; its parent, the supervisor, stays on the host.
+    pid_t const vmm = vm["pid"].get<pid_t>();
+    pid_t const supervisor = static_cast<pid_t>(std::stol(status_field(vmm, "PPid")));
+    CHECK(jailed_vmm(supervisor) == vmm);
+    CHECK(read_text("/proc/" + std::to_string(supervisor) + "/cmdline").find("--jail") != std::string::npos);
+
+    // PID 1 of a namespace of its own.
+    std::string const nspid = status_field(vmm, "NSpid");
+    CHECK(nspid == std::to_string(vmm) + "\t1");
+    // No capabilities, no new privileges.
+    CHECK(status_field(vmm, "CapEff") == "0000000000000000");
+    CHECK(status_field(vmm, "CapPrm") == "0000000000000000");
+    CHECK(status_field(vmm, "NoNewPrivs") == "1");
+    // A network namespace of its own (no interface, no lazy disk).
+    CHECK(fs::read_symlink("/proc/" + std::to_string(vmm) + "/ns/net") != fs::read_symlink("/proc/self/ns/net"));
+
+    // Its file system: the jail's root and exactly the listed mounts.
+    std::string const store = home.store();
+    std::string const runtime = fs::path(vm["api_socket"].get<std::string>()).parent_path().string();
+    auto mounts = mounts_of(vmm);
+    std::set<std::string> points;
+    for (auto const& [point, options] : mounts)
+        points.insert(point);
+    std::set<std::string> const expected { "/", runtime, store, store + "/artifacts" };
+    CHECK(points == expected);
+    // The devices are nodes of the jail's own (made as root) or bind mounts.
+    std::set<std::string> devices;
+    for (auto const& e : fs::directory_iterator("/proc/" + std::to_string(vmm) + "/root/dev"))
+        devices.insert(e.path().filename().string());
+    CHECK(devices == std::set<std::string> { "kvm", "urandom", "null" });
+    CHECK(mounts["/"].rfind("ro", 0) == 0);
+    CHECK(mounts[store + "/artifacts"].rfind("ro", 0) == 0);
+    CHECK(mounts[store].rfind("rw", 0) == 0);
+    std::string const jail_root = "/proc/" + std::to_string(vmm) + "/root";
+    CHECK_FALSE(fs::exists(jail_root + "/etc"));
+    CHECK_FALSE(fs::exists(jail_root + outside));
+    CHECK(fs::exists(jail_root + store + "/layers"));
+
+    // The cgroup's limits are the VM's: 96 MiB + the overhead, 1 vCPU + 1, 1 + 64 PIDs.
+    std::uint64_t const memory = (96ull << 20) + (384ull << 20);
+    if (fs::exists("/sys/fs/cgroup/cgroup.controllers")) {
+        CHECK(number(cgroup_file(vmm, "memory", "memory.max")) == memory);
+        CHECK(cgroup_file(vmm, "cpu", "cpu.max") == "200000 100000\n");
+        CHECK(number(cgroup_file(vmm, "pids", "pids.max")) == 65);
+    } else {
+        CHECK(number(cgroup_file(vmm, "memory", "memory.limit_in_bytes")) == memory);
+        CHECK(number(cgroup_file(vmm, "cpu", "cpu.cfs_quota_us")) == 200000);
+        CHECK(number(cgroup_file(vmm, "pids", "pids.max")) == 65);
+    }
+
+    // Stopping goes through the supervisor; the VMM and its cgroup go with it.
+    home.run({ "vms", "stop", "web" });
+    CHECK(home.describe("vms", "web")["state"] == "stopped");
+    // The supervisor reaps it as it ends.
+    for (int i = 0; i < 100 && fs::exists("/proc/" + std::to_string(vmm)); ++i)
+        std::this_thread::sleep_for(50ms);
+    CHECK_FALSE(fs::exists("/proc/" + std::to_string(vmm)));
+    // It ended on SIGTERM, cleanly (the forwarded signal reached PID 1).
+    std::string const log = read_text(runtime + "/vmm.log");
+    INFO(log);
+    CHECK(log.find("stopped by") != std::string::npos);
+
+    // --no-jail: the VMM in the host's PID namespace.
+    home.run({ "vms", "start", "web", "--no-jail" });
+    auto free = home.describe("vms", "web");
+    CHECK(status_field(free["pid"].get<pid_t>(), "NSpid") == std::to_string(free["pid"].get<pid_t>()));
+    home.run({ "vms", "stop", "web", "--force" });
+}
+
+TEST_CASE("strata vmm --api-socket --jail: PUT /drives reaches only the files in the jail")
+{
+    strata::test::TempDir dir("strata-jail-api");
+    std::string const folder = dir.path("vm");
+    fs::create_directories(folder);
+    std::string const socket = folder + "/api.sock";
+    std::string const inside = folder + "/inside.raw";
+    std::string const outside = dir.path("outside.raw");
+    for (auto const& f : { inside, outside })
+        std::ofstream(f) << std::string(4096, '\0');
+
+    std::string const log = dir.path("vmm.log");
+    pid_t const vmm = ::fork();
+    REQUIRE(vmm >= 0);
+    if (vmm == 0) {
+        int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        ::dup2(out, 1);
+        ::dup2(out, 2);
+        ::execl(strata::test::strata_bin.c_str(), "strata", "vmm", "--api-socket", socket.c_str(), "--jail", nullptr);
+        ::_exit(127);
+    }
+    bool up = false;
+    for (int i = 0; i < 200 && !up; ++i) {
+        auto r = strata::api::api_request(socket, "GET", "/", {}, 1s);
+        up = r && r.value().status == 200;
+        if (!up)
+            std::this_thread::sleep_for(25ms);
+    }
+    if (!up) {
+        ::kill(vmm, SIGKILL);
+        ::waitpid(vmm, nullptr, 0);
+    }
+    INFO(read_text(log));
+    REQUIRE(up);
+    // A file in the jail is a drive; one outside it is the client's error, as a
+    // missing file is (the jail holds no such path).
+    CHECK(put_drive(socket, inside) == 204);
+    CHECK(put_drive(socket, outside) == 400);
+    ::kill(vmm, SIGTERM);
+    int status = 0;
+    REQUIRE(::waitpid(vmm, &status, 0) == vmm);
+    CHECK(WIFEXITED(status));
+}
+
+TEST_CASE("--jail-uid/--jail-gid: the jailed VMM runs as the given ids, the runtime folder is the caller's again after")
+{
+    if (::geteuid() != 0) {
+        MESSAGE("skipped: --jail-uid needs root");
+        if (std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true")
+            FAIL("CI runs as root");
+        return;
+    }
+    StrataHome home("strata-jail-uid");
+    home.run({ "vms", "create", "small", "--firmware", echo_fw });
+    home.stop_at_end("small");
+    // The store must be the jailed uid's to read (the jail does not change owners).
+    for (auto const& e : fs::recursive_directory_iterator(home.store()))
+        REQUIRE(::lchown(e.path().c_str(), 4242, 4242) == 0);
+    REQUIRE(::chown(home.store().c_str(), 4242, 4242) == 0);
+
+    home.run({ "vms", "start", "small", "--jail-uid", "4242", "--jail-gid", "4242" });
+    auto vm = home.describe("vms", "small");
+    REQUIRE(vm["state"] == "running");
+    CHECK(vm["api_ready"] == true);
+    pid_t const vmm = vm["pid"].get<pid_t>();
+    CHECK(status_field(vmm, "NSpid") == std::to_string(vmm) + "\t1");
+    CHECK(status_field(vmm, "Uid") == "4242\t4242\t4242\t4242");
+    CHECK(status_field(vmm, "Gid") == "4242\t4242\t4242\t4242");
+    CHECK(status_field(vmm, "CapEff") == "0000000000000000");
+    home.run({ "vms", "stop", "small" });
+    std::string const runtime = fs::path(vm["api_socket"].get<std::string>()).parent_path().string();
+    struct stat st {};
+    REQUIRE(::stat(runtime.c_str(), &st) == 0);
+    CHECK(st.st_uid == ::geteuid());
+    // And it starts again (the runtime folder passes its owner check).
+    home.run({ "vms", "start", "small" });
+    home.run({ "vms", "stop", "small", "--force" });
+}

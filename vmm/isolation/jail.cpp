@@ -1,0 +1,466 @@
+// The jail (jail.h): the supervisor's side (cgroup, signals, reaping) and the
+// jailed side (namespaces, the root, ids, capabilities, rlimits).
+#include "vmm/isolation/jail.h"
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <iostream>
+#include <linux/capability.h>
+#include <sched.h>
+#include <sstream>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <dirent.h>
+#include <grp.h>
+#include <unistd.h>
+
+namespace strata {
+
+namespace {
+
+constexpr int kForwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+
+void lack(Jailed& jailed, std::string what)
+{
+    std::cerr << "strata: jail: lacks " << what << "\n";
+    jailed.lacks.push_back(std::move(what));
+}
+
+bool write_text(std::string const& path, std::string const& text)
+{
+    int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::close(fd);
+    return ok;
+}
+
+Status mkdirs(std::string const& path, mode_t mode)
+{
+    std::string partial;
+    std::size_t pos = 0;
+    while (pos != std::string::npos) {
+        pos = path.find('/', pos + 1);
+        partial = path.substr(0, pos);
+        if (partial.empty())
+            continue;
+        if (::mkdir(partial.c_str(), mode) != 0 && errno != EEXIST)
+            return errno_error("make jail folder " + partial);
+    }
+    return ok();
+}
+
+// --- cgroups -----------------------------------------------------------------
+
+// One cgroup folder per hierarchy the limits go to (v2: one; v1: memory, cpu,
+// pids), made under the caller's own cgroup in each, so that a host that put
+// strata in a cgroup of its own keeps it inside.
+struct Cgroup {
+    std::vector<std::string> dirs;
+};
+
+std::string own_cgroup(std::string const& controller)
+{
+    std::ifstream in("/proc/self/cgroup");
+    std::string line;
+    while (std::getline(in, line)) {
+        auto first = line.find(':');
+        auto second = line.find(':', first + 1);
+        if (first == std::string::npos || second == std::string::npos)
+            continue;
+        std::string list = line.substr(first + 1, second - first - 1);
+        std::stringstream names(list);
+        std::string name;
+        bool match = controller.empty() && list.empty();
+        while (!match && std::getline(names, name, ','))
+            match = name == controller;
+        if (match)
+            return line.substr(second + 1);
+    }
+    return "/";
+}
+
+std::string join(std::string const& base, std::string const& rel)
+{
+    return rel == "/" ? base : base + rel;
+}
+
+// Makes the cgroup, sets its limits and moves `pid` into it; what fails is a
+// lack, never an error: a VMM without a cgroup still runs, and says so.
+Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
+{
+    Cgroup cg;
+    auto const limit = [](std::uint64_t v) { return v == 0 ? std::string("max") : std::to_string(v); };
+    std::uint64_t const period = 100000;
+    std::uint64_t const quota = std::uint64_t { spec.cpus } * period;
+    if (::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) {
+        std::string const parent = join("/sys/fs/cgroup", own_cgroup(""));
+        // Controllers reach a child only through the parent's subtree_control,
+        // which a cgroup holding processes (other than the root) refuses in v2.
+        for (char const* c : { "+memory", "+cpu", "+pids" })
+            write_text(parent + "/cgroup.subtree_control", c);
+        std::string const dir = parent + "/" + spec.cgroup_name;
+        if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+            lack(jailed, "a cgroup (" + dir + ": " + std::strerror(errno) + ")");
+            return cg;
+        }
+        cg.dirs.push_back(dir);
+        if (!write_text(dir + "/memory.max", limit(spec.memory_max)))
+            lack(jailed, "a memory limit (" + dir + "/memory.max)");
+        if (!write_text(dir + "/cpu.max", (quota ? std::to_string(quota) : std::string("max")) + " " + std::to_string(period)))
+            lack(jailed, "a CPU limit (" + dir + "/cpu.max)");
+        if (!write_text(dir + "/pids.max", limit(spec.pids_max)))
+            lack(jailed, "a PID limit (" + dir + "/pids.max)");
+        if (!write_text(dir + "/cgroup.procs", std::to_string(pid)))
+            lack(jailed, "a cgroup (could not join " + dir + ")");
+        return cg;
+    }
+    struct V1 {
+        char const* controller;
+        std::vector<std::pair<char const*, std::string>> files;
+    };
+    V1 const v1[] = {
+        { "memory", { { "memory.limit_in_bytes", spec.memory_max ? std::to_string(spec.memory_max) : std::string("-1") } } },
+        { "cpu", { { "cpu.cfs_period_us", std::to_string(period) }, { "cpu.cfs_quota_us", quota ? std::to_string(quota) : std::string("-1") } } },
+        { "pids", { { "pids.max", limit(spec.pids_max) } } },
+    };
+    for (auto const& h : v1) {
+        std::string const root = std::string("/sys/fs/cgroup/") + h.controller;
+        if (::access(root.c_str(), F_OK) != 0) {
+            lack(jailed, std::string("a ") + h.controller + " cgroup (no cgroup v2 and no v1 " + h.controller + " hierarchy)");
+            continue;
+        }
+        std::string const dir = join(root, own_cgroup(h.controller)) + "/" + spec.cgroup_name;
+        if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+            lack(jailed, std::string("a ") + h.controller + " cgroup (" + dir + ": " + std::strerror(errno) + ")");
+            continue;
+        }
+        cg.dirs.push_back(dir);
+        for (auto const& [file, value] : h.files)
+            if (!write_text(dir + "/" + file, value))
+                lack(jailed, std::string("a ") + h.controller + " limit (" + dir + "/" + file + ")");
+        if (!write_text(dir + "/cgroup.procs", std::to_string(pid)))
+            lack(jailed, std::string("a ") + h.controller + " cgroup (could not join " + dir + ")");
+    }
+    return cg;
+}
+
+// --- the supervisor --------------------------------------------------------
+
+[[noreturn]] void supervise(pid_t child, Cgroup const& cg, sigset_t const& forwarded, JailSpec const& spec)
+{
+    int status = 0;
+    for (;;) {
+        siginfo_t info {};
+        int sig = ::sigwaitinfo(&forwarded, &info);
+        if (sig < 0)
+            continue;
+        if (sig != SIGCHLD) {
+            ::kill(child, sig);
+            continue;
+        }
+        pid_t done = ::waitpid(child, &status, WNOHANG);
+        if (done == child)
+            break;
+    }
+    // The cgroup goes once empty; a cgroup folder is removed with rmdir alone.
+    for (auto const& dir : cg.dirs)
+        ::rmdir(dir.c_str());
+    // The runtime folder is the caller's again (see enter_jail).
+    if (spec.lend_runtime_dir && (spec.uid || spec.gid))
+        give_back_runtime_dir(spec.runtime_dir);
+    if (WIFSIGNALED(status)) {
+        // The same end as the VMM's, for whoever waits on the supervisor.
+        ::signal(WTERMSIG(status), SIG_DFL);
+        ::sigprocmask(SIG_UNBLOCK, &forwarded, nullptr);
+        ::prctl(PR_SET_DUMPABLE, 0);
+        ::kill(::getpid(), WTERMSIG(status));
+        ::_exit(128 + WTERMSIG(status));
+    }
+    ::_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+// --- the jailed side -------------------------------------------------------
+
+// Mount flags that a bind mount's remount must keep (in a user namespace a
+// locked flag cannot be cleared).
+unsigned long kept_flags(std::string const& path)
+{
+    struct statvfs s {};
+    if (::statvfs(path.c_str(), &s) != 0)
+        return 0;
+    unsigned long flags = 0;
+    if (s.f_flag & ST_NOEXEC)
+        flags |= MS_NOEXEC;
+    if (s.f_flag & ST_NODEV)
+        flags |= MS_NODEV;
+    if (s.f_flag & ST_RDONLY)
+        flags |= MS_RDONLY;
+    return flags;
+}
+
+Status bind_into(std::string const& root, JailBind const& bind, bool make_nodes, JailSpec const& spec)
+{
+    struct stat st {};
+    if (::stat(bind.path.c_str(), &st) != 0) {
+        if (bind.optional && errno == ENOENT)
+            return ok();
+        return errno_error("jail: find " + bind.path);
+    }
+    std::string const target = root + bind.path;
+    bool const device = S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode);
+    if (S_ISDIR(st.st_mode)) {
+        STRATA_TRY(mkdirs(target, 0755));
+    } else {
+        STRATA_TRY(mkdirs(target.substr(0, target.rfind('/')), 0755));
+        if (device && make_nodes) {
+            // A node of the jail's own (Firecracker's way): owned by the jailed
+            // uid, mode 0600, without touching the host's node.
+            if (::mknod(target.c_str(), (st.st_mode & S_IFMT) | 0600, st.st_rdev) != 0)
+                return errno_error("jail: make device " + target);
+            if (::chown(target.c_str(), spec.uid.value_or(::getuid()), spec.gid.value_or(::getgid())) != 0)
+                return errno_error("jail: own device " + target);
+            return ok();
+        }
+        int fd = ::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+            return errno_error("jail: make mount point " + target);
+        ::close(fd);
+    }
+    if (::mount(bind.path.c_str(), target.c_str(), nullptr, MS_BIND, nullptr) != 0)
+        return errno_error("jail: bind " + bind.path);
+    unsigned long flags = MS_BIND | MS_REMOUNT | MS_NOSUID | kept_flags(bind.path);
+    if (!bind.writable)
+        flags |= MS_RDONLY;
+    if (!device)
+        flags |= MS_NODEV;
+    if (::mount(nullptr, target.c_str(), nullptr, flags, nullptr) != 0)
+        return errno_error("jail: remount " + bind.path);
+    return ok();
+}
+
+Status build_root(JailSpec const& spec, bool make_nodes)
+{
+    if (::mount(nullptr, "/", nullptr, MS_PRIVATE | MS_REC, nullptr) != 0)
+        return errno_error("jail: make mounts private");
+    std::string const root = spec.runtime_dir + "/root";
+    if (::mkdir(root.c_str(), 0755) != 0 && errno != EEXIST)
+        return errno_error("jail: make " + root);
+    // A tmpfs of the mount namespace's own: it goes with the namespace, and the
+    // mount points made in it never reach the host's runtime folder.
+    if (::mount("strata-jail", root.c_str(), "tmpfs", MS_NOSUID, "mode=0755,size=1m,nr_inodes=4096") != 0)
+        return errno_error("jail: mount the root");
+    for (auto const& bind : spec.binds)
+        STRATA_TRY(bind_into(root, bind, make_nodes, spec));
+    std::string const old = root + "/.old";
+    if (::mkdir(old.c_str(), 0700) != 0)
+        return errno_error("jail: make " + old);
+    if (::syscall(SYS_pivot_root, root.c_str(), old.c_str()) != 0)
+        return errno_error("jail: pivot_root");
+    if (::chdir("/") != 0)
+        return errno_error("jail: chdir /");
+    if (::umount2("/.old", MNT_DETACH) != 0)
+        return errno_error("jail: detach the old root");
+    ::rmdir("/.old");
+    if (::mount(nullptr, "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID, nullptr) != 0)
+        return errno_error("jail: make the root read-only");
+    return ok();
+}
+
+Status set_limits(JailSpec const& spec)
+{
+    rlimit files { spec.open_files, spec.open_files };
+    if (::setrlimit(RLIMIT_NOFILE, &files) != 0)
+        return errno_error("jail: RLIMIT_NOFILE");
+    if (spec.file_size != 0) {
+        rlimit size { spec.file_size, spec.file_size };
+        if (::setrlimit(RLIMIT_FSIZE, &size) != 0)
+            return errno_error("jail: RLIMIT_FSIZE");
+    }
+    return ok();
+}
+
+Status drop_privileges(JailSpec const& spec, bool may_change_ids, Jailed& jailed)
+{
+    if (spec.uid || spec.gid) {
+        if (!may_change_ids) {
+            lack(jailed, "another uid/gid (changing ids needs root)");
+        } else {
+            if (!spec.keep_capabilities.empty() && ::prctl(PR_SET_KEEPCAPS, 1) != 0)
+                return errno_error("jail: PR_SET_KEEPCAPS");
+            gid_t const gid = spec.gid.value_or(::getgid());
+            if (::setgroups(0, nullptr) != 0)
+                return errno_error("jail: setgroups");
+            if (::setresgid(gid, gid, gid) != 0)
+                return errno_error("jail: setresgid");
+            uid_t const uid = spec.uid.value_or(::getuid());
+            if (::setresuid(uid, uid, uid) != 0)
+                return errno_error("jail: setresuid");
+        }
+    }
+    std::uint64_t keep = 0;
+    for (int cap : spec.keep_capabilities)
+        keep |= std::uint64_t { 1 } << cap;
+    // The bounding set first (it needs CAP_SETPCAP, which goes last).
+    for (int cap = 0; cap <= 63; ++cap) {
+        if ((keep >> cap) & 1)
+            continue;
+        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno == EINVAL)
+            break; // past the kernel's last capability
+    }
+    ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    __user_cap_header_struct header { _LINUX_CAPABILITY_VERSION_3, 0 };
+    __user_cap_data_struct data[2] {};
+    for (int i = 0; i < 2; ++i) {
+        auto const word = static_cast<std::uint32_t>(keep >> (32 * i));
+        data[i].effective = word;
+        data[i].permitted = word;
+        data[i].inheritable = 0;
+    }
+    if (::syscall(SYS_capset, &header, data) != 0)
+        return errno_error("jail: capset");
+    // A change of ids clears the parent-death signal: set it again, so that a
+    // SIGKILLed supervisor still takes the VMM with it.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+        return errno_error("jail: PR_SET_PDEATHSIG");
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return errno_error("jail: PR_SET_NO_NEW_PRIVS");
+    return ok();
+}
+
+// A user namespace mapping only the caller's own ids: what lets a user who is
+// not root make the mount and PID namespaces. Must run single-threaded.
+bool enter_user_namespace()
+{
+    uid_t const uid = ::geteuid();
+    gid_t const gid = ::getegid();
+    if (::unshare(CLONE_NEWUSER) != 0)
+        return false;
+    write_text("/proc/self/setgroups", "deny");
+    return write_text("/proc/self/uid_map", std::to_string(uid) + " " + std::to_string(uid) + " 1")
+        && write_text("/proc/self/gid_map", std::to_string(gid) + " " + std::to_string(gid) + " 1");
+}
+
+} // namespace
+
+Status lend_runtime_dir(std::string const& dir, uid_t uid, gid_t gid)
+{
+    // The folder's files too: the serial log of an earlier run is reopened.
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (dirent* e = ::readdir(d)) {
+            std::string const name = e->d_name;
+            if (name != "." && name != ".." && ::fchownat(::dirfd(d), name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+                int const err = errno;
+                ::closedir(d);
+                return Error { ErrorKind::Io, err, "jail: give " + dir + "/" + name + " to uid " + std::to_string(uid) + ": " + std::strerror(err) };
+            }
+        }
+        ::closedir(d);
+    }
+    if (::lchown(dir.c_str(), uid, gid) != 0)
+        return errno_error("jail: give " + dir + " to uid " + std::to_string(uid));
+    return ok();
+}
+
+void give_back_runtime_dir(std::string const& dir)
+{
+    (void)lend_runtime_dir(dir, ::getuid(), ::getgid());
+}
+
+Result<Jailed> enter_jail(JailSpec const& spec)
+{
+    Jailed jailed;
+    jailed.host_pid = ::getpid();
+    bool const root = ::geteuid() == 0;
+    bool namespaces = true;
+    if (!root) {
+        if (enter_user_namespace()) {
+            lack(jailed, "a cgroup, another uid and device nodes of its own (not root: namespaces come from a user namespace)");
+        } else {
+            lack(jailed, std::string("mount, PID and network namespaces, a root of its own, a cgroup and another uid (not root, and no user namespace: ") + std::strerror(errno) + ")");
+            namespaces = false;
+        }
+    }
+    if (!namespaces) {
+        STRATA_TRY(set_limits(spec));
+        STRATA_TRY(drop_privileges(spec, false, jailed));
+        return jailed;
+    }
+    if (::unshare(CLONE_NEWPID) != 0)
+        return errno_error("jail: new PID namespace");
+    // The jailed uid makes the VMM's sockets, log and pid file in the runtime
+    // folder: it owns the folder while the VMM runs (the supervisor gives it
+    // back). The store must be readable (and, for captures, writable) by that
+    // uid already: the jail does not change the store's owners.
+    if (root && spec.lend_runtime_dir && (spec.uid || spec.gid))
+        STRATA_TRY(lend_runtime_dir(spec.runtime_dir, spec.uid.value_or(::getuid()), spec.gid.value_or(::getgid())));
+
+    sigset_t forwarded, previous;
+    ::sigemptyset(&forwarded);
+    for (int sig : kForwarded)
+        ::sigaddset(&forwarded, sig);
+    ::sigaddset(&forwarded, SIGCHLD);
+    ::sigprocmask(SIG_BLOCK, &forwarded, &previous);
+
+    int sync[2];
+    if (::pipe2(sync, O_CLOEXEC) != 0)
+        return errno_error("jail: pipe");
+    pid_t const child = ::fork();
+    if (child < 0)
+        return errno_error("jail: fork");
+    if (child > 0) {
+        ::close(sync[0]);
+        Cgroup cg;
+        if (root)
+            cg = join_cgroup(spec, child, jailed);
+        // Let the VMM go on, now in its cgroup, telling it its pid on the host.
+        [[maybe_unused]] auto w = ::write(sync[1], &child, sizeof child);
+        ::close(sync[1]);
+        supervise(child, cg, forwarded, spec);
+    }
+
+    // The jailed VMM: PID 1 of the new namespace.
+    ::close(sync[1]);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    // As PID 1 the VMM gets a signal from the supervisor only if some thread
+    // handles it: one that a thread leaves at its default action is dropped. So
+    // SIGTERM and SIGINT stay blocked in every thread the VMM starts, pending
+    // until its signalfd (cli/run_support.cpp) reads them.
+    sigset_t mask = previous;
+    ::sigaddset(&mask, SIGTERM);
+    ::sigaddset(&mask, SIGINT);
+    ::sigprocmask(SIG_SETMASK, &mask, nullptr);
+
+    int flags = CLONE_NEWNS;
+    // Tap devices live in the host's network namespace (and a lazily pulled disk
+    // reaches its registry through it): only a VM that uses neither gets a network
+    // namespace of its own, with nothing but a loopback that is down.
+    if (spec.new_network)
+        flags |= CLONE_NEWNET;
+    if (::unshare(flags) != 0)
+        return errno_error("jail: new mount/network namespace");
+    STRATA_TRY(build_root(spec, root));
+    STRATA_TRY(set_limits(spec));
+    // Moving a process into a v1 memory cgroup takes some 10 ms here (the kernel
+    // waits for an RCU grace period): the supervisor does it while the root is
+    // built, and the VMM waits for it only now, before it allocates guest memory.
+    pid_t host_pid = 0;
+    if (::read(sync[0], &host_pid, sizeof host_pid) != static_cast<ssize_t>(sizeof host_pid))
+        ::_exit(1); // the supervisor died before letting it go
+    jailed.host_pid = host_pid;
+    ::close(sync[0]);
+    STRATA_TRY(drop_privileges(spec, root, jailed));
+    return jailed;
+}
+
+} // namespace strata
