@@ -16,6 +16,7 @@
 #include <functional>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
+#include <net/if.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -143,4 +144,28 @@ TEST_CASE("a lazy disk's fetcher may open sockets; a device I/O thread may not")
     });
     CHECK_FALSE(device.exited);
     CHECK(device.signal == SIGSYS);
+}
+
+TEST_CASE("the API's worker may look a tap up by name (an AF_UNIX socket's SIOCGIFINDEX) but not open an inet socket")
+{
+    // InstanceStart builds the machine on the worker; Tap::open asks
+    // if_nametoindex, which glibc answers with an AF_UNIX datagram socket.
+    auto lookup = in_child([] {
+        if (!strata::apply_seccomp(strata::ThreadKind::ApiWorker))
+            return Failed;
+        return ::if_nametoindex("lo") != 0 ? Allowed : Failed;
+    });
+    CHECK(lookup.exited);
+    CHECK(lookup.code == Allowed);
+
+    auto inet = in_child([] {
+        if (!strata::apply_seccomp(strata::ThreadKind::ApiWorker))
+            return Failed;
+        int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0)
+            ::close(fd);
+        return Allowed;
+    });
+    CHECK_FALSE(inet.exited);
+    CHECK(inet.signal == SIGSYS);
 }

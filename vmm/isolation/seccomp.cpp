@@ -28,6 +28,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -134,8 +135,9 @@ constexpr unsigned long BuilderIoctls[] = {
     kvm_abi::get_supported_cpuid, kvm_abi::set_cpuid2, kvm_abi::get_msrs, kvm_abi::set_msrs,
     kvm_abi::get_msr_index_list, kvm_abi::get_xsave, kvm_abi::set_xsave, kvm_abi::get_xsave2,
     kvm_abi::set_gsi_routing,
-    // A tap opened by a machine rebuilt on this thread (run --on-reboot restart).
-    TUNSETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD,
+    // A tap opened by a machine built on this thread (the API's worker on
+    // InstanceStart, run --on-reboot restart): its index by name, then the tap.
+    SIOCGIFINDEX, TUNSETIFF, TUNSETVNETHDRSZ, TUNSETOFFLOAD,
     // FICLONE: a layer copy that shares extents where the file system can.
     0x40049409UL,
 };
@@ -143,6 +145,10 @@ constexpr unsigned long BuilderIoctls[] = {
 struct KindLists {
     std::vector<Names> calls;
     std::vector<std::span<unsigned long const>> ioctls;
+    // socket(2) for AF_UNIX only: the builders open a tap by name, and glibc's
+    // if_nametoindex asks an AF_UNIX datagram socket for the index (SIOCGIFINDEX).
+    // No inet socket, and no connect: nothing beyond the host's interfaces' names.
+    bool unix_sockets { false };
 };
 
 KindLists lists_of(ThreadKind kind)
@@ -151,8 +157,8 @@ KindLists lists_of(ThreadKind kind)
     case ThreadKind::ApiIo: return { { CommonCalls, ApiIoCalls }, { ApiIoIoctls } };
     case ThreadKind::Vcpu: return { { CommonCalls, VcpuCalls }, { VcpuIoctls } };
     case ThreadKind::DeviceIo: return { { CommonCalls, DeviceIoCalls }, { DeviceIoctls } };
-    case ThreadKind::Vmm: return { { CommonCalls, BuilderCalls, VmmCalls }, { BuilderIoctls } };
-    case ThreadKind::ApiWorker: return { { CommonCalls, BuilderCalls }, { BuilderIoctls } };
+    case ThreadKind::Vmm: return { { CommonCalls, BuilderCalls, VmmCalls }, { BuilderIoctls }, true };
+    case ThreadKind::ApiWorker: return { { CommonCalls, BuilderCalls }, { BuilderIoctls }, true };
     case ThreadKind::Fetcher: return { { CommonCalls, BuilderCalls, FetcherCalls }, { FetcherIoctls } };
     }
     return {};
@@ -167,6 +173,7 @@ KindLists spawner_lists()
         auto one = lists_of(kind);
         all.calls.insert(all.calls.end(), one.calls.begin(), one.calls.end());
         all.ioctls.insert(all.ioctls.end(), one.ioctls.begin(), one.ioctls.end());
+        all.unix_sockets = all.unix_sockets || one.unix_sockets;
     }
     all.calls.emplace_back(SpawnerCalls);
     return all;
@@ -274,6 +281,10 @@ Status load_filter(KindLists const& lists, SeccompMode mode, char const* what)
             if (int rc = ::seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0); rc < 0)
                 return fail(rc, std::string("allow ") + name);
         }
+    }
+    if (int const socket_nr = SCMP_SYS(socket); lists.unix_sockets && std::find(added.begin(), added.end(), socket_nr) == added.end()) {
+        if (int rc = ::seccomp_rule_add(ctx, SCMP_ACT_ALLOW, socket_nr, 1, SCMP_A0(SCMP_CMP_EQ, AF_UNIX)); rc < 0)
+            return fail(rc, "allow AF_UNIX sockets");
     }
     if (ioctl_listed) {
         std::vector<unsigned long> done;
