@@ -445,6 +445,8 @@ Status enable_seccomp(SeccompMode mode)
     return ok();
 }
 
+SeccompMode seccomp_mode() { return static_cast<SeccompMode>(g_mode.load()); }
+
 Status apply_seccomp(ThreadKind kind)
 {
     auto mode = static_cast<SeccompMode>(g_mode.load());

@@ -50,6 +50,9 @@ enum class SeccompMode {
 // Turns filtering on for the rest of the process (see above); Off does nothing.
 [[nodiscard]] Status enable_seccomp(SeccompMode mode);
 
+// The mode enable_seccomp turned on; Off before it ran.
+[[nodiscard]] SeccompMode seccomp_mode();
+
 // Installs the filter of `kind` on the calling thread; nothing when filtering is
 // off or was never enabled.
 [[nodiscard]] Status apply_seccomp(ThreadKind kind);
