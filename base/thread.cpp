@@ -24,6 +24,7 @@ char const* thread_kind_name(ThreadKind kind)
     case ThreadKind::ApiWorker: return "api-worker";
     case ThreadKind::Vcpu: return "vcpu";
     case ThreadKind::DeviceIo: return "device-io";
+    case ThreadKind::Fetcher: return "fetcher";
     }
     return "?";
 }

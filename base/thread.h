@@ -20,7 +20,8 @@ enum class ThreadKind {
     ApiIo,     // the REST API's socket thread: client bytes, nothing else
     ApiWorker, // the REST API's worker: configuration, captures, snapshots
     Vcpu,      // one vCPU's KVM_RUN loop and the device exits it handles
-    DeviceIo,  // a device's I/O thread (virtio-blk, virtio-console, serial input, console relay)
+    DeviceIo,  // a device's I/O thread (virtio-blk, virtio-net, virtio-console, serial input, console relay)
+    Fetcher,   // a lazily pulled disk's fetcher: registry requests over the network, chunks into layer files
 };
 
 char const* thread_kind_name(ThreadKind kind);

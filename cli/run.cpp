@@ -13,6 +13,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <csignal>
 #include <fstream>
 #include <iostream>
@@ -104,6 +105,14 @@ int run_vm(RunOptions& options)
 
     if (!options.api_socket.empty())
         return run_with_api(config, options.api_socket, store.value());
+    // A machine rebuilt after a reset makes its netns=auto namespaces anew, which
+    // runs ip (fork and exec, which no filter allows): the main thread then stays
+    // unfiltered, and says so; every other thread is filtered as always.
+    bool const filter_main = config.on_reboot != OnReboot::Restart
+        || std::none_of(config.nets.begin(), config.nets.end(), [](NetConfig const& n) { return n.netns_auto; });
+    if (!filter_main && seccomp_mode() != SeccompMode::Off)
+        std::cerr << "strata: seccomp: the main thread stays unfiltered: with --on-reboot restart and --net netns=auto it "
+                     "makes a new namespace (runs ip) at each reset\n";
     for (;;) {
         auto machine = Machine::create(config, MachineIo { STDOUT_FILENO, STDIN_FILENO, store.value() });
         if (!machine)
@@ -111,8 +120,10 @@ int run_vm(RunOptions& options)
         int signal_number = 0;
         Machine& m = *machine.value();
         // The machine is built: from here the main thread only waits for it.
-        if (auto filtered = apply_seccomp(ThreadKind::Vmm); !filtered)
-            return report(filtered.error());
+        if (filter_main) {
+            if (auto filtered = apply_seccomp(ThreadKind::Vmm); !filtered)
+                return report(filtered.error());
+        }
         auto exit = with_signals<MachineExit>([&] { return m.run(); }, [&] { m.stop(); }, signal_number);
         bool restart = false;
         int status = exit_status(exit, config.on_reboot, signal_number, restart);

@@ -1,6 +1,7 @@
 #include "registry/lazy.h"
 
 #include "base/fd.h"
+#include "base/thread.h"
 #include "imaging/archive/archive_format.h"
 #include "imaging/store_io.h"
 #include "registry/client.h"
@@ -274,10 +275,12 @@ public:
             if (::epoll_ctl(m_epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
                 return errno_error("epoll_ctl for a lazy disk");
         }
+        // Fetcher threads (base/thread.h): a VMM that filters its threads' system
+        // calls gives them the network the guest's device thread lacks.
         for (unsigned i = 0; i < std::max(1U, m_options.workers); ++i)
-            m_workers.emplace_back([this] { demand_loop(); });
+            m_workers.push_back(start_thread(ThreadKind::Fetcher, "lazy-fetch", [this] { demand_loop(); }));
         if (m_options.fill)
-            m_workers.emplace_back([this] { fill_loop(); });
+            m_workers.push_back(start_thread(ThreadKind::Fetcher, "lazy-fill", [this] { fill_loop(); }));
         return ok();
     }
 

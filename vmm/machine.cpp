@@ -4,6 +4,7 @@
 #include "vmm/machine.h"
 
 #include "base/file.h"
+#include "base/thread.h"
 #include "devices/legacy/boot_timer.h"
 #include "devices/legacy/cmos_rtc.h"
 #include "devices/legacy/debug_exit.h"
@@ -35,6 +36,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -299,8 +301,10 @@ Status Machine::boot_linux(MachineConfig const& config, std::string const& cmdli
         std::fprintf(stderr, "strata: kernel cache: %s\n", setup.cache_note.c_str());
     if (setup.cache_entry) {
         // Some 50 MB written and fsynced: the guest need not wait for it.
-        m_kernel_cache_writer = std::thread([entry = *setup.cache_entry, data = std::move(setup.decompressed)] {
-            if (auto s = linux_boot::store_in_cache(entry, data); !s)
+        // std::function needs a copyable callable: the kernel travels in a shared_ptr.
+        auto data = std::make_shared<std::vector<std::byte>>(std::move(setup.decompressed));
+        m_kernel_cache_writer = start_thread(ThreadKind::Vmm, "strata-kcache", [entry = *setup.cache_entry, data] {
+            if (auto s = linux_boot::store_in_cache(entry, *data); !s)
                 std::fprintf(stderr, "strata: kernel cache: could not cache the decompressed kernel: %s\n",
                     s.error().message.c_str());
         });

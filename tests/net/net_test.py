@@ -241,6 +241,18 @@ def wait_stopped(name, env):
     fail(f"vm {name} did not stop")
 
 
+def seccomp_modes(pid):
+    """Each thread of process pid by name: its Seccomp mode from /proc (2 = filtered)."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/comm") as f:
+            name = f.read().strip()
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            mode = [int(l.split()[1]) for l in f if l.startswith("Seccomp:")][0]
+        out[name] = min(mode, out.get(name, mode))  # the least filtered of a name
+    return out
+
+
 def vms_case():
     """vms create --net, a start in the namespace, a machine image, and clones
     from it: each clone a new MAC (the one ARP sees), --keep-mac the old one."""
@@ -254,7 +266,14 @@ def vms_case():
             d = json.loads(strata_cmd("vms", "describe", "web", "--json", env=env).stdout)
             check(d["network_interfaces"] == [{"iface_id": "eth0", "host_dev_name": ns.tap, "guest_mac": mac}], f"record: {d.get('network_interfaces')}")
             strata_cmd("vms", "start", "web", ns=ns.name, env=env)
-            peer_session(ns.name, mac)
+            peer_session(ns.name, mac, quit=False)
+            # The VMM's threads, the tap's among them, run under seccomp filters
+            # by default (vmm/isolation/seccomp.h).
+            pid = json.loads(strata_cmd("vms", "describe", "web", "--json", env=env).stdout)["pid"]
+            threads = seccomp_modes(pid)
+            check("net-eth0" in threads, f"no virtio-net thread among the VMM's: {threads}")
+            check(all(mode == 2 for mode in threads.values()), f"a VMM thread runs unfiltered: {threads}")
+            peer_session(ns.name, mac, pings=1, datagrams=1)
             wait_stopped("web", env)
 
             strata_cmd("machine-images", "create", "img", "--source-vm", "web", env=env)

@@ -21,7 +21,7 @@
 // nothing.
 //
 // Test hook (STRATA_TEST_HOOKS builds): STRATA_TEST_SECCOMP_FORBIDDEN=<kind name>
-// (vmm, api, api-worker, vcpu, device-io) makes the first thread of that kind
+// (vmm, api, api-worker, vcpu, device-io, fetcher) makes the first thread of that kind
 // call getppid(2), which no filter allows, right after installing its filter.
 // Threading: enable_seccomp once on the main thread before any start_thread;
 // apply_seccomp on the thread to be filtered.
@@ -44,11 +44,14 @@ enum class SeccompMode {
 [[nodiscard]] Result<SeccompMode> parse_seccomp_mode(std::string const& text);
 
 // The mode a VMM command uses when its --seccomp was not given: the environment's
-// STRATA_SECCOMP when set (the same words), otherwise Off (see seccomp.cpp).
+// STRATA_SECCOMP when set (the same words), otherwise Kill ("default").
 [[nodiscard]] Result<SeccompMode> default_seccomp_mode();
 
 // Turns filtering on for the rest of the process (see above); Off does nothing.
 [[nodiscard]] Status enable_seccomp(SeccompMode mode);
+
+// The mode enable_seccomp turned on; Off before it ran.
+[[nodiscard]] SeccompMode seccomp_mode();
 
 // Installs the filter of `kind` on the calling thread; nothing when filtering is
 // off or was never enabled.

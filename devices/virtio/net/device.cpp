@@ -1,10 +1,12 @@
 #include "devices/virtio/net/device.h"
 
+#include "base/thread.h"
 #include "devices/virtio/spec.h"
 
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <memory>
 #include <sys/eventfd.h>
 
 namespace strata::virtio::net {
@@ -68,7 +70,10 @@ Status VirtioNet::activate(VirtioActivation activation)
     }
     m_stop = false;
     m_running = true;
-    m_thread = std::thread([this, a = std::move(activation)]() mutable { run(std::move(a)); });
+    // Activation runs on the vCPU that wrote DRIVER_OK: start_thread gives the
+    // tap's thread the device I/O filter rather than that vCPU's (base/thread.h).
+    auto a = std::make_shared<VirtioActivation>(std::move(activation));
+    m_thread = start_thread(ThreadKind::DeviceIo, ("net-" + m_options.id).substr(0, 15), [this, a] { run(std::move(*a)); });
     return ok();
 }
 
