@@ -213,7 +213,11 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
         ::rename((rt.paths.pid_file + ".start").c_str(), rt.paths.pid_file.c_str());
     else
         ::unlink((rt.paths.pid_file + ".start").c_str());
-    auto end = Clock::now() + 10s;
+    // A VMM answers once its machine is built: milliseconds on hardware, but a
+    // restore that checks a large memory file, or any start inside the emulated
+    // KVM machine on a loaded host, was seen taking over 10 s. The wait ends at
+    // once when the VMM exits, so a long limit costs a failing start nothing.
+    auto end = Clock::now() + 60s;
     for (;;) {
         int status = 0;
         if (::waitpid(pid, &status, WNOHANG) == pid) {
@@ -230,7 +234,7 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
         if (Clock::now() >= end) {
             ::kill(pid, SIGKILL);
             ::waitpid(pid, &status, 0);
-            return make_error(ErrorKind::Io, "the VMM of vm '" + vm + "' did not answer on its API socket within 10 s; its log (" + log + "):\n"
+            return make_error(ErrorKind::Io, "the VMM of vm '" + vm + "' did not answer on its API socket within 60 s; its log (" + log + "):\n"
                     + log_tail(log));
         }
         // A connect to a socket that is not there yet costs microseconds; a
