@@ -2,6 +2,7 @@
 """Tests of scripts/with-kvm. Each case boots the emulated machine for real (QEMU TCG
 with nested KVM), whether or not this host has /dev/kvm, except where it says so.
 Usage: with_kvm_test.py CASE BUILD_DIR; exit 0 pass, 1 fail."""
+import json
 import os
 import signal
 import subprocess
@@ -207,6 +208,11 @@ def case_session(build):
     """--start, commands through --session, --stop: one machine serves them all, and
     nothing outlives --stop."""
     d = tempfile.mkdtemp(prefix="with-kvm-session-")
+    # A job an earlier session left behind (killed before its client cleaned up)
+    # is not run by the new machine.
+    os.makedirs(os.path.join(d, "jobs"))
+    with open(os.path.join(d, "jobs", "1-1-stale.json"), "w") as f:
+        json.dump({"argv": ["touch", os.path.join(d, "stale-job-ran")], "cwd": "/", "env": {}}, f)
     r = run(["--emulated", "--start", d])
     check(r.returncode == 0, "start failed: %s" % r.stderr)
     boot = open(os.path.join(d, "boot-seconds")).read().strip()
@@ -217,6 +223,7 @@ def case_session(build):
         check(r.returncode == n, "session command: expected %d, got %d: %s" % (n, r.returncode, r.stderr))
         check("hello from strata firmware" in r.stdout, "no hello through the session")
     check(open(os.path.join(d, "boot-seconds")).read().strip() == boot, "the machine was started again")
+    check(not os.path.exists(os.path.join(d, "stale-job-ran")), "the machine ran a job an earlier session left")
     check(machine_processes(d), "no machine serves the session")
     r = run(["--stop", d])
     check(r.returncode == 0, "stop failed")
@@ -244,6 +251,12 @@ def case_hung_machine(build):
     m.sendall(b"stop\n")
     time.sleep(0.5)
     m.close()
+    # A job that reaches the folder while its machine is stalled is never run by
+    # the machine started next: the client that sent it is told 125, if it still
+    # waits, not surprised by a late run.
+    stale = os.path.join(d, "jobs", "1-1-stale")
+    with open(stale + ".json", "w") as f:
+        json.dump({"argv": ["touch", os.path.join(d, "stale-job-ran")], "cwd": "/", "env": {}}, f)
     code = p.wait(120)
     err = p.stderr.read()
     check(code == 125, "expected 125 from the command in a stalled machine, got %d: %s" % (code, err))
@@ -251,6 +264,8 @@ def case_hung_machine(build):
     r = run(["--session", d, "--", "sh", "-c", "exit 6"], env=env)
     check(r.returncode == 6, "the next command did not run in a new machine: %d %s" % (r.returncode, r.stderr))
     check(os.stat(os.path.join(d, "ready")).st_mtime > first_boot, "the machine was not started again")
+    check(not os.path.exists(os.path.join(d, "stale-job-ran")), "the new machine ran a job sent to the stalled one")
+    check(json.load(open(stale + ".status"))["code"] == 125, "the stale job was not answered with 125")
     run(["--stop", d])
     check(not machine_processes(d), "processes outlived --stop: %s" % machine_processes(d))
     subprocess.run(["rm", "-rf", d])
