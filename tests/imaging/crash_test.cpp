@@ -82,6 +82,25 @@ void make_base(std::string const& path, Workload& w)
     std::fill(w.cur.begin(), w.cur.begin() + kSectors / 2, 1);
 }
 
+// The disk the crash cases write: a frozen base (make_base) and an empty top
+// with a small journal, so that flushes also cross checkpoints and header
+// switches. Returns the top's data_start.
+struct CrashDisk {
+    std::string base, top;
+    Workload w;
+    std::uint64_t data_start { 0 };
+    explicit CrashDisk(TempDir const& dir)
+        : base(dir.path("base"))
+        , top(dir.path("top"))
+    {
+        make_base(base, w);
+        auto e = make_engine(EngineKind::Sync);
+        auto l = Layer::create(top, kDisk, LayerId::random(), *e.value(), LayerOptions { .journal_length = 16384 });
+        REQUIRE(l);
+        data_start = l.value()->header().data_start;
+    }
+};
+
 // One batch of non-overlapping requests at queue depth; returns false if any failed.
 bool batch(Chain& chain, Workload& w, std::mt19937& rng)
 {
@@ -158,15 +177,10 @@ void verify(std::string const& base, std::string const& top, std::vector<std::ui
 TEST_CASE("crash: replay to every flush point plus random subsets of later writes keeps the invariant")
 {
     TempDir dir;
-    std::string base = dir.path("base");
-    std::string top = dir.path("top");
-    Workload w;
-    make_base(base, w);
-    {
-        auto e = make_engine(EngineKind::Sync);
-        // A small journal, so replays also cross checkpoints and header switches.
-        REQUIRE(Layer::create(top, kDisk, LayerId::random(), *e.value(), LayerOptions { .journal_length = 16384 }));
-    }
+    CrashDisk disk(dir);
+    std::string const& base = disk.base;
+    std::string const& top = disk.top;
+    Workload& w = disk.w;
     std::string created = slurp(top);
     struct FlushPoint {
         std::size_t log_end, events;
@@ -275,17 +289,11 @@ TEST_CASE("crash: EIO or ENOSPC at each metadata write fails the flush cleanly a
             CAPTURE(err);
             CAPTURE(nth);
             TempDir dir;
-            std::string base = dir.path("base");
-            std::string top = dir.path("top");
-            Workload w;
-            make_base(base, w);
-            std::uint64_t data_start = 0;
-            {
-                auto e = make_engine(EngineKind::Sync);
-                auto l = Layer::create(top, kDisk, LayerId::random(), *e.value(), LayerOptions { .journal_length = 16384 });
-                REQUIRE(l);
-                data_start = l.value()->header().data_start;
-            }
+            CrashDisk disk(dir);
+            std::string const& base = disk.base;
+            std::string const& top = disk.top;
+            Workload& w = disk.w;
+            std::uint64_t const data_start = disk.data_start;
             FaultEngine* fault = nullptr;
             auto chain = open_chain({ base, top }, fault);
             unsigned seen = 0;
@@ -340,14 +348,10 @@ TEST_CASE("crash: EIO or ENOSPC at each metadata write fails the flush cleanly a
 TEST_CASE("crash: a failed fdatasync fails the layer: later flushes and writes are refused, not reported durable (fsyncgate)")
 {
     TempDir dir;
-    std::string base = dir.path("base");
-    std::string top = dir.path("top");
-    Workload w;
-    make_base(base, w);
-    {
-        auto e = make_engine(EngineKind::Sync);
-        REQUIRE(Layer::create(top, kDisk, LayerId::random(), *e.value(), LayerOptions { .journal_length = 16384 }));
-    }
+    CrashDisk disk(dir);
+    std::string const& base = disk.base;
+    std::string const& top = disk.top;
+    Workload& w = disk.w;
     FaultEngine* fault = nullptr;
     auto chain = open_chain({ base, top }, fault);
     std::mt19937 rng(3);
