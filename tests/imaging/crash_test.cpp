@@ -349,11 +349,9 @@ TEST_CASE("crash: a failed fdatasync fails the layer: later flushes and writes a
 {
     TempDir dir;
     CrashDisk disk(dir);
-    std::string const& base = disk.base;
-    std::string const& top = disk.top;
     Workload& w = disk.w;
     FaultEngine* fault = nullptr;
-    auto chain = open_chain({ base, top }, fault);
+    auto chain = open_chain({ disk.base, disk.top }, fault);
     std::mt19937 rng(3);
     REQUIRE(batch(*chain, w, rng));
     REQUIRE(flush_sync(*chain));
@@ -386,5 +384,5 @@ TEST_CASE("crash: a failed fdatasync fails the layer: later flushes and writes a
     CHECK(chain->top().usable().error().message.find("takes no more writes") != std::string::npos);
     chain.reset();
     // Reopened, the layer holds at least what the last good flush made durable.
-    verify(base, top, durable, w.events, durable_events, "after a failed fdatasync");
+    verify(disk.base, disk.top, durable, w.events, durable_events, "after a failed fdatasync");
 }
