@@ -166,8 +166,10 @@ Result<Machine::SavedSnapshot> Machine::save_memory_and_state(std::filesystem::p
     return saved;
 }
 
-Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, MachineIo io,
-    std::filesystem::path const& state_file, std::filesystem::path const& memory_file)
+namespace {
+
+// What a restore supports, checked before any file is read or VM made.
+Status check_restorable(MachineConfig const& config)
 {
     if (config.transport != Transport::Mmio)
         return make_error(ErrorKind::Unsupported, "running-state snapshots of virtio-pci VMs are not supported yet; use the mmio transport");
@@ -175,6 +177,15 @@ Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, M
         return make_error(ErrorKind::Usage, "a VM needs 1 to " + std::to_string(MachineConfig::max_vcpus) + " vCPUs");
     if (!config.nets.empty())
         return make_error(ErrorKind::Unsupported, "running-state snapshots of VMs with network interfaces are not supported yet");
+    return ok();
+}
+
+} // namespace
+
+Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, MachineIo io,
+    std::filesystem::path const& state_file, std::filesystem::path const& memory_file)
+{
+    STRATA_TRY(check_restorable(config));
 
     // Everything about the files is checked before a VM exists.
     STRATA_TRY(bytes, read_file(state_file.string(), "machine state", max_state_file));
@@ -199,12 +210,7 @@ Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, M
 Result<std::unique_ptr<Machine>> Machine::restore_checked(MachineConfig const& config, MachineIo io,
     MachineState const& state, std::span<MemoryLayer const> memory)
 {
-    if (config.transport != Transport::Mmio)
-        return make_error(ErrorKind::Unsupported, "running-state snapshots of virtio-pci VMs are not supported yet; use the mmio transport");
-    if (config.vcpus == 0 || config.vcpus > MachineConfig::max_vcpus)
-        return make_error(ErrorKind::Usage, "a VM needs 1 to " + std::to_string(MachineConfig::max_vcpus) + " vCPUs");
-    if (!config.nets.empty())
-        return make_error(ErrorKind::Unsupported, "running-state snapshots of VMs with network interfaces are not supported yet");
+    STRATA_TRY(check_restorable(config));
     if (state.vcpus.size() != config.vcpus)
         return make_error(ErrorKind::BadInput, "the snapshot has " + std::to_string(state.vcpus.size()) + " vCPUs, the VM " + std::to_string(config.vcpus));
     if (state.memory_bytes != (config.memory_mib << 20))

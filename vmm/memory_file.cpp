@@ -55,16 +55,26 @@ Status write_all(int fd, std::span<std::byte const> data, std::uint64_t offset, 
 
 } // namespace
 
+namespace {
+
+// A new (never an existing) memory file, sized to the guest's RAM: sparse until written.
+Result<Fd> create_memory_file(std::filesystem::path const& path, std::size_t size)
+{
+    if (size % page != 0)
+        return make_error(ErrorKind::Internal, "guest RAM is not a whole number of pages");
+    Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd.valid())
+        return errno_error("create memory file '" + path.string() + "'");
+    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0)
+        return errno_error("size memory file '" + path.string() + "'");
+    return fd;
+}
+
+} // namespace
+
 Result<std::uint32_t> write_memory_file(std::filesystem::path const& path, std::span<std::byte const> ram)
 {
-    if (ram.size() % page != 0)
-        return make_error(ErrorKind::Internal, "guest RAM is not a whole number of pages");
-    int raw = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (raw < 0)
-        return errno_error("create memory file '" + path.string() + "'");
-    Fd fd(raw);
-    if (::ftruncate(fd.get(), static_cast<off_t>(ram.size())) != 0)
-        return errno_error("size memory file '" + path.string() + "'");
+    STRATA_TRY(fd, create_memory_file(path, ram.size()));
     std::uint32_t crc = 0;
     // Runs of non-zero pages go out in one write each.
     std::size_t run_start = 0, run_len = 0;
@@ -192,14 +202,7 @@ Status read_exact(int fd, std::byte* out, std::uint64_t len, std::uint64_t offse
 Result<std::uint32_t> write_memory_diff(std::filesystem::path const& path, std::span<std::byte const> ram,
     std::span<PageRun const> runs)
 {
-    if (ram.size() % page != 0)
-        return make_error(ErrorKind::Internal, "guest RAM is not a whole number of pages");
-    int raw = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (raw < 0)
-        return errno_error("create memory file '" + path.string() + "'");
-    Fd fd(raw);
-    if (::ftruncate(fd.get(), static_cast<off_t>(ram.size())) != 0)
-        return errno_error("size memory file '" + path.string() + "'");
+    STRATA_TRY(fd, create_memory_file(path, ram.size()));
     std::uint32_t crc = 0;
     for (auto const& run : runs) {
         STRATA_TRY(range, run_bytes(run, ram.size()));
