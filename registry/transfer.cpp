@@ -15,6 +15,7 @@
 #include <zstd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <condition_variable>
 #include <dirent.h>
 #include <mutex>
@@ -62,6 +63,7 @@ std::optional<LayerBlob> load_record(Store& store, LayerId const& id)
     LayerBlob b;
     b.content = j.value("content", std::string());
     b.layer_size = j.value("layer_size", std::uint64_t { 0 });
+    b.content_verified = j.contains("content_verified") && j["content_verified"].is_boolean() && j["content_verified"].get<bool>();
     if (j.contains("repositories") && j["repositories"].is_array())
         for (auto const& r : j["repositories"])
             if (r.is_string())
@@ -100,7 +102,8 @@ Status save_record(Store& store, LayerId const& id, LayerBlob const& b)
     for (auto const& p : b.parts)
         parts.push_back({ { "blob", p.blob }, { "size", p.size }, { "offset", p.offset }, { "length", p.length },
             { "index_digest", p.index_digest }, { "index_offset", p.index_offset }, { "index_length", p.index_length } });
-    json j { { "content", b.content }, { "layer_size", b.layer_size }, { "repositories", b.repositories }, { "parts", parts } };
+    json j { { "content", b.content }, { "content_verified", b.content_verified }, { "layer_size", b.layer_size },
+        { "repositories", b.repositories }, { "parts", parts } };
     std::string text = j.dump(2) + "\n";
     STRATA_TRY(f, AtomicFile::create(records_dir(store) + "/" + id.to_string() + ".json"));
     STRATA_TRY(pwrite_all(f.fd(), std::as_bytes(std::span(text.data(), text.size())), 0));
@@ -281,6 +284,7 @@ Status push_layer(Store& store, RegistryClient& client, LayerId const& id, Trans
             content = computed;
         }
         rec.content = content.to_string();
+        rec.content_verified = true;
         rec.layer_size = layer->size();
         rec.parts.assign(plan.size(), BlobPart {});
     }
@@ -382,9 +386,24 @@ Result<std::vector<WantedLayer>> group_parts(std::vector<WantedLayer> descriptor
     return out;
 }
 
-// A layer the store holds whose content digest is content, if any.
-Result<std::optional<LayerId>> find_layer(Store& store, std::string const& content)
+// A layer the store holds whose content digest is w's (a record's, when the
+// store computed it, or a frozen layer's header), or that a record says was
+// pulled from or pushed as w's very blobs, if any. The blobs name a layer
+// whatever digest a manifest claims for it: a layer built from a blob holds
+// that blob's chunks, each checked against the blob's own index (a manifest
+// pushed by an older strata may carry a digest of its file's layout,
+// FORMAT.md; one may also lie).
+Result<std::optional<LayerId>> find_layer(Store& store, WantedLayer const& w)
 {
+    auto same_blobs = [&](LayerBlob const& r) {
+        if (r.layer_size != w.layer_size || r.parts.size() != w.parts.size())
+            return false;
+        for (std::size_t i = 0; i < r.parts.size(); ++i)
+            if (r.parts[i].blob != w.parts[i].blob || r.parts[i].offset != w.parts[i].offset || r.parts[i].length != w.parts[i].length)
+                return false;
+        return true;
+    };
+    std::string const& content = w.content;
     if (DIR* d = ::opendir(records_dir(store).c_str())) {
         std::vector<std::string> names;
         while (auto* e = ::readdir(d))
@@ -398,7 +417,7 @@ Result<std::optional<LayerId>> find_layer(Store& store, std::string const& conte
                 continue;
             auto r = load_record(store, id.value());
             struct stat st {};
-            if (r && r->content == content && ::stat(store.layer_path(id.value()).c_str(), &st) == 0)
+            if (r && ((r->content_verified && r->content == content) || same_blobs(*r)) && ::stat(store.layer_path(id.value()).c_str(), &st) == 0)
                 return std::optional<LayerId>(id.value());
         }
     }
@@ -487,8 +506,9 @@ Status unpack_chunks(std::string const& blob_path, std::vector<archive::Chunk> c
     return status;
 }
 
-// Builds a frozen layer at tmp/<new id> from verified blob files (its parts).
-Result<LayerId> materialize(Store& store, std::vector<std::string> const& files, WantedLayer const& w, bool bottom, TempLayerFiles& temps)
+// Builds a frozen layer at tmp/<new id> from verified blob files (its parts);
+// returns it and its content digest.
+Result<std::pair<LayerId, Sha256>> materialize(Store& store, std::vector<std::string> const& files, WantedLayer const& w, bool bottom, TempLayerFiles& temps)
 {
     // No whole-file verify(): download_blob checked each blob's SHA-256 against
     // the manifest's digest, which covers every byte the trailer's digest does;
@@ -527,7 +547,7 @@ Result<LayerId> materialize(Store& store, std::vector<std::string> const& files,
     }
     STRATA_TRY(out.flush());
     STRATA_TRY(layer->freeze(true));
-    return id;
+    return std::pair { id, *layer->digest() };
 }
 
 std::string hex_of(std::string const& digest) { return digest.substr(7); }
@@ -697,10 +717,28 @@ Result<LayerId> make_lazy_layer(Store& store, RegistryClient& client, WantedLaye
     return id;
 }
 
+// The content digest of a layer a pull built, against the one its manifest
+// claims. Every byte of the layer was verified against the blobs' and chunks'
+// digests already; the claimed content digest can differ when an older strata
+// pushed it (it hashed the pushing layer file's layout, FORMAT.md), which no
+// pull can reproduce. The store's record then names the layer by what it holds
+// (and by its blobs), never by the claim, so a later pull of another image
+// cannot be given this layer on the word of this manifest.
+void note_content(RegistryClient& client, WantedLayer const& w, Sha256 const& content, LayerBlob& record)
+{
+    record.content_verified = true;
+    if (content.to_string() == w.content)
+        return;
+    std::fprintf(stderr, "strata: %s: layer blob %s: its content digest annotation %s is not the content's %s "
+                         "(pushed by a strata whose digest depended on the layer file's layout?): recorded by its content\n",
+        client.reference().to_string().c_str(), w.parts[0].blob.c_str(), w.content.c_str(), content.to_string().c_str());
+    record.content = content.to_string();
+}
+
 Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, bool bottom, Fetched& f, TransferStats& stats,
     TransferOptions const& options)
 {
-    STRATA_TRY(found, find_layer(store, w.content));
+    STRATA_TRY(found, find_layer(store, w));
     if (found) {
         // A pull that is not lazy leaves nothing incomplete: a layer an
         // earlier lazy pull left so is filled now.
@@ -737,9 +775,11 @@ Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, b
             ::unlink(p.c_str());
         return id.error().context(client.reference().to_string() + ": layer blob " + w.parts[0].blob);
     }
-    f.ids.push_back(id.value());
-    f.fresh.push_back(id.value());
-    f.records.emplace_back(id.value(), record);
+    auto [new_id, content] = id.value();
+    note_content(client, w, content, record);
+    f.ids.push_back(new_id);
+    f.fresh.push_back(new_id);
+    f.records.emplace_back(new_id, record);
     return ok();
 }
 

@@ -29,6 +29,11 @@ struct LayerBlob {
     std::string content; // the layer's content digest
     std::uint64_t layer_size { 0 };
     std::vector<std::string> repositories; // "host/repo" known to hold the blobs
+    // content is the digest of the layer as this store holds it (computed by
+    // a push, or by a pull from the data), not a manifest's claim (a lazy
+    // pull's, or a record an older strata wrote): only then is the layer found
+    // by it (its blobs always find it).
+    bool content_verified { false };
 };
 
 // A layer a manifest names, with its parts in order.

@@ -16,9 +16,19 @@ LayerInput archive_layer_input(Layer const& layer)
     in.size = l->size();
     in.status = [l](std::uint64_t off, std::uint64_t max) -> Result<LayerRange> {
         auto look = l->map().lookup(off / kBlockSize);
+        auto kind = mapval::kind(look.value);
+        // Data extents that follow each other in block order are one range
+        // wherever their data sits in the file, so the archive's chunks (and a
+        // pushed blob) depend on the layer's content alone, as its digest does.
+        for (std::uint64_t next = off / kBlockSize + look.run; kind == MapKind::Data && look.run <= (max >> kBlockShift) + 1;) {
+            auto more = l->map().lookup(next);
+            if (mapval::kind(more.value) != MapKind::Data)
+                break;
+            look.run += more.run;
+            next += more.run;
+        }
         // Runs can reach far past max (an unmapped tail): avoid overflowing the product.
         std::uint64_t run = look.run > (max >> kBlockShift) + 1 ? max : look.run * kBlockSize - off % kBlockSize;
-        auto kind = mapval::kind(look.value);
         LayerRangeKind k = kind == MapKind::Data ? LayerRangeKind::Data : kind == MapKind::Zero ? LayerRangeKind::Zero : LayerRangeKind::Unmapped;
         return LayerRange { k, std::max<std::uint64_t>(1, std::min(max, run)) };
     };

@@ -166,8 +166,10 @@ public:
     // --- Images that arrive from elsewhere (registry pulls, registry/) ---
     // tmp/: where such layers are built before adopt_image moves them in.
     std::string tmp_dir() const { return m_root + "/tmp"; }
-    // The recorded content digest of every frozen layer that has one (headers
-    // only, no data read), for finding a layer the store already holds.
+    // The recorded content digest of every frozen layer that has one (no data
+    // read: the headers, and the maps of layers whose digest an older strata
+    // recorded, which Layer::digest checks), for finding a layer the store
+    // already holds.
     [[nodiscard]] Result<std::vector<std::pair<LayerId, Sha256>>> layer_digests();
     // Records image m (its name must be new). Its layers are either in layers/
     // already or, when listed in from_tmp, complete frozen layer files at

@@ -4,6 +4,7 @@
 #include "store/store.h"
 
 #include "base/fd.h"
+#include "imaging/layer/layer.h"
 
 #include <algorithm>
 #include <dirent.h>
@@ -18,6 +19,7 @@ Result<std::vector<std::pair<LayerId, Sha256>>> Store::layer_digests()
     STRATA_TRY(held, lock(false));
     (void)held;
     std::vector<std::pair<LayerId, Sha256>> out;
+    std::vector<LayerId> legacy;
     std::string dir = m_root + "/layers";
     DIR* d = ::opendir(dir.c_str());
     if (d == nullptr)
@@ -44,8 +46,24 @@ Result<std::vector<std::pair<LayerId, Sha256>>> Store::layer_digests()
             if (h && (!best || h.value().generation > best->generation))
                 best = h.value();
         }
-        if (best && best->state == LayerState::Frozen && best->has_digest() && best->id == id.value())
+        if (!best || best->state != LayerState::Frozen || !best->has_digest() || best->id != id.value())
+            continue;
+        if (best->has_content_digest())
             out.emplace_back(id.value(), best->digest);
+        else
+            legacy.push_back(id.value());
+    }
+    // A digest an older strata recorded is valid only if the layer's map says
+    // so (Layer::digest): those layers are opened.
+    if (!legacy.empty()) {
+        STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
+        for (auto const& id : legacy) {
+            auto layer = Layer::open(layer_path(id), LayerOpen::ReadOnly, *engine);
+            if (!layer)
+                continue;
+            if (auto digest = layer.value()->digest())
+                out.emplace_back(id, *digest);
+        }
     }
     return out;
 }

@@ -73,4 +73,31 @@ void ExtentMap::assign(std::uint64_t first, std::uint64_t count, std::uint64_t v
     m_runs.emplace_hint(next, first, Run { count, value });
 }
 
+std::vector<Extent> extents_of(ExtentMap const& map)
+{
+    std::vector<Extent> out;
+    out.reserve(map.extent_count());
+    map.for_each([&](Extent const& e) { out.push_back(e); });
+    return out;
+}
+
+std::vector<DigestRun> digest_runs(std::vector<Extent> const& extents)
+{
+    std::vector<DigestRun> runs;
+    for (std::size_t i = 0; i < extents.size(); ++i) {
+        auto const& e = extents[i];
+        MapKind kind = mapval::kind(e.value);
+        // The map joins data extents only when their data is contiguous in the
+        // file too; the digest joins them whenever the blocks are.
+        if (!runs.empty() && kind == MapKind::Data && runs.back().kind == MapKind::Data
+            && runs.back().first + runs.back().count == e.first) {
+            runs.back().count += e.count;
+            runs.back().end = i + 1;
+            continue;
+        }
+        runs.push_back(DigestRun { e.first, e.count, kind, i, i + 1 });
+    }
+    return runs;
+}
+
 } // namespace strata

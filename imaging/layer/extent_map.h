@@ -13,8 +13,10 @@
 // Threading: a plain value type; one thread at a time.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
+#include <vector>
 
 namespace strata {
 
@@ -82,5 +84,18 @@ private:
     };
     std::map<std::uint64_t, Run> m_runs;
 };
+
+// The content digest's view of a map (imaging/layer/FORMAT.md, "Freezing and
+// digest"): its extents in block order, where data extents that follow each
+// other in block order are one run wherever their data sits in the file, so
+// the digest depends on the content alone. A run covers extents[begin, end).
+struct DigestRun {
+    std::uint64_t first { 0 };
+    std::uint64_t count { 0 };
+    MapKind kind { MapKind::Unmapped };
+    std::size_t begin { 0 }, end { 0 };
+};
+std::vector<Extent> extents_of(ExtentMap const& map);
+std::vector<DigestRun> digest_runs(std::vector<Extent> const& extents);
 
 } // namespace strata

@@ -177,6 +177,14 @@ std::optional<Sha256> Layer::digest() const
 {
     if (!m_header.has_digest())
         return std::nullopt;
+    if (m_header.has_content_digest())
+        return m_header.digest;
+    // Recorded by an older strata over the file's layout: the same value
+    // where that layout has no data extents that follow each other in block
+    // order, and unusable (to be computed again) where it has.
+    auto extents = extents_of(m_map);
+    if (digest_runs(extents).size() != extents.size())
+        return std::nullopt;
     return m_header.digest;
 }
 
@@ -304,7 +312,7 @@ Result<std::unique_ptr<Layer::FlushPlan>> Layer::begin_flush()
     plan->new_header.journal_seq = m_next_seq;
     if (std::exchange(m_freeze_with_checkpoint, false)) {
         plan->new_header.state = LayerState::Frozen;
-        plan->new_header.compat &= ~kCompatDigest;
+        plan->new_header.compat &= ~(kCompatDigest | kCompatContentDigest);
     }
     plan->buffers.emplace_back(kSlotSize);
     encode_header(plan->new_header, std::span<std::byte, kSlotSize>(plan->buffers.back().data(), kSlotSize));
@@ -406,7 +414,7 @@ Status Layer::freeze(bool with_digest)
     h.state = LayerState::Frozen;
     STRATA_TRY(d, compute_digest());
     h.digest = d;
-    h.compat |= kCompatDigest;
+    h.compat |= kCompatDigest | kCompatContentDigest;
     return write_header(h);
 }
 
@@ -416,7 +424,7 @@ Status Layer::record_digest(Sha256 const& digest)
         return make_error(ErrorKind::Usage, "a digest is recorded only in a frozen layer opened for rewriting");
     LayerHeader h = m_header;
     h.digest = digest;
-    h.compat |= kCompatDigest;
+    h.compat |= kCompatDigest | kCompatContentDigest;
     return write_header(h);
 }
 

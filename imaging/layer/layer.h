@@ -26,6 +26,7 @@
 // Threading: one thread at a time, the thread that drives the layer's engine.
 #pragma once
 
+#include "base/sha256.h"
 #include "imaging/layer/extent_map.h"
 #include "imaging/io/io_engine.h"
 #include "imaging/layer/layer_format.h"
@@ -64,6 +65,12 @@ struct CheckReport {
 };
 
 enum class RepairMode { None, Leaks, All };
+
+// The pieces of the content digest (FORMAT.md, "Freezing and digest") for code
+// that hashes a layer's data as it produces it: a little-endian 64-bit value,
+// and a run's first block, count and kind. compute_digest is the reference.
+void hash_u64(Sha256Hasher& hash, std::uint64_t v);
+void hash_digest_run(Sha256Hasher& hash, DigestRun const& run);
 
 class Layer {
 public:

@@ -87,38 +87,44 @@ Result<CheckReport> Layer::check(RepairMode repair)
     return r;
 }
 
+void hash_digest_run(Sha256Hasher& hash, DigestRun const& run)
+{
+    hash_u64(hash, run.first);
+    hash_u64(hash, run.count);
+    hash_u64(hash, static_cast<std::uint64_t>(run.kind));
+}
+
+void hash_u64(Sha256Hasher& hash, std::uint64_t v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; ++i)
+        b[i] = static_cast<unsigned char>(v >> (8 * i));
+    hash.update(b, 8);
+}
+
 Result<Sha256> Layer::compute_digest() const
 {
     Sha256Hasher hash;
-    auto feed64 = [&](std::uint64_t v) {
-        unsigned char b[8];
-        for (int i = 0; i < 8; ++i)
-            b[i] = static_cast<unsigned char>(v >> (8 * i));
-        hash.update(b, 8);
-    };
-    feed64(m_header.virtual_size);
+    hash_u64(hash, m_header.virtual_size);
     AlignedBuffer buf(1 << 20);
-    Status status = ok();
-    m_map.for_each([&](Extent const& e) {
-        if (!status)
-            return;
-        feed64(e.first);
-        feed64(e.count);
-        feed64(static_cast<std::uint64_t>(mapval::kind(e.value)));
-        if (mapval::kind(e.value) != MapKind::Data)
-            return;
-        std::uint64_t left = e.count << kBlockShift;
-        std::uint64_t at = mapval::offset(e.value);
-        while (left > 0 && status) {
-            std::uint64_t n = std::min<std::uint64_t>(left, buf.size());
-            status = pread_all(m_file.fd.get(), std::span<std::byte>(buf.data(), n), at);
-            hash.update(buf.data(), n);
-            at += n;
-            left -= n;
+    auto extents = extents_of(m_map);
+    for (auto const& run : digest_runs(extents)) {
+        hash_digest_run(hash, run);
+        if (run.kind != MapKind::Data)
+            continue;
+        for (std::size_t i = run.begin; i < run.end; ++i) {
+            std::uint64_t left = extents[i].count << kBlockShift;
+            std::uint64_t at = mapval::offset(extents[i].value);
+            while (left > 0) {
+                std::uint64_t n = std::min<std::uint64_t>(left, buf.size());
+                if (auto s = pread_all(m_file.fd.get(), std::span<std::byte>(buf.data(), n), at); !s)
+                    return s.error().context("digest of layer '" + m_path + "'");
+                hash.update(buf.data(), n);
+                at += n;
+                left -= n;
+            }
         }
-    });
-    if (!status)
-        return status.error().context("digest of layer '" + m_path + "'");
+    }
     return Sha256 { hash.finish() };
 }
 

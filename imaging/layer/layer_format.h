@@ -54,9 +54,14 @@ inline constexpr std::uint64_t kMaxCheckpointLength = 1ull << 32;
 inline constexpr std::uint64_t kEntrySize = 24;
 inline constexpr std::uint64_t kRecordHeader = 64;
 inline constexpr std::uint64_t kCompatDigest = 1;
-// Feature bits this version understands (none beyond the digest yet).
+// The digest is of the layer's content alone (data extents that follow each
+// other in block order hashed as one). A digest without this bit was recorded
+// by an older strata, whose digest hashed each extent of the file's layout:
+// it is the same value only when no two data extents follow each other.
+inline constexpr std::uint64_t kCompatContentDigest = 2;
+// Feature bits this version understands.
 inline constexpr std::uint64_t kKnownIncompat = 0;
-inline constexpr std::uint64_t kKnownCompat = kCompatDigest;
+inline constexpr std::uint64_t kKnownCompat = kCompatDigest | kCompatContentDigest;
 inline constexpr std::uint64_t kKnownRoCompat = 0;
 } // namespace layer_format
 
@@ -79,6 +84,13 @@ struct LayerHeader {
     std::uint64_t created { 0 };
 
     bool has_digest() const { return (compat & layer_format::kCompatDigest) != 0; }
+    // The digest is of the current definition (not one an older strata
+    // computed over the file's layout).
+    bool has_content_digest() const
+    {
+        auto both = layer_format::kCompatDigest | layer_format::kCompatContentDigest;
+        return (compat & both) == both;
+    }
 };
 
 // Encodes into a full 4096-byte slot (the rest zero).

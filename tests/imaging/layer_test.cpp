@@ -4,9 +4,12 @@
 #include "imaging/layer/crc32c.h"
 #include "imaging/layer/extent_map.h"
 #include "imaging/layer/layer.h"
+#include "imaging/layer/layer_format.h"
+#include "base/fd.h"
 #include "tests/imaging/layer_test_util.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -144,6 +147,101 @@ TEST_CASE("layer: many flushes fill the journal and roll over into checkpoints")
     REQUIRE(report);
     CHECK(report.value().corruptions == 0);
     CHECK(report.value().leaks == 0);
+}
+
+namespace {
+
+// A frozen layer of 16 blocks holding pattern data in blocks 0-7 and 12-13 and
+// zeros in 8-9, its data written in the order of the block ranges given (so
+// its data extents sit in the file in that order).
+void make_layout(std::string const& path, std::vector<std::pair<std::uint64_t, std::uint64_t>> const& order)
+{
+    auto engine = make_engine(EngineKind::Uring, 64);
+    REQUIRE(engine);
+    auto layer = Layer::create(path, 16 * kBlockSize, LayerId::random(), *engine.value());
+    REQUIRE(layer);
+    auto data = fill(16 * kBlockSize, 7);
+    for (auto const& [first, count] : order)
+        REQUIRE(layer.value()->write_blocks(first, std::span(data).subspan(first * kBlockSize, count * kBlockSize)));
+    layer.value()->set_zero(8, 2);
+    REQUIRE(layer.value()->freeze(true));
+}
+
+// Rewrites the current header of a frozen layer with compat bits compat (as an
+// older strata would have written it).
+void set_header_compat(std::string const& path, std::uint64_t compat)
+{
+    Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    REQUIRE(fd.valid());
+    struct stat st {};
+    REQUIRE(::fstat(fd.get(), &st) == 0);
+    std::optional<std::pair<std::uint64_t, LayerHeader>> best;
+    std::vector<std::byte> slot(layer_format::kSlotSize);
+    for (std::uint64_t at : { std::uint64_t { 0 }, layer_format::kSlotSize }) {
+        REQUIRE(pread_all(fd.get(), slot, at));
+        auto h = decode_header(slot, static_cast<std::uint64_t>(st.st_size));
+        if (h && (!best || h.value().generation > best->second.generation))
+            best = std::pair { at, h.value() };
+    }
+    REQUIRE(best);
+    best->second.compat = compat;
+    encode_header(best->second, std::span<std::byte, layer_format::kSlotSize>(slot.data(), layer_format::kSlotSize));
+    REQUIRE(pwrite_all(fd.get(), slot, best->first));
+}
+
+} // namespace
+
+TEST_CASE("layer: the content digest does not depend on where the data sits in the file")
+{
+    TempDir dir;
+    std::string a = dir.path("a.strata"), b = dir.path("b.strata"), c = dir.path("c.strata");
+    // In block order: one data extent for blocks 0-7 in the file.
+    make_layout(a, { { 0, 8 }, { 12, 2 } });
+    // The same content, blocks 4-7 written first: blocks 0-3 and 4-7 are two
+    // extents whose data is not contiguous in the file.
+    make_layout(b, { { 12, 2 }, { 4, 4 }, { 0, 4 } });
+    // Block by block, backwards.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> backwards;
+    for (std::uint64_t i = 14; i-- > 0;)
+        if (i < 8 || i >= 12)
+            backwards.emplace_back(i, 1);
+    make_layout(c, backwards);
+    auto engine = make_engine(EngineKind::Uring, 64);
+    REQUIRE(engine);
+    auto la = Layer::open(a, LayerOpen::ReadOnly, *engine.value());
+    auto lb = Layer::open(b, LayerOpen::ReadOnly, *engine.value());
+    auto lc = Layer::open(c, LayerOpen::ReadOnly, *engine.value());
+    REQUIRE(la);
+    REQUIRE(lb);
+    REQUIRE(lc);
+    CHECK(la.value()->map().extent_count() < lb.value()->map().extent_count());
+    REQUIRE(la.value()->digest());
+    REQUIRE(lb.value()->digest());
+    REQUIRE(lc.value()->digest());
+    CHECK(*la.value()->digest() == *lb.value()->digest());
+    CHECK(*la.value()->digest() == *lc.value()->digest());
+    CHECK(la.value()->compute_digest().value() == lb.value()->compute_digest().value());
+    // A different content still differs.
+    std::string d = dir.path("d.strata");
+    make_frozen_layer(d, 16 * kBlockSize, 8, 7);
+    auto ld = Layer::open(d, LayerOpen::ReadOnly, *engine.value());
+    REQUIRE(ld);
+    CHECK(*ld.value()->digest() != *la.value()->digest());
+    la.value().reset();
+    lb.value().reset();
+
+    // A digest an older strata recorded (the digest bit alone) was computed
+    // extent by extent of the file's layout: kept where that is the same as the
+    // content's (no two data extents follow each other in block order),
+    // ignored where it is not.
+    set_header_compat(a, layer_format::kCompatDigest);
+    set_header_compat(b, layer_format::kCompatDigest);
+    auto oa = Layer::open(a, LayerOpen::ReadOnly, *engine.value());
+    auto ob = Layer::open(b, LayerOpen::ReadOnly, *engine.value());
+    REQUIRE(oa);
+    REQUIRE(ob);
+    CHECK(oa.value()->digest());
+    CHECK(!ob.value()->digest());
 }
 
 TEST_CASE("layer: freeze records a digest and refuses writers; resize grows only")

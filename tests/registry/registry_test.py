@@ -1007,7 +1007,45 @@ def case_parts(work):
         reg.stop()
 
 
-CASES = {"parts": case_parts, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+def case_content_annotation(work):
+    """A pull checks the content digest a manifest claims for a layer against the
+    layer it built: one that differs (an older strata's digest of its file's
+    layout, or a false claim) is said on stderr, and the store records the layer
+    by what it holds, so the claim never finds it for another image; a repeated
+    pull of the same blobs still finds it."""
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a = setup(work, reg)
+        b = os.path.join(work, "b")
+        ref = f"{reg.host}/team/base:v1"
+        strata(a, "images", "push", "base", ref, "--insecure")
+        c = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=10)
+        accept = "application/vnd.oci.image.manifest.v1+json"
+        c.request("GET", "/v2/team/base/manifests/v1", headers={"Accept": accept})
+        m = json.loads(c.getresponse().read())
+        true_digest = m["layers"][0]["annotations"]["org.strata.layer.content-digest"]
+        claim = "sha256:" + "ab" * 32
+        m["layers"][0]["annotations"]["org.strata.layer.content-digest"] = claim
+        c.request("PUT", "/v2/team/base/manifests/claim", body=json.dumps(m).encode(), headers={"Content-Type": accept})
+        r = c.getresponse()
+        r.read()
+        check(r.status == 201, f"PUT the altered manifest: {r.status}")
+        r = strata(b, "images", "pull", f"{reg.host}/team/base:claim", "claimed", "--insecure")
+        check(f"its content digest annotation {claim} is not the content's {true_digest}" in r.stderr, r.stderr)
+        recs = [json.load(open(os.path.join(b, "registry", "layers", n))) for n in os.listdir(os.path.join(b, "registry", "layers"))]
+        check([x["content"] for x in recs] == [true_digest], f"the record names the layer by its content: {recs}")
+        # The same blobs again: found by them, nothing downloaded.
+        s = stats(strata(b, "images", "pull", f"{reg.host}/team/base:claim", "again", "--insecure"))
+        check(s["downloaded"] == 0 and s["reused"] == 1, f"a repeated pull of the same blobs: {s}")
+        # The true digest finds it too.
+        s = stats(strata(b, "images", "pull", ref, "true", "--insecure"))
+        check(s["downloaded"] == 0 and s["reused"] == 1, f"a pull naming the true digest: {s}")
+        check(export_raw(a, "base", work + "/a.raw") == export_raw(b, "claimed", work + "/b.raw"), "the pulled image differs")
+    finally:
+        reg.stop()
+
+
+CASES = {"parts": case_parts, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
          "sigkill": case_sigkill, "machine_images": case_machine_images}
 
