@@ -2,7 +2,9 @@
 // (store/vm_record.h) and their detached VMMs (vm_runtime.cpp). Creation is in
 // vm_create.cpp. --json on list and describe; errors map to sysexits codes.
 #include "cli/commands.h"
+#include "cli/img_util.h"
 #include "cli/vm_support.h"
+#include "registry/lazy.h"
 #include "registry/transfer.h"
 
 #include "store/artifacts.h"
@@ -11,7 +13,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 
 #include <cstdio>
 #include <filesystem>
@@ -38,6 +42,45 @@ nlohmann::json runtime_json(VmRuntime const& rt)
 std::string boot_word(BootSpec const& b)
 {
     return !b.firmware.empty() ? "firmware:" + b.firmware.substr(0, 12) : "kernel:" + b.kernel.substr(0, 12);
+}
+
+// A VM disk's layers still being pulled lazily (registry/lazy.h): how many,
+// from where, and how much of them is here, from the store's files (what a
+// VMM has fetched but not yet marked counts once it marks it). Nothing when
+// every layer is local.
+std::optional<nlohmann::json> disk_lazy_json(Store& s, std::string const& disk)
+{
+    auto m = s.get(ObjectKind::Disk, disk);
+    if (!m)
+        return std::nullopt;
+    registry::LazyProgress sum;
+    std::uint64_t remote = 0;
+    nlohmann::json sources = nlohmann::json::array();
+    for (auto const& id : m.value().layers) {
+        auto p = registry::lazy_progress(s.root(), id);
+        if (!p || !p.value())
+            continue;
+        ++remote;
+        auto const& v = *p.value();
+        sum.chunks_present += v.chunks_present;
+        sum.chunks_total += v.chunks_total;
+        sum.bytes_present += v.bytes_present;
+        sum.bytes_total += v.bytes_total;
+        sum.blob_bytes_present += v.blob_bytes_present;
+        sum.blob_bytes_total += v.blob_bytes_total;
+        if (auto info = registry::load_lazy(s.root(), id); info && info.value()) {
+            std::string from = info.value()->registry + "/" + info.value()->repository;
+            if (std::find(sources.begin(), sources.end(), from) == sources.end())
+                sources.push_back(from);
+        }
+    }
+    if (remote == 0)
+        return std::nullopt;
+    double fill = sum.bytes_total == 0 ? 100.0 : 100.0 * static_cast<double>(sum.bytes_present) / static_cast<double>(sum.bytes_total);
+    return nlohmann::json { { "remote_layers", remote }, { "from", sources }, { "chunks_present", sum.chunks_present },
+        { "chunks_total", sum.chunks_total }, { "bytes_present", sum.bytes_present }, { "bytes_total", sum.bytes_total },
+        { "blob_bytes_fetched", sum.blob_bytes_present }, { "blob_bytes_total", sum.blob_bytes_total },
+        { "fill_percent", std::floor(fill * 10) / 10 } };
 }
 
 int list_vms_command(bool json)
@@ -85,7 +128,16 @@ int describe_vm_command(std::string const& name, bool json)
         auto j = vm_json(vm.value());
         j.update(runtime_json(rt));
         j["state"] = state_word(rt, vm.value());
-        // A running VM's boot time, from its VMM (null until the guest signals it).
+        // Disks still being pulled lazily: their remote layers and fill.
+        auto const& disks = vm.value().disks;
+        std::vector<std::optional<nlohmann::json>> lazy(disks.size());
+        for (std::size_t i = 0; i < disks.size(); ++i) {
+            if (!disks[i].scratch)
+                lazy[i] = disk_lazy_json(s, disks[i].disk);
+        }
+        // A running VM's boot time, from its VMM (null until the guest signals
+        // it), and its lazy disks' state as it serves them (chunks fetched but
+        // not yet marked count, and what was fetched on demand and by the fill).
         j["boot_complete_us"] = nullptr;
         if (rt.running && rt.api_ready) {
             auto m = api::api_request(rt.paths.api_socket, "GET", "/metrics", {}, std::chrono::milliseconds(500));
@@ -93,8 +145,15 @@ int describe_vm_command(std::string const& name, bool json)
                 auto metrics = nlohmann::json::parse(m.value().body, nullptr, false);
                 if (metrics.is_object() && metrics.contains("boot_complete_us"))
                     j["boot_complete_us"] = metrics["boot_complete_us"];
+                if (metrics.is_object() && metrics.contains("disks") && metrics["disks"].is_array())
+                    for (auto const& md : metrics["disks"])
+                        for (std::size_t i = 0; i < disks.size(); ++i)
+                            if (lazy[i] && md.is_object() && md.value("drive_id", std::string()) == disks[i].id && md.contains("lazy"))
+                                (*lazy[i])["vmm"] = md["lazy"];
             }
         }
+        for (std::size_t i = 0; i < disks.size() && j.contains("disks") && j["disks"].is_array() && i < j["disks"].size(); ++i)
+            j["disks"][i]["lazy"] = lazy[i] ? *lazy[i] : nlohmann::json(nullptr);
         if (json) {
             std::cout << j.dump(2) << "\n";
             return 0;
@@ -113,9 +172,31 @@ int describe_vm_command(std::string const& name, bool json)
         std::printf("api_socket: %s\nserial_log: %s\nconsole_socket: %s\n", rt.paths.api_socket.c_str(), rt.paths.serial_log.c_str(),
             rt.paths.console_socket.c_str());
         std::printf("disks:\n");
-        for (auto const& d : v.disks)
+        for (std::size_t i = 0; i < v.disks.size(); ++i) {
+            auto const& d = v.disks[i];
             std::printf("  %-12s %-28s%s%s%s cache=%s\n", d.id.c_str(), d.disk.c_str(), d.boot ? " boot" : "", d.read_only ? " readonly" : "",
                 d.scratch ? " scratch" : "", d.cache.c_str());
+            if (!lazy[i])
+                continue;
+            auto const& l = *lazy[i];
+            auto u64 = [&](nlohmann::json const& o, char const* k) { return o.value(k, std::uint64_t { 0 }); };
+            std::string from;
+            for (auto const& f : l["from"])
+                from += (from.empty() ? "" : ", ") + f.get<std::string>();
+            std::printf("    pulled lazily from %s: %llu remote layer%s, %.1f%% here (%llu of %llu chunks, %s of %s; %s of %s fetched)\n",
+                from.c_str(), static_cast<unsigned long long>(u64(l, "remote_layers")), u64(l, "remote_layers") == 1 ? "" : "s",
+                l["fill_percent"].get<double>(), static_cast<unsigned long long>(u64(l, "chunks_present")),
+                static_cast<unsigned long long>(u64(l, "chunks_total")), human_size(u64(l, "bytes_present")).c_str(),
+                human_size(u64(l, "bytes_total")).c_str(), human_size(u64(l, "blob_bytes_fetched")).c_str(),
+                human_size(u64(l, "blob_bytes_total")).c_str());
+            if (l.contains("vmm") && l["vmm"].is_object()) {
+                auto const& k = l["vmm"];
+                std::printf("    its VMM: %llu of %llu chunks here; fetched on demand %s, by the fill %s; %llu failed fetches\n",
+                    static_cast<unsigned long long>(u64(k, "chunks_present")), static_cast<unsigned long long>(u64(k, "chunks_total")),
+                    human_size(u64(k, "demand_bytes")).c_str(), human_size(u64(k, "fill_bytes")).c_str(),
+                    static_cast<unsigned long long>(u64(k, "failed_fetches")));
+            }
+        }
         for (auto const& [k, val] : v.labels)
             std::printf("label: %s=%s\n", k.c_str(), val.c_str());
         for (auto const& [k, val] : v.metadata)

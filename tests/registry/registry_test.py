@@ -1045,7 +1045,37 @@ def case_content_annotation(work):
         reg.stop()
 
 
-CASES = {"parts": case_parts, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+def case_vms_describe_lazy(work):
+    """vms describe (and --json) shows a lazily created VM's remote layers, where
+    they come from and how much of them is here; nothing once they are filled."""
+    fw = os.path.join(BUILD, "firmware")
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a, c = os.path.join(work, "a"), os.path.join(work, "c")
+        make_raw(os.path.join(work, "base.raw"), 6, 3)
+        strata(a, "images", "import", "base", os.path.join(work, "base.raw"), "-f", "raw")
+        strata(a, "disks", "create", "data", "--image", "base")
+        strata(a, "vms", "create", "web", "--firmware", fw + "/hello.elf", "--disk", "data,id=data")
+        strata(a, "machine-images", "create", "m1", "--source-vm", "web")
+        ref = f"{reg.host}/team/web:m1"
+        strata(a, "machine-images", "push", "m1", ref, "--insecure")
+        strata(c, "vms", "create", "lz", "--source-machine-image", ref, "--lazy", "--insecure")
+        d = json.loads(strata(c, "vms", "describe", "lz", "--json").stdout)
+        lazy = d["disks"][0].get("lazy")
+        check(lazy and lazy["remote_layers"] >= 1 and lazy["from"] == [f"{reg.host}/team/web"]
+              and lazy["chunks_total"] > 0 and lazy["chunks_present"] == 0 and lazy["blob_bytes_fetched"] == 0
+              and lazy["blob_bytes_total"] > 0 and lazy["fill_percent"] == 0, f"vms describe --json of a lazy VM: {d['disks']}")
+        text = strata(c, "vms", "describe", "lz").stdout
+        check(f"pulled lazily from {reg.host}/team/web" in text and "0.0% here" in text, text)
+        strata(c, "machine-images", "fill", "lz-source")
+        d = json.loads(strata(c, "vms", "describe", "lz", "--json").stdout)
+        check(d["disks"][0].get("lazy", "absent") is None, f"a filled VM shows no lazy state: {d['disks']}")
+        check("pulled lazily" not in strata(c, "vms", "describe", "lz").stdout, "a filled VM's text shows lazy state")
+    finally:
+        reg.stop()
+
+
+CASES = {"parts": case_parts, "vms_describe_lazy": case_vms_describe_lazy, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
          "sigkill": case_sigkill, "machine_images": case_machine_images}
 
