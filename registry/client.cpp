@@ -414,6 +414,14 @@ Result<std::unique_ptr<RegistryClient>> RegistryClient::create(Reference const& 
     return c;
 }
 
+Result<std::unique_ptr<RegistryClient>> RegistryClient::clone() const
+{
+    STRATA_TRY(c, create(m_ref, m_options));
+    c->m_tokens = m_tokens;
+    c->m_basic = m_basic;
+    return c;
+}
+
 RegistryClient::~RegistryClient()
 {
     if (m_curl != nullptr)
@@ -505,6 +513,8 @@ Result<RegistryClient::Response> RegistryClient::send_once(Request& req, std::st
             return make_error(ErrorKind::Unavailable, "TLS with the registry failed (for a plain-HTTP registry use --insecure): " + what);
         case CURLE_UNSUPPORTED_PROTOCOL:
             return make_error(ErrorKind::Permission, "refused to follow a redirect to another protocol: " + what);
+        case CURLE_PARTIAL_FILE:
+            return make_error(ErrorKind::Io, "the registry's answer arrived truncated (the connection dropped): " + what);
         case CURLE_WRITE_ERROR:
             return make_error(ErrorKind::Io, "writing what the registry sent failed: " + what);
         default:
@@ -839,6 +849,7 @@ Result<std::string> RegistryClient::fetch_range(std::string const& digest, std::
     req.target = "/v2/" + m_ref.repository + "/blobs/" + digest;
     req.headers = { "Range: bytes=" + std::to_string(offset) + "-" + std::to_string(offset + length - 1) };
     std::string body;
+    body.reserve(static_cast<std::size_t>(length));
     req.out = &body;
     // A registry that ignores Range would send the whole blob: bounded here,
     // refused below.
@@ -846,6 +857,9 @@ Result<std::string> RegistryClient::fetch_range(std::string const& digest, std::
     auto r = send(req);
     if (!r)
         return r.error().context("GET bytes " + std::to_string(offset) + "+" + std::to_string(length) + " of blob " + digest);
+    if (r.value().status == 416)
+        return make_error(ErrorKind::BadInput, "blob " + digest + " in the registry ends before byte " + std::to_string(offset + length)
+                + ", where its manifest and index say it goes on (truncated): refused");
     if (r.value().status != 206 && !(r.value().status == 200 && offset == 0))
         return r.value().status == 200 ? make_error(ErrorKind::Unsupported, "the registry does not answer Range requests for blob " + digest)
                                        : http_error("GET bytes of blob " + digest, r.value());

@@ -99,6 +99,9 @@ public:
     ~RegistryClient();
 
     Reference const& reference() const { return m_ref; }
+    // Another client of the same repository with its own connection and the
+    // credentials and tokens this one has gathered (a pull's parallel fetches).
+    [[nodiscard]] Result<std::unique_ptr<RegistryClient>> clone() const;
 
     // HEAD /v2/<repo>/blobs/<digest>: its size when the registry has it.
     [[nodiscard]] Result<std::optional<std::uint64_t>> blob_size(std::string const& digest);

@@ -640,26 +640,18 @@ Result<StrataManifest> get_strata_manifest(RegistryClient& client, std::string c
     return out;
 }
 
-// An incomplete layer at tmp/<new id> for blob w: its mapping from the blob's
-// chunk index (fetched alone and checked against the manifest's annotation), its
-// data left for LazyDisk and the fill to fetch; its description is saved now.
-Result<LayerId> make_lazy_layer(Store& store, RegistryClient& client, WantedLayer const& w, TransferOptions const& options, Fetched& f,
-    TransferStats& stats)
+Result<std::vector<PartIndex>> fetch_indexes(RegistryClient& client, WantedLayer const& w, TransferStats& stats)
 {
     auto const& ref = client.reference();
-    struct Part {
-        BlobPart const* blob;
-        archive::LayerRecord rec;
-    };
-    std::vector<Part> parts;
+    std::vector<PartIndex> parts;
     for (auto const& p : w.parts) {
         if (p.index_digest.empty())
             return make_error(ErrorKind::Unsupported, ref.to_string() + ": layer blob " + p.blob
-                    + " carries no chunk index annotation (pushed by an older strata): pull it without --lazy");
+                    + " carries no chunk index annotation (pushed by an older strata)");
         STRATA_TRY(text, client.fetch_range(p.blob, p.index_offset, p.index_length));
         stats.bytes_downloaded += text.size();
         if (digest_of(text) != p.index_digest)
-            return bad(ref.to_string() + ": the chunk index of blob " + p.blob + " does not match its digest in the manifest");
+            return bad(ref.to_string() + ": the chunk index of blob " + p.blob + " does not match its digest in the manifest: refused");
         STRATA_TRY(index, archive::parse_manifest(text, p.index_offset));
         if (index.entries.size() != 1 || index.entries[0].type != archive::EntryType::Disk || index.entries[0].layers.size() != 1)
             return bad("a layer blob holds exactly one disk entry of one layer; " + p.blob + " does not");
@@ -667,11 +659,64 @@ Result<LayerId> make_lazy_layer(Store& store, RegistryClient& client, WantedLaye
         if (rec.size != p.length)
             return bad("layer blob " + p.blob + " holds " + std::to_string(rec.size) + " bytes of its layer where the manifest says "
                 + std::to_string(p.length));
-        for (auto const& c : rec.chunks)
+        // Chunks in layer order, each in the blob before the index and after
+        // the previous one (what the writer makes; parse_manifest checks
+        // each chunk's own bounds).
+        std::uint64_t layer_end = 0, blob_end = archive::kHeaderSize;
+        for (auto const& c : rec.chunks) {
             if (c.offset % kBlockSize != 0 || (c.length % kBlockSize != 0 && c.offset + c.length != rec.size))
-                return make_error(ErrorKind::Unsupported, "layer blob " + p.blob + " has chunks that are not whole 4 KiB blocks: pull it without --lazy");
-        parts.push_back(Part { &p, rec });
+                return make_error(ErrorKind::Unsupported, "layer blob " + p.blob + " has chunks that are not whole 4 KiB blocks");
+            if (c.offset < layer_end || c.at < blob_end || c.stored > p.index_offset || c.at > p.index_offset - c.stored)
+                return make_error(ErrorKind::Unsupported, "layer blob " + p.blob + " has chunks out of order");
+            layer_end = c.offset + c.length;
+            blob_end = c.at + c.stored;
+        }
+        parts.push_back(PartIndex { &p, rec });
     }
+    return parts;
+}
+
+Result<std::vector<LazyChunk>> lay_out(Layer& layer, std::vector<PartIndex> const& parts)
+{
+    std::vector<LazyChunk> chunks;
+    for (std::uint32_t k = 0; k < parts.size(); ++k) {
+        auto const& [p, rec] = parts[k];
+        for (auto const& c : rec.chunks) {
+            std::uint64_t first = (p->offset + c.offset) / kBlockSize, count = (c.length + kBlockSize - 1) / kBlockSize;
+            STRATA_TRY(at, layer.allocate(count));
+            layer.record(first, count, mapval::data(at));
+            chunks.push_back(LazyChunk { p->offset + c.offset, c.length, c.at, c.stored, at, c.digest, k });
+        }
+        for (auto const& z : rec.zeros) {
+            std::uint64_t first = (p->offset + z.offset + kBlockSize - 1) / kBlockSize, end = (p->offset + z.offset + z.length) / kBlockSize;
+            if (end > first)
+                layer.set_zero(first, end - first);
+        }
+    }
+    // The file is as long as the data it will hold (holes until written).
+    if (!chunks.empty()) {
+        auto const& last = chunks.back();
+        std::uint64_t end = last.file_offset + (last.length + kBlockSize - 1) / kBlockSize * kBlockSize;
+        struct stat st {};
+        if (::fstat(layer.fd(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) < end && ::ftruncate(layer.fd(), static_cast<off_t>(end)) != 0)
+            return errno_error("extend '" + layer.path() + "'");
+    }
+    return chunks;
+}
+
+// An incomplete layer at tmp/<new id> for blob w: its mapping from the blob's
+// chunk index (fetched alone and checked against the manifest's annotation), its
+// data left for LazyDisk and the fill to fetch; its description is saved now.
+Result<LayerId> make_lazy_layer(Store& store, RegistryClient& client, WantedLayer const& w, TransferOptions const& options, Fetched& f,
+    TransferStats& stats)
+{
+    auto const& ref = client.reference();
+    auto indexes = fetch_indexes(client, w, stats);
+    if (!indexes && indexes.error().kind == ErrorKind::Unsupported)
+        return make_error(ErrorKind::Unsupported, indexes.error().message + ": pull it without --lazy");
+    if (!indexes)
+        return indexes.error();
+    auto const& parts = indexes.value();
     STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
     LayerId id = LayerId::random();
     std::string path = store.tmp_dir() + "/" + id.to_string();
@@ -686,29 +731,10 @@ Result<LayerId> make_lazy_layer(Store& store, RegistryClient& client, WantedLaye
     info.tls_verify = options.client.tls_verify;
     info.layer_size = w.layer_size;
     info.content = w.content;
-    for (std::uint32_t k = 0; k < parts.size(); ++k) {
-        auto const& [p, rec] = parts[k];
+    for (auto const& [p, rec] : parts)
         info.blobs.push_back(LazyBlob { p->blob, p->size });
-        for (auto const& c : rec.chunks) {
-            std::uint64_t first = (p->offset + c.offset) / kBlockSize, count = (c.length + kBlockSize - 1) / kBlockSize;
-            STRATA_TRY(at, layer->allocate(count));
-            layer->record(first, count, mapval::data(at));
-            info.chunks.push_back(LazyChunk { p->offset + c.offset, c.length, c.at, c.stored, at, c.digest, k });
-        }
-        for (auto const& z : rec.zeros) {
-            std::uint64_t first = (p->offset + z.offset + kBlockSize - 1) / kBlockSize, end = (p->offset + z.offset + z.length) / kBlockSize;
-            if (end > first)
-                layer->set_zero(first, end - first);
-        }
-    }
-    // The file is as long as the data it will hold (holes until filled).
-    if (!info.chunks.empty()) {
-        auto const& last = info.chunks.back();
-        std::uint64_t end = last.file_offset + (last.length + kBlockSize - 1) / kBlockSize * kBlockSize;
-        struct stat st {};
-        if (::fstat(layer->fd(), &st) == 0 && static_cast<std::uint64_t>(st.st_size) < end && ::ftruncate(layer->fd(), static_cast<off_t>(end)) != 0)
-            return errno_error("extend '" + path + "'");
-    }
+    STRATA_TRY(chunks, lay_out(*layer, parts));
+    info.chunks = std::move(chunks);
     STRATA_TRY(layer->freeze(false));
     layer.reset();
     f.lazy.root = store.root();
@@ -758,8 +784,25 @@ Status fetch_layer(Store& store, RegistryClient& client, WantedLayer const& w, b
         f.records.emplace_back(id, record);
         return ok();
     }
-    // Kept across failed pulls: a repeated pull resumes them (download_blob
-    // verifies each whole file once complete).
+    // Streamed into the layer when the blobs carry their chunk indexes.
+    auto streamed = stream_layer(store, client, w, f, stats);
+    if (streamed) {
+        auto [new_id, content] = streamed.value();
+        note_content(client, w, content, record);
+        f.ids.push_back(new_id);
+        // The same blobs twice in one image are one layer (stream_layer
+        // found the first one's file complete).
+        if (std::find(f.fresh.begin(), f.fresh.end(), new_id) == f.fresh.end()) {
+            f.fresh.push_back(new_id);
+            f.records.emplace_back(new_id, record);
+        }
+        return ok();
+    }
+    if (streamed.error().kind != ErrorKind::Unsupported)
+        return streamed.error().context(client.reference().to_string() + ": layer blob " + w.parts[0].blob);
+    // Otherwise each blob is downloaded whole, then read. Kept across failed
+    // pulls: a repeated pull resumes them (download_blob verifies each whole
+    // file once complete).
     std::vector<std::string> files;
     for (auto const& p : w.parts) {
         std::string path = store.tmp_dir() + "/registry/" + hex_of(p.blob) + ".blob";

@@ -5,6 +5,9 @@
 // Threading: one thread.
 #pragma once
 
+#include "imaging/archive/archive_format.h"
+#include "imaging/layer/layer.h"
+#include "registry/lazy.h"
 #include "registry/transfer.h"
 #include "store/layer_transfer.h"
 
@@ -80,6 +83,33 @@ struct TempFile {
     TempFile& operator=(TempFile const&) = delete;
     ~TempFile();
 };
+
+// One blob of a layer with its chunk index.
+struct PartIndex {
+    BlobPart const* blob;
+    archive::LayerRecord rec;
+};
+
+// The chunk indexes of a layer's blobs, each fetched alone with a Range request
+// and checked against the manifest's annotation. Unsupported when a blob has no
+// index annotation or chunks a layer file cannot take in place (not whole 4 KiB
+// blocks, or not in layer and blob order): such blobs are pulled whole.
+[[nodiscard]] Result<std::vector<PartIndex>> fetch_indexes(RegistryClient& client, WantedLayer const& w, TransferStats& stats);
+// Gives every chunk its place in a new layer file, in layer order (so the data
+// of consecutive chunks is contiguous), records the zero ranges, and extends the
+// file to hold the data (holes until written). Returns the chunks' placements.
+[[nodiscard]] Result<std::vector<LazyChunk>> lay_out(Layer& layer, std::vector<PartIndex> const& parts);
+// A pull's layer, streamed (stream_pull.cpp): the chunks it lacks go from
+// several parallel Range requests through zstd and each chunk's SHA-256 into a
+// layer file named by its blobs under tmp/registry/, while the layer's content
+// digest is computed in order on the way; once frozen, the layer is linked at
+// tmp/<id> (added to f.temps) and its file is removed when the image is
+// recorded (f.blob_files). A pull that fails or is killed leaves that file, and
+// a repeated one resumes it. Unsupported (nothing fetched but the indexes)
+// for blobs it cannot stream. Returns the layer and its content digest.
+[[nodiscard]] Result<std::pair<LayerId, Sha256>> stream_layer(Store& store, RegistryClient& client, WantedLayer const& w, Fetched& f,
+    TransferStats& stats);
+std::string hex_of(std::string const& digest);
 
 // Makes registry/'s folders in the store and prunes what names removed layers.
 [[nodiscard]] Status ensure_dirs(Store& store);

@@ -238,7 +238,7 @@ def stats(r):
     """The counters of the summary line a push or pull prints on stderr."""
     line = [l for l in r.stderr.splitlines() if l.startswith("strata: blobs uploaded")][0]
     n = [int(x) for x in re.findall(r"\d+", line)]
-    return {"uploaded": n[0], "skipped": n[2], "mounted": n[3], "downloaded": n[4], "reused": n[6]}
+    return {"uploaded": n[0], "skipped": n[2], "mounted": n[3], "downloaded": n[4], "downloaded_bytes": n[5], "reused": n[6]}
 
 
 def make_raw(path, mib, seed):
@@ -297,6 +297,16 @@ def case_push_pull(work):
               "pulled image differs from the pushed one")
         d = json.loads(strata(b, "images", "describe", "base", "--json").stdout)
         check(d["size"] == 6 << 20, f"size {d}")
+        # The pull computed the layer's content digest as it wrote the layer:
+        # the same as the pushing store's, and the layer checks clean.
+        def layer_file(home):
+            lid = json.loads(strata(home, "images", "describe", "base", "--json").stdout)["layers"][0]
+            return os.path.join(home, "layers", lid)
+        info = lambda home: json.loads(strata(home, "img", "info", layer_file(home), "--output", "json").stdout)
+        ia, ib = info(a), info(b)
+        check(ib.get("digest") and ia.get("digest") == ib["digest"], f"content digests: {ia.get('digest')} {ib.get('digest')}")
+        strata(b, "img", "check", layer_file(b))
+        check(os.listdir(os.path.join(b, "tmp", "registry")) == [], "a recorded pull leaves nothing under tmp/registry")
         # A second pull under another name reuses the layer: nothing downloaded.
         s = stats(strata(b, "images", "pull", ref, "copy", "--insecure"))
         check(s["downloaded"] == 0 and s["reused"] == 1, f"repeated pull reuses the layer: {s}")
@@ -605,6 +615,37 @@ def case_sigkill(work):
         s = stats(strata(b, "images", "pull", ref, "--insecure"))
         check(s["downloaded"] == 1, f"retry after kill: {s}")
         check(export_raw(a, "base", work + "/a.raw") == export_raw(b, "base", work + "/b.raw"), "pull after kill differs")
+        # A larger layer (several Range segments), its pull killed once some
+        # chunks are written and marked: the retry fetches only the rest.
+        raw = os.path.join(work, "big.raw")
+        with open(raw, "wb") as f:
+            f.write(random.Random(5).randbytes(40 << 20))
+        strata(a, "images", "import", "big", raw, "-f", "raw")
+        bref = f"{front.host}/team/big:v1"
+        strata(a, "images", "push", "big", bref, "--insecure")
+        c = os.path.join(work, "c")
+        front.slow = True
+        e = dict(os.environ, STRATA_HOME=c, HOME=c)
+        p = subprocess.Popen([STRATA, "images", "pull", bref, "--insecure"], env=e,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tmp = os.path.join(c, "tmp", "registry")
+        marked = lambda: sum(open(os.path.join(tmp, n), "rb").read().count(1) for n in os.listdir(tmp) if n.endswith(".chunks")) \
+            if os.path.isdir(tmp) else 0
+        deadline = time.monotonic() + 120
+        while marked() == 0 and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.05)
+        p.kill()
+        p.wait()
+        check(p.returncode == -signal.SIGKILL, f"the pull was killed mid-way: {p.returncode}")
+        store_is_clean(c, "pull of big killed")
+        front.slow = False
+        full = 40 << 20
+        s = stats(strata(c, "images", "pull", bref, "--insecure"))
+        check(s["downloaded"] == 1 and 0 < s["downloaded_bytes"] < full - (4 << 20),
+              f"the retry resumes: fetched {s['downloaded_bytes']} bytes of a {full}-byte layer ({marked()} chunks were marked): {s}")
+        print(f"the retry after the kill fetched {s['downloaded_bytes']} bytes of the {full}-byte layer")
+        check(export_raw(a, "big", work + "/ab.raw") == export_raw(c, "big", work + "/cb.raw"), "resumed pull differs")
+        check(os.listdir(tmp) == [], f"a recorded pull leaves nothing under tmp/registry: {os.listdir(tmp)}")
     finally:
         front.stop()
         reg.stop()
