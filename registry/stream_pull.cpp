@@ -14,7 +14,8 @@
 // or is killed leaves them, and a repeated pull reopens them, checks the chunks
 // marked written against their SHA-256 again (a mark may have reached the disk
 // before the data it stands for) and fetches only the others. A layer that was
-// complete (frozen) is taken as it is.
+// complete (frozen) is taken as it is. What a pull left and nobody repeated
+// within a week is removed (remove_stale_pulls).
 #include "registry/transfer_detail.h"
 
 #include "base/fd.h"
@@ -26,8 +27,11 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <ctime>
+#include <dirent.h>
 #include <fcntl.h>
 #include <mutex>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
@@ -314,6 +318,45 @@ std::string resume_base(Store& store, WantedLayer const& w)
 }
 
 } // namespace
+
+void remove_stale_pulls(std::string const& store_root, std::int64_t older_than_s)
+{
+    std::string dir = store_root + "/tmp/registry";
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr)
+        return;
+    std::vector<std::string> names;
+    while (auto* e = ::readdir(d))
+        names.emplace_back(e->d_name);
+    ::closedir(d);
+    auto ends = [](std::string const& n, std::string const& tail) { return n.size() > tail.size() && n.compare(n.size() - tail.size(), tail.size(), tail) == 0; };
+    for (auto const& n : names) {
+        bool layer = ends(n, ".layer"), blob = ends(n, ".blob");
+        if (!layer && !blob)
+            continue;
+        std::string path = dir + "/" + n;
+        Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+        struct stat st {};
+        if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || st.st_mtime + older_than_s > ::time(nullptr))
+            continue;
+        // A pull at work holds its file's lock: a Layer's OFD lock, or
+        // download_blob's flock.
+        bool free = false;
+        if (layer) {
+            struct flock fl {};
+            fl.l_type = F_WRLCK;
+            fl.l_whence = SEEK_SET;
+            free = ::fcntl(fd.get(), F_OFD_SETLK, &fl) == 0;
+        } else {
+            free = ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0;
+        }
+        if (!free)
+            continue;
+        ::unlink(path.c_str());
+        if (layer)
+            ::unlink((path.substr(0, path.size() - 6) + ".chunks").c_str());
+    }
+}
 
 Result<std::pair<LayerId, Sha256>> stream_layer(Store& store, RegistryClient& client, WantedLayer const& w, Fetched& f, TransferStats& stats)
 {

@@ -46,6 +46,7 @@ Status ensure_dirs(Store& store)
         if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST)
             return errno_error("create '" + d + "'");
     prune_records(store.root());
+    remove_stale_pulls(store.root(), kStalePullSeconds);
     return ok();
 }
 

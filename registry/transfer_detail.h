@@ -110,6 +110,12 @@ struct PartIndex {
 [[nodiscard]] Result<std::pair<LayerId, Sha256>> stream_layer(Store& store, RegistryClient& client, WantedLayer const& w, Fetched& f,
     TransferStats& stats);
 std::string hex_of(std::string const& digest);
+// Removes what pulls left under tmp/registry/ (streamed layer files with their
+// chunk marks, blobs downloaded whole) that no process holds and that nothing
+// wrote for older_than_s seconds: a pull repeated within that time resumes
+// from them, one never repeated does not keep their space for ever.
+void remove_stale_pulls(std::string const& store_root, std::int64_t older_than_s);
+inline constexpr std::int64_t kStalePullSeconds = 7 * 24 * 3600;
 
 // Makes registry/'s folders in the store and prunes what names removed layers.
 [[nodiscard]] Status ensure_dirs(Store& store);

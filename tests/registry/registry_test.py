@@ -559,6 +559,20 @@ def case_dropped_connection(work):
         r = strata(c, "images", "pull", ref, "--insecure", expect=EX_IOERR)
         check("truncated" in r.stderr, r.stderr)
         store_is_clean(c, "dropped connections")
+        # What the failed pull left under tmp/registry/ (its laid-out layer and
+        # chunk marks) stays for a repeated pull; once nothing has touched it
+        # for a week, any pull or push removes it.
+        tmp = os.path.join(c, "tmp", "registry")
+        left = sorted(os.listdir(tmp))
+        check(any(n.endswith(".layer") for n in left) and any(n.endswith(".chunks") for n in left), f"left for a repeated pull: {left}")
+        none = f"{front.host}/team/none:v1"
+        strata(c, "images", "pull", none, "--insecure", expect=EX_NOINPUT)
+        check(sorted(os.listdir(tmp)) == left, f"a fresh leftover is kept: {os.listdir(tmp)}")
+        old = time.time() - 8 * 24 * 3600
+        for n in left:
+            os.utime(os.path.join(tmp, n), (old, old))
+        strata(c, "images", "pull", none, "--insecure", expect=EX_NOINPUT)
+        check(os.listdir(tmp) == [], f"a week-old leftover is removed: {os.listdir(tmp)}")
         # The registry recovers: the repeated pull completes.
         front.drop = 0
         strata(c, "images", "pull", ref, "--insecure")
