@@ -5,13 +5,17 @@
 #include "store/store.h"
 #include "imaging/archive/archive_writer.h"
 #include "store/layer_transfer.h"
+#include "base/fd.h"
+#include "imaging/layer/layer_format.h"
 #include "tests/support/shell.h"
 #include "tests/support/temp_store.h"
 
 #include <dirent.h>
 #include <fstream>
 #include <iterator>
+#include <fcntl.h>
 #include <set>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -280,4 +284,54 @@ TEST_CASE("store: a layer's archive (and pushed blob) does not depend on where i
     auto b = archive("b", { { 6, 6 }, { 0, 6 } });
     CHECK(!a.empty());
     CHECK(a == b);
+}
+
+TEST_CASE("store: layer_digests uses a digest an older strata recorded only where the layout cannot have changed it")
+{
+    TempDir dir;
+    auto store = open_store(dir);
+    REQUIRE(store);
+    auto engine = make_engine(EngineKind::Sync, 8);
+    REQUIRE(engine);
+    std::vector<std::byte> data(8 * kBlockSize, std::byte { 0x5a });
+    // One layer written in block order (one data extent), one with blocks 4-7
+    // written before 0-3 (two extents, not contiguous in the file), both given
+    // the header an older strata wrote (the digest bit alone).
+    auto make = [&](std::vector<std::pair<std::uint64_t, std::uint64_t>> const& order) {
+        LayerId id = LayerId::random();
+        std::string path = store->layer_path(id);
+        {
+            auto layer = Layer::create(path, 8 * kBlockSize, id, *engine.value());
+            REQUIRE(layer);
+            for (auto const& [first, count] : order)
+                REQUIRE(layer.value()->write_blocks(first, std::span(data).subspan(first * kBlockSize, count * kBlockSize)));
+            REQUIRE(layer.value()->freeze(true));
+        }
+        Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+        REQUIRE(fd.valid());
+        struct stat st {};
+        REQUIRE(::fstat(fd.get(), &st) == 0);
+        std::optional<std::pair<std::uint64_t, LayerHeader>> best;
+        std::vector<std::byte> slot(layer_format::kSlotSize);
+        for (std::uint64_t at : { std::uint64_t { 0 }, layer_format::kSlotSize }) {
+            REQUIRE(pread_all(fd.get(), slot, at));
+            auto h = decode_header(slot, static_cast<std::uint64_t>(st.st_size));
+            if (h && (!best || h.value().generation > best->second.generation))
+                best = std::pair { at, h.value() };
+        }
+        REQUIRE(best);
+        best->second.compat = layer_format::kCompatDigest;
+        encode_header(best->second, std::span<std::byte, layer_format::kSlotSize>(slot.data(), layer_format::kSlotSize));
+        REQUIRE(pwrite_all(fd.get(), slot, best->first));
+        return id;
+    };
+    LayerId in_order = make({ { 0, 8 } });
+    LayerId split = make({ { 4, 4 }, { 0, 4 } });
+    auto all = store->layer_digests();
+    REQUIRE(all);
+    std::set<std::string> found;
+    for (auto const& [id, digest] : all.value())
+        found.insert(id.to_string());
+    CHECK(found.count(in_order.to_string()) == 1);
+    CHECK(found.count(split.to_string()) == 0);
 }
