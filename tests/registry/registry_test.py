@@ -1102,7 +1102,9 @@ def case_content_annotation(work):
 
 def case_vms_describe_lazy(work):
     """vms describe (and --json) shows a lazily created VM's remote layers, where
-    they come from and how much of them is here; nothing once they are filled."""
+    they come from and how much of them is here, and while it runs its VMM's
+    view; nothing once they are filled. (The echo firmware waits for console
+    input, so the VM keeps running until it is stopped.)"""
     fw = os.path.join(BUILD, "firmware")
     reg = Registry(os.path.join(work, "reg"))
     try:
@@ -1110,7 +1112,7 @@ def case_vms_describe_lazy(work):
         make_raw(os.path.join(work, "base.raw"), 6, 3)
         strata(a, "images", "import", "base", os.path.join(work, "base.raw"), "-f", "raw")
         strata(a, "disks", "create", "data", "--image", "base")
-        strata(a, "vms", "create", "web", "--firmware", fw + "/hello.elf", "--disk", "data,id=data")
+        strata(a, "vms", "create", "web", "--firmware", fw + "/echo.elf", "--disk", "data,id=data")
         strata(a, "machine-images", "create", "m1", "--source-vm", "web")
         ref = f"{reg.host}/team/web:m1"
         strata(a, "machine-images", "push", "m1", ref, "--insecure")
@@ -1122,6 +1124,21 @@ def case_vms_describe_lazy(work):
               and lazy["blob_bytes_total"] > 0 and lazy["fill_percent"] == 0, f"vms describe --json of a lazy VM: {d['disks']}")
         text = strata(c, "vms", "describe", "lz").stdout
         check(f"pulled lazily from {reg.host}/team/web" in text and "0.0% here" in text, text)
+        # Running (no background fill): the VMM's own counters too.
+        strata(c, "vms", "start", "lz", "--no-jail", env={"STRATA_LAZY_FILL": "0"})
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                d = json.loads(strata(c, "vms", "describe", "lz", "--json").stdout)
+                vmm = (d["disks"][0].get("lazy") or {}).get("vmm")
+                if vmm or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            check(d["state"] == "running" and vmm and vmm["chunks_total"] == lazy["chunks_total"] and vmm["failed_fetches"] == 0,
+                  f"vms describe --json of a running lazy VM: {d}")
+            check("its VMM:" in strata(c, "vms", "describe", "lz").stdout, "the text shows the VMM's view")
+        finally:
+            strata(c, "vms", "stop", "lz", expect=None)
         strata(c, "machine-images", "fill", "lz-source")
         d = json.loads(strata(c, "vms", "describe", "lz", "--json").stdout)
         check(d["disks"][0].get("lazy", "absent") is None, f"a filled VM shows no lazy state: {d['disks']}")
