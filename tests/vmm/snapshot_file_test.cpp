@@ -4,11 +4,13 @@
 // a differential memory file holds exactly its pages, zero pages included,
 // its checksum notices a changed page, and laying it over a base gives the RAM
 // it was taken from.
+#include "imaging/layer/crc32c.h"
 #include "tests/support/temp_dir.h"
 #include "vmm/memory_file.h"
 #include "vmm/snapshot_file.h"
 
 #include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
 
 #include <cstring>
 #include <fcntl.h>
@@ -34,6 +36,15 @@ SnapshotFile sample()
     f.memory.push_back(MemoryLayer { "/snaps/diff1.mem", 0x5678, true, { { 3, 2 }, { 100, 1 } } });
     for (int i = 0; i < 100; ++i)
         f.machine_state.push_back(static_cast<std::byte>(i));
+    f.transport = Transport::Pci;
+    NetConfig n;
+    n.id = "eth0";
+    n.mac = "02:aa:00:00:00:01";
+    n.netns_auto = true;
+    n.tx_limit.bandwidth = TokenBucketConfig { 1000, 10, 100 };
+    f.nets.push_back(n);
+    f.mmds.interfaces = { "eth0" };
+    f.mmds.v2 = true;
     return f;
 }
 
@@ -57,6 +68,48 @@ TEST_CASE("a snapshot file decodes to what was encoded")
     CHECK(f.memory[1].crc == 0x5678);
     CHECK(f.memory[1].runs == std::vector<PageRun> { { 3, 2 }, { 100, 1 } });
     CHECK(f.machine_state == sample().machine_state);
+    CHECK(f.transport == Transport::Pci);
+    REQUIRE(f.nets.size() == 1);
+    CHECK(f.nets[0].id == "eth0");
+    CHECK(f.nets[0].mac == "02:aa:00:00:00:01");
+    CHECK(f.nets[0].netns_auto);
+    CHECK(f.nets[0].tap.empty());
+    CHECK(f.nets[0].tx_limit == sample().nets[0].tx_limit);
+    CHECK(f.nets[0].rx_limit.unlimited());
+    CHECK(f.mmds.interfaces == std::vector<std::string> { "eth0" });
+    CHECK(f.mmds.v2);
+}
+
+TEST_CASE("a snapshot file written before transports and interfaces were recorded reads as virtio-mmio without interfaces")
+{
+    auto old = sample();
+    old.transport = Transport::Mmio;
+    old.nets.clear();
+    old.mmds = {};
+    auto bytes = encode_snapshot_file(old);
+    // Drop the three newer keys from the JSON and fix the lengths and CRC, as
+    // the older writer made it.
+    std::uint64_t text_len = 0;
+    std::memcpy(&text_len, bytes.data() + 16, 8);
+    std::string text(reinterpret_cast<char const*>(bytes.data() + 32), text_len);
+    auto doc = nlohmann::json::parse(text);
+    doc.erase("transport");
+    doc.erase("network_interfaces");
+    doc.erase("mmds");
+    auto const shorter = doc.dump();
+    std::vector<std::byte> file(bytes.begin(), bytes.begin() + 32);
+    file.insert(file.end(), reinterpret_cast<std::byte const*>(shorter.data()), reinterpret_cast<std::byte const*>(shorter.data()) + shorter.size());
+    file.insert(file.end(), bytes.begin() + 32 + static_cast<std::ptrdiff_t>(text_len), bytes.end());
+    std::uint64_t const len = shorter.size();
+    std::memcpy(file.data() + 16, &len, 8);
+    std::uint32_t const crc = crc32c(std::span<std::byte const>(file).subspan(16));
+    std::memcpy(file.data() + 12, &crc, 4);
+    auto decoded = decode_snapshot_file(file);
+    REQUIRE_MESSAGE(decoded.has_value(), decoded.error().message);
+    CHECK(decoded.value().transport == Transport::Mmio);
+    CHECK(decoded.value().nets.empty());
+    CHECK(decoded.value().mmds.interfaces.empty());
+    CHECK(decoded.value().drives.size() == 1);
 }
 
 TEST_CASE("a snapshot file with one bit flipped anywhere, or cut short, is refused")
