@@ -3,6 +3,7 @@
 #include "devices/virtio/net/config.h"
 #include "devices/virtio/net/device.h"
 #include "devices/virtio/net/mmds_store.h"
+#include "vmm/isolation/seccomp.h"
 #include "vmm/machine_nets.h"
 
 #include "devices/virtio/blk/device.h"
@@ -716,6 +717,16 @@ Status VmmController::load_snapshot(api::SnapshotLoadRequest const& request)
         it->netns_auto = false;
     }
     STRATA_TRY(check_nets(config.nets));
+    // A netns=auto interface's namespace is made by running ip, which the API
+    // thread's seccomp filter does not allow (it would end the VMM): refused
+    // with the ways out instead. A VMM started for a stored VM builds its
+    // machine before the filters, so `vms start` of such a VM works.
+    for (auto const& n : config.nets) {
+        if (n.netns_auto && seccomp_mode() == SeccompMode::Kill)
+            return make_error(ErrorKind::Unsupported, "network interface '" + n.id + "' of the snapshot is netns=auto, and making its namespace "
+                    "runs ip, which this VMM's seccomp filters forbid: name a tap with \"network_overrides\" (a tap in the namespace this VMM "
+                    "runs in, as Firecracker's clones use), or start the VMM with --seccomp off");
+    }
     config.mmds = file.mmds;
     STRATA_TRY(check_mmds(config.mmds, config.nets));
     for (auto const& drive : file.drives) {
