@@ -355,6 +355,21 @@ TEST_CASE("bad state or memory files are refused before anything runs")
         auto s = altered_state(image, "state-cpu", [](strata::MachineState& st) { st.cpu = "OtherVendor 1/2/3 xsave 4096"; });
         refused(s, image.memory, strata::ErrorKind::Unsupported, "another CPU");
     }
+    SUBCASE("a network interface's section for a VM without interfaces")
+    {
+        auto s = altered_state(image, "state-net", [](strata::MachineState& st) {
+            strata::NetInterfaceState n;
+            n.id = "eth0";
+            n.mac = { 0x02, 0, 0, 0, 0, 1 };
+            st.nets.push_back(n);
+        });
+        refused(s, image.memory, strata::ErrorKind::BadInput, "network interfaces");
+    }
+    SUBCASE("virtio-pci state for a virtio-mmio VM")
+    {
+        auto s = altered_state(image, "state-pci", [](strata::MachineState& st) { st.pci.resize(st.virtio.size()); });
+        refused(s, image.memory, strata::ErrorKind::BadInput, "virtio-pci");
+    }
     SUBCASE("truncated memory")
     {
         auto cut = std::vector<std::byte>(memory.begin(), memory.begin() + static_cast<std::ptrdiff_t>(memory.size() / 2));
@@ -373,7 +388,7 @@ TEST_CASE("bad state or memory files are refused before anything runs")
     CHECK(slurp(dir / "disk0.raw") == disk0);
 }
 
-TEST_CASE("over virtio-pci: seqwriter captured mid-run continues in every clone; one altered queue index makes it fail")
+TEST_CASE("over virtio-pci: seqwriter captured mid-run continues in every clone, and one altered queue index makes it fail")
 {
     TempDir tmp("strata-snapshot-pci");
     auto const pci = strata::Transport::Pci;
