@@ -567,7 +567,11 @@ def snapshot_clones_case(transport):
         spaces.append(src_ns)
         mac = "02:5a:00:00:00:5c"
         src_sock = os.path.join(work, "source.sock")
+        metadata = {"instance": {"id": "i-source", "tags": ["a", "b"]}}
+        with open(os.path.join(work, "mmds.json"), "w") as f:
+            json.dump(metadata, f)
         src = run_guest(src_ns.name, [STRATA, "run", "--firmware", NETECHO, "--transport", transport, "--net", f"tap={src_ns.tap},mac={mac},id=eth0",
+                                      "--mmds", "V2", "--mmds-data", os.path.join(work, "mmds.json"),
                                       "--api-socket", src_sock, "--cmdline", f"ip={GUEST_IP} timeout_s=600 transport={transport}"])
         procs.append(src)
         wait_socket(src_sock)
@@ -597,6 +601,9 @@ def snapshot_clones_case(transport):
                                                                "network_overrides": [{"iface_id": "eth9", "host_dev_name": "tap9"}]})
                 check(st == 400 and "eth9" in body["fault_message"], f"a bad override: {st} {body}")
                 check(api(sock, "GET", "/")[1]["state"] == "Not started", "a refused load left a VM")
+            if i == 1:
+                # A VMM whose own store was filled before the load keeps it.
+                check(api(sock, "PUT", "/mmds", {"own": "data"})[0] == 204, "PUT /mmds before the load")
             load = {"snapshot_path": snap, "mem_file_path": mem, "resume_vm": True}
             if tap != "tap0":
                 load["network_overrides"] = [{"iface_id": "eth0", "host_dev_name": tap}]
@@ -605,6 +612,11 @@ def snapshot_clones_case(transport):
             st, cfg = api(sock, "GET", "/vm/config")
             nic = cfg["network-interfaces"][0]
             check(nic["guest_mac"] == mac and nic["host_dev_name"] == tap, f"clone {i}: {nic}")
+            # The metadata service's data store came with the snapshot (unless
+            # the VMM had its own), and so did its configuration.
+            st, data = api(sock, "GET", "/mmds")
+            check(data == (metadata if i != 1 else {"own": "data"}), f"clone {i}: GET /mmds {st} {data}")
+            check(cfg.get("mmds-config", {}).get("version") == "V2", f"clone {i}: mmds config {cfg.get('mmds-config')}")
         # Every clone at once, each in its own namespace, the same address and MAC.
         for ns, p in clones:
             peer_session(ns.name, mac, pings=3, datagrams=2)
