@@ -584,7 +584,7 @@ TEST_CASE("virtio-net: frames for the metadata service are answered by the devic
     REQUIRE(eventually([&] { return rig.rx.used_idx() == 2; }));
 }
 
-TEST_CASE("virtio-net: a paused device takes and publishes nothing until it resumes; none lost")
+TEST_CASE("virtio-net: a paused device takes and publishes nothing until it resumes, and none is lost")
 {
     Rig rig;
     rig.dev->pause();
@@ -608,7 +608,7 @@ TEST_CASE("virtio-net: a paused device takes and publishes nothing until it resu
     rig.dev->resume();
 }
 
-TEST_CASE("virtio-net: the saved MAC goes back into a fresh device's config space; only before activation")
+TEST_CASE("virtio-net: the saved MAC goes back into a fresh device's config space, only before activation")
 {
     PairBackend backend;
     vnet::NetOptions options;

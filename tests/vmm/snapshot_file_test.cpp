@@ -182,7 +182,7 @@ TEST_CASE("a differential memory file holds its pages, zero or not, and restores
     ::close(rw);
 }
 
-TEST_CASE("a machine state with virtio-pci, network and metadata sections decodes to what was encoded; other versions are refused")
+TEST_CASE("a machine state with virtio-pci, network and metadata sections decodes to what was encoded, and other versions are refused")
 {
     MachineState s;
     s.cpu = "TestVendor 1/2/3 xsave 4096";
