@@ -98,6 +98,40 @@ void TokenBucket::give_back(std::uint64_t tokens)
     m_budget = std::min(static_cast<std::int64_t>(m_config.size), m_budget + static_cast<std::int64_t>(tokens));
 }
 
+TokenBucket::Level TokenBucket::level(Clock::time_point now)
+{
+    refill(now);
+    return Level { m_budget, m_burst };
+}
+
+void TokenBucket::set_level(Level const& level, Clock::time_point now)
+{
+    auto const size = static_cast<std::int64_t>(m_config.size);
+    // A debt (a request larger than the bucket) is bounded by -size here, so a
+    // corrupt level cannot stall a device for long; a larger real debt is
+    // forgiven.
+    m_budget = std::clamp<std::int64_t>(level.budget, -size, size);
+    m_burst = std::min(level.burst, m_config.one_time_burst);
+    m_last = now;
+}
+
+RateLimiter::State RateLimiter::state()
+{
+    std::lock_guard guard(m_lock);
+    auto const now = TokenBucket::Clock::now();
+    return State { m_config, m_bandwidth.level(now), m_ops.level(now) };
+}
+
+void RateLimiter::restore_state(State const& state)
+{
+    std::lock_guard guard(m_lock);
+    if (!(state.config == m_config))
+        return;
+    auto const now = TokenBucket::Clock::now();
+    m_bandwidth.set_level(state.bandwidth, now);
+    m_ops.set_level(state.ops, now);
+}
+
 RateLimiter::RateLimiter(RateLimiterConfig const& config)
 {
     update(config);

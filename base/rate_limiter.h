@@ -58,6 +58,15 @@ public:
     // Gives back tokens taken for a request that did not start after all.
     void give_back(std::uint64_t tokens);
     TokenBucketConfig const& config() const { return m_config; }
+    // The tokens it holds (budget, refilled to `now`; may be negative) and the
+    // one-time burst left, for running-state snapshots; set_level puts them back
+    // (clamped to what the configuration allows), refilling from `now` on.
+    struct Level {
+        std::int64_t budget { 0 };
+        std::uint64_t burst { 0 };
+    };
+    Level level(Clock::time_point now);
+    void set_level(Level const& level, Clock::time_point now);
 
 private:
     void refill(Clock::time_point now);
@@ -79,6 +88,16 @@ public:
     // Replaces the buckets (PATCH): they start full, as new ones do.
     void update(RateLimiterConfig const& config);
     RateLimiterConfig config() const;
+    // Running-state snapshots: the configuration and both buckets' levels. A
+    // restore with the same configuration continues from the saved levels (a
+    // guest that had spent its burst does not get it again by being restored);
+    // with another configuration the buckets keep starting full.
+    struct State {
+        RateLimiterConfig config;
+        TokenBucket::Level bandwidth, ops;
+    };
+    State state();
+    void restore_state(State const& state);
 
 private:
     std::atomic<bool> m_unlimited { true }; // read without the lock on every request

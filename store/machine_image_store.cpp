@@ -208,9 +208,36 @@ Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& v
     }
     // Clones are new NICs on the network: two VMs with one MAC confuse every
     // switch and ARP cache between them.
-    if (!overrides.keep_macs)
+    // A running-state image's guest is different: its driver read the MAC at
+    // probe and keeps using it (virtio-net has no way to tell a running driver
+    // of another), so a restored clone keeps the image's MAC, and each of its
+    // interfaces gets a network namespace of its own (netns=auto) so that
+    // clones with one MAC and one guest address coexist. --net overrides name
+    // other taps; a MAC other than the guest's is refused.
+    VmOverrides effective = overrides;
+    if (mi.running) {
+        auto const image_nets = vm.spec.nets;
+        for (auto& n : vm.spec.nets) {
+            n.host_dev_name.clear();
+            n.netns_auto = true;
+        }
+        if (effective.nets) {
+            if (effective.nets->size() != image_nets.size())
+                return make_error(ErrorKind::Usage, "machine-image '" + image + "' holds a running guest with " + std::to_string(image_nets.size())
+                        + " network interfaces; a VM restored from it needs as many --net (it has " + std::to_string(effective.nets->size()) + ")");
+            for (std::size_t i = 0; i < image_nets.size(); ++i) {
+                auto& o = (*effective.nets)[i];
+                if (!o.guest_mac.empty() && o.guest_mac != image_nets[i].guest_mac)
+                    return make_error(ErrorKind::Usage, "machine-image '" + image + "' holds a running guest whose interface '" + image_nets[i].id
+                            + "' uses MAC " + image_nets[i].guest_mac + "; a restored VM keeps it (the running driver never reads another)");
+                o.guest_mac = image_nets[i].guest_mac;
+                o.id = image_nets[i].id;
+            }
+        }
+    } else if (!overrides.keep_macs) {
         renew_guest_macs(vm.spec.nets);
-    apply_overrides(vm, overrides);
+    }
+    apply_overrides(vm, effective);
     STRATA_TRY(check_spec(vm.spec));
     STRATA_TRY(check_labels(vm.labels));
     STRATA_TRY(check_metadata(vm.metadata));

@@ -118,11 +118,15 @@ public:
     // instead of booting it: RAM is the memory file mapped copy-on-write, then the
     // VM-wide KVM state, every vCPU, the legacy devices and every virtio transport
     // are put back, so run() continues the guest where it was. The config must
-    // match the snapshot (vCPUs, memory, the number of disks) and its disks must
-    // hold what the VM's disks held at the snapshot. Refused with nothing run: a
-    // virtio-pci VM (Unsupported), another host CPU or state version
-    // (Unsupported, 78), a state or memory file that is truncated, corrupt or
-    // does not match (BadInput, 65).
+    // match the snapshot (vCPUs, memory, transport, the number of disks, the
+    // network interfaces and their ids) and its disks must hold what the VM's
+    // disks held at the snapshot. Network interfaces open the taps (or make the
+    // netns=auto namespaces) the config names and present the saved MAC, which
+    // the running guest's driver uses; a config asking for another MAC is
+    // refused (Usage). The metadata service's saved data goes into io.mmds when
+    // that store is still empty. Refused with nothing run: another host CPU or
+    // state version (Unsupported, 78), a state or memory file that is
+    // truncated, corrupt or does not match the VM (BadInput, 65).
     [[nodiscard]] static Result<std::unique_ptr<Machine>> restore(MachineConfig const& config, MachineIo io,
         std::filesystem::path const& state_file, std::filesystem::path const& memory_file);
     // The same from an encoded MachineState and a chain of memory files: the

@@ -2,6 +2,7 @@
 
 #include "devices/virtio/net/device.h"
 #include "devices/virtio/net/tap.h"
+#include "vmm/machine_state.h"
 #include "vmm/net_namespace.h"
 #include "vmm/virtio_slot.h"
 
@@ -88,5 +89,38 @@ void MachineNets::set_rate_limits(std::size_t i, RateLimiterConfig const& rx, Ra
 NetNamespace const* MachineNets::netns(std::size_t i) const { return m_nets.at(i)->netns.get(); }
 virtio::net::VirtioNet& MachineNets::device(std::size_t i) { return *m_nets.at(i)->device; }
 VirtioSlot& MachineNets::slot(std::size_t i) { return *m_nets.at(i)->slot; }
+
+void MachineNets::pause_all()
+{
+    for (auto& n : m_nets)
+        n->device->pause();
+}
+
+void MachineNets::resume_all()
+{
+    for (auto& n : m_nets)
+        n->device->resume();
+}
+
+NetInterfaceState MachineNets::save_state(std::size_t i) const
+{
+    auto const& n = *m_nets.at(i);
+    NetInterfaceState s;
+    s.id = n.config.id;
+    s.mac = n.device->save_state().mac;
+    s.rx = n.rx_limiter->state();
+    s.tx = n.tx_limiter->state();
+    return s;
+}
+
+Status MachineNets::restore_state(std::size_t i, NetInterfaceState const& state)
+{
+    auto& n = *m_nets.at(i);
+    STRATA_TRY(n.device->restore_state(virtio::net::VirtioNet::Snapshot { state.mac }));
+    n.config.mac = virtio::net::format_mac(state.mac);
+    n.rx_limiter->restore_state(state.rx);
+    n.tx_limiter->restore_state(state.tx);
+    return ok();
+}
 
 } // namespace strata

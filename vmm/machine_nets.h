@@ -22,6 +22,7 @@
 namespace strata {
 
 struct VirtioSlot;
+struct NetInterfaceState;
 class NetNamespace;
 struct VirtioBuses;
 namespace virtio::net {
@@ -51,6 +52,17 @@ public:
     // The namespace made for interface i (netns=auto), or null.
     NetNamespace const* netns(std::size_t i) const;
     VirtioSlot& slot(std::size_t i);
+
+    // Running-state snapshots (machine_snapshot.cpp): every device's I/O thread
+    // parked while the machine's state and RAM are saved; interface i's state
+    // beyond its transport (MAC, limiter levels); and that state put back into
+    // a freshly created interface before its transport is restored (the device
+    // then presents the saved MAC, the one the guest's driver uses, and
+    // net config records it).
+    void pause_all();
+    void resume_all();
+    NetInterfaceState save_state(std::size_t i) const;
+    [[nodiscard]] Status restore_state(std::size_t i, NetInterfaceState const& state);
 
 private:
     struct Net;

@@ -10,6 +10,10 @@
 #include "devices/legacy/serial.h"
 #include "devices/virtio/console/device.h"
 #include "devices/virtio/mmio.h"
+#include "devices/virtio/net/config.h"
+#include "devices/virtio/net/mmds_store.h"
+#include "devices/virtio/pci.h"
+#include "devices/pci/pci_bus.h"
 #include "vmm/agent_channel.h"
 #include "vmm/kvm/cpu_template.h"
 #include "vmm/kvm/guest_ram.h"
@@ -42,20 +46,39 @@ namespace {
 
 constexpr std::uint64_t max_state_file = 64ull << 20;
 
-// The transports of a VM's virtio devices in snapshot order: the disks, then
-// the console.
-Result<std::vector<virtio::MmioTransport*>> mmio_transports(MachineDisks& disks, VirtioSlot& console)
+// The slots of a VM's virtio devices in snapshot order: the disks, the console,
+// then the network interfaces (the order they are attached in).
+std::vector<VirtioSlot*> virtio_slots(MachineDisks& disks, VirtioSlot& console, MachineNets* nets)
 {
-    std::vector<virtio::MmioTransport*> out;
+    std::vector<VirtioSlot*> out;
     for (std::size_t i = 0; i < disks.count(); ++i)
-        out.push_back(disks.slot(i).mmio.get());
-    out.push_back(console.mmio.get());
-    for (auto* t : out) {
-        if (t == nullptr)
-            return make_error(ErrorKind::Unsupported, "running-state snapshots of virtio-pci VMs are not supported yet; use the mmio transport");
-    }
+        out.push_back(&disks.slot(i));
+    out.push_back(&console);
+    for (std::size_t i = 0; nets && i < nets->count(); ++i)
+        out.push_back(&nets->slot(i));
     return out;
 }
+
+// Holds every network device's I/O thread parked for as long as it lives.
+class NetsPaused {
+public:
+    explicit NetsPaused(MachineNets* nets)
+        : m_nets(nets)
+    {
+        if (m_nets)
+            m_nets->pause_all();
+    }
+    ~NetsPaused()
+    {
+        if (m_nets)
+            m_nets->resume_all();
+    }
+    NetsPaused(NetsPaused const&) = delete;
+    NetsPaused& operator=(NetsPaused const&) = delete;
+
+private:
+    MachineNets* m_nets;
+};
 
 Status write_new_file(std::filesystem::path const& path, std::span<std::byte const> bytes)
 {
@@ -111,9 +134,10 @@ Result<Machine::SavedSnapshot> Machine::save_memory_and_state(std::filesystem::p
         if (!m_pause_requested || m_vcpus_parked != m_vcpus.size())
             return make_error(ErrorKind::Internal, "save_snapshot needs every vCPU parked");
     }
-    if (m_nets && m_nets->count() > 0)
-        return make_error(ErrorKind::Unsupported, "running-state snapshots of VMs with network interfaces are not supported yet");
-    STRATA_TRY(transports, mmio_transports(*m_disks, *m_console_slot));
+    // The network devices write RAM and their rings on their own threads: parked
+    // from here until the state and RAM are saved. (The disks' queues are the
+    // caller's to pause: they must drain into the disks captured in this cut.)
+    NetsPaused nets_paused(m_nets.get());
     STRATA_TRY(xsave_bytes, xsave_size(*m_kvm));
     STRATA_TRY(msr_indices, snapshot_msr_indices(*m_kvm));
 
@@ -130,10 +154,25 @@ Result<Machine::SavedSnapshot> Machine::save_memory_and_state(std::filesystem::p
     }
     state.serial = m_serial->save_state();
     state.i8042 = m_i8042->save_state();
-    for (auto* t : transports) {
-        STRATA_TRY(snapshot, t->save_state());
-        state.virtio.push_back(std::move(snapshot));
+    for (auto* slot : virtio_slots(*m_disks, *m_console_slot, m_nets.get())) {
+        if (slot->mmio) {
+            STRATA_TRY(snapshot, slot->mmio->save_state());
+            state.virtio.push_back(std::move(snapshot));
+        } else {
+            virtio::PciTransportSnapshot pci;
+            STRATA_TRY(snapshot, slot->pci->save_state(pci));
+            state.virtio.push_back(std::move(snapshot));
+            state.pci.push_back(std::move(pci));
+        }
     }
+    if (m_pci) {
+        state.pci_config_address = m_pci->config_address();
+        state.pci_host_bridge = m_pci->host_bridge_bytes();
+    }
+    for (std::size_t i = 0; m_nets && i < m_nets->count(); ++i)
+        state.nets.push_back(m_nets->save_state(i));
+    if (m_io.mmds && m_nets && m_nets->count() > 0)
+        state.mmds_data = m_io.mmds->get();
 
     // RAM first: the state file names its checksum, and a state file that exists
     // is the sign that the pair is complete. The dirty log is taken (and so
@@ -171,12 +210,42 @@ namespace {
 // What a restore supports, checked before any file is read or VM made.
 Status check_restorable(MachineConfig const& config)
 {
-    if (config.transport != Transport::Mmio)
-        return make_error(ErrorKind::Unsupported, "running-state snapshots of virtio-pci VMs are not supported yet; use the mmio transport");
     if (config.vcpus == 0 || config.vcpus > MachineConfig::max_vcpus)
         return make_error(ErrorKind::Usage, "a VM needs 1 to " + std::to_string(MachineConfig::max_vcpus) + " vCPUs");
-    if (!config.nets.empty())
-        return make_error(ErrorKind::Unsupported, "running-state snapshots of VMs with network interfaces are not supported yet");
+    return ok();
+}
+
+// Whether the saved devices are the configured VM's, before anything is built.
+Status check_devices(MachineConfig const& config, MachineState const& state)
+{
+    std::size_t const devices = config.disks.size() + 1 + config.nets.size();
+    if (state.virtio.size() != devices)
+        return make_error(ErrorKind::BadInput, "the snapshot has " + std::to_string(state.virtio.size()) + " virtio devices, the VM "
+                + std::to_string(devices) + " (" + std::to_string(config.disks.size()) + " disks, the console, "
+                + std::to_string(config.nets.size()) + " network interfaces)");
+    if (state.nets.size() != config.nets.size())
+        return make_error(ErrorKind::BadInput, "the snapshot has " + std::to_string(state.nets.size()) + " network interfaces, the VM "
+                + std::to_string(config.nets.size()));
+    bool const pci = config.transport == Transport::Pci;
+    if (pci && state.pci.size() != devices)
+        return make_error(ErrorKind::BadInput, "the VM uses virtio-pci but the snapshot holds virtio-pci state for "
+                + std::to_string(state.pci.size()) + " of its " + std::to_string(devices) + " virtio devices (a snapshot of a virtio-mmio VM?)");
+    if (!pci && !state.pci.empty())
+        return make_error(ErrorKind::BadInput, "the VM uses virtio-mmio but the snapshot is of a virtio-pci VM");
+    for (std::size_t i = 0; i < config.nets.size(); ++i) {
+        auto const& want = config.nets[i];
+        auto const& saved = state.nets[i];
+        if (saved.id != want.id)
+            return make_error(ErrorKind::BadInput, "the snapshot's network interface " + std::to_string(i) + " is '" + saved.id
+                    + "', the VM's '" + want.id + "'");
+        // A running guest's driver read the MAC once, at probe, and keeps using
+        // it: the restored device presents that one. Another MAC asked for
+        // explicitly is refused rather than silently not applied.
+        auto const saved_mac = virtio::net::format_mac(saved.mac);
+        if (!want.mac.empty() && want.mac != saved_mac)
+            return make_error(ErrorKind::Usage, "network interface '" + want.id + "': the restored guest keeps the MAC its driver read ("
+                    + saved_mac + "); the VM asks for " + want.mac + " (give no MAC, or that one)");
+    }
     return ok();
 }
 
@@ -215,8 +284,7 @@ Result<std::unique_ptr<Machine>> Machine::restore_checked(MachineConfig const& c
         return make_error(ErrorKind::BadInput, "the snapshot has " + std::to_string(state.vcpus.size()) + " vCPUs, the VM " + std::to_string(config.vcpus));
     if (state.memory_bytes != (config.memory_mib << 20))
         return make_error(ErrorKind::BadInput, "the snapshot has " + std::to_string(state.memory_bytes >> 20) + " MiB of RAM, the VM " + std::to_string(config.memory_mib) + " MiB");
-    if (state.virtio.size() != config.disks.size() + 1)
-        return make_error(ErrorKind::BadInput, "the snapshot has " + std::to_string(state.virtio.size()) + " virtio devices, the VM " + std::to_string(config.disks.size() + 1));
+    STRATA_TRY(check_devices(config, state));
 
     // Every memory file is opened and checked: the first whole, the rest
     // differential, each against the checksum its snapshot recorded.
@@ -296,7 +364,9 @@ Result<std::string> Machine::new_generation_id(bool notify)
 
 Status Machine::restore_state(MachineState const& state)
 {
-    STRATA_TRY(transports, mmio_transports(*m_disks, *m_console_slot));
+    auto const slots = virtio_slots(*m_disks, *m_console_slot, m_nets.get());
+    if (slots.size() != state.virtio.size() || (m_pci && state.pci.size() != slots.size()) || m_nets->count() != state.nets.size())
+        return make_error(ErrorKind::BadInput, "the snapshot's devices are not the VM's");
     STRATA_TRY(cpuid, m_kvm->supported_cpuid());
     apply_cpu_template(m_config.cpu_template, cpuid);
 
@@ -313,8 +383,24 @@ Status Machine::restore_state(MachineState const& state)
     }
     m_serial->restore_state(state.serial);
     m_i8042->restore_state(state.i8042);
-    for (std::size_t i = 0; i < transports.size(); ++i) {
-        if (auto r = transports[i]->restore_state(state.virtio[i]); !r)
+    if (m_pci) {
+        m_pci->set_config_address(state.pci_config_address);
+        m_pci->restore_host_bridge(state.pci_host_bridge);
+    }
+    // The network devices' own state goes in before their transports activate them.
+    for (std::size_t i = 0; i < m_nets->count(); ++i) {
+        if (auto r = m_nets->restore_state(i, state.nets[i]); !r)
+            return r.error().context("restore network interface '" + state.nets[i].id + "'");
+    }
+    // The metadata store's data, unless the VMM's own (its API, its
+    // configuration) filled the store already. Tokens are not carried over.
+    if (state.mmds_data && m_io.mmds && m_io.mmds->get() == "{}") {
+        if (auto r = m_io.mmds->put(*state.mmds_data); !r)
+            return r.error().context("restore the metadata store");
+    }
+    for (std::size_t i = 0; i < slots.size(); ++i) {
+        auto r = slots[i]->mmio ? slots[i]->mmio->restore_state(state.virtio[i]) : slots[i]->pci->restore_state(state.virtio[i], state.pci[i]);
+        if (!r)
             return r.error().context("restore virtio device " + std::to_string(i));
     }
     return ok();

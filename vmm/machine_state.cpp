@@ -166,6 +166,64 @@ virtio::TransportSnapshot get_transport(Reader& r)
     return t;
 }
 
+void put_pci(Writer& w, virtio::PciTransportSnapshot const& p)
+{
+    w.put(p.config);
+    w.put(p.bars);
+    w.put<std::uint8_t>(p.msix.enabled ? 1 : 0);
+    w.put<std::uint8_t>(p.msix.function_mask ? 1 : 0);
+    w.put<std::uint64_t>(p.msix.vectors.size());
+    for (auto const& v : p.msix.vectors) {
+        w.put(v.address_lo);
+        w.put(v.address_hi);
+        w.put(v.data);
+        w.put(v.control);
+        w.put<std::uint8_t>(v.pending ? 1 : 0);
+    }
+    w.put(p.config_vector);
+    w.put_vector(p.queue_vectors);
+}
+
+virtio::PciTransportSnapshot get_pci(Reader& r)
+{
+    virtio::PciTransportSnapshot p;
+    p.config = r.get<std::array<std::byte, pci::ConfigSize>>();
+    p.bars = r.get<std::array<std::uint64_t, 6>>();
+    p.msix.enabled = r.get<std::uint8_t>() != 0;
+    p.msix.function_mask = r.get<std::uint8_t>() != 0;
+    auto n = r.get_count();
+    for (std::uint64_t i = 0; i < n && !r.failed(); ++i) {
+        pci::MsixVectorSnapshot v;
+        v.address_lo = r.get<std::uint32_t>();
+        v.address_hi = r.get<std::uint32_t>();
+        v.data = r.get<std::uint32_t>();
+        v.control = r.get<std::uint32_t>();
+        v.pending = r.get<std::uint8_t>() != 0;
+        p.msix.vectors.push_back(v);
+    }
+    p.config_vector = r.get<std::uint16_t>();
+    p.queue_vectors = r.get_vector<std::uint16_t>();
+    return p;
+}
+
+void put_limiter(Writer& w, RateLimiter::State const& s)
+{
+    w.put(s.config.bandwidth);
+    w.put(s.config.ops);
+    w.put(s.bandwidth);
+    w.put(s.ops);
+}
+
+RateLimiter::State get_limiter(Reader& r)
+{
+    RateLimiter::State s;
+    s.config.bandwidth = r.get<TokenBucketConfig>();
+    s.config.ops = r.get<TokenBucketConfig>();
+    s.bandwidth = r.get<TokenBucket::Level>();
+    s.ops = r.get<TokenBucket::Level>();
+    return s;
+}
+
 void put_vcpu(Writer& w, VcpuState const& v)
 {
     w.put(v.mp_state);
@@ -247,6 +305,21 @@ std::vector<std::byte> encode_machine_state(MachineState const& s)
     w.put<std::uint64_t>(s.virtio.size());
     for (auto const& t : s.virtio)
         put_transport(w, t);
+    // Version 2 from here on.
+    w.put<std::uint64_t>(s.pci.size());
+    for (auto const& p : s.pci)
+        put_pci(w, p);
+    w.put(s.pci_config_address);
+    w.put(s.pci_host_bridge);
+    w.put<std::uint64_t>(s.nets.size());
+    for (auto const& n : s.nets) {
+        w.put_string(n.id);
+        w.put(n.mac);
+        put_limiter(w, n.rx);
+        put_limiter(w, n.tx);
+    }
+    w.put<std::uint8_t>(s.mmds_data ? 1 : 0);
+    w.put_string(s.mmds_data.value_or(""));
     auto payload = w.take();
 
     std::vector<std::byte> file(header_bytes);
@@ -270,9 +343,9 @@ Result<MachineState> decode_machine_state(std::span<std::byte const> file)
     std::memcpy(&version, file.data() + 8, 4);
     std::memcpy(&crc, file.data() + 12, 4);
     std::memcpy(&length, file.data() + 16, 8);
-    if (version != MachineState::format_version)
-        return make_error(ErrorKind::Unsupported, "machine state format version " + std::to_string(version) + " is not this strata's ("
-            + std::to_string(MachineState::format_version) + ")");
+    if (version < MachineState::oldest_readable_version || version > MachineState::format_version)
+        return make_error(ErrorKind::Unsupported, "machine state format version " + std::to_string(version) + " is not one this strata reads ("
+            + std::to_string(MachineState::oldest_readable_version) + " to " + std::to_string(MachineState::format_version) + ")");
     if (length != file.size() - header_bytes)
         return make_error(ErrorKind::BadInput, "machine state file is truncated or has trailing bytes (payload of "
             + std::to_string(file.size() - header_bytes) + " bytes, header says " + std::to_string(length) + ")");
@@ -307,6 +380,26 @@ Result<MachineState> decode_machine_state(std::span<std::byte const> file)
     auto transports = r.get_count();
     for (std::uint64_t i = 0; i < transports && !r.failed(); ++i)
         s.virtio.push_back(get_transport(r));
+    if (version >= 2) {
+        auto pcis = r.get_count();
+        for (std::uint64_t i = 0; i < pcis && !r.failed(); ++i)
+            s.pci.push_back(get_pci(r));
+        s.pci_config_address = r.get<std::uint32_t>();
+        s.pci_host_bridge = r.get<std::array<std::byte, pci::ConfigSize>>();
+        auto nets = r.get_count();
+        for (std::uint64_t i = 0; i < nets && !r.failed(); ++i) {
+            NetInterfaceState n;
+            n.id = r.get_string();
+            n.mac = r.get<std::array<std::uint8_t, 6>>();
+            n.rx = get_limiter(r);
+            n.tx = get_limiter(r);
+            s.nets.push_back(std::move(n));
+        }
+        bool const has_mmds = r.get<std::uint8_t>() != 0;
+        auto data = r.get_string();
+        if (has_mmds)
+            s.mmds_data = std::move(data);
+    }
     if (r.failed() || !r.at_end())
         return make_error(ErrorKind::BadInput, "machine state file is malformed (its CRC matches but its contents do not parse)");
     return s;

@@ -15,6 +15,13 @@
 // the checksum of its contents, so a restore finds a file that is not the one
 // this state was saved with.
 //
+// Versions: 1 held the VM, vCPUs, legacy devices and the virtio-mmio transports
+// of disks and console. 2 appends the virtio-pci part of every transport and
+// the PCI bus (for --transport pci VMs), the network interfaces (their MAC and
+// rate limiter levels; their transports follow the console's in `virtio`) and
+// the metadata service's data store. A version 1 file still loads (it has none
+// of those); any other version is refused.
+//
 // Errors: a file that is not a state file, is truncated or fails its CRC is
 // BadInput (exit 65); another format version or another host CPU is
 // Unsupported (exit 78).
@@ -24,20 +31,33 @@
 #include "base/result.h"
 #include "devices/legacy/i8042.h"
 #include "devices/legacy/serial.h"
+#include "base/rate_limiter.h"
+#include "devices/virtio/pci.h"
 #include "devices/virtio/transport_state.h"
 #include "vmm/kvm/vcpu_state.h"
 #include "vmm/kvm/vm_state.h"
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace strata {
 
+// One network interface beyond its transport. The tap is a host resource and
+// not saved: a restore opens the one the new VM's configuration names.
+struct NetInterfaceState {
+    std::string id;
+    std::array<std::uint8_t, 6> mac {}; // what the guest's driver read
+    RateLimiter::State rx, tx;
+};
+
 struct MachineState {
-    static constexpr std::uint32_t format_version = 1;
+    static constexpr std::uint32_t format_version = 2;
+    static constexpr std::uint32_t oldest_readable_version = 1;
 
     std::string cpu;               // host_cpu_signature() of the saving host
     std::uint64_t memory_bytes { 0 };
@@ -46,7 +66,15 @@ struct MachineState {
     std::vector<VcpuState> vcpus;
     SerialState serial;
     I8042State i8042;
-    std::vector<virtio::TransportSnapshot> virtio; // the disks in order, then the console
+    std::vector<virtio::TransportSnapshot> virtio; // the disks in order, the console, the network interfaces
+    // virtio-pci VMs: one per entry of `virtio`, and the bus; empty for virtio-mmio.
+    std::vector<virtio::PciTransportSnapshot> pci;
+    std::uint32_t pci_config_address { 0 };
+    std::array<std::byte, pci::ConfigSize> pci_host_bridge {};
+    std::vector<NetInterfaceState> nets;
+    // The metadata service's data store (JSON text), when the VM had one; its
+    // session tokens are not kept: a restored guest asks for new ones.
+    std::optional<std::string> mmds_data;
 };
 
 // "GenuineIntel 6/85/7 xsave 4096": what must match for a restore.

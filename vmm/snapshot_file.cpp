@@ -45,6 +45,27 @@ char const* cache_name(DiskCache c)
     }
 }
 
+json bucket_json(TokenBucketConfig const& b)
+{
+    return { { "size", b.size }, { "one_time_burst", b.one_time_burst }, { "refill_time", b.refill_time_ms } };
+}
+
+json limiter_json(RateLimiterConfig const& c)
+{
+    return { { "bandwidth", bucket_json(c.bandwidth) }, { "ops", bucket_json(c.ops) } };
+}
+
+TokenBucketConfig bucket_from(json const& j)
+{
+    return TokenBucketConfig { j.at("size").get<std::uint64_t>(), j.at("one_time_burst").get<std::uint64_t>(),
+        j.at("refill_time").get<std::uint64_t>() };
+}
+
+RateLimiterConfig limiter_from(json const& j)
+{
+    return RateLimiterConfig { bucket_from(j.at("bandwidth")), bucket_from(j.at("ops")) };
+}
+
 Error bad(std::string const& why)
 {
     return make_error(ErrorKind::BadInput, "not a usable snapshot file: " + why);
@@ -67,9 +88,15 @@ std::vector<std::byte> encode_snapshot_file(SnapshotFile const& file)
             runs.push_back({ r.first, r.count });
         memory.push_back({ { "path", m.path.string() }, { "crc", m.crc }, { "diff", m.diff }, { "runs", runs } });
     }
+    json nets = json::array();
+    for (auto const& n : file.nets) {
+        nets.push_back({ { "iface_id", n.id }, { "host_dev_name", n.tap }, { "guest_mac", n.mac }, { "netns_auto", n.netns_auto },
+            { "rx_rate_limiter", limiter_json(n.rx_limit) }, { "tx_rate_limiter", limiter_json(n.tx_limit) } });
+    }
     json doc = { { "vcpu_count", file.vcpus }, { "mem_size_mib", file.memory_mib },
         { "cpu_template", file.cpu_template == CpuTemplate::Minimal ? "minimal" : "host" }, { "drives", drives },
-        { "memory", memory } };
+        { "memory", memory }, { "transport", file.transport == Transport::Pci ? "pci" : "mmio" }, { "network_interfaces", nets },
+        { "mmds", { { "interfaces", file.mmds.interfaces }, { "v2", file.mmds.v2 }, { "ipv4", file.mmds.ipv4 } } } };
     std::string text = doc.dump();
 
     std::vector<std::byte> out(header_bytes + text.size() + file.machine_state.size());
@@ -122,6 +149,30 @@ Result<SnapshotFile> decode_snapshot_file(std::span<std::byte const> bytes)
             if (drive.capture.find('/') != std::string::npos || drive.capture == "." || drive.capture == "..")
                 return bad("a drive's copy is not a file name");
             file.drives.push_back(std::move(drive));
+        }
+        if (doc.contains("transport")) {
+            auto const t = doc.at("transport").get<std::string>();
+            if (t != "mmio" && t != "pci")
+                return bad("unknown transport '" + t + "'");
+            file.transport = t == "pci" ? Transport::Pci : Transport::Mmio;
+        }
+        if (doc.contains("network_interfaces")) {
+            for (auto const& n : doc.at("network_interfaces")) {
+                NetConfig net;
+                net.id = n.at("iface_id").get<std::string>();
+                net.tap = n.at("host_dev_name").get<std::string>();
+                net.mac = n.at("guest_mac").get<std::string>();
+                net.netns_auto = n.at("netns_auto").get<bool>();
+                net.rx_limit = limiter_from(n.at("rx_rate_limiter"));
+                net.tx_limit = limiter_from(n.at("tx_rate_limiter"));
+                file.nets.push_back(std::move(net));
+            }
+        }
+        if (doc.contains("mmds")) {
+            auto const& m = doc.at("mmds");
+            file.mmds.interfaces = m.at("interfaces").get<std::vector<std::string>>();
+            file.mmds.v2 = m.at("v2").get<bool>();
+            file.mmds.ipv4 = m.at("ipv4").get<std::uint32_t>();
         }
         for (auto const& m : doc.at("memory")) {
             MemoryLayer layer;

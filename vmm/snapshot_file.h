@@ -19,6 +19,10 @@
 // - A file that exists is never overwritten, and every file is checksummed: a
 //   tampered or mismatched file is refused before anything runs.
 //
+// - Network interfaces are recorded as configured (the tap's name, or
+//   netns=auto, which makes every load a namespace of its own) with the MAC
+//   the guest uses; a load may name other taps (network_overrides).
+//
 // The format: a 32-byte header (magic "STRATAFS", format version, CRC-32C of the
 // rest, the length of a JSON document, the length of the MachineState) then the
 // JSON (configuration and memory chain) and the encoded MachineState.
@@ -50,6 +54,11 @@ struct SnapshotFile {
     std::uint32_t vcpus { 1 };
     std::uint64_t memory_mib { 0 };
     CpuTemplate cpu_template { CpuTemplate::Host };
+    // Written by every strata that snapshots virtio-pci VMs or network
+    // interfaces; a file without them is a virtio-mmio VM without interfaces.
+    Transport transport { Transport::Mmio };
+    std::vector<NetConfig> nets; // the guest's MAC in each; netns=auto kept as such
+    MmdsConfig mmds;
     std::vector<SnapshotDrive> drives;
     std::vector<MemoryLayer> memory; // bottom (whole) first; absolute paths
     std::vector<std::byte> machine_state;

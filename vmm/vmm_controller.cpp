@@ -3,6 +3,7 @@
 #include "devices/virtio/net/config.h"
 #include "devices/virtio/net/device.h"
 #include "devices/virtio/net/mmds_store.h"
+#include "vmm/isolation/seccomp.h"
 #include "vmm/machine_nets.h"
 
 #include "devices/virtio/blk/device.h"
@@ -17,6 +18,7 @@
 #include "vmm/snapshot_file.h"
 #include "base/file.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -444,8 +446,6 @@ Result<api::CaptureResult> VmmController::create_machine_image(api::MachineImage
     MachineImageCapture capture;
     capture.request = request;
     if (request.memory) {
-        if (m->config().transport != Transport::Mmio)
-            return make_error(ErrorKind::Unsupported, "machine images with memory of virtio-pci VMs are not supported yet");
         capture.state_dir = machine_state_dir(m->disks().store()->root(), request.name);
         std::error_code ec;
         if (std::filesystem::exists(capture.state_dir, ec))
@@ -507,8 +507,6 @@ Status VmmController::suspend()
         return make_error(ErrorKind::Unsupported, "suspend needs a VM from the store (strata vms suspend)");
     if (!m->disks().store())
         return make_error(ErrorKind::Unsupported, "the VM has no store disks; suspend keeps them with its state");
-    if (m->config().transport != Transport::Mmio)
-        return make_error(ErrorKind::Unsupported, "suspending virtio-pci VMs is not supported yet");
     auto const dir = m_suspend->state_dir;
     auto const fresh = std::filesystem::path(dir.string() + ".new");
     std::error_code ec;
@@ -576,10 +574,6 @@ Status VmmController::create_snapshot(api::SnapshotCreateRequest const& request)
         return make_error(ErrorKind::Usage, "the VM is not running");
     if (!m->vcpus_paused())
         return make_error(ErrorKind::Usage, "the VM must be paused (PATCH /vm {\"state\": \"Paused\"}) before a snapshot is created");
-    if (m->config().transport != Transport::Mmio)
-        return make_error(ErrorKind::Unsupported, "snapshots of virtio-pci VMs are not supported yet; use the mmio transport");
-    if (m->nets().count() > 0)
-        return make_error(ErrorKind::Unsupported, "snapshots of VMs with network interfaces are not supported yet");
     if (request.diff && !m->tracks_dirty_pages())
         return make_error(ErrorKind::Usage, "a Diff snapshot needs dirty page tracking: `track_dirty_pages` in PUT /machine-config, or `enable_diff_snapshots` on PUT /snapshot/load");
     if (request.diff && m_memory_chain.empty())
@@ -601,6 +595,13 @@ Status VmmController::create_snapshot(api::SnapshotCreateRequest const& request)
     file.vcpus = m->config().vcpus;
     file.memory_mib = m->config().memory_mib;
     file.cpu_template = m->config().cpu_template;
+    file.transport = m->config().transport;
+    // The interfaces as configured (netns=auto stays auto: every load makes a
+    // namespace of its own), with the MAC the guest uses.
+    file.nets = m->config().nets;
+    for (std::size_t i = 0; i < file.nets.size() && i < m->nets().count(); ++i)
+        file.nets[i].mac = m->nets().mac(i);
+    file.mmds = m->config().mmds;
     std::vector<std::filesystem::path> made;
     for (std::size_t i = 0; i < disks.count(); ++i) {
         auto const& d = disks.config(i);
@@ -702,8 +703,32 @@ Status VmmController::load_snapshot(api::SnapshotLoadRequest const& request)
     config.vcpus = file.vcpus;
     config.memory_mib = file.memory_mib;
     config.cpu_template = file.cpu_template;
-    config.transport = Transport::Mmio;
+    config.transport = file.transport;
     config.track_dirty_pages = request.enable_diff_snapshots;
+    // Each interface opens the tap the snapshot names, or the one its
+    // network_overrides entry names (Firecracker's), or makes a namespace of its
+    // own when it was netns=auto.
+    config.nets = file.nets;
+    for (auto const& o : request.network_overrides) {
+        auto it = std::find_if(config.nets.begin(), config.nets.end(), [&](NetConfig const& n) { return n.id == o.iface_id; });
+        if (it == config.nets.end())
+            return make_error(ErrorKind::Usage, "network_overrides: the snapshot has no network interface '" + o.iface_id + "'");
+        it->tap = o.host_dev_name;
+        it->netns_auto = false;
+    }
+    STRATA_TRY(check_nets(config.nets));
+    // A netns=auto interface's namespace is made by running ip, which the API
+    // thread's seccomp filter does not allow (it would end the VMM): refused
+    // with the ways out instead. A VMM started for a stored VM builds its
+    // machine before the filters, so `vms start` of such a VM works.
+    for (auto const& n : config.nets) {
+        if (n.netns_auto && seccomp_mode() == SeccompMode::Kill)
+            return make_error(ErrorKind::Unsupported, "network interface '" + n.id + "' of the snapshot is netns=auto, and making its namespace "
+                    "runs ip, which this VMM's seccomp filters forbid: name a tap with \"network_overrides\" (a tap in the namespace this VMM "
+                    "runs in, as Firecracker's clones use), or start the VMM with --seccomp off");
+    }
+    config.mmds = file.mmds;
+    STRATA_TRY(check_mmds(config.mmds, config.nets));
     for (auto const& drive : file.drives) {
         DiskConfig d = drive.disk;
         if (!drive.capture.empty())
@@ -728,6 +753,7 @@ Status VmmController::load_snapshot(api::SnapshotLoadRequest const& request)
     std::fprintf(stderr, "strata: loaded snapshot '%s' (%zu memory files) in %llu us; new VM generation ID %s\n", snapshot.c_str(),
         file.memory.size(), static_cast<unsigned long long>(*m_restore_us), generation.c_str());
     m_config = config;
+    m_io.mmds->set_version(m_config.mmds.v2 ? virtio::net::MmdsVersion::V2 : virtio::net::MmdsVersion::V1);
     m_memory_chain = file.memory;
     std::lock_guard guard(m_lock);
     m_machine = std::move(machine);

@@ -144,4 +144,28 @@ void PciConfigSpace::check_relocation()
     }
 }
 
+std::array<std::uint64_t, 6> PciConfigSpace::bar_addresses() const
+{
+    std::array<std::uint64_t, 6> out {};
+    for (unsigned i = 0; i < m_bars.size(); ++i)
+        out[i] = m_bars[i].present ? m_bars[i].address : 0;
+    return out;
+}
+
+void PciConfigSpace::restore(std::span<std::byte const, ConfigSize> bytes, std::array<std::uint64_t, 6> const& bar_addresses)
+{
+    // Only the bits a guest can write come from the snapshot: the identity and
+    // the capability layout stay this device's own, whatever the file says.
+    for (std::size_t i = 0; i < ConfigSize; ++i)
+        m_bytes[i] = (m_bytes[i] & ~m_mask[i]) | (bytes[i] & m_mask[i]);
+    for (unsigned i = 0; i < m_bars.size(); ++i) {
+        Bar& b = m_bars[i];
+        if (!b.present)
+            continue;
+        // Only what a guest could have written: an address aligned to the size.
+        b.address = bar_addresses[i] & ~(b.size - 1);
+        b.reported = b.address;
+    }
+}
+
 } // namespace strata::pci

@@ -74,6 +74,14 @@ public:
     void poke(std::uint64_t offset, std::span<std::byte const> data);
     bool memory_enabled() const;
 
+    // Running-state snapshots: the raw bytes (bytes()) and each BAR's address
+    // (0 for a slot without a BAR). restore() puts back the guest-writable bits
+    // of the bytes and the addresses, without reporting a relocation: the owning device compares the restored
+    // addresses with where the VMM placed it and moves what it must. BAR sizes
+    // and the write masks are the device's own and are not restored.
+    std::array<std::uint64_t, 6> bar_addresses() const;
+    void restore(std::span<std::byte const, ConfigSize> bytes, std::array<std::uint64_t, 6> const& bar_addresses);
+
 private:
     struct Bar {
         std::uint64_t size { 0 };

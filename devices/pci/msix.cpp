@@ -148,4 +148,37 @@ void MsixTable::reset()
     }
 }
 
+MsixSnapshot MsixTable::save() const
+{
+    std::lock_guard lock(m_mutex);
+    MsixSnapshot s;
+    s.enabled = m_enabled;
+    s.function_mask = m_function_mask;
+    for (auto const& e : m_entries)
+        s.vectors.push_back(MsixVectorSnapshot { e.address_lo, e.address_hi, e.data, e.control, e.pending });
+    return s;
+}
+
+bool MsixTable::restore(MsixSnapshot const& snapshot)
+{
+    std::vector<std::pair<std::uint16_t, MsiMessage>> list;
+    {
+        std::lock_guard lock(m_mutex);
+        if (snapshot.vectors.size() != m_entries.size())
+            return false;
+        m_enabled = snapshot.enabled;
+        m_function_mask = snapshot.function_mask;
+        for (std::size_t v = 0; v < m_entries.size(); ++v) {
+            auto const& in = snapshot.vectors[v];
+            m_entries[v] = Entry { in.address_lo, in.address_hi, in.data, in.control & 1, in.pending };
+        }
+        // refresh() delivers a pending vector that is unmasked; a consistent
+        // snapshot has none, and delivering one is what the hardware would do.
+        for (std::uint16_t v = 0; v < m_entries.size(); ++v)
+            refresh(v, list);
+    }
+    deliver(list);
+    return true;
+}
+
 } // namespace strata::pci

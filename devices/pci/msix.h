@@ -30,6 +30,20 @@ inline constexpr std::uint8_t MsixCapabilityId = 0x11;
 inline constexpr std::uint16_t MsixControlEnable = 1 << 15;
 inline constexpr std::uint16_t MsixControlFunctionMask = 1 << 14;
 
+// The table's state in a running-state snapshot.
+struct MsixVectorSnapshot {
+    std::uint32_t address_lo { 0 };
+    std::uint32_t address_hi { 0 };
+    std::uint32_t data { 0 };
+    std::uint32_t control { 1 };
+    bool pending { false };
+};
+struct MsixSnapshot {
+    bool enabled { false };
+    bool function_mask { false };
+    std::vector<MsixVectorSnapshot> vectors;
+};
+
 class MsixTable {
 public:
     MsixTable(std::uint16_t vectors, MsiSink& sink);
@@ -55,6 +69,13 @@ public:
     bool fire(std::uint16_t vector);
     // Back to the power-on state: disabled, every vector masked, nothing pending.
     void reset();
+
+    MsixSnapshot save() const;
+    // Puts a saved table back and reports every vector's route to the sink (so
+    // the VMM's KVM routes match the guest's messages again). Pending vectors
+    // stay pending until the guest unmasks them. A snapshot with another number
+    // of vectors is refused (false) and changes nothing.
+    [[nodiscard]] bool restore(MsixSnapshot const& snapshot);
 
 private:
     struct Entry {

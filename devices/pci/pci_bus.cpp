@@ -1,5 +1,6 @@
 #include "devices/pci/pci_bus.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace strata::pci {
@@ -71,6 +72,33 @@ void PciBus::write(std::uint64_t offset, std::span<std::byte const> data)
     if (!device || window + data.size() > 4)
         return;
     device->config_write(config_offset, data);
+}
+
+std::uint32_t PciBus::config_address() const
+{
+    std::lock_guard lock(m_mutex);
+    return m_address;
+}
+
+void PciBus::set_config_address(std::uint32_t address)
+{
+    std::lock_guard lock(m_mutex);
+    m_address = address & 0x80fffffcu;
+}
+
+std::array<std::byte, ConfigSize> PciBus::host_bridge_bytes() const
+{
+    std::lock_guard lock(m_mutex);
+    std::array<std::byte, ConfigSize> out {};
+    auto const b = m_host_bridge.config().bytes();
+    std::copy(b.begin(), b.end(), out.begin());
+    return out;
+}
+
+void PciBus::restore_host_bridge(std::span<std::byte const, ConfigSize> bytes)
+{
+    std::lock_guard lock(m_mutex);
+    m_host_bridge.config().restore(bytes, {});
 }
 
 } // namespace strata::pci

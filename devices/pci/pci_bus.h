@@ -37,6 +37,8 @@ public:
     HostBridge();
     void config_read(std::uint64_t offset, std::span<std::byte> data) override { m_config.read(offset, data); }
     void config_write(std::uint64_t offset, std::span<std::byte const> data) override { m_config.write(offset, data); }
+    PciConfigSpace& config() { return m_config; }
+    PciConfigSpace const& config() const { return m_config; }
 
 private:
     PciConfigSpace m_config;
@@ -55,12 +57,20 @@ public:
     void read(std::uint64_t offset, std::span<std::byte> data) override;
     void write(std::uint64_t offset, std::span<std::byte const> data) override;
 
+    // Running-state snapshots: CONFIG_ADDRESS (a guest may be paused between
+    // its write to 0xCF8 and its access to 0xCFC) and the host bridge's
+    // configuration bytes (its command register is writable).
+    std::uint32_t config_address() const;
+    void set_config_address(std::uint32_t address);
+    std::array<std::byte, ConfigSize> host_bridge_bytes() const;
+    void restore_host_bridge(std::span<std::byte const, ConfigSize> bytes);
+
 private:
     // The device and register offset CONFIG_ADDRESS selects, plus the byte within
     // the data window; nullptr when nothing answers.
     PciDevice* target(std::uint64_t window_offset, std::uint64_t& config_offset) const;
 
-    std::mutex m_mutex;
+    mutable std::mutex m_mutex;
     std::uint32_t m_address { 0 };
     HostBridge m_host_bridge;
     std::array<PciDevice*, 32> m_slots {};

@@ -2,6 +2,7 @@
 
 #include "devices/virtio/spec.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -272,6 +273,62 @@ void PciTransport::reset_vectors()
     for (std::uint16_t q = 0; q < m_state->num_queues(); ++q)
         m_queue_vectors[q] = NoVector;
     m_isr.store(0, std::memory_order_release);
+}
+
+Result<TransportSnapshot> PciTransport::save_state(PciTransportSnapshot& pci)
+{
+    std::lock_guard lock(m_mutex);
+    STRATA_TRY(snapshot, m_state->save());
+    snapshot.interrupt_status = m_isr.load(std::memory_order_acquire);
+    snapshot.config_generation = m_config_generation.load(std::memory_order_acquire);
+    auto const bytes = m_config->bytes();
+    std::copy(bytes.begin(), bytes.end(), pci.config.begin());
+    pci.bars = m_config->bar_addresses();
+    pci.msix = m_msix.save();
+    pci.config_vector = m_config_vector.load();
+    pci.queue_vectors.clear();
+    for (std::uint16_t q = 0; q < m_state->num_queues(); ++q)
+        pci.queue_vectors.push_back(m_queue_vectors[q].load());
+    return snapshot;
+}
+
+Status PciTransport::restore_state(TransportSnapshot const& snapshot, PciTransportSnapshot const& pci)
+{
+    std::lock_guard lock(m_mutex);
+    std::string const what = "virtio-pci device " + std::to_string(m_state->device().device_id());
+    if (pci.msix.vectors.size() != m_msix.size())
+        return make_error(ErrorKind::BadInput, what + ": the snapshot has " + std::to_string(pci.msix.vectors.size())
+                + " MSI-X vectors, the function " + std::to_string(m_msix.size()));
+    if (pci.queue_vectors.size() != m_state->num_queues())
+        return make_error(ErrorKind::BadInput, what + ": the snapshot has vectors for " + std::to_string(pci.queue_vectors.size())
+                + " queues, the device " + std::to_string(m_state->num_queues()));
+    std::uint16_t const vectors = m_msix.size();
+    auto vector = [&](std::uint16_t v) { return v < vectors ? v : NoVector; };
+
+    m_config->restore(pci.config, pci.bars);
+    std::uint64_t const attached = m_bar_address_cached.load();
+    std::uint64_t const saved = m_config->bar_address(0);
+    if (saved != attached) {
+        m_bar_address_cached = saved;
+        if (m_on_relocate)
+            m_on_relocate(attached, saved);
+    }
+    // MSI-X enable and function mask as the restored Message Control says, so
+    // the table and the configuration space cannot disagree.
+    auto const b = m_config->bytes();
+    std::uint16_t control = 0;
+    std::memcpy(&control, &b[m_msix_cap + 2ULL], 2);
+    pci::MsixSnapshot msix = pci.msix;
+    msix.enabled = (control & pci::MsixControlEnable) != 0;
+    msix.function_mask = (control & pci::MsixControlFunctionMask) != 0;
+    if (!m_msix.restore(msix))
+        return make_error(ErrorKind::Internal, what + ": MSI-X table not restored");
+    m_config_vector = vector(pci.config_vector);
+    for (std::uint16_t q = 0; q < m_state->num_queues(); ++q)
+        m_queue_vectors[q] = vector(pci.queue_vectors[q]);
+    m_isr.store(snapshot.interrupt_status & 3u, std::memory_order_release);
+    m_config_generation.store(static_cast<std::uint8_t>(snapshot.config_generation), std::memory_order_release);
+    return m_state->restore(snapshot);
 }
 
 } // namespace strata::virtio

@@ -34,12 +34,27 @@
 #include "devices/virtio/spec.h"
 #include "devices/virtio/transport_state.h"
 
+#include <array>
 #include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
 
 namespace strata::virtio {
+
+// What a running-state snapshot keeps of a virtio-pci function besides the
+// transport-independent TransportSnapshot (whose interrupt_status is the ISR and
+// config_generation the common configuration's): its configuration space
+// (command register, BAR address, the PCI_CFG window, MSI-X control), the MSI-X
+// table and PBA, and the vectors the driver chose for the configuration and
+// each queue.
+struct PciTransportSnapshot {
+    std::array<std::byte, pci::ConfigSize> config {};
+    std::array<std::uint64_t, 6> bars {};
+    pci::MsixSnapshot msix;
+    std::uint16_t config_vector { NoVector };
+    std::vector<std::uint16_t> queue_vectors; // one per queue
+};
 
 class PciTransport final : public pci::PciDevice, public BusDevice, public VirtioSignals {
 public:
@@ -70,6 +85,17 @@ public:
     void signal_used(std::uint16_t queue) override;
     void signal_config_change() override;
     void set_needs_reset() override;
+
+    // Running-state snapshots, taken with the vCPUs parked and the device's
+    // queues paused (TransportState::save). restore_state() puts a snapshot into
+    // a freshly attached transport: the configuration space, then, when BAR 0
+    // was elsewhere, the relocation handler (the VMM moves the MMIO range and
+    // the ioeventfds), then the MSI-X table (every vector's route reported to
+    // the MsiSink, so the KVM routes are the guest's again), the vectors, and
+    // last the transport state, which re-activates the device. A snapshot that
+    // does not fit this function (vector or queue counts) is BadInput.
+    [[nodiscard]] Result<TransportSnapshot> save_state(PciTransportSnapshot& pci);
+    [[nodiscard]] Status restore_state(TransportSnapshot const& snapshot, PciTransportSnapshot const& pci);
 
     std::uint64_t bar_address() const;
     std::vector<QueueNotifier> notifiers() const;

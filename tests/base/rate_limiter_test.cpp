@@ -11,6 +11,8 @@
 using namespace std::chrono_literals;
 using strata::TokenBucket;
 using strata::TokenBucketConfig;
+using strata::RateLimiter;
+using strata::RateLimiterConfig;
 
 namespace {
 
@@ -87,4 +89,38 @@ TEST_CASE("RateLimiter takes both buckets or neither; update starts full; bad co
     CHECK(limiter.try_consume(1ULL << 40) == 0);
     CHECK_FALSE(strata::check_rate_limiter(strata::RateLimiterConfig { { 100, 0, 0 }, {} }));
     CHECK(strata::check_rate_limiter(strata::RateLimiterConfig { { 100, 0, 1 }, {} }));
+}
+
+TEST_CASE("a limiter's state carries its spent tokens to another limiter of the same configuration only")
+{
+    RateLimiterConfig config;
+    config.bandwidth = TokenBucketConfig { 1000, 500, 1000000 }; // refills 1000 bytes in 1000 s: no refill during the test
+    RateLimiter a(config);
+    CHECK(a.try_consume(500) == 0);  // the one-time burst
+    CHECK(a.try_consume(900) == 0);  // 100 bytes left
+    auto state = a.state();
+    CHECK(state.config == config);
+    CHECK(state.bandwidth.burst == 0);
+    CHECK(state.bandwidth.budget == 100);
+
+    RateLimiter b(config); // a restored VM's: full, burst unspent
+    b.restore_state(state);
+    CHECK(b.try_consume(200) != 0); // only 100 left, and no burst
+    CHECK(b.try_consume(100) == 0);
+
+    RateLimiterConfig other = config;
+    other.bandwidth.size = 2000;
+    RateLimiter c(other);
+    c.restore_state(state); // another configuration: starts full as it would
+    CHECK(c.try_consume(1500) == 0);
+
+    // A corrupt level is clamped to what the configuration allows.
+    auto wild = state;
+    wild.bandwidth.budget = -(std::int64_t(1) << 60);
+    wild.bandwidth.burst = 1u << 30;
+    RateLimiter d(config);
+    d.restore_state(wild);
+    auto back = d.state();
+    CHECK(back.bandwidth.budget >= -1000);
+    CHECK(back.bandwidth.burst <= 500);
 }

@@ -583,3 +583,48 @@ TEST_CASE("virtio-net: frames for the metadata service are answered by the devic
     rig.post_receive(2048);
     REQUIRE(eventually([&] { return rig.rx.used_idx() == 2; }));
 }
+
+TEST_CASE("virtio-net: a paused device takes and publishes nothing until it resumes, and none is lost")
+{
+    Rig rig;
+    rig.dev->pause();
+    auto a = rig.post_receive(4096);
+    REQUIRE(rig.backend.inject(header() + frame(200, 'r')));
+    std::string const out = header() + frame(80, 't');
+    rig.transmit(out);
+    std::this_thread::sleep_for(50ms);
+    CHECK(rig.rx.used_idx() == 0);
+    CHECK(rig.tx.used_idx() == 0);
+    CHECK(rig.dev->metrics().tx_packets == 0);
+    rig.dev->pause(); // twice is the same
+    rig.dev->resume();
+    REQUIRE(eventually([&] { return rig.rx.used_idx() == 1 && rig.tx.used_idx() == 1; }));
+    CHECK(rig.read_guest(a + 12, 200) == frame(200, 'r'));
+    CHECK(rig.backend.take() == out);
+    // A reset while paused ends the thread (nothing waits for a resume).
+    rig.dev->pause();
+    rig.dev->reset();
+    CHECK_FALSE(rig.dev->active());
+    rig.dev->resume();
+}
+
+TEST_CASE("virtio-net: the saved MAC goes back into a fresh device's config space, only before activation")
+{
+    PairBackend backend;
+    vnet::NetOptions options;
+    options.mac = vnet::parse_mac("02:00:00:00:00:01").value();
+    auto dev = vnet::VirtioNet::create(backend, options).value();
+    auto const saved = vnet::VirtioNet::Snapshot { vnet::parse_mac("02:aa:bb:cc:dd:ee").value() };
+    REQUIRE(dev->restore_state(saved));
+    std::uint8_t cfg[6] {};
+    dev->read_config(0, std::as_writable_bytes(std::span(cfg)));
+    CHECK(std::memcmp(cfg, "\x02\xaa\xbb\xcc\xdd\xee", 6) == 0);
+    CHECK(dev->save_state().mac == saved.mac);
+    auto multicast = saved;
+    multicast.mac[0] = 0x01;
+    CHECK_FALSE(dev->restore_state(multicast));
+    Rig rig;
+    auto r = rig.dev->restore_state(saved);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().kind == ErrorKind::Internal);
+}

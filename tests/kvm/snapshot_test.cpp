@@ -85,9 +85,10 @@ long long last_round(std::string const& log)
     return best;
 }
 
-strata::MachineConfig config_for(fs::path const& dir)
+strata::MachineConfig config_for(fs::path const& dir, strata::Transport transport = strata::Transport::Mmio)
 {
     strata::MachineConfig c;
+    c.transport = transport;
     c.firmware = seqwriter_elf;
     c.cmdline = "rounds=" + std::to_string(rounds) + " timeout_ms=3000";
     c.memory_mib = 64;
@@ -144,7 +145,7 @@ struct Image {
     long long round_before { -1 };
 };
 
-Image capture(TempDir const& tmp)
+Image capture(TempDir const& tmp, strata::Transport transport = strata::Transport::Mmio)
 {
     fs::path src = tmp.path / "source";
     fs::create_directories(src);
@@ -156,7 +157,7 @@ Image capture(TempDir const& tmp)
     Running vm;
     vm.log = src / "serial.log";
     vm.log_fd = open_log(vm.log);
-    auto m = strata::Machine::create(config_for(src), strata::MachineIo { vm.log_fd, -1 });
+    auto m = strata::Machine::create(config_for(src, transport), strata::MachineIo { vm.log_fd, -1 });
     REQUIRE_MESSAGE(m.has_value(), m.error().message);
     vm.machine = std::move(m.value());
     vm.start();
@@ -197,12 +198,12 @@ fs::path clone_dir(TempDir const& tmp, Image const& image, std::string const& na
     return dir;
 }
 
-Running restore(fs::path const& dir, fs::path const& state, fs::path const& memory)
+Running restore(fs::path const& dir, fs::path const& state, fs::path const& memory, strata::Transport transport = strata::Transport::Mmio)
 {
     Running vm;
     vm.log = dir / "serial.log";
     vm.log_fd = open_log(vm.log);
-    auto m = strata::Machine::restore(config_for(dir), strata::MachineIo { vm.log_fd, -1 }, state, memory);
+    auto m = strata::Machine::restore(config_for(dir, transport), strata::MachineIo { vm.log_fd, -1 }, state, memory);
     REQUIRE_MESSAGE(m.has_value(), m.error().message);
     vm.machine = std::move(m.value());
     return vm;
@@ -354,6 +355,21 @@ TEST_CASE("bad state or memory files are refused before anything runs")
         auto s = altered_state(image, "state-cpu", [](strata::MachineState& st) { st.cpu = "OtherVendor 1/2/3 xsave 4096"; });
         refused(s, image.memory, strata::ErrorKind::Unsupported, "another CPU");
     }
+    SUBCASE("a network interface's section for a VM without interfaces")
+    {
+        auto s = altered_state(image, "state-net", [](strata::MachineState& st) {
+            strata::NetInterfaceState n;
+            n.id = "eth0";
+            n.mac = { 0x02, 0, 0, 0, 0, 1 };
+            st.nets.push_back(n);
+        });
+        refused(s, image.memory, strata::ErrorKind::BadInput, "network interfaces");
+    }
+    SUBCASE("virtio-pci state for a virtio-mmio VM")
+    {
+        auto s = altered_state(image, "state-pci", [](strata::MachineState& st) { st.pci.resize(st.virtio.size()); });
+        refused(s, image.memory, strata::ErrorKind::BadInput, "virtio-pci");
+    }
     SUBCASE("truncated memory")
     {
         auto cut = std::vector<std::byte>(memory.begin(), memory.begin() + static_cast<std::ptrdiff_t>(memory.size() / 2));
@@ -370,4 +386,96 @@ TEST_CASE("bad state or memory files are refused before anything runs")
     }
     // Nothing ran: the clone's disk is as copied.
     CHECK(slurp(dir / "disk0.raw") == disk0);
+}
+
+TEST_CASE("over virtio-pci: seqwriter captured mid-run continues in every clone, and one altered queue index makes it fail")
+{
+    TempDir tmp("strata-snapshot-pci");
+    auto const pci = strata::Transport::Pci;
+    auto image = capture(tmp, pci);
+    {
+        // The state holds each function's PCI part: the disks, the console.
+        auto state = strata::decode_machine_state(slurp_bytes(image.state));
+        REQUIRE(state.has_value());
+        CHECK(state.value().pci.size() == disk_count + 1);
+        CHECK(state.value().pci.at(0).bars[0] != 0);
+        // The guest enabled memory decoding on every function it drives.
+        CHECK((std::to_integer<unsigned>(state.value().pci.at(0).config[4]) & 2) != 0);
+    }
+
+    SUBCASE("two clones finish the run and seqcheck passes on their disks")
+    {
+        std::vector<fs::path> dirs { clone_dir(tmp, image, "clone-a"), clone_dir(tmp, image, "clone-b") };
+        std::vector<Running> clones;
+        for (auto const& d : dirs)
+            clones.push_back(restore(d, image.state, image.memory, pci));
+        for (auto& c : clones)
+            c.start();
+        for (std::size_t k = 0; k < clones.size(); ++k) {
+            auto exit = clones[k].finish(60s);
+            auto log = slurp(dirs[k] / "serial.log");
+            INFO("clone ", k, " serial:\n", log);
+            CHECK(exit.kind == strata::MachineExit::Kind::GuestExit);
+            CHECK(exit.value == 0);
+            CHECK(log.find("seqwriter: done rounds " + std::to_string(rounds)) != std::string::npos);
+            CHECK(log.find("disks, 64 blocks") == std::string::npos);
+            auto check = seqcheck(dirs[k], static_cast<long long>(rounds) - 1);
+            INFO(check.out, check.err);
+            CHECK(check.exited);
+            CHECK(check.exit_code == 0);
+        }
+    }
+    SUBCASE("one queue index altered: the guest's request is never taken")
+    {
+        auto state = altered_state(image, "state-queue", [](strata::MachineState& s) { s.virtio.at(0).queues.at(0).index += 1; });
+        auto dir = clone_dir(tmp, image, "clone-queue");
+        auto vm = restore(dir, state, image.memory, pci);
+        vm.start();
+        auto exit = vm.finish(30s);
+        INFO(slurp(dir / "serial.log"));
+        CHECK(exit.kind == strata::MachineExit::Kind::GuestExit);
+        CHECK(exit.value == 5);
+    }
+    SUBCASE("a virtio-pci state does not restore into a virtio-mmio VM, nor the reverse")
+    {
+        auto dir = clone_dir(tmp, image, "clone-mmio");
+        auto r = strata::Machine::restore(config_for(dir), strata::MachineIo { -1, -1 }, image.state, image.memory);
+        REQUIRE_FALSE(r.has_value());
+        INFO(r.error().message);
+        CHECK(r.error().kind == strata::ErrorKind::BadInput);
+        CHECK(r.error().message.find("virtio-pci") != std::string::npos);
+        auto mmio_state = altered_state(image, "state-mmio", [](strata::MachineState& s) { s.pci.clear(); });
+        auto back = strata::Machine::restore(config_for(dir, pci), strata::MachineIo { -1, -1 }, mmio_state, image.memory);
+        REQUIRE_FALSE(back.has_value());
+        CHECK(back.error().kind == strata::ErrorKind::BadInput);
+    }
+}
+
+TEST_CASE("a version 1 state file (no PCI, network or metadata sections) still restores")
+{
+    TempDir tmp("strata-snapshot-v1");
+    auto image = capture(tmp);
+    // A version 2 file of an mmio VM without interfaces is a version 1 file
+    // plus the empty sections at its end: cut them off and relabel it.
+    auto bytes = slurp_bytes(image.state);
+    auto state = strata::decode_machine_state(bytes);
+    REQUIRE(state.has_value());
+    auto const v2 = strata::encode_machine_state(state.value());
+    // pci count (8), config address (4), host bridge (256), nets count (8), mmds flag (1), mmds string (8).
+    std::size_t const tail = 8 + 4 + 256 + 8 + 1 + 8;
+    std::vector<std::byte> v1(v2.begin(), v2.end() - static_cast<std::ptrdiff_t>(tail));
+    std::uint32_t const version = 1;
+    std::uint64_t const length = v1.size() - 32;
+    std::memcpy(v1.data() + 8, &version, 4);
+    std::memcpy(v1.data() + 16, &length, 8);
+    std::uint32_t const crc = strata::crc32c(std::span<std::byte const>(v1).subspan(32));
+    std::memcpy(v1.data() + 12, &crc, 4);
+    spill(image.dir / "state-v1", v1);
+    auto dir = clone_dir(tmp, image, "clone-v1");
+    auto vm = restore(dir, image.dir / "state-v1", image.memory);
+    vm.start();
+    auto exit = vm.finish(60s);
+    INFO(slurp(dir / "serial.log"));
+    CHECK(exit.kind == strata::MachineExit::Kind::GuestExit);
+    CHECK(exit.value == 0);
 }

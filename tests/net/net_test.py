@@ -478,6 +478,238 @@ print("echoes", len(times), "span_s %.3f" % span, "rate %.0f" % ((len(times) * f
         print("limited rate: measured", measured, "bytes/s for a limit of", rate)
 
 
+def wait_socket(sock):
+    deadline = time.time() + 30
+    while not os.path.exists(sock):
+        check(time.time() < deadline, f"the API socket {sock} never appeared")
+        time.sleep(0.05)
+
+
+def namespace_line(proc):
+    """Reads the VMM's stderr (merged into stdout) up to its netns=auto line:
+    (namespace name, the guest's address from the outer namespace)."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        print(line.rstrip(), flush=True)
+        m = re.search(r"namespace (strata-net-\d+);.* at (10\.200\.\d+\.\d+)", line)
+        if m:
+            return m.group(1), m.group(2)
+    fail("no namespace line from a VMM")
+
+
+def echo_each(outer, addrs, pings=3):
+    """From namespace outer: each address echoes UDP (port 4000) and answers ping."""
+    code = f"""
+import socket, struct, time, array, os, sys
+addrs = {addrs!r}
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(0.5)
+pending = set(addrs); deadline = time.time() + 120
+while pending and time.time() < deadline:
+    for a in list(pending):
+        u.sendto(("who is " + a).encode(), (a, 4000))
+    try:
+        while True:
+            data, src = u.recvfrom(100)
+            if data == ("who is " + src[0]).encode(): pending.discard(src[0])
+    except socket.timeout: pass
+if pending: print("no UDP echo from", sorted(pending)); sys.exit(1)
+def checksum(data):
+    if len(data) % 2: data += b"\\0"
+    s = sum(array.array("H", data)); s = (s >> 16) + (s & 0xFFFF); s += s >> 16
+    return (~s) & 0xFFFF
+r = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); r.settimeout(5)
+ident = os.getpid() & 0xffff
+for a in addrs:
+    for seq in range({pings}):
+        payload = bytes(range(56))
+        hdr = struct.pack("!BBHHH", 8, 0, 0, ident, seq)
+        pkt = hdr[:2] + struct.pack("H", checksum(hdr + payload)) + hdr[4:] + payload
+        r.sendto(pkt, (a, 0))
+        while True:
+            data, src = r.recvfrom(2048)
+            ihl = (data[0] & 15) * 4; icmp = data[ihl:]
+            if src[0] == a and icmp[0] == 0 and struct.unpack("!HH", icmp[4:8]) == (ident, seq): break
+        assert icmp[8:] == payload, "echo payload differs"
+print("all", len(addrs), "echoed UDP and answered", {pings}, "pings each")
+"""
+    r = subprocess.run(["ip", "netns", "exec", outer, sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    print(r.stdout, r.stderr, flush=True)
+    check(r.returncode == 0, "not every restored clone answered at its own address")
+
+
+def quit_each(outer, addrs):
+    code = f"""
+import socket
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for a in {addrs!r}: u.sendto(b"quit", (a, 7))
+"""
+    sh(sys.executable, "-c", code, ns=outer)
+
+
+def snapshot_clones_case(transport):
+    """A netecho VM (over `transport`) on tap0 in a namespace, paused mid-run and
+    snapshotted (PUT /snapshot/create) with its network interface and its
+    virtio-pci/MSI-X state; then STRATA_NET_CLONES (default 2) new VMMs each
+    load the snapshot (PUT /snapshot/load), each in a namespace of its own with
+    its own tap (Firecracker's recipe for clones: one guest address and one MAC
+    in every namespace), the second through network_overrides naming tap1. Each
+    clone answers ping and UDP, and ARP there resolves the guest's MAC: the
+    clones keep the MAC the running driver read. A load naming an interface the
+    snapshot lacks is refused and resumes nothing."""
+    count = int(os.environ.get("STRATA_NET_CLONES", "2"))
+    work = tempfile.mkdtemp(prefix="strata-net-snap-")
+    procs, spaces = [], []
+    try:
+        src_ns = Namespace("src" + transport)
+        spaces.append(src_ns)
+        mac = "02:5a:00:00:00:5c"
+        src_sock = os.path.join(work, "source.sock")
+        metadata = {"instance": {"id": "i-source", "tags": ["a", "b"]}}
+        with open(os.path.join(work, "mmds.json"), "w") as f:
+            json.dump(metadata, f)
+        src = run_guest(src_ns.name, [STRATA, "run", "--firmware", NETECHO, "--transport", transport, "--net", f"tap={src_ns.tap},mac={mac},id=eth0",
+                                      "--mmds", "V2", "--mmds-data", os.path.join(work, "mmds.json"),
+                                      "--api-socket", src_sock, "--cmdline", f"ip={GUEST_IP} timeout_s=600 transport={transport}"])
+        procs.append(src)
+        wait_socket(src_sock)
+        peer_session(src_ns.name, mac, pings=1, datagrams=1, quit=False)
+        check(api(src_sock, "PATCH", "/vm", {"state": "Paused"})[0] == 204, "pause")
+        snap, mem = os.path.join(work, "snap"), os.path.join(work, "mem")
+        st, body = api(src_sock, "PUT", "/snapshot/create", {"snapshot_path": snap, "mem_file_path": mem})
+        check(st == 204, f"snapshot/create: {st} {body}")
+        # The source runs on after the snapshot, and then ends.
+        check(api(src_sock, "PATCH", "/vm", {"state": "Resumed"})[0] == 204, "resume")
+        peer_session(src_ns.name, mac, pings=1, datagrams=1)
+        rc, _ = finish(src, "the source VM")
+        check(rc == 0, f"the source VM exited {rc}")
+
+        clones = []
+        for i in range(count):
+            tap = "tap0" if i % 2 == 0 else "tap1"
+            ns = Namespace(f"c{i}{transport}", tap=tap)
+            spaces.append(ns)
+            sock = os.path.join(work, f"clone{i}.sock")
+            p = run_guest(ns.name, [STRATA, "vmm", "--api-socket", sock])
+            procs.append(p)
+            clones.append((ns, p))
+            wait_socket(sock)
+            if i == 0:
+                st, body = api(sock, "PUT", "/snapshot/load", {"snapshot_path": snap, "mem_file_path": mem, "resume_vm": True,
+                                                               "network_overrides": [{"iface_id": "eth9", "host_dev_name": "tap9"}]})
+                check(st == 400 and "eth9" in body["fault_message"], f"a bad override: {st} {body}")
+                check(api(sock, "GET", "/")[1]["state"] == "Not started", "a refused load left a VM")
+            if i == 1:
+                # A VMM whose own store was filled before the load keeps it.
+                check(api(sock, "PUT", "/mmds", {"own": "data"})[0] == 204, "PUT /mmds before the load")
+            load = {"snapshot_path": snap, "mem_file_path": mem, "resume_vm": True}
+            if tap != "tap0":
+                load["network_overrides"] = [{"iface_id": "eth0", "host_dev_name": tap}]
+            st, body = api(sock, "PUT", "/snapshot/load", load)
+            check(st == 204, f"snapshot/load: {st} {body}")
+            st, cfg = api(sock, "GET", "/vm/config")
+            nic = cfg["network-interfaces"][0]
+            check(nic["guest_mac"] == mac and nic["host_dev_name"] == tap, f"clone {i}: {nic}")
+            # The metadata service's data store came with the snapshot (unless
+            # the VMM had its own), and so did its configuration.
+            st, data = api(sock, "GET", "/mmds")
+            check(data == (metadata if i != 1 else {"own": "data"}), f"clone {i}: GET /mmds {st} {data}")
+            check(cfg.get("mmds-config", {}).get("version") == "V2", f"clone {i}: mmds config {cfg.get('mmds-config')}")
+        # Every clone at once, each in its own namespace, the same address and MAC.
+        for ns, p in clones:
+            peer_session(ns.name, mac, pings=3, datagrams=2)
+        for ns, p in clones:
+            rc, out = finish(p, "a clone")
+            check("netecho: done" in out, "a clone did not finish netecho after quit")
+            check("netecho: ready" not in out, "a clone booted netecho again instead of restoring it")
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        for ns in spaces:
+            ns.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def vms_running_clones_case():
+    """`machine-images create --with-memory` of a running netecho VM with a
+    netns=auto interface, then `vms create --source-machine-image` clones: each
+    keeps the guest's MAC and is netns=auto, a --net with another MAC is refused
+    (64) and records nothing, and two clones started at once each answer UDP and
+    ping at their own address, restored rather than booted."""
+    home = tempfile.mkdtemp(prefix="strata-net-vmsr-")
+    xdg = tempfile.mkdtemp(prefix="strata-net-xdg-")
+    env = dict(os.environ, STRATA_HOME=home, XDG_RUNTIME_DIR=xdg)
+    outer = f"strata-nt-{os.getpid()}-vmsr"
+    sh("ip", "netns", "add", outer)
+    started = []
+    try:
+        sh("ip", "-n", outer, "link", "set", "lo", "up")
+        # A machine image captures store disks: the VM has one (netecho does not use it).
+        strata_cmd("vms", "create", "web", "--firmware", NETECHO, "--cmdline", f"ip={GUEST_IP} timeout_s=600",
+                   "--net", "netns=auto,id=eth0", "--disk", "size=1M,id=data", env=env)
+        strata_cmd("vms", "start", "web", ns=outer, env=env)
+        started.append("web")
+
+        def addresses(restored):
+            """The netns=auto addresses the VMM logs name, of restored or booted VMs."""
+            out = {}
+            for d in os.listdir(os.path.join(xdg, "strata")):
+                try:
+                    text = open(os.path.join(xdg, "strata", d, "vmm.log")).read()
+                except OSError:
+                    continue
+                m = re.search(r"namespace (strata-net-\d+);.* at (10\.200\.\d+\.\d+)", text)
+                if m and (("restored from" in text) == restored):
+                    out[d] = m.group(2)
+            return out
+
+        deadline = time.time() + 60
+        while not addresses(False) and time.time() < deadline:
+            time.sleep(0.2)
+        src = list(addresses(False).values())
+        check(len(src) == 1, f"no namespace line from the source VM: {src}")
+        echo_each(outer, src, pings=1)
+        mac = json.loads(strata_cmd("vms", "describe", "web", "--json", env=env).stdout)["network_interfaces"][0]["guest_mac"]
+        strata_cmd("machine-images", "create", "img", "--source-vm", "web", "--with-memory", env=env)
+        d = json.loads(strata_cmd("machine-images", "describe", "img", "--json", env=env).stdout)
+        check(d.get("state") == "running", f"the image is not running-state: {d}")
+
+        r = strata_cmd("vms", "create", "bad", "--source-machine-image", "img", "--net", "netns=auto,mac=02:00:00:00:00:09", env=env, check_rc=False)
+        check(r.returncode == 64 and "MAC" in r.stderr, f"another MAC for a running clone: {r.returncode} {r.stderr}")
+        check(strata_cmd("vms", "describe", "bad", env=env, check_rc=False).returncode != 0, "a refused vms create left a record")
+        for clone in ("c1", "c2"):
+            strata_cmd("vms", "create", clone, "--source-machine-image", "img", env=env)
+            nets = json.loads(strata_cmd("vms", "describe", clone, "--json", env=env).stdout)["network_interfaces"]
+            check(len(nets) == 1 and nets[0]["guest_mac"] == mac and nets[0].get("netns") == "auto", f"clone {clone}: {nets}")
+        for clone in ("c1", "c2"):
+            strata_cmd("vms", "start", clone, ns=outer, env=env)
+            started.append(clone)
+        deadline = time.time() + 60
+        while len(addresses(True)) < 2 and time.time() < deadline:
+            time.sleep(0.2)
+        clones = list(addresses(True).values())
+        check(len(clones) == 2 and len(set(clones + src)) == 3, f"clone addresses: {clones}, source {src}")
+        echo_each(outer, clones)
+        quit_each(outer, src + clones)
+        for name in started:
+            wait_stopped(name, env)
+    finally:
+        for name in started:
+            strata_cmd("vms", "stop", name, env=env, check_rc=False)
+        subprocess.run(["ip", "netns", "del", outer], capture_output=True, timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(xdg, ignore_errors=True)
+
+
 def main():
     if os.geteuid() != 0:
         skip("needs root for network namespaces and taps")
@@ -501,6 +733,12 @@ def main():
         clones_case()
     elif CASE == "rate_limit":
         rate_limit_case()
+    elif CASE == "snapshot_clones_mmio":
+        snapshot_clones_case("mmio")
+    elif CASE == "snapshot_clones_pci":
+        snapshot_clones_case("pci")
+    elif CASE == "vms_running_clones":
+        vms_running_clones_case()
     else:
         fail("unknown case " + CASE)
     print("PASS", CASE)

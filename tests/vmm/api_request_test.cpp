@@ -411,6 +411,14 @@ TEST_CASE("PUT /snapshot/create and PUT /snapshot/load (Firecracker's bodies)")
         ErrorKind::Unsupported);
     expect_error("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_backend": {"backend_type": "File"}})", "backend_path");
     expect_error("PUT", "/snapshot/load", R"({"mem_file_path": "m"})", "snapshot_path");
+    auto overrides = expect_ok<SnapshotLoadRequest>("PUT", "/snapshot/load",
+        R"({"snapshot_path": "s", "mem_file_path": "m", "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap7"}]})");
+    REQUIRE(overrides.network_overrides.size() == 1);
+    CHECK(overrides.network_overrides[0].iface_id == "eth0");
+    CHECK(overrides.network_overrides[0].host_dev_name == "tap7");
+    expect_error("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_file_path": "m", "network_overrides": {"iface_id": "eth0"}})", "network_overrides");
+    expect_error("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_file_path": "m", "network_overrides": [{"iface_id": "eth0"}]})", "host_dev_name");
+    expect_error("PUT", "/snapshot/load", R"({"snapshot_path": "s", "mem_file_path": "m", "network_overrides": [{"iface_id": "eth0", "host_dev_name": "t", "x": 1}]})", "x");
 
     CHECK(phase_of(ApiRequest { SnapshotCreateRequest {} }) == Phase::PostBoot);
     CHECK(phase_of(ApiRequest { SnapshotLoadRequest {} }) == Phase::PreBoot);

@@ -246,11 +246,19 @@ struct SnapshotCreateRequest {
 // "mem_file_path" or "mem_backend": {"backend_type": "File", "backend_path"}).
 // enable_diff_snapshots tracks dirty pages from then on; resume_vm runs the VM
 // at once, otherwise it is Paused. Answered 204.
+// Firecracker's network_overrides entry: interface iface_id of the snapshot
+// opens host tap host_dev_name instead of the one the snapshot names.
+struct NetworkOverride {
+    std::string iface_id;
+    std::string host_dev_name;
+};
+
 struct SnapshotLoadRequest {
     std::string snapshot_path;
     std::string mem_file_path;
     bool enable_diff_snapshots { false };
     bool resume_vm { false };
+    std::vector<NetworkOverride> network_overrides;
 };
 
 // What a capture reports; the API answers 200 with it as JSON.

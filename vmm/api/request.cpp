@@ -339,7 +339,7 @@ Result<ApiRequest> parse_snapshot_create(nlohmann::json const& json)
 
 Result<ApiRequest> parse_snapshot_load(nlohmann::json const& json)
 {
-    STRATA_TRY(reader, ObjectReader::open(json, { "snapshot_path", "mem_file_path", "mem_backend", "enable_diff_snapshots", "resume_vm" }));
+    STRATA_TRY(reader, ObjectReader::open(json, { "snapshot_path", "mem_file_path", "mem_backend", "enable_diff_snapshots", "resume_vm", "network_overrides" }));
     STRATA_TRY(snapshot_path, reader.string("snapshot_path"));
     STRATA_TRY(mem_file_path, reader.string("mem_file_path"));
     STRATA_TRY(backend, reader.object("mem_backend"));
@@ -371,6 +371,20 @@ Result<ApiRequest> parse_snapshot_load(nlohmann::json const& json)
     STRATA_TRY(check_host_path(mem_file_path ? "mem_file_path" : "backend_path", request.mem_file_path));
     request.enable_diff_snapshots = diff.value_or(false);
     request.resume_vm = resume.value_or(false);
+    if (auto it = json.find("network_overrides"); it != json.end()) {
+        if (!it->is_array())
+            return body_error("`network_overrides` must be an array");
+        for (auto const& entry : *it) {
+            STRATA_TRY(o, ObjectReader::open(entry, { "iface_id", "host_dev_name" }));
+            STRATA_TRY(id, o.string("iface_id"));
+            STRATA_TRY(tap, o.string("host_dev_name"));
+            if (!id)
+                return ObjectReader::missing("iface_id");
+            if (!tap)
+                return ObjectReader::missing("host_dev_name");
+            request.network_overrides.push_back(NetworkOverride { *id, *tap });
+        }
+    }
     return ApiRequest { std::move(request) };
 }
 

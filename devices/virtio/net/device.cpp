@@ -42,7 +42,12 @@ VirtioNet::~VirtioNet() { reset(); }
 void VirtioNet::read_config(std::uint64_t offset, std::span<std::byte> data) const
 {
     ConfigSpace config {};
-    std::memcpy(config.mac, m_options.mac.data(), sizeof config.mac);
+    MacAddress mac {};
+    {
+        std::lock_guard lock(m_mutex);
+        mac = m_options.mac;
+    }
+    std::memcpy(config.mac, mac.data(), sizeof config.mac);
     config.status = StatusLinkUp;
     config.max_virtqueue_pairs = 1;
     std::memset(data.data(), 0, data.size());
@@ -88,10 +93,69 @@ void VirtioNet::reset()
         m_stop = true;
     }
     wake();
+    m_pause_cv.notify_all();
     m_thread.join();
+    {
+        std::lock_guard lock(m_mutex);
+        m_running = false;
+        m_stop = false;
+        m_parked = false;
+    }
+    m_pause_cv.notify_all(); // a pause() waiting meanwhile has nothing left to wait for
+}
+
+void VirtioNet::pause()
+{
+    std::unique_lock lock(m_mutex);
+    m_pause_requested = true;
+    if (!m_running)
+        return;
+    wake();
+    m_pause_cv.wait(lock, [this] { return m_parked || !m_running; });
+}
+
+void VirtioNet::resume()
+{
+    {
+        std::lock_guard lock(m_mutex);
+        m_pause_requested = false;
+    }
+    m_pause_cv.notify_all();
+}
+
+void VirtioNet::park_if_paused()
+{
+    if (!m_pause_requested.load())
+        return;
+    std::unique_lock lock(m_mutex);
+    m_parked = true;
+    m_pause_cv.notify_all();
+    m_pause_cv.wait(lock, [this] { return !m_pause_requested.load() || m_stop.load(); });
+    m_parked = false;
+}
+
+void VirtioNet::quiet()
+{
     std::lock_guard lock(m_mutex);
-    m_running = false;
-    m_stop = false;
+    m_parked = true;
+    m_pause_cv.notify_all();
+}
+
+VirtioNet::Snapshot VirtioNet::save_state() const
+{
+    std::lock_guard lock(m_mutex);
+    return Snapshot { m_options.mac };
+}
+
+Status VirtioNet::restore_state(Snapshot const& snapshot)
+{
+    std::lock_guard lock(m_mutex);
+    if (m_running)
+        return make_error(ErrorKind::Internal, "virtio-net state restored into an active device");
+    if (snapshot.mac[0] & 1)
+        return make_error(ErrorKind::BadInput, "virtio-net '" + m_options.id + "': the saved MAC " + format_mac(snapshot.mac) + " is a multicast address");
+    m_options.mac = snapshot.mac;
+    return ok();
 }
 
 bool VirtioNet::active() const

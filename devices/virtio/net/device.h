@@ -40,6 +40,17 @@
 // TUNSETOFFLOAD); as the thread ends (reset) it withdraws them. Only the I/O
 // thread touches the backend.
 //
+// Running-state snapshots: pause() parks the I/O thread between two turns of
+// its loop (nothing taken from or published to the rings, no guest memory
+// touched, the backend unread) and returns once it is parked; resume() lets it
+// go on. A receive packet already in the device's buffer stays there; receive
+// chains taken for it but not yet published are behind the used ring's index,
+// so a device restored at that index takes them again (TransportSnapshot).
+// save_state()/restore_state() carry the one thing a restored device must keep
+// beyond its transport: the MAC the guest's driver read from the config space
+// (a running driver never reads it again). The counters are the VMM's, not the
+// guest's: a restored device starts them at zero, as a new VMM's metrics do.
+//
 // Threading: VirtioDevice methods come from the transport (vCPU threads, under
 // the transport's lock); metrics() from any thread. The backend must outlive the
 // device.
@@ -52,6 +63,7 @@
 #include "devices/virtio/rate_limited_log.h"
 
 #include <atomic>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -87,6 +99,15 @@ public:
 
     bool active() const;
     NetMetrics metrics() const;
+
+    void pause();
+    void resume();
+    struct Snapshot {
+        MacAddress mac {};
+    };
+    Snapshot save_state() const;
+    // Only before the device is activated (the transport's restore activates it).
+    [[nodiscard]] Status restore_state(Snapshot const& snapshot);
     std::string const& id() const { return m_options.id; }
     MacAddress const& mac() const { return m_options.mac; }
 
@@ -94,6 +115,11 @@ private:
     VirtioNet(NetBackend& backend, NetOptions options);
     void run(VirtioActivation activation);
     void wake();
+    // The I/O thread: parks while a pause is requested (returns when it is
+    // withdrawn or the device stops); quiet() marks a thread that has stopped
+    // touching the queues for good (a failed activation), so pause() need not wait.
+    void park_if_paused();
+    void quiet();
 
     struct Counters {
         std::atomic<std::uint64_t> rx_packets { 0 }, rx_bytes { 0 }, tx_packets { 0 }, tx_bytes { 0 };
@@ -114,6 +140,9 @@ private:
     std::thread m_thread;
     bool m_running { false };
     std::atomic<bool> m_stop { false };
+    std::atomic<bool> m_pause_requested { false };
+    bool m_parked { false }; // the I/O thread is parked or quiet (under m_mutex)
+    std::condition_variable m_pause_cv;
 };
 
 } // namespace strata::virtio::net

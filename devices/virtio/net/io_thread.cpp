@@ -429,6 +429,7 @@ void VirtioNet::run(VirtioActivation activation)
         // The tap would hand the guest packets it did not agree to take.
         m_log.warn(r.error().message + "; device stopped");
         activation.signals->set_needs_reset();
+        quiet();
         while (!m_stop.load()) {
             pollfd p { m_control.get(), POLLIN, 0 };
             ::poll(&p, 1, 100);
@@ -483,6 +484,7 @@ void VirtioNet::run(VirtioActivation activation)
     if (!fine) {
         m_log.warn("cannot set up the I/O thread's epoll; device stopped");
         activation.signals->set_needs_reset();
+        quiet();
         while (!m_stop.load()) {
             pollfd p { m_control.get(), POLLIN, 0 };
             ::poll(&p, 1, 100);
@@ -497,6 +499,11 @@ void VirtioNet::run(VirtioActivation activation)
     // The metadata service's answers are due without any event from the backend.
     auto receive_due = [&engine](bool receive) { return receive || engine.mmds_pending(); };
     while (!m_stop.load()) {
+        // A snapshot parks the thread here, between two turns: the queues'
+        // events wait in their eventfds (level-triggered) for the next turn.
+        park_if_paused();
+        if (m_stop.load())
+            break;
         std::uint32_t const want = (engine.wants_receive() ? EPOLLIN : 0u) | (engine.wants_send() ? EPOLLOUT : 0u);
         if (want != backend_events) {
             bool done = false;
