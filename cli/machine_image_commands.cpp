@@ -7,6 +7,7 @@
 
 #include "store/machine_image_store.h"
 #include "vmm/api/client.h"
+#include "vmm/image_memory.h"
 
 #include <CLI/CLI.hpp>
 
@@ -212,7 +213,7 @@ void register_machine_images(CLI::App& app, int& exit_code)
     imp->add_option("FILE", a->file)->required();
     imp->callback([&exit_code, a] {
         exit_code = with_vm_store([&](Store& s) {
-            auto m = import_machine_image(s, a->name, a->file, progress_on_tty("verifying"));
+            auto m = import_machine_image(s, a->name, a->file, progress_on_tty("verifying"), check_state_folder);
             return m ? 0 : vm_fail(m.error());
         });
     });

@@ -29,12 +29,23 @@ Result<std::span<std::byte>> GuestMemory::slice(std::uint64_t gpa, std::uint64_t
 
 void GuestMemory::mark(Region const& region, std::uint64_t gpa, std::uint64_t len)
 {
-    if (region.dirty == nullptr || len == 0)
+    // SAFETY: Region::dirty is only ever accessed atomically (see the header).
+    auto* dirty = std::atomic_ref(const_cast<Region&>(region).dirty).load(std::memory_order_acquire);
+    if (dirty == nullptr || len == 0)
         return;
     std::uint64_t const first = (gpa - region.gpa) / page_size;
     std::uint64_t const last = (gpa - region.gpa + len - 1) / page_size;
     for (std::uint64_t p = first; p <= last; ++p)
-        region.dirty[p / 64].fetch_or(std::uint64_t { 1 } << (p % 64), std::memory_order_relaxed);
+        dirty[p / 64].fetch_or(std::uint64_t { 1 } << (p % 64), std::memory_order_relaxed);
+}
+
+void GuestMemory::start_dirty_tracking(std::size_t index, std::atomic<std::uint64_t>* bits)
+{
+    if (index >= m_regions.size())
+        return;
+    std::atomic_ref ref(m_regions[index].dirty);
+    std::atomic<std::uint64_t>* none = nullptr;
+    ref.compare_exchange_strong(none, bits, std::memory_order_release, std::memory_order_relaxed);
 }
 
 void GuestMemory::mark_dirty(std::uint64_t gpa, std::uint64_t len) const

@@ -10,8 +10,9 @@
 // wrote, which KVM's dirty log never sees. slice() cannot tell a read from a
 // write, so it marks both (a page read through it is saved again, never a
 // written one missed); read() and read_bytes() mark nothing.
-// Threading: the region table is immutable after construction, so any thread may
-// use a GuestMemory concurrently; the dirty bits are set atomically. Concurrent accesses to the same guest bytes are
+// Threading: the region table is immutable after construction (but for each
+// region's bitmap pointer, which start_dirty_tracking may set once, atomically),
+// so any thread may use a GuestMemory concurrently; the dirty bits are set atomically. Concurrent accesses to the same guest bytes are
 // the guest's business; the virtio core uses atomic_ref where ordering matters.
 #pragma once
 
@@ -34,6 +35,8 @@ public:
         std::uint64_t size;
         std::byte* host;
         // One bit per page of the region, set by slice(); null: not tracked.
+        // May be set once later (start_dirty_tracking), so it is read and
+        // written through std::atomic_ref.
         std::atomic<std::uint64_t>* dirty { nullptr };
     };
 
@@ -57,6 +60,12 @@ public:
     // ring): each write must mark its pages again, or a snapshot taken between
     // the slice and the write misses it.
     void mark_dirty(std::uint64_t gpa, std::uint64_t len) const;
+
+    // Starts tracking region `index` into `bits` (one bit per page, zeroed by
+    // the caller, outliving this view), while devices may be using the view:
+    // a device sees the bitmap from its next access on. Regions tracked
+    // already keep theirs.
+    void start_dirty_tracking(std::size_t index, std::atomic<std::uint64_t>* bits);
 
     [[nodiscard]] Status read_bytes(std::uint64_t gpa, std::span<std::byte> out) const;
     [[nodiscard]] Status write_bytes(std::uint64_t gpa, std::span<std::byte const> in) const;

@@ -5,8 +5,9 @@
 // layer IDs bottom..top and a user-visible layer name
 // "<image>-disk-<id>-YYYY-MM-DD[-NN]", the image's description and labels, the
 // source VM's name, labels and metadata, the capture time, the stall, and whether
-// the image is generalized. Not captured: guest memory, the VM's name and API
-// socket, and scratch disks' data (their mapping and size are kept, no layers).
+// the image is generalized. Not captured: guest memory (unless "running",
+// below), the VM's name and API socket, and scratch disks' data (their mapping
+// and size are kept, no layers).
 //
 // Successive images of one VM share layers: a capture freezes each disk's top
 // layer and pushes a new empty one, so the next capture's chain repeats the
@@ -77,8 +78,9 @@ struct MachineImageRecord {
     bool running { false };
 };
 
-// Where a running-state image keeps its state file ("state") and guest-memory
-// file ("memory"): <store>/machine-state/<image>.
+// Where a running-state image keeps its state file ("state") and its memory
+// layers ("memory", the ones below it and "memory.json"; store/memory_chain.h):
+// <store>/machine-state/<image>.
 std::filesystem::path machine_state_dir(std::string const& store_root, std::string const& image);
 
 [[nodiscard]] Status check_machine_image(MachineImageRecord const& m);

@@ -1,6 +1,7 @@
 #include "store/machine_image_store.h"
 
 #include "store/artifacts.h"
+#include "store/memory_chain.h"
 #include "imaging/layer/layer.h"
 #include "store/store.h"
 
@@ -35,7 +36,7 @@ void undo_disk(std::string const& root, ObjectManifest const& m, std::size_t ima
 
 // The VM's own names for a running-state image's state and memory files: hard
 // links (nothing copied; every VM from the image maps the same pages), or
-// copies where the file system has no hard links.
+// copies where the file system has no hard links (memory_chain.h).
 Status link_machine_state(std::filesystem::path const& from, std::filesystem::path const& to)
 {
     std::error_code ec;
@@ -45,20 +46,7 @@ Status link_machine_state(std::filesystem::path const& from, std::filesystem::pa
     // The caller holds the record lock and no VM of this name exists: whatever
     // is there was left by an earlier VM of the name and is no one's.
     std::filesystem::remove_all(to, ec);
-    if (!std::filesystem::create_directory(to, ec) || ec)
-        return make_error(ErrorKind::Io, "create '" + to.string() + "': " + (ec ? ec.message() : "it exists"));
-    for (char const* file : { "memory", "state" }) {
-        if (!std::filesystem::exists(from / file, ec))
-            return make_error(ErrorKind::NotFound, "the running state of the machine image is missing (" + (from / file).string() + ")");
-        std::filesystem::create_hard_link(from / file, to / file, ec);
-        if (ec) {
-            ec.clear();
-            std::filesystem::copy_file(from / file, to / file, ec);
-            if (ec)
-                return make_error(ErrorKind::Io, "copy '" + (from / file).string() + "': " + ec.message());
-        }
-    }
-    return ok();
+    return link_state_folder(from, to);
 }
 
 } // namespace

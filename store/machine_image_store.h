@@ -17,6 +17,7 @@
 #include "store/manifest.h"
 #include "imaging/store_io.h"
 
+#include <functional>
 #include <optional>
 
 namespace strata {
@@ -66,12 +67,19 @@ void apply_overrides(VmRecord& vm, VmOverrides const& overrides);
 
 // Machine image export/import (machine_image_archive.cpp). The archive holds the
 // record (archive metadata), one disk entry "disk-<id>" per non-scratch disk with
-// its whole layer chain, and one blob "artifact-<digest>" per boot artifact.
+// its whole layer chain, one blob "artifact-<digest>" per boot artifact, and for
+// a running-state image its state and memory layers.
 // Import verifies the whole archive before anything enters the store, gives the
 // layers new IDs, and writes the record last; a corrupted archive imports nothing.
+// A running-state image also carries its state and memory layers (see
+// machine_image_archive.cpp); import checks them with `check_state` (given the
+// folder rebuilt in tmp/ and the guest's RAM size; the VMM's knowledge of the
+// state format, vmm/image_memory.h's check_state_folder) and refuses such an
+// archive without one.
+using CheckMachineState = std::function<Status(std::filesystem::path const& dir, std::uint64_t memory_bytes)>;
 [[nodiscard]] Status export_machine_image(Store& store, std::string const& name, std::string const& file, int level = 1,
     ProgressFn const& progress = {});
 [[nodiscard]] Result<MachineImageRecord> import_machine_image(Store& store, std::string const& name, std::string const& file,
-    ProgressFn const& progress = {});
+    ProgressFn const& progress = {}, CheckMachineState const& check_state = {});
 
 } // namespace strata

@@ -161,6 +161,9 @@ public:
     // Before run(): the vCPUs start parked (state Paused) until resume_vcpus().
     void start_paused();
     bool tracks_dirty_pages() const;
+    // Starts dirty page tracking from now on (GuestRam::start_dirty_tracking),
+    // with the vCPUs parked; nothing if the machine tracks them already.
+    [[nodiscard]] Status start_dirty_tracking();
     // Gives the VM a new generation ID (the VMGenID device in the DSDT: 16
     // random bytes at layout::vmgenid_guid) and pulses the ACPI GED's line, so
     // a guest driver is notified. Every VM made from a running-state snapshot

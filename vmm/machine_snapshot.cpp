@@ -119,6 +119,11 @@ bool Machine::tracks_dirty_pages() const
     return m_ram->tracks_dirty();
 }
 
+Status Machine::start_dirty_tracking()
+{
+    return m_ram->start_dirty_tracking();
+}
+
 void Machine::start_paused()
 {
     std::lock_guard guard(m_pause_lock);
@@ -288,29 +293,7 @@ Result<std::unique_ptr<Machine>> Machine::restore_checked(MachineConfig const& c
 
     // Every memory file is opened and checked: the first whole, the rest
     // differential, each against the checksum its snapshot recorded.
-    std::vector<Fd> files;
-    for (std::size_t i = 0; i < memory.size(); ++i) {
-        auto const& layer = memory[i];
-        auto const& memory_file = layer.path;
-        if (layer.diff != (i > 0))
-            return make_error(ErrorKind::BadInput, i == 0 ? "the bottom memory file of a snapshot must be a whole one, not a Diff"
-                                                          : "only the bottom memory file of a snapshot can be a whole one");
-        int raw = ::open(memory_file.c_str(), O_RDONLY | O_CLOEXEC);
-        if (raw < 0)
-            return errno_error("open memory file '" + memory_file.string() + "'");
-        Fd fd(raw);
-        struct stat st {};
-        if (::fstat(fd.get(), &st) != 0)
-            return errno_error("stat memory file '" + memory_file.string() + "'");
-        if (static_cast<std::uint64_t>(st.st_size) != state.memory_bytes)
-            return make_error(ErrorKind::BadInput, "memory file '" + memory_file.string() + "' has " + std::to_string(st.st_size) + " bytes; the snapshot's RAM is " + std::to_string(state.memory_bytes));
-        auto crc = layer.diff ? memory_diff_crc(fd.get(), state.memory_bytes, layer.runs) : memory_file_crc(fd.get(), state.memory_bytes);
-        if (!crc)
-            return crc.error().context("memory file '" + memory_file.string() + "'");
-        if (crc.value() != layer.crc)
-            return make_error(ErrorKind::BadInput, "memory file '" + memory_file.string() + "' does not match the snapshot (checksum differs): corrupt, or from another snapshot");
-        files.push_back(std::move(fd));
-    }
+    STRATA_TRY(files, open_memory_layers(memory, state.memory_bytes));
 
     STRATA_TRY(machine, open_shell(config, io));
     STRATA_TRY(xsave_bytes, xsave_size(*machine->m_kvm));

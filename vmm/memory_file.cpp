@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vector>
 
@@ -231,6 +232,35 @@ Result<std::uint32_t> memory_diff_crc(int fd, std::uint64_t size, std::span<Page
         }
     }
     return crc;
+}
+
+Result<std::vector<Fd>> open_memory_layers(std::span<MemoryLayer const> memory, std::uint64_t memory_bytes)
+{
+    if (memory.empty())
+        return make_error(ErrorKind::BadInput, "a snapshot needs at least one memory file");
+    std::vector<Fd> files;
+    for (std::size_t i = 0; i < memory.size(); ++i) {
+        auto const& layer = memory[i];
+        auto const& memory_file = layer.path;
+        if (layer.diff != (i > 0))
+            return make_error(ErrorKind::BadInput, i == 0 ? "the bottom memory file of a snapshot must be a whole one, not a Diff"
+                                                          : "only the bottom memory file of a snapshot can be a whole one");
+        Fd fd(::open(memory_file.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd.valid())
+            return errno_error("open memory file '" + memory_file.string() + "'");
+        struct stat st {};
+        if (::fstat(fd.get(), &st) != 0)
+            return errno_error("stat memory file '" + memory_file.string() + "'");
+        if (static_cast<std::uint64_t>(st.st_size) != memory_bytes)
+            return make_error(ErrorKind::BadInput, "memory file '" + memory_file.string() + "' has " + std::to_string(st.st_size) + " bytes; the snapshot's RAM is " + std::to_string(memory_bytes));
+        auto crc = layer.diff ? memory_diff_crc(fd.get(), memory_bytes, layer.runs) : memory_file_crc(fd.get(), memory_bytes);
+        if (!crc)
+            return crc.error().context("memory file '" + memory_file.string() + "'");
+        if (crc.value() != layer.crc)
+            return make_error(ErrorKind::BadInput, "memory file '" + memory_file.string() + "' does not match the snapshot (checksum differs): corrupt, or from another snapshot");
+        files.push_back(std::move(fd));
+    }
+    return files;
 }
 
 Status read_memory_diff(int fd, std::span<PageRun const> runs, std::span<std::byte> ram)

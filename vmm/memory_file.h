@@ -18,7 +18,9 @@
 // write_memory_file runs (vCPUs parked, device queues paused).
 #pragma once
 
+#include "base/fd.h"
 #include "base/result.h"
+#include "store/memory_chain.h" // PageRun
 
 #include <cstdint>
 #include <filesystem>
@@ -33,12 +35,6 @@ namespace strata {
 // The checksum of an open memory file of `size` bytes.
 [[nodiscard]] Result<std::uint32_t> memory_file_crc(int fd, std::uint64_t size);
 
-// Pages [first, first + count) of guest RAM.
-struct PageRun {
-    std::uint64_t first { 0 };
-    std::uint64_t count { 0 };
-    bool operator==(PageRun const&) const = default;
-};
 // The runs of set bits in a page bitmap of `pages` pages (GuestRam::take_dirty_pages).
 std::vector<PageRun> page_runs(std::span<std::uint64_t const> bitmap, std::uint64_t pages);
 std::uint64_t page_count(std::span<PageRun const> runs);
@@ -58,6 +54,10 @@ struct MemoryLayer {
 // The CRC-32C over the pages of `runs` (with their page numbers) of an open
 // differential memory file of `size` bytes; BadInput if a run is outside it.
 [[nodiscard]] Result<std::uint32_t> memory_diff_crc(int fd, std::uint64_t size, std::span<PageRun const> runs);
+// Opens the files of a memory chain (bottom first: one whole file, then
+// differential ones) for a restore and checks each before anything runs: its
+// size is `memory_bytes`, its checksum the layer's (BadInput otherwise).
+[[nodiscard]] Result<std::vector<Fd>> open_memory_layers(std::span<MemoryLayer const> memory, std::uint64_t memory_bytes);
 // Copies the pages of `runs` from an open differential memory file into `ram`.
 [[nodiscard]] Status read_memory_diff(int fd, std::span<PageRun const> runs, std::span<std::byte> ram);
 

@@ -117,7 +117,19 @@ Status VmmController::create_machine()
     std::unique_ptr<Machine> machine;
     if (m_restore) {
         auto const began = std::chrono::steady_clock::now();
-        STRATA_TRY(restored, Machine::restore(m_config, m_io, m_restore->state_file, m_restore->memory_file));
+        // A folder with memory layers (image_memory.h) restores its chain; one
+        // whole memory file otherwise (a suspended VM, an older image).
+        STRATA_TRY(layers, memory_layers_of(m_restore->state_file.parent_path()));
+        auto restored_or = [&]() -> Result<std::unique_ptr<Machine>> {
+            if (!layers)
+                return Machine::restore(m_config, m_io, m_restore->state_file, m_restore->memory_file);
+            STRATA_TRY(state, read_file(m_restore->state_file.string(), "machine state", 64ull << 20));
+            auto from_chain = Machine::restore(m_config, m_io, state, *layers);
+            if (!from_chain)
+                return from_chain.error().context("state file '" + m_restore->state_file.string() + "'");
+            return from_chain;
+        }();
+        STRATA_TRY(restored, std::move(restored_or));
         std::string generation;
         if (m_restore->new_generation) {
             STRATA_TRY(id, restored->new_generation_id());
@@ -454,12 +466,19 @@ Result<api::CaptureResult> VmmController::create_machine_image(api::MachineImage
         if (ec)
             return make_error(ErrorKind::Io, "create '" + capture.state_dir.string() + "': " + ec.message());
     }
+    // A later memory capture of this VM is a differential layer over the last
+    // one's chain, linked into the new folder before the cut (so deleting the
+    // earlier image meanwhile takes nothing from this one).
+    std::vector<MemoryChainLayer> below;
+    if (request.memory && m_image_memory && m->tracks_dirty_pages())
+        below = link_previous_layers(*m_image_memory, capture.state_dir);
     auto discard_state = [&] {
         if (!capture.state_dir.empty()) {
             std::error_code ec;
             std::filesystem::remove_all(capture.state_dir, ec);
         }
     };
+    std::vector<MemoryChainLayer> chain;
     auto do_capture = [&]() -> Status {
         capture.captured_at = utc_now();
         if (!request.memory) {
@@ -473,13 +492,19 @@ Result<api::CaptureResult> VmmController::create_machine_image(api::MachineImage
         // rings, where the saved queue positions leave them for the restored
         // device), then the vCPUs are parked and memory and device state saved,
         // before any disk freezes. The vCPUs run again as soon as that is saved.
-        // A memory capture takes the dirty log: a later Diff would miss what it took.
+        // A memory capture takes the dirty log: a later Diff would miss what it
+        // took, and so would a later capture over the previous image's chain
+        // unless this one succeeds.
         m_memory_chain.clear();
+        m_image_memory.reset();
         STRATA_TRY(outcome, capture_disks(m->disks(), *m->disks().store(), "", [&]() -> Status {
             m->pause_vcpus();
-            auto saved = m->save_snapshot(capture.state_dir / "state", capture.state_dir / "memory");
+            auto saved = save_image_memory(*m, capture.state_dir, below);
             m->resume_vcpus();
-            return saved;
+            if (!saved)
+                return saved.error();
+            chain = std::move(saved.value());
+            return ok();
         }));
         m_last_stall_us = outcome.stall_us;
         capture.outcome = std::move(outcome);
@@ -494,6 +519,13 @@ Result<api::CaptureResult> VmmController::create_machine_image(api::MachineImage
     if (auto r = m_record_image(*m, capture); !r) {
         discard_state();
         return r.error();
+    }
+    if (request.memory) {
+        std::fprintf(stderr, "strata: machine image '%s': memory layer %s (%s, %llu pages) over %zu layers\n", request.name.c_str(),
+            chain.back().id.c_str(), chain.back().diff ? "differential" : "whole",
+            static_cast<unsigned long long>(chain.back().diff ? page_count(chain.back().runs) : m->config().memory_mib << 8),
+            chain.size() - 1);
+        m_image_memory = ImageMemory { capture.state_dir, std::move(chain) };
     }
     return api::CaptureResult { request.name, capture.outcome.stall_us, capture.guest_flush };
 }
@@ -521,6 +553,7 @@ Status VmmController::suspend()
         if (!was_paused && m->vcpus_paused())
             m->resume_vcpus();
     };
+    m_image_memory.reset(); // the save takes the dirty log
     auto outcome = capture_disks(m->disks(), *m->disks().store(), "", [&]() -> Status {
         m->pause_vcpus();
         return m->save_snapshot(fresh / "state", fresh / "memory");
@@ -637,6 +670,7 @@ Status VmmController::create_snapshot(api::SnapshotCreateRequest const& request)
             STRATA_TRY(copy_disk(drive.disk.path, to));
         }
         made.push_back(memory);
+        m_image_memory.reset(); // this save takes the dirty log a machine image's next layer needs
         auto saved = m->save_memory_and_state(memory, request.diff);
         if (!saved) {
             // The dirty log may be gone with the failure: a Diff cannot follow.

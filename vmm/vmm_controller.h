@@ -29,6 +29,7 @@
 
 #include "vmm/api/controller.h"
 #include "vmm/capture.h"
+#include "vmm/image_memory.h"
 #include "vmm/machine.h"
 
 #include <atomic>
@@ -162,6 +163,10 @@ private:
     // The memory files of the last snapshot this VM was created or loaded from,
     // bottom first: what a Diff is layered on. Empty: only a Full can be made.
     std::vector<MemoryLayer> m_memory_chain;
+    // The last machine image this VMM captured with memory: the next memory
+    // capture is a differential layer over its chain (image_memory.h). Reset
+    // whenever the dirty log is taken for anything else, or a capture fails.
+    std::optional<ImageMemory> m_image_memory;
     std::atomic<bool> m_generalize_acknowledged { false };
 };
 

@@ -78,6 +78,29 @@ Result<std::unique_ptr<GuestRam>> GuestRam::map(Vm& vm, std::uint64_t size, int 
     return ram;
 }
 
+Status GuestRam::start_dirty_tracking()
+{
+    if (tracks_dirty())
+        return ok();
+    std::uint64_t const words = (m_size / GuestMemory::page_size + 63) / 64;
+    auto bits = std::make_unique<std::atomic<std::uint64_t>[]>(words);
+    std::vector<std::uint64_t> firsts;
+    auto const regions = m_memory.regions();
+    std::uint64_t offset = 0;
+    for (std::size_t slot = 0; slot < regions.size(); ++slot) {
+        firsts.push_back(offset / GuestMemory::page_size / 64);
+        // The same slot again with only its flags changed: KVM keeps the
+        // mapping and starts its log (KVM_MR_FLAGS_ONLY).
+        STRATA_TRY(m_vm.map_memory(static_cast<std::uint32_t>(slot), regions[slot].gpa, regions[slot].size, regions[slot].host, true));
+        offset += regions[slot].size;
+    }
+    m_dirty_bits = std::move(bits);
+    m_dirty = std::move(firsts);
+    for (std::size_t slot = 0; slot < regions.size(); ++slot)
+        m_memory.start_dirty_tracking(slot, m_dirty_bits.get() + m_dirty[slot]);
+    return ok();
+}
+
 Result<std::vector<std::uint64_t>> GuestRam::take_dirty_pages()
 {
     if (!tracks_dirty())

@@ -5,7 +5,10 @@
 // Dirty tracking (for differential snapshots, track_dirty): the slots log dirty
 // pages in KVM (what vCPUs and KVM write) and the GuestMemory view marks what
 // the VMM's devices touch (guest_memory.h); take_dirty_pages() joins the two.
-// Tracking costs the guest KVM's huge pages, so it is asked for, never the default.
+// Tracking costs the guest KVM's huge pages, so it is asked for, never the
+// default: at create, or from a point on (start_dirty_tracking, which a
+// machine image's first memory capture calls so that the next one can be a
+// differential one).
 // Threading: immutable after create() but for the dirty bits; the mapping
 // outlives every vCPU and device because the Machine destroys them first.
 // take_dirty_pages() runs while the vCPUs and the devices are paused.
@@ -50,6 +53,12 @@ public:
     // of contents(), page 0 at bit 0 of word 0. Clears both logs. Unsupported
     // unless the RAM was created with track_dirty.
     [[nodiscard]] Result<std::vector<std::uint64_t>> take_dirty_pages();
+    // Starts tracking now (nothing if tracking already): KVM logs the slots'
+    // writes from here on and the devices' view marks theirs. Called with the
+    // vCPUs parked; the devices may run (their view picks the bitmaps up
+    // atomically), but what they write before the caller's next
+    // take_dirty_pages is only in the log from this call on.
+    [[nodiscard]] Status start_dirty_tracking();
 
     // Memory-size bounds, in MiB, checked by create and by the CLI.
     static constexpr std::uint64_t min_mib = 8;
