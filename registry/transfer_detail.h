@@ -5,6 +5,7 @@
 // Threading: one thread.
 #pragma once
 
+#include "base/fd.h"
 #include "imaging/archive/archive_format.h"
 #include "imaging/layer/layer.h"
 #include "registry/lazy.h"
@@ -63,8 +64,23 @@ struct StrataManifest {
     std::string digest;
 };
 
+// The locks a pull holds on its streamed layers' files under tmp/registry/
+// (tmp/registry/<key>.lock, flock): from before it looks at a layer's files
+// until the pull is over, so another pull of the same blobs neither removes,
+// writes nor adopts them meanwhile. Each lock file is removed while still held
+// (whoever takes one checks that its name still leads to the file it locked).
+struct PullLocks {
+    std::vector<std::pair<std::string, Fd>> held; // lock file path, its descriptor
+    PullLocks() = default;
+    PullLocks(PullLocks const&) = delete;
+    PullLocks& operator=(PullLocks const&) = delete;
+    ~PullLocks();
+};
+
 // Layers a pull reused or built; the built ones are under tmp/ until recorded.
+// Members are destroyed in reverse order: the locks go last.
 struct Fetched {
+    PullLocks locks;
     std::vector<LayerId> ids, fresh;
     std::vector<std::string> blob_files;
     std::vector<std::pair<LayerId, LayerBlob>> records;

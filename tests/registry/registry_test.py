@@ -619,7 +619,8 @@ def case_sigkill(work):
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
             part = [n for n in os.listdir(os.path.join(b, "tmp", "registry"))] if os.path.isdir(os.path.join(b, "tmp", "registry")) else []
-            if part and os.path.getsize(os.path.join(b, "tmp", "registry", part[0])) > 0:
+            # Any file but the pull's empty lock file (<key>.lock) that has data.
+            if any(os.path.getsize(os.path.join(b, "tmp", "registry", n)) > 0 for n in part):
                 break
             time.sleep(0.05)
         p.kill()
@@ -662,6 +663,52 @@ def case_sigkill(work):
         check(os.listdir(tmp) == [], f"a recorded pull leaves nothing under tmp/registry: {os.listdir(tmp)}")
     finally:
         front.stop()
+        reg.stop()
+
+
+def case_concurrent_pull(work):
+    """Two pulls of the same layer into one store at once: the first holds the
+    layer's files under tmp/registry/ from the moment it makes them, so the
+    second is refused with a clear message (or, once the first is done, finds
+    its layer) and never removes or writes the first one's files. The first
+    pull is held for 3 s right after it creates its layer file (strace delays
+    that open), which is where the second one used to take the file over."""
+    if shutil.which("strace") is None:
+        print("SKIP: strace (scripts/install-deps) is not installed")
+        sys.exit(125)
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a = setup(work, reg)
+        c = os.path.join(work, "c")
+        ref = f"{reg.host}/team/base:v1"
+        strata(a, "images", "push", "base", ref, "--insecure")
+        conn = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=10)
+        conn.request("GET", "/v2/team/base/manifests/v1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        m = json.loads(conn.getresponse().read())
+        check(len(m["layers"]) == 1, f"one layer blob: {m['layers']}")
+        layer = m["layers"][0]
+        # The pull's layer file is named by its blobs (stream_pull.cpp, resume_base).
+        key = f"{layer['digest']}@0+{layer['annotations']['org.strata.layer.size']};"
+        path = os.path.join(c, "tmp", "registry", hashlib.sha256(key.encode()).hexdigest() + ".layer")
+        os.makedirs(os.path.dirname(path))
+        e = dict(os.environ, STRATA_HOME=c, HOME=c)
+        first = subprocess.Popen(["strace", "-f", "-o", "/dev/null", "-P", path, "-e", "trace=openat",
+                                  "-e", "inject=openat:delay_exit=3000000", STRATA, "images", "pull", ref, "--insecure"],
+                                 env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.01)
+        check(os.path.exists(path), "the first pull did not create its layer file")
+        second = strata(c, "images", "pull", ref, "--insecure", expect=None)
+        out, err = first.communicate(timeout=300)
+        check(first.returncode == 0, f"the first pull: exit {first.returncode}\n{err}\nthe second pull: exit {second.returncode}\n{second.stderr}")
+        check(second.returncode == 0 or (second.returncode == 75 and "being pulled by another strata process" in second.stderr),
+              f"the second pull: exit {second.returncode}\n{second.stderr}")
+        print(f"the second pull, started while the first held its layer file: exit {second.returncode}")
+        check(export_raw(a, "base", work + "/a.raw") == export_raw(c, "base", work + "/c.raw"), "the pulled image differs")
+        left = os.listdir(os.path.join(c, "tmp", "registry"))
+        check(left == [], f"a recorded pull leaves nothing under tmp/registry: {left}")
+    finally:
         reg.stop()
 
 
@@ -1166,7 +1213,7 @@ def case_vms_describe_lazy_running(work):
             reg.stop()
 
 
-CASES = {"parts": case_parts, "vms_describe_lazy": case_vms_describe_lazy, "vms_describe_lazy_running": case_vms_describe_lazy_running, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+CASES = {"parts": case_parts, "concurrent_pull": case_concurrent_pull, "vms_describe_lazy": case_vms_describe_lazy, "vms_describe_lazy_running": case_vms_describe_lazy_running, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
          "sigkill": case_sigkill, "machine_images": case_machine_images}
 
