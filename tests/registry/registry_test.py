@@ -666,6 +666,99 @@ def case_sigkill(work):
         reg.stop()
 
 
+def case_resume_marks_ahead(work):
+    """A repeated pull trusts no chunk mark without checking it: marks are not
+    synced with the data they stand for, so after a crash a mark may be on disk
+    while its chunk's data is not. A pull killed once some chunks are written,
+    then every chunk marked written (what such a crash can leave at worst): the
+    retry checks each marked chunk against its SHA-256, fetches those that fail,
+    and the image is the one pushed."""
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg, slow=True)
+    try:
+        a = os.path.join(work, "a")
+        raw = os.path.join(work, "big.raw")
+        with open(raw, "wb") as f:
+            f.write(random.Random(9).randbytes(24 << 20))
+        strata(a, "images", "import", "big", raw, "-f", "raw")
+        ref = f"{front.host}/team/big:v1"
+        front.slow = False
+        strata(a, "images", "push", "big", ref, "--insecure")
+        front.slow = True
+        c = os.path.join(work, "c")
+        e = dict(os.environ, STRATA_HOME=c, HOME=c)
+        p = subprocess.Popen([STRATA, "images", "pull", ref, "--insecure"], env=e,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tmp = os.path.join(c, "tmp", "registry")
+        marks = lambda: [os.path.join(tmp, n) for n in os.listdir(tmp) if n.endswith(".chunks")] if os.path.isdir(tmp) else []
+        marked = lambda: sum(open(m, "rb").read().count(1) for m in marks())
+        deadline = time.monotonic() + 120
+        while marked() == 0 and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.05)
+        p.kill()
+        p.wait()
+        check(p.returncode == -signal.SIGKILL, f"the pull was killed mid-way: {p.returncode}")
+        check(len(marks()) == 1, f"one chunk file left: {os.listdir(tmp)}")
+        with open(marks()[0], "r+b") as f:
+            n = len(f.read())
+            before = marked()
+            f.seek(0)
+            f.write(b"\x01" * n)
+        check(before < n, f"some chunks were still unwritten when the pull was killed: {before} of {n}")
+        front.slow = False
+        s = stats(strata(c, "images", "pull", ref, "--insecure"))
+        print(f"{before} of {n} chunks were written when the pull was killed; all marked; the retry fetched {s['downloaded_bytes']} bytes")
+        check(s["downloaded_bytes"] > 0, f"the retry fetched the chunks whose marks were false: {s}")
+        check(export_raw(a, "big", work + "/a.raw") == export_raw(c, "big", work + "/c.raw"), "the resumed pull differs")
+    finally:
+        front.stop()
+        reg.stop()
+
+
+def case_resume_frozen(work):
+    """A pull that streamed a layer to the end (frozen) and then failed on a
+    later layer leaves that layer under tmp/registry/; the repeated pull takes
+    it as it is and fetches none of its chunks again."""
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a = setup(work, reg)
+        ref = f"{reg.host}/team/two:v1"
+        strata(a, "images", "push", "two", ref, "--insecure")
+        conn = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=10)
+        conn.request("GET", "/v2/team/two/manifests/v1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+        m = json.loads(conn.getresponse().read())
+        check(len(m["layers"]) == 2, f"two layer blobs: {m['layers']}")
+        # The top layer's chunk index spoilt in the registry's storage: the
+        # pull streams the bottom layer, then refuses the top one.
+        top = m["layers"][1]
+        path = reg.blob_path(top["digest"])
+        with open(path, "rb") as f:
+            good = f.read()
+        at = int(top["annotations"]["org.strata.layer.index-offset"])
+        bad = bytearray(good)
+        bad[at] ^= 0xff
+        with open(path, "wb") as f:
+            f.write(bytes(bad))
+        c = os.path.join(work, "c")
+        r = strata(c, "images", "pull", ref, "--insecure", expect=EX_DATAERR)
+        check("chunk index" in r.stderr, r.stderr)
+        store_is_clean(c, "top layer refused")
+        left = os.listdir(os.path.join(c, "tmp", "registry"))
+        check([n for n in left if n.endswith(".layer")] and not [n for n in left if n.endswith(".chunks")],
+              f"the bottom layer's complete file (and no chunk marks) is left: {left}")
+        with open(path, "wb") as f:
+            f.write(good)
+        s = stats(strata(c, "images", "pull", ref, "--insecure"))
+        bottom_index = int(m["layers"][0]["annotations"]["org.strata.layer.index-length"])
+        top_size = top["size"]
+        print(f"the repeated pull fetched {s['downloaded_bytes']} bytes (the bottom layer's index: {bottom_index}, the top blob: {top_size})")
+        check(s["downloaded_bytes"] <= bottom_index + top_size, f"the repeated pull fetched the bottom layer's chunks again: {s}")
+        check(export_raw(a, "two", work + "/a.raw") == export_raw(c, "two", work + "/c.raw"), "the pulled image differs")
+        check(os.listdir(os.path.join(c, "tmp", "registry")) == [], "a recorded pull leaves nothing under tmp/registry")
+    finally:
+        reg.stop()
+
+
 def case_concurrent_pull(work):
     """Two pulls of the same layer into one store at once: the first holds the
     layer's files under tmp/registry/ from the moment it makes them, so the
@@ -1213,7 +1306,7 @@ def case_vms_describe_lazy_running(work):
             reg.stop()
 
 
-CASES = {"parts": case_parts, "concurrent_pull": case_concurrent_pull, "vms_describe_lazy": case_vms_describe_lazy, "vms_describe_lazy_running": case_vms_describe_lazy_running, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+CASES = {"parts": case_parts, "concurrent_pull": case_concurrent_pull, "resume_marks_ahead": case_resume_marks_ahead, "resume_frozen": case_resume_frozen, "vms_describe_lazy": case_vms_describe_lazy, "vms_describe_lazy_running": case_vms_describe_lazy_running, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
          "sigkill": case_sigkill, "machine_images": case_machine_images}
 
