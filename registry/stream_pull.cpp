@@ -423,7 +423,6 @@ Result<std::pair<LayerId, Sha256>> stream_layer(Store& store, RegistryClient& cl
             return errno_error("link '" + path + "' to '" + done + "'");
         f.temps.paths.push_back(done);
         f.blob_files.push_back(path);
-        stats.blobs_downloaded += parts.size();
         return std::pair { id, *layer.digest() };
     };
 
@@ -491,6 +490,9 @@ Result<std::pair<LayerId, Sha256>> stream_layer(Store& store, RegistryClient& cl
     STRATA_TRY(layer->freeze(false));
     STRATA_TRY(layer->record_digest(digest));
     ::unlink(marks_path.c_str());
+    // The summary counts the blobs this pull fetched chunks of; a layer an
+    // earlier pull completed (above) fetched none.
+    stats.blobs_downloaded += parts.size();
     return adopt(*layer);
 }
 

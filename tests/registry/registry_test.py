@@ -753,6 +753,7 @@ def case_resume_frozen(work):
         top_size = top["size"]
         print(f"the repeated pull fetched {s['downloaded_bytes']} bytes (the bottom layer's index: {bottom_index}, the top blob: {top_size})")
         check(s["downloaded_bytes"] <= bottom_index + top_size, f"the repeated pull fetched the bottom layer's chunks again: {s}")
+        check(s["downloaded"] == 1, f"the summary counts the top blob alone as downloaded: {s}")
         check(export_raw(a, "two", work + "/a.raw") == export_raw(c, "two", work + "/c.raw"), "the pulled image differs")
         check(os.listdir(os.path.join(c, "tmp", "registry")) == [], "a recorded pull leaves nothing under tmp/registry")
     finally:
