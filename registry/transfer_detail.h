@@ -1,8 +1,12 @@
 // What image and machine-image transfers share (registry/transfer.cpp): the
 // store's records of layer blobs, encoding and pushing a layer, finding a layer
 // by content digest, fetching and materializing one, and reading a strata
-// manifest with its config. Internal to registry/.
-// Threading: one thread.
+// manifest with its config, and streaming a pull's layer (stream_pull.cpp).
+// Internal to registry/.
+// Threading: one thread calls these. stream_layer runs worker threads of its
+// own (each on its own RegistryClient::clone(), the first on the caller's
+// client) and joins them before it returns; nothing here is shared with them
+// after that.
 #pragma once
 
 #include "base/fd.h"
