@@ -278,6 +278,13 @@ def setup(work, reg):
     return a
 
 
+def registry_manifest(reg, repo, tag):
+    """The OCI image manifest reg holds for repo:tag, asked of it directly."""
+    conn = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=10)
+    conn.request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    return json.loads(conn.getresponse().read())
+
+
 def case_push_pull(work):
     reg = Registry(os.path.join(work, "reg"))
     try:
@@ -598,6 +605,25 @@ def case_redirect(work):
         reg.stop()
 
 
+def pull_killed_once_marked(home, ref):
+    """Starts a pull of ref into home (its downloads slowed by the caller) and
+    SIGKILLs it once it has marked a chunk written. Returns the store's
+    tmp/registry/ and a function counting the chunks marked there."""
+    e = dict(os.environ, STRATA_HOME=home, HOME=home)
+    p = subprocess.Popen([STRATA, "images", "pull", ref, "--insecure"], env=e,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tmp = os.path.join(home, "tmp", "registry")
+    marked = lambda: sum(open(os.path.join(tmp, n), "rb").read().count(1) for n in os.listdir(tmp) if n.endswith(".chunks")) \
+        if os.path.isdir(tmp) else 0
+    deadline = time.monotonic() + 120
+    while marked() == 0 and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    check(p.returncode == -signal.SIGKILL, f"the pull was killed mid-way: {p.returncode}")
+    return tmp, marked
+
+
 def case_sigkill(work):
     reg = Registry(os.path.join(work, "reg"))
     front = Front(reg, slow=True)
@@ -640,18 +666,7 @@ def case_sigkill(work):
         strata(a, "images", "push", "big", bref, "--insecure")
         c = os.path.join(work, "c")
         front.slow = True
-        e = dict(os.environ, STRATA_HOME=c, HOME=c)
-        p = subprocess.Popen([STRATA, "images", "pull", bref, "--insecure"], env=e,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        tmp = os.path.join(c, "tmp", "registry")
-        marked = lambda: sum(open(os.path.join(tmp, n), "rb").read().count(1) for n in os.listdir(tmp) if n.endswith(".chunks")) \
-            if os.path.isdir(tmp) else 0
-        deadline = time.monotonic() + 120
-        while marked() == 0 and time.monotonic() < deadline and p.poll() is None:
-            time.sleep(0.05)
-        p.kill()
-        p.wait()
-        check(p.returncode == -signal.SIGKILL, f"the pull was killed mid-way: {p.returncode}")
+        tmp, marked = pull_killed_once_marked(c, bref)
         store_is_clean(c, "pull of big killed")
         front.slow = False
         full = 40 << 20
@@ -686,18 +701,8 @@ def case_resume_marks_ahead(work):
         strata(a, "images", "push", "big", ref, "--insecure")
         front.slow = True
         c = os.path.join(work, "c")
-        e = dict(os.environ, STRATA_HOME=c, HOME=c)
-        p = subprocess.Popen([STRATA, "images", "pull", ref, "--insecure"], env=e,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        tmp = os.path.join(c, "tmp", "registry")
-        marks = lambda: [os.path.join(tmp, n) for n in os.listdir(tmp) if n.endswith(".chunks")] if os.path.isdir(tmp) else []
-        marked = lambda: sum(open(m, "rb").read().count(1) for m in marks())
-        deadline = time.monotonic() + 120
-        while marked() == 0 and time.monotonic() < deadline and p.poll() is None:
-            time.sleep(0.05)
-        p.kill()
-        p.wait()
-        check(p.returncode == -signal.SIGKILL, f"the pull was killed mid-way: {p.returncode}")
+        tmp, marked = pull_killed_once_marked(c, ref)
+        marks = lambda: [os.path.join(tmp, n) for n in os.listdir(tmp) if n.endswith(".chunks")]
         check(len(marks()) == 1, f"one chunk file left: {os.listdir(tmp)}")
         with open(marks()[0], "r+b") as f:
             n = len(f.read())
@@ -724,9 +729,7 @@ def case_resume_frozen(work):
         a = setup(work, reg)
         ref = f"{reg.host}/team/two:v1"
         strata(a, "images", "push", "two", ref, "--insecure")
-        conn = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=10)
-        conn.request("GET", "/v2/team/two/manifests/v1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
-        m = json.loads(conn.getresponse().read())
+        m = registry_manifest(reg, "team/two", "v1")
         check(len(m["layers"]) == 2, f"two layer blobs: {m['layers']}")
         # The top layer's chunk index spoilt in the registry's storage: the
         # pull streams the bottom layer, then refuses the top one.
@@ -776,9 +779,7 @@ def case_concurrent_pull(work):
         c = os.path.join(work, "c")
         ref = f"{reg.host}/team/base:v1"
         strata(a, "images", "push", "base", ref, "--insecure")
-        conn = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=10)
-        conn.request("GET", "/v2/team/base/manifests/v1", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
-        m = json.loads(conn.getresponse().read())
+        m = registry_manifest(reg, "team/base", "v1")
         check(len(m["layers"]) == 1, f"one layer blob: {m['layers']}")
         layer = m["layers"][0]
         # The pull's layer file is named by its blobs (stream_pull.cpp, resume_base).
