@@ -14,7 +14,9 @@
 // or is killed leaves them, and a repeated pull reopens them, checks the chunks
 // marked written against their SHA-256 again (a mark may have reached the disk
 // before the data it stands for) and fetches only the others. A layer that was
-// complete (frozen) is taken as it is. What a pull left and nobody repeated
+// complete (frozen) is taken as it is. A pull holds <key>.lock from before it
+// looks at those files until it is over (Fetched::locks), so a second pull of
+// the same blobs is refused meanwhile. What a pull left and nobody repeated
 // within a week is removed (remove_stale_pulls).
 #include "registry/transfer_detail.h"
 
@@ -317,7 +319,36 @@ std::string resume_base(Store& store, WantedLayer const& w)
     return store.tmp_dir() + "/registry/" + hex_of(digest_of(key));
 }
 
+// Takes the lock of a layer's files under tmp/registry/ (<key>.lock), or
+// nothing (Busy) when another open file holds it. A lock file is removed only
+// by whoever holds it, so one whose name leads elsewhere once locked was
+// removed meanwhile: that lock guards nothing and the name is tried again.
+Result<std::optional<Fd>> try_lock_pull(std::string const& lock_path)
+{
+    for (;;) {
+        Fd fd(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+        if (!fd.valid())
+            return errno_error("open '" + lock_path + "'");
+        if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+            if (errno == EWOULDBLOCK)
+                return std::optional<Fd>();
+            return errno_error("lock '" + lock_path + "'");
+        }
+        struct stat held {}, named {};
+        if (::fstat(fd.get(), &held) != 0)
+            return errno_error("stat '" + lock_path + "'");
+        if (::stat(lock_path.c_str(), &named) == 0 && named.st_dev == held.st_dev && named.st_ino == held.st_ino)
+            return std::optional<Fd>(std::move(fd));
+    }
+}
+
 } // namespace
+
+PullLocks::~PullLocks()
+{
+    for (auto const& [path, fd] : held)
+        ::unlink(path.c_str());
+}
 
 void remove_stale_pulls(std::string const& store_root, std::int64_t older_than_s)
 {
@@ -330,31 +361,37 @@ void remove_stale_pulls(std::string const& store_root, std::int64_t older_than_s
         names.emplace_back(e->d_name);
     ::closedir(d);
     auto ends = [](std::string const& n, std::string const& tail) { return n.size() > tail.size() && n.compare(n.size() - tail.size(), tail.size(), tail) == 0; };
-    for (auto const& n : names) {
-        bool layer = ends(n, ".layer"), blob = ends(n, ".blob");
-        if (!layer && !blob)
-            continue;
-        std::string path = dir + "/" + n;
-        Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    auto old = [&](std::string const& path) {
         struct stat st {};
-        if (!fd.valid() || ::fstat(fd.get(), &st) != 0 || st.st_mtime + older_than_s > ::time(nullptr))
+        return ::stat(path.c_str(), &st) != 0 || st.st_mtime + older_than_s <= ::time(nullptr);
+    };
+    std::vector<std::string> bases;
+    for (auto const& n : names) {
+        if (ends(n, ".blob")) {
+            // A download at work holds download_blob's flock on its file.
+            std::string path = dir + "/" + n;
+            Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+            if (fd.valid() && old(path) && ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0)
+                ::unlink(path.c_str());
             continue;
-        // A pull at work holds its file's lock: a Layer's OFD lock, or
-        // download_blob's flock.
-        bool free = false;
-        if (layer) {
-            struct flock fl {};
-            fl.l_type = F_WRLCK;
-            fl.l_whence = SEEK_SET;
-            free = ::fcntl(fd.get(), F_OFD_SETLK, &fl) == 0;
-        } else {
-            free = ::flock(fd.get(), LOCK_EX | LOCK_NB) == 0;
         }
-        if (!free)
+        for (char const* tail : { ".layer", ".chunks", ".lock" })
+            if (ends(n, tail))
+                bases.push_back(dir + "/" + n.substr(0, n.size() - std::char_traits<char>::length(tail)));
+    }
+    std::sort(bases.begin(), bases.end());
+    bases.erase(std::unique(bases.begin(), bases.end()), bases.end());
+    for (auto const& base : bases) {
+        // A streamed layer's files go together, under their lock: a pull at
+        // work holds it, and one that starts now waits for none of them.
+        auto lock = try_lock_pull(base + ".lock");
+        if (!lock || !lock.value())
             continue;
-        ::unlink(path.c_str());
-        if (layer)
-            ::unlink((path.substr(0, path.size() - 6) + ".chunks").c_str());
+        if (old(base + ".layer") && old(base + ".chunks")) {
+            ::unlink((base + ".layer").c_str());
+            ::unlink((base + ".chunks").c_str());
+        }
+        ::unlink((base + ".lock").c_str());
     }
 }
 
@@ -363,7 +400,18 @@ Result<std::pair<LayerId, Sha256>> stream_layer(Store& store, RegistryClient& cl
     STRATA_TRY(parts, fetch_indexes(client, w, stats));
     STRATA_TRY(engine, make_engine(EngineKind::Sync, 8));
     std::string base = resume_base(store, w);
-    std::string path = base + ".layer", marks_path = base + ".chunks";
+    std::string path = base + ".layer", marks_path = base + ".chunks", lock_path = base + ".lock";
+    // Held until this pull is over (f.locks): without it a second pull could
+    // remove this one's files between its look and its Layer's own lock, or
+    // adopt the finished layer this one may still remove. The same blobs
+    // twice in one image find the lock held already.
+    auto& held = f.locks.held;
+    if (std::find_if(held.begin(), held.end(), [&](auto const& h) { return h.first == lock_path; }) == held.end()) {
+        STRATA_TRY(lock, try_lock_pull(lock_path));
+        if (!lock)
+            return make_error(ErrorKind::Busy, "layer blob " + w.parts[0].blob + " is being pulled by another strata process");
+        held.emplace_back(lock_path, std::move(*lock));
+    }
     // Made a frozen layer under tmp/<id> (what Store::adopt_image takes) by a
     // hard link, so the file at path stays for a repeated pull until the image
     // is recorded (recorded() removes it then with the blob files).
@@ -375,7 +423,6 @@ Result<std::pair<LayerId, Sha256>> stream_layer(Store& store, RegistryClient& cl
             return errno_error("link '" + path + "' to '" + done + "'");
         f.temps.paths.push_back(done);
         f.blob_files.push_back(path);
-        stats.blobs_downloaded += parts.size();
         return std::pair { id, *layer.digest() };
     };
 
@@ -416,18 +463,20 @@ Result<std::pair<LayerId, Sha256>> stream_layer(Store& store, RegistryClient& cl
         if (!marks.valid() || ::ftruncate(marks.get(), static_cast<off_t>(chunks.size())) != 0)
             return errno_error("create '" + marks_path + "'");
     }
-    Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    // The data goes through the layer's own descriptor: the file it maps and
+    // freezes, whatever its name leads to by now.
+    int fd = layer->fd();
     Fd marks(::open(marks_path.c_str(), O_RDWR | O_CLOEXEC));
-    if (!fd.valid() || !marks.valid())
-        return errno_error("open '" + path + "'");
+    if (!marks.valid())
+        return errno_error("open '" + marks_path + "'");
     std::vector<char> written(chunks.size(), 0);
     if (resumed) {
         STRATA_TRY(pread_all(marks.get(), std::as_writable_bytes(std::span(written)), 0));
         for (auto& c : written)
             c = c == 1 ? 1 : 0;
-        STRATA_TRY(recheck(fd.get(), marks.get(), chunks, written));
+        STRATA_TRY(recheck(fd, marks.get(), chunks, written));
     }
-    StreamPull pull(parts, chunks, fd.get(), marks.get(), std::move(written), stats);
+    StreamPull pull(parts, chunks, fd, marks.get(), std::move(written), stats);
     std::vector<std::unique_ptr<RegistryClient>> more;
     std::vector<RegistryClient*> clients { &client };
     for (std::size_t k = 1; k < std::min<std::size_t>(kConnections, pull.segments()); ++k) {
@@ -436,11 +485,14 @@ Result<std::pair<LayerId, Sha256>> stream_layer(Store& store, RegistryClient& cl
         more.push_back(std::move(c));
     }
     STRATA_TRY(digest, pull.run(clients, *layer));
-    // Freezing syncs the data (written through fd: the same file) before the
-    // header that marks the layer frozen; the digest goes in a header after it.
+    // Freezing syncs the data (written through the layer's descriptor) before
+    // the header that marks the layer frozen; the digest goes in a header after it.
     STRATA_TRY(layer->freeze(false));
     STRATA_TRY(layer->record_digest(digest));
     ::unlink(marks_path.c_str());
+    // The summary counts the blobs this pull fetched chunks of; a layer an
+    // earlier pull completed (above) fetched none.
+    stats.blobs_downloaded += parts.size();
     return adopt(*layer);
 }
 

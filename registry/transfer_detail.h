@@ -1,10 +1,15 @@
 // What image and machine-image transfers share (registry/transfer.cpp): the
 // store's records of layer blobs, encoding and pushing a layer, finding a layer
 // by content digest, fetching and materializing one, and reading a strata
-// manifest with its config. Internal to registry/.
-// Threading: one thread.
+// manifest with its config, and streaming a pull's layer (stream_pull.cpp).
+// Internal to registry/.
+// Threading: one thread calls these. stream_layer runs worker threads of its
+// own (each on its own RegistryClient::clone(), the first on the caller's
+// client) and joins them before it returns; nothing here is shared with them
+// after that.
 #pragma once
 
+#include "base/fd.h"
 #include "imaging/archive/archive_format.h"
 #include "imaging/layer/layer.h"
 #include "registry/lazy.h"
@@ -63,8 +68,23 @@ struct StrataManifest {
     std::string digest;
 };
 
+// The locks a pull holds on its streamed layers' files under tmp/registry/
+// (tmp/registry/<key>.lock, flock): from before it looks at a layer's files
+// until the pull is over, so another pull of the same blobs neither removes,
+// writes nor adopts them meanwhile. Each lock file is removed while still held
+// (whoever takes one checks that its name still leads to the file it locked).
+struct PullLocks {
+    std::vector<std::pair<std::string, Fd>> held; // lock file path, its descriptor
+    PullLocks() = default;
+    PullLocks(PullLocks const&) = delete;
+    PullLocks& operator=(PullLocks const&) = delete;
+    ~PullLocks();
+};
+
 // Layers a pull reused or built; the built ones are under tmp/ until recorded.
+// Members are destroyed in reverse order: the locks go last.
 struct Fetched {
+    PullLocks locks;
     std::vector<LayerId> ids, fresh;
     std::vector<std::string> blob_files;
     std::vector<std::pair<LayerId, LayerBlob>> records;

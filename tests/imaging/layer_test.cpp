@@ -7,6 +7,7 @@
 #include "imaging/layer/layer_format.h"
 #include "base/fd.h"
 #include "tests/imaging/layer_test_util.h"
+#include "tests/support/layer_header.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -165,28 +166,6 @@ void make_layout(std::string const& path, std::vector<std::pair<std::uint64_t, s
         REQUIRE(layer.value()->write_blocks(first, std::span(data).subspan(first * kBlockSize, count * kBlockSize)));
     layer.value()->set_zero(8, 2);
     REQUIRE(layer.value()->freeze(true));
-}
-
-// Rewrites the current header of a frozen layer with compat bits compat (as an
-// older strata would have written it).
-void set_header_compat(std::string const& path, std::uint64_t compat)
-{
-    Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-    REQUIRE(fd.valid());
-    struct stat st {};
-    REQUIRE(::fstat(fd.get(), &st) == 0);
-    std::optional<std::pair<std::uint64_t, LayerHeader>> best;
-    std::vector<std::byte> slot(layer_format::kSlotSize);
-    for (std::uint64_t at : { std::uint64_t { 0 }, layer_format::kSlotSize }) {
-        REQUIRE(pread_all(fd.get(), slot, at));
-        auto h = decode_header(slot, static_cast<std::uint64_t>(st.st_size));
-        if (h && (!best || h.value().generation > best->second.generation))
-            best = std::pair { at, h.value() };
-    }
-    REQUIRE(best);
-    best->second.compat = compat;
-    encode_header(best->second, std::span<std::byte, layer_format::kSlotSize>(slot.data(), layer_format::kSlotSize));
-    REQUIRE(pwrite_all(fd.get(), slot, best->first));
 }
 
 } // namespace

@@ -278,6 +278,13 @@ def setup(work, reg):
     return a
 
 
+def registry_manifest(reg, repo, tag):
+    """The OCI image manifest reg holds for repo:tag, asked of it directly."""
+    conn = http.client.HTTPConnection("127.0.0.1", reg.port, timeout=10)
+    conn.request("GET", f"/v2/{repo}/manifests/{tag}", headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    return json.loads(conn.getresponse().read())
+
+
 def case_push_pull(work):
     reg = Registry(os.path.join(work, "reg"))
     try:
@@ -598,6 +605,25 @@ def case_redirect(work):
         reg.stop()
 
 
+def pull_killed_once_marked(home, ref):
+    """Starts a pull of ref into home (its downloads slowed by the caller) and
+    SIGKILLs it once it has marked a chunk written. Returns the store's
+    tmp/registry/ and a function counting the chunks marked there."""
+    e = dict(os.environ, STRATA_HOME=home, HOME=home)
+    p = subprocess.Popen([STRATA, "images", "pull", ref, "--insecure"], env=e,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tmp = os.path.join(home, "tmp", "registry")
+    marked = lambda: sum(open(os.path.join(tmp, n), "rb").read().count(1) for n in os.listdir(tmp) if n.endswith(".chunks")) \
+        if os.path.isdir(tmp) else 0
+    deadline = time.monotonic() + 120
+    while marked() == 0 and time.monotonic() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    check(p.returncode == -signal.SIGKILL, f"the pull was killed mid-way: {p.returncode}")
+    return tmp, marked
+
+
 def case_sigkill(work):
     reg = Registry(os.path.join(work, "reg"))
     front = Front(reg, slow=True)
@@ -619,7 +645,8 @@ def case_sigkill(work):
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for _ in range(100):
             part = [n for n in os.listdir(os.path.join(b, "tmp", "registry"))] if os.path.isdir(os.path.join(b, "tmp", "registry")) else []
-            if part and os.path.getsize(os.path.join(b, "tmp", "registry", part[0])) > 0:
+            # Any file but the pull's empty lock file (<key>.lock) that has data.
+            if any(os.path.getsize(os.path.join(b, "tmp", "registry", n)) > 0 for n in part):
                 break
             time.sleep(0.05)
         p.kill()
@@ -639,18 +666,7 @@ def case_sigkill(work):
         strata(a, "images", "push", "big", bref, "--insecure")
         c = os.path.join(work, "c")
         front.slow = True
-        e = dict(os.environ, STRATA_HOME=c, HOME=c)
-        p = subprocess.Popen([STRATA, "images", "pull", bref, "--insecure"], env=e,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        tmp = os.path.join(c, "tmp", "registry")
-        marked = lambda: sum(open(os.path.join(tmp, n), "rb").read().count(1) for n in os.listdir(tmp) if n.endswith(".chunks")) \
-            if os.path.isdir(tmp) else 0
-        deadline = time.monotonic() + 120
-        while marked() == 0 and time.monotonic() < deadline and p.poll() is None:
-            time.sleep(0.05)
-        p.kill()
-        p.wait()
-        check(p.returncode == -signal.SIGKILL, f"the pull was killed mid-way: {p.returncode}")
+        tmp, marked = pull_killed_once_marked(c, bref)
         store_is_clean(c, "pull of big killed")
         front.slow = False
         full = 40 << 20
@@ -662,6 +678,132 @@ def case_sigkill(work):
         check(os.listdir(tmp) == [], f"a recorded pull leaves nothing under tmp/registry: {os.listdir(tmp)}")
     finally:
         front.stop()
+        reg.stop()
+
+
+def case_resume_marks_ahead(work):
+    """A repeated pull trusts no chunk mark without checking it: marks are not
+    synced with the data they stand for, so after a crash a mark may be on disk
+    while its chunk's data is not. A pull killed once some chunks are written,
+    then every chunk marked written (what such a crash can leave at worst): the
+    retry checks each marked chunk against its SHA-256, fetches those that fail,
+    and the image is the one pushed."""
+    reg = Registry(os.path.join(work, "reg"))
+    front = Front(reg, slow=True)
+    try:
+        a = os.path.join(work, "a")
+        raw = os.path.join(work, "big.raw")
+        with open(raw, "wb") as f:
+            f.write(random.Random(9).randbytes(24 << 20))
+        strata(a, "images", "import", "big", raw, "-f", "raw")
+        ref = f"{front.host}/team/big:v1"
+        front.slow = False
+        strata(a, "images", "push", "big", ref, "--insecure")
+        front.slow = True
+        c = os.path.join(work, "c")
+        tmp, marked = pull_killed_once_marked(c, ref)
+        marks = lambda: [os.path.join(tmp, n) for n in os.listdir(tmp) if n.endswith(".chunks")]
+        check(len(marks()) == 1, f"one chunk file left: {os.listdir(tmp)}")
+        with open(marks()[0], "r+b") as f:
+            n = len(f.read())
+            before = marked()
+            f.seek(0)
+            f.write(b"\x01" * n)
+        check(before < n, f"some chunks were still unwritten when the pull was killed: {before} of {n}")
+        front.slow = False
+        s = stats(strata(c, "images", "pull", ref, "--insecure"))
+        print(f"{before} of {n} chunks were written when the pull was killed; all marked; the retry fetched {s['downloaded_bytes']} bytes")
+        check(s["downloaded_bytes"] > 0, f"the retry fetched the chunks whose marks were false: {s}")
+        check(export_raw(a, "big", work + "/a.raw") == export_raw(c, "big", work + "/c.raw"), "the resumed pull differs")
+    finally:
+        front.stop()
+        reg.stop()
+
+
+def case_resume_frozen(work):
+    """A pull that streamed a layer to the end (frozen) and then failed on a
+    later layer leaves that layer under tmp/registry/; the repeated pull takes
+    it as it is and fetches none of its chunks again."""
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a = setup(work, reg)
+        ref = f"{reg.host}/team/two:v1"
+        strata(a, "images", "push", "two", ref, "--insecure")
+        m = registry_manifest(reg, "team/two", "v1")
+        check(len(m["layers"]) == 2, f"two layer blobs: {m['layers']}")
+        # The top layer's chunk index spoilt in the registry's storage: the
+        # pull streams the bottom layer, then refuses the top one.
+        top = m["layers"][1]
+        path = reg.blob_path(top["digest"])
+        with open(path, "rb") as f:
+            good = f.read()
+        at = int(top["annotations"]["org.strata.layer.index-offset"])
+        bad = bytearray(good)
+        bad[at] ^= 0xff
+        with open(path, "wb") as f:
+            f.write(bytes(bad))
+        c = os.path.join(work, "c")
+        r = strata(c, "images", "pull", ref, "--insecure", expect=EX_DATAERR)
+        check("chunk index" in r.stderr, r.stderr)
+        store_is_clean(c, "top layer refused")
+        left = os.listdir(os.path.join(c, "tmp", "registry"))
+        check([n for n in left if n.endswith(".layer")] and not [n for n in left if n.endswith(".chunks")],
+              f"the bottom layer's complete file (and no chunk marks) is left: {left}")
+        with open(path, "wb") as f:
+            f.write(good)
+        s = stats(strata(c, "images", "pull", ref, "--insecure"))
+        bottom_index = int(m["layers"][0]["annotations"]["org.strata.layer.index-length"])
+        top_size = top["size"]
+        print(f"the repeated pull fetched {s['downloaded_bytes']} bytes (the bottom layer's index: {bottom_index}, the top blob: {top_size})")
+        check(s["downloaded_bytes"] <= bottom_index + top_size, f"the repeated pull fetched the bottom layer's chunks again: {s}")
+        check(s["downloaded"] == 1, f"the summary counts the top blob alone as downloaded: {s}")
+        check(export_raw(a, "two", work + "/a.raw") == export_raw(c, "two", work + "/c.raw"), "the pulled image differs")
+        check(os.listdir(os.path.join(c, "tmp", "registry")) == [], "a recorded pull leaves nothing under tmp/registry")
+    finally:
+        reg.stop()
+
+
+def case_concurrent_pull(work):
+    """Two pulls of the same layer into one store at once: the first holds the
+    layer's files under tmp/registry/ from the moment it makes them, so the
+    second is refused with a clear message (or, once the first is done, finds
+    its layer) and never removes or writes the first one's files. The first
+    pull is held for 3 s right after it creates its layer file (strace delays
+    that open), which is where the second one used to take the file over."""
+    if shutil.which("strace") is None:
+        print("SKIP: strace (scripts/install-deps) is not installed")
+        sys.exit(125)
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a = setup(work, reg)
+        c = os.path.join(work, "c")
+        ref = f"{reg.host}/team/base:v1"
+        strata(a, "images", "push", "base", ref, "--insecure")
+        m = registry_manifest(reg, "team/base", "v1")
+        check(len(m["layers"]) == 1, f"one layer blob: {m['layers']}")
+        layer = m["layers"][0]
+        # The pull's layer file is named by its blobs (stream_pull.cpp, resume_base).
+        key = f"{layer['digest']}@0+{layer['annotations']['org.strata.layer.size']};"
+        path = os.path.join(c, "tmp", "registry", hashlib.sha256(key.encode()).hexdigest() + ".layer")
+        os.makedirs(os.path.dirname(path))
+        e = dict(os.environ, STRATA_HOME=c, HOME=c)
+        first = subprocess.Popen(["strace", "-f", "-o", "/dev/null", "-P", path, "-e", "trace=openat",
+                                  "-e", "inject=openat:delay_exit=3000000", STRATA, "images", "pull", ref, "--insecure"],
+                                 env=e, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline and first.poll() is None:
+            time.sleep(0.01)
+        check(os.path.exists(path), "the first pull did not create its layer file")
+        second = strata(c, "images", "pull", ref, "--insecure", expect=None)
+        out, err = first.communicate(timeout=300)
+        check(first.returncode == 0, f"the first pull: exit {first.returncode}\n{err}\nthe second pull: exit {second.returncode}\n{second.stderr}")
+        check(second.returncode == 0 or (second.returncode == 75 and "being pulled by another strata process" in second.stderr),
+              f"the second pull: exit {second.returncode}\n{second.stderr}")
+        print(f"the second pull, started while the first held its layer file: exit {second.returncode}")
+        check(export_raw(a, "base", work + "/a.raw") == export_raw(c, "base", work + "/c.raw"), "the pulled image differs")
+        left = os.listdir(os.path.join(c, "tmp", "registry"))
+        check(left == [], f"a recorded pull leaves nothing under tmp/registry: {left}")
+    finally:
         reg.stop()
 
 
@@ -1166,7 +1308,7 @@ def case_vms_describe_lazy_running(work):
             reg.stop()
 
 
-CASES = {"parts": case_parts, "vms_describe_lazy": case_vms_describe_lazy, "vms_describe_lazy_running": case_vms_describe_lazy_running, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+CASES = {"parts": case_parts, "concurrent_pull": case_concurrent_pull, "resume_marks_ahead": case_resume_marks_ahead, "resume_frozen": case_resume_frozen, "vms_describe_lazy": case_vms_describe_lazy, "vms_describe_lazy_running": case_vms_describe_lazy_running, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
          "sigkill": case_sigkill, "machine_images": case_machine_images}
 

@@ -7,6 +7,7 @@
 #include "store/layer_transfer.h"
 #include "base/fd.h"
 #include "imaging/layer/layer_format.h"
+#include "tests/support/layer_header.h"
 #include "tests/support/shell.h"
 #include "tests/support/temp_store.h"
 
@@ -307,22 +308,7 @@ TEST_CASE("store: layer_digests uses a digest an older strata recorded only wher
                 REQUIRE(layer.value()->write_blocks(first, std::span(data).subspan(first * kBlockSize, count * kBlockSize)));
             REQUIRE(layer.value()->freeze(true));
         }
-        Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-        REQUIRE(fd.valid());
-        struct stat st {};
-        REQUIRE(::fstat(fd.get(), &st) == 0);
-        std::optional<std::pair<std::uint64_t, LayerHeader>> best;
-        std::vector<std::byte> slot(layer_format::kSlotSize);
-        for (std::uint64_t at : { std::uint64_t { 0 }, layer_format::kSlotSize }) {
-            REQUIRE(pread_all(fd.get(), slot, at));
-            auto h = decode_header(slot, static_cast<std::uint64_t>(st.st_size));
-            if (h && (!best || h.value().generation > best->second.generation))
-                best = std::pair { at, h.value() };
-        }
-        REQUIRE(best);
-        best->second.compat = layer_format::kCompatDigest;
-        encode_header(best->second, std::span<std::byte, layer_format::kSlotSize>(slot.data(), layer_format::kSlotSize));
-        REQUIRE(pwrite_all(fd.get(), slot, best->first));
+        strata::test::set_header_compat(path, layer_format::kCompatDigest);
         return id;
     };
     LayerId in_order = make({ { 0, 8 } });
