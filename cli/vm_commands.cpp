@@ -8,6 +8,7 @@
 #include "store/artifacts.h"
 #include "store/record_files.h"
 #include "vmm/api/client.h"
+#include "vmm/disk_config.h"
 
 #include <CLI/CLI.hpp>
 
@@ -113,9 +114,14 @@ int describe_vm_command(std::string const& name, bool json)
         std::printf("api_socket: %s\nserial_log: %s\nconsole_socket: %s\n", rt.paths.api_socket.c_str(), rt.paths.serial_log.c_str(),
             rt.paths.console_socket.c_str());
         std::printf("disks:\n");
-        for (auto const& d : v.disks)
-            std::printf("  %-12s %-28s%s%s%s cache=%s\n", d.id.c_str(), d.disk.c_str(), d.boot ? " boot" : "", d.read_only ? " readonly" : "",
+        for (auto const& d : v.disks) {
+            std::printf("  %-12s %-28s%s%s%s cache=%s", d.id.c_str(), d.disk.c_str(), d.boot ? " boot" : "", d.read_only ? " readonly" : "",
                 d.scratch ? " scratch" : "", d.cache.c_str());
+            // The limit as --disk keys (what vms create takes back).
+            if (auto limit = rate_limit_spec(d.rate_limit, d.rate_limit_group); !limit.empty())
+                std::printf(" rate limit: %s", limit.substr(1).c_str());
+            std::printf("\n");
+        }
         for (auto const& [k, val] : v.labels)
             std::printf("label: %s=%s\n", k.c_str(), val.c_str());
         for (auto const& [k, val] : v.metadata)
