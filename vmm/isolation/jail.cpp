@@ -2,6 +2,8 @@
 // jailed side (namespaces, the root, ids, capabilities, rlimits).
 #include "vmm/isolation/jail.h"
 
+#include "vmm/isolation/landlock.h"
+
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -338,6 +340,27 @@ Status drop_privileges(JailSpec const& spec, bool may_change_ids, Jailed& jailed
     return ok();
 }
 
+// Landlock over the bound paths (each at its own path, in the jail's root or, for
+// a jail without a root of its own, on the host). Needs PR_SET_NO_NEW_PRIVS,
+// which drop_privileges sets again later.
+Status apply_landlock(JailSpec const& spec, Jailed& jailed)
+{
+    if (!spec.landlock)
+        return ok();
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return errno_error("jail: PR_SET_NO_NEW_PRIVS");
+    std::vector<LandlockPath> paths;
+    for (auto const& bind : spec.binds)
+        if (bind.landlock)
+            paths.push_back({ bind.path, bind.writable });
+    STRATA_TRY(result, landlock_restrict_to(paths));
+    if (result.abi == 0)
+        lack(jailed, "Landlock (" + result.why_not + ")");
+    else
+        std::cerr << "strata: jail: Landlock ABI " << result.abi << ": the VMM may open only its jail's " << paths.size() << " paths\n";
+    return ok();
+}
+
 // A user namespace mapping only the caller's own ids: what lets a user who is
 // not root make the mount and PID namespaces. Must run single-threaded.
 bool enter_user_namespace()
@@ -393,6 +416,7 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     }
     if (!namespaces) {
         STRATA_TRY(set_limits(spec));
+        STRATA_TRY(apply_landlock(spec, jailed));
         STRATA_TRY(drop_privileges(spec, false, jailed));
         return jailed;
     }
@@ -459,6 +483,7 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         ::_exit(1); // the supervisor died before letting it go
     jailed.host_pid = host_pid;
     ::close(sync[0]);
+    STRATA_TRY(apply_landlock(spec, jailed));
     STRATA_TRY(drop_privileges(spec, root, jailed));
     return jailed;
 }
