@@ -7,6 +7,7 @@
 // it): the mount set, /dev, the read-only root, /etc and the outside file all
 // showed the host's, and PUT /drives outside the jail answered 204.
 #include "tests/support/strata_home.h"
+#include "tests/support/temp_dir.h"
 #include "vmm/api/client.h"
 
 #include <doctest/doctest.h>
@@ -20,6 +21,7 @@
 #include <csignal>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -135,6 +137,14 @@ TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no
     CHECK(status_field(vmm, "NoNewPrivs") == "1");
     // A network namespace of its own (no interface, no lazy disk).
     CHECK(fs::read_symlink("/proc/" + std::to_string(vmm) + "/ns/net") != fs::read_symlink("/proc/self/ns/net"));
+    // Root's jails share one empty namespace, kept at /run/strata/netns-none.
+    if (::geteuid() == 0) {
+        struct stat shared {}, own {};
+        REQUIRE(::stat("/run/strata/netns-none", &shared) == 0);
+        REQUIRE(::stat(("/proc/" + std::to_string(vmm) + "/ns/net").c_str(), &own) == 0);
+        CHECK(shared.st_ino == own.st_ino);
+        CHECK(shared.st_dev == own.st_dev);
+    }
 
     // Its file system: the jail's root and exactly the listed mounts.
     std::string const store = home.store();
@@ -329,4 +339,110 @@ TEST_CASE("--jail-uid/--jail-gid: the jailed VMM runs as the given ids, the runt
     // And it starts again (the runtime folder passes its owner check).
     home.run({ "vms", "start", "small" });
     home.run({ "vms", "stop", "small", "--force" });
+}
+
+// Watched failing once with enter_user_namespace returning false at once (as
+// where user namespaces are off): the VMM was not PID 1 of a namespace of its
+// own and saw the host's mounts.
+TEST_CASE("a user who is not root, with a KVM device of its own, starts a jailed VM (vms start): a user namespace's jail")
+{
+    if (::geteuid() != 0) {
+        MESSAGE("skipped: setting up another uid's KVM device node needs root");
+        if (std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true")
+            FAIL("CI runs as root");
+        return;
+    }
+    // The user: a uid and gid no account has, with no supplementary groups. It
+    // reaches KVM through a node of its own (STRATA_KVM_DEVICE), made here, as a
+    // host would give a user /dev/kvm through its group or an ACL.
+    uid_t const uid = 4343;
+    gid_t const gid = 4343;
+    strata::test::TempDir dir("strata-jail-user");
+    std::string const kvm = dir.path("kvm");
+    std::string const home = dir.path("home");
+    std::string const run = dir.path("run");
+    REQUIRE(::mknod(kvm.c_str(), S_IFCHR | 0600, makedev(10, 232)) == 0);
+    fs::create_directories(home);
+    fs::create_directories(run);
+    for (auto const& p : { kvm, home, run })
+        REQUIRE(::chown(p.c_str(), uid, gid) == 0);
+    REQUIRE(::chmod(run.c_str(), 0700) == 0);
+    REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
+    auto as_user = [&](std::vector<std::string> const& args) {
+        strata::test::ProcessOptions p;
+        p.argv = { "setpriv", "--reuid=" + std::to_string(uid), "--regid=" + std::to_string(gid), "--clear-groups", strata::test::strata_bin };
+        p.argv.insert(p.argv.end(), args.begin(), args.end());
+        p.env = { { "STRATA_HOME", home + "/store" }, { "XDG_RUNTIME_DIR", run }, { "STRATA_KVM_DEVICE", kvm } };
+        p.timeout = 90s;
+        auto r = strata::test::run_process(p);
+        REQUIRE(r.has_value());
+        INFO(strata::test::join_argv(p.argv), "\n", r.value().describe(), "\n", r.value().out, "\n", r.value().err);
+        REQUIRE(r.value().exit_code == 0);
+        return r.value().out;
+    };
+    as_user({ "vms", "create", "mine", "--firmware", echo_fw, "--disk", "size=1M,id=d0" });
+    as_user({ "vms", "start", "mine" });
+    auto vm = nlohmann::json::parse(as_user({ "vms", "describe", "mine", "--json" }));
+    REQUIRE(vm["state"] == "running");
+    CHECK(vm["api_ready"] == true);
+    pid_t const vmm = vm["pid"].get<pid_t>();
+    std::string const runtime = fs::path(vm["api_socket"].get<std::string>()).parent_path().string();
+    std::string const log = read_text(runtime + "/vmm.log");
+    INFO(log);
+    // The user's own ids, no capabilities, filtered, PID 1 of its own namespace
+    // (made in a user namespace), out of the host's network namespace.
+    CHECK(status_field(vmm, "Uid") == "4343\t4343\t4343\t4343");
+    CHECK(status_field(vmm, "CapEff") == "0000000000000000");
+    CHECK(status_field(vmm, "NoNewPrivs") == "1");
+    CHECK(status_field(vmm, "Seccomp") == "2");
+    CHECK(status_field(vmm, "NSpid") == std::to_string(vmm) + "\t1");
+    CHECK(fs::read_symlink("/proc/" + std::to_string(vmm) + "/ns/user") != fs::read_symlink("/proc/self/ns/user"));
+    CHECK(fs::read_symlink("/proc/" + std::to_string(vmm) + "/ns/net") != fs::read_symlink("/proc/self/ns/net"));
+    // Its file system: the jail's root and the listed paths only (the device bound,
+    // not made).
+    std::set<std::string> points;
+    for (auto const& [point, options] : mounts_of(vmm))
+        points.insert(point);
+    std::string const store = home + "/store";
+    CHECK(points == std::set<std::string> { "/", kvm, "/dev/urandom", "/dev/null", runtime, store, store + "/artifacts" });
+    // What it lacks against root's jail is said.
+    CHECK(log.find("strata: jail: lacks a cgroup, another uid and device nodes of its own") != std::string::npos);
+    // The guest runs.
+    std::string serial;
+    for (int i = 0; i < 200 && serial.find("echo: ready") == std::string::npos; ++i) {
+        serial = read_text(vm["serial_log"].get<std::string>());
+        std::this_thread::sleep_for(50ms);
+    }
+    CHECK(serial.find("echo: ready") != std::string::npos);
+    as_user({ "vms", "stop", "mine" });
+    CHECK(nlohmann::json::parse(as_user({ "vms", "describe", "mine", "--json" }))["state"] == "stopped");
+
+    // Where user namespaces are off (test hook), the jail is the rlimits, no new
+    // privileges, the filters and Landlock; the VMM has no supervisor then and
+    // must outlive `vms start`. Watched failing once: it set PR_SET_PDEATHSIG as
+    // under a supervisor, and died with `vms start` (api_ready false, no log).
+    std::vector<std::pair<std::string, std::string>> no_userns { { "STRATA_TEST_JAIL_NO_USERNS", "1" } };
+    {
+        strata::test::ProcessOptions p;
+        p.argv = { "setpriv", "--reuid=" + std::to_string(uid), "--regid=" + std::to_string(gid), "--clear-groups", strata::test::strata_bin,
+            "vms", "start", "mine" };
+        p.env = { { "STRATA_HOME", home + "/store" }, { "XDG_RUNTIME_DIR", run }, { "STRATA_KVM_DEVICE", kvm },
+            { "STRATA_TEST_JAIL_NO_USERNS", "1" } };
+        auto r = strata::test::run_process(p);
+        REQUIRE(r.has_value());
+        REQUIRE(r.value().exit_code == 0);
+    }
+    std::this_thread::sleep_for(500ms);
+    auto bare = nlohmann::json::parse(as_user({ "vms", "describe", "mine", "--json" }));
+    CHECK(bare["state"] == "running");
+    CHECK(bare["api_ready"] == true);
+    std::string const bare_log = read_text(runtime + "/vmm.log");
+    INFO(bare_log);
+    CHECK(bare_log.find("no user namespace") != std::string::npos);
+    if (bare["pid"].is_number()) {
+        pid_t const bare_vmm = bare["pid"].get<pid_t>();
+        CHECK(status_field(bare_vmm, "NoNewPrivs") == "1");
+        CHECK(status_field(bare_vmm, "Seccomp") == "2");
+    }
+    as_user({ "vms", "stop", "mine" });
 }

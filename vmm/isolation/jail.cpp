@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -17,7 +18,9 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <linux/magic.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -157,6 +160,67 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
     return cg;
 }
 
+// --- the shared network namespace ---------------------------------------------
+
+// Jailed VMMs that use no network share one empty network namespace (root
+// only): made once and kept by a bind mount at kSharedNetns, so that a start
+// joins it (setns) rather than making one. A new network namespace costs its
+// creation on the start's path and its teardown later in a kernel worker
+// (cleanup_net), both milliseconds on some kernels. What the VMMs in it share
+// is a loopback that is down and no other interface; they hold no capability to
+// change it. Abstract Unix sockets are per network namespace, so two VMMs there
+// could reach each other through one (as they could through the store folder
+// both hold writable); Landlock ABI 6 scopes those sockets to each VMM.
+constexpr char const* kSharedNetnsDir = "/run/strata";
+constexpr char const* kSharedNetns = "/run/strata/netns-none";
+
+bool is_namespace(int fd)
+{
+    struct statfs fs {};
+    return ::fstatfs(fd, &fs) == 0 && static_cast<unsigned long>(fs.f_type) == NSFS_MAGIC;
+}
+
+// The shared namespace's descriptor, made if need be; -1 when it cannot be had
+// (the caller makes a namespace of the VMM's own, as before).
+int shared_netns()
+{
+    int fd = ::open(kSharedNetns, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0 && is_namespace(fd))
+        return fd;
+    if (fd >= 0)
+        ::close(fd);
+    if (!mkdirs(kSharedNetnsDir, 0755))
+        return -1;
+    // The mount point: a file of root's (a plain file left by a make that failed
+    // is used again).
+    int point = ::open(kSharedNetns, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+    if (point < 0)
+        return -1;
+    ::close(point);
+    // A child makes the namespace and binds it onto the file; it stays in the
+    // host's mount namespace, so the mount is the host's and outlives it. Two
+    // starts making it at once stack two mounts: harmless, both are empty.
+    pid_t const maker = ::fork();
+    if (maker < 0)
+        return -1;
+    if (maker == 0) {
+        if (::unshare(CLONE_NEWNET) != 0)
+            ::_exit(1);
+        ::_exit(::mount("/proc/self/ns/net", kSharedNetns, nullptr, MS_BIND, nullptr) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    while (::waitpid(maker, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return -1;
+    fd = ::open(kSharedNetns, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0 && !is_namespace(fd)) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 // --- the supervisor --------------------------------------------------------
 
 [[noreturn]] void supervise(pid_t child, Cgroup const& cg, sigset_t const& forwarded, JailSpec const& spec)
@@ -292,7 +356,7 @@ Status set_limits(JailSpec const& spec)
     return ok();
 }
 
-Status drop_privileges(JailSpec const& spec, bool may_change_ids, Jailed& jailed)
+Status drop_privileges(JailSpec const& spec, bool may_change_ids, bool supervised, Jailed& jailed)
 {
     if (spec.uid || spec.gid) {
         if (!may_change_ids) {
@@ -332,8 +396,10 @@ Status drop_privileges(JailSpec const& spec, bool may_change_ids, Jailed& jailed
     if (::syscall(SYS_capset, &header, data) != 0)
         return errno_error("jail: capset");
     // A change of ids clears the parent-death signal: set it again, so that a
-    // SIGKILLed supervisor still takes the VMM with it.
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    // SIGKILLed supervisor still takes the VMM with it. Only under a supervisor:
+    // a jail without namespaces has none, and its parent (`vms start`) exits
+    // once the VMM answers.
+    if (supervised && ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
         return errno_error("jail: PR_SET_PDEATHSIG");
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         return errno_error("jail: PR_SET_NO_NEW_PRIVS");
@@ -367,6 +433,13 @@ bool enter_user_namespace()
 {
     uid_t const uid = ::geteuid();
     gid_t const gid = ::getegid();
+#ifdef STRATA_TEST_HOOKS
+    // A host where user namespaces are off (kvm_jail_test).
+    if (char const* off = std::getenv("STRATA_TEST_JAIL_NO_USERNS"); off != nullptr && *off) {
+        errno = EPERM;
+        return false;
+    }
+#endif
     if (::unshare(CLONE_NEWUSER) != 0)
         return false;
     write_text("/proc/self/setgroups", "deny");
@@ -417,9 +490,16 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     if (!namespaces) {
         STRATA_TRY(set_limits(spec));
         STRATA_TRY(apply_landlock(spec, jailed));
-        STRATA_TRY(drop_privileges(spec, false, jailed));
+        STRATA_TRY(drop_privileges(spec, false, false, jailed));
         return jailed;
     }
+    // Root joins the shared empty network namespace; a user namespace's root
+    // cannot (it is the host's), so it makes one of its own. Before the PID
+    // namespace: making the shared one forks, and the first child after
+    // CLONE_NEWPID must be the VMM (its namespace's PID 1).
+    int netns = -1;
+    if (spec.new_network && root)
+        netns = shared_netns();
     if (::unshare(CLONE_NEWPID) != 0)
         return errno_error("jail: new PID namespace");
     // The jailed uid makes the VMM's sockets, log and pid file in the runtime
@@ -444,6 +524,8 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         return errno_error("jail: fork");
     if (child > 0) {
         ::close(sync[0]);
+        if (netns >= 0)
+            ::close(netns);
         Cgroup cg;
         if (root)
             cg = join_cgroup(spec, child, jailed);
@@ -467,12 +549,18 @@ Result<Jailed> enter_jail(JailSpec const& spec)
 
     int flags = CLONE_NEWNS;
     // Tap devices live in the host's network namespace (and a lazily pulled disk
-    // reaches its registry through it): only a VM that uses neither gets a network
-    // namespace of its own, with nothing but a loopback that is down.
-    if (spec.new_network)
+    // reaches its registry through it): only a VM that uses neither leaves it, for
+    // the shared empty one or, without it, one of its own; either has nothing but
+    // a loopback that is down.
+    if (spec.new_network && netns < 0)
         flags |= CLONE_NEWNET;
     if (::unshare(flags) != 0)
         return errno_error("jail: new mount/network namespace");
+    if (netns >= 0) {
+        if (::setns(netns, CLONE_NEWNET) != 0)
+            return errno_error("jail: join the shared network namespace " + std::string(kSharedNetns));
+        ::close(netns);
+    }
     STRATA_TRY(build_root(spec, root));
     STRATA_TRY(set_limits(spec));
     // Moving a process into a v1 memory cgroup takes some 10 ms here (the kernel
@@ -484,7 +572,7 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     jailed.host_pid = host_pid;
     ::close(sync[0]);
     STRATA_TRY(apply_landlock(spec, jailed));
-    STRATA_TRY(drop_privileges(spec, root, jailed));
+    STRATA_TRY(drop_privileges(spec, root, true, jailed));
     return jailed;
 }
 

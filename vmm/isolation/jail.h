@@ -13,8 +13,11 @@
 //  - the jailed VMM is PID 1 of a new PID namespace, in a new mount namespace
 //    whose root is a small read-only tmpfs at <runtime folder>/root holding only
 //    the bind mounts listed (each at its host path, so that no path the VMM uses
-//    changes), after pivot_root and a detached unmount of the old root; in a new
-//    network namespace when the VM has no interface and no lazily pulled disk;
+//    changes), after pivot_root and a detached unmount of the old root; out of
+//    the host's network namespace when the VM has no interface and no lazily
+//    pulled disk: root's jails share one empty namespace, kept at
+//    /run/strata/netns-none (made by the first; jail.cpp says why), others
+//    make one of their own;
 //    in the cgroup (v2 when /sys/fs/cgroup has cgroup.controllers, else v1) with
 //    memory, CPU and PID limits; with RLIMIT_NOFILE and RLIMIT_FSIZE; as the
 //    given uid/gid, with no capabilities beyond `keep_capabilities` and
