@@ -173,10 +173,13 @@ TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no
     if (fs::exists("/sys/fs/cgroup/cgroup.controllers")) {
         CHECK(number(cgroup_file(vmm, "memory", "memory.max")) == memory);
         CHECK(cgroup_file(vmm, "cpu", "cpu.max") == "200000 100000\n");
+        // Weighed as the two default tasks its threads would be outside it.
+        CHECK(number(cgroup_file(vmm, "cpu", "cpu.weight")) == 200);
         CHECK(number(cgroup_file(vmm, "pids", "pids.max")) == 65);
     } else {
         CHECK(number(cgroup_file(vmm, "memory", "memory.limit_in_bytes")) == memory);
         CHECK(number(cgroup_file(vmm, "cpu", "cpu.cfs_quota_us")) == 200000);
+        CHECK(number(cgroup_file(vmm, "cpu", "cpu.shares")) == 2048);
         CHECK(number(cgroup_file(vmm, "pids", "pids.max")) == 65);
     }
 

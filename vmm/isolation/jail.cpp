@@ -4,6 +4,7 @@
 
 #include "vmm/isolation/landlock.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -108,6 +109,12 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
     auto const limit = [](std::uint64_t v) { return v == 0 ? std::string("max") : std::to_string(v); };
     std::uint64_t const period = 100000;
     std::uint64_t const quota = std::uint64_t { spec.cpus } * period;
+    // Under contention the scheduler weighs a cgroup as one task of the default
+    // weight, however many of its threads are busy; outside the cgroup each busy
+    // thread weighs that much. So the VMM's cgroup weighs as many default tasks
+    // as the cores it may use (its vCPUs and one for its other threads): a
+    // jailed VMM gets the share of the CPU an unjailed one would on a busy host.
+    std::uint64_t const cpu_weight_v1 = 1024ull * std::max<std::uint32_t>(1, spec.cpus);
     if (::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) {
         std::string const parent = join("/sys/fs/cgroup", own_cgroup(""));
         // Controllers reach a child only through the parent's subtree_control,
@@ -124,6 +131,9 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
             lack(jailed, "a memory limit (" + dir + "/memory.max)");
         if (!write_text(dir + "/cpu.max", (quota ? std::to_string(quota) : std::string("max")) + " " + std::to_string(period)))
             lack(jailed, "a CPU limit (" + dir + "/cpu.max)");
+        // The weight as cpu_weight_v1 above (v2 weighs 100 where v1 weighs 1024).
+        if (spec.cpus > 1)
+            write_text(dir + "/cpu.weight", std::to_string(std::min<std::uint64_t>(10000, 100ull * spec.cpus)));
         if (!write_text(dir + "/pids.max", limit(spec.pids_max)))
             lack(jailed, "a PID limit (" + dir + "/pids.max)");
         if (!write_text(dir + "/cgroup.procs", std::to_string(pid)))
@@ -136,7 +146,8 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
     };
     V1 const v1[] = {
         { "memory", { { "memory.limit_in_bytes", spec.memory_max ? std::to_string(spec.memory_max) : std::string("-1") } } },
-        { "cpu", { { "cpu.cfs_period_us", std::to_string(period) }, { "cpu.cfs_quota_us", quota ? std::to_string(quota) : std::string("-1") } } },
+        { "cpu", { { "cpu.cfs_period_us", std::to_string(period) }, { "cpu.cfs_quota_us", quota ? std::to_string(quota) : std::string("-1") },
+                     { "cpu.shares", std::to_string(cpu_weight_v1) } } },
         { "pids", { { "pids.max", limit(spec.pids_max) } } },
     };
     for (auto const& h : v1) {

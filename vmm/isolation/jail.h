@@ -19,7 +19,8 @@
 //    /run/strata/netns-none (made by the first; jail.cpp says why), others
 //    make one of their own;
 //    in the cgroup (v2 when /sys/fs/cgroup has cgroup.controllers, else v1) with
-//    memory, CPU and PID limits; with RLIMIT_NOFILE and RLIMIT_FSIZE; as the
+//    memory, CPU and PID limits and a CPU weight of `cpus` default tasks; with
+//    RLIMIT_NOFILE and RLIMIT_FSIZE; as the
 //    given uid/gid, with no capabilities beyond `keep_capabilities` and
 //    PR_SET_NO_NEW_PRIVS; and, where the kernel has Landlock (landlock.h), able
 //    to open only the bound paths, each as bound (a kernel without it is
