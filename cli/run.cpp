@@ -77,6 +77,8 @@ int run_vm(RunOptions& options)
             return report(disk.error());
         config.disks.push_back(disk.value());
     }
+    if (auto shared = share_rate_limit_groups(config.disks); !shared)
+        return report(shared.error());
     config.nets.clear();
     for (std::size_t i = 0; i < options.nets.size(); ++i) {
         auto net = parse_net_spec(options.nets[i], static_cast<unsigned>(i));

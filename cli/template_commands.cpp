@@ -6,9 +6,11 @@
 #include "store/artifacts.h"
 #include "store/template_record.h"
 #include "vmm/boot/linux/linux_loader.h"
+#include "vmm/disk_config.h"
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -45,11 +47,42 @@ Result<TemplateRecord> create_template(Store& store, TemplateArgs const& a)
     STRATA_TRY(metadata, parse_metadata(a.metadata));
     t.labels = labels;
     t.metadata = metadata;
+    std::vector<DiskLimitSpec> limits;
     for (std::size_t i = 0; i < a.disks.size(); ++i) {
         STRATA_TRY(d, parse_new_disk(a.disks[i], static_cast<unsigned>(i)));
+        if (!d) {
+            STRATA_TRY(limit, parse_disk_limit(a.disks[i]));
+            if (limit) {
+                limits.push_back(*limit);
+                continue;
+            }
+        }
         if (!d || d->boot)
-            return make_error(ErrorKind::Usage, "--disk '" + a.disks[i] + "': a template's extra disks are size=S,id=D[,readonly=on][,scratch=on][,cache=..]");
-        t.disks.push_back(TemplateDisk { d->id, d->size, d->read_only, d->scratch, d->cache });
+            return make_error(ErrorKind::Usage, "--disk '" + a.disks[i] + "': a template's extra disks are size=S,id=D[,readonly=on][,scratch=on][,cache=..]"
+                                                "[,bps=N][,iops=N][,rate_limit_group=G]; id=boot,bps=... limits the boot disk");
+        t.disks.push_back(TemplateDisk { d->id, d->size, d->read_only, d->scratch, d->cache, d->rate_limit, d->rate_limit_group });
+    }
+    for (auto const& l : limits) {
+        if (l.id == "boot") {
+            t.boot_rate_limit = l.rate_limit;
+            t.boot_rate_limit_group = l.rate_limit_group;
+            continue;
+        }
+        auto it = std::find_if(t.disks.begin(), t.disks.end(), [&](TemplateDisk const& d) { return d.id == l.id; });
+        if (it == t.disks.end())
+            return make_error(ErrorKind::Usage, "--disk id=" + l.id + ": the template has no disk '" + l.id + "' to limit");
+        it->rate_limit = l.rate_limit;
+        it->rate_limit_group = l.rate_limit_group;
+    }
+    {
+        // A group's limit given on one of its disks holds for all of them.
+        std::vector<DiskConfig> configs { limit_only("boot", t.boot_rate_limit, t.boot_rate_limit_group) };
+        for (auto const& d : t.disks)
+            configs.push_back(limit_only(d.id, d.rate_limit, d.rate_limit_group));
+        STRATA_TRY(share_rate_limit_groups(configs));
+        t.boot_rate_limit = configs[0].rate_limit;
+        for (std::size_t i = 0; i < t.disks.size(); ++i)
+            t.disks[i].rate_limit = configs[i + 1].rate_limit;
     }
     if (a.firmware.empty() == a.kernel.empty())
         return make_error(ErrorKind::Usage, "instance-templates create needs exactly one of --firmware and --kernel");
@@ -80,9 +113,15 @@ void print_template(TemplateRecord const& t)
     std::printf("cmdline: %s\ntransport: %s\ncreated: %s\n", b.cmdline.c_str(), t.spec.transport.c_str(), t.created.c_str());
     if (!t.description.empty())
         std::printf("description: %s\n", t.description.c_str());
-    for (auto const& d : t.disks)
-        std::printf("disk: %s %llu bytes%s%s cache=%s\n", d.id.c_str(), static_cast<unsigned long long>(d.size), d.read_only ? " readonly" : "",
+    if (auto limit = rate_limit_spec(t.boot_rate_limit, t.boot_rate_limit_group); !limit.empty())
+        std::printf("boot disk rate limit: %s\n", limit.substr(1).c_str());
+    for (auto const& d : t.disks) {
+        std::printf("disk: %s %llu bytes%s%s cache=%s", d.id.c_str(), static_cast<unsigned long long>(d.size), d.read_only ? " readonly" : "",
             d.scratch ? " scratch" : "", d.cache.c_str());
+        if (auto limit = rate_limit_spec(d.rate_limit, d.rate_limit_group); !limit.empty())
+            std::printf(" rate limit: %s", limit.substr(1).c_str());
+        std::printf("\n");
+    }
     for (auto const& [k, v] : t.labels)
         std::printf("label: %s=%s\n", k.c_str(), v.c_str());
     for (auto const& [k, v] : t.metadata)
@@ -106,7 +145,7 @@ void register_templates(CLI::App& app, int& exit_code)
     create->add_option("--cmdline", a->cmdline, "The guest's command line");
     create->add_option("--vcpus", a->vcpus, "Number of vCPUs")->check(CLI::Range(1u, kMaxRecordVcpus));
     create->add_option("--memory", a->memory_mib, "Guest RAM in MiB")->check(CLI::Range(kMinRecordMemoryMib, kMaxRecordMemoryMib));
-    create->add_option("--disk", a->disks, "An extra empty disk per VM: size=S,id=D[,readonly=on][,scratch=on][,cache=..]")->take_all();
+    create->add_option("--disk", a->disks, "An extra empty disk per VM: size=S,id=D[,readonly=on][,scratch=on][,cache=..][,bps=N][,iops=N][,rate_limit_group=G]; id=boot,bps=N,... limits the boot disk")->take_all();
     create->add_option("--labels", a->labels, "k=v,...");
     create->add_option("--metadata", a->metadata, "k=v,...");
     create->add_option("--description", a->description);

@@ -10,6 +10,7 @@
 #include "store/artifacts.h"
 #include "store/record_files.h"
 #include "vmm/api/client.h"
+#include "vmm/disk_config.h"
 
 #include <CLI/CLI.hpp>
 
@@ -174,8 +175,12 @@ int describe_vm_command(std::string const& name, bool json)
         std::printf("disks:\n");
         for (std::size_t i = 0; i < v.disks.size(); ++i) {
             auto const& d = v.disks[i];
-            std::printf("  %-12s %-28s%s%s%s cache=%s\n", d.id.c_str(), d.disk.c_str(), d.boot ? " boot" : "", d.read_only ? " readonly" : "",
+            std::printf("  %-12s %-28s%s%s%s cache=%s", d.id.c_str(), d.disk.c_str(), d.boot ? " boot" : "", d.read_only ? " readonly" : "",
                 d.scratch ? " scratch" : "", d.cache.c_str());
+            // The limit as --disk keys (what vms create takes back).
+            if (auto limit = rate_limit_spec(d.rate_limit, d.rate_limit_group); !limit.empty())
+                std::printf(" rate limit: %s", limit.substr(1).c_str());
+            std::printf("\n");
             if (!lazy[i])
                 continue;
             auto const& l = *lazy[i];

@@ -12,6 +12,7 @@
 #include "vmm/net_config.h"
 #include "vmm/boot/linux/linux_loader.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <sstream>
 
@@ -75,14 +76,56 @@ Result<std::optional<NewDiskSpec>> parse_new_disk(std::string const& spec, unsig
         } else if (key == "cache") {
             STRATA_TRY(check_cache(value));
             d.cache = value;
-        } else {
-            return usage("--disk '" + spec + "': a new disk takes size=, id=, readonly=, boot=, scratch= and cache=, not '" + key + "'");
+        } else if (auto limit_key = parse_rate_limit_key(spec, key, value, d.rate_limit, d.rate_limit_group); !limit_key) {
+            return limit_key.error();
+        } else if (!limit_key.value()) {
+            return usage("--disk '" + spec + "': a new disk takes size=, id=, readonly=, boot=, scratch=, cache= and rate limit keys "
+                                             "(bps=, iops=, bw_*=, ops_*=, rate_limit_group=), not '" + key + "'");
         }
     }
     STRATA_TRY(check_disk_id(d.id));
+    if (auto limit = check_rate_limiter(d.rate_limit); !limit)
+        return usage("--disk '" + spec + "': " + limit.error().message);
     if (d.size == 0 || d.size % 512 != 0)
         return usage("--disk '" + spec + "': size must be a non-zero multiple of 512 bytes");
     return std::optional<NewDiskSpec>(d);
+}
+
+DiskConfig limit_only(std::string const& id, RateLimiterConfig const& limit, std::string const& group)
+{
+    DiskConfig d;
+    d.id = id;
+    d.rate_limit = limit;
+    d.rate_limit_group = group;
+    return d;
+}
+
+Result<std::optional<DiskLimitSpec>> parse_disk_limit(std::string const& spec)
+{
+    std::stringstream in(spec);
+    DiskLimitSpec d;
+    bool has_id = false;
+    for (std::string item; std::getline(in, item, ',');) {
+        auto eq = item.find('=');
+        if (eq == std::string::npos)
+            return std::optional<DiskLimitSpec>();
+        std::string const key = item.substr(0, eq);
+        std::string const value = item.substr(eq + 1);
+        if (key == "id") {
+            d.id = value;
+            has_id = true;
+            continue;
+        }
+        STRATA_TRY(known, parse_rate_limit_key(spec, key, value, d.rate_limit, d.rate_limit_group));
+        if (!known)
+            return std::optional<DiskLimitSpec>();
+    }
+    if (!has_id)
+        return std::optional<DiskLimitSpec>();
+    STRATA_TRY(check_disk_id(d.id));
+    if (auto limit = check_rate_limiter(d.rate_limit); !limit)
+        return usage("--disk '" + spec + "': " + limit.error().message);
+    return std::optional<DiskLimitSpec>(d);
 }
 
 Result<std::vector<VmNet>> parse_vm_nets(std::vector<std::string> const& specs)
@@ -140,9 +183,12 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
             vm.source = "template:" + t.name;
             if (!a.keep_mac)
                 renew_guest_macs(vm.spec.nets);
-            plan.push_back(DiskPlan { VmDisk { "boot", a.name + "-disk-boot", false, true, false, "none", true }, t.boot_image, 0 });
+            plan.push_back(DiskPlan { VmDisk { "boot", a.name + "-disk-boot", false, true, false, "none", true, t.boot_rate_limit,
+                                          t.boot_rate_limit_group },
+                t.boot_image, 0 });
             for (auto const& d : t.disks)
-                plan.push_back(DiskPlan { VmDisk { d.id, a.name + "-disk-" + d.id, d.read_only, false, d.scratch, d.cache, true }, {}, d.size });
+                plan.push_back(DiskPlan {
+                    VmDisk { d.id, a.name + "-disk-" + d.id, d.read_only, false, d.scratch, d.cache, true, d.rate_limit, d.rate_limit_group }, {}, d.size });
         }
     }
     bool boot_flags = !a.firmware.empty() || !a.kernel.empty();
@@ -175,11 +221,18 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
         if (auto fits = linux_boot::check_initrd_fits(a.kernel, a.initrd, std::uint64_t(vm.spec.memory_mib) << 20, protocol); !fits)
             return usage("the initrd '" + a.initrd + "' cannot be loaded in this VM: " + fits.error().message + " (--memory)");
     }
+    std::vector<DiskLimitSpec> limits;
     for (std::size_t i = 0; i < a.disks.size(); ++i) {
         STRATA_TRY(fresh, parse_new_disk(a.disks[i], static_cast<unsigned>(i)));
         if (fresh) {
             auto const& d = *fresh;
-            plan.push_back(DiskPlan { VmDisk { d.id, a.name + "-disk-" + d.id, d.read_only, d.boot, d.scratch, d.cache, true }, {}, d.size });
+            plan.push_back(DiskPlan {
+                VmDisk { d.id, a.name + "-disk-" + d.id, d.read_only, d.boot, d.scratch, d.cache, true, d.rate_limit, d.rate_limit_group }, {}, d.size });
+            continue;
+        }
+        STRATA_TRY(limit, parse_disk_limit(a.disks[i]));
+        if (limit) {
+            limits.push_back(*limit);
             continue;
         }
         STRATA_TRY(spec, parse_disk_spec(a.disks[i], static_cast<unsigned>(i)));
@@ -189,7 +242,25 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
         std::string cache = spec.cache == DiskCache::Writeback ? "writeback" : spec.cache == DiskCache::Unsafe ? "unsafe" : "none";
         STRATA_TRY(existing, store.get(ObjectKind::Disk, spec.store_disk));
         (void)existing;
-        plan.push_back(DiskPlan { VmDisk { spec.id, spec.store_disk, spec.read_only, spec.boot, spec.scratch, cache, false }, {}, 0 });
+        plan.push_back(DiskPlan {
+            VmDisk { spec.id, spec.store_disk, spec.read_only, spec.boot, spec.scratch, cache, false, spec.rate_limit, spec.rate_limit_group }, {}, 0 });
+    }
+    // Limits for the disks an image or template gives (`--disk id=boot,bps=...`).
+    for (auto const& l : limits) {
+        auto it = std::find_if(plan.begin(), plan.end(), [&](DiskPlan const& p) { return p.disk.id == l.id; });
+        if (it == plan.end())
+            return usage("--disk id=" + l.id + ": the VM has no disk '" + l.id + "' to limit (give a store disk or size=S for a new one)");
+        it->disk.rate_limit = l.rate_limit;
+        it->disk.rate_limit_group = l.rate_limit_group;
+    }
+    {
+        // A group's limit given on one of its disks holds for all of them.
+        std::vector<DiskConfig> configs;
+        for (auto const& p : plan)
+            configs.push_back(limit_only(p.disk.id, p.disk.rate_limit, p.disk.rate_limit_group));
+        STRATA_TRY(share_rate_limit_groups(configs));
+        for (std::size_t i = 0; i < plan.size(); ++i)
+            plan[i].disk.rate_limit = configs[i].rate_limit;
     }
     for (auto const& p : plan)
         vm.disks.push_back(p.disk);

@@ -209,10 +209,24 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
             ::close(fd);
         }
     }
-    if (::access(rt.paths.pid_file.c_str(), F_OK) != 0)
-        ::rename((rt.paths.pid_file + ".start").c_str(), rt.paths.pid_file.c_str());
-    else
-        ::unlink((rt.paths.pid_file + ".start").c_str());
+    // Only where the VMM has not written its own yet: link() fails when the pid
+    // file exists, where a check and a rename would replace a pid file the VMM
+    // wrote in between (seen on a loaded host: the pid file then named the jail's
+    // supervisor for the VM's whole life).
+    ino_t ours = 0;
+    if (::link((rt.paths.pid_file + ".start").c_str(), rt.paths.pid_file.c_str()) == 0) {
+        if (struct stat st {}; ::stat(rt.paths.pid_file.c_str(), &st) == 0)
+            ours = st.st_ino;
+    }
+    ::unlink((rt.paths.pid_file + ".start").c_str());
+    // The VMM writes its own pid file (a new file renamed into place) just after
+    // its API listens: a jailed VMM's names the VMM, where this one names the
+    // jail's supervisor. The start is done once the API answers and the pid file
+    // is the VMM's, so that what it reports is the VMM.
+    auto const vmm_wrote_pid = [&] {
+        struct stat st {};
+        return ours == 0 || ::stat(rt.paths.pid_file.c_str(), &st) != 0 || st.st_ino != ours;
+    };
     // A VMM answers once its machine is built: milliseconds on hardware, but a
     // restore that checks a large memory file, or any start inside the emulated
     // KVM machine on a loaded host, was seen taking over 10 s. The wait ends at
@@ -229,7 +243,7 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
                 return vm_runtime(store, vm);
             return make_error(ErrorKind::Io, "the VMM of vm '" + vm + "' exited before its API answered; its log (" + log + "):\n" + log_tail(log));
         }
-        if (api_answers(rt.paths.api_socket))
+        if (api_answers(rt.paths.api_socket) && vmm_wrote_pid())
             break;
         if (Clock::now() >= end) {
             ::kill(pid, SIGKILL);

@@ -8,6 +8,7 @@
 #include "base/result.h"
 #include "store/store.h"
 #include "store/vm_record.h"
+#include "vmm/disk_config.h"
 #include "vmm/api/client.h"
 #include "vmm/runtime_dir.h"
 
@@ -100,13 +101,29 @@ struct VmCreateArgs {
 
 // A `--disk` of an instance template or of `vms create`: "size=S,id=D[,...]"
 // (a new disk) when it has a size= key; otherwise nullopt.
+// Either may carry rate limit keys (vmm/disk_config.h: bps=, iops=, bw_*=,
+// ops_*=, rate_limit_group=).
 struct NewDiskSpec {
     std::string id;
     std::uint64_t size { 0 };
     bool read_only { false }, boot { false }, scratch { false };
     std::string cache { "none" };
+    RateLimiterConfig rate_limit;
+    std::string rate_limit_group;
 };
 [[nodiscard]] Result<std::optional<NewDiskSpec>> parse_new_disk(std::string const& spec, unsigned index);
+// A `--disk id=D` with rate limit keys only (no store disk, no size=): the limit
+// of disk D that the VM gets from its image or template ("boot" is the boot
+// disk); otherwise nullopt.
+struct DiskLimitSpec {
+    std::string id;
+    RateLimiterConfig rate_limit;
+    std::string rate_limit_group;
+};
+[[nodiscard]] Result<std::optional<DiskLimitSpec>> parse_disk_limit(std::string const& spec);
+// A DiskConfig with only an id and a rate limit: what share_rate_limit_groups
+// (vmm/disk_config.h) reads, for disks of records and templates.
+DiskConfig limit_only(std::string const& id, RateLimiterConfig const& limit, std::string const& group);
 
 // An API reply with a 4xx/5xx status as an Error (504 -> Timeout, 409 -> Busy,
 // 404 -> NotFound, other 4xx -> Usage, 5xx -> Io), prefixed with the VM's name.

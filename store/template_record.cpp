@@ -3,6 +3,7 @@
 #include "store/artifacts.h"
 #include "imaging/layer/layer_format.h"
 #include "store/manifest.h"
+#include "store/rate_limit_record.h"
 
 #include <set>
 
@@ -19,7 +20,10 @@ Status check_template(TemplateRecord const& t)
     if (t.disks.size() + 1 > kMaxRecordDisks)
         return make_error(ErrorKind::Usage, "a template has at most " + std::to_string(kMaxRecordDisks - 1) + " extra disks");
     std::set<std::string> ids { "boot" };
+    // The disks as a VM made from the template gets them, for their rate limits.
+    std::vector<VmDisk> as_vm { VmDisk { "boot", "boot", false, true, false, "none", true, t.boot_rate_limit, t.boot_rate_limit_group } };
     for (auto const& d : t.disks) {
+        as_vm.push_back(VmDisk { d.id, "disk-" + d.id, d.read_only, false, d.scratch, d.cache, true, d.rate_limit, d.rate_limit_group });
         STRATA_TRY(check_disk_id(d.id));
         STRATA_TRY(check_cache(d.cache));
         if (!ids.insert(d.id).second)
@@ -27,6 +31,7 @@ Status check_template(TemplateRecord const& t)
         if (d.size == 0 || d.size % 512 != 0 || d.size > layer_format::kMaxVirtualSize)
             return make_error(ErrorKind::Usage, "disk '" + d.id + "': a size must be a non-zero multiple of 512 bytes up to 64 PiB");
     }
+    STRATA_TRY(check_vm_disks(as_vm));
     STRATA_TRY(check_labels(t.labels));
     STRATA_TRY(check_metadata(t.metadata));
     return ok();
@@ -35,13 +40,21 @@ Status check_template(TemplateRecord const& t)
 json template_json(TemplateRecord const& t)
 {
     json disks = json::array();
-    for (auto const& d : t.disks)
-        disks.push_back(json { { "id", d.id }, { "size", d.size }, { "read_only", d.read_only }, { "scratch", d.scratch }, { "cache", d.cache } });
+    for (auto const& d : t.disks) {
+        json one { { "id", d.id }, { "size", d.size }, { "read_only", d.read_only }, { "scratch", d.scratch }, { "cache", d.cache } };
+        put_disk_rate_limit(one, d.rate_limit, d.rate_limit_group);
+        disks.push_back(one);
+    }
     json j = spec_json(t.spec);
     j["kind"] = "instance-template";
     j["name"] = t.name;
     j["boot_image"] = t.boot_image;
     j["disks"] = disks;
+    // Written only when set, so templates without it read as before.
+    json boot_disk = json::object();
+    put_disk_rate_limit(boot_disk, t.boot_rate_limit, t.boot_rate_limit_group);
+    if (!boot_disk.empty())
+        j["boot_disk"] = boot_disk;
     j["labels"] = from_map(t.labels);
     j["metadata"] = from_map(t.metadata);
     j["description"] = t.description;
@@ -83,8 +96,15 @@ Result<TemplateRecord> parse_template(std::string_view text)
             STRATA_TRY(read_only, bool_field(d, "read_only"));
             STRATA_TRY(scratch, bool_field(d, "scratch"));
             STRATA_TRY(cache, string_field(d, "cache", false, 16));
-            t.disks.push_back(TemplateDisk { id, size, read_only, scratch, cache.empty() ? "none" : cache });
+            TemplateDisk disk { id, size, read_only, scratch, cache.empty() ? "none" : cache, {}, {} };
+            STRATA_TRY(get_disk_rate_limit(d, "template record", disk.rate_limit, disk.rate_limit_group));
+            t.disks.push_back(disk);
         }
+    }
+    if (auto boot_disk = j.find("boot_disk"); boot_disk != j.end()) {
+        if (!boot_disk->is_object())
+            return bad("template record", "'boot_disk' is not an object");
+        STRATA_TRY(get_disk_rate_limit(*boot_disk, "template record", t.boot_rate_limit, t.boot_rate_limit_group));
     }
     STRATA_TRY(labels, string_map(j, "labels"));
     STRATA_TRY(metadata, string_map(j, "metadata"));

@@ -1,7 +1,8 @@
 // Instance templates ($STRATA_HOME/instance-templates/<name>.json): configuration
 // only, no data — the machine spec (vm_record.h: CPUs, memory, boot artifacts by
 // digest, cmdline), the image the boot disk of each VM is cloned from, the sizes
-// of extra empty disks, labels, metadata and a description. `strata vms create
+// of extra empty disks, the disks' rate limits, labels, metadata and a
+// description. `strata vms create
 // --template T` makes a VM from one.
 //
 // Threading: value types and pure functions; the store functions run under a
@@ -19,12 +20,17 @@ struct TemplateDisk {
     bool read_only { false };
     bool scratch { false };
     std::string cache { "none" };
+    RateLimiterConfig rate_limit {}; // as VmDisk's
+    std::string rate_limit_group {};
 };
 
 struct TemplateRecord {
     std::string name;
     MachineSpec spec;
     std::string boot_image; // an image in the store; the boot disk (id "boot") clones it
+    // The boot disk's rate limit and group (VmDisk's fields for the disk "boot").
+    RateLimiterConfig boot_rate_limit;
+    std::string boot_rate_limit_group;
     std::vector<TemplateDisk> disks;
     std::map<std::string, std::string> labels;
     std::map<std::string, std::string> metadata;

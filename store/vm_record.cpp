@@ -1,5 +1,7 @@
 #include "store/vm_record.h"
 
+#include "store/rate_limit_record.h"
+
 #include "store/artifacts.h"
 #include "store/manifest.h"
 #include "store/store.h"
@@ -155,6 +157,7 @@ Status check_vm_disks(std::vector<VmDisk> const& disks)
     if (disks.size() > kMaxRecordDisks)
         return make_error(ErrorKind::Usage, "a VM has at most " + std::to_string(kMaxRecordDisks) + " disks");
     std::set<std::string> ids, names;
+    std::map<std::string, RateLimiterConfig> groups;
     unsigned boot = 0;
     for (auto const& d : disks) {
         STRATA_TRY(check_disk_id(d.id));
@@ -165,6 +168,15 @@ Status check_vm_disks(std::vector<VmDisk> const& disks)
         if (!names.insert(d.disk).second)
             return make_error(ErrorKind::Usage, "the store disk '" + d.disk + "' is attached twice");
         boot += d.boot ? 1 : 0;
+        if (auto limit = check_rate_limiter(d.rate_limit); !limit)
+            return make_error(ErrorKind::Usage, "disk '" + d.id + "': " + limit.error().message);
+        if (d.rate_limit_group.empty())
+            continue;
+        if (auto group = check_disk_id(d.rate_limit_group); !group)
+            return make_error(ErrorKind::Usage, "disk '" + d.id + "': rate limit group '" + d.rate_limit_group.substr(0, 32) + "' must be 1-20 letters, digits, '-', '_' or '.'");
+        auto [it, fresh] = groups.emplace(d.rate_limit_group, d.rate_limit);
+        if (!fresh && it->second != d.rate_limit)
+            return make_error(ErrorKind::Usage, "the disks of rate limit group '" + d.rate_limit_group + "' have different limits");
     }
     if (boot > 1)
         return make_error(ErrorKind::Usage, "at most one disk may have boot=on");
@@ -243,8 +255,10 @@ Result<MachineSpec> parse_spec(json const& j)
 
 json vm_disk_json(VmDisk const& d)
 {
-    return json { { "id", d.id }, { "disk", d.disk }, { "read_only", d.read_only }, { "boot", d.boot }, { "scratch", d.scratch },
+    json j { { "id", d.id }, { "disk", d.disk }, { "read_only", d.read_only }, { "boot", d.boot }, { "scratch", d.scratch },
         { "cache", d.cache }, { "owned", d.owned } };
+    put_disk_rate_limit(j, d.rate_limit, d.rate_limit_group);
+    return j;
 }
 
 Result<VmDisk> parse_vm_disk(json const& j)
@@ -260,6 +274,7 @@ Result<VmDisk> parse_vm_disk(json const& j)
     STRATA_TRY(scratch, bool_field(j, "scratch"));
     STRATA_TRY(owned, bool_field(j, "owned"));
     d = VmDisk { id, disk, read_only, boot, scratch, cache.empty() ? "none" : cache, owned };
+    STRATA_TRY(get_disk_rate_limit(j, "record", d.rate_limit, d.rate_limit_group));
     return d;
 }
 

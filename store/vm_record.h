@@ -19,6 +19,7 @@
 // record lock (record_files.h) and may be called from any thread.
 #pragma once
 
+#include "base/rate_limiter.h"
 #include "base/result.h"
 #include "store/record_files.h"
 
@@ -76,6 +77,11 @@ struct VmDisk {
     bool scratch { false };
     std::string cache { "none" }; // none | writeback | unsafe
     bool owned { false };         // created for this VM (<vm>-disk-<id>); deleted with it
+    // Applied at each start (vmm/disk_config.h): the disk's rate limit, and the
+    // rate limit group whose one limiter it shares with the VM's other disks of
+    // the group (each of them records the group's limit).
+    RateLimiterConfig rate_limit {};
+    std::string rate_limit_group {};
 };
 
 struct VmRecord {
@@ -137,7 +143,8 @@ void renew_guest_macs(std::vector<VmNet>& nets);
 void fill_guest_macs(std::vector<VmNet>& nets);
 // Checks every field of a spec (ranges, enumerations, digests, one boot source).
 [[nodiscard]] Status check_spec(MachineSpec const& spec);
-// Checks a VM's disks: ids, store names, unique ids and disks, one boot disk.
+// Checks a VM's disks: ids, store names, unique ids and disks, one boot disk,
+// rate limits in range and one limit per rate limit group.
 [[nodiscard]] Status check_vm_disks(std::vector<VmDisk> const& disks);
 
 nlohmann::json spec_json(MachineSpec const& spec);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -52,6 +53,73 @@ Result<std::uint64_t> count(std::string const& spec, std::string const& key, std
 }
 
 } // namespace
+
+Result<bool> parse_rate_limit_key(std::string const& spec, std::string const& key, std::string const& value, RateLimiterConfig& limit,
+    std::string& group)
+{
+    if (key == "bps" || key == "iops") {
+        STRATA_TRY(n, count(spec, key, value));
+        (key == "bps" ? limit.bandwidth : limit.ops) = bucket_per_second(n);
+        return true;
+    }
+    if (key == "bw_size" || key == "bw_burst" || key == "bw_refill_ms" || key == "ops_size" || key == "ops_burst" || key == "ops_refill_ms") {
+        STRATA_TRY(n, count(spec, key, value));
+        auto& bucket = key.starts_with("bw_") ? limit.bandwidth : limit.ops;
+        if (key.ends_with("_size"))
+            bucket.size = n;
+        else if (key.ends_with("_burst"))
+            bucket.one_time_burst = n;
+        else
+            bucket.refill_time_ms = n;
+        return true;
+    }
+    if (key == "rate_limit_group") {
+        if (!valid_id(value))
+            return usage(spec, "rate_limit_group '" + value + "' must be 1-20 letters, digits, '-', '_' or '.'");
+        group = value;
+        return true;
+    }
+    return false;
+}
+
+std::string rate_limit_spec(RateLimiterConfig const& limit, std::string const& group)
+{
+    std::string s;
+    for (auto const& [prefix, bucket] : { std::pair<char const*, TokenBucketConfig const*> { "bw", &limit.bandwidth }, { "ops", &limit.ops } }) {
+        if (bucket->size == 0)
+            continue;
+        s += std::string(",") + prefix + "_size=" + std::to_string(bucket->size);
+        if (bucket->one_time_burst != 0)
+            s += std::string(",") + prefix + "_burst=" + std::to_string(bucket->one_time_burst);
+        s += std::string(",") + prefix + "_refill_ms=" + std::to_string(bucket->refill_time_ms);
+    }
+    if (!group.empty())
+        s += ",rate_limit_group=" + group;
+    return s;
+}
+
+Status check_rate_limit_group(std::string const& group)
+{
+    if (!valid_id(group))
+        return make_error(ErrorKind::Usage, "rate limit group '" + group + "' must be 1-20 letters, digits, '-', '_' or '.'");
+    return ok();
+}
+
+Status share_rate_limit_groups(std::vector<DiskConfig>& disks)
+{
+    std::map<std::string, RateLimiterConfig> limits;
+    for (auto const& d : disks) {
+        if (d.rate_limit_group.empty() || d.rate_limit.unlimited())
+            continue;
+        auto [it, fresh] = limits.emplace(d.rate_limit_group, d.rate_limit);
+        if (!fresh && it->second != d.rate_limit)
+            return make_error(ErrorKind::Usage, "the disks of rate limit group '" + d.rate_limit_group + "' give different limits (give it once)");
+    }
+    for (auto& d : disks)
+        if (auto it = limits.find(d.rate_limit_group); !d.rate_limit_group.empty() && it != limits.end())
+            d.rate_limit = it->second;
+    return ok();
+}
 
 TokenBucketConfig bucket_per_second(std::uint64_t per_second)
 {
@@ -109,19 +177,10 @@ Result<DiskConfig> parse_disk_spec(std::string const& spec, unsigned index)
                 disk.cache = DiskCache::Unsafe;
             else
                 return usage(spec, "cache must be none, writeback or unsafe, not '" + value + "'");
-        } else if (key == "bps" || key == "iops") {
-            STRATA_TRY(n, count(spec, key, value));
-            (key == "bps" ? disk.rate_limit.bandwidth : disk.rate_limit.ops) = bucket_per_second(n);
-        } else if (key == "bw_size" || key == "bw_burst" || key == "bw_refill_ms" || key == "ops_size" || key == "ops_burst"
-            || key == "ops_refill_ms") {
-            STRATA_TRY(n, count(spec, key, value));
-            auto& bucket = key.starts_with("bw_") ? disk.rate_limit.bandwidth : disk.rate_limit.ops;
-            if (key.ends_with("_size"))
-                bucket.size = n;
-            else if (key.ends_with("_burst"))
-                bucket.one_time_burst = n;
-            else
-                bucket.refill_time_ms = n;
+        } else if (auto limit_key = parse_rate_limit_key(spec, key, value, disk.rate_limit, disk.rate_limit_group); !limit_key) {
+            return limit_key.error();
+        } else if (limit_key.value()) {
+            continue;
         } else {
             return usage(spec, "unknown key '" + key + "'");
         }
@@ -142,11 +201,19 @@ Result<DiskConfig> parse_disk_spec(std::string const& spec, unsigned index)
 Status check_disks(std::vector<DiskConfig> const& disks)
 {
     std::set<std::string> ids;
+    std::map<std::string, RateLimiterConfig> groups;
     unsigned boot = 0;
     for (auto const& d : disks) {
         if (!ids.insert(d.id).second)
             return make_error(ErrorKind::Usage, "two disks have the id '" + d.id + "'");
         boot += d.boot ? 1 : 0;
+        if (d.rate_limit_group.empty())
+            continue;
+        STRATA_TRY(check_rate_limit_group(d.rate_limit_group));
+        // One limiter serves the group: its disks must say the same of it.
+        auto [it, fresh] = groups.emplace(d.rate_limit_group, d.rate_limit);
+        if (!fresh && it->second != d.rate_limit)
+            return make_error(ErrorKind::Usage, "the disks of rate limit group '" + d.rate_limit_group + "' have different limits");
     }
     if (boot > 1)
         return make_error(ErrorKind::Usage, "at most one disk may have boot=on");
@@ -167,16 +234,7 @@ std::string disk_spec(DiskConfig const& disk)
         s += ",cache=writeback";
     if (disk.cache == DiskCache::Unsafe)
         s += ",cache=unsafe";
-    for (auto const& [prefix, bucket] : { std::pair<char const*, TokenBucketConfig const*> { "bw", &disk.rate_limit.bandwidth },
-             { "ops", &disk.rate_limit.ops } }) {
-        if (bucket->size == 0)
-            continue;
-        s += std::string(",") + prefix + "_size=" + std::to_string(bucket->size);
-        if (bucket->one_time_burst != 0)
-            s += std::string(",") + prefix + "_burst=" + std::to_string(bucket->one_time_burst);
-        s += std::string(",") + prefix + "_refill_ms=" + std::to_string(bucket->refill_time_ms);
-    }
-    return s;
+    return s + rate_limit_spec(disk.rate_limit, disk.rate_limit_group);
 }
 
 } // namespace strata

@@ -9,6 +9,7 @@
 #include "vmm/virtio_slot.h"
 
 #include <cstdio>
+#include <map>
 
 namespace strata {
 
@@ -33,8 +34,20 @@ Result<std::unique_ptr<MachineDisks>> MachineDisks::create(Vm& vm, GuestMemory c
 {
     STRATA_TRY(check_disks(disks));
     auto set = std::unique_ptr<MachineDisks>(new MachineDisks());
+    // One limiter per rate limit group, shared by its disks (check_disks saw that
+    // they agree on its limit); a disk outside any group has its own.
+    std::map<std::string, std::shared_ptr<RateLimiter>> groups;
     for (auto const& d : disks) {
-        if (auto r = set->attach(vm, memory, mmio, pci, d, transport, cmdline_extra); !r)
+        std::shared_ptr<RateLimiter> limiter;
+        if (!d.rate_limit_group.empty()) {
+            auto& shared = groups[d.rate_limit_group];
+            if (!shared)
+                shared = std::make_shared<RateLimiter>(d.rate_limit);
+            limiter = shared;
+        } else {
+            limiter = std::make_shared<RateLimiter>(d.rate_limit);
+        }
+        if (auto r = set->attach(vm, memory, mmio, pci, d, std::move(limiter), transport, cmdline_extra); !r)
             return r.error().context("disk '" + d.id + "'");
     }
     return set;
@@ -49,7 +62,7 @@ static CacheMode cache_mode(DiskCache cache)
 }
 
 Status MachineDisks::attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::PciBus* pci, DiskConfig const& config,
-    Transport transport, std::string& cmdline_extra)
+    std::shared_ptr<RateLimiter> limiter, Transport transport, std::string& cmdline_extra)
 {
     auto disk = std::make_unique<Disk>();
     disk->config = config;
@@ -78,7 +91,7 @@ Status MachineDisks::attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::P
     virtio::blk::BlkOptions options;
     options.id = config.id;
     options.read_only = config.read_only;
-    options.rate_limiter = std::make_shared<RateLimiter>(config.rate_limit);
+    options.rate_limiter = std::move(limiter);
     STRATA_TRY(device, virtio::blk::VirtioBlk::create(*disk->backend, options));
     disk->device = std::move(device);
 

@@ -1,6 +1,8 @@
 // MachineDisks: a VM's virtio-blk disks — for each, the BlockBackend (a store
 // disk's layer chain or a host file), the VirtioBlk device and its VirtioSlot
-// (transport and interrupt, wired to KVM; vmm/virtio_slot.h). Disk i is the VM's
+// (transport and interrupt, wired to KVM; vmm/virtio_slot.h), and their rate
+// limiters (one per disk, or one per rate limit group shared by its disks:
+// disk_config.h). Disk i is the VM's
 // i-th virtio device; devices attached after the disks (the console) follow them.
 //
 // Teardown order matters: slots first (the transport resets the device and stops
@@ -67,7 +69,7 @@ private:
     struct Disk;
     MachineDisks() = default;
     [[nodiscard]] Status attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::PciBus* pci, DiskConfig const& config,
-        Transport transport, std::string& cmdline_extra);
+        std::shared_ptr<RateLimiter> limiter, Transport transport, std::string& cmdline_extra);
 
     std::unique_ptr<Store> m_store;
     std::vector<std::unique_ptr<Disk>> m_disks;

@@ -120,6 +120,8 @@ Result<MachineConfig> machine_config_for(Store const& store, VmRecord const& vm)
         disk.scratch = d.scratch;
         disk.cache = cache_of(d.cache);
         disk.owner_vm = vm.name;
+        disk.rate_limit = d.rate_limit;
+        disk.rate_limit_group = d.rate_limit_group;
         c.disks.push_back(disk);
     }
     STRATA_TRY(check_disks(c.disks));

@@ -332,15 +332,21 @@ Status VmmController::put_drive(api::DriveConfig const& drive)
 Status VmmController::update_drive(api::DriveUpdate const& update)
 {
     // The configuration first, so GET /vm/config and a later restart see it.
+    // A disk of a rate limit group shares its limiter with the group's other
+    // disks: the new limit is theirs too.
+    std::string group;
     bool found = false;
-    for (auto& existing : m_config.disks) {
+    for (auto const& existing : m_config.disks) {
         if (existing.id == update.drive_id) {
-            existing.rate_limit = update.rate_limiter;
+            group = existing.rate_limit_group;
             found = true;
         }
     }
     if (!found)
         return make_error(ErrorKind::NotFound, "no drive '" + update.drive_id + "'");
+    for (auto& existing : m_config.disks)
+        if (existing.id == update.drive_id || (!group.empty() && existing.rate_limit_group == group))
+            existing.rate_limit = update.rate_limiter;
     if (Machine* m = running()) {
         auto& disks = m->disks();
         for (std::size_t i = 0; i < disks.count(); ++i) {

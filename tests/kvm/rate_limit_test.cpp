@@ -5,10 +5,14 @@
 // counts of bytes or requests over an interval the guest (blkbench's TSC figure)
 // or the test (steady_clock around two GET /metrics) measured.
 //
+// A VM in the store carries its disks' limits in its record (vms create --disk
+// ...,bps=, rate limit groups): vms start applies them, measured the same way.
+//
 // Where the disk cannot go much faster than the limit (an emulated machine), the
 // limit is lowered to a third of the unlimited rate measured first, so the limit
 // is what binds.
 #include "tests/support/process.h"
+#include "tests/support/strata_home.h"
 #include "tests/support/temp_dir.h"
 #include "vmm/api/client.h"
 
@@ -19,6 +23,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <map>
 #include <regex>
@@ -182,4 +187,79 @@ TEST_CASE("PATCH /drives/{id} changes a running guest's limit; throttled request
     INFO(result.value().describe(), "\n", result.value().out);
     CHECK(result.value().exit_code == 0);
     CHECK(phases(result.value().out).count("read") == 1);
+}
+
+namespace {
+
+std::string slurp(std::string const& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+} // namespace
+
+// Watched failing once with vm_config.cpp not passing the record's limits to the
+// VMM (the created VM ran unlimited: its read phase went 8.6 times the limit).
+TEST_CASE("a VM created with a disk limit in a rate limit group runs within 10% of it (vms create/start)")
+{
+    strata::test::StrataHome home("strata-rate-vm", 180s);
+    strata::test::TempDir dir("strata-rate");
+    std::string const probe = dir.file("probe.raw", 300 << 20);
+    bool passed = false;
+    for (int attempt = 0; attempt < 3 && !passed; ++attempt) {
+        double const free_rate = slower_rate(bench(probe, "", "mb=100 mode=both"), 1.0);
+        double const limit = std::floor(std::min(50.0, free_rate / (4 << attempt)));
+        REQUIRE_MESSAGE(limit >= 2, "the disk is too slow here to measure a limit: ", free_rate, " MiB/s");
+        std::string const vm = "rl" + std::to_string(attempt);
+        std::string const bps = std::to_string(static_cast<long>(limit)) + "M";
+        // blkbench drives d0; the group's limit is given on d1 only, so d0 has it
+        // only through the group.
+        home.run({ "vms", "create", vm, "--firmware", blkbench, "--cmdline", "mb=" + std::to_string(static_cast<long>(2 * limit)) + " mode=both",
+            "--disk", "size=300M,id=d0,rate_limit_group=shared", "--disk", "size=1M,id=d1,rate_limit_group=shared,bps=" + bps });
+        home.stop_at_end(vm);
+        auto const record = home.describe("vms", vm);
+        REQUIRE(record["disks"].size() == 2);
+        CHECK(record["disks"][0]["rate_limit_group"] == "shared");
+        CHECK(record["disks"][0]["rate_limiter"] == record["disks"][1]["rate_limiter"]);
+        CHECK(record["disks"][0]["rate_limiter"]["bandwidth"]["size"] == (static_cast<long>(limit) << 20) / 10);
+        auto const text = home.run({ "vms", "describe", vm }).out;
+        CHECK(text.find("rate limit: bw_size=") != std::string::npos);
+        CHECK(text.find("rate_limit_group=shared") != std::string::npos);
+
+        home.run({ "vms", "start", vm });
+        auto const end = std::chrono::steady_clock::now() + 150s;
+        while (std::chrono::steady_clock::now() < end && home.describe("vms", vm)["state"] != "stopped")
+            std::this_thread::sleep_for(200ms);
+        std::string const log = slurp(home.describe("vms", vm)["serial_log"]);
+        INFO(log);
+        auto const found = phases(log);
+        REQUIRE(found.count("read") == 1);
+        REQUIRE(found.count("write") == 1);
+        passed = true;
+        for (auto const& [kind, phase] : found) {
+            double const rate = phase.mib * 1000.0 / phase.ms;
+            MESSAGE("attempt ", attempt + 1, ": unlimited ", free_rate, " MiB/s, VM's limit ", limit, ": ", kind, " ", phase.mib, " MiB in ",
+                phase.ms, " ms = ", rate, " MiB/s");
+            REQUIRE_MESSAGE(rate <= 1.1 * limit, kind, " went ", rate / limit, " times the limit");
+            passed = passed && rate >= 0.9 * limit;
+        }
+    }
+    CHECK_MESSAGE(passed, "no attempt measured within 10% of the limit");
+}
+
+TEST_CASE("vms create refuses disk limits it cannot keep, changing nothing")
+{
+    strata::test::StrataHome home("strata-rate-vm");
+    // Two limits for one group.
+    home.run_expect({ "vms", "create", "bad", "--firmware", blkbench, "--disk", "size=1M,id=a,rate_limit_group=g,bps=1M", "--disk",
+                        "size=1M,id=b,rate_limit_group=g,bps=2M" },
+        64);
+    // A limit for a disk the VM does not have.
+    home.run_expect({ "vms", "create", "bad", "--firmware", blkbench, "--disk", "size=1M,id=a", "--disk", "id=nosuch,bps=1M" }, 64);
+    home.run_expect({ "vms", "create", "bad", "--firmware", blkbench, "--disk", "size=1M,id=a,bw_size=100" }, 64);
+    auto const list = home.run({ "vms", "list" }).out;
+    CHECK(list.find("bad") == std::string::npos);
+    auto const disks = home.run({ "disks", "list" }).out;
+    CHECK(disks.find("bad-disk") == std::string::npos);
 }

@@ -127,6 +127,68 @@ TEST_CASE("records parse what they encode and refuse hostile text")
     CHECK_FALSE(parse_template(tj.dump()));
 }
 
+TEST_CASE("disk rate limits and groups round-trip in VM records and templates, hostile ones are refused")
+{
+    RateLimiterConfig const limit { TokenBucketConfig { 5 << 20, 0, 100 }, TokenBucketConfig { 50, 10, 100 } };
+    VmRecord vm;
+    vm.name = "db";
+    vm.spec.boot.firmware = std::string(64, 'a');
+    vm.disks = { VmDisk { "boot", "db-disk-boot", false, true, false, "none", true, limit, "g" },
+        VmDisk { "data", "db-disk-data", false, false, false, "none", true, limit, "g" },
+        VmDisk { "logs", "db-disk-logs", false, false, false, "none", true, RateLimiterConfig { {}, TokenBucketConfig { 500, 0, 1000 } }, "" } };
+    auto back = parse_vm(encode_vm(vm));
+    REQUIRE_MESSAGE(back, (back ? "" : back.error().message));
+    CHECK(back.value().disks[0].rate_limit == limit);
+    CHECK(back.value().disks[1].rate_limit_group == "g");
+    CHECK(back.value().disks[2].rate_limit.ops.size == 500);
+    CHECK(back.value().disks[2].rate_limit.bandwidth.size == 0);
+    CHECK(encode_vm(back.value()) == encode_vm(vm));
+    // A disk without a limit writes neither field (older records read as before).
+    vm.disks[2].rate_limit = {};
+    CHECK_FALSE(vm_json(vm)["disks"][2].contains("rate_limiter"));
+    CHECK_FALSE(vm_json(vm)["disks"][2].contains("rate_limit_group"));
+
+    auto mutated = [&](auto&& edit) {
+        auto j = vm_json(vm);
+        edit(j);
+        return parse_vm(j.dump());
+    };
+    CHECK(mutated([](auto&) {}));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][0]["rate_limiter"] = 5; }));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][0]["rate_limiter"]["bandwidth"]["refill_time"] = 0; })); // a size needs a refill time
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][0]["rate_limiter"]["bandwidth"]["size"] = -1; }));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][0]["rate_limiter"]["bandwidth"]["size"] = 1ull << 60; }));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][0]["rate_limiter"]["bandwidth"]["speed"] = 1; }));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][0]["rate_limiter"]["iops"] = nlohmann::json::object(); }));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][0]["rate_limit_group"] = "../g"; }));
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][0]["rate_limit_group"] = 3; }));
+    // Two disks of one group with different limits: one limiter cannot be both.
+    CHECK_FALSE(mutated([](auto& j) { j["disks"][1]["rate_limiter"]["ops"]["size"] = 51; }));
+
+    TemplateRecord t;
+    t.name = "db";
+    t.spec = vm.spec;
+    t.boot_image = "debian";
+    t.boot_rate_limit = limit;
+    t.boot_rate_limit_group = "g";
+    t.disks = { TemplateDisk { "data", 1 << 30, false, false, "none", limit, "g" } };
+    auto tback = parse_template(encode_template(t));
+    REQUIRE_MESSAGE(tback, (tback ? "" : tback.error().message));
+    CHECK(tback.value().boot_rate_limit == limit);
+    CHECK(tback.value().disks[0].rate_limit_group == "g");
+    CHECK(encode_template(tback.value()) == encode_template(t));
+    auto tj = template_json(t);
+    tj["boot_disk"]["rate_limiter"]["ops"]["size"] = 7;
+    CHECK_FALSE(parse_template(tj.dump()));
+    tj = template_json(t);
+    tj["boot_disk"] = "fast";
+    CHECK_FALSE(parse_template(tj.dump()));
+    t.boot_rate_limit = {};
+    t.boot_rate_limit_group.clear();
+    t.disks[0].rate_limit_group.clear();
+    CHECK_FALSE(template_json(t).contains("boot_disk"));
+}
+
 TEST_CASE("record names are checked and a record must name itself")
 {
     TempDir dir;

@@ -2,8 +2,12 @@
 // jailed side (namespaces, the root, ids, capabilities, rlimits).
 #include "vmm/isolation/jail.h"
 
+#include "vmm/isolation/landlock.h"
+
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -15,7 +19,9 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <linux/magic.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -103,6 +109,12 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
     auto const limit = [](std::uint64_t v) { return v == 0 ? std::string("max") : std::to_string(v); };
     std::uint64_t const period = 100000;
     std::uint64_t const quota = std::uint64_t { spec.cpus } * period;
+    // Under contention the scheduler weighs a cgroup as one task of the default
+    // weight, however many of its threads are busy; outside the cgroup each busy
+    // thread weighs that much. So the VMM's cgroup weighs as many default tasks
+    // as the cores it may use (its vCPUs and one for its other threads): a
+    // jailed VMM gets the share of the CPU an unjailed one would on a busy host.
+    std::uint64_t const cpu_weight_v1 = 1024ull * std::max<std::uint32_t>(1, spec.cpus);
     if (::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) {
         std::string const parent = join("/sys/fs/cgroup", own_cgroup(""));
         // Controllers reach a child only through the parent's subtree_control,
@@ -119,6 +131,9 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
             lack(jailed, "a memory limit (" + dir + "/memory.max)");
         if (!write_text(dir + "/cpu.max", (quota ? std::to_string(quota) : std::string("max")) + " " + std::to_string(period)))
             lack(jailed, "a CPU limit (" + dir + "/cpu.max)");
+        // The weight as cpu_weight_v1 above (v2 weighs 100 where v1 weighs 1024).
+        if (spec.cpus > 1)
+            write_text(dir + "/cpu.weight", std::to_string(std::min<std::uint64_t>(10000, 100ull * spec.cpus)));
         if (!write_text(dir + "/pids.max", limit(spec.pids_max)))
             lack(jailed, "a PID limit (" + dir + "/pids.max)");
         if (!write_text(dir + "/cgroup.procs", std::to_string(pid)))
@@ -131,7 +146,8 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
     };
     V1 const v1[] = {
         { "memory", { { "memory.limit_in_bytes", spec.memory_max ? std::to_string(spec.memory_max) : std::string("-1") } } },
-        { "cpu", { { "cpu.cfs_period_us", std::to_string(period) }, { "cpu.cfs_quota_us", quota ? std::to_string(quota) : std::string("-1") } } },
+        { "cpu", { { "cpu.cfs_period_us", std::to_string(period) }, { "cpu.cfs_quota_us", quota ? std::to_string(quota) : std::string("-1") },
+                     { "cpu.shares", std::to_string(cpu_weight_v1) } } },
         { "pids", { { "pids.max", limit(spec.pids_max) } } },
     };
     for (auto const& h : v1) {
@@ -153,6 +169,67 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
             lack(jailed, std::string("a ") + h.controller + " cgroup (could not join " + dir + ")");
     }
     return cg;
+}
+
+// --- the shared network namespace ---------------------------------------------
+
+// Jailed VMMs that use no network share one empty network namespace (root
+// only): made once and kept by a bind mount at kSharedNetns, so that a start
+// joins it (setns) rather than making one. A new network namespace costs its
+// creation on the start's path and its teardown later in a kernel worker
+// (cleanup_net), both milliseconds on some kernels. What the VMMs in it share
+// is a loopback that is down and no other interface; they hold no capability to
+// change it. Abstract Unix sockets are per network namespace, so two VMMs there
+// could reach each other through one (as they could through the store folder
+// both hold writable); Landlock ABI 6 scopes those sockets to each VMM.
+constexpr char const* kSharedNetnsDir = "/run/strata";
+constexpr char const* kSharedNetns = "/run/strata/netns-none";
+
+bool is_namespace(int fd)
+{
+    struct statfs fs {};
+    return ::fstatfs(fd, &fs) == 0 && static_cast<unsigned long>(fs.f_type) == NSFS_MAGIC;
+}
+
+// The shared namespace's descriptor, made if need be; -1 when it cannot be had
+// (the caller makes a namespace of the VMM's own, as before).
+int shared_netns()
+{
+    int fd = ::open(kSharedNetns, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0 && is_namespace(fd))
+        return fd;
+    if (fd >= 0)
+        ::close(fd);
+    if (!mkdirs(kSharedNetnsDir, 0755))
+        return -1;
+    // The mount point: a file of root's (a plain file left by a make that failed
+    // is used again).
+    int point = ::open(kSharedNetns, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0444);
+    if (point < 0)
+        return -1;
+    ::close(point);
+    // A child makes the namespace and binds it onto the file; it stays in the
+    // host's mount namespace, so the mount is the host's and outlives it. Two
+    // starts making it at once stack two mounts: harmless, both are empty.
+    pid_t const maker = ::fork();
+    if (maker < 0)
+        return -1;
+    if (maker == 0) {
+        if (::unshare(CLONE_NEWNET) != 0)
+            ::_exit(1);
+        ::_exit(::mount("/proc/self/ns/net", kSharedNetns, nullptr, MS_BIND, nullptr) == 0 ? 0 : 1);
+    }
+    int status = 0;
+    while (::waitpid(maker, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return -1;
+    fd = ::open(kSharedNetns, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0 && !is_namespace(fd)) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 // --- the supervisor --------------------------------------------------------
@@ -290,7 +367,7 @@ Status set_limits(JailSpec const& spec)
     return ok();
 }
 
-Status drop_privileges(JailSpec const& spec, bool may_change_ids, Jailed& jailed)
+Status drop_privileges(JailSpec const& spec, bool may_change_ids, bool supervised, Jailed& jailed)
 {
     if (spec.uid || spec.gid) {
         if (!may_change_ids) {
@@ -330,11 +407,34 @@ Status drop_privileges(JailSpec const& spec, bool may_change_ids, Jailed& jailed
     if (::syscall(SYS_capset, &header, data) != 0)
         return errno_error("jail: capset");
     // A change of ids clears the parent-death signal: set it again, so that a
-    // SIGKILLed supervisor still takes the VMM with it.
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+    // SIGKILLed supervisor still takes the VMM with it. Only under a supervisor:
+    // a jail without namespaces has none, and its parent (`vms start`) exits
+    // once the VMM answers.
+    if (supervised && ::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
         return errno_error("jail: PR_SET_PDEATHSIG");
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         return errno_error("jail: PR_SET_NO_NEW_PRIVS");
+    return ok();
+}
+
+// Landlock over the bound paths (each at its own path, in the jail's root or, for
+// a jail without a root of its own, on the host). Needs PR_SET_NO_NEW_PRIVS,
+// which drop_privileges sets again later.
+Status apply_landlock(JailSpec const& spec, Jailed& jailed)
+{
+    if (!spec.landlock)
+        return ok();
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        return errno_error("jail: PR_SET_NO_NEW_PRIVS");
+    std::vector<LandlockPath> paths;
+    for (auto const& bind : spec.binds)
+        if (bind.landlock)
+            paths.push_back({ bind.path, bind.writable });
+    STRATA_TRY(result, landlock_restrict_to(paths));
+    if (result.abi == 0)
+        lack(jailed, "Landlock (" + result.why_not + ")");
+    else
+        std::cerr << "strata: jail: Landlock ABI " << result.abi << ": the VMM may open only its jail's " << paths.size() << " paths\n";
     return ok();
 }
 
@@ -344,6 +444,13 @@ bool enter_user_namespace()
 {
     uid_t const uid = ::geteuid();
     gid_t const gid = ::getegid();
+#ifdef STRATA_TEST_HOOKS
+    // A host where user namespaces are off (kvm_jail_test).
+    if (char const* off = std::getenv("STRATA_TEST_JAIL_NO_USERNS"); off != nullptr && *off) {
+        errno = EPERM;
+        return false;
+    }
+#endif
     if (::unshare(CLONE_NEWUSER) != 0)
         return false;
     write_text("/proc/self/setgroups", "deny");
@@ -393,9 +500,17 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     }
     if (!namespaces) {
         STRATA_TRY(set_limits(spec));
-        STRATA_TRY(drop_privileges(spec, false, jailed));
+        STRATA_TRY(apply_landlock(spec, jailed));
+        STRATA_TRY(drop_privileges(spec, false, false, jailed));
         return jailed;
     }
+    // Root joins the shared empty network namespace; a user namespace's root
+    // cannot (it is the host's), so it makes one of its own. Before the PID
+    // namespace: making the shared one forks, and the first child after
+    // CLONE_NEWPID must be the VMM (its namespace's PID 1).
+    int netns = -1;
+    if (spec.new_network && root)
+        netns = shared_netns();
     if (::unshare(CLONE_NEWPID) != 0)
         return errno_error("jail: new PID namespace");
     // The jailed uid makes the VMM's sockets, log and pid file in the runtime
@@ -420,6 +535,8 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         return errno_error("jail: fork");
     if (child > 0) {
         ::close(sync[0]);
+        if (netns >= 0)
+            ::close(netns);
         Cgroup cg;
         if (root)
             cg = join_cgroup(spec, child, jailed);
@@ -443,12 +560,18 @@ Result<Jailed> enter_jail(JailSpec const& spec)
 
     int flags = CLONE_NEWNS;
     // Tap devices live in the host's network namespace (and a lazily pulled disk
-    // reaches its registry through it): only a VM that uses neither gets a network
-    // namespace of its own, with nothing but a loopback that is down.
-    if (spec.new_network)
+    // reaches its registry through it): only a VM that uses neither leaves it, for
+    // the shared empty one or, without it, one of its own; either has nothing but
+    // a loopback that is down.
+    if (spec.new_network && netns < 0)
         flags |= CLONE_NEWNET;
     if (::unshare(flags) != 0)
         return errno_error("jail: new mount/network namespace");
+    if (netns >= 0) {
+        if (::setns(netns, CLONE_NEWNET) != 0)
+            return errno_error("jail: join the shared network namespace " + std::string(kSharedNetns));
+        ::close(netns);
+    }
     STRATA_TRY(build_root(spec, root));
     STRATA_TRY(set_limits(spec));
     // Moving a process into a v1 memory cgroup takes some 10 ms here (the kernel
@@ -459,7 +582,8 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         ::_exit(1); // the supervisor died before letting it go
     jailed.host_pid = host_pid;
     ::close(sync[0]);
-    STRATA_TRY(drop_privileges(spec, root, jailed));
+    STRATA_TRY(apply_landlock(spec, jailed));
+    STRATA_TRY(drop_privileges(spec, root, true, jailed));
     return jailed;
 }
 

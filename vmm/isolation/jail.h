@@ -13,12 +13,18 @@
 //  - the jailed VMM is PID 1 of a new PID namespace, in a new mount namespace
 //    whose root is a small read-only tmpfs at <runtime folder>/root holding only
 //    the bind mounts listed (each at its host path, so that no path the VMM uses
-//    changes), after pivot_root and a detached unmount of the old root; in a new
-//    network namespace when the VM has no interface and no lazily pulled disk;
+//    changes), after pivot_root and a detached unmount of the old root; out of
+//    the host's network namespace when the VM has no interface and no lazily
+//    pulled disk: root's jails share one empty namespace, kept at
+//    /run/strata/netns-none (made by the first; jail.cpp says why), others
+//    make one of their own;
 //    in the cgroup (v2 when /sys/fs/cgroup has cgroup.controllers, else v1) with
-//    memory, CPU and PID limits; with RLIMIT_NOFILE and RLIMIT_FSIZE; as the
+//    memory, CPU and PID limits and a CPU weight of `cpus` default tasks; with
+//    RLIMIT_NOFILE and RLIMIT_FSIZE; as the
 //    given uid/gid, with no capabilities beyond `keep_capabilities` and
-//    PR_SET_NO_NEW_PRIVS.
+//    PR_SET_NO_NEW_PRIVS; and, where the kernel has Landlock (landlock.h), able
+//    to open only the bound paths, each as bound (a kernel without it is
+//    logged as "strata: jail: lacks Landlock (...)").
 //
 // What needs root (namespaces, mounts, cgroups, another uid) is skipped when the
 // caller lacks the privilege; each step skipped is written to stderr (the VMM's
@@ -43,6 +49,9 @@ struct JailBind {
     std::string path;   // a host file, folder or device, mounted at the same path
     bool writable { false };
     bool optional { false }; // a missing path is left out rather than an error
+    // Granted by the jail's Landlock rules (landlock.h). Only a test hook leaves a
+    // bound path out, to show that Landlock holds where the mounts would not.
+    bool landlock { true };
 };
 
 struct JailSpec {
@@ -61,6 +70,7 @@ struct JailSpec {
     std::uint64_t pids_max { 0 };       // 0: no limit
     std::uint64_t open_files { 2048 };  // RLIMIT_NOFILE
     std::uint64_t file_size { 0 };      // RLIMIT_FSIZE in bytes; 0: unlimited
+    bool landlock { true };             // restrict to the binds with Landlock too
 };
 
 struct Jailed {

@@ -22,6 +22,16 @@ JailBind kvm_device()
     return { kvm && *kvm ? std::filesystem::absolute(kvm).string() : std::string("/dev/kvm"), true, true };
 }
 
+void add_unlisted_test_path([[maybe_unused]] JailSpec& spec)
+{
+#ifdef STRATA_TEST_HOOKS
+    // A path bound into the jail that Landlock's rules leave out (kvm_jail_test):
+    // reachable, yet the VMM must not be able to open it.
+    if (char const* unlisted = std::getenv("STRATA_TEST_JAIL_UNLISTED"); unlisted != nullptr && *unlisted)
+        spec.binds.push_back({ std::filesystem::absolute(unlisted).string(), true, true, false });
+#endif
+}
+
 } // namespace
 
 JailSpec jail_spec_for_api(std::string const& dir, JailOptions const& options)
@@ -38,6 +48,7 @@ JailSpec jail_spec_for_api(std::string const& dir, JailOptions const& options)
     spec.binds.push_back({ "/dev/net/tun", true, true });
     spec.keep_capabilities.push_back(CAP_NET_ADMIN);
     spec.binds.push_back({ dir, true });
+    add_unlisted_test_path(spec);
     spec.pids_max = MachineConfig::max_vcpus + kJailThreadsSpare;
     return spec;
 }
@@ -62,6 +73,7 @@ Result<JailSpec> jail_spec_for_vm(Store& store, MachineConfig const& config, Run
     // its folder, before the store's (it may hold the store).
     if (char const* points = std::getenv("STRATA_TEST_CAPTURE_POINTS"); points != nullptr && *points)
         spec.binds.push_back({ std::filesystem::absolute(points).parent_path().string(), true, true });
+    add_unlisted_test_path(spec);
 #endif
     spec.binds.push_back({ paths.dir, true });
     if (store.root().empty() || store.root()[0] != '/')
