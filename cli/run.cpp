@@ -153,7 +153,7 @@ void register_run(CLI::App& app, int& exit_code)
     run->add_option("--boot-protocol", options->boot_protocol, "Kernel entry: auto, pvh or linux")->default_val("auto")->check(CLI::IsMember({ "auto", "pvh", "linux" }));
     run->add_option("--transport", options->transport, "virtio transport for disks")->default_val("mmio")->check(CLI::IsMember({ "mmio", "pci" }));
     run->add_option("--disk", options->disks, "A disk: NAME[,id=D][,readonly=on] (store) or path=P,format=raw|strata[,id=D][,readonly=on]")->take_all();
-    run->add_option("--net", options->nets, "A network interface: tap=NAME[,mac=52:54:00:xx:xx:xx][,id=ID] (an existing host tap)")->take_all();
+    run->add_option("--net", options->nets, "A network interface: tap=NAME|netns=auto[,mac=52:54:00:xx:xx:xx][,id=ID][,rx_bps=R][,tx_bps=R][,rx_pps=R][,tx_pps=R] (an existing host tap, or a namespace of its own)")->take_all();
     run->add_option("--mmds", options->mmds, "Serve a metadata service (Firecracker's MMDS) to the guest: V1|V2[,ip=169.254.x.y][,iface=ID]... (default: every --net interface, 169.254.169.254)");
     run->add_option("--mmds-data", options->mmds_data, "A JSON file: the metadata service's first contents (PUT /mmds changes them)");
     run->add_option("--api-socket", options->api_socket, "Serve the REST API on this Unix socket while the VM runs");

@@ -25,6 +25,7 @@ struct TemplateArgs {
     std::uint64_t memory_mib { 128 };
     std::vector<std::string> disks;
     std::vector<std::string> nets;
+    std::optional<std::string> mmds;
     bool json { false };
 };
 
@@ -41,6 +42,15 @@ Result<TemplateRecord> create_template(Store& store, TemplateArgs const& a)
     t.spec.boot.boot_protocol = a.boot_protocol;
     STRATA_TRY(nets, parse_vm_nets(a.nets));
     t.spec.nets = nets;
+    if (a.mmds) {
+        STRATA_TRY(mmds, parse_vm_mmds(*a.mmds));
+        if (mmds.enabled() && mmds.interfaces.empty())
+            for (auto const& n : nets)
+                mmds.interfaces.push_back(n.id);
+        t.spec.mmds = mmds;
+    } else {
+        t.spec.mmds = default_vm_mmds(nets);
+    }
     t.description = a.description;
     t.created = utc_now();
     STRATA_TRY(labels, parse_labels(a.labels));
@@ -149,7 +159,8 @@ void register_templates(CLI::App& app, int& exit_code)
     create->add_option("--labels", a->labels, "k=v,...");
     create->add_option("--metadata", a->metadata, "k=v,...");
     create->add_option("--description", a->description);
-    create->add_option("--net", a->nets, "A network interface per VM: tap=NAME[,mac=M][,id=ID] (each VM gets a new MAC unless --keep-mac)")->take_all();
+    create->add_option("--net", a->nets, "A network interface per VM: tap=NAME|netns=auto[,mac=M][,id=ID][,rx_bps=R][,tx_bps=R][,rx_pps=R][,tx_pps=R] (each VM gets a new MAC unless --keep-mac)")->take_all();
+    create->add_option("--mmds", a->mmds, "Each VM's metadata service: V1|V2[,ip=169.254.x.y][,iface=ID]... or off (default with --net: V2 on every interface)");
     create->add_option("--transport", a->transport, "mmio or pci")->check(CLI::IsMember({ "mmio", "pci" }));
     create->add_option("--cpu-template", a->cpu_template, "host or minimal")->check(CLI::IsMember({ "host", "minimal" }));
     create->add_option("--boot-protocol", a->boot_protocol, "auto, pvh or linux")->check(CLI::IsMember({ "auto", "pvh", "linux" }));

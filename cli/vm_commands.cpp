@@ -5,6 +5,7 @@
 #include "cli/img_util.h"
 #include "cli/vm_support.h"
 #include "registry/lazy.h"
+#include "vmm/net_config.h"
 #include "registry/transfer.h"
 
 #include "store/artifacts.h"
@@ -202,6 +203,16 @@ int describe_vm_command(std::string const& name, bool json)
                     static_cast<unsigned long long>(u64(k, "failed_fetches")));
             }
         }
+        for (auto const& n : v.spec.nets) {
+            NetConfig c { n.id, n.host_dev_name, n.guest_mac, n.netns_auto, n.rx_limit, n.tx_limit };
+            std::printf("network interface: %s\n", net_spec(c).c_str());
+        }
+        if (v.spec.mmds.enabled()) {
+            std::string ifaces;
+            for (auto const& i : v.spec.mmds.interfaces)
+                ifaces += (ifaces.empty() ? "" : ",") + i;
+            std::printf("metadata service: %s at %s on %s\n", v.spec.mmds.version.c_str(), v.spec.mmds.ipv4_address.c_str(), ifaces.c_str());
+        }
         for (auto const& [k, val] : v.labels)
             std::printf("label: %s=%s\n", k.c_str(), val.c_str());
         for (auto const& [k, val] : v.metadata)
@@ -353,7 +364,8 @@ void register_vms(CLI::App& app, int& exit_code)
     create->add_option("--boot-protocol", a->boot_protocol, "auto, pvh or linux")->check(CLI::IsMember({ "auto", "pvh", "linux" }));
     create->add_flag("--lazy", a->lazy, "--source-machine-image is a registry REF: pull it lazily (as NAME-source) and record the VM at once");
     create->add_flag("--insecure", a->insecure, "With --lazy: plain HTTP to the registry the REF names");
-    create->add_option("--net", a->nets, "A network interface: tap=NAME[,mac=M][,id=ID] (replaces a template's or machine image's)")->take_all();
+    create->add_option("--net", a->nets, "A network interface: tap=NAME|netns=auto[,mac=M][,id=ID][,rx_bps=R][,tx_bps=R][,rx_pps=R][,tx_pps=R] (replaces a template's or machine image's)")->take_all();
+    create->add_option("--mmds", a->mmds, "The metadata service serving the VM's metadata: V1|V2[,ip=169.254.x.y][,iface=ID]... or off (default with --net: V2 on every interface)");
     create->add_flag("--keep-mac", a->keep_mac, "A VM from a template or machine image keeps its MACs (default: new ones)");
     create->callback([&exit_code, a] {
         exit_code = with_vm_store([&](Store& s) {

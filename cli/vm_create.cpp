@@ -12,8 +12,11 @@
 #include "vmm/net_config.h"
 #include "vmm/boot/linux/linux_loader.h"
 
+#include "base/ipv4.h"
+
 #include <algorithm>
 #include <filesystem>
+#include <set>
 #include <sstream>
 
 namespace strata::cli {
@@ -135,16 +138,64 @@ Result<std::vector<VmNet>> parse_vm_nets(std::vector<std::string> const& specs)
     for (std::size_t i = 0; i < specs.size(); ++i) {
         STRATA_TRY(net, parse_net_spec(specs[i], static_cast<unsigned>(i)));
         configs.push_back(net);
-        nets.push_back(VmNet { net.id, net.tap, net.mac, net.netns_auto });
+        nets.push_back(VmNet { net.id, net.tap, net.mac, net.netns_auto, net.rx_limit, net.tx_limit });
     }
     STRATA_TRY(check_nets(configs));
     return nets;
+}
+
+Result<VmMmds> parse_vm_mmds(std::string const& spec)
+{
+    if (spec == "off")
+        return VmMmds {};
+    VmMmds out;
+    std::stringstream in(spec);
+    std::string part;
+    bool first = true;
+    std::set<std::string> named;
+    while (std::getline(in, part, ',')) {
+        if (first) {
+            first = false;
+            if (part != "V1" && part != "v1" && part != "V2" && part != "v2")
+                return usage("--mmds: the version must come first, V1 or V2 (or the word off), not '" + part.substr(0, 32) + "'");
+            out.version = part == "V1" || part == "v1" ? "V1" : "V2";
+        } else if (part.starts_with("ip=")) {
+            STRATA_TRY(ip, parse_link_local_ipv4(part.substr(3)));
+            out.ipv4_address = format_ipv4(ip);
+        } else if (part.starts_with("iface=")) {
+            std::string id = part.substr(6);
+            if (!named.insert(id).second)
+                return usage("--mmds: iface=" + id.substr(0, 32) + " is given twice");
+            out.interfaces.push_back(id);
+        } else {
+            return usage("--mmds: unknown key in '" + part.substr(0, 32) + "' (ip=, iface=)");
+        }
+    }
+    if (first)
+        return usage("--mmds takes V1 or V2[,ip=169.254.x.y][,iface=ID]..., or off");
+    return out;
+}
+
+VmMmds default_vm_mmds(std::vector<VmNet> const& nets)
+{
+    VmMmds out;
+    if (nets.empty())
+        return out;
+    out.version = "V2";
+    for (auto const& n : nets)
+        out.interfaces.push_back(n.id);
+    return out;
 }
 
 Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
 {
     STRATA_TRY(check_object_name(a.name));
     STRATA_TRY(nets, parse_vm_nets(a.nets));
+    std::optional<VmMmds> mmds;
+    if (a.mmds) {
+        STRATA_TRY(m, parse_vm_mmds(*a.mmds));
+        mmds = m;
+    }
     std::optional<std::map<std::string, std::string>> labels, metadata;
     if (a.labels_given) {
         STRATA_TRY(l, parse_labels(a.labels));
@@ -159,7 +210,7 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
             || !a.disks.empty() || !a.transport.empty() || !a.cpu_template.empty() || !a.boot_protocol.empty())
             return usage("--source-machine-image takes its boot source, disks and transport from the image; "
                          "only --vcpus, --memory, --cmdline, --labels, --metadata, --description, --net and --keep-mac override it");
-        VmOverrides overrides { a.vcpus, a.memory_mib, a.cmdline, a.description, labels, metadata, std::nullopt, false };
+        VmOverrides overrides { a.vcpus, a.memory_mib, a.cmdline, a.description, labels, metadata, std::nullopt, mmds, false };
         if (!a.nets.empty())
             overrides.nets = nets;
         overrides.keep_macs = a.keep_mac;
@@ -204,9 +255,13 @@ Result<VmRecord> create_vm(Store& store, VmCreateArgs const& a)
         vm.source = "image:" + a.image;
         plan.push_back(DiskPlan { VmDisk { "boot", a.name + "-disk-boot", false, true, false, "none", true }, a.image, 0 });
     }
-    VmOverrides overrides { a.vcpus, a.memory_mib, a.cmdline, a.description, labels, metadata, std::nullopt, false };
+    VmOverrides overrides { a.vcpus, a.memory_mib, a.cmdline, a.description, labels, metadata, std::nullopt, mmds, false };
     if (!a.nets.empty())
         overrides.nets = nets;
+    // A VM from flags with interfaces serves its metadata (V2, every interface)
+    // unless --mmds says otherwise; one from a template has the template's.
+    if (a.template_name.empty() && !overrides.mmds)
+        overrides.mmds = default_vm_mmds(nets);
     apply_overrides(vm, overrides);
     if (!a.transport.empty())
         vm.spec.transport = a.transport;

@@ -88,12 +88,22 @@ struct VmCreateArgs {
     // (into the machine image NAME-source), over plain HTTP with --insecure.
     bool lazy { false }, insecure { false };
     std::vector<std::string> nets; // --net tap=NAME[,mac=M][,id=ID]
+    std::optional<std::string> mmds; // --mmds V1|V2[,ip=..][,iface=..]... | off
     bool keep_mac { false };       // --keep-mac: a VM from a template or machine image keeps its MACs
 };
 
 // --net values (vmm/net_config.h) as a record's interfaces; MACs stay empty
 // where none was given.
 [[nodiscard]] Result<std::vector<VmNet>> parse_vm_nets(std::vector<std::string> const& specs);
+
+// --mmds of vms create / instance-templates create: "off" (none), or
+// V1|V2[,ip=169.254.x.y][,iface=ID]...; without iface= the list stays empty,
+// which apply_overrides reads as every interface of the VM. Whether the ids
+// exist is checked with the whole spec (check_spec).
+[[nodiscard]] Result<VmMmds> parse_vm_mmds(std::string const& spec);
+// What a VM or template with these interfaces gets without --mmds: V2 at
+// 169.254.169.254 on every interface; none without interfaces.
+VmMmds default_vm_mmds(std::vector<VmNet> const& nets);
 
 // Records a VM (vm_create.cpp): from flags, an image, a template or a machine
 // image. Returns what was recorded.

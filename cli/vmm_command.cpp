@@ -11,6 +11,7 @@
 #include "store/store.h"
 #include "store/vm_record.h"
 #include "cli/run_support.h"
+#include "devices/virtio/net/mmds_store.h"
 #include "vmm/console_relay.h"
 #include "vmm/isolation/jail_vm.h"
 #include "vmm/runtime_dir.h"
@@ -129,7 +130,15 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
 
     Store& st = *store.value();
     VmRecord const& record = vm.value();
-    VmmController controller(name, config.value(), MachineIo { relay.value()->serial_out(), relay.value()->serial_in() },
+    // The metadata service starts with the VM's own metadata (PUT /mmds may
+    // replace it later); a VM without one still has a store for the API.
+    std::shared_ptr<virtio::net::MmdsStore> mmds;
+    if (record.spec.mmds.enabled()) {
+        mmds = virtio::net::MmdsStore::create(config.value().mmds.v2 ? virtio::net::MmdsVersion::V2 : virtio::net::MmdsVersion::V1);
+        if (auto put = mmds->put(mmds_data_for(record)); !put)
+            return report(put.error().context("vm '" + name + "': its metadata for the metadata service"));
+    }
+    VmmController controller(name, config.value(), MachineIo { relay.value()->serial_out(), relay.value()->serial_in(), mmds },
         [&st, &record](Machine&, MachineImageCapture const& capture) { return record_vm_capture(st, record, capture); },
         [&st](std::string const& image) { return check_machine_image_name_free(st, image); });
     // The pid file is written once the API answers: its presence with a live pid

@@ -147,8 +147,18 @@ void apply_overrides(VmRecord& vm, VmOverrides const& overrides)
         vm.labels = *overrides.labels;
     if (overrides.metadata)
         vm.metadata = *overrides.metadata;
-    if (overrides.nets)
+    if (overrides.nets) {
         vm.spec.nets = *overrides.nets;
+        retarget_mmds(vm.spec.mmds, vm.spec.nets);
+    }
+    if (overrides.mmds) {
+        // An empty list is every interface; with none, check_spec refuses the
+        // service (it has nowhere to serve) rather than dropping what was asked.
+        vm.spec.mmds = *overrides.mmds;
+        if (vm.spec.mmds.enabled() && vm.spec.mmds.interfaces.empty())
+            for (auto const& n : vm.spec.nets)
+                vm.spec.mmds.interfaces.push_back(n.id);
+    }
     fill_guest_macs(vm.spec.nets);
 }
 

@@ -35,12 +35,16 @@ struct VmOverrides {
     // Replaces the network interfaces (tap names are a host's; a VM made on
     // another host needs its own). Interfaces without a MAC get a new one.
     std::optional<std::vector<VmNet>> nets;
+    // Replaces the metadata service (disabled: none); empty interfaces mean every
+    // interface the VM ends up with. Without it, a VM whose interfaces nets
+    // replaced keeps its service's version and address on all the new ones.
+    std::optional<VmMmds> mmds;
     // A VM from a machine image gets new MACs unless this is set.
     bool keep_macs { false };
 };
 
 // Sets what overrides gives (vCPUs, memory, cmdline, description, labels,
-// metadata) on vm and leaves the rest.
+// metadata, interfaces, metadata service) on vm and leaves the rest.
 void apply_overrides(VmRecord& vm, VmOverrides const& overrides);
 
 // A new store disk named name over layers (bottom..top, all frozen; may be

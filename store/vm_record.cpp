@@ -1,7 +1,7 @@
 #include "store/vm_record.h"
 
+#include "base/ipv4.h"
 #include "store/rate_limit_record.h"
-
 #include "store/artifacts.h"
 #include "store/manifest.h"
 #include "store/store.h"
@@ -72,6 +72,7 @@ Status check_spec(MachineSpec const& spec)
     if (spec.transport != "mmio" && spec.transport != "pci")
         return make_error(ErrorKind::Usage, "transport must be mmio or pci");
     STRATA_TRY(check_vm_nets(spec.nets));
+    STRATA_TRY(check_vm_mmds(spec.mmds, spec.nets));
     return ok();
 }
 
@@ -122,8 +123,44 @@ Status check_vm_nets(std::vector<VmNet> const& nets)
             return make_error(ErrorKind::Usage, "two network interfaces use the tap '" + n.host_dev_name + "'");
         if (!n.guest_mac.empty() && !macs.insert(n.guest_mac).second)
             return make_error(ErrorKind::Usage, "two network interfaces have the MAC " + n.guest_mac);
+        if (auto st = check_rate_limiter(n.rx_limit); !st)
+            return make_error(ErrorKind::Usage, "network interface '" + n.id + "': rx rate limiter: " + st.error().message);
+        if (auto st = check_rate_limiter(n.tx_limit); !st)
+            return make_error(ErrorKind::Usage, "network interface '" + n.id + "': tx rate limiter: " + st.error().message);
     }
     return ok();
+}
+
+Status check_vm_mmds(VmMmds const& mmds, std::vector<VmNet> const& nets)
+{
+    if (!mmds.enabled())
+        return ok();
+    if (mmds.version != "V1" && mmds.version != "V2")
+        return make_error(ErrorKind::Usage, "the metadata service's version must be V1 or V2");
+    if (auto ip = parse_link_local_ipv4(mmds.ipv4_address); !ip)
+        return make_error(ErrorKind::Usage, "the metadata service's address: " + ip.error().message);
+    if (mmds.interfaces.empty())
+        return make_error(ErrorKind::Usage, "the metadata service needs a network interface to serve on");
+    std::set<std::string> named;
+    for (auto const& id : mmds.interfaces) {
+        bool found = std::any_of(nets.begin(), nets.end(), [&](VmNet const& n) { return n.id == id; });
+        if (!found)
+            return make_error(ErrorKind::Usage, "the metadata service names network interface '" + id.substr(0, 32) + "', which the VM does not have");
+        if (!named.insert(id).second)
+            return make_error(ErrorKind::Usage, "the metadata service names network interface '" + id + "' twice");
+    }
+    return ok();
+}
+
+void retarget_mmds(VmMmds& mmds, std::vector<VmNet> const& nets)
+{
+    if (!mmds.enabled())
+        return;
+    mmds.interfaces.clear();
+    for (auto const& n : nets)
+        mmds.interfaces.push_back(n.id);
+    if (mmds.interfaces.empty())
+        mmds = VmMmds {};
 }
 
 std::string new_guest_mac()
@@ -183,6 +220,53 @@ Status check_vm_disks(std::vector<VmDisk> const& disks)
     return ok();
 }
 
+namespace {
+
+json bucket_json(TokenBucketConfig const& b)
+{
+    return json { { "size", b.size }, { "one_time_burst", b.one_time_burst }, { "refill_time", b.refill_time_ms } };
+}
+
+json limiter_json(RateLimiterConfig const& l)
+{
+    json j = json::object();
+    if (l.bandwidth.size != 0)
+        j["bandwidth"] = bucket_json(l.bandwidth);
+    if (l.ops.size != 0)
+        j["ops"] = bucket_json(l.ops);
+    return j;
+}
+
+// A limiter as limiter_json writes it; an absent field is no limit. Each bucket
+// needs a size and a refill time; check_rate_limiter bounds them.
+Result<RateLimiterConfig> parse_limiter(json const& net, char const* field)
+{
+    RateLimiterConfig out;
+    auto it = net.find(field);
+    if (it == net.end())
+        return out;
+    if (!it->is_object())
+        return bad("record", std::string("a network interface's '") + field + "' is not an object");
+    for (auto const& [key, value] : it->items()) {
+        if (key != "bandwidth" && key != "ops")
+            return bad("record", std::string("a network interface's '") + field + "' has an unknown key (bandwidth, ops)");
+        if (!value.is_object())
+            return bad("record", std::string("a network interface's '") + field + "." + key + "' is not an object");
+        for (auto const& [k, v] : value.items()) {
+            (void)v;
+            if (k != "size" && k != "one_time_burst" && k != "refill_time")
+                return bad("record", std::string("a network interface's '") + field + "." + key + "' has an unknown key (size, one_time_burst, refill_time)");
+        }
+        STRATA_TRY(size, uint_field(value, "size", true, 1, std::uint64_t(1) << 50));
+        STRATA_TRY(burst, uint_field(value, "one_time_burst", false, 0, std::uint64_t(1) << 50));
+        STRATA_TRY(refill, uint_field(value, "refill_time", true, 1, std::uint64_t(1) << 32));
+        (key == "bandwidth" ? out.bandwidth : out.ops) = TokenBucketConfig { size, burst, refill };
+    }
+    return out;
+}
+
+} // namespace
+
 json spec_json(MachineSpec const& spec)
 {
     auto const& b = spec.boot;
@@ -206,10 +290,17 @@ json spec_json(MachineSpec const& spec)
                 one["host_dev_name"] = n.host_dev_name;
             if (!n.guest_mac.empty())
                 one["guest_mac"] = n.guest_mac;
+            if (!n.rx_limit.unlimited())
+                one["rx_rate_limiter"] = limiter_json(n.rx_limit);
+            if (!n.tx_limit.unlimited())
+                one["tx_rate_limiter"] = limiter_json(n.tx_limit);
             nets.push_back(one);
         }
         j["network_interfaces"] = nets;
     }
+    if (spec.mmds.enabled())
+        j["mmds"] = json { { "version", spec.mmds.version }, { "ipv4_address", spec.mmds.ipv4_address },
+            { "network_interfaces", spec.mmds.interfaces } };
     return j;
 }
 
@@ -245,7 +336,25 @@ Result<MachineSpec> parse_spec(json const& j)
                 return bad("record", "a network interface's 'netns' must be \"auto\"");
             STRATA_TRY(tap, string_field(n, "host_dev_name", netns.empty(), 15));
             STRATA_TRY(mac, string_field(n, "guest_mac", false, 17));
-            s.nets.push_back(VmNet { id, tap, mac, !netns.empty() });
+            STRATA_TRY(rx, parse_limiter(n, "rx_rate_limiter"));
+            STRATA_TRY(tx, parse_limiter(n, "tx_rate_limiter"));
+            s.nets.push_back(VmNet { id, tap, mac, !netns.empty(), rx, tx });
+        }
+    }
+    if (auto mmds = j.find("mmds"); mmds != j.end()) {
+        if (!mmds->is_object())
+            return bad("record", "'mmds' is not an object");
+        STRATA_TRY(version, string_field(*mmds, "version", true, 2));
+        STRATA_TRY(address, string_field(*mmds, "ipv4_address", true, 15));
+        auto ifaces = mmds->find("network_interfaces");
+        if (ifaces == mmds->end() || !ifaces->is_array() || ifaces->empty() || ifaces->size() > kMaxRecordNets)
+            return bad("record", "'mmds.network_interfaces' is not an array of 1 to " + std::to_string(kMaxRecordNets) + " interface ids");
+        s.mmds.version = version;
+        s.mmds.ipv4_address = address;
+        for (auto const& id : *ifaces) {
+            if (!id.is_string() || id.get_ref<std::string const&>().size() > 20)
+                return bad("record", "'mmds.network_interfaces' holds something other than an interface id");
+            s.mmds.interfaces.push_back(id.get<std::string>());
         }
     }
     if (auto st = check_spec(s); !st)

@@ -49,14 +49,32 @@ struct BootSpec {
     std::string boot_protocol { "auto" }; // auto | pvh | linux
 };
 
-// One network interface: the mapping only (which host tap, which guest MAC),
-// never the tap's own state. Recorded as Firecracker names the fields.
+// One network interface: the mapping only (which host tap, which guest MAC,
+// which limits), never the tap's own state. Recorded as Firecracker names the
+// fields; the limiters as Firecracker's rx_rate_limiter/tx_rate_limiter
+// ({"bandwidth": {"size", "one_time_burst", "refill_time"}, "ops": {...}},
+// refill_time in ms), written only when they limit something.
 struct VmNet {
     std::string id;            // "iface_id": 1-20 of A-Z a-z 0-9 - _ .
     std::string host_dev_name; // the host tap's name; empty with netns_auto
     std::string guest_mac;     // "xx:xx:xx:xx:xx:xx" lower case; empty: each VM gets a new one
     bool netns_auto { false }; // "netns": "auto": a namespace of its own at each start
+    RateLimiterConfig rx_limit {}; // guest-bound traffic; unlimited by default
+    RateLimiterConfig tx_limit {}; // guest-sent traffic
     bool operator==(VmNet const&) const = default;
+};
+
+// The metadata service (MMDS) of a VM: which of its interfaces serve it, its
+// version and address; recorded as "mmds": {"version": "V1"|"V2",
+// "ipv4_address": "169.254.x.y", "network_interfaces": [ids]} (Firecracker's PUT
+// /mmds/config), absent when the VM has none. What it serves is made from the
+// record at each start (vmm/vm_config.h mmds_data_for), never stored here.
+struct VmMmds {
+    std::string version;                      // "V1" | "V2"; empty: no metadata service
+    std::string ipv4_address { "169.254.169.254" };
+    std::vector<std::string> interfaces;      // interface ids, each one of the spec's
+    bool enabled() const { return !version.empty(); }
+    bool operator==(VmMmds const&) const = default;
 };
 
 struct MachineSpec {
@@ -66,6 +84,7 @@ struct MachineSpec {
     std::string cpu_template { "host" }; // host | minimal
     std::string transport { "mmio" };    // mmio | pci
     std::vector<VmNet> nets;             // "network_interfaces", in guest order
+    VmMmds mmds;                         // "mmds"
 };
 
 // One disk of a VM: always a disk of the store.
@@ -131,8 +150,15 @@ std::vector<std::string> boot_digests(BootSpec const& boot);
 // Checks a disk id (the rules of vmm/disk_config.h).
 [[nodiscard]] Status check_disk_id(std::string_view id);
 [[nodiscard]] Status check_cache(std::string_view cache);
-// Checks network interfaces: ids, interface names, MACs; ids, taps and MACs unique.
+// Checks network interfaces: ids, interface names, MACs, limiters; ids, taps and MACs unique.
 [[nodiscard]] Status check_vm_nets(std::vector<VmNet> const& nets);
+// Checks a metadata service against the interfaces: version, a link-local
+// address, at least one interface, each named once and one of nets.
+[[nodiscard]] Status check_vm_mmds(VmMmds const& mmds, std::vector<VmNet> const& nets);
+// After the interfaces were replaced (vms create --net over a template or a
+// machine image): a metadata service keeps its version and address and serves
+// on every new interface, or goes when there is none.
+void retarget_mmds(VmMmds& mmds, std::vector<VmNet> const& nets);
 // A random locally administered unicast MAC (02:xx:xx:xx:xx:xx family), as text.
 std::string new_guest_mac();
 // Gives every interface a new MAC (a VM made from a machine image is a new NIC

@@ -24,6 +24,43 @@ bool valid_id(std::string const& id)
     return true;
 }
 
+// A rate in units per second: digits with an optional K, M or G (powers of 1024).
+Result<std::uint64_t> parse_rate(std::string const& what, std::string const& key, std::string const& value)
+{
+    std::uint64_t n = 0;
+    std::size_t i = 0;
+    for (; i < value.size() && value[i] >= '0' && value[i] <= '9'; ++i) {
+        if (n > (std::uint64_t(1) << 40))
+            return usage(what, key + "= is too large");
+        n = n * 10 + static_cast<std::uint64_t>(value[i] - '0');
+    }
+    if (i == 0)
+        return usage(what, key + "= takes a number per second like 10M, not '" + value + "'");
+    std::string const suffix = value.substr(i);
+    unsigned shift = suffix.empty() ? 0 : suffix == "K" || suffix == "k" ? 10 : suffix == "M" || suffix == "m" ? 20 : suffix == "G" || suffix == "g" ? 30 : 99;
+    if (shift == 99)
+        return usage(what, key + "= takes a number per second with K, M or G, not '" + value + "'");
+    if (n == 0)
+        return usage(what, key + "= must be at least 1 (leave it out for no limit)");
+    if (n > (std::uint64_t(1) << (50 - shift)))
+        return usage(what, key + "= is too large");
+    return n << shift;
+}
+
+// A rate as a bucket that holds one second's worth and refills in a second.
+TokenBucketConfig per_second(std::uint64_t rate) { return TokenBucketConfig { rate, 0, 1000 }; }
+
+std::string rate_text(std::uint64_t rate)
+{
+    for (auto [shift, suffix] : { std::pair { 30u, "G" }, std::pair { 20u, "M" }, std::pair { 10u, "K" } })
+        if (rate % (std::uint64_t(1) << shift) == 0)
+            return std::to_string(rate >> shift) + suffix;
+    return std::to_string(rate);
+}
+
+// The --net keys a limiter is written back as, when it is one net_spec can say.
+bool per_second_shape(TokenBucketConfig const& b) { return b.size == 0 || (b.refill_time_ms == 1000 && b.one_time_burst == 0); }
+
 } // namespace
 
 Status check_net(NetConfig const& net, std::string const& what)
@@ -70,8 +107,12 @@ Result<NetConfig> parse_net_spec(std::string const& spec, unsigned index)
             if (value != "auto")
                 return usage(what, "netns= takes only 'auto' (a namespace of the VM's own)");
             net.netns_auto = true;
+        } else if (key == "rx_bps" || key == "tx_bps" || key == "rx_pps" || key == "tx_pps") {
+            STRATA_TRY(rate, parse_rate(what, key, value));
+            auto& limiter = key[0] == 'r' ? net.rx_limit : net.tx_limit;
+            (key[3] == 'b' ? limiter.bandwidth : limiter.ops) = per_second(rate);
         } else
-            return usage(what, "unknown key '" + key + "' (tap, netns, mac, id)");
+            return usage(what, "unknown key '" + key + "' (tap, netns, mac, id, rx_bps, tx_bps, rx_pps, tx_pps)");
     }
     if (net.id.empty())
         net.id = "net" + std::to_string(index);
@@ -104,6 +145,14 @@ std::string net_spec(NetConfig const& net)
     if (!net.mac.empty())
         s += ",mac=" + net.mac;
     s += ",id=" + net.id;
+    auto limit = [&](char const* key, TokenBucketConfig const& b) {
+        if (b.size != 0 && per_second_shape(b))
+            s += std::string(",") + key + "=" + rate_text(b.size);
+    };
+    limit("rx_bps", net.rx_limit.bandwidth);
+    limit("rx_pps", net.rx_limit.ops);
+    limit("tx_bps", net.tx_limit.bandwidth);
+    limit("tx_pps", net.tx_limit.ops);
     return s;
 }
 

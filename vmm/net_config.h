@@ -1,11 +1,16 @@
 // A VM's network interface as the user names it on the command line, in the API
 // (PUT /network-interfaces/{id}) and in records:
-//   --net tap=NAME[,mac=52:54:00:xx:xx:xx][,id=ID]
-//   --net netns=auto[,mac=...][,id=ID]
+//   --net tap=NAME[,mac=52:54:00:xx:xx:xx][,id=ID][,rx_bps=R][,tx_bps=R][,rx_pps=R][,tx_pps=R]
+//   --net netns=auto[,mac=...][,id=ID][,...]
 // NAME is an existing tap on the host (devices' Tap attaches, never creates).
 // netns=auto makes a namespace of the VM's own with a tap, a veth pair to the
 // host and NAT (vmm/net_namespace.h): the guest is 10.0.0.2 behind gateway
 // 10.0.0.1 there, whatever other VMs use.
+// rx_bps/tx_bps limit the bytes per second to and from the guest, rx_pps/tx_pps
+// its packets per second (R: digits with an optional K, M or G, powers of 1024):
+// a token bucket of one second's worth that refills in a second
+// (base/rate_limiter.h), as PUT /network-interfaces' rx_rate_limiter and
+// tx_rate_limiter with refill_time 1000 would make it.
 // Without mac= the interface gets a random locally administered address when
 // the VM is created. Interfaces are the VM's virtio devices after its disks and
 // console, in the order given.
@@ -52,7 +57,8 @@ struct MmdsConfig {
 [[nodiscard]] Status check_net(NetConfig const& net, std::string const& what);
 // Checks a VM's interfaces together: each valid, ids, taps and MACs unique, at most kMaxNets.
 [[nodiscard]] Status check_nets(std::vector<NetConfig> const& nets);
-// The canonical spec string (the inverse of parse_net_spec).
+// The canonical spec string (the inverse of parse_net_spec; a limiter the API
+// set with another shape than --net's is left out).
 std::string net_spec(NetConfig const& net);
 
 } // namespace strata

@@ -1,5 +1,6 @@
 #include "vmm/vm_config.h"
 
+#include "base/ipv4.h"
 #include "store/artifacts.h"
 #include "store/store.h"
 
@@ -52,6 +53,11 @@ DiskCache cache_of(std::string const& cache)
 
 Result<std::string> guest_metadata_arg(VmRecord const& vm)
 {
+    // A VM whose metadata service serves the interface its agent reaches gets
+    // its metadata there (mmds_data_for), without strata.meta's size limit: the
+    // command line only says where the service is.
+    if (vm.spec.mmds.enabled())
+        return "strata.mmds=" + vm.spec.mmds.ipv4_address;
     nlohmann::json meta = nlohmann::json::object();
     // Records older than instance ids fall back to the VM's name, which is unique
     // in its store.
@@ -126,9 +132,27 @@ Result<MachineConfig> machine_config_for(Store const& store, VmRecord const& vm)
     }
     STRATA_TRY(check_disks(c.disks));
     for (auto const& n : vm.spec.nets)
-        c.nets.push_back(NetConfig { n.id, n.host_dev_name, n.guest_mac, n.netns_auto, {}, {} });
+        c.nets.push_back(NetConfig { n.id, n.host_dev_name, n.guest_mac, n.netns_auto, n.rx_limit, n.tx_limit });
     STRATA_TRY(check_nets(c.nets));
+    if (vm.spec.mmds.enabled()) {
+        STRATA_TRY(ip, parse_link_local_ipv4(vm.spec.mmds.ipv4_address));
+        c.mmds = MmdsConfig { vm.spec.mmds.interfaces, vm.spec.mmds.version == "V2", ip };
+        STRATA_TRY(check_mmds(c.mmds, c.nets));
+    }
     return c;
+}
+
+std::string mmds_data_for(VmRecord const& vm)
+{
+    std::string const instance = vm.instance_id.empty() ? vm.name : vm.instance_id;
+    nlohmann::json meta_data { { "instance-id", instance } };
+    if (auto h = vm.metadata.find("hostname"); h != vm.metadata.end() && !h->second.empty())
+        meta_data["local-hostname"] = h->second;
+    nlohmann::json data {
+        { "latest", { { "meta-data", meta_data } } },
+        { "strata", { { "instance-id", instance }, { "name", vm.name }, { "metadata", vm.metadata } } },
+    };
+    return data.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 Result<MachineImageRecord> machine_image_from_capture(Store& store, VmRecord const& vm, MachineImageCapture const& capture)

@@ -25,9 +25,10 @@ namespace strata {
 class Store;
 
 // The MachineConfig of a VM record: firmware/kernel/initrd are the artifact
-// files (artifacts/<digest>), disks are the record's store disks. For a kernel,
-// the command line gets guest_metadata_arg(vm) appended. Fails with NotFound when
-// an artifact is missing.
+// files (artifacts/<digest>), disks are the record's store disks, interfaces
+// with their limiters, and the metadata service. For a kernel, the command line
+// gets guest_metadata_arg(vm) appended. Fails with NotFound when an artifact is
+// missing.
 [[nodiscard]] Result<MachineConfig> machine_config_for(Store const& store, VmRecord const& vm);
 
 // `strata.meta=<base64 of JSON>`, the guest agent's provisioning data
@@ -35,8 +36,19 @@ class Store;
 // "ssh_authorized_keys": [...]} from the VM's instance id and its metadata keys
 // hostname, user and ssh-authorized-keys (several keys separated by ';').
 // Fails (Usage) when it would take more than MaxMetadataArgBytes.
+// A VM with a metadata service gets `strata.mmds=<its address>` instead: the
+// agent reads the same data from the service (guest-tools/README.md).
 inline constexpr std::size_t MaxMetadataArgBytes = 1536;
 [[nodiscard]] Result<std::string> guest_metadata_arg(VmRecord const& vm);
+
+// What a VM's metadata service serves when its VMM starts (PUT /mmds replaces
+// it later), the same for every start of the VM:
+//   {"latest": {"meta-data": {"instance-id": I, "local-hostname": H}},
+//    "strata": {"instance-id": I, "name": VM, "metadata": {every --metadata key: value}}}
+// EC2's two keys for tools that read IMDS; local-hostname only when the
+// metadata has a hostname. I is the instance id (the VM's name in records older
+// than instance ids).
+std::string mmds_data_for(VmRecord const& vm);
 
 // The machine image record of a live capture of vm: the VM's spec, mapping,
 // labels and metadata, each captured disk's frozen layers (disk sizes from the

@@ -1,6 +1,7 @@
 #include "init.h"
 
 #include "agent.h"
+#include "mmds_client.h"
 #include "provision.h"
 
 #include <cerrno>
@@ -59,6 +60,38 @@ void reap_children(int)
     while (::waitpid(-1, nullptr, WNOHANG) > 0) {
     }
     errno = saved;
+}
+
+// Metadata from strata's metadata service, for a command line without
+// strata.meta=: strata.mmds=ADDR says a stored VM's service is there (wait up
+// to 10 s for the interface); without it the agent tries 169.254.169.254 once,
+// briefly, if an interface is already there (a VM configured over the API).
+std::optional<Metadata> metadata_from_service(std::string const& cmdline)
+{
+    std::string const announced = cmdline_value(cmdline, "strata.mmds");
+    MmdsOptions options;
+    if (!announced.empty()) {
+        auto address = parse_ipv4(announced);
+        if (!address) {
+            say("metadata service: strata.mmds=" + announced.substr(0, 40) + " is not an IPv4 address");
+            return std::nullopt;
+        }
+        options.address = *address;
+    } else {
+        options.wait_for_interface = std::chrono::milliseconds(0);
+        options.request_timeout = std::chrono::milliseconds(1500);
+    }
+    auto env = make_system_environment("/");
+    if (announced.empty() && env->network_interfaces().empty())
+        return std::nullopt;
+    auto outcome = fetch_mmds_metadata(*env, options);
+    for (auto const& line : outcome.log)
+        say("metadata service: " + line);
+    if (!outcome.error.empty())
+        say("metadata service: " + outcome.error);
+    if (outcome.metadata)
+        say("metadata service: instance " + outcome.metadata->instance_id);
+    return outcome.metadata;
 }
 
 [[noreturn]] void idle_forever()
@@ -176,14 +209,19 @@ void run_init()
     auto meta = metadata_from_cmdline(cmdline, meta_error);
     if (!meta_error.empty())
         say("metadata: " + meta_error);
+    if (!meta && meta_error.empty())
+        meta = metadata_from_service(cmdline);
     std::string instance_id = meta ? meta->instance_id : "";
     std::string channel = cmdline_value(cmdline, "strata.channel", "/dev/hvc0");
     std::string root_dev = cmdline_value(cmdline, "root");
 
     if (root_dev.empty()) {
         say("no root= given; staying in the initramfs");
-        if (meta)
+        if (meta) {
             provision("/", *meta);
+            if (!meta->hostname.empty())
+                (void)!::sethostname(meta->hostname.data(), meta->hostname.size());
+        }
         say(signal_boot_complete() ? "boot-complete" : "boot-complete (port write denied)");
         serve_channel_forever(channel, instance_id);
     }

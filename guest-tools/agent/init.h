@@ -2,7 +2,9 @@
 // kernel modules the initramfs carries (the order build-initramfs resolved, in
 // /lib/modules/load-order, each with finit_module(2)), mounts the root disk named
 // by root= (rootfstype=, default ext4; ro/rw), provisions it on first boot from
-// strata.meta= (provision.h), moves the mounts over and switches root, signals
+// strata.meta= (provision.h) or, without it, from the metadata service
+// (mmds_client.h: strata.mmds=ADDR, or a quick try of 169.254.169.254 when a
+// network interface is there), which also sets the interface's address; moves the mounts over and switches root, signals
 // boot-complete, and then either execs the root's init (init=, else /sbin/init)
 // while a child serves the VMM channel, or, when the root has no init, stays PID 1
 // itself: serving, reaping, never exiting.

@@ -31,6 +31,10 @@ struct Metadata {
     std::string hostname;
     std::string user;
     std::vector<std::string> ssh_authorized_keys;
+    // Only from the metadata service (mmds_client.h): the address of the
+    // interface it was read through ("a.b.c.d/N") and a default gateway.
+    std::string ipv4_address {};
+    std::string ipv4_gateway {};
 };
 
 inline constexpr char const* kProvisionedMarker = "var/lib/strata/provisioned";

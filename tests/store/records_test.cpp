@@ -293,3 +293,110 @@ TEST_CASE("network interfaces: the mapping round-trips, hostile entries are refu
         CHECK((first & 3) == 2); // locally administered, unicast
     }
 }
+
+TEST_CASE("network rate limiters and the metadata service: recorded in VMs, templates and machine images; hostile entries refused")
+{
+    VmRecord vm;
+    vm.name = "mm-1";
+    vm.spec.boot.firmware = std::string(64, 'a');
+    VmNet limited { "net0", "tap0", "02:00:00:00:00:01", false };
+    limited.rx_limit.bandwidth = TokenBucketConfig { 1 << 20, 0, 1000 };
+    limited.tx_limit.ops = TokenBucketConfig { 500, 100, 1000 };
+    vm.spec.nets = { limited, VmNet { "own", "", "02:00:00:00:00:02", true } };
+    vm.spec.mmds = VmMmds { "V2", "169.254.169.254", { "net0", "own" } };
+    auto back = parse_vm(encode_vm(vm));
+    REQUIRE_MESSAGE(back, (back ? "" : back.error().message));
+    CHECK(back.value().spec.nets == vm.spec.nets);
+    CHECK(back.value().spec.mmds == vm.spec.mmds);
+    auto j = vm_json(vm);
+    CHECK(j["network_interfaces"][0]["rx_rate_limiter"]["bandwidth"]["size"] == 1 << 20);
+    CHECK(j["network_interfaces"][0]["rx_rate_limiter"]["bandwidth"]["refill_time"] == 1000);
+    CHECK(!j["network_interfaces"][0]["rx_rate_limiter"].contains("ops"));
+    CHECK(j["network_interfaces"][0]["tx_rate_limiter"]["ops"]["one_time_burst"] == 100);
+    CHECK(!j["network_interfaces"][1].contains("rx_rate_limiter")); // unlimited: not written
+    CHECK(j["mmds"]["version"] == "V2");
+    CHECK(j["mmds"]["network_interfaces"] == nlohmann::json::array({ "net0", "own" }));
+
+    // Templates and machine images carry the same spec.
+    TemplateRecord t;
+    t.name = "tpl";
+    t.spec = vm.spec;
+    t.boot_image = "debian";
+    auto tback = parse_template(encode_template(t));
+    REQUIRE_MESSAGE(tback, (tback ? "" : tback.error().message));
+    CHECK(tback.value().spec.nets == vm.spec.nets);
+    CHECK(tback.value().spec.mmds == vm.spec.mmds);
+    MachineImageRecord m;
+    m.name = "img";
+    m.spec = vm.spec;
+    m.disks = { MachineImageDisk { "boot", false, true, false, "none", 1 << 20, { LayerId::random() }, "img-disk-boot-2025-01-01" } };
+    auto mback = parse_machine_image(encode_machine_image(m));
+    REQUIRE_MESSAGE(mback, (mback ? "" : mback.error().message));
+    CHECK(mback.value().spec.nets == vm.spec.nets);
+    CHECK(mback.value().spec.mmds == vm.spec.mmds);
+
+    // A record without either reads as before and writes neither key.
+    VmRecord plain = vm;
+    plain.spec.nets = { VmNet { "net0", "tap0", "", false } };
+    plain.spec.mmds = {};
+    CHECK(!vm_json(plain).contains("mmds"));
+    CHECK(!vm_json(plain)["network_interfaces"][0].contains("rx_rate_limiter"));
+    CHECK(parse_vm(encode_vm(plain)).value().spec.mmds == VmMmds {});
+
+    auto mutated = [&](auto&& edit) {
+        auto jj = vm_json(vm);
+        edit(jj);
+        return parse_vm(jj.dump());
+    };
+    // Limiters: shape, names, ranges and the refill time a size needs.
+    CHECK_FALSE(mutated([](auto& x) { x["network_interfaces"][0]["rx_rate_limiter"] = 5; }));
+    CHECK_FALSE(mutated([](auto& x) { x["network_interfaces"][0]["rx_rate_limiter"]["bytes"] = nlohmann::json::object(); }));
+    CHECK_FALSE(mutated([](auto& x) { x["network_interfaces"][0]["rx_rate_limiter"]["bandwidth"] = "fast"; }));
+    CHECK_FALSE(mutated([](auto& x) { x["network_interfaces"][0]["rx_rate_limiter"]["bandwidth"]["size"] = -1; }));
+    CHECK_FALSE(mutated([](auto& x) { x["network_interfaces"][0]["rx_rate_limiter"]["bandwidth"]["size"] = 0; }));
+    CHECK_FALSE(mutated([](auto& x) { x["network_interfaces"][0]["rx_rate_limiter"]["bandwidth"]["size"] = 1.5; }));
+    CHECK_FALSE(mutated([](auto& x) { x["network_interfaces"][0]["rx_rate_limiter"]["bandwidth"]["size"] = 1ULL << 51; }));
+    CHECK_FALSE(mutated([](auto& x) { x["network_interfaces"][0]["rx_rate_limiter"]["bandwidth"].erase("refill_time"); }));
+    CHECK_FALSE(mutated([](auto& x) { x["network_interfaces"][0]["rx_rate_limiter"]["bandwidth"]["refill_time"] = 0; }));
+    CHECK_FALSE(mutated([](auto& x) { x["network_interfaces"][0]["rx_rate_limiter"]["bandwidth"]["refill"] = 1; }));
+    CHECK_FALSE(mutated([](auto& x) { x["network_interfaces"][0]["tx_rate_limiter"]["ops"]["one_time_burst"] = "x"; }));
+    // The metadata service: version, a link-local address, interfaces the VM has, each once.
+    CHECK_FALSE(mutated([](auto& x) { x["mmds"] = "V2"; }));
+    CHECK_FALSE(mutated([](auto& x) { x["mmds"]["version"] = "V3"; }));
+    CHECK_FALSE(mutated([](auto& x) { x["mmds"].erase("version"); }));
+    CHECK_FALSE(mutated([](auto& x) { x["mmds"]["ipv4_address"] = "10.0.0.1"; }));
+    CHECK_FALSE(mutated([](auto& x) { x["mmds"]["ipv4_address"] = "169.254.169.254.1"; }));
+    CHECK_FALSE(mutated([](auto& x) { x["mmds"]["ipv4_address"] = 42; }));
+    CHECK_FALSE(mutated([](auto& x) { x["mmds"]["network_interfaces"] = nlohmann::json::array(); }));
+    CHECK_FALSE(mutated([](auto& x) { x["mmds"]["network_interfaces"] = nlohmann::json::array({ "eth9" }); }));
+    CHECK_FALSE(mutated([](auto& x) { x["mmds"]["network_interfaces"] = nlohmann::json::array({ "net0", "net0" }); }));
+    CHECK_FALSE(mutated([](auto& x) { x["mmds"]["network_interfaces"] = nlohmann::json::array({ 1 }); }));
+    CHECK_FALSE(mutated([](auto& x) { x["mmds"]["network_interfaces"] = "net0"; }));
+    CHECK_FALSE(mutated([](auto& x) { x.erase("network_interfaces"); })); // a service with no interface
+    // The same checks guard what is saved (check_spec) and a template's record.
+    MachineSpec bad = vm.spec;
+    bad.mmds.interfaces = { "gone" };
+    CHECK_FALSE(check_spec(bad));
+    auto tj = template_json(t);
+    tj["mmds"]["version"] = "v2";
+    CHECK_FALSE(parse_template(tj.dump()));
+
+    // Interfaces replaced (vms create --net over a template or an image): the
+    // service follows them, or goes when there are none.
+    VmMmds moved = vm.spec.mmds;
+    retarget_mmds(moved, { VmNet { "eth0", "tap9", "", false } });
+    CHECK(moved == VmMmds { "V2", "169.254.169.254", { "eth0" } });
+    retarget_mmds(moved, {});
+    CHECK(!moved.enabled());
+    VmRecord over = vm;
+    VmOverrides o;
+    o.nets = std::vector<VmNet> { VmNet { "eth1", "tap1", "", false } };
+    apply_overrides(over, o);
+    CHECK(over.spec.mmds.interfaces == std::vector<std::string> { "eth1" });
+    o.mmds = VmMmds { "V1", "169.254.1.1", {} }; // no iface=: every interface
+    apply_overrides(over, o);
+    CHECK(over.spec.mmds == VmMmds { "V1", "169.254.1.1", { "eth1" } });
+    o.mmds = VmMmds {};
+    apply_overrides(over, o);
+    CHECK(!over.spec.mmds.enabled());
+}

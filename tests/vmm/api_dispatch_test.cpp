@@ -184,6 +184,24 @@ TEST_CASE("metrics show boot_complete_us (null until it came) and guest_flush in
     CHECK(plain.body.find("guest_flush") == std::string::npos);
 }
 
+TEST_CASE("GET /vm/config shows a network interface's rate limiters, and the entry replays")
+{
+    fake::FakeController vm;
+    auto r = handle_request(vm, "PUT", "/network-interfaces/eth0",
+        R"({"iface_id": "eth0", "host_dev_name": "tap0", "rx_rate_limiter": {"bandwidth": {"size": 1048576, "refill_time": 1000}},
+            "tx_rate_limiter": {"ops": {"size": 100, "one_time_burst": 5, "refill_time": 100}}})");
+    REQUIRE(r.status == 204);
+    REQUIRE(handle_request(vm, "PUT", "/network-interfaces/eth1", R"({"iface_id": "eth1", "host_dev_name": "tap1"})").status == 204);
+    auto config = json::parse(handle_request(vm, "GET", "/vm/config", "").body);
+    REQUIRE(config["network-interfaces"].size() == 2);
+    auto const& eth0 = config["network-interfaces"][0];
+    CHECK(eth0["rx_rate_limiter"] == json { { "bandwidth", { { "size", 1048576 }, { "one_time_burst", 0 }, { "refill_time", 1000 } } } });
+    CHECK(eth0["tx_rate_limiter"] == json { { "ops", { { "size", 100 }, { "one_time_burst", 5 }, { "refill_time", 100 } } } });
+    CHECK(config["network-interfaces"][1].count("rx_rate_limiter") == 0); // unlimited: no key
+    CHECK(handle_request(vm, "PUT", "/network-interfaces/eth0", eth0.dump()).status == 204);
+    CHECK(json::parse(handle_request(vm, "GET", "/vm/config", "").body)["network-interfaces"][0] == eth0);
+}
+
 TEST_CASE("the metadata service's configuration: before boot only, shown in GET /vm/config")
 {
     fake::FakeController vm;

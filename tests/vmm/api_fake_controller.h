@@ -45,6 +45,18 @@ public:
         m_config.boot_source = source;
         return ok();
     }
+    Status put_network_interface(NetworkInterfaceConfig const& net) override
+    {
+        auto guard = enter("put_network_interface");
+        STRATA_TRY(take_failure());
+        for (auto& n : m_config.network_interfaces)
+            if (n.iface_id == net.iface_id) {
+                n = net;
+                return ok();
+            }
+        m_config.network_interfaces.push_back(net);
+        return ok();
+    }
     Status set_machine_config(MachineSettings const& settings) override
     {
         auto guard = enter("set_machine_config");

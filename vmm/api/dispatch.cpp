@@ -83,8 +83,23 @@ json vm_config_json(VmConfigView const& config)
     for (auto const& drive : config.drives)
         out["drives"].push_back(drive_json(drive));
     out["network-interfaces"] = json::array();
-    for (auto const& net : config.network_interfaces)
-        out["network-interfaces"].push_back({ { "iface_id", net.iface_id }, { "host_dev_name", net.host_dev_name }, { "guest_mac", net.guest_mac } });
+    // Limiters as PUT /network-interfaces takes them, so an entry replays; a
+    // direction without a limit has no key.
+    auto net_limiter = [](RateLimiterConfig const& l) {
+        json limiter = json::object();
+        for (auto [name, b] : { std::pair { "bandwidth", l.bandwidth }, std::pair { "ops", l.ops } })
+            if (b.size != 0)
+                limiter[name] = json { { "size", b.size }, { "one_time_burst", b.one_time_burst }, { "refill_time", b.refill_time_ms } };
+        return limiter;
+    };
+    for (auto const& net : config.network_interfaces) {
+        json one { { "iface_id", net.iface_id }, { "host_dev_name", net.host_dev_name }, { "guest_mac", net.guest_mac } };
+        if (!net.rx_rate_limiter.unlimited())
+            one["rx_rate_limiter"] = net_limiter(net.rx_rate_limiter);
+        if (!net.tx_rate_limiter.unlimited())
+            one["tx_rate_limiter"] = net_limiter(net.tx_rate_limiter);
+        out["network-interfaces"].push_back(one);
+    }
     if (auto const& mmds = config.mmds_config)
         out["mmds-config"] = { { "network_interfaces", mmds->network_interfaces }, { "version", mmds->v2 ? "V2" : "V1" },
             { "ipv4_address", format_ipv4(mmds->ipv4) } };
