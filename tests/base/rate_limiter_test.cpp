@@ -66,7 +66,7 @@ TEST_CASE("a request larger than the bucket passes when it is full and leaves de
     CHECK(b.wait_for(1, t0 + 201ms) == 0);
 }
 
-TEST_CASE("an unlimited bucket never waits; give_back returns tokens up to size")
+TEST_CASE("an unlimited bucket never waits, give_back returns tokens up to size")
 {
     TokenBucket none(TokenBucketConfig {}, t0);
     CHECK(none.wait_for(1ULL << 40, t0) == 0);
@@ -78,7 +78,7 @@ TEST_CASE("an unlimited bucket never waits; give_back returns tokens up to size"
     CHECK(b.wait_for(1, t0) > 0);
 }
 
-TEST_CASE("RateLimiter takes both buckets or neither; update starts full; bad configs are refused")
+TEST_CASE("RateLimiter takes both buckets or neither, update starts full, bad configs are refused")
 {
     strata::RateLimiter limiter(strata::RateLimiterConfig { { 1 << 20, 0, 1000 }, { 2, 0, 1000 } });
     CHECK(limiter.try_consume(4096) == 0);

@@ -55,7 +55,7 @@ TEST_CASE("CMOS clock: 2026-12-06 19:04:59 UTC (a Sunday) in BCD, 24-hour, then 
     CHECK(c.get(CmosRtc::RegB) == 0x04);
 }
 
-TEST_CASE("CMOS clock: the guest cannot set the time or the read-only registers; other bytes are RAM")
+TEST_CASE("CMOS clock: the guest cannot set the time or the read-only registers, other bytes are RAM")
 {
     Clock c(1796583899);
     c.set(CmosRtc::Minutes, 0x33);

@@ -151,7 +151,7 @@ TEST_CASE("16550: transmit, receive, interrupts, divisor latch, loopback")
     ::close(pipefd[1]);
 }
 
-TEST_CASE("i8042: 0xFE on the command port resets; self-test answers 0x55")
+TEST_CASE("i8042: 0xFE on the command port resets, self-test answers 0x55")
 {
     int resets = 0;
     I8042 kbd([&] { ++resets; });

@@ -125,7 +125,7 @@ constexpr std::uint8_t FIN = 1, SYN = 2, RST = 4, PSH = 8, ACK = 16;
 
 } // namespace
 
-TEST_CASE("mmds store: PUT, PATCH and GET from the API; a refused change changes nothing")
+TEST_CASE("mmds store: PUT, PATCH and GET from the API, a refused change changes nothing")
 {
     auto store = MmdsStore::create();
     CHECK(store->get() == "{}");
@@ -139,7 +139,7 @@ TEST_CASE("mmds store: PUT, PATCH and GET from the API; a refused change changes
     CHECK(store->get() == R"({"a":{"b":"c","f":"g"}})");
 }
 
-TEST_CASE("mmds store: GET answers in IMDS text or JSON; 404, 405 and 501")
+TEST_CASE("mmds store: GET answers in IMDS text or JSON, 404, 405 and 501")
 {
     auto store = sample_store();
     auto r = store->answer(get("/latest/meta-data/ami-id"), T0);
@@ -160,7 +160,7 @@ TEST_CASE("mmds store: GET answers in IMDS text or JSON; 404, 405 and 501")
     CHECK(r.allow_header);
 }
 
-TEST_CASE("mmds store: session tokens; V2 refuses a GET without a live one, V1 only counts")
+TEST_CASE("mmds store: session tokens, V2 refuses a GET without a live one, V1 only counts")
 {
     auto store = sample_store(MmdsVersion::V2);
     CHECK(store->answer(get("/latest/meta-data/ami-id"), T0).status == 401);
@@ -192,7 +192,7 @@ TEST_CASE("mmds store: session tokens; V2 refuses a GET without a live one, V1 o
     CHECK(c.no_token == 2);
 }
 
-TEST_CASE("mmds http: requests are parsed whole or not at all; malformed ones are errors")
+TEST_CASE("mmds http: requests are parsed whole or not at all, malformed ones are errors")
 {
     auto p = parse_http_request("GET /a HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n\r\nGET /b");
     CHECK(p.error.empty());
@@ -214,7 +214,7 @@ TEST_CASE("mmds http: requests are parsed whole or not at all; malformed ones ar
     CHECK(!parse_http_request(std::string(MmdsStack::MaxRequestBytes, 'A')).error.empty());
 }
 
-TEST_CASE("mmds stack: ARP for the service's address is answered; other frames are not its business")
+TEST_CASE("mmds stack: ARP for the service's address is answered, other frames are not its business")
 {
     MmdsStack stack(sample_store());
     std::string arp = ether(0x0806);
@@ -316,7 +316,7 @@ TEST_CASE("mmds stack: a TCP conversation: handshake, request in pieces, an answ
     CHECK((next_tcp(stack).flags & RST) != 0);
 }
 
-TEST_CASE("mmds stack: Connection: close ends after the answer; a lost answer is sent again on a repeated request")
+TEST_CASE("mmds stack: Connection: close ends after the answer, a lost answer is sent again on a repeated request")
 {
     MmdsStack stack(sample_store());
     stack.handle(bytes(tcp_frame(41000, 5, 0, SYN, "")));
@@ -337,7 +337,7 @@ TEST_CASE("mmds stack: Connection: close ends after the answer; a lost answer is
     CHECK((next_tcp(stack).flags & FIN) != 0);
 }
 
-TEST_CASE("mmds stack: hostile frames are dropped or reset, never served; limits hold")
+TEST_CASE("mmds stack: hostile frames are dropped or reset, never served, limits hold")
 {
     auto store = sample_store();
     MmdsStack stack(store);

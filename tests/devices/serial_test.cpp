@@ -50,7 +50,7 @@ TEST_CASE("THR-empty: raised when enabled on an idle transmitter, cleared by rea
     CHECK((u.in(iir) & 0x0f) == 0x02);
 }
 
-TEST_CASE("THR-empty: each byte sent with THRI enabled raises it again; none with THRI disabled")
+TEST_CASE("THR-empty: each byte sent with THRI enabled raises it again, none with THRI disabled")
 {
     Uart u;
     u.out(ier, thri);

@@ -172,7 +172,7 @@ TEST_CASE("virtio-console: host bytes wait for receive buffers and split across 
     CHECK(rig.dev->metrics().bytes_to_guest == 9);
 }
 
-TEST_CASE("virtio-console: a full host buffer refuses the excess; discard_pending drops the rest")
+TEST_CASE("virtio-console: a full host buffer refuses the excess, discard_pending drops the rest")
 {
     con::ConsoleOptions options;
     options.host_buffer_bytes = 8;

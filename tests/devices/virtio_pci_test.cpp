@@ -213,7 +213,7 @@ TEST_CASE("virtio-pci without MSI-X falls back to the ISR and INTx")
     CHECK(rig.rd<std::uint8_t>(rig.caps.at(3).first) == 0); // reading cleared it
 }
 
-TEST_CASE("virtio-pci: out-of-range vectors read back NO_VECTOR; reset clears them")
+TEST_CASE("virtio-pci: out-of-range vectors read back NO_VECTOR, reset clears them")
 {
     Rig rig;
     rig.discover();

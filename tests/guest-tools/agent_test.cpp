@@ -355,7 +355,7 @@ std::string host_keygen(fs::path const& root, std::string const& tool)
 
 } // namespace
 
-TEST_CASE("each instance gets SSH host keys of its own, fingerprinted as ssh-keygen -l prints them; generalize removes them")
+TEST_CASE("each instance gets SSH host keys of its own, fingerprinted as ssh-keygen -l prints them, generalize removes them")
 {
     FakeEnvironment env;
     auto root = env.root();
@@ -411,7 +411,7 @@ TEST_CASE("each instance gets SSH host keys of its own, fingerprinted as ssh-key
     CHECK(ssh_host_keys(root)[0].fingerprint != second[0].fingerprint);
 }
 
-TEST_CASE("SSH host keys: a root without an SSH server gets none; one without ssh-keygen keeps its keys; a failing keygen is an error")
+TEST_CASE("SSH host keys: a root without an SSH server gets none, one without ssh-keygen keeps its keys, a failing keygen is an error")
 {
     FakeEnvironment env;
     auto root = env.root();

@@ -136,7 +136,7 @@ TEST_CASE("the agent reads a V2 metadata service with a session token and takes 
     CHECK(env.address == 0x0a000002);
 }
 
-TEST_CASE("without an address in the metadata the temporary one goes; a configured interface keeps its own")
+TEST_CASE("without an address in the metadata the temporary one goes, a configured interface keeps its own")
 {
     auto store = service(net::MmdsVersion::V1, served({ { "hostname", "h" } }));
     NetEnvironment env(store);

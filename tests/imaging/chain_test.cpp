@@ -11,7 +11,7 @@ using namespace strata::test;
 
 static constexpr std::uint64_t kDisk = 8 << 20;
 
-TEST_CASE("chain: one guest read at depth 8 costs one backend read; holes cost none")
+TEST_CASE("chain: one guest read at depth 8 costs one backend read, holes cost none")
 {
     TempDir dir;
     std::vector<std::string> paths;

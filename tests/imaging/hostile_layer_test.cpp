@@ -121,7 +121,7 @@ TEST_CASE("hostile layers: huge sizes and out-of-range checkpoints are refused b
     CHECK(r.error().message.find("checkpoint lies outside the file") != std::string::npos);
 }
 
-TEST_CASE("hostile layers: entries past EOF, outside the disk, or sharing space are errors; check reports, -r all repairs")
+TEST_CASE("hostile layers: entries past EOF, outside the disk, or sharing space are errors, check reports, -r all repairs")
 {
     TempDir dir;
     auto e = make_engine(EngineKind::Sync);

@@ -223,7 +223,7 @@ TEST_CASE("layer: the content digest does not depend on where the data sits in t
     CHECK(!ob.value()->digest());
 }
 
-TEST_CASE("layer: freeze records a digest and refuses writers; resize grows only")
+TEST_CASE("layer: freeze records a digest and refuses writers, resize grows only")
 {
     TempDir dir;
     std::string a = dir.path("a.strata");

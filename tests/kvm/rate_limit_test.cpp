@@ -147,7 +147,7 @@ TEST_CASE("blkbench under an operations limit measures within 10% of it")
     });
 }
 
-TEST_CASE("PATCH /drives/{id} changes a running guest's limit; throttled requests wait and never fail")
+TEST_CASE("PATCH /drives/{id} changes a running guest's limit, throttled requests wait and never fail")
 {
     strata::test::TempDir dir("strata-rate");
     std::string disk = dir.file("disk.raw", 128 << 20);

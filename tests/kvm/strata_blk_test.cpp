@@ -89,7 +89,7 @@ TEST_CASE("blkcheck passes on store disks at chain depth 1 and 8")
     CHECK(described.exit_code == 0);
 }
 
-TEST_CASE("seqwriter's disks pass seqcheck; disks copied at different moments fail it")
+TEST_CASE("seqwriter's disks pass seqcheck, disks copied at different moments fail it")
 {
     TempDir dir;
     std::vector<std::string> argv = { strata_bin, "run", "--firmware", firmware("seqwriter"), "--cmdline", "rounds=300" };

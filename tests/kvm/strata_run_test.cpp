@@ -97,7 +97,7 @@ TEST_CASE("hello prints to the serial port and exits 0")
     CHECK_FALSE(contains(r.out, "strata:")); // strata's own messages go to stderr only
 }
 
-TEST_CASE("only guest exit values 0-63 pass through; any other is EX_PROTOCOL, never a strata code or a signal")
+TEST_CASE("only guest exit values 0-63 pass through, any other is EX_PROTOCOL, never a strata code or a signal")
 {
     struct Case {
         std::string value;

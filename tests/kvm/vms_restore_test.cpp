@@ -267,7 +267,7 @@ TEST_CASE("clones of one running-state image (20 of them) run at once, each on i
     CHECK(slurp(env.dir / "store" / "machine-state" / "img" / "memory") == memory_before);
 }
 
-TEST_CASE("vms suspend saves a running VM and ends it; its disks are held; vms resume continues it")
+TEST_CASE("vms suspend saves a running VM and ends it, its disks are held, vms resume continues it")
 {
     Env env;
     std::vector<std::string> args = { "vms", "create", "writer", "--firmware", STRATA_BUILD_DIR "/firmware/seqwriter.elf", "--cmdline",
@@ -363,7 +363,7 @@ std::size_t count_of(std::string const& text, std::string const& what)
 
 } // namespace
 
-TEST_CASE("every VM restored from a running-state image gets a new VM generation ID; a resumed VM keeps its own")
+TEST_CASE("every VM restored from a running-state image gets a new VM generation ID, a resumed VM keeps its own")
 {
     Env env;
     env.run({ "vms", "create", "gen", "--firmware", STRATA_BUILD_DIR "/firmware/vmgenid.elf", "--memory", "32", "--disk", "size=1M,id=d0" });

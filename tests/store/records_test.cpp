@@ -294,7 +294,7 @@ TEST_CASE("network interfaces: the mapping round-trips, hostile entries are refu
     }
 }
 
-TEST_CASE("network rate limiters and the metadata service: recorded in VMs, templates and machine images; hostile entries refused")
+TEST_CASE("network rate limiters and the metadata service: recorded in VMs, templates and machine images, hostile entries refused")
 {
     VmRecord vm;
     vm.name = "mm-1";

@@ -144,7 +144,7 @@ TEST_CASE("store: garbage collection never deletes a layer in use")
     CHECK(layer_files(dir).count("notes.txt") == 1);
 }
 
-TEST_CASE("store: names are checked and unique per kind; a disk in use is locked")
+TEST_CASE("store: names are checked and unique per kind, a disk in use is locked")
 {
     TempDir dir;
     auto store = open_store(dir);

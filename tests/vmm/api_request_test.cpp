@@ -352,7 +352,7 @@ TEST_CASE("PATCH /network-interfaces/{id}")
     expect_error("PATCH", "/network-interfaces/eth0", R"({"iface_id": "eth9"})", "does not match");
 }
 
-TEST_CASE("GET, PUT and PATCH /mmds; PUT /mmds/config")
+TEST_CASE("GET, PUT and PATCH /mmds, PUT /mmds/config")
 {
     expect_ok<MmdsGet>("GET", "/mmds", "");
     expect_error("GET", "/mmds", "{}", "cannot have a body");

@@ -210,7 +210,7 @@ TEST_CASE("requests over HTTP: statuses, bodies, content type, pre- and post-boo
     CHECK(stream.ends_with("\r\n\r\n"));
 }
 
-TEST_CASE("keep-alive serves several requests on one connection; HTTP/1.0 closes")
+TEST_CASE("keep-alive serves several requests on one connection, HTTP/1.0 closes")
 {
     Fixture f;
     Fd fd = connect_raw(f.path);
@@ -398,7 +398,7 @@ TEST_CASE("stop() with open idle connections and from a fresh start returns prom
     CHECK(closed);
 }
 
-TEST_CASE("connections beyond max_connections are closed; the others still work")
+TEST_CASE("connections beyond max_connections are closed, the others still work")
 {
     ServerOptions options;
     options.max_connections = 2;

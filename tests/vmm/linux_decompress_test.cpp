@@ -92,7 +92,7 @@ TEST_CASE("the size trailer only sizes the buffer: a wrong one still yields the 
     }
 }
 
-TEST_CASE("lz4: chunks inflated at once land in order; a short chunk before the last still gives the exact output")
+TEST_CASE("lz4: chunks inflated at once land in order, a short chunk before the last still gives the exact output")
 {
     // 27 MiB: four chunks (8, 8, 8, 3), inflated in parallel, each to its place.
     auto data = sample(27 << 20);

@@ -117,7 +117,7 @@ TEST_CASE("virtio-net's tap thread, started from a vCPU, runs under the device I
     CHECK(out.signal == 0);
 }
 
-TEST_CASE("a lazy disk's fetcher may open sockets; a device I/O thread may not")
+TEST_CASE("a lazy disk's fetcher may open sockets, a device I/O thread may not")
 {
     auto fetcher = in_child([] {
         int result = Failed;
