@@ -106,6 +106,8 @@ void add_push_pull(CLI::App* group, char const* what, int& exit_code, Push push_
             if (!r)
                 return fail(r.error());
             print_stats(r.value().stats);
+            for (auto const& note : r.value().notes)
+                std::cerr << "strata: note: " << note << "\n";
             std::cout << ref.value().registry << "/" << ref.value().repository << "@" << r.value().digest << "\n";
             return 0;
         });

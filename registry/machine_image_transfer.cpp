@@ -33,6 +33,16 @@ Result<PushResult> push_machine_image(Store& store, std::string const& name, Ref
     STRATA_TRY(ensure_dirs(store));
     STRATA_TRY(client, RegistryClient::create(ref, options.client));
     PushResult result;
+    // A registry carries a machine image's disks and boot artifacts, not a
+    // running-state image's saved memory and device state (those live only in
+    // the store and in archives). The pushed record therefore says "stopped", so
+    // that VMs from the pulled image boot from its disks instead of failing on a
+    // restore that has nothing to restore from.
+    if (m.running) {
+        m.running = false;
+        result.notes.push_back("machine image '" + name + "' is a running-state image; a registry carries its disks only, "
+                               "so VMs from the pulled image boot instead of restoring (use machine-images export to carry memory)");
+    }
     json layers = json::array(), disks = json::array();
     for (auto const& d : m.disks) {
         json contents = json::array();
@@ -86,6 +96,9 @@ Result<MachinePullResult> pull_machine_image(Store& store, Reference const& ref,
     MachineImageRecord m = parsed;
     m.name = name;
     m.source = "import";
+    // No pull brings a saved machine (see push): a record that claims one would
+    // make every VM from it fail to restore.
+    m.running = false;
 
     // The manifest's layer blobs, disk by disk in the record's order, then the
     // boot artifacts the record names.

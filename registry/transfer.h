@@ -66,6 +66,7 @@ struct TransferOptions {
 struct PushResult {
     std::string digest; // the manifest's
     TransferStats stats;
+    std::vector<std::string> notes; // what the push left out, for the user
 };
 
 struct PullResult {

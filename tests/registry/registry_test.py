@@ -1308,7 +1308,39 @@ def case_vms_describe_lazy_running(work):
             reg.stop()
 
 
-CASES = {"parts": case_parts, "concurrent_pull": case_concurrent_pull, "resume_marks_ahead": case_resume_marks_ahead, "resume_frozen": case_resume_frozen, "vms_describe_lazy": case_vms_describe_lazy, "vms_describe_lazy_running": case_vms_describe_lazy_running, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+def case_running_state(work):
+    """A running-state machine image pushed and pulled: the registry carries its
+    disks only, so push says so and the pulled image is a stopped one whose VMs
+    boot (before, the pulled record claimed a saved machine it did not hold and
+    every VM from it failed). Needs KVM."""
+    fw = os.path.join(BUILD, "firmware")
+    reg = Registry(os.path.join(work, "reg"))
+    a, b = os.path.join(work, "a"), os.path.join(work, "b")
+    try:
+        make_raw(os.path.join(work, "base.raw"), 8, 3)
+        strata(a, "images", "import", "base", os.path.join(work, "base.raw"), "-f", "raw")
+        strata(a, "vms", "create", "live", "--firmware", fw + "/seqwriter.elf", "--image", "base",
+               "--cmdline", "rounds=1000000 blocks=16")
+        strata(a, "vms", "start", "live", "--no-jail")
+        try:
+            strata(a, "machine-images", "create", "m3", "--source-vm", "live", "--with-memory")
+        finally:
+            strata(a, "vms", "stop", "live", expect=None)
+        check(json.loads(strata(a, "machine-images", "describe", "m3", "--json").stdout).get("state") == "running",
+              "the source image is a running-state one")
+        r = strata(a, "machine-images", "push", "m3", f"{reg.host}/team/live:m3", "--insecure")
+        check("registry carries its disks only" in r.stderr, "push says what it left out: " + r.stderr)
+        strata(b, "machine-images", "pull", f"{reg.host}/team/live:m3", "m3", "--insecure")
+        check(json.loads(strata(b, "machine-images", "describe", "m3", "--json").stdout).get("state") != "running",
+              "the pulled image claims no saved machine")
+        strata(b, "vms", "create", "v3", "--source-machine-image", "m3", "--cmdline", "rounds=2 blocks=16 start=7000")
+        strata(b, "vms", "start", "v3", "--no-jail")
+        strata(b, "vms", "stop", "v3", expect=None)
+    finally:
+        reg.stop()
+
+
+CASES = {"running_state": case_running_state, "parts": case_parts, "concurrent_pull": case_concurrent_pull, "resume_marks_ahead": case_resume_marks_ahead, "resume_frozen": case_resume_frozen, "vms_describe_lazy": case_vms_describe_lazy, "vms_describe_lazy_running": case_vms_describe_lazy_running, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
          "sigkill": case_sigkill, "machine_images": case_machine_images}
 
