@@ -271,6 +271,43 @@ def case_hung_machine(build):
     subprocess.run(["rm", "-rf", d])
 
 
+def case_rerun_lost(build):
+    """With --rerun-lost, a command whose session machine stalls under it runs once
+    more from the start in the machine started next, and says so; when that machine
+    stalls too, the command gets 125 as without the option."""
+    import socket
+    d = tempfile.mkdtemp(prefix="with-kvm-rerun-")
+    env = {"STRATA_WITH_KVM_HUNG_AFTER": "20"}
+    r = run(["--emulated", "--start", d], env=env)
+    check(r.returncode == 0, "start failed: %s" % r.stderr)
+    e = dict(os.environ, **env)
+    e.pop("STRATA_WITH_KVM", None)
+    p = subprocess.Popen([WITH_KVM, "--rerun-lost", "--session", d, "--", "sh", "-c", "echo started; sleep 600"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+
+    def stall():
+        m = socket.socket(socket.AF_UNIX)
+        m.connect(os.path.join(d, "monitor.sock"))
+        m.sendall(b"stop\n")
+        time.sleep(0.5)
+        m.close()
+
+    for attempt in (1, 2):
+        line = p.stdout.readline().strip()
+        check(line == "started", "run %d of the command did not start: %r" % (attempt, line))
+        # After the first stall the next "started" comes from the machine started next.
+        stall()
+    code = p.wait(300)
+    err = p.stderr.read()
+    print(err)
+    check(code == 125, "expected 125 after the second stall, got %d: %s" % (code, err))
+    check(err.count("stopped responding") == 2, "both stalls are not reported: %s" % err)
+    check(err.count("running the command again, once") == 1, "the re-run is not said once: %s" % err)
+    run(["--stop", d])
+    check(not machine_processes(d), "processes outlived --stop: %s" % machine_processes(d))
+    subprocess.run(["rm", "-rf", d])
+
+
 def case_kvm_test_skip_rules(build):
     """A kvm test binary where neither /dev/kvm nor the machine can be had: it skips
     (125) and says why, except under CI=true, where it fails (1)."""
