@@ -115,8 +115,10 @@ int run_through_with_kvm(int argc, char** argv)
     if (n <= 0)
         return not_run("cannot name this test binary to run it through scripts/with-kvm");
     self[n] = '\0';
-    std::vector<char*> args { script.data(), const_cast<char*>("--quiet"), const_cast<char*>("--session"),
-        session_dir.data(), const_cast<char*>("--"), self };
+    // --rerun-lost: a test whose emulated machine hung under it (the machine's
+    // kernel, not the test) runs once more from the start in the next machine.
+    std::vector<char*> args { script.data(), const_cast<char*>("--quiet"), const_cast<char*>("--rerun-lost"),
+        const_cast<char*>("--session"), session_dir.data(), const_cast<char*>("--"), self };
     for (int i = 1; i < argc; ++i)
         args.push_back(argv[i]);
     args.push_back(nullptr);

@@ -66,7 +66,12 @@ class Registry:
                     f"http:\n  addr: 127.0.0.1:{self.port}\n{tls_cfg}{auth}")
         self.log = open(os.path.join(root, "registry.log"), "w")
         self.proc = subprocess.Popen(["docker-registry", "serve", cfg], stdout=self.log, stderr=subprocess.STDOUT)
-        for _ in range(200):
+        # A bound for a failure, not a timing: inside scripts/with-kvm's emulated
+        # machine on a loaded host docker-registry took over 10 s to listen.
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                break
             try:
                 if tls:
                     import ssl
@@ -79,7 +84,11 @@ class Registry:
                 return
             except OSError:
                 time.sleep(0.05)
-        fail("docker-registry did not start")
+        self.log.flush()
+        with open(os.path.join(root, "registry.log")) as f:
+            said = f.read()[-1500:]
+        fail("docker-registry did not start (%s); its log ends: %s" %
+             ("it exited with %d" % self.proc.returncode if self.proc.poll() is not None else "not listening after 180 s", said))
 
     @property
     def host(self):

@@ -271,6 +271,76 @@ def case_hung_machine(build):
     subprocess.run(["rm", "-rf", d])
 
 
+def case_rerun_lost(build):
+    """With --rerun-lost, a command whose session machine stalls under it runs once
+    more from the start in the machine started next, and says so; when that machine
+    stalls too, the command gets 125 as without the option."""
+    import socket
+    d = tempfile.mkdtemp(prefix="with-kvm-rerun-")
+    env = {"STRATA_WITH_KVM_HUNG_AFTER": "20"}
+    r = run(["--emulated", "--start", d], env=env)
+    check(r.returncode == 0, "start failed: %s" % r.stderr)
+    e = dict(os.environ, **env)
+    e.pop("STRATA_WITH_KVM", None)
+    p = subprocess.Popen([WITH_KVM, "--rerun-lost", "--session", d, "--", "sh", "-c", "echo started; sleep 600"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+
+    def stall():
+        m = socket.socket(socket.AF_UNIX)
+        m.connect(os.path.join(d, "monitor.sock"))
+        m.sendall(b"stop\n")
+        time.sleep(0.5)
+        m.close()
+
+    for attempt in (1, 2):
+        line = p.stdout.readline().strip()
+        check(line == "started", "run %d of the command did not start: %r" % (attempt, line))
+        # After the first stall the next "started" comes from the machine started next.
+        stall()
+    code = p.wait(300)
+    err = p.stderr.read()
+    print(err)
+    check(code == 125, "expected 125 after the second stall, got %d: %s" % (code, err))
+    check(err.count("stopped responding") == 2, "both stalls are not reported: %s" % err)
+    check(err.count("running the command again, once") == 1, "the re-run is not said once: %s" % err)
+    run(["--stop", d])
+    check(not machine_processes(d), "processes outlived --stop: %s" % machine_processes(d))
+    subprocess.run(["rm", "-rf", d])
+
+
+def case_given_up_job(build):
+    """A job its client gave up is ended inside the machine with everything it
+    started, also processes that left its session (a test's detached VMMs): when the
+    client is interrupted, and when it removed the job without the machine seeing a
+    cancel (a slow machine)."""
+    d = tempfile.mkdtemp(prefix="with-kvm-givenup-")
+    r = run(["--emulated", "--start", d])
+    check(r.returncode == 0, "start failed: %s" % r.stderr)
+    e = dict(os.environ)
+    e.pop("STRATA_WITH_KVM", None)
+    for how in ("interrupted", "removed"):
+        p = subprocess.Popen([WITH_KVM, "--session", d, "--", "sh", "-c", "setsid sleep 777 & echo started; sleep 888"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+        check(p.stdout.readline().strip() == "started", "%s: the command did not start" % how)
+        if how == "interrupted":
+            p.send_signal(signal.SIGTERM)
+        else:
+            for n in os.listdir(os.path.join(d, "jobs")):
+                if n.endswith(".json"):
+                    os.unlink(os.path.join(d, "jobs", n))
+        p.wait(120)
+        left = ""
+        for _ in range(20):
+            time.sleep(1)
+            r = run(["--session", d, "--", "sh", "-c", "ps -eo args | grep -E '^sleep (777|888)' || true"])
+            left = r.stdout.strip()
+            if not left:
+                break
+        check(not left, "%s: processes of the given-up job still run in the machine: %s" % (how, left))
+    run(["--stop", d])
+    subprocess.run(["rm", "-rf", d])
+
+
 def case_kvm_test_skip_rules(build):
     """A kvm test binary where neither /dev/kvm nor the machine can be had: it skips
     (125) and says why, except under CI=true, where it fails (1)."""
