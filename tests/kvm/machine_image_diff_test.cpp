@@ -18,6 +18,7 @@
 #include "imaging/archive/archive_writer.h"
 #include "base/fd.h"
 #include "store/memory_chain.h"
+#include "tests/support/memwriter_progress.h"
 #include "tests/support/strata_home.h"
 
 #include <doctest/doctest.h>
@@ -44,27 +45,8 @@ std::string const memwriter_elf = STRATA_BUILD_DIR "/firmware/memwriter.elf";
 std::uint64_t const check_every = 10;
 std::uint64_t const touch = 4;
 
-std::string slurp(fs::path const& p)
-{
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-// The highest "memwriter: round R ok" in a log, or 0.
-std::uint64_t last_ok(std::string const& log)
-{
-    std::uint64_t best = 0;
-    std::string const key = "memwriter: round ";
-    for (auto at = log.find(key); at != std::string::npos; at = log.find(key, at + 1)) {
-        char* end = nullptr;
-        auto r = std::strtoull(log.c_str() + at + key.size(), &end, 10);
-        if (std::string_view(end).starts_with(" ok\n"))
-            best = std::max<std::uint64_t>(best, r);
-    }
-    return best;
-}
+std::string slurp(fs::path const& p) { return strata::test::read_log(p); }
+std::uint64_t last_ok(std::string const& log) { return strata::test::memwriter_last_ok(log); }
 
 std::string serial_log(StrataHome const& home, std::string const& vm)
 {

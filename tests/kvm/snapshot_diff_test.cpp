@@ -7,6 +7,7 @@
 // machine restored from the first Full with the Diff laid over it must hold
 // RAM identical to the second Full (same checksum over every non-zero page),
 // and continue: memwriter's later checks pass.
+#include "tests/support/memwriter_progress.h"
 #include "tests/support/temp_dir.h"
 #include "vmm/machine.h"
 
@@ -29,27 +30,8 @@ namespace {
 
 std::string const memwriter_elf = STRATA_BUILD_DIR "/firmware/memwriter.elf";
 
-std::string slurp(fs::path const& p)
-{
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-// The highest "memwriter: round R ok" in a log, or 0.
-std::uint64_t last_ok(std::string const& log)
-{
-    std::uint64_t best = 0;
-    std::string const key = "memwriter: round ";
-    for (auto at = log.find(key); at != std::string::npos; at = log.find(key, at + 1)) {
-        char* end = nullptr;
-        auto r = std::strtoull(log.c_str() + at + key.size(), &end, 10);
-        if (std::string_view(end).starts_with(" ok\n"))
-            best = std::max<std::uint64_t>(best, r);
-    }
-    return best;
-}
+std::string slurp(fs::path const& p) { return strata::test::read_log(p); }
+std::uint64_t last_ok(std::string const& log) { return strata::test::memwriter_last_ok(log); }
 
 struct Running {
     std::unique_ptr<strata::Machine> machine;
