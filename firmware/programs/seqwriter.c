@@ -9,6 +9,8 @@
  * (first round, default 0, so a second run can continue a first one),
  * `timeout_ms=N` (default 60000: how long one round's requests may take before
  * the run fails with exit code 5; tests that expect a lost request shorten it).
+ * Only time the guest ran counts (rt_timeout): a pause, or a snapshot restored
+ * later, does not use up a round's time.
  * Every 100 rounds it prints `seqwriter: round R maxgap_us G`: the largest time
  * between two consecutive request completions during those 100 rounds, from the
  * TSC, whose rate comes from kvmclock or the PIT (runtime/timer.c). A capture
@@ -40,7 +42,8 @@ static uint64_t g_timeout_ms = 60000;
 /* Waits until every request in g_reqs[0..n) is done, tracking completion gaps. */
 static void wait_all(int n, uint32_t type, uint64_t round)
 {
-    uint64_t deadline = rdtsc() + g_timeout_ms * rt_tsc_khz();
+    struct rt_timeout timeout;
+    rt_timeout_start(&timeout, g_timeout_ms);
     for (int i = 0; i < n; ++i) {
         while (!g_reqs[i].done) {
             bool any = false;
@@ -53,7 +56,7 @@ static void wait_all(int n, uint32_t type, uint64_t round)
                     any = true;
                 }
             }
-            if (!any && rdtsc() > deadline)
+            if (rt_timeout_expired(&timeout) && !any)
                 rt_fail(5, "round %lu: %s on disk %d did not complete in %lu ms", (unsigned long)round,
                         blk_type_name(type), g_writable[i]->index, (unsigned long)g_timeout_ms);
         }

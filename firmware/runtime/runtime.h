@@ -73,6 +73,22 @@ const char* rt_tsc_source(void); /* "kvmclock", "pit", "cpuid-0x16" or "assumed"
 uint64_t rt_tsc_to_us(uint64_t ticks);
 void rt_udelay(uint64_t us);
 
+/* A timeout that counts only time the guest ran. The TSC keeps counting while
+ * the VMM holds the vCPUs paused, and across a snapshot and its restore (KVM
+ * carries the TSC on with the host's time), so a deadline taken from rdtsc()
+ * alone expires during a pause and fails a request that was merely waiting for
+ * the VM to resume. rt_timeout_expired() is meant to be called on every turn of
+ * a polling loop: a gap of more than RT_TIMEOUT_STOP_MS between two calls cannot
+ * be the loop's own work, so it is taken for time the vCPU did not run and is not
+ * counted. */
+#define RT_TIMEOUT_STOP_MS 250
+struct rt_timeout {
+    uint64_t left; /* TSC ticks of running time before expiry */
+    uint64_t last; /* the TSC at the previous call */
+};
+void rt_timeout_start(struct rt_timeout* t, uint64_t ms);
+bool rt_timeout_expired(struct rt_timeout* t);
+
 /* The C library subset the compiler may call even when freestanding. */
 void* memset(void* d, int c, size_t n);
 void* memcpy(void* d, const void* s, size_t n);

@@ -135,3 +135,20 @@ void rt_udelay(uint64_t us)
     while (rdtsc() < end)
         cpu_relax();
 }
+
+void rt_timeout_start(struct rt_timeout* t, uint64_t ms)
+{
+    t->left = ms * rt_tsc_khz();
+    t->last = rdtsc();
+}
+
+bool rt_timeout_expired(struct rt_timeout* t)
+{
+    uint64_t now = rdtsc();
+    uint64_t gap = now - t->last;
+    t->last = now;
+    if (gap > RT_TIMEOUT_STOP_MS * rt_tsc_khz())
+        return false; /* the vCPU was stopped: that time is not the request's */
+    t->left = gap < t->left ? t->left - gap : 0;
+    return t->left == 0;
+}

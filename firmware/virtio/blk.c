@@ -129,9 +129,11 @@ uint8_t blk_sync(struct blk_dev* d, uint32_t type, uint64_t sector, void* buf, u
     if (blk_queue(d, &req, type, sector, buf, len) != 0)
         rt_fail(42, "%s: cannot queue a %s request of %u bytes", d->dev.name, blk_type_name(type), len);
     blk_kick(d);
-    uint64_t deadline = rdtsc() + 30000 * rt_tsc_khz();
+    struct rt_timeout timeout;
+    rt_timeout_start(&timeout, 30000);
     while (!req.done) {
-        if (!blk_poll(d) && rdtsc() > deadline)
+        bool got = blk_poll(d) != 0;
+        if (rt_timeout_expired(&timeout) && !got)
             return BLK_S_TIMEOUT;
     }
     return req.status;
