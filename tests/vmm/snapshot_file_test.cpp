@@ -7,6 +7,7 @@
 // interfaces, metadata) round-trip, and versions it does not read are refused.
 #include "imaging/layer/crc32c.h"
 #include "tests/support/temp_dir.h"
+#include "vmm/kvm/vcpu_state.h"
 #include "vmm/machine_state.h"
 #include "vmm/memory_file.h"
 #include "vmm/snapshot_file.h"
@@ -241,4 +242,28 @@ TEST_CASE("a machine state with virtio-pci, network and metadata sections decode
     auto r = decode_machine_state(relabelled);
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().kind == ErrorKind::BadInput);
+}
+
+TEST_CASE("a TSC deadline that had fired when the vCPU stopped is saved as the TSC, so the restored timer fires")
+{
+    auto entry = [](std::uint32_t index, std::uint64_t data) {
+        kvm_msr_entry e {};
+        e.index = index;
+        e.data = data;
+        return e;
+    };
+    constexpr std::uint32_t tsc = 0x10, deadline = 0x6e0, star = 0xc0000081;
+    std::vector<kvm_msr_entry> fired { entry(star, 7), entry(deadline, 0), entry(tsc, 123456789) };
+    strata::rearm_fired_tsc_deadline(fired);
+    CHECK(fired[1].data == 123456789);
+    CHECK(fired[0].data == 7);
+    CHECK(fired[2].data == 123456789);
+
+    std::vector<kvm_msr_entry> armed { entry(tsc, 100), entry(deadline, 5000) };
+    strata::rearm_fired_tsc_deadline(armed);
+    CHECK(armed[1].data == 5000);
+
+    std::vector<kvm_msr_entry> no_tsc { entry(deadline, 0) };
+    strata::rearm_fired_tsc_deadline(no_tsc);
+    CHECK(no_tsc[0].data == 0);
 }

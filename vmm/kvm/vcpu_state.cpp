@@ -88,8 +88,17 @@ Result<VcpuState> save_vcpu_state(Vcpu const& vcpu, std::vector<std::uint32_t> c
         s.msrs.insert(s.msrs.end(), batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(n));
         at += n + 1; // n read, then the refused one skipped
     }
+    rearm_fired_tsc_deadline(s.msrs);
     STRATA_TRY(STRATA_KVM_IOCTL(fd, KVM_GET_VCPU_EVENTS, &s.events));
     return s;
+}
+
+void rearm_fired_tsc_deadline(std::vector<kvm_msr_entry>& msrs)
+{
+    auto tsc = std::find_if(msrs.begin(), msrs.end(), [](kvm_msr_entry const& e) { return e.index == msr_ia32_tsc; });
+    auto deadline = std::find_if(msrs.begin(), msrs.end(), [](kvm_msr_entry const& e) { return e.index == msr_ia32_tsc_deadline; });
+    if (tsc != msrs.end() && deadline != msrs.end() && deadline->data == 0)
+        deadline->data = tsc->data;
 }
 
 Status restore_vcpu_state(Vcpu& vcpu, VcpuState const& state)

@@ -44,6 +44,16 @@ struct VcpuState {
     kvm_vcpu_events events {};
 };
 
+// A TSC-deadline timer that fired just as the vCPU stopped reads 0 (KVM clears
+// the MSR when it fires) while its interrupt may not be in the saved LAPIC yet:
+// restored as 0, the guest's timer never fires again and a Linux guest stops
+// scheduling (Firecracker saw restored guests stop answering). This sets a zero
+// deadline to the TSC saved beside it, so the timer fires at once after the
+// restore; a guest takes a timer interrupt with nothing due as a spurious tick,
+// and KVM ignores the MSR when the LAPIC timer is not in TSC-deadline mode.
+// Nothing changes when either MSR is missing or the deadline is armed.
+void rearm_fired_tsc_deadline(std::vector<kvm_msr_entry>& msrs);
+
 // The MSRs a snapshot saves: KVM_GET_MSR_INDEX_LIST (hardware and KVM's
 // emulated MSRs, kvm-clock's among them).
 [[nodiscard]] Result<std::vector<std::uint32_t>> snapshot_msr_indices(Kvm const& kvm);
