@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <unistd.h>
@@ -373,9 +374,15 @@ Result<MachineImageRecord> import_machine_image(Store& store, std::string const&
             (void)gc_artifacts(held);
             return make_error(ErrorKind::Exists, "a machine image named '" + name + "' already has saved memory");
         }
-        if (::rename(state_tmp.c_str(), state_dir.c_str()) != 0) {
+        // RENAME_NOREPLACE: a plain rename replaces an empty folder, which a
+        // capture under the same name may have made a moment ago.
+        if (::renameat2(AT_FDCWD, state_tmp.c_str(), AT_FDCWD, state_dir.c_str(), RENAME_NOREPLACE) != 0) {
+            int const err = errno;
             undo();
             (void)gc_artifacts(held);
+            if (err == EEXIST)
+                return make_error(ErrorKind::Exists, "a machine image named '" + name + "' already has saved memory");
+            errno = err;
             return errno_error("move the imported machine state into the store");
         }
         state_tmp.clear();

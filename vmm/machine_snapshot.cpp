@@ -375,16 +375,18 @@ Status Machine::restore_state(MachineState const& state)
         if (auto r = m_nets->restore_state(i, state.nets[i]); !r)
             return r.error().context("restore network interface '" + state.nets[i].id + "'");
     }
-    // The metadata store's data, unless the VMM's own (its API, its
-    // configuration) filled the store already. Tokens are not carried over.
-    if (state.mmds_data && m_io.mmds && m_io.mmds->get() == "{}") {
-        if (auto r = m_io.mmds->put(*state.mmds_data); !r)
-            return r.error().context("restore the metadata store");
-    }
     for (std::size_t i = 0; i < slots.size(); ++i) {
         auto r = slots[i]->mmio ? slots[i]->mmio->restore_state(state.virtio[i]) : slots[i]->pci->restore_state(state.virtio[i], state.pci[i]);
         if (!r)
             return r.error().context("restore virtio device " + std::to_string(i));
+    }
+    // The metadata store's data, unless the VMM's own (its API, its
+    // configuration) filled the store already. Tokens are not carried over.
+    // Last: the store outlives this machine, and a load refused above must leave
+    // it as it was. (The vCPUs are not running yet, so no guest asks before.)
+    if (state.mmds_data && m_io.mmds && m_io.mmds->get() == "{}") {
+        if (auto r = m_io.mmds->put(*state.mmds_data); !r)
+            return r.error().context("restore the metadata store");
     }
     return ok();
 }

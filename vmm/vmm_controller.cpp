@@ -465,12 +465,16 @@ Result<api::CaptureResult> VmmController::create_machine_image(api::MachineImage
     capture.request = request;
     if (request.memory) {
         capture.state_dir = machine_state_dir(m->disks().store()->root(), request.name);
+        // Made here, not found: two captures (or a capture and an import) under one
+        // name must not share the folder, or the loser's clean-up would delete the
+        // winner's saved state.
         std::error_code ec;
-        if (std::filesystem::exists(capture.state_dir, ec))
-            return make_error(ErrorKind::Exists, "a machine image named '" + request.name + "' already has saved memory");
-        std::filesystem::create_directories(capture.state_dir, ec);
+        std::filesystem::create_directories(capture.state_dir.parent_path(), ec);
+        bool const made = !ec && std::filesystem::create_directory(capture.state_dir, ec);
         if (ec)
             return make_error(ErrorKind::Io, "create '" + capture.state_dir.string() + "': " + ec.message());
+        if (!made)
+            return make_error(ErrorKind::Exists, "a machine image named '" + request.name + "' already has saved memory");
     }
     // A later memory capture of this VM is a differential layer over the last
     // one's chain, linked into the new folder before the cut (so deleting the
@@ -501,10 +505,12 @@ Result<api::CaptureResult> VmmController::create_machine_image(api::MachineImage
         // A memory capture takes the dirty log: a later Diff would miss what it
         // took, and so would a later capture over the previous image's chain
         // unless this one succeeds.
-        m_memory_chain.clear();
-        m_image_memory.reset();
         STRATA_TRY(outcome, capture_disks(m->disks(), *m->disks().store(), "", [&]() -> Status {
             m->pause_vcpus();
+            // Only here is the dirty log taken: a capture refused before the cut
+            // leaves the next Diff and the next memory layer as they were.
+            m_memory_chain.clear();
+            m_image_memory.reset();
             auto saved = save_image_memory(*m, capture.state_dir, below);
             m->resume_vcpus();
             if (!saved)
@@ -559,9 +565,9 @@ Status VmmController::suspend()
         if (!was_paused && m->vcpus_paused())
             m->resume_vcpus();
     };
-    m_image_memory.reset(); // the save takes the dirty log
     auto outcome = capture_disks(m->disks(), *m->disks().store(), "", [&]() -> Status {
         m->pause_vcpus();
+        m_image_memory.reset(); // the save takes the dirty log
         return m->save_snapshot(fresh / "state", fresh / "memory");
     }, true);
     if (!outcome) {

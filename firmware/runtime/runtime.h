@@ -74,8 +74,8 @@ uint64_t rt_tsc_to_us(uint64_t ticks);
 void rt_udelay(uint64_t us);
 
 /* A timeout that counts only time the guest ran. The TSC keeps counting while
- * the VMM holds the vCPUs paused, and across a snapshot and its restore (KVM
- * carries the TSC on with the host's time), so a deadline taken from rdtsc()
+ * the VMM holds the vCPUs paused, and a restored guest was seen to find its TSC
+ * ahead by about the time since its snapshot was taken, so a deadline taken from rdtsc()
  * alone expires during a pause and fails a request that was merely waiting for
  * the VM to resume. rt_timeout_expired() is meant to be called on every turn of
  * a polling loop: a gap of more than RT_TIMEOUT_STOP_MS between two calls cannot

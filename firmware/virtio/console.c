@@ -93,16 +93,21 @@ int vcon_write(struct vcon* c, const char* s, size_t n)
 {
     if (n > VCON_LINE_MAX)
         return -1;
+    /* A send that timed out left the buffer with the device: it must come back
+     * before the buffer is written again. */
+    if (c->tx_busy) {
+        if (virtq_wait_used(&c->txq, 1000) != 0)
+            return -1;
+        c->tx_busy = false;
+    }
     memcpy(c->tx, s, n);
     struct virtq_buf b = { (uint64_t)c->tx, (uint32_t)n, false };
     if (virtq_add(&c->txq, &b, 1, (void*)1) != 0)
         return -1;
     virtq_kick(&c->txq);
-    uint64_t deadline = rdtsc() + 1000 * rt_tsc_khz();
-    while (!virtq_poll(&c->txq, 0)) {
-        if (rdtsc() > deadline)
-            return -1;
-        cpu_relax();
+    if (virtq_wait_used(&c->txq, 1000) != 0) {
+        c->tx_busy = true; /* the device still holds the buffer */
+        return -1;
     }
     return 0;
 }

@@ -25,6 +25,7 @@ struct vcon {
     uint32_t pending_len;
     uint32_t line_len;          /* bytes of the current line consumed so far */
     bool discarding;            /* inside an over-long line */
+    bool tx_busy;               /* a timed-out send: the device still holds tx */
 };
 
 /* Opens the first console; 0 on success, -1 when there is none. */
@@ -32,5 +33,6 @@ int vcon_open(struct vcon* c);
 /* Copies the next complete line (without the newline, NUL-terminated) into out and
  * returns its length, or returns -1 when no complete line has arrived. Never waits. */
 int vcon_poll_line(struct vcon* c, char* out, size_t cap);
-/* Sends n bytes and waits (up to 1 s) until the device has taken them; 0 on success. */
+/* Sends n bytes and waits (up to 1 s of running time) until the device has taken
+ * them; 0 on success. */
 int vcon_write(struct vcon* c, const char* s, size_t n);

@@ -84,17 +84,22 @@ int vnet_send(struct vnet* n, const uint8_t* frame, uint32_t len)
 {
     if (len > VNET_FRAME_MAX)
         return -1;
+    /* A send that timed out left the buffer with the device: it must come back
+     * before the buffer is written again. */
+    if (n->tx_busy) {
+        if (virtq_wait_used(&n->txq, 1000) != 0)
+            return -1;
+        n->tx_busy = false;
+    }
     memset(n->tx, 0, VNET_HDR_SIZE);
     memcpy(n->tx + VNET_HDR_SIZE, frame, len);
     struct virtq_buf b = { (uint64_t)n->tx, VNET_HDR_SIZE + len, false };
     if (virtq_add(&n->txq, &b, 1, (void*)1) != 0)
         return -1;
     virtq_kick(&n->txq);
-    uint64_t deadline = rdtsc() + 1000 * rt_tsc_khz();
-    while (!virtq_poll(&n->txq, 0)) {
-        if (rdtsc() > deadline)
-            return -1;
-        cpu_relax();
+    if (virtq_wait_used(&n->txq, 1000) != 0) {
+        n->tx_busy = true; /* the device still holds the buffer */
+        return -1;
     }
     ++n->tx_packets;
     return 0;

@@ -26,6 +26,7 @@ struct vnet {
     uint8_t* tx;  /* one transmit buffer */
     uint32_t rx_spanning; /* buffers still to skip of a multi-buffer packet */
     uint64_t rx_packets, tx_packets, rx_dropped;
+    bool tx_busy; /* a timed-out send: the device still holds tx */
 };
 
 /* Opens the first network device; 0 on success, -1 when there is none. */
@@ -33,5 +34,6 @@ int vnet_open(struct vnet* n);
 /* The next received frame (without the virtio header) copied into out (at least
  * VNET_FRAME_MAX bytes); returns its length, or 0 when none has arrived. Never waits. */
 uint32_t vnet_receive(struct vnet* n, uint8_t* out);
-/* Sends a frame and waits (up to 1 s) until the device has taken it; 0 on success. */
+/* Sends a frame and waits (up to 1 s of running time) until the device has taken
+ * it; 0 on success. */
 int vnet_send(struct vnet* n, const uint8_t* frame, uint32_t len);

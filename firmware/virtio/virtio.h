@@ -102,3 +102,7 @@ int virtq_add(struct virtq* q, const struct virtq_buf* bufs, int n, void* token)
 void virtq_kick(struct virtq* q);
 /* Returns the token of the next completed chain (and the bytes written), or 0. */
 void* virtq_poll(struct virtq* q, uint32_t* len);
+/* Polls until the device returns one element, for up to `ms` of running time
+ * (rt_timeout); 0 when one came back, -1 on timeout. For queues with one buffer in
+ * flight at a time (the transmit buffers of console and net). */
+int virtq_wait_used(struct virtq* q, uint64_t ms);

@@ -103,3 +103,15 @@ void* virtq_poll(struct virtq* q, uint32_t* len)
     q->num_free = (uint16_t)(q->num_free + n);
     return token;
 }
+
+int virtq_wait_used(struct virtq* q, uint64_t ms)
+{
+    struct rt_timeout timeout;
+    rt_timeout_start(&timeout, ms);
+    while (!virtq_poll(q, 0)) {
+        if (rt_timeout_expired(&timeout))
+            return -1;
+        cpu_relax();
+    }
+    return 0;
+}

@@ -170,7 +170,7 @@ TEST_CASE("Firecracker's snapshot API: Full and Diff snapshots of a seqwriter VM
     fs::path const s1 = snaps / "full.snap", m1 = snaps / "full.mem", s2 = snaps / "diff.snap", m2 = snaps / "diff.mem";
     {
         Vmm a(dir / "a");
-        a.expect(204, "PUT", "/boot-source", { { "firmware_path", seqwriter_elf }, { "boot_args", "rounds=1500 timeout_ms=3000" } });
+        a.expect(204, "PUT", "/boot-source", { { "firmware_path", seqwriter_elf }, { "boot_args", "rounds=1500 timeout_ms=20000" } });
         a.expect(204, "PUT", "/machine-config", { { "vcpu_count", 1 }, { "mem_size_mib", 64 }, { "track_dirty_pages", true } });
         for (int i = 0; i < disk_count; ++i) {
             auto const disk = dir / ("disk" + std::to_string(i) + ".raw");
