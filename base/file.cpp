@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <fcntl.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 namespace strata {
@@ -34,6 +35,17 @@ Result<std::vector<std::byte>> read_file(std::string const& path, std::string co
     if (auto r = pread_all(file.fd.get(), data, 0); !r)
         return r.error().context(what + " '" + path + "'");
     return data;
+}
+
+Status write_new_file(std::string const& path, std::span<std::byte const> bytes)
+{
+    Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    if (!fd.valid())
+        return errno_error("create '" + path + "'");
+    STRATA_TRY(pwrite_all(fd.get(), bytes, 0));
+    if (::fsync(fd.get()) != 0)
+        return errno_error("sync '" + path + "'");
+    return ok();
 }
 
 } // namespace strata

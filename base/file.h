@@ -1,6 +1,7 @@
 // Whole-file reads for inputs that are small enough to hold in memory (firmware,
 // kernels, initrds, manifests), with a size cap so a huge or endless file (a
-// device, a FIFO) cannot exhaust memory.
+// device, a FIFO) cannot exhaust memory; and the whole-file write of a new file
+// that must be on disk before its caller goes on (saved machine state).
 // Threading: pure functions.
 #pragma once
 
@@ -9,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -28,5 +30,9 @@ struct RegularFile {
 // Reads `path` whole. `what` names the file in errors ("firmware 'x.elf': ...").
 // Fails with NotFound, Permission, BadInput (a directory, or larger than max_size).
 [[nodiscard]] Result<std::vector<std::byte>> read_file(std::string const& path, std::string const& what, std::uint64_t max_size);
+
+// Creates `path` (failing with Exists when it is there: nothing is overwritten),
+// writes `bytes` and fsyncs it. On failure the caller removes what was made.
+[[nodiscard]] Status write_new_file(std::string const& path, std::span<std::byte const> bytes);
 
 } // namespace strata

@@ -174,14 +174,7 @@ Status import_machine_state(ArchiveReader& reader, nlohmann::json const& meta, M
         std::memcpy(bytes.data() + off, data.data(), data.size());
         return ok();
     }));
-    {
-        Fd fd(::open((dir / "state").c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-        if (!fd.valid())
-            return errno_error("create '" + (dir / "state").string() + "'");
-        STRATA_TRY(pwrite_all(fd.get(), bytes, 0));
-        if (::fsync(fd.get()) != 0)
-            return errno_error("sync '" + (dir / "state").string() + "'");
-    }
+    STRATA_TRY(write_new_file((dir / "state").string(), bytes));
     for (std::size_t i = 0; i < layers; ++i)
         STRATA_TRY(write_memory_layer(reader, memory->layers[i], dir / (chain ? (*chain)[i].file : std::string("memory")), memory_bytes));
     if (chain)

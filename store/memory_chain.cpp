@@ -137,22 +137,7 @@ Status write_memory_chain(std::filesystem::path const& dir, std::span<MemoryChai
 {
     auto const path = dir / memory_chain_file;
     auto const text = encode_memory_chain(chain);
-    Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (!fd.valid())
-        return errno_error("create '" + path.string() + "'");
-    std::size_t done = 0;
-    while (done < text.size()) {
-        ssize_t n = ::write(fd.get(), text.data() + done, text.size() - done);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno_error("write '" + path.string() + "'");
-        }
-        done += static_cast<std::size_t>(n);
-    }
-    if (::fsync(fd.get()) != 0)
-        return errno_error("sync '" + path.string() + "'");
-    return ok();
+    return write_new_file(path.string(), std::as_bytes(std::span(text.data(), text.size())));
 }
 
 Result<std::vector<std::string>> state_folder_files(std::filesystem::path const& dir)

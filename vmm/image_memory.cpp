@@ -10,23 +10,6 @@
 
 namespace strata {
 
-namespace {
-
-constexpr std::uint64_t max_state_file = 64ull << 20;
-
-Status write_new_file(std::filesystem::path const& path, std::span<std::byte const> bytes)
-{
-    Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-    if (!fd.valid())
-        return errno_error("create '" + path.string() + "'");
-    STRATA_TRY(pwrite_all(fd.get(), bytes, 0));
-    if (::fsync(fd.get()) != 0)
-        return errno_error("sync '" + path.string() + "'");
-    return ok();
-}
-
-} // namespace
-
 std::vector<MemoryChainLayer> link_previous_layers(ImageMemory const& previous, std::filesystem::path const& dir)
 {
     // The folder must still be that capture's: its image may have been deleted
@@ -67,7 +50,7 @@ Result<std::vector<MemoryChainLayer>> save_image_memory(Machine& machine, std::f
     STRATA_TRY(id, new_memory_layer_id());
     bool const diff = !below.empty();
     STRATA_TRY(saved, machine.save_memory_and_state(dir / "memory", diff));
-    STRATA_TRY(write_new_file(dir / "state", saved.state));
+    STRATA_TRY(write_new_file((dir / "state").string(), saved.state));
     below.push_back(MemoryChainLayer { id, "memory", saved.memory.crc, diff, std::move(saved.memory.runs) });
     STRATA_TRY(write_memory_chain(dir, below));
     return below;
@@ -86,7 +69,7 @@ Result<std::optional<std::vector<MemoryLayer>>> memory_layers_of(std::filesystem
 
 Status check_state_folder(std::filesystem::path const& dir, std::uint64_t memory_bytes)
 {
-    STRATA_TRY(bytes, read_file((dir / "state").string(), "machine state", max_state_file));
+    STRATA_TRY(bytes, read_file((dir / "state").string(), "machine state", max_machine_state_bytes));
     auto state = decode_machine_state(bytes);
     if (!state)
         return state.error().context("state file '" + (dir / "state").string() + "'");

@@ -44,8 +44,6 @@ namespace strata {
 
 namespace {
 
-constexpr std::uint64_t max_state_file = 64ull << 20;
-
 // The slots of a VM's virtio devices in snapshot order: the disks, the console,
 // then the network interfaces (the order they are attached in).
 std::vector<VirtioSlot*> virtio_slots(MachineDisks& disks, VirtioSlot& console, MachineNets* nets)
@@ -80,32 +78,12 @@ private:
     MachineNets* m_nets;
 };
 
-Status write_new_file(std::filesystem::path const& path, std::span<std::byte const> bytes)
-{
-    int raw = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (raw < 0)
-        return errno_error("create state file '" + path.string() + "'");
-    Fd fd(raw);
-    while (!bytes.empty()) {
-        ssize_t n = ::write(fd.get(), bytes.data(), bytes.size());
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno_error("write state file '" + path.string() + "'");
-        }
-        bytes = bytes.subspan(static_cast<std::size_t>(n));
-    }
-    if (::fsync(fd.get()) != 0)
-        return errno_error("sync state file '" + path.string() + "'");
-    return ok();
-}
-
 } // namespace
 
 Status Machine::save_snapshot(std::filesystem::path const& state_file, std::filesystem::path const& memory_file)
 {
     STRATA_TRY(saved, save_memory_and_state(memory_file, false));
-    if (auto r = write_new_file(state_file, saved.state); !r) {
+    if (auto r = write_new_file(state_file.string(), saved.state); !r) {
         std::error_code ec;
         std::filesystem::remove(state_file, ec);
         std::filesystem::remove(memory_file, ec);
@@ -262,7 +240,7 @@ Result<std::unique_ptr<Machine>> Machine::restore(MachineConfig const& config, M
     STRATA_TRY(check_restorable(config));
 
     // Everything about the files is checked before a VM exists.
-    STRATA_TRY(bytes, read_file(state_file.string(), "machine state", max_state_file));
+    STRATA_TRY(bytes, read_file(state_file.string(), "machine state", max_machine_state_bytes));
     auto decoded = decode_machine_state(bytes);
     if (!decoded)
         return decoded.error().context("state file '" + state_file.string() + "'");

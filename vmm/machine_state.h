@@ -47,6 +47,11 @@
 
 namespace strata {
 
+// The largest state file read back: far above any VM's (vCPUs' registers and
+// MSRs, device rings' positions), small enough that a hostile file cannot make
+// a load hold gigabytes.
+inline constexpr std::uint64_t max_machine_state_bytes = 64ull << 20;
+
 // One network interface beyond its transport. The tap is a host resource and
 // not saved: a restore opens the one the new VM's configuration names.
 struct NetInterfaceState {

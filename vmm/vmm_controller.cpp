@@ -5,6 +5,7 @@
 #include "devices/virtio/net/mmds_store.h"
 #include "vmm/isolation/seccomp.h"
 #include "vmm/machine_nets.h"
+#include "vmm/machine_state.h"
 
 #include "devices/virtio/blk/device.h"
 #include "devices/virtio/console/device.h"
@@ -123,7 +124,7 @@ Status VmmController::create_machine()
         auto restored_or = [&]() -> Result<std::unique_ptr<Machine>> {
             if (!layers)
                 return Machine::restore(m_config, m_io, m_restore->state_file, m_restore->memory_file);
-            STRATA_TRY(state, read_file(m_restore->state_file.string(), "machine state", 64ull << 20));
+            STRATA_TRY(state, read_file(m_restore->state_file.string(), "machine state", max_machine_state_bytes));
             auto from_chain = Machine::restore(m_config, m_io, state, *layers);
             if (!from_chain)
                 return from_chain.error().context("state file '" + m_restore->state_file.string() + "'");
