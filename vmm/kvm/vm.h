@@ -27,12 +27,14 @@ public:
     [[nodiscard]] static Result<std::unique_ptr<Vm>> create(Kvm const& kvm);
 
     // The in-kernel IOAPIC/PIC/LAPIC (KVM_CREATE_IRQCHIP) and a PIT
-    // (KVM_CREATE_PIT2). Called after the RAM slots are registered: a slot
-    // registered after the irqchip waited 4-14 ms (median, on a loaded 2-CPU host)
-    // for the kernel's SRCU grace period in KVM_SET_USER_MEMORY_REGION, one
-    // registered before it some 0.07 ms (measured with a stand-alone program
-    // issuing the same ioctls in both orders). Vcpu::create refuses a VM without
-    // them.
+    // (KVM_CREATE_PIT2). Called after the RAM slots are registered: a
+    // stand-alone program issuing these ioctls (15 VMs per order, a 2-CPU host
+    // at load 8-16) saw KVM_SET_USER_MEMORY_REGION wait 7.5-13.7 ms (median) for
+    // the kernel's SRCU grace period when it came after the irqchip and PIT, and
+    // 0.07 ms right after KVM_CREATE_VM. (In the VMM part of that wait can land
+    // on the next ioctl that synchronizes instead; prepared_vm.h keeps the whole
+    // sequence off the start's critical path where it can.) Vcpu::create refuses
+    // a VM without them.
     [[nodiscard]] Status add_interrupt_controllers();
     bool has_interrupt_controllers() const { return m_irqchip; }
 
