@@ -7,7 +7,8 @@ namespace strata {
 
 namespace {
 
-// Written once before any start_thread (the header's contract), read after.
+// Written once, on the main thread (enable_seccomp); start_thread reads it on
+// the main thread, or on threads started after the write.
 ThreadLauncher& launcher()
 {
     static ThreadLauncher instance;

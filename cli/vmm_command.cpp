@@ -14,6 +14,7 @@
 #include "devices/virtio/net/mmds_store.h"
 #include "vmm/console_relay.h"
 #include "vmm/isolation/jail_vm.h"
+#include "vmm/prepared_vm.h"
 #include "vmm/runtime_dir.h"
 #include "vmm/vm_config.h"
 #include "vmm/vmm_controller.h"
@@ -122,6 +123,14 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
             return report(jailed.error());
         pid_for_file = jailed.value();
     }
+    // The VM itself (KVM, its RAM slots, the interrupt controllers) is made on a
+    // thread of its own from here, while the rest of the start goes on: its
+    // ioctls mostly wait on the kernel (vmm/prepared_vm.h). After the jail, which
+    // forks: the VM belongs to the process that made it. Before seccomp's
+    // spawner, which would start the thread only after its own set-up and the
+    // thread's filter: the thread builds as the main thread does (unfiltered
+    // until the machine is built) and ends before the guest runs.
+    auto const preparation = VmPreparation::start(config.value().memory_mib << 20, config.value().track_dirty_pages);
     if (auto filtering = enable_seccomp_option(seccomp); !filtering)
         return report(filtering.error());
     auto relay = ConsoleRelay::start(paths.serial_log, paths.console_socket);
@@ -138,7 +147,9 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
         if (auto put = mmds->put(mmds_data_for(record)); !put)
             return report(put.error().context("vm '" + name + "': its metadata for the metadata service"));
     }
-    VmmController controller(name, config.value(), MachineIo { relay.value()->serial_out(), relay.value()->serial_in(), mmds },
+    MachineIo io { relay.value()->serial_out(), relay.value()->serial_in(), mmds };
+    io.prepared = preparation;
+    VmmController controller(name, config.value(), io,
         [&st, &record](Machine&, MachineImageCapture const& capture) { return record_vm_capture(st, record, capture); },
         [&st](std::string const& image) { return check_machine_image_name_free(st, image); });
     // The pid file is written once the API answers: its presence with a live pid

@@ -25,6 +25,7 @@
 #include "vmm/boot/linux/linux_loader.h"
 #include "vmm/machine_disks.h"
 #include "vmm/machine_nets.h"
+#include "vmm/prepared_vm.h"
 #include "vmm/boot/loader/memory_map.h"
 #include "vmm/boot/loader/pvh.h"
 #include "vmm/kvm/vcpu.h"
@@ -86,13 +87,25 @@ Result<std::unique_ptr<Machine>> Machine::open_shell(MachineConfig const& config
         return errno_error("eventfd");
     machine->m_done_event = Fd(done);
     machine->m_input_stop = Fd(stop);
-
-    // STRATA_KVM_DEVICE names another KVM device node: for tests of the missing-KVM
-    // path, and for hosts that put /dev/kvm elsewhere.
-    char const* kvm_path = std::getenv("STRATA_KVM_DEVICE");
-    STRATA_TRY(kvm, Kvm::open(kvm_path && *kvm_path ? kvm_path : "/dev/kvm"));
-    machine->m_kvm = std::move(kvm);
+    // The machine keeps no hold on a preparation: take_prepared_vm used it or not.
+    machine->m_io.prepared.reset();
     return machine;
+}
+
+Status Machine::take_prepared_vm(MachineIo const& io)
+{
+    std::uint64_t const bytes = m_config.memory_mib << 20;
+    std::optional<PreparedVm> taken;
+    if (io.prepared)
+        taken = io.prepared->take(bytes, m_config.track_dirty_pages);
+    if (!taken) {
+        STRATA_TRY(made, prepare_vm(bytes, m_config.track_dirty_pages));
+        taken = std::move(made);
+    }
+    m_kvm = std::move(taken->kvm);
+    m_vm = std::move(taken->vm);
+    m_ram = std::move(taken->ram);
+    return ok();
 }
 
 Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, MachineIo io)
@@ -105,10 +118,7 @@ Result<std::unique_ptr<Machine>> Machine::create(MachineConfig const& config, Ma
         return make_error(ErrorKind::Usage, "give exactly one of --firmware and --kernel");
 
     STRATA_TRY(machine, open_shell(config, io));
-    STRATA_TRY(vm, Vm::create(*machine->m_kvm));
-    machine->m_vm = std::move(vm);
-    STRATA_TRY(ram, GuestRam::create(*machine->m_vm, config.memory_mib << 20, config.track_dirty_pages));
-    machine->m_ram = std::move(ram);
+    STRATA_TRY(machine->take_prepared_vm(io));
     STRATA_TRY(machine->boot(config));
     return machine;
 }

@@ -58,6 +58,7 @@ struct MachineState;
 class Vm;
 class Vcpu;
 class GuestRam;
+class VmPreparation;
 class Serial;
 class I8042;
 class CmosRtc;
@@ -109,6 +110,9 @@ struct MachineIo {
     // The metadata service's data store, filled through the VMM's API; the
     // interfaces MachineConfig::mmds names serve it. Null: no metadata service.
     std::shared_ptr<virtio::net::MmdsStore> mmds;
+    // A VM being made ahead of time (prepared_vm.h), for create() or restore()
+    // to use when it fits the configuration; null: they make their own.
+    std::shared_ptr<VmPreparation> prepared;
 };
 
 class Machine {
@@ -202,6 +206,9 @@ public:
 private:
     Machine();
     [[nodiscard]] static Result<std::unique_ptr<Machine>> open_shell(MachineConfig const& config, MachineIo io);
+    // KVM, the VM and its RAM of config.memory_mib (prepared_vm.h): io.prepared's
+    // when it fits, made here otherwise.
+    [[nodiscard]] Status take_prepared_vm(MachineIo const& io);
     [[nodiscard]] Status boot(MachineConfig const& config);
     // The devices every VM has, and its disks and console; appends what Linux
     // needs to find them to cmdline.

@@ -274,20 +274,21 @@ Result<std::unique_ptr<Machine>> Machine::restore_checked(MachineConfig const& c
     STRATA_TRY(files, open_memory_layers(memory, state.memory_bytes));
 
     STRATA_TRY(machine, open_shell(config, io));
+    // The VM, its RAM in KVM's slots and its interrupt controllers, made ahead
+    // when io.prepared was (prepared_vm.h); nothing has run in it.
+    STRATA_TRY(machine->take_prepared_vm(io));
     STRATA_TRY(xsave_bytes, xsave_size(*machine->m_kvm));
     if (auto here = host_cpu_signature(xsave_bytes); here != state.cpu)
         return make_error(ErrorKind::Unsupported, "the snapshot was taken on another CPU (" + state.cpu + "; this host is " + here + ")");
-    STRATA_TRY(vm, Vm::create(*machine->m_kvm));
-    machine->m_vm = std::move(vm);
-    STRATA_TRY(ram, GuestRam::create_from_file(*machine->m_vm, state.memory_bytes, files[0].get(), config.track_dirty_pages));
+    auto& ram = *machine->m_ram;
+    STRATA_TRY(ram.map_file(files[0].get()));
     // The differential files' pages over the base, oldest first. They are
     // copied, so each clone owns them; a Diff holds few pages by design. The
     // copies are not dirty: they are what the chain holds.
     for (std::size_t i = 1; i < memory.size(); ++i)
-        STRATA_TRY(read_memory_diff(files[i].get(), memory[i].runs, ram->contents_for_restore()));
+        STRATA_TRY(read_memory_diff(files[i].get(), memory[i].runs, ram.contents_for_restore()));
     if (config.track_dirty_pages)
-        STRATA_TRY(ram->take_dirty_pages());
-    machine->m_ram = std::move(ram);
+        STRATA_TRY(ram.take_dirty_pages());
     std::string cmdline = config.cmdline;
     STRATA_TRY(machine->attach_devices(config, cmdline));
     STRATA_TRY(machine->restore_state(state));

@@ -37,6 +37,15 @@ public:
     {
         put_bytes(std::as_bytes(std::span(v.data(), v.size())));
     }
+    void put_bool(bool b) { put<std::uint8_t>(b ? 1 : 0); }
+    // A list of records: their count, then each as put_one(writer, record) writes it.
+    template <typename T, typename PutOne>
+    void put_list(std::vector<T> const& v, PutOne put_one)
+    {
+        put<std::uint64_t>(v.size());
+        for (auto const& e : v)
+            put_one(*this, e);
+    }
     std::vector<std::byte> take() { return std::move(m_out); }
 
 private:
@@ -100,6 +109,18 @@ public:
             m_failed = true;
         return m_failed ? 0 : n;
     }
+    bool get_bool() { return get<std::uint8_t>() != 0; }
+    // What put_list wrote: a count (at most max_count), then as many records as
+    // get_one(reader) reads; it stops at the first failure.
+    template <typename GetOne>
+    auto get_list(GetOne get_one)
+    {
+        std::vector<decltype(get_one(*this))> out;
+        auto const n = get_count();
+        for (std::uint64_t i = 0; i < n && !m_failed; ++i)
+            out.push_back(get_one(*this));
+        return out;
+    }
 
 private:
     std::span<std::byte const> m_in;
@@ -109,13 +130,13 @@ private:
 
 void put_optional(Writer& w, std::optional<std::uint8_t> const& v)
 {
-    w.put<std::uint8_t>(v ? 1 : 0);
+    w.put_bool(v.has_value());
     w.put<std::uint8_t>(v.value_or(0));
 }
 
 std::optional<std::uint8_t> get_optional(Reader& r)
 {
-    auto has = r.get<std::uint8_t>();
+    bool const has = r.get_bool();
     auto v = r.get<std::uint8_t>();
     return has ? std::optional<std::uint8_t>(v) : std::nullopt;
 }
@@ -126,19 +147,18 @@ void put_transport(Writer& w, virtio::TransportSnapshot const& t)
     w.put(t.driver_features_sel);
     w.put(t.driver_features);
     w.put(t.status);
-    w.put<std::uint8_t>(t.needs_reset ? 1 : 0);
+    w.put_bool(t.needs_reset);
     w.put(t.queue_sel);
     w.put(t.interrupt_status);
     w.put(t.config_generation);
-    w.put<std::uint64_t>(t.queues.size());
-    for (auto const& q : t.queues) {
-        w.put(q.config.size);
-        w.put<std::uint8_t>(q.config.ready ? 1 : 0);
-        w.put(q.config.desc);
-        w.put(q.config.driver);
-        w.put(q.config.device);
-        w.put(q.index);
-    }
+    w.put_list(t.queues, [](Writer& qw, virtio::QueueSnapshot const& q) {
+        qw.put(q.config.size);
+        qw.put_bool(q.config.ready);
+        qw.put(q.config.desc);
+        qw.put(q.config.driver);
+        qw.put(q.config.device);
+        qw.put(q.index);
+    });
 }
 
 virtio::TransportSnapshot get_transport(Reader& r)
@@ -148,21 +168,20 @@ virtio::TransportSnapshot get_transport(Reader& r)
     t.driver_features_sel = r.get<std::uint32_t>();
     t.driver_features = r.get<std::uint64_t>();
     t.status = r.get<std::uint8_t>();
-    t.needs_reset = r.get<std::uint8_t>() != 0;
+    t.needs_reset = r.get_bool();
     t.queue_sel = r.get<std::uint16_t>();
     t.interrupt_status = r.get<std::uint32_t>();
     t.config_generation = r.get<std::uint32_t>();
-    auto n = r.get_count();
-    for (std::uint64_t i = 0; i < n && !r.failed(); ++i) {
+    t.queues = r.get_list([](Reader& qr) {
         virtio::QueueSnapshot q;
-        q.config.size = r.get<std::uint16_t>();
-        q.config.ready = r.get<std::uint8_t>() != 0;
-        q.config.desc = r.get<std::uint64_t>();
-        q.config.driver = r.get<std::uint64_t>();
-        q.config.device = r.get<std::uint64_t>();
-        q.index = r.get<std::uint16_t>();
-        t.queues.push_back(q);
-    }
+        q.config.size = qr.get<std::uint16_t>();
+        q.config.ready = qr.get_bool();
+        q.config.desc = qr.get<std::uint64_t>();
+        q.config.driver = qr.get<std::uint64_t>();
+        q.config.device = qr.get<std::uint64_t>();
+        q.index = qr.get<std::uint16_t>();
+        return q;
+    });
     return t;
 }
 
@@ -170,16 +189,15 @@ void put_pci(Writer& w, virtio::PciTransportSnapshot const& p)
 {
     w.put(p.config);
     w.put(p.bars);
-    w.put<std::uint8_t>(p.msix.enabled ? 1 : 0);
-    w.put<std::uint8_t>(p.msix.function_mask ? 1 : 0);
-    w.put<std::uint64_t>(p.msix.vectors.size());
-    for (auto const& v : p.msix.vectors) {
-        w.put(v.address_lo);
-        w.put(v.address_hi);
-        w.put(v.data);
-        w.put(v.control);
-        w.put<std::uint8_t>(v.pending ? 1 : 0);
-    }
+    w.put_bool(p.msix.enabled);
+    w.put_bool(p.msix.function_mask);
+    w.put_list(p.msix.vectors, [](Writer& vw, pci::MsixVectorSnapshot const& v) {
+        vw.put(v.address_lo);
+        vw.put(v.address_hi);
+        vw.put(v.data);
+        vw.put(v.control);
+        vw.put_bool(v.pending);
+    });
     w.put(p.config_vector);
     w.put_vector(p.queue_vectors);
 }
@@ -189,18 +207,17 @@ virtio::PciTransportSnapshot get_pci(Reader& r)
     virtio::PciTransportSnapshot p;
     p.config = r.get<std::array<std::byte, pci::ConfigSize>>();
     p.bars = r.get<std::array<std::uint64_t, 6>>();
-    p.msix.enabled = r.get<std::uint8_t>() != 0;
-    p.msix.function_mask = r.get<std::uint8_t>() != 0;
-    auto n = r.get_count();
-    for (std::uint64_t i = 0; i < n && !r.failed(); ++i) {
+    p.msix.enabled = r.get_bool();
+    p.msix.function_mask = r.get_bool();
+    p.msix.vectors = r.get_list([](Reader& vr) {
         pci::MsixVectorSnapshot v;
-        v.address_lo = r.get<std::uint32_t>();
-        v.address_hi = r.get<std::uint32_t>();
-        v.data = r.get<std::uint32_t>();
-        v.control = r.get<std::uint32_t>();
-        v.pending = r.get<std::uint8_t>() != 0;
-        p.msix.vectors.push_back(v);
-    }
+        v.address_lo = vr.get<std::uint32_t>();
+        v.address_hi = vr.get<std::uint32_t>();
+        v.data = vr.get<std::uint32_t>();
+        v.control = vr.get<std::uint32_t>();
+        v.pending = vr.get_bool();
+        return v;
+    });
     p.config_vector = r.get<std::uint16_t>();
     p.queue_vectors = r.get_vector<std::uint16_t>();
     return p;
@@ -287,38 +304,31 @@ std::vector<std::byte> encode_machine_state(MachineState const& s)
         w.put(chip);
     w.put(s.vm.pit);
     w.put(s.vm.clock);
-    w.put<std::uint64_t>(s.vcpus.size());
-    for (auto const& v : s.vcpus)
-        put_vcpu(w, v);
+    w.put_list(s.vcpus, put_vcpu);
     w.put(s.serial.ier);
     w.put(s.serial.lcr);
     w.put(s.serial.mcr);
     w.put(s.serial.scr);
     w.put(s.serial.dll);
     w.put(s.serial.dlm);
-    w.put<std::uint8_t>(s.serial.thr_empty_pending ? 1 : 0);
+    w.put_bool(s.serial.thr_empty_pending);
     w.put_vector(s.serial.input);
     put_optional(w, s.i8042.output);
     w.put(s.i8042.command_byte);
     put_optional(w, s.i8042.pending_command);
     w.put_vector(s.i8042.keys);
-    w.put<std::uint64_t>(s.virtio.size());
-    for (auto const& t : s.virtio)
-        put_transport(w, t);
+    w.put_list(s.virtio, put_transport);
     // Version 2 from here on.
-    w.put<std::uint64_t>(s.pci.size());
-    for (auto const& p : s.pci)
-        put_pci(w, p);
+    w.put_list(s.pci, put_pci);
     w.put(s.pci_config_address);
     w.put(s.pci_host_bridge);
-    w.put<std::uint64_t>(s.nets.size());
-    for (auto const& n : s.nets) {
-        w.put_string(n.id);
-        w.put(n.mac);
-        put_limiter(w, n.rx);
-        put_limiter(w, n.tx);
-    }
-    w.put<std::uint8_t>(s.mmds_data ? 1 : 0);
+    w.put_list(s.nets, [](Writer& nw, NetInterfaceState const& n) {
+        nw.put_string(n.id);
+        nw.put(n.mac);
+        put_limiter(nw, n.rx);
+        put_limiter(nw, n.tx);
+    });
+    w.put_bool(s.mmds_data.has_value());
     w.put_string(s.mmds_data.value_or(""));
     auto payload = w.take();
 
@@ -362,40 +372,33 @@ Result<MachineState> decode_machine_state(std::span<std::byte const> file)
         chip = r.get<kvm_irqchip>();
     s.vm.pit = r.get<kvm_pit_state2>();
     s.vm.clock = r.get<kvm_clock_data>();
-    auto vcpus = r.get_count();
-    for (std::uint64_t i = 0; i < vcpus && !r.failed(); ++i)
-        s.vcpus.push_back(get_vcpu(r));
+    s.vcpus = r.get_list(get_vcpu);
     s.serial.ier = r.get<std::uint8_t>();
     s.serial.lcr = r.get<std::uint8_t>();
     s.serial.mcr = r.get<std::uint8_t>();
     s.serial.scr = r.get<std::uint8_t>();
     s.serial.dll = r.get<std::uint8_t>();
     s.serial.dlm = r.get<std::uint8_t>();
-    s.serial.thr_empty_pending = r.get<std::uint8_t>() != 0;
+    s.serial.thr_empty_pending = r.get_bool();
     s.serial.input = r.get_vector<std::uint8_t>();
     s.i8042.output = get_optional(r);
     s.i8042.command_byte = r.get<std::uint8_t>();
     s.i8042.pending_command = get_optional(r);
     s.i8042.keys = r.get_vector<std::uint8_t>();
-    auto transports = r.get_count();
-    for (std::uint64_t i = 0; i < transports && !r.failed(); ++i)
-        s.virtio.push_back(get_transport(r));
+    s.virtio = r.get_list(get_transport);
     if (version >= 2) {
-        auto pcis = r.get_count();
-        for (std::uint64_t i = 0; i < pcis && !r.failed(); ++i)
-            s.pci.push_back(get_pci(r));
+        s.pci = r.get_list(get_pci);
         s.pci_config_address = r.get<std::uint32_t>();
         s.pci_host_bridge = r.get<std::array<std::byte, pci::ConfigSize>>();
-        auto nets = r.get_count();
-        for (std::uint64_t i = 0; i < nets && !r.failed(); ++i) {
+        s.nets = r.get_list([](Reader& nr) {
             NetInterfaceState n;
-            n.id = r.get_string();
-            n.mac = r.get<std::array<std::uint8_t, 6>>();
-            n.rx = get_limiter(r);
-            n.tx = get_limiter(r);
-            s.nets.push_back(std::move(n));
-        }
-        bool const has_mmds = r.get<std::uint8_t>() != 0;
+            n.id = nr.get_string();
+            n.mac = nr.get<std::array<std::uint8_t, 6>>();
+            n.rx = get_limiter(nr);
+            n.tx = get_limiter(nr);
+            return n;
+        });
+        bool const has_mmds = r.get_bool();
         auto data = r.get_string();
         if (has_mmds)
             s.mmds_data = std::move(data);

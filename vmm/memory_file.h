@@ -2,7 +2,7 @@
 // low region, then the part above the 32-bit MMIO hole, as GuestRam lays them
 // out), as a sparse file: pages that are all zero — most of them in a guest that
 // never touched them — are holes. A restore maps the file MAP_PRIVATE (GuestRam::
-// create_from_file), so every VM restored from one file shares the pages none of
+// map_file), so every VM restored from one file shares the pages none of
 // them wrote, through the host's page cache.
 //
 // Its checksum, memory_file_crc, is the CRC-32C over every non-zero page with

@@ -16,6 +16,7 @@
 #include "registry/lazy.h"
 #include "vmm/agent_channel.h"
 #include "vmm/machine_disks.h"
+#include "vmm/prepared_vm.h"
 #include "vmm/snapshot_file.h"
 #include "base/file.h"
 
@@ -140,7 +141,8 @@ Status VmmController::create_machine()
             std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count());
         if (m_restore->restored)
             STRATA_TRY(m_restore->restored());
-        std::fprintf(stderr, "strata: restored from %s in %llu us\n", m_restore->what.c_str(), static_cast<unsigned long long>(*m_restore_us));
+        std::fprintf(stderr, "strata: restored from %s in %llu us%s\n", m_restore->what.c_str(), static_cast<unsigned long long>(*m_restore_us),
+            prepared_note().c_str());
         if (!generation.empty())
             std::fprintf(stderr, "strata: new VM generation ID %s\n", generation.c_str());
         machine = std::move(restored);
@@ -148,15 +150,28 @@ Status VmmController::create_machine()
         auto const began = std::chrono::steady_clock::now();
         STRATA_TRY(booted, Machine::create(m_config, m_io));
         // The counterpart of the restore's line, for comparing the two.
-        std::fprintf(stderr, "strata: machine built in %llu us\n", static_cast<unsigned long long>(
-            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count()));
+        std::fprintf(stderr, "strata: machine built in %llu us%s\n", static_cast<unsigned long long>(
+            std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count()), prepared_note().c_str());
         machine = std::move(booted);
     }
+    // Used or not, the preparation is over: a later restore (PUT /snapshot/load)
+    // makes its own VM.
+    m_io.prepared.reset();
     std::lock_guard guard(m_lock);
     m_machine = std::move(machine);
     m_started = true;
     m_cv.notify_all();
     return ok();
+}
+
+std::string VmmController::prepared_note() const
+{
+    if (!m_io.prepared)
+        return {};
+    // Its own time is the kernel's waits it kept off the restore (or boot), but
+    // for the part counted above as waited.
+    return " (VM prepared ahead in " + std::to_string(m_io.prepared->prepare_us()) + " us, " + std::to_string(m_io.prepared->waited_us())
+        + " us of it waited for)";
 }
 
 std::optional<MachineExit> VmmController::run_until_exit()

@@ -158,6 +158,8 @@ private:
     bool m_stop { false };
     std::optional<std::uint64_t> m_last_stall_us;
     std::optional<RestoreSource> m_restore;
+    // For the VMM's log: what a VM prepared ahead (MachineIo::prepared) saved.
+    std::string prepared_note() const;
     std::optional<SuspendTarget> m_suspend;
     std::optional<std::uint64_t> m_restore_us; // how long Machine::restore took
     // The memory files of the last snapshot this VM was created or loaded from,

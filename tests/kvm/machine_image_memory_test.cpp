@@ -8,6 +8,7 @@
 // refused, and deleting the image removes its memory.
 #include "tests/support/process.h"
 #include "tests/support/seqwriter_progress.h"
+#include "tests/support/strata_home.h"
 #include "vmm/machine.h"
 #include "vmm/machine_state.h"
 #include "base/file.h"
@@ -32,41 +33,14 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string const strata_bin = STRATA_BUILD_DIR "/strata";
 std::string const seqcheck_bin = STRATA_BUILD_DIR "/seqcheck";
 int const disk_count = 2;
 
-struct Env {
-    fs::path dir;
+struct Env : strata::test::StrataHome {
     Env()
+        : StrataHome("strata-mim", 60s)
     {
-        char tmpl[] = "/var/tmp/strata-mim-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        dir = tmpl;
-    }
-    ~Env()
-    {
-        strata::test::ProcessOptions options;
-        options.argv = { strata_bin, "vms", "stop", "writer", "--force" };
-        options.env = { { "STRATA_HOME", (dir / "store").string() } };
-        options.timeout = 20s;
-        (void)strata::test::run_process(options);
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    strata::test::ProcessResult run(std::vector<std::string> args, int expect = 0) const
-    {
-        strata::test::ProcessOptions options;
-        options.argv = { strata_bin };
-        options.argv.insert(options.argv.end(), args.begin(), args.end());
-        options.env = { { "STRATA_HOME", (dir / "store").string() } };
-        options.timeout = 60s;
-        auto r = strata::test::run_process(options);
-        REQUIRE(r.has_value());
-        INFO(strata::test::join_argv(options.argv), "\n", r.value().describe(), "\n", r.value().out);
-        REQUIRE_FALSE(r.value().timed_out);
-        REQUIRE(r.value().exit_code == expect);
-        return r.value();
+        stop_at_end("writer");
     }
 };
 
@@ -92,21 +66,16 @@ TEST_CASE("a machine image with memory of a running VM restores consistent with 
     env.run(args);
 
     // A stopped VM has no memory to capture: refused, nothing recorded.
-    env.run({ "machine-images", "create", "early", "--source-vm", "writer", "--with-memory" }, 64);
-    CHECK_FALSE(fs::exists(env.dir / "store" / "machine-state" / "early"));
+    env.run_expect({ "machine-images", "create", "early", "--source-vm", "writer", "--with-memory" }, 64);
+    CHECK_FALSE(fs::exists(env.dir.path / "store" / "machine-state" / "early"));
 
     env.run({ "vms", "start", "writer" });
-    std::string log = nlohmann::json::parse(env.run({ "vms", "describe", "writer", "--json" }).out)["serial_log"];
-    REQUIRE(strata::test::wait_for_progress(log, std::nullopt));
-    auto before = strata::test::last_reported_round(log);
-    REQUIRE(before.has_value());
-    env.run({ "machine-images", "create", "img", "--source-vm", "writer", "--with-memory" });
-    env.run({ "vms", "stop", "writer", "--force" });
+    auto const before = env.capture_running_writer("writer", "img");
 
     auto images = nlohmann::json::parse(env.run({ "machine-images", "list", "--json" }).out);
     REQUIRE(images.size() == 1);
     CHECK(images[0]["state"] == "running");
-    auto const state_dir = env.dir / "store" / "machine-state" / "img";
+    auto const state_dir = env.dir.path / "store" / "machine-state" / "img";
     auto const state_file = state_dir / "state";
     auto const memory_file = state_dir / "memory";
     REQUIRE(fs::exists(state_file));
@@ -125,7 +94,7 @@ TEST_CASE("a machine image with memory of a running VM restores consistent with 
     std::vector<std::string> raws;
     for (int i = 0; i < disk_count; ++i) {
         std::string disk = "check-disk-d" + std::to_string(i);
-        auto raw = env.dir / (disk + ".raw");
+        auto raw = env.dir.path / (disk + ".raw");
         env.run({ "images", "create", "x-" + disk, "--source-disk", disk });
         env.run({ "images", "export", "x-" + disk, raw.string(), "-O", "raw" });
         raws.push_back(raw.string());
@@ -135,7 +104,7 @@ TEST_CASE("a machine image with memory of a running VM restores consistent with 
         d.cache = strata::DiskCache::Writeback;
         config.disks.push_back(d);
     }
-    auto const restored_log = env.dir / "restored.log";
+    auto const restored_log = env.dir.path / "restored.log";
     {
         int fd = ::open(restored_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         REQUIRE(fd >= 0);
@@ -156,7 +125,7 @@ TEST_CASE("a machine image with memory of a running VM restores consistent with 
         CHECK(slurp(restored_log).find("seqwriter: round") != std::string::npos);
         CHECK(slurp(restored_log).find("disks, 32 blocks") == std::string::npos); // not booted again
     }
-    std::vector<std::string> check = { seqcheck_bin, "--blocks", "32", "--min-round", std::to_string(*before) };
+    std::vector<std::string> check = { seqcheck_bin, "--blocks", "32", "--min-round", std::to_string(before) };
     check.insert(check.end(), raws.begin(), raws.end());
     auto r = strata::test::run_process(check, 60s);
     REQUIRE(r.has_value());

@@ -6,6 +6,7 @@
 // are captured, with the filters on.
 #include "tests/support/process.h"
 #include "tests/support/seqwriter_progress.h"
+#include "tests/support/strata_home.h"
 #include "tests/support/temp_dir.h"
 
 #include <doctest/doctest.h>
@@ -29,35 +30,12 @@ std::string firmware(std::string const& name) { return STRATA_BUILD_DIR "/firmwa
 
 bool contains(std::string const& haystack, std::string const& needle) { return haystack.find(needle) != std::string::npos; }
 
-struct Env {
-    strata::test::TempDir dir { "strata-seccomp" };
-    std::vector<std::string> vms;
-    ~Env()
+// A store whose every strata command runs with the filters on.
+struct Env : strata::test::StrataHome {
+    Env()
+        : StrataHome("strata-seccomp", 60s)
     {
-        for (auto const& vm : vms) {
-            strata::test::ProcessOptions options;
-            options.argv = { strata_bin, "vms", "stop", vm, "--force" };
-            options.env = { { "STRATA_HOME", dir.path("store") } };
-            options.timeout = 20s;
-            (void)strata::test::run_process(options);
-        }
-    }
-    strata::test::ProcessResult run(std::vector<std::string> args, bool must_succeed = true,
-        std::vector<std::pair<std::string, std::string>> extra_env = {}) const
-    {
-        strata::test::ProcessOptions options;
-        options.argv = { strata_bin };
-        options.argv.insert(options.argv.end(), args.begin(), args.end());
-        options.env = { { "STRATA_HOME", dir.path("store") }, { "STRATA_SECCOMP", "default" } };
-        options.env.insert(options.env.end(), extra_env.begin(), extra_env.end());
-        options.timeout = 60s;
-        auto r = strata::test::run_process(options);
-        REQUIRE(r.has_value());
-        INFO(strata::test::join_argv(options.argv), "\n", r.value().describe(), "\n", r.value().out);
-        REQUIRE_FALSE(r.value().timed_out);
-        if (must_succeed)
-            REQUIRE(r.value().exit_code == 0);
-        return r.value();
+        env = { { "STRATA_SECCOMP", "default" } };
     }
 };
 
@@ -118,7 +96,7 @@ TEST_CASE("a forbidden system call in any kind of VMM thread ends the VMM with S
 TEST_CASE("with the filters on every VMM thread is filtered, and disks, console and captures work")
 {
     Env env;
-    env.vms.push_back("writer");
+    env.stop_at_end("writer");
     env.run({ "vms", "create", "writer", "--firmware", firmware("seqwriter"), "--cmdline", "blocks=32 agent=1", "--disk", "size=1M,id=d0",
         "--disk", "size=1M,id=d1" });
     env.run({ "vms", "start", "writer" });

@@ -21,6 +21,9 @@
 #include <string>
 #include <sys/stat.h>
 #include <thread>
+#include <tuple>
+#include <utility>
+#include <vector>
 #include <unistd.h>
 
 using namespace std::chrono_literals;
@@ -67,6 +70,26 @@ struct Running {
         }
         return false;
     }
+    // Saves RAM to `memory` (the pages since the last save when diff) and the
+    // state; the vCPUs must be paused.
+    strata::Machine::SavedSnapshot save(fs::path const& memory, bool diff) const
+    {
+        auto saved = machine->save_memory_and_state(memory, diff);
+        REQUIRE_MESSAGE(saved.has_value(), saved.error().message);
+        return std::move(saved.value());
+    }
+    // Waits for `round`, pauses, and takes a Full snapshot to `memory`; returns
+    // it and the last round memwriter checked before the pause. The vCPUs run
+    // on after it.
+    std::pair<strata::Machine::SavedSnapshot, std::uint64_t> full_after(std::uint64_t round, fs::path const& memory) const
+    {
+        REQUIRE_MESSAGE(wait_ok(round), slurp(log));
+        machine->pause_vcpus();
+        auto const at = last_ok(slurp(log));
+        auto full = save(memory, false);
+        machine->resume_vcpus();
+        return { std::move(full), at };
+    }
 };
 
 int open_log(fs::path const& p)
@@ -81,6 +104,28 @@ std::uint64_t allocated_bytes(fs::path const& p)
     struct stat st {};
     REQUIRE(::stat(p.c_str(), &st) == 0);
     return static_cast<std::uint64_t>(st.st_blocks) * 512;
+}
+
+// Restores `state` over the memory `chain` in `dir` (its serial log
+// restored.log), checks that its RAM is `full`'s, page for page (a Full saved
+// before it runs), and that memwriter then checks past `round` without filling
+// its region again (it continued, not rebooted).
+void check_restored(strata::MachineConfig const& c, std::vector<std::byte> const& state, std::vector<strata::MemoryLayer> const& chain,
+    fs::path const& dir, strata::Machine::SavedSnapshot const& full, std::uint64_t round)
+{
+    int log = open_log(dir / "restored.log");
+    auto restored = strata::Machine::restore(c, strata::MachineIo { log, -1 }, state, chain);
+    REQUIRE_MESSAGE(restored.has_value(), restored.error().message);
+    restored.value()->start_paused();
+    Running vm(std::move(restored.value()), dir / "restored.log", log);
+    vm.machine->pause_vcpus();
+    auto const again = vm.save(dir / "restored.mem", false);
+    CHECK(again.memory.crc == full.memory.crc);
+    CHECK(slurp(dir / "restored.mem") == slurp(full.memory.path));
+    // And it runs on: memwriter checks every page again and again.
+    vm.machine->resume_vcpus();
+    CHECK_MESSAGE(vm.wait_ok(round), slurp(vm.log));
+    CHECK(slurp(vm.log).find("memwriter: filled") == std::string::npos);
 }
 
 strata::MachineConfig config()
@@ -106,23 +151,13 @@ TEST_CASE("a Diff snapshot holds only the pages written since the Full below it,
     std::uint64_t at_base = 0, at_diff = 0;
     {
         Running vm(std::move(m.value()), dir / "source.log", log1);
-        REQUIRE_MESSAGE(vm.wait_ok(20), slurp(vm.log));
-        vm.machine->pause_vcpus();
-        at_base = last_ok(slurp(vm.log));
-        auto b = vm.machine->save_memory_and_state(dir / "base.mem", false);
-        REQUIRE_MESSAGE(b.has_value(), b.error().message);
-        base = std::move(b.value());
-        vm.machine->resume_vcpus();
+        std::tie(base, at_base) = vm.full_after(20, dir / "base.mem");
         REQUIRE_MESSAGE(vm.wait_ok(at_base + 50), slurp(vm.log));
         vm.machine->pause_vcpus();
         at_diff = last_ok(slurp(vm.log));
-        auto d = vm.machine->save_memory_and_state(dir / "diff.mem", true);
-        REQUIRE_MESSAGE(d.has_value(), d.error().message);
-        diff = std::move(d.value());
+        diff = vm.save(dir / "diff.mem", true);
         // Nothing runs between the two: the second Full is the RAM the Diff ends at.
-        auto f = vm.machine->save_memory_and_state(dir / "full.mem", false);
-        REQUIRE_MESSAGE(f.has_value(), f.error().message);
-        full = std::move(f.value());
+        full = vm.save(dir / "full.mem", false);
         vm.machine->resume_vcpus();
     }
 
@@ -140,23 +175,7 @@ TEST_CASE("a Diff snapshot holds only the pages written since the Full below it,
     CHECK(diff_bytes * 10 < full_bytes);
 
     // Base + Diff restore the RAM of the second Full, page for page.
-    std::vector<strata::MemoryLayer> chain { base.memory, diff.memory };
-    int log2 = open_log(dir / "restored.log");
-    auto restored = strata::Machine::restore(config(), strata::MachineIo { log2, -1 }, diff.state, chain);
-    REQUIRE_MESSAGE(restored.has_value(), restored.error().message);
-    restored.value()->start_paused();
-    {
-        Running vm(std::move(restored.value()), dir / "restored.log", log2);
-        vm.machine->pause_vcpus();
-        auto again = vm.machine->save_memory_and_state(dir / "restored.mem", false);
-        REQUIRE_MESSAGE(again.has_value(), again.error().message);
-        CHECK(again.value().memory.crc == full.memory.crc);
-        CHECK(slurp(dir / "restored.mem") == slurp(dir / "full.mem"));
-        // And it runs on: memwriter checks every page again and again.
-        vm.machine->resume_vcpus();
-        CHECK_MESSAGE(vm.wait_ok(at_diff + 30), slurp(vm.log));
-        CHECK(slurp(vm.log).find("memwriter: filled") == std::string::npos);
-    }
+    check_restored(config(), diff.state, { base.memory, diff.memory }, dir, full, at_diff + 30);
 
     // Without the Diff, the Full below it does not match the Diff's state.
     std::vector<strata::MemoryLayer> base_only { base.memory };
@@ -183,27 +202,7 @@ TEST_CASE("over virtio-pci, memwriter's RAM restores exactly and its checks pass
     std::uint64_t at = 0;
     {
         Running vm(std::move(m.value()), dir / "source.log", log1);
-        REQUIRE_MESSAGE(vm.wait_ok(20), slurp(vm.log));
-        vm.machine->pause_vcpus();
-        at = last_ok(slurp(vm.log));
-        auto f = vm.machine->save_memory_and_state(dir / "full.mem", false);
-        REQUIRE_MESSAGE(f.has_value(), f.error().message);
-        full = std::move(f.value());
-        vm.machine->resume_vcpus();
+        std::tie(full, at) = vm.full_after(20, dir / "full.mem");
     }
-    std::vector<strata::MemoryLayer> chain { full.memory };
-    int log2 = open_log(dir / "restored.log");
-    auto restored = strata::Machine::restore(pci_config(), strata::MachineIo { log2, -1 }, full.state, chain);
-    REQUIRE_MESSAGE(restored.has_value(), restored.error().message);
-    restored.value()->start_paused();
-    {
-        Running vm(std::move(restored.value()), dir / "restored.log", log2);
-        vm.machine->pause_vcpus();
-        auto again = vm.machine->save_memory_and_state(dir / "restored.mem", false);
-        REQUIRE_MESSAGE(again.has_value(), again.error().message);
-        CHECK(again.value().memory.crc == full.memory.crc);
-        vm.machine->resume_vcpus();
-        CHECK_MESSAGE(vm.wait_ok(at + 30), slurp(vm.log));
-        CHECK(slurp(vm.log).find("memwriter: filled") == std::string::npos);
-    }
+    check_restored(pci_config(), full.state, { full.memory }, dir, full, at + 30);
 }

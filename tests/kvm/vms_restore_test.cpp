@@ -10,6 +10,7 @@
 #include "tests/support/emulated.h"
 #include "tests/support/process.h"
 #include "tests/support/seqwriter_progress.h"
+#include "tests/support/strata_home.h"
 
 #include <doctest/doctest.h>
 
@@ -30,46 +31,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string const strata_bin = STRATA_BUILD_DIR "/strata";
 std::string const seqcheck_bin = STRATA_BUILD_DIR "/seqcheck";
 int const disk_count = 2;
 
-struct Env {
-    fs::path dir;
-    std::vector<std::string> vms; // stopped (forced) at the end
+struct Env : strata::test::StrataHome {
     Env()
+        : StrataHome("strata-vrt", 120s)
     {
-        char tmpl[] = "/var/tmp/strata-vrt-XXXXXX";
-        REQUIRE(::mkdtemp(tmpl) != nullptr);
-        dir = tmpl;
     }
-    ~Env()
-    {
-        for (auto const& vm : vms) {
-            strata::test::ProcessOptions options;
-            options.argv = { strata_bin, "vms", "stop", vm, "--force" };
-            options.env = { { "STRATA_HOME", (dir / "store").string() } };
-            options.timeout = 20s;
-            (void)strata::test::run_process(options);
-        }
-        std::error_code ec;
-        fs::remove_all(dir, ec);
-    }
-    strata::test::ProcessResult run(std::vector<std::string> args, int expect = 0) const
-    {
-        strata::test::ProcessOptions options;
-        options.argv = { strata_bin };
-        options.argv.insert(options.argv.end(), args.begin(), args.end());
-        options.env = { { "STRATA_HOME", (dir / "store").string() } };
-        options.timeout = 120s;
-        auto r = strata::test::run_process(options);
-        REQUIRE(r.has_value());
-        INFO(strata::test::join_argv(options.argv), "\n", r.value().describe(), "\n", r.value().out);
-        REQUIRE_FALSE(r.value().timed_out);
-        REQUIRE(r.value().exit_code == expect);
-        return r.value();
-    }
-    nlohmann::json describe(std::string const& vm) const { return nlohmann::json::parse(run({ "vms", "describe", vm, "--json" }).out); }
+    nlohmann::json describe(std::string const& vm) const { return StrataHome::describe("vms", vm); }
 };
 
 std::string slurp(fs::path const& p)
@@ -109,18 +79,14 @@ std::vector<std::string> export_disks(Env const& env, std::string const& vm)
     std::vector<std::string> raws;
     for (int i = 0; i < disk_count; ++i) {
         std::string disk = vm + "-disk-d" + std::to_string(i);
-        auto raw = env.dir / (disk + ".raw");
+        auto raw = env.dir.path / (disk + ".raw");
         // A VMM killed a moment ago may still hold its layers' locks while the
         // kernel tears down its io_uring (which has the files registered).
         for (int attempt = 0; attempt < 50; ++attempt) {
-            strata::test::ProcessOptions options;
-            options.argv = { strata_bin, "images", "create", "x-" + disk, "--source-disk", disk };
-            options.env = { { "STRATA_HOME", (env.dir / "store").string() } };
-            auto r = strata::test::run_process(options);
-            REQUIRE(r.has_value());
-            if (r.value().exit_code != 75) {
-                INFO(r.value().describe());
-                REQUIRE(r.value().exit_code == 0);
+            auto const r = env.run_raw({ "images", "create", "x-" + disk, "--source-disk", disk });
+            if (r.exit_code != 75) {
+                INFO(r.describe());
+                REQUIRE(r.exit_code == 0);
                 break;
             }
             std::this_thread::sleep_for(100ms);
@@ -152,15 +118,9 @@ std::uint64_t make_running_image(Env& env)
         args.push_back("size=1M,id=d" + std::to_string(i));
     }
     env.run(args);
-    env.vms.push_back("writer");
+    env.stop_at_end("writer");
     env.run({ "vms", "start", "writer" });
-    std::string log = env.describe("writer")["serial_log"];
-    REQUIRE(strata::test::wait_for_progress(log, std::nullopt));
-    auto before = strata::test::last_reported_round(log);
-    REQUIRE(before.has_value());
-    env.run({ "machine-images", "create", "img", "--source-vm", "writer", "--with-memory" });
-    env.run({ "vms", "stop", "writer", "--force" });
-    return *before;
+    return env.capture_running_writer("writer", "img");
 }
 
 } // namespace
@@ -174,25 +134,25 @@ TEST_CASE("vms start of a VM from a running-state machine image restores it and 
 
     // Overrides of what a running guest already has are refused, and refused
     // requests leave nothing behind.
-    auto refused = env.run({ "vms", "create", "bad", "--source-machine-image", "img", "--vcpus", "2" }, 64);
+    auto refused = env.run_expect({ "vms", "create", "bad", "--source-machine-image", "img", "--vcpus", "2" }, 64);
     CHECK(refused.err.find("vCPUs") != std::string::npos);
-    refused = env.run({ "vms", "create", "bad", "--source-machine-image", "img", "--memory", "64" }, 64);
+    refused = env.run_expect({ "vms", "create", "bad", "--source-machine-image", "img", "--memory", "64" }, 64);
     CHECK(refused.err.find("MiB") != std::string::npos);
     CHECK(env.run({ "vms", "list", "--json" }).out.find("\"bad\"") == std::string::npos);
     CHECK(env.run({ "disks", "list" }).out.find("bad-disk") == std::string::npos);
-    CHECK_FALSE(fs::exists(env.dir / "store" / "vm-state" / "bad"));
+    CHECK_FALSE(fs::exists(env.dir.path / "store" / "vm-state" / "bad"));
     // The image's own vCPU and memory values are no override.
     env.run({ "vms", "create", "same", "--source-machine-image", "img", "--memory", "32", "--vcpus", "1" });
     env.run({ "vms", "delete", "same" });
-    CHECK_FALSE(fs::exists(env.dir / "store" / "vm-state" / "same"));
+    CHECK_FALSE(fs::exists(env.dir.path / "store" / "vm-state" / "same"));
 
     env.run({ "vms", "create", "clone", "--source-machine-image", "img" });
-    env.vms.push_back("clone");
+    env.stop_at_end("clone");
     auto rec = env.describe("clone");
     CHECK(rec["restore_from"] == "machine-image:img");
     CHECK(env.run({ "vms", "describe", "clone" }).out.find("next start: restores") != std::string::npos);
     // The state is linked, not copied: the clone and the image name one file.
-    CHECK(fs::equivalent(env.dir / "store" / "vm-state" / "clone" / "memory", env.dir / "store" / "machine-state" / "img" / "memory"));
+    CHECK(fs::equivalent(env.dir.path / "store" / "vm-state" / "clone" / "memory", env.dir.path / "store" / "machine-state" / "img" / "memory"));
 
     env.run({ "vms", "start", "clone" });
     std::string const log = rec["serial_log"];
@@ -204,8 +164,8 @@ TEST_CASE("vms start of a VM from a running-state machine image restores it and 
     // while the image keeps its own.
     rec = env.describe("clone");
     CHECK_FALSE(rec.contains("restore_from"));
-    CHECK_FALSE(fs::exists(env.dir / "store" / "vm-state" / "clone"));
-    CHECK(fs::exists(env.dir / "store" / "machine-state" / "img" / "memory"));
+    CHECK_FALSE(fs::exists(env.dir.path / "store" / "vm-state" / "clone"));
+    CHECK(fs::exists(env.dir.path / "store" / "machine-state" / "img" / "memory"));
     auto check = seqcheck(export_disks(env, "clone"), reached);
     INFO(check.out, check.err);
     CHECK(check.exit_code == 0);
@@ -225,17 +185,17 @@ TEST_CASE("clones of one running-state image (20 of them) run at once, each on i
     for (auto const& d : image["disks"])
         for (auto const& l : d["layers"]) {
             image_layers.insert(l.get<std::string>());
-            image_bytes[l] = slurp(env.dir / "store" / "layers" / l.get<std::string>());
+            image_bytes[l] = slurp(env.dir.path / "store" / "layers" / l.get<std::string>());
         }
     REQUIRE(image_layers.size() >= disk_count);
-    auto const memory_before = slurp(env.dir / "store" / "machine-state" / "img" / "memory");
+    auto const memory_before = slurp(env.dir.path / "store" / "machine-state" / "img" / "memory");
 
     int const clones = strata::test::emulated_or(6, 20);
     std::vector<std::string> names;
     for (int i = 0; i < clones; ++i) {
         names.push_back("c" + std::to_string(i));
         env.run({ "vms", "create", names.back(), "--source-machine-image", "img" });
-        env.vms.push_back(names.back());
+        env.stop_at_end(names.back());
     }
     for (auto const& n : names)
         env.run({ "vms", "start", n });
@@ -263,8 +223,8 @@ TEST_CASE("clones of one running-state image (20 of them) run at once, each on i
     }
     // The image's layers and memory are byte for byte what they were.
     for (auto const& [id, bytes] : image_bytes)
-        CHECK_MESSAGE(slurp(env.dir / "store" / "layers" / id) == bytes, "image layer ", id, " changed");
-    CHECK(slurp(env.dir / "store" / "machine-state" / "img" / "memory") == memory_before);
+        CHECK_MESSAGE(slurp(env.dir.path / "store" / "layers" / id) == bytes, "image layer ", id, " changed");
+    CHECK(slurp(env.dir.path / "store" / "machine-state" / "img" / "memory") == memory_before);
 }
 
 TEST_CASE("vms suspend saves a running VM and ends it, its disks are held, vms resume continues it")
@@ -277,14 +237,14 @@ TEST_CASE("vms suspend saves a running VM and ends it, its disks are held, vms r
         args.push_back("size=1M,id=d" + std::to_string(i));
     }
     env.run(args);
-    env.vms.push_back("writer");
+    env.stop_at_end("writer");
     // Only a running VM can be suspended, and only a suspended one resumed.
-    env.run({ "vms", "suspend", "writer" }, 64);
-    env.run({ "vms", "resume", "writer" }, 64);
+    env.run_expect({ "vms", "suspend", "writer" }, 64);
+    env.run_expect({ "vms", "resume", "writer" }, 64);
     env.run({ "vms", "start", "writer" });
     std::string const log = env.describe("writer")["serial_log"];
     REQUIRE(strata::test::wait_for_progress(log, std::nullopt));
-    env.run({ "vms", "resume", "writer" }, 64);
+    env.run_expect({ "vms", "resume", "writer" }, 64);
 
     env.run({ "vms", "suspend", "writer" });
     auto const suspended_at = *strata::test::last_reported_round(log);
@@ -294,19 +254,19 @@ TEST_CASE("vms suspend saves a running VM and ends it, its disks are held, vms r
     CHECK(rec["pid"] == 0);
     CHECK(env.run({ "vms", "describe", "writer" }).out.find("state: SUSPENDED") != std::string::npos);
     CHECK(env.run({ "vms", "list" }).out.find("suspended") != std::string::npos);
-    CHECK(fs::exists(env.dir / "store" / "vm-state" / "writer" / "state"));
-    CHECK(fs::exists(env.dir / "store" / "vm-state" / "writer" / "memory"));
+    CHECK(fs::exists(env.dir.path / "store" / "vm-state" / "writer" / "state"));
+    CHECK(fs::exists(env.dir.path / "store" / "vm-state" / "writer" / "memory"));
     // Nothing runs any more: the log does not grow.
     std::this_thread::sleep_for(300ms);
     CHECK(slurp(log).size() == log_size);
 
     // Its disks cannot be opened elsewhere, not even read-only, nor changed.
-    auto refused = env.run({ "run", "--firmware", STRATA_BUILD_DIR "/firmware/hello.elf", "--disk", "writer-disk-d0" }, 75);
+    auto refused = env.run_expect({ "run", "--firmware", STRATA_BUILD_DIR "/firmware/hello.elf", "--disk", "writer-disk-d0" }, 75);
     CHECK(refused.err.find("suspended vm 'writer'") != std::string::npos);
-    env.run({ "run", "--firmware", STRATA_BUILD_DIR "/firmware/hello.elf", "--disk", "writer-disk-d1,readonly=on" }, 75);
-    env.run({ "disks", "resize", "writer-disk-d0", "--size", "2M" }, 75);
+    env.run_expect({ "run", "--firmware", STRATA_BUILD_DIR "/firmware/hello.elf", "--disk", "writer-disk-d1,readonly=on" }, 75);
+    env.run_expect({ "disks", "resize", "writer-disk-d0", "--size", "2M" }, 75);
     // A plain start would boot it and throw the saved state away: refused.
-    env.run({ "vms", "start", "writer" }, 64);
+    env.run_expect({ "vms", "start", "writer" }, 64);
     CHECK(env.describe("writer")["state"] == "suspended");
 
     env.run({ "vms", "resume", "writer" });
@@ -326,7 +286,7 @@ TEST_CASE("vms suspend saves a running VM and ends it, its disks are held, vms r
     rec = env.describe("writer");
     CHECK(rec["state"] == "stopped");
     CHECK_FALSE(rec.contains("restore_from"));
-    CHECK_FALSE(fs::exists(env.dir / "store" / "vm-state" / "writer"));
+    CHECK_FALSE(fs::exists(env.dir.path / "store" / "vm-state" / "writer"));
     auto check = seqcheck(export_disks(env, "writer"), reached);
     INFO(check.out, check.err);
     CHECK(check.exit_code == 0);
@@ -367,7 +327,7 @@ TEST_CASE("every VM restored from a running-state image gets a new VM generation
 {
     Env env;
     env.run({ "vms", "create", "gen", "--firmware", STRATA_BUILD_DIR "/firmware/vmgenid.elf", "--memory", "32", "--disk", "size=1M,id=d0" });
-    env.vms.push_back("gen");
+    env.stop_at_end("gen");
     env.run({ "vms", "start", "gen" });
     std::string const source_log = env.describe("gen")["serial_log"];
     // The guest found the ID through the DSDT's ADDR method, as Linux does.
@@ -382,7 +342,7 @@ TEST_CASE("every VM restored from a running-state image gets a new VM generation
     std::vector<std::string> ids;
     for (std::string name : { "c1", "c2" }) {
         env.run({ "vms", "create", name, "--source-machine-image", "img" });
-        env.vms.push_back(name);
+        env.stop_at_end(name);
         env.run({ "vms", "start", name });
         std::string const log = env.describe(name)["serial_log"];
         // The guest was polling when captured; it sees the ID change under it.

@@ -142,6 +142,20 @@ public:
 
     std::string socket(std::string const& vm) const { return describe("vms", vm)["api_socket"]; }
 
+    // For a running seqwriter VM: waits for its first progress line, captures it
+    // with its memory as machine image `image` and stops it (--force); returns
+    // the last round it reported before the capture.
+    std::uint64_t capture_running_writer(std::string const& vm, std::string const& image) const
+    {
+        std::string const log = describe("vms", vm)["serial_log"];
+        REQUIRE_MESSAGE(wait_for_progress(log, std::nullopt), "no progress from seqwriter in VM ", vm);
+        auto const before = last_reported_round(log);
+        REQUIRE(before.has_value());
+        run({ "machine-images", "create", image, "--source-vm", vm, "--with-memory" });
+        run({ "vms", "stop", vm, "--force" });
+        return *before;
+    }
+
     TempDir dir;
     std::vector<std::pair<std::string, std::string>> env; // on top of STRATA_HOME, for every run
 

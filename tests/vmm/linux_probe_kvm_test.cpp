@@ -40,6 +40,7 @@ ProbeRun boot_probe(char const* name, LinuxLoadOptions opt, std::uint64_t ram_mi
     REQUIRE(vm.has_value());
     auto ram = GuestRam::create(*vm.value(), ram_mib << 20);
     REQUIRE(ram.has_value());
+    REQUIRE(vm.value()->add_interrupt_controllers().has_value());
     auto kernel = test::read_file(probe_path(name));
     REQUIRE(!kernel.empty());
     auto setup = load_linux(ram.value()->memory(), kernel, opt);

@@ -23,8 +23,11 @@
 // Test hook (STRATA_TEST_HOOKS builds): STRATA_TEST_SECCOMP_FORBIDDEN=<kind name>
 // (vmm, api, api-worker, vcpu, device-io, fetcher) makes the first thread of that kind
 // call getppid(2), which no filter allows, right after installing its filter.
-// Threading: enable_seccomp once on the main thread before any start_thread;
-// apply_seccomp on the thread to be filtered.
+// Threading: enable_seccomp once on the main thread before any start_thread
+// (but one: a stored VM's VMM starts the thread that prepares its VM,
+// vmm/prepared_vm.h, just before; it runs unfiltered, as the main thread does
+// while it builds the machine, and ends before the guest runs); apply_seccomp on
+// the thread to be filtered.
 #pragma once
 
 #include "base/result.h"

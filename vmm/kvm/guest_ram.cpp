@@ -20,16 +20,6 @@ std::uint64_t host_memory_limit()
 
 Result<std::unique_ptr<GuestRam>> GuestRam::create(Vm& vm, std::uint64_t size, bool track_dirty)
 {
-    return map(vm, size, -1, track_dirty);
-}
-
-Result<std::unique_ptr<GuestRam>> GuestRam::create_from_file(Vm& vm, std::uint64_t size, int fd, bool track_dirty)
-{
-    return map(vm, size, fd, track_dirty);
-}
-
-Result<std::unique_ptr<GuestRam>> GuestRam::map(Vm& vm, std::uint64_t size, int fd, bool track_dirty)
-{
     using namespace layout;
     if (size < min_mib * MiB)
         return make_error(ErrorKind::Usage, "guest memory of " + std::to_string(size / MiB) + " MiB is too small: at least " + std::to_string(min_mib) + " MiB");
@@ -41,14 +31,14 @@ Result<std::unique_ptr<GuestRam>> GuestRam::map(Vm& vm, std::uint64_t size, int 
     if (limit != 0 && size > limit)
         return make_error(ErrorKind::Usage, "guest memory of " + std::to_string(size / MiB) + " MiB is more than this host's RAM and swap (" + std::to_string(limit / MiB) + " MiB)");
 
-    int const flags = MAP_PRIVATE | MAP_NORESERVE | (fd < 0 ? MAP_ANONYMOUS : 0);
-    void* host = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, 0);
+    void* host = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE | MAP_ANONYMOUS, -1, 0);
     if (host == MAP_FAILED)
         return errno_error("mmap guest RAM of " + std::to_string(size / MiB) + " MiB");
     // Transparent huge pages cut the guest's TLB misses; failure is harmless. Not
-    // for a file mapping, whose pages stay shared with other clones until written,
-    // nor with dirty tracking, which counts pages of 4 KiB.
-    if (fd < 0 && !track_dirty)
+    // with dirty tracking, which counts pages of 4 KiB. (A memory file laid over
+    // RAM by map_file replaces the mapping and this advice with it: its pages
+    // stay shared with other clones until written.)
+    if (!track_dirty)
         ::madvise(host, size, MADV_HUGEPAGE);
     auto* base = static_cast<std::byte*>(host);
 
@@ -76,6 +66,14 @@ Result<std::unique_ptr<GuestRam>> GuestRam::map(Vm& vm, std::uint64_t size, int 
     for (auto const& r : regions)
         STRATA_TRY(vm.map_memory(slot++, r.gpa, r.size, r.host, track_dirty));
     return ram;
+}
+
+Status GuestRam::map_file(int fd)
+{
+    void* host = ::mmap(m_host, m_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE | MAP_FIXED, fd, 0);
+    if (host == MAP_FAILED)
+        return errno_error("mmap a memory file over guest RAM of " + std::to_string(m_size / layout::MiB) + " MiB");
+    return ok();
 }
 
 Status GuestRam::start_dirty_tracking()

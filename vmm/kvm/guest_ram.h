@@ -31,10 +31,14 @@ public:
     // and against strata's limits, maps it (MAP_NORESERVE: pages are touched
     // lazily), and registers the slots with the VM.
     [[nodiscard]] static Result<std::unique_ptr<GuestRam>> create(Vm& vm, std::uint64_t size, bool track_dirty = false);
-    // The same, with RAM's initial contents the file `fd` (a snapshot's memory
-    // file of exactly `size` bytes), mapped MAP_PRIVATE: pages are read from the
-    // file (and shared through the page cache) until the guest writes them.
-    [[nodiscard]] static Result<std::unique_ptr<GuestRam>> create_from_file(Vm& vm, std::uint64_t size, int fd, bool track_dirty = false);
+    // Lays the file `fd` (a snapshot's memory file of exactly size() bytes) over
+    // RAM made by create(): mapped MAP_PRIVATE, so pages are read from the file
+    // (and shared through the page cache) until the guest writes them, and
+    // MAP_FIXED at the same address,
+    // so KVM's slots, which name the address and not the mapping, now read the
+    // file's pages. For a prepared VM (prepared_vm.h) before any vCPU or device
+    // ran: whatever was in RAM is gone.
+    [[nodiscard]] Status map_file(int fd);
     ~GuestRam();
     GuestRam(GuestRam const&) = delete;
     GuestRam& operator=(GuestRam const&) = delete;
@@ -65,7 +69,6 @@ public:
     static constexpr std::uint64_t max_mib = 1024 * 1024; // 1 TiB
 
 private:
-    [[nodiscard]] static Result<std::unique_ptr<GuestRam>> map(Vm& vm, std::uint64_t size, int fd, bool track_dirty);
     GuestRam(Vm& vm, std::uint64_t size, std::byte* host, std::uint64_t host_size)
         : m_vm(vm)
         , m_size(size)

@@ -26,6 +26,9 @@ void Vcpu::install_kick_signal()
 
 Result<std::unique_ptr<Vcpu>> Vcpu::create(Vm& vm, std::uint32_t index)
 {
+    // A vCPU made before the irqchip would get no in-kernel LAPIC.
+    if (!vm.has_interrupt_controllers())
+        return make_error(ErrorKind::Internal, "a vCPU needs the VM's interrupt controllers first (Vm::add_interrupt_controllers)");
     STRATA_TRY(fd, STRATA_KVM_IOCTL(vm.fd(), KVM_CREATE_VCPU, index));
     Fd owned(fd);
     STRATA_TRY(size, vm.kvm().vcpu_mmap_size());

@@ -14,12 +14,20 @@ Result<std::unique_ptr<Vm>> Vm::create(Kvm const& kvm)
     STRATA_TRY(STRATA_KVM_IOCTL(fd, KVM_SET_TSS_ADDR, tss_address));
     std::uint64_t identity = identity_map_address;
     STRATA_TRY(STRATA_KVM_IOCTL(fd, KVM_SET_IDENTITY_MAP_ADDR, &identity));
-    STRATA_TRY(STRATA_KVM_IOCTL(fd, KVM_CREATE_IRQCHIP, 0));
+    return std::unique_ptr<Vm>(new Vm(kvm, std::move(owned)));
+}
+
+Status Vm::add_interrupt_controllers()
+{
+    if (m_irqchip)
+        return make_error(ErrorKind::Internal, "the VM has its interrupt controllers already");
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_CREATE_IRQCHIP, 0));
     kvm_pit_config pit {};
     // The speaker dummy flag lets the guest probe port 0x61 without a userspace exit.
     pit.flags = KVM_PIT_SPEAKER_DUMMY;
-    STRATA_TRY(STRATA_KVM_IOCTL(fd, KVM_CREATE_PIT2, &pit));
-    return std::unique_ptr<Vm>(new Vm(kvm, std::move(owned)));
+    STRATA_TRY(STRATA_KVM_IOCTL(m_fd.get(), KVM_CREATE_PIT2, &pit));
+    m_irqchip = true;
+    return ok();
 }
 
 Status Vm::map_memory(std::uint32_t slot, std::uint64_t gpa, std::uint64_t size, void* host, bool log_dirty)
