@@ -1243,8 +1243,16 @@ def case_lazy_kill(work):
         # The next start: the guest reads everything right, and the fill fetches
         # only what was not present.
         front.slow = False
-        r = strata(b, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=64 req_kb=1024 qd=4",
-                   env={"STRATA_LAZY_FILL_DELAY_MS": "0"})
+        # The killed `strata run`'s VMM process goes a moment after it: until
+        # then it holds the disk's layers (75, in use).
+        deadline = time.monotonic() + 30
+        while True:
+            r = strata(b, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=64 req_kb=1024 qd=4",
+                       env={"STRATA_LAZY_FILL_DELAY_MS": "0"}, expect=None)
+            if r.returncode != 75 or "in use" not in r.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        check(r.returncode == 0, f"the next start: exit {r.returncode}: {r.stderr}")
         check("blkread: ok 64 requests" in r.stdout and "errors 0" in r.stdout, f"read after the kill: {r.stdout} {r.stderr}")
         line = [l for l in r.stderr.splitlines() if "lazy disk" in l][0]
         n = [int(x) for x in re.findall(r"(\d+) bytes", line)]
