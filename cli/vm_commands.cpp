@@ -120,6 +120,58 @@ int list_vms_command(bool json)
     });
 }
 
+// The VMM's counters as `vms describe` shows them: only fields of the expected
+// types are taken (the VMM's answer is data, and a malformed one must not stop
+// describe); each one left out is said on stderr.
+void take_vmm_metrics(std::string const& vm, std::string const& body, std::vector<VmDisk> const& disks,
+    std::vector<std::optional<nlohmann::json>>& lazy, nlohmann::json& j)
+{
+    auto skipped = [&](std::string const& what) {
+        std::fprintf(stderr, "strata: vm '%s': its VMM's /metrics has %s; left out\n", vm.c_str(), what.c_str());
+    };
+    auto metrics = nlohmann::json::parse(body, nullptr, false);
+    if (!metrics.is_object()) {
+        skipped("no JSON object");
+        return;
+    }
+    if (metrics.contains("boot_complete_us")) {
+        auto const& b = metrics["boot_complete_us"];
+        if (b.is_number_unsigned() || b.is_null())
+            j["boot_complete_us"] = b;
+        else
+            skipped("a boot_complete_us that is not a count");
+    }
+    if (!metrics.contains("disks"))
+        return;
+    if (!metrics["disks"].is_array()) {
+        skipped("a 'disks' that is not a list");
+        return;
+    }
+    for (auto const& md : metrics["disks"]) {
+        if (!md.is_object() || !md.contains("drive_id") || !md["drive_id"].is_string()) {
+            skipped("a disk without a drive_id string");
+            continue;
+        }
+        std::string const id = md["drive_id"].get<std::string>();
+        for (std::size_t i = 0; i < disks.size(); ++i) {
+            if (!lazy[i] || disks[i].id != id || !md.contains("lazy"))
+                continue;
+            if (!md["lazy"].is_object()) {
+                skipped("disk '" + id + "''s lazy state that is not an object");
+                continue;
+            }
+            nlohmann::json counters = nlohmann::json::object();
+            for (auto const& [key, value] : md["lazy"].items()) {
+                if (value.is_number_unsigned())
+                    counters[key] = value;
+                else
+                    skipped("disk '" + id + "''s lazy." + key + " that is not a count");
+            }
+            (*lazy[i])["vmm"] = counters;
+        }
+    }
+}
+
 int describe_vm_command(std::string const& name, bool json)
 {
     return with_vm_store([&](Store& s) {
@@ -143,16 +195,8 @@ int describe_vm_command(std::string const& name, bool json)
         j["boot_complete_us"] = nullptr;
         if (rt.running && rt.api_ready) {
             auto m = api::api_request(rt.paths.api_socket, "GET", "/metrics", {}, std::chrono::milliseconds(500));
-            if (m && m.value().status == 200) {
-                auto metrics = nlohmann::json::parse(m.value().body, nullptr, false);
-                if (metrics.is_object() && metrics.contains("boot_complete_us"))
-                    j["boot_complete_us"] = metrics["boot_complete_us"];
-                if (metrics.is_object() && metrics.contains("disks") && metrics["disks"].is_array())
-                    for (auto const& md : metrics["disks"])
-                        for (std::size_t i = 0; i < disks.size(); ++i)
-                            if (lazy[i] && md.is_object() && md.value("drive_id", std::string()) == disks[i].id && md.contains("lazy"))
-                                (*lazy[i])["vmm"] = md["lazy"];
-            }
+            if (m && m.value().status == 200)
+                take_vmm_metrics(name, m.value().body, disks, lazy, j);
         }
         for (std::size_t i = 0; i < disks.size() && j.contains("disks") && j["disks"].is_array() && i < j["disks"].size(); ++i)
             j["disks"][i]["lazy"] = lazy[i] ? *lazy[i] : nlohmann::json(nullptr);
@@ -185,7 +229,10 @@ int describe_vm_command(std::string const& name, bool json)
             if (!lazy[i])
                 continue;
             auto const& l = *lazy[i];
-            auto u64 = [&](nlohmann::json const& o, char const* k) { return o.value(k, std::uint64_t { 0 }); };
+            // Counts only (the VMM's were checked when taken; these are ours).
+            auto u64 = [&](nlohmann::json const& o, char const* k) {
+                return o.contains(k) && o[k].is_number_unsigned() ? o[k].get<std::uint64_t>() : std::uint64_t { 0 };
+            };
             std::string from;
             for (auto const& f : l["from"])
                 from += (from.empty() ? "" : ", ") + f.get<std::string>();

@@ -129,6 +129,8 @@ LazyOptions lazy_options_from_env()
         o.fill_delay_ms = static_cast<unsigned>(std::strtoul(d, nullptr, 10));
     if (char const* f = ::getenv("STRATA_LAZY_FILL"); f != nullptr && std::string(f) == "0")
         o.fill = false;
+    if (char const* p = ::getenv("STRATA_LAZY_PREFETCH_KB"); p != nullptr && *p != '\0')
+        o.prefetch_bytes = std::strtoull(p, nullptr, 10) << 10;
     return o;
 }
 
@@ -274,6 +276,26 @@ public:
             ev.data.fd = fd;
             if (::epoll_ctl(m_epoll.get(), EPOLL_CTL_ADD, fd, &ev) != 0)
                 return errno_error("epoll_ctl for a lazy disk");
+        }
+        // The boot blocks' chunks, queued before any guest read: the workers
+        // fetch them as soon as their clients are made, while the guest starts.
+        // (They count as demand fetches; a failed one fails no guest request
+        // that did not wait for it.)
+        if (m_options.prefetch_bytes > 0) {
+            std::lock_guard lock(m_mu);
+            BlockRequest boot;
+            boot.offset = 0;
+            boot.length = std::min<std::uint64_t>(m_options.prefetch_bytes, size()) / kBlockSize * kBlockSize;
+            std::vector<Need> wanted;
+            if (boot.length > 0)
+                needs(boot, wanted);
+            for (auto const& n : wanted) {
+                auto& l = *m_layers[n.layer];
+                if (l.state[n.chunk] == ChunkState::Absent) {
+                    l.state[n.chunk] = ChunkState::Queued;
+                    m_demand.emplace_back(n.layer, n.chunk);
+                }
+            }
         }
         // Fetcher threads (base/thread.h): a VMM that filters its threads' system
         // calls gives them the network the guest's device thread lacks.

@@ -78,6 +78,11 @@ struct LazyOptions {
     unsigned fill_delay_ms { 2000 };     // before the background fill starts (0: at once)
     bool fill { true };
     std::uint64_t fill_request_bytes { 16 << 20 }; // stored bytes per Range request of the fill
+    // The chunks under the disk's first prefetch_bytes (partition table, boot
+    // sector, a file system's superblock: what nearly every guest reads first)
+    // are queued for the fetch workers as soon as the disk opens, so they
+    // arrive while the VMM and the guest start. 0: none.
+    std::uint64_t prefetch_bytes { 1 << 20 };
 };
 
 // Counters, for tests and benchmarks (GET /metrics could show them).
@@ -110,7 +115,8 @@ struct LazyDiskState {
 };
 std::optional<LazyDiskState> lazy_disk_state(BlockBackend& backend);
 
-// The options from the environment: STRATA_LAZY_FILL_DELAY_MS, STRATA_LAZY_FILL=0.
+// The options from the environment: STRATA_LAZY_FILL_DELAY_MS, STRATA_LAZY_FILL=0,
+// STRATA_LAZY_PREFETCH_KB.
 LazyOptions lazy_options_from_env();
 
 // The chain itself when none of its layers is incomplete, else a LazyDisk over it.

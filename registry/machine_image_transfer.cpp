@@ -71,6 +71,7 @@ Result<PushResult> push_machine_image(Store& store, std::string const& name, Ref
         return make_error(ErrorKind::Usage, "the reference pins digest " + ref.digest + " but the machine image's manifest is " + digest_of(bytes));
     STRATA_TRY(digest, client->put_manifest(ref.tag.empty() ? digest_of(bytes) : ref.tag, kOciManifestType, bytes));
     result.digest = digest;
+    tidy_registry_files(store);
     return result;
 }
 
@@ -85,7 +86,6 @@ Result<MachinePullResult> pull_machine_image(Store& store, Reference const& ref,
         if (read_record(held.root(), RecordKind::MachineImage, name))
             return make_error(ErrorKind::Exists, "a machine-image named '" + name + "' already exists");
     }
-    STRATA_TRY(ensure_dirs(store));
     STRATA_TRY(client, RegistryClient::create(ref, options.client));
     STRATA_TRY(got, get_strata_manifest(*client, kMachineImageArtifactType, kMachineImageConfigType));
     MachinePullResult result;
@@ -113,15 +113,18 @@ Result<MachinePullResult> pull_machine_image(Store& store, Reference const& ref,
         descriptors.push_back(w);
     }
     STRATA_TRY(wanted, group_parts(std::move(descriptors), ref.to_string()));
+    // Which of the manifest's layers each disk takes, and the boot artifacts,
+    // checked in full before anything is fetched or tidied: a refused pull
+    // changes nothing.
+    std::vector<std::vector<std::size_t>> disk_layers(m.disks.size());
     std::size_t next = 0;
-    Fetched f;
-    for (auto& d : m.disks) {
+    for (std::size_t k = 0; k < m.disks.size(); ++k) {
+        auto const& d = m.disks[k];
         if (d.scratch)
             continue;
         std::size_t count = d.layers.size();
         if (count == 0 || count > kMaxManifestLayers)
             return bad(ref.to_string() + ": disk '" + d.id + "' has no layers");
-        d.layers.clear();
         for (std::size_t i = 0; i < count; ++i, ++next) {
             if (next >= wanted.size())
                 return bad(ref.to_string() + ": the manifest has fewer layers than the record's disks");
@@ -130,19 +133,34 @@ Result<MachinePullResult> pull_machine_image(Store& store, Reference const& ref,
                 return bad(ref.to_string() + ": layer " + std::to_string(next) + " is not disk '" + d.id + "''s");
             if (w.layer_size > d.size)
                 return bad(ref.to_string() + ": a layer is larger than its disk");
-            std::size_t before = f.ids.size();
-            STRATA_TRY(fetch_layer(store, *client, w, i == 0, f, result.stats, options));
-            d.layers.push_back(f.ids[before]);
+            disk_layers[k].push_back(next);
         }
-        d.layer_name.clear(); // named afresh in this store
     }
-    std::vector<std::pair<std::string, std::string>> artifacts;
     for (auto const& digest : boot_digests(m.spec.boot)) {
         bool listed = false;
         for (auto const& l : jl)
             listed = listed || (l.is_object() && l.value("mediaType", std::string()) == kBootArtifactType && l.value("digest", std::string()) == "sha256:" + digest);
         if (!listed)
             return bad(ref.to_string() + ": the manifest lacks the boot artifact " + digest.substr(0, 12));
+    }
+    // Accepted: only now may the pull tidy what earlier ones left.
+    STRATA_TRY(ensure_dirs(store));
+    tidy_registry_files(store);
+    Fetched f;
+    for (std::size_t k = 0; k < m.disks.size(); ++k) {
+        auto& d = m.disks[k];
+        if (d.scratch)
+            continue;
+        d.layers.clear();
+        for (std::size_t i = 0; i < disk_layers[k].size(); ++i) {
+            std::size_t before = f.ids.size();
+            STRATA_TRY(fetch_layer(store, *client, wanted[disk_layers[k][i]], i == 0, f, result.stats, options));
+            d.layers.push_back(f.ids[before]);
+        }
+        d.layer_name.clear(); // named afresh in this store
+    }
+    std::vector<std::pair<std::string, std::string>> artifacts;
+    for (auto const& digest : boot_digests(m.spec.boot)) {
         // The store keeps artifacts by digest: one it has is not fetched again.
         if (::access(artifact_path(store.root(), digest).c_str(), F_OK) == 0)
             continue;

@@ -14,7 +14,7 @@
 // or is killed leaves them, and a repeated pull reopens them, checks the chunks
 // marked written against their SHA-256 again (a mark may have reached the disk
 // before the data it stands for) and fetches only the others. A layer that was
-// complete (frozen) is taken as it is. A pull holds <key>.lock from before it
+// complete (frozen) is taken once checked in full (frozen_layer_holds). A pull holds <key>.lock from before it
 // looks at those files until it is over (Fetched::locks), so a second pull of
 // the same blobs is refused meanwhile. What a pull left and nobody repeated
 // within a week is removed (remove_stale_pulls).
@@ -29,8 +29,8 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdio>
 #include <ctime>
-#include <dirent.h>
 #include <fcntl.h>
 #include <mutex>
 #include <sys/file.h>
@@ -277,7 +277,8 @@ std::optional<std::vector<LazyChunk>> placed_chunks(Layer const& layer, std::vec
 }
 
 // Checks the chunks marked written against their SHA-256 (on several threads);
-// those that fail are fetched again.
+// those that fail are unmarked (in marks_fd too, unless it is -1) to be fetched
+// again.
 Status recheck(int fd, int marks_fd, std::vector<LazyChunk> const& chunks, std::vector<char>& written)
 {
     std::atomic<std::size_t> next { 0 };
@@ -294,6 +295,8 @@ Status recheck(int fd, int marks_fd, std::vector<LazyChunk> const& chunks, std::
                 continue;
             written[i] = 0;
             char zero = 0;
+            if (marks_fd < 0)
+                continue;
             if (auto m = pwrite_all(marks_fd, std::as_bytes(std::span(&zero, 1)), i); !m) {
                 std::lock_guard lock(mu);
                 error = m.error();
@@ -308,6 +311,65 @@ Status recheck(int fd, int marks_fd, std::vector<LazyChunk> const& chunks, std::
     if (error)
         return *error;
     return ok();
+}
+
+// A map's extents with neighbours that continue each other joined (the same
+// kind, data that follows on in the file), so two maps of the same mapping
+// compare equal however their runs were cut.
+std::vector<Extent> joined_extents(ExtentMap const& map)
+{
+    std::vector<Extent> out;
+    map.for_each([&](Extent const& e) {
+        if (!out.empty()) {
+            auto& last = out.back();
+            if (last.first + last.count == e.first && mapval::kind(last.value) == mapval::kind(e.value)
+                && mapval::advance(last.value, last.count) == e.value) {
+                last.count += e.count;
+                return;
+            }
+        }
+        out.push_back(e);
+    });
+    return out;
+}
+
+// Whether a frozen layer an earlier pull left for these blobs holds exactly
+// what they make: the mapping lay_out gives their indexes (each chunk's blocks
+// where the file places them, the zero ranges, nothing else), every chunk's
+// bytes with its SHA-256 from the index (checked against the manifest), and a
+// header digest that is the content digest of those bytes. The file sits under
+// tmp/ where anything of the user's may have written it since, and its header
+// digest is what the store would record and later pulls look layers up by:
+// taken unchecked, a changed file would become the image's layer.
+bool frozen_layer_holds(Layer const& layer, std::vector<PartIndex> const& parts)
+{
+    auto placed = placed_chunks(layer, parts);
+    if (!placed || !layer.digest())
+        return false;
+    ExtentMap expected;
+    std::size_t next = 0;
+    for (auto const& [p, rec] : parts) {
+        for (std::size_t i = 0; i < rec.chunks.size(); ++i, ++next) {
+            auto const& c = (*placed)[next];
+            expected.assign(c.offset / kBlockSize, (c.length + kBlockSize - 1) / kBlockSize, mapval::data(c.file_offset));
+        }
+        for (auto const& z : rec.zeros) {
+            std::uint64_t first = (p->offset + z.offset + kBlockSize - 1) / kBlockSize, end = (p->offset + z.offset + z.length) / kBlockSize;
+            if (end > first)
+                expected.assign(first, end - first, mapval::kZero);
+        }
+    }
+    auto a = joined_extents(expected), b = joined_extents(layer.map());
+    if (a.size() != b.size())
+        return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (a[i].first != b[i].first || a[i].count != b[i].count || a[i].value != b[i].value)
+            return false;
+    std::vector<char> all(placed->size(), 1);
+    if (!recheck(layer.fd(), -1, *placed, all) || std::find(all.begin(), all.end(), 0) != all.end())
+        return false;
+    auto digest = layer.compute_digest();
+    return digest && digest.value() == *layer.digest();
 }
 
 // tmp/registry/<key>: the name of a layer's partial pull, from its blobs.
@@ -353,13 +415,7 @@ PullLocks::~PullLocks()
 void remove_stale_pulls(std::string const& store_root, std::int64_t older_than_s)
 {
     std::string dir = store_root + "/tmp/registry";
-    DIR* d = ::opendir(dir.c_str());
-    if (d == nullptr)
-        return;
-    std::vector<std::string> names;
-    while (auto* e = ::readdir(d))
-        names.emplace_back(e->d_name);
-    ::closedir(d);
+    auto names = dir_names(dir);
     auto ends = [](std::string const& n, std::string const& tail) { return n.size() > tail.size() && n.compare(n.size() - tail.size(), tail.size(), tail) == 0; };
     auto old = [&](std::string const& path) {
         struct stat st {};
@@ -432,9 +488,15 @@ Result<std::pair<LayerId, Sha256>> stream_layer(Store& store, RegistryClient& cl
     struct stat st {};
     if (::stat(path.c_str(), &st) == 0) {
         {
-            auto frozen = Layer::open(path, LayerOpen::ReadOnly, *engine);
-            if (frozen && frozen.value()->frozen() && frozen.value()->size() == w.layer_size && frozen.value()->digest())
-                return adopt(*frozen.value());
+            // Through the page cache: the checks read it with plain preads.
+            auto frozen = Layer::open(path, LayerOpen::ReadOnly, *engine, LayerOptions { .cache = CacheMode::Writeback });
+            if (frozen && frozen.value()->frozen()) {
+                if (frozen.value()->size() == w.layer_size && frozen_layer_holds(*frozen.value(), parts))
+                    return adopt(*frozen.value());
+                // Not what these blobs make: pulled afresh below.
+                std::fprintf(stderr, "strata: the complete layer an earlier pull left at '%s' does not hold what its blobs do; "
+                                     "fetching it again\n", path.c_str());
+            }
         }
         auto reopened = Layer::open(path, LayerOpen::Writable, *engine, LayerOptions { .cache = CacheMode::Writeback });
         if (!reopened && reopened.error().kind == ErrorKind::Busy)

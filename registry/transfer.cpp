@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <condition_variable>
 #include <dirent.h>
 #include <mutex>
@@ -45,11 +46,27 @@ Status ensure_dirs(Store& store)
     for (auto const& d : { store.root() + "/registry", records_dir(store), store.tmp_dir() + "/registry" })
         if (::mkdir(d.c_str(), 0755) != 0 && errno != EEXIST)
             return errno_error("create '" + d + "'");
-    prune_records(store.root());
-    remove_stale_pulls(store.root(), kStalePullSeconds);
     return ok();
 }
 
+void tidy_registry_files(Store& store)
+{
+    prune_records(store.root());
+    remove_stale_pulls(store.root(), kStalePullSeconds);
+}
+
+std::vector<std::string> dir_names(std::string const& dir)
+{
+    std::vector<std::string> names;
+    DIR* d = ::opendir(dir.c_str());
+    if (d == nullptr)
+        return names;
+    while (auto* e = ::readdir(d))
+        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+            names.emplace_back(e->d_name);
+    ::closedir(d);
+    return names;
+}
 
 std::optional<LayerBlob> load_record(Store& store, LayerId const& id)
 {
@@ -96,6 +113,24 @@ std::optional<LayerBlob> load_record(Store& store, LayerId const& id)
             return std::nullopt;
     return b;
 }
+
+// Each layer record of the store with its layer's id, in no particular order,
+// until fn returns true; records that do not parse are passed over.
+template <typename Fn>
+void for_each_record(Store& store, Fn&& fn)
+{
+    for (auto const& n : dir_names(records_dir(store))) {
+        if (n.size() < 6 || n.substr(n.size() - 5) != ".json")
+            continue;
+        auto id = LayerId::parse(n.substr(0, n.size() - 5));
+        if (!id)
+            continue;
+        auto r = load_record(store, id.value());
+        if (r && fn(id.value(), *r))
+            return;
+    }
+}
+
 
 Status save_record(Store& store, LayerId const& id, LayerBlob const& b)
 {
@@ -205,28 +240,14 @@ std::string repo_key(Reference const& ref) { return ref.registry + "/" + ref.rep
 std::vector<std::string> blob_repositories(Store& store, std::string const& blob)
 {
     std::vector<std::string> out;
-    DIR* d = ::opendir(records_dir(store).c_str());
-    if (d == nullptr)
-        return out;
-    std::vector<std::string> names;
-    while (auto* e = ::readdir(d))
-        names.emplace_back(e->d_name);
-    ::closedir(d);
-    for (auto const& n : names) {
-        if (n.size() < 6 || n.substr(n.size() - 5) != ".json")
-            continue;
-        auto id = LayerId::parse(n.substr(0, n.size() - 5));
-        if (!id)
-            continue;
-        auto r = load_record(store, id.value());
-        if (!r)
-            continue;
-        for (auto const& p : r->parts)
+    for_each_record(store, [&](LayerId const&, LayerBlob const& r) {
+        for (auto const& p : r.parts)
             if (p.blob == blob)
-                for (auto const& repo : r->repositories)
+                for (auto const& repo : r.repositories)
                     if (std::find(out.begin(), out.end(), repo) == out.end())
                         out.push_back(repo);
-    }
+        return false;
+    });
     return out;
 }
 
@@ -405,23 +426,15 @@ Result<std::optional<LayerId>> find_layer(Store& store, WantedLayer const& w)
         return true;
     };
     std::string const& content = w.content;
-    if (DIR* d = ::opendir(records_dir(store).c_str())) {
-        std::vector<std::string> names;
-        while (auto* e = ::readdir(d))
-            names.emplace_back(e->d_name);
-        ::closedir(d);
-        for (auto const& n : names) {
-            if (n.size() < 6 || n.substr(n.size() - 5) != ".json")
-                continue;
-            auto id = LayerId::parse(n.substr(0, n.size() - 5));
-            if (!id)
-                continue;
-            auto r = load_record(store, id.value());
-            struct stat st {};
-            if (r && ((r->content_verified && r->content == content) || same_blobs(*r)) && ::stat(store.layer_path(id.value()).c_str(), &st) == 0)
-                return std::optional<LayerId>(id.value());
-        }
-    }
+    std::optional<LayerId> found;
+    for_each_record(store, [&](LayerId const& id, LayerBlob const& r) {
+        struct stat st {};
+        if (((r.content_verified && r.content == content) || same_blobs(r)) && ::stat(store.layer_path(id).c_str(), &st) == 0)
+            found = id;
+        return found.has_value();
+    });
+    if (found)
+        return found;
     STRATA_TRY(all, store.layer_digests());
     for (auto const& [id, digest] : all)
         if (digest.to_string() == content)
@@ -854,14 +867,7 @@ void prune_records(std::string const& root)
         return ::stat((root + "/tmp/" + id).c_str(), &st) != 0 && ::stat((root + "/layers/" + id).c_str(), &st) != 0;
     };
     for (auto const& dir : { root + "/registry/layers", lazy_dir(root) }) {
-        DIR* d = ::opendir(dir.c_str());
-        if (d == nullptr)
-            continue;
-        std::vector<std::string> names;
-        while (auto* e = ::readdir(d))
-            names.emplace_back(e->d_name);
-        ::closedir(d);
-        for (auto const& n : names) {
+        for (auto const& n : detail::dir_names(dir)) {
             auto dot = n.find('.');
             if (dot == std::string::npos || dot == 0)
                 continue;
@@ -903,6 +909,7 @@ Result<PushResult> push_image(Store& store, std::string const& name, Reference c
         return make_error(ErrorKind::Usage, "the reference pins digest " + ref.digest + " but the image's manifest is " + digest_of(bytes));
     STRATA_TRY(digest, client->put_manifest(target, kOciManifestType, bytes));
     result.digest = digest;
+    tidy_registry_files(store);
     return result;
 }
 
@@ -913,7 +920,6 @@ Result<PullResult> pull_image(Store& store, Reference const& ref, std::string na
     STRATA_TRY(check_object_name(name));
     if (store.get(ObjectKind::Image, name))
         return make_error(ErrorKind::Exists, "an image named '" + name + "' already exists");
-    STRATA_TRY(ensure_dirs(store));
     STRATA_TRY(client, RegistryClient::create(ref, options.client));
     STRATA_TRY(got, get_strata_manifest(*client, kImageArtifactType, kImageConfigType));
     PullResult result;
@@ -933,6 +939,10 @@ Result<PullResult> pull_image(Store& store, Reference const& ref, std::string na
     STRATA_TRY(wanted, group_parts(std::move(descriptors), ref.to_string()));
     if (wanted.size() > kMaxManifestLayers)
         return bad(ref.to_string() + ": an image has 1 to " + std::to_string(kMaxManifestLayers) + " layers");
+    // Accepted: the registry answered and the manifest holds. Only now may the
+    // pull tidy what earlier ones left.
+    STRATA_TRY(ensure_dirs(store));
+    tidy_registry_files(store);
     Fetched f;
     for (std::size_t i = 0; i < wanted.size(); ++i)
         STRATA_TRY(fetch_layer(store, *client, wanted[i], i == 0, f, result.stats, options));

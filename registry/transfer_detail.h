@@ -137,8 +137,16 @@ std::string hex_of(std::string const& digest);
 void remove_stale_pulls(std::string const& store_root, std::int64_t older_than_s);
 inline constexpr std::int64_t kStalePullSeconds = 7 * 24 * 3600;
 
-// Makes registry/'s folders in the store and prunes what names removed layers.
+// Makes registry/'s folders in the store. Changes nothing else: a request that
+// is refused afterwards leaves the store as it found it.
 [[nodiscard]] Status ensure_dirs(Store& store);
+// Prunes the records of removed layers (prune_records) and removes week-old
+// leftovers of pulls (remove_stale_pulls). Called once a push or pull has been
+// accepted (its reference, manifest and layers checked), never before: a
+// refused request changes nothing.
+void tidy_registry_files(Store& store);
+// The names in a folder, without "." and ".." (none if it cannot be read).
+std::vector<std::string> dir_names(std::string const& dir);
 std::string repo_key(Reference const& ref);
 Error bad(std::string const& what);
 [[nodiscard]] Status push_layer(Store& store, RegistryClient& client, LayerId const& id, TransferOptions const& options, LayerBlob& out,

@@ -577,7 +577,8 @@ def case_dropped_connection(work):
         store_is_clean(c, "dropped connections")
         # What the failed pull left under tmp/registry/ (its laid-out layer and
         # chunk marks) stays for a repeated pull; once nothing has touched it
-        # for a week, any pull or push removes it.
+        # for a week, any accepted pull or push removes it, and a refused one
+        # (here: an unknown reference) changes nothing, week-old or not.
         tmp = os.path.join(c, "tmp", "registry")
         left = sorted(os.listdir(tmp))
         check(any(n.endswith(".layer") for n in left) and any(n.endswith(".chunks") for n in left), f"left for a repeated pull: {left}")
@@ -588,6 +589,12 @@ def case_dropped_connection(work):
         for n in left:
             os.utime(os.path.join(tmp, n), (old, old))
         strata(c, "images", "pull", none, "--insecure", expect=EX_NOINPUT)
+        check(sorted(os.listdir(tmp)) == left, f"a refused pull leaves even a week-old leftover: {os.listdir(tmp)}")
+        # An accepted pull of another image (straight from the registry) removes it.
+        make_raw(os.path.join(work, "other.raw"), 1, 7)
+        strata(a, "images", "import", "other", os.path.join(work, "other.raw"), "-f", "raw")
+        strata(a, "images", "push", "other", f"{reg.host}/team/other:v1", "--insecure")
+        strata(c, "images", "pull", f"{reg.host}/team/other:v1", "--insecure")
         check(os.listdir(tmp) == [], f"a week-old leftover is removed: {os.listdir(tmp)}")
         # The registry recovers: the repeated pull completes.
         front.drop = 0
@@ -770,6 +777,133 @@ def case_resume_frozen(work):
         check(os.listdir(os.path.join(c, "tmp", "registry")) == [], "a recorded pull leaves nothing under tmp/registry")
     finally:
         reg.stop()
+
+
+def case_resume_frozen_tampered(work):
+    """The complete layer an earlier pull left under tmp/registry/ is taken only
+    if it still holds what its blobs make: one whose data was changed since
+    (here one byte of a chunk, the header left as it was) is fetched again, and
+    the image pulled is the one pushed."""
+    reg = Registry(os.path.join(work, "reg"))
+    try:
+        a = setup(work, reg)
+        ref = f"{reg.host}/team/two:v1"
+        strata(a, "images", "push", "two", ref, "--insecure")
+        m = registry_manifest(reg, "team/two", "v1")
+        top = m["layers"][1]
+        path = reg.blob_path(top["digest"])
+        with open(path, "rb") as f:
+            good = f.read()
+        bad = bytearray(good)
+        bad[int(top["annotations"]["org.strata.layer.index-offset"])] ^= 0xff
+        with open(path, "wb") as f:
+            f.write(bytes(bad))
+        c = os.path.join(work, "c")
+        strata(c, "images", "pull", ref, "--insecure", expect=EX_DATAERR)
+        tmp = os.path.join(c, "tmp", "registry")
+        layers = [os.path.join(tmp, n) for n in os.listdir(tmp) if n.endswith(".layer")]
+        check(len(layers) == 1, f"the bottom layer's complete file is left: {os.listdir(tmp)}")
+        # One byte of data in the middle of the file changed.
+        os.chmod(layers[0], 0o644)
+        # One byte of a chunk's data changed: where the image's block 10 (random
+        # bytes) sits in the file.
+        with open(os.path.join(work, "base.raw"), "rb") as f:
+            f.seek(10 * 4096)
+            block = f.read(4096)
+        with open(layers[0], "r+b") as f:
+            data = f.read()
+            at = data.find(block)
+            check(at > 0, "the layer file holds the image's block 10")
+            f.seek(at + 100)
+            f.write(bytes([data[at + 100] ^ 0x01]))
+        with open(path, "wb") as f:
+            f.write(good)
+        r = strata(c, "images", "pull", ref, "--insecure")
+        s = stats(r)
+        print(f"the repeated pull fetched {s['downloaded_bytes']} bytes; stderr: {r.stderr.strip()}")
+        check("fetching it again" in r.stderr, f"the pull says it refetches the changed layer: {r.stderr}")
+        check(s["downloaded"] == 2, f"both blobs were fetched: {s}")
+        check(export_raw(a, "two", work + "/a.raw") == export_raw(c, "two", work + "/c.raw"), "the pulled image differs")
+    finally:
+        reg.stop()
+
+
+def case_vms_describe_bad_metrics(work):
+    """vms describe of a running VM whose VMM answers /metrics with fields of
+    the wrong types: exit 0, the malformed fields left out (said on stderr),
+    the well-formed ones shown. The VMM is a stand-in here: the test holds the
+    VM's runtime lock and serves its API socket."""
+    import fcntl
+    import socketserver
+    import threading
+    reg, c = None, None
+    server = None
+    try:
+        reg, c = lazy_vm(work)
+        sock = json.loads(strata(c, "vms", "describe", "lz", "--json").stdout)["api_socket"]
+        rdir = os.path.dirname(sock)
+        os.makedirs(rdir, mode=0o700, exist_ok=True)
+        lock = open(os.path.join(rdir, "lock"), "w")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        answers = [
+            {"boot_complete_us": "soon", "disks": [{"drive_id": 7, "lazy": {"chunks_total": 1}}]},
+            {"boot_complete_us": 12, "disks": [{"drive_id": "data", "lazy": {"chunks_present": "three", "chunks_total": 9,
+                                                                               "demand_bytes": -1, "fill_bytes": [1], "failed_fetches": 0}}]},
+            {"disks": {"drive_id": "data"}},
+            {"disks": [{"drive_id": "data", "lazy": [1, 2]}, "x", None]},
+            [1, 2, 3],
+        ]
+        current = {"body": b"{}"}
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                body = current["body"] if self.path == "/metrics" else b"{}"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        class Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+            daemon_threads = True
+
+            def get_request(self):
+                req, _ = super().get_request()
+                return req, ("local", 0)
+
+        if os.path.exists(sock):
+            os.unlink(sock)
+        server = Server(sock, Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        for answer in answers:
+            current["body"] = json.dumps(answer).encode()
+            r = strata(c, "vms", "describe", "lz", "--json")
+            d = json.loads(r.stdout)
+            check(d["state"] == "running", f"the stand-in VMM counts as running: {d['state']}")
+            check("left out" in r.stderr, f"a malformed answer {answer} is said: {r.stderr}")
+            vmm = (d["disks"][0].get("lazy") or {}).get("vmm")
+            check(vmm is None or all(isinstance(v, int) and v >= 0 for v in vmm.values()), f"only counts are taken: {vmm}")
+            check(d["boot_complete_us"] is None or isinstance(d["boot_complete_us"], int), f"boot_complete_us: {d['boot_complete_us']}")
+            strata(c, "vms", "describe", "lz")
+        # The second answer's well-formed counters are shown.
+        current["body"] = json.dumps(answers[1]).encode()
+        d = json.loads(strata(c, "vms", "describe", "lz", "--json").stdout)
+        check(d["boot_complete_us"] == 12 and d["disks"][0]["lazy"]["vmm"] == {"chunks_total": 9, "failed_fetches": 0},
+              f"the well-formed fields are kept: {d['boot_complete_us']} {d['disks'][0]['lazy']}")
+        check("its VMM: 0 of 9 chunks here" in strata(c, "vms", "describe", "lz").stdout, "the text shows the counts it has")
+        server.shutdown()
+        server.server_close()
+        server = None
+        lock.close()
+    finally:
+        if server:
+            server.shutdown()
+            server.server_close()
+        if reg:
+            reg.stop()
 
 
 def case_concurrent_pull(work):
@@ -1109,8 +1243,16 @@ def case_lazy_kill(work):
         # The next start: the guest reads everything right, and the fill fetches
         # only what was not present.
         front.slow = False
-        r = strata(b, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=64 req_kb=1024 qd=4",
-                   env={"STRATA_LAZY_FILL_DELAY_MS": "0"})
+        # The killed `strata run`'s VMM process goes a moment after it: until
+        # then it holds the disk's layers (75, in use).
+        deadline = time.monotonic() + 30
+        while True:
+            r = strata(b, "run", "--firmware", fw + "/blkread.elf", "--disk", "d", "--cmdline", "count=64 req_kb=1024 qd=4",
+                       env={"STRATA_LAZY_FILL_DELAY_MS": "0"}, expect=None)
+            if r.returncode != 75 or "in use" not in r.stderr or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        check(r.returncode == 0, f"the next start: exit {r.returncode}: {r.stderr}")
         check("blkread: ok 64 requests" in r.stdout and "errors 0" in r.stdout, f"read after the kill: {r.stdout} {r.stderr}")
         line = [l for l in r.stderr.splitlines() if "lazy disk" in l][0]
         n = [int(x) for x in re.findall(r"(\d+) bytes", line)]
@@ -1349,7 +1491,7 @@ def case_running_state(work):
         reg.stop()
 
 
-CASES = {"running_state": case_running_state, "parts": case_parts, "concurrent_pull": case_concurrent_pull, "resume_marks_ahead": case_resume_marks_ahead, "resume_frozen": case_resume_frozen, "vms_describe_lazy": case_vms_describe_lazy, "vms_describe_lazy_running": case_vms_describe_lazy_running, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
+CASES = {"running_state": case_running_state, "resume_frozen_tampered": case_resume_frozen_tampered, "vms_describe_bad_metrics": case_vms_describe_bad_metrics, "parts": case_parts, "concurrent_pull": case_concurrent_pull, "resume_marks_ahead": case_resume_marks_ahead, "resume_frozen": case_resume_frozen, "vms_describe_lazy": case_vms_describe_lazy, "vms_describe_lazy_running": case_vms_describe_lazy_running, "content_annotation": case_content_annotation, "tls": case_tls, "lazy": case_lazy, "lazy_kill": case_lazy_kill, "push_pull": case_push_pull, "skopeo": case_skopeo, "bad_input": case_bad_input, "auth_basic": case_auth_basic,
          "bearer": case_bearer, "dropped_connection": case_dropped_connection, "redirect": case_redirect,
          "sigkill": case_sigkill, "machine_images": case_machine_images}
 
