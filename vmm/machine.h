@@ -64,6 +64,7 @@ class CmosRtc;
 class DebugExit;
 class MachineDisks;
 class MachineNets;
+class PreparedNets;
 class BootTimer;
 class AgentChannel;
 struct VirtioSlot;
@@ -109,6 +110,10 @@ struct MachineIo {
     // The metadata service's data store, filled through the VMM's API; the
     // interfaces MachineConfig::mmds names serve it. Null: no metadata service.
     std::shared_ptr<virtio::net::MmdsStore> mmds;
+    // netns=auto interfaces whose namespace and tap were made before the VMM
+    // was jailed (prepared_nets.h): the machine uses their taps rather than
+    // making namespaces. Null, or an interface not in it: the machine makes them.
+    std::shared_ptr<PreparedNets const> prepared_nets;
 };
 
 class Machine {

@@ -236,6 +236,14 @@ int shared_netns()
 
 [[noreturn]] void supervise(pid_t child, Cgroup const& cg, sigset_t const& forwarded, JailSpec const& spec)
 {
+    // From here the supervisor only waits, forwards and cleans up: filtered to
+    // that. One that cannot be filtered takes its VMM down rather than run
+    // unfiltered (and still cleans up after it).
+    if (auto filtered = apply_supervisor_seccomp(spec.supervisor_seccomp, child); !filtered) {
+        std::string const message = "strata: jail: " + filtered.error().message + "; ending the VMM\n";
+        [[maybe_unused]] auto n = ::write(STDERR_FILENO, message.data(), message.size());
+        ::kill(child, SIGKILL);
+    }
     int status = 0;
     for (;;) {
         siginfo_t info {};
@@ -250,6 +258,8 @@ int shared_netns()
         if (done == child)
             break;
     }
+    if (spec.after_vmm)
+        spec.after_vmm();
     // The cgroup goes once empty; a cgroup folder is removed with rmdir alone.
     for (auto const& dir : cg.dirs)
         ::rmdir(dir.c_str());
@@ -559,10 +569,11 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     ::sigprocmask(SIG_SETMASK, &mask, nullptr);
 
     int flags = CLONE_NEWNS;
-    // Tap devices live in the host's network namespace (and a lazily pulled disk
-    // reaches its registry through it): only a VM that uses neither leaves it, for
-    // the shared empty one or, without it, one of its own; either has nothing but
-    // a loopback that is down.
+    // Host taps live in the host's network namespace (and a lazily pulled disk
+    // reaches its registry through it): only a VM that uses neither leaves it
+    // (taps opened before the jail work from anywhere), for the shared empty one
+    // or, without it, one of its own; either has nothing but a loopback that is
+    // down.
     if (spec.new_network && netns < 0)
         flags |= CLONE_NEWNET;
     if (::unshare(flags) != 0)
@@ -581,6 +592,7 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     if (::read(sync[0], &host_pid, sizeof host_pid) != static_cast<ssize_t>(sizeof host_pid))
         ::_exit(1); // the supervisor died before letting it go
     jailed.host_pid = host_pid;
+    jailed.supervised = true;
     ::close(sync[0]);
     STRATA_TRY(apply_landlock(spec, jailed));
     STRATA_TRY(drop_privileges(spec, root, true, jailed));
