@@ -62,7 +62,7 @@ Status forget_saved_state(Store& store, std::string const& name)
 }
 
 struct JailedVmm {
-    pid_t pid_for_file { 0 };
+    Jailed jailed; // await_cgroup before guest memory
     // The netns=auto interfaces made before the jail, for the machine.
     std::shared_ptr<PreparedNets> nets;
 };
@@ -96,7 +96,7 @@ Result<JailedVmm> jail_vm(Store& store, MachineConfig const& config, RuntimePath
         out.nets->disown();
     if (!jailed)
         return jailed.error();
-    out.pid_for_file = jailed.value().host_pid;
+    out.jailed = std::move(jailed.value());
     return out;
 }
 
@@ -137,12 +137,14 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
     // The jail forks and unshares: it comes before any thread (seccomp's spawner too).
     pid_t pid_for_file = ::getpid();
     std::shared_ptr<PreparedNets> prepared_nets;
+    Jailed jailed;
+    jailed.host_pid = pid_for_file;
     if (options.jail) {
-        auto jailed = jail_vm(*store.value(), config.value(), paths, options);
-        if (!jailed)
-            return report(jailed.error());
-        pid_for_file = jailed.value().pid_for_file;
-        prepared_nets = std::move(jailed.value().nets);
+        auto made = jail_vm(*store.value(), config.value(), paths, options);
+        if (!made)
+            return report(made.error());
+        jailed = std::move(made.value().jailed);
+        prepared_nets = std::move(made.value().nets);
     }
     if (auto filtering = enable_seccomp_option(seccomp); !filtering)
         return report(filtering.error());
@@ -210,6 +212,10 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
                                  current.restore_from = "suspended";
                                  return save_vm(held, current, false);
                              } });
+    // In its cgroup before the machine (and its guest memory) is made.
+    if (auto in_cgroup = await_cgroup(jailed); !in_cgroup)
+        return report(in_cgroup.error());
+    pid_for_file = jailed.host_pid;
     int status = serve_until_exit(controller, paths.api_socket, true, write_pid, on_exit);
     ::unlink(paths.pid_file.c_str());
     return status;
@@ -235,6 +241,10 @@ int run_api_only(std::string const& given_socket, VmmOptions const& options)
         auto jailed = enter_jail(spec);
         if (!jailed)
             return report(jailed.error());
+        // No guest memory before InstanceStart, but nothing gains by waiting
+        // later here: the API answers only once the VMM is in its cgroup.
+        if (auto in_cgroup = await_cgroup(jailed.value()); !in_cgroup)
+            return report(in_cgroup.error());
     }
     if (auto filtering = enable_seccomp_option(options.seccomp); !filtering)
         return report(filtering.error());

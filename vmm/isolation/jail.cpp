@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <dirent.h>
 #include <grp.h>
+#include <poll.h>
 #include <unistd.h>
 
 namespace strata {
@@ -494,6 +495,28 @@ void give_back_runtime_dir(std::string const& dir)
     (void)lend_runtime_dir(dir, ::getuid(), ::getgid());
 }
 
+Status await_cgroup(Jailed& jailed)
+{
+    if (jailed.cgroup_pending < 0)
+        return ok();
+    pid_t host_pid = 0;
+    ssize_t n = 0;
+    while ((n = ::read(jailed.cgroup_pending, &host_pid, sizeof host_pid)) < 0 && errno == EINTR) {
+    }
+    // The supervisor keeps its end open while it lives. One that died before
+    // the VMM set PR_SET_PDEATHSIG (a busy host may run the supervisor well
+    // ahead) sent no signal: its end is closed now, and the VMM must not run
+    // unsupervised.
+    pollfd alive { jailed.cgroup_pending, POLLIN, 0 };
+    bool const gone = n != static_cast<ssize_t>(sizeof host_pid) || (::poll(&alive, 1, 0) == 1 && (alive.revents & POLLHUP));
+    ::close(jailed.cgroup_pending);
+    jailed.cgroup_pending = -1;
+    if (gone)
+        ::_exit(1);
+    jailed.host_pid = host_pid;
+    return ok();
+}
+
 Result<Jailed> enter_jail(JailSpec const& spec)
 {
     Jailed jailed;
@@ -551,8 +574,9 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         if (root)
             cg = join_cgroup(spec, child, jailed);
         // Let the VMM go on, now in its cgroup, telling it its pid on the host.
+        // The write end stays open for the supervisor's life: the VMM sees it
+        // closed only if the supervisor is gone (await_cgroup).
         [[maybe_unused]] auto w = ::write(sync[1], &child, sizeof child);
-        ::close(sync[1]);
         supervise(child, cg, forwarded, spec);
     }
 
@@ -585,15 +609,11 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     }
     STRATA_TRY(build_root(spec, root));
     STRATA_TRY(set_limits(spec));
-    // Moving a process into a v1 memory cgroup takes some 10 ms here (the kernel
-    // waits for an RCU grace period): the supervisor does it while the root is
-    // built, and the VMM waits for it only now, before it allocates guest memory.
-    pid_t host_pid = 0;
-    if (::read(sync[0], &host_pid, sizeof host_pid) != static_cast<ssize_t>(sizeof host_pid))
-        ::_exit(1); // the supervisor died before letting it go
-    jailed.host_pid = host_pid;
+    // The supervisor moves the VMM into its cgroup meanwhile; await_cgroup waits
+    // for it later, just before guest memory is allocated.
+    jailed.host_pid = 0;
     jailed.supervised = true;
-    ::close(sync[0]);
+    jailed.cgroup_pending = sync[0];
     STRATA_TRY(apply_landlock(spec, jailed));
     STRATA_TRY(drop_privileges(spec, root, true, jailed));
     return jailed;

@@ -86,8 +86,11 @@ struct JailSpec {
 };
 
 struct Jailed {
-    pid_t host_pid { 0 }; // the jailed VMM's pid on the host: for the pid file
+    // The jailed VMM's pid on the host, for the pid file: known once
+    // await_cgroup returned.
+    pid_t host_pid { 0 };
     bool supervised { false }; // a supervisor runs (and runs after_vmm)
+    int cgroup_pending { -1 };  // the supervisor's go-ahead, read by await_cgroup
     std::vector<std::string> lacks; // what the jail could not apply, already logged
 };
 
@@ -96,6 +99,15 @@ struct Jailed {
 // error is returned only before the fork, or in the VMM when a step it could take
 // failed (the VMM must not run half-jailed then).
 [[nodiscard]] Result<Jailed> enter_jail(JailSpec const& spec);
+
+// In the jailed VMM: waits until the supervisor has moved it into its cgroup
+// and learns its host pid. Moving a process into a v1 memory cgroup takes some
+// 10 ms (the kernel waits for an RCU grace period), so the VMM goes on setting
+// itself up (filters, threads, sockets) meanwhile and waits only here, which
+// must come before it allocates guest memory: memory is charged to the cgroup
+// it was allocated in. Does nothing for a VMM without a supervisor. A
+// supervisor that died before letting it go ends the VMM.
+[[nodiscard]] Status await_cgroup(Jailed& jailed);
 
 // Gives a runtime folder that a jail with another uid held (and the files the VMM
 // made in it) back to the caller: what the supervisor does when the VMM ends, and
