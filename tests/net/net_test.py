@@ -775,6 +775,41 @@ def vms_netns_jailed_case():
         shutil.rmtree(xdg, ignore_errors=True)
 
 
+def run_restart_netns_case():
+    """`strata run --net netns=auto --on-reboot restart`: every thread of the VMM
+    is filtered, its main thread too (the namespace and its tap are made once,
+    before the filters, for every machine a reset rebuilds); the guest answers,
+    and the namespace is gone once strata ends. Watched failing on the code
+    before: the main thread stayed unfiltered (Seccomp 0) and said so."""
+    outer = f"strata-nt-{os.getpid()}-rr"
+    sh("ip", "netns", "add", outer)
+    proc = None
+    try:
+        sh("ip", "-n", outer, "link", "set", "lo", "up")
+        proc = run_guest(outer, [STRATA, "run", "--firmware", NETECHO, "--net", "netns=auto", "--on-reboot", "restart",
+                                 "--cmdline", f"ip={GUEST_IP} timeout_s=120"])
+        name, addr = namespace_line(proc)
+        echo_each(outer, [addr], pings=1)
+        # ip netns exec executes strata in its own place: the pid is the Popen's.
+        threads = seccomp_modes(proc.pid)
+        check("strata" in threads and "net-net0" in threads, f"threads: {threads}")
+        check(all(mode == 2 for mode in threads.values()), f"a VMM thread runs unfiltered: {threads}")
+        quit_each(outer, [addr])
+        rc, out = finish(proc, "the VM")
+        check(rc == 0 and "netecho: done" in out, f"the VM ended {rc}")
+        check("stays unfiltered" not in out, "the main thread was left unfiltered")
+        check(name not in sh("ip", "netns", "list").stdout, f"namespace {name} left behind")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        subprocess.run(["ip", "netns", "del", outer], capture_output=True, timeout=30)
+
+
 def main():
     if os.geteuid() != 0:
         skip("needs root for network namespaces and taps")
@@ -806,6 +841,8 @@ def main():
         vms_running_clones_case()
     elif CASE == "vms_netns_jailed":
         vms_netns_jailed_case()
+    elif CASE == "run_restart_netns":
+        run_restart_netns_case()
     else:
         fail("unknown case " + CASE)
     print("PASS", CASE)
