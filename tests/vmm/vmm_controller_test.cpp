@@ -86,7 +86,7 @@ TEST_CASE("a drive file gone between its PUT and InstanceStart is the client's e
     CHECK(json::parse(api::handle_request(f.controller, "GET", "/", "").body)["state"] == "Not started");
 }
 
-TEST_CASE("PUT /drives puts a drive in a rate limit group; a refused PUT changes nothing")
+TEST_CASE("PUT /drives puts a drive in a rate limit group, and a refused PUT changes nothing")
 {
     Fixture f;
     std::string const a = f.make_file("a.img");
