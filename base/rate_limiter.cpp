@@ -1,6 +1,7 @@
 #include "base/rate_limiter.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <sys/timerfd.h>
 #include <unistd.h>
@@ -26,6 +27,22 @@ Status check_rate_limiter(RateLimiterConfig const& config)
 {
     STRATA_TRY(check_bucket(config.bandwidth, "bandwidth"));
     return check_bucket(config.ops, "ops");
+}
+
+bool valid_rate_limit_group(std::string_view group)
+{
+    if (group.empty() || group.size() > 20 || group == "." || group == "..")
+        return false;
+    return std::all_of(group.begin(), group.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+    });
+}
+
+Status check_rate_limit_group(std::string const& group)
+{
+    if (!valid_rate_limit_group(group))
+        return make_error(ErrorKind::Usage, "rate limit group '" + group + "' must be 1-20 letters, digits, '-', '_' or '.'");
+    return ok();
 }
 
 TokenBucket::TokenBucket(TokenBucketConfig const& config, Clock::time_point now)

@@ -22,6 +22,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <string>
+#include <string_view>
 #include <mutex>
 
 namespace strata {
@@ -42,6 +44,12 @@ struct RateLimiterConfig {
 
 // A bucket's configuration must have a refill_time when it has a size.
 [[nodiscard]] Status check_rate_limiter(RateLimiterConfig const& config);
+
+// A rate limit group's name (disks of a group share one limiter): 1-20 of
+// A-Z a-z 0-9 - _ . as disk ids, neither "." nor "..".
+[[nodiscard]] bool valid_rate_limit_group(std::string_view group);
+// The same as a Usage error naming the group.
+[[nodiscard]] Status check_rate_limit_group(std::string const& group);
 
 class TokenBucket {
 public:

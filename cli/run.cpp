@@ -9,6 +9,7 @@
 #include "devices/virtio/net/mmds_store.h"
 #include "vmm/isolation/seccomp.h"
 #include "vmm/machine.h"
+#include "vmm/prepared_nets.h"
 #include "vmm/vmm_controller.h"
 
 #include <CLI/CLI.hpp>
@@ -107,25 +108,24 @@ int run_vm(RunOptions& options)
 
     if (!options.api_socket.empty())
         return run_with_api(config, options.api_socket, store.value());
-    // A machine rebuilt after a reset makes its netns=auto namespaces anew, which
-    // runs ip (fork and exec, which no filter allows): the main thread then stays
-    // unfiltered, and says so; every other thread is filtered as always.
-    bool const filter_main = config.on_reboot != OnReboot::Restart
-        || std::none_of(config.nets.begin(), config.nets.end(), [](NetConfig const& n) { return n.netns_auto; });
-    if (!filter_main && seccomp_mode() != SeccompMode::Off)
-        std::cerr << "strata: seccomp: the main thread stays unfiltered: with --on-reboot restart and --net netns=auto it "
-                     "makes a new namespace (runs ip) at each reset\n";
+    // The netns=auto namespaces and their taps are made once, before the first
+    // machine (making one runs ip, which no filter allows): a machine rebuilt
+    // after a reset uses the same taps, so the main thread is filtered from the
+    // first machine on. They are deleted when this process ends.
+    auto prepared = PreparedNets::create(config.nets);
+    if (!prepared)
+        return report(prepared.error());
+    MachineIo io { STDOUT_FILENO, STDIN_FILENO, store.value() };
+    io.prepared_nets = prepared.value();
     for (;;) {
-        auto machine = Machine::create(config, MachineIo { STDOUT_FILENO, STDIN_FILENO, store.value() });
+        auto machine = Machine::create(config, io);
         if (!machine)
             return report(machine.error());
         int signal_number = 0;
         Machine& m = *machine.value();
         // The machine is built: from here the main thread only waits for it.
-        if (filter_main) {
-            if (auto filtered = apply_seccomp(ThreadKind::Vmm); !filtered)
-                return report(filtered.error());
-        }
+        if (auto filtered = apply_seccomp(ThreadKind::Vmm); !filtered)
+            return report(filtered.error());
         auto exit = with_signals<MachineExit>([&] { return m.run(); }, [&] { m.stop(); }, signal_number);
         bool restart = false;
         int status = exit_status(exit, config.on_reboot, signal_number, restart);

@@ -18,9 +18,14 @@
 
 namespace strata::cli {
 
+Result<SeccompMode> seccomp_mode_option(std::string const& option)
+{
+    return option.empty() ? default_seccomp_mode() : parse_seccomp_mode(option);
+}
+
 Status enable_seccomp_option(std::string const& option)
 {
-    STRATA_TRY(mode, option.empty() ? default_seccomp_mode() : parse_seccomp_mode(option));
+    STRATA_TRY(mode, seccomp_mode_option(option));
     return enable_seccomp(mode);
 }
 

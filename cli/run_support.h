@@ -5,6 +5,7 @@
 #pragma once
 
 #include "base/result.h"
+#include "vmm/isolation/seccomp.h"
 #include "vmm/machine.h"
 #include "vmm/vmm_controller.h"
 
@@ -17,6 +18,8 @@ namespace strata::cli {
 // Turns on the VMM's seccomp filters (vmm/isolation/seccomp.h): `option` is the
 // command's --seccomp, empty when not given (then $STRATA_SECCOMP, else default).
 [[nodiscard]] Status enable_seccomp_option(std::string const& option);
+// The mode `option` names (as above), for the jail's supervisor.
+[[nodiscard]] Result<SeccompMode> seccomp_mode_option(std::string const& option);
 
 // Prints "strata: <message>" on stderr and returns the error's sysexits code.
 int report(Error const& error);

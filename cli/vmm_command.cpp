@@ -14,6 +14,7 @@
 #include "devices/virtio/net/mmds_store.h"
 #include "vmm/console_relay.h"
 #include "vmm/isolation/jail_vm.h"
+#include "vmm/prepared_nets.h"
 #include "vmm/prepared_vm.h"
 #include "vmm/runtime_dir.h"
 #include "vmm/vm_config.h"
@@ -61,24 +62,43 @@ Status forget_saved_state(Store& store, std::string const& name)
     return save_vm(held, vm, false);
 }
 
+struct JailedVmm {
+    Jailed jailed; // await_cgroup before guest memory
+    // The netns=auto interfaces made before the jail, for the machine.
+    std::shared_ptr<PreparedNets> nets;
+};
+
 // Starts the jail (vmm/isolation/jail.h) for a stored VM: returns in the jailed
-// VMM with the pid its pid file names (its own, on the host).
-Result<pid_t> jail_vm(Store& store, MachineConfig const& config, RuntimePaths const& paths, VmmOptions const& options)
+// VMM with the pid its pid file names (its own, on the host). The VM's netns=auto
+// namespaces are made and their taps opened first, on the host (ip and iptables
+// run from the host's file system, and joining a namespace needs a capability
+// the VMM drops); the supervisor deletes them when the VMM ends.
+Result<JailedVmm> jail_vm(Store& store, MachineConfig const& config, RuntimePaths const& paths, VmmOptions const& options)
 {
-    for (auto const& net : config.nets)
-        if (net.netns_auto) {
-            // The namespace's set-up runs ip and iptables from the host's file system.
-            std::cerr << "strata: jail: not applied: interface '" << net.id << "' uses netns=auto, which runs the host's ip and iptables\n";
-            return ::getpid();
-        }
+    JailedVmm out;
+    STRATA_TRY(nets, PreparedNets::create(config.nets));
+    out.nets = std::move(nets);
     JailOptions jo;
     if (options.jail_uid)
         jo.uid = static_cast<uid_t>(*options.jail_uid);
     if (options.jail_gid)
         jo.gid = static_cast<gid_t>(*options.jail_gid);
+    jo.netns_auto_prepared = true;
     STRATA_TRY(spec, jail_spec_for_vm(store, config, paths, jo));
-    STRATA_TRY(jailed, enter_jail(spec));
-    return jailed.host_pid;
+    STRATA_TRY(mode, seccomp_mode_option(options.seccomp));
+    spec.supervisor_seccomp = mode;
+    if (!out.nets->empty())
+        spec.after_vmm = [nets = out.nets] { nets->delete_namespaces(); };
+    pid_t const before = ::getpid();
+    auto jailed = enter_jail(spec);
+    // In the jailed VMM (which returns here, with or without an error) the
+    // namespaces are the supervisor's: it can no longer reach /run/netns.
+    if (::getpid() != before || (jailed && jailed.value().supervised))
+        out.nets->disown();
+    if (!jailed)
+        return jailed.error();
+    out.jailed = std::move(jailed.value());
+    return out;
 }
 
 int run_stored_vm(std::string const& name, VmmOptions const& options)
@@ -117,11 +137,15 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
     }
     // The jail forks and unshares: it comes before any thread (seccomp's spawner too).
     pid_t pid_for_file = ::getpid();
+    std::shared_ptr<PreparedNets> prepared_nets;
+    Jailed jailed;
+    jailed.host_pid = pid_for_file;
     if (options.jail) {
-        auto jailed = jail_vm(*store.value(), config.value(), paths, options);
-        if (!jailed)
-            return report(jailed.error());
-        pid_for_file = jailed.value();
+        auto made = jail_vm(*store.value(), config.value(), paths, options);
+        if (!made)
+            return report(made.error());
+        jailed = std::move(made.value().jailed);
+        prepared_nets = std::move(made.value().nets);
     }
     // The VM itself (KVM, its RAM slots, the interrupt controllers) is made on a
     // thread of its own from here, while the rest of the start goes on: its
@@ -149,6 +173,7 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
     }
     MachineIo io { relay.value()->serial_out(), relay.value()->serial_in(), mmds };
     io.prepared = preparation;
+    io.prepared_nets = prepared_nets;
     VmmController controller(name, config.value(), io,
         [&st, &record](Machine&, MachineImageCapture const& capture) { return record_vm_capture(st, record, capture); },
         [&st](std::string const& image) { return check_machine_image_name_free(st, image); });
@@ -197,6 +222,10 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
                                  current.restore_from = "suspended";
                                  return save_vm(held, current, false);
                              } });
+    // In its cgroup before the machine (and its guest memory) is made.
+    if (auto in_cgroup = await_cgroup(jailed); !in_cgroup)
+        return report(in_cgroup.error());
+    pid_for_file = jailed.host_pid;
     int status = serve_until_exit(controller, paths.api_socket, true, write_pid, on_exit);
     ::unlink(paths.pid_file.c_str());
     return status;
@@ -214,9 +243,18 @@ int run_api_only(std::string const& given_socket, VmmOptions const& options)
             jo.uid = static_cast<uid_t>(*options.jail_uid);
         if (options.jail_gid)
             jo.gid = static_cast<gid_t>(*options.jail_gid);
-        auto jailed = enter_jail(jail_spec_for_api(std::filesystem::path(socket).parent_path().string(), jo));
+        auto spec = jail_spec_for_api(std::filesystem::path(socket).parent_path().string(), jo);
+        auto mode = seccomp_mode_option(options.seccomp);
+        if (!mode)
+            return report(mode.error());
+        spec.supervisor_seccomp = mode.value();
+        auto jailed = enter_jail(spec);
         if (!jailed)
             return report(jailed.error());
+        // No guest memory before InstanceStart, but nothing gains by waiting
+        // later here: the API answers only once the VMM is in its cgroup.
+        if (auto in_cgroup = await_cgroup(jailed.value()); !in_cgroup)
+            return report(in_cgroup.error());
     }
     if (auto filtering = enable_seccomp_option(options.seccomp); !filtering)
         return report(filtering.error());

@@ -1,4 +1,5 @@
-// Rate limits in records (VM records' and instance templates' disks): a
+// Rate limits in records (VM records' and instance templates' disks, VM
+// records' network interfaces): a
 // RateLimiterConfig (base/rate_limiter.h) as Firecracker's API writes one,
 //   {"bandwidth": {"size": N, "one_time_burst": N, "refill_time": MS},
 //    "ops": {...}}
@@ -18,7 +19,11 @@
 namespace strata {
 
 nlohmann::json record_rate_limiter_json(RateLimiterConfig const& limit);
-[[nodiscard]] Result<RateLimiterConfig> parse_record_rate_limiter(nlohmann::json const& j, std::string_view what);
+// `field` names the limiter in error messages ("rate_limiter", "rx_rate_limiter").
+[[nodiscard]] Result<RateLimiterConfig> parse_record_rate_limiter(nlohmann::json const& j, std::string_view what,
+    std::string_view field = "rate_limiter");
+// The limiter in `object`'s `field`; an absent field is no limit.
+[[nodiscard]] Result<RateLimiterConfig> parse_record_rate_limiter_field(nlohmann::json const& object, std::string_view what, char const* field);
 
 // Writes "rate_limiter" and "rate_limit_group" into a disk's object, each only
 // when set (records without them read as before).

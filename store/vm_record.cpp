@@ -220,53 +220,6 @@ Status check_vm_disks(std::vector<VmDisk> const& disks)
     return ok();
 }
 
-namespace {
-
-json bucket_json(TokenBucketConfig const& b)
-{
-    return json { { "size", b.size }, { "one_time_burst", b.one_time_burst }, { "refill_time", b.refill_time_ms } };
-}
-
-json limiter_json(RateLimiterConfig const& l)
-{
-    json j = json::object();
-    if (l.bandwidth.size != 0)
-        j["bandwidth"] = bucket_json(l.bandwidth);
-    if (l.ops.size != 0)
-        j["ops"] = bucket_json(l.ops);
-    return j;
-}
-
-// A limiter as limiter_json writes it; an absent field is no limit. Each bucket
-// needs a size and a refill time; check_rate_limiter bounds them.
-Result<RateLimiterConfig> parse_limiter(json const& net, char const* field)
-{
-    RateLimiterConfig out;
-    auto it = net.find(field);
-    if (it == net.end())
-        return out;
-    if (!it->is_object())
-        return bad("record", std::string("a network interface's '") + field + "' is not an object");
-    for (auto const& [key, value] : it->items()) {
-        if (key != "bandwidth" && key != "ops")
-            return bad("record", std::string("a network interface's '") + field + "' has an unknown key (bandwidth, ops)");
-        if (!value.is_object())
-            return bad("record", std::string("a network interface's '") + field + "." + key + "' is not an object");
-        for (auto const& [k, v] : value.items()) {
-            (void)v;
-            if (k != "size" && k != "one_time_burst" && k != "refill_time")
-                return bad("record", std::string("a network interface's '") + field + "." + key + "' has an unknown key (size, one_time_burst, refill_time)");
-        }
-        STRATA_TRY(size, uint_field(value, "size", true, 1, std::uint64_t(1) << 50));
-        STRATA_TRY(burst, uint_field(value, "one_time_burst", false, 0, std::uint64_t(1) << 50));
-        STRATA_TRY(refill, uint_field(value, "refill_time", true, 1, std::uint64_t(1) << 32));
-        (key == "bandwidth" ? out.bandwidth : out.ops) = TokenBucketConfig { size, burst, refill };
-    }
-    return out;
-}
-
-} // namespace
-
 json spec_json(MachineSpec const& spec)
 {
     auto const& b = spec.boot;
@@ -291,9 +244,9 @@ json spec_json(MachineSpec const& spec)
             if (!n.guest_mac.empty())
                 one["guest_mac"] = n.guest_mac;
             if (!n.rx_limit.unlimited())
-                one["rx_rate_limiter"] = limiter_json(n.rx_limit);
+                one["rx_rate_limiter"] = record_rate_limiter_json(n.rx_limit);
             if (!n.tx_limit.unlimited())
-                one["tx_rate_limiter"] = limiter_json(n.tx_limit);
+                one["tx_rate_limiter"] = record_rate_limiter_json(n.tx_limit);
             nets.push_back(one);
         }
         j["network_interfaces"] = nets;
@@ -336,8 +289,8 @@ Result<MachineSpec> parse_spec(json const& j)
                 return bad("record", "a network interface's 'netns' must be \"auto\"");
             STRATA_TRY(tap, string_field(n, "host_dev_name", netns.empty(), 15));
             STRATA_TRY(mac, string_field(n, "guest_mac", false, 17));
-            STRATA_TRY(rx, parse_limiter(n, "rx_rate_limiter"));
-            STRATA_TRY(tx, parse_limiter(n, "tx_rate_limiter"));
+            STRATA_TRY(rx, parse_record_rate_limiter_field(n, "record", "rx_rate_limiter"));
+            STRATA_TRY(tx, parse_record_rate_limiter_field(n, "record", "tx_rate_limiter"));
             s.nets.push_back(VmNet { id, tap, mac, !netns.empty(), rx, tx });
         }
     }

@@ -98,13 +98,6 @@ std::string rate_limit_spec(RateLimiterConfig const& limit, std::string const& g
     return s;
 }
 
-Status check_rate_limit_group(std::string const& group)
-{
-    if (!valid_id(group))
-        return make_error(ErrorKind::Usage, "rate limit group '" + group + "' must be 1-20 letters, digits, '-', '_' or '.'");
-    return ok();
-}
-
 Status share_rate_limit_groups(std::vector<DiskConfig>& disks)
 {
     std::map<std::string, RateLimiterConfig> limits;

@@ -56,8 +56,7 @@ TokenBucketConfig bucket_per_second(std::uint64_t per_second);
 // The keys that give `limit` and `group` back, each with a leading comma
 // (",bw_size=...,bw_refill_ms=...,rate_limit_group=g"); empty for no limit.
 std::string rate_limit_spec(RateLimiterConfig const& limit, std::string const& group);
-// Checks a rate limit group's name: 1-20 of A-Z a-z 0-9 - _ . (as disk ids).
-[[nodiscard]] Status check_rate_limit_group(std::string const& group);
+// check_rate_limit_group (a group's name) is base/rate_limiter.h's.
 // Gives every disk of a rate limit group the group's limit (the one its disks
 // give; disks that give none take it). Usage error when two disks of a group
 // give different limits.

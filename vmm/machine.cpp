@@ -175,7 +175,7 @@ Status Machine::attach_devices(MachineConfig const& config, std::string& cmdline
     STRATA_TRY(attach_console(cmdline));
     auto const first_net = static_cast<std::uint32_t>(m_disks->count() + 1);
     STRATA_TRY(nets, MachineNets::create(VirtioBuses { *m_vm, memory, m_mmio, m_pci.get(), config.transport }, config.nets, first_net, cmdline,
-        config.mmds, m_io.mmds));
+        config.mmds, m_io.mmds, m_io.prepared_nets));
     m_nets = std::move(nets);
     return ok();
 }

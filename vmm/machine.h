@@ -65,6 +65,7 @@ class CmosRtc;
 class DebugExit;
 class MachineDisks;
 class MachineNets;
+class PreparedNets;
 class BootTimer;
 class AgentChannel;
 struct VirtioSlot;
@@ -113,6 +114,10 @@ struct MachineIo {
     // A VM being made ahead of time (prepared_vm.h), for create() or restore()
     // to use when it fits the configuration; null: they make their own.
     std::shared_ptr<VmPreparation> prepared;
+    // netns=auto interfaces whose namespace and tap were made before the VMM
+    // was jailed (prepared_nets.h): the machine uses their taps rather than
+    // making namespaces. Null, or an interface not in it: the machine makes them.
+    std::shared_ptr<PreparedNets const> prepared_nets;
 };
 
 class Machine {

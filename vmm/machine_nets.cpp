@@ -4,6 +4,7 @@
 #include "devices/virtio/net/tap.h"
 #include "vmm/machine_state.h"
 #include "vmm/net_namespace.h"
+#include "vmm/prepared_nets.h"
 #include "vmm/virtio_slot.h"
 
 #include <algorithm>
@@ -13,8 +14,10 @@ namespace strata {
 
 struct MachineNets::Net {
     NetConfig config;
-    std::unique_ptr<NetNamespace> netns; // netns=auto: deleted after the tap closes
-    std::unique_ptr<virtio::net::Tap> tap;
+    std::unique_ptr<NetNamespace> own_netns; // netns=auto: deleted after the tap closes
+    NetNamespace const* netns { nullptr };   // own_netns, or a prepared one
+    std::shared_ptr<PreparedNets const> prepared; // holds a prepared tap and namespace
+    std::unique_ptr<virtio::net::NetBackend> tap;
     std::unique_ptr<RateLimiter> rx_limiter, tx_limiter; // outlive the device
     std::unique_ptr<virtio::net::VirtioNet> device;
     std::unique_ptr<VirtioSlot> slot; // destroyed before the device
@@ -29,7 +32,8 @@ MachineNets::~MachineNets()
 }
 
 Result<std::unique_ptr<MachineNets>> MachineNets::create(VirtioBuses const& buses, std::vector<NetConfig> const& nets,
-    std::uint32_t first_index, std::string& cmdline_extra, MmdsConfig const& mmds, std::shared_ptr<virtio::net::MmdsStore> store)
+    std::uint32_t first_index, std::string& cmdline_extra, MmdsConfig const& mmds, std::shared_ptr<virtio::net::MmdsStore> store,
+    std::shared_ptr<PreparedNets const> prepared)
 {
     STRATA_TRY(check_nets(nets));
     STRATA_TRY(check_mmds(mmds, nets));
@@ -38,19 +42,26 @@ Result<std::unique_ptr<MachineNets>> MachineNets::create(VirtioBuses const& buse
         auto net = std::make_unique<Net>();
         net->config = config;
         auto const what = "network interface '" + config.id + "'";
-        if (config.netns_auto) {
-            auto ns = NetNamespace::create();
-            if (!ns)
-                return ns.error().context(what);
-            net->netns = std::move(ns.value());
-            std::fprintf(stderr, "strata: %s: namespace %s; the guest is %s behind gateway %s there, reached from the host at %s%s\n",
-                what.c_str(), net->netns->name().c_str(), NetNamespace::GuestIp, NetNamespace::GatewayIp,
-                net->netns->guest_address().c_str(), net->netns->nat() ? "" : " (no NAT: iptables and nft are missing)");
+        if (config.netns_auto && prepared && prepared->has(config.id)) {
+            net->prepared = prepared;
+            net->netns = prepared->netns(config.id);
+            net->tap = prepared->backend(config.id);
+        } else {
+            if (config.netns_auto) {
+                auto ns = NetNamespace::create();
+                if (!ns)
+                    return ns.error().context(what);
+                net->own_netns = std::move(ns.value());
+                net->netns = net->own_netns.get();
+                std::fprintf(stderr, "strata: %s: namespace %s; the guest is %s behind gateway %s there, reached from the host at %s%s\n",
+                    what.c_str(), net->netns->name().c_str(), NetNamespace::GuestIp, NetNamespace::GatewayIp,
+                    net->netns->guest_address().c_str(), net->netns->nat() ? "" : " (no NAT: iptables and nft are missing)");
+            }
+            auto tap = net->own_netns ? net->own_netns->open_tap() : virtio::net::Tap::open(config.tap);
+            if (!tap)
+                return tap.error().context(what);
+            net->tap = std::move(tap.value());
         }
-        auto tap = net->netns ? net->netns->open_tap() : virtio::net::Tap::open(config.tap);
-        if (!tap)
-            return tap.error().context(what);
-        net->tap = std::move(tap.value());
         net->rx_limiter = std::make_unique<RateLimiter>(config.rx_limit);
         net->tx_limiter = std::make_unique<RateLimiter>(config.tx_limit);
         virtio::net::NetOptions options;
@@ -86,7 +97,7 @@ void MachineNets::set_rate_limits(std::size_t i, RateLimiterConfig const& rx, Ra
     n.config.tx_limit = tx;
 }
 
-NetNamespace const* MachineNets::netns(std::size_t i) const { return m_nets.at(i)->netns.get(); }
+NetNamespace const* MachineNets::netns(std::size_t i) const { return m_nets.at(i)->netns; }
 virtio::net::VirtioNet& MachineNets::device(std::size_t i) { return *m_nets.at(i)->device; }
 VirtioSlot& MachineNets::slot(std::size_t i) { return *m_nets.at(i)->slot; }
 

@@ -1,5 +1,6 @@
 // MachineNets: a VM's virtio-net interfaces — for each, the host tap (opened
-// when the machine is built, closed with it), the VirtioNet device and its
+// when the machine is built, closed with it, unless it was prepared before a
+// jail: prepared_nets.h), the VirtioNet device and its
 // VirtioSlot (transport and interrupt, vmm/virtio_slot.h). Interfaces are the
 // VM's virtio devices after the disks and the console, so adding one changes
 // neither the disks' nor the console's place.
@@ -24,6 +25,7 @@ namespace strata {
 struct VirtioSlot;
 struct NetInterfaceState;
 class NetNamespace;
+class PreparedNets;
 struct VirtioBuses;
 namespace virtio::net {
 class VirtioNet;
@@ -36,10 +38,12 @@ public:
     // Opens every tap and attaches each interface as virtio device first_index + i.
     // An interface without a MAC gets a random one (mac() says which).
     // The interfaces `mmds` names serve the metadata service of `store` (when
-    // there is one).
+    // there is one). A netns=auto interface that `prepared` holds uses its
+    // namespace and open tap (prepared_nets.h); any other makes its own.
     [[nodiscard]] static Result<std::unique_ptr<MachineNets>> create(VirtioBuses const& buses,
         std::vector<NetConfig> const& nets, std::uint32_t first_index, std::string& cmdline_extra,
-        MmdsConfig const& mmds = {}, std::shared_ptr<virtio::net::MmdsStore> store = {});
+        MmdsConfig const& mmds = {}, std::shared_ptr<virtio::net::MmdsStore> store = {},
+        std::shared_ptr<PreparedNets const> prepared = {});
     ~MachineNets();
 
     std::size_t count() const { return m_nets.size(); }

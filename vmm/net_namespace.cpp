@@ -146,7 +146,7 @@ Status NetNamespace::setup(unsigned slot)
 
 NetNamespace::~NetNamespace()
 {
-    if (m_name.empty())
+    if (m_name.empty() || !m_owned)
         return;
     // Deleting the namespace deletes its veth end, so the pair, its tap and its
     // rules. Done as `ip netns del` does it (detach the bind mount that keeps the

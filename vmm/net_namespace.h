@@ -18,8 +18,9 @@
 // inside it.
 //
 // The namespace (and with it the veth pair, the tap and the rules) is deleted
-// when the object goes; a VMM killed with SIGKILL leaves it behind (`ip netns
-// list` shows strata-net-*).
+// when the object goes, unless it was disowned (a jailed VMM leaves that to its
+// supervisor, prepared_nets.h); a VMM killed with SIGKILL leaves it behind (`ip
+// netns list` shows strata-net-*).
 // Threading: create and destroy on one thread; open_tap runs a short-lived
 // thread that joins the namespace, so the caller's own namespace never changes.
 #pragma once
@@ -46,6 +47,9 @@ public:
     bool nat() const { return m_nat; }
     // Opens the namespace's tap0.
     [[nodiscard]] Result<std::unique_ptr<virtio::net::Tap>> open_tap() const;
+    // Leaves the namespace in place when this object goes: another process
+    // (a jail's supervisor) deletes it.
+    void disown() { m_owned = false; }
 
     static constexpr char const* GuestIp = "10.0.0.2";
     static constexpr char const* GatewayIp = "10.0.0.1";
@@ -59,6 +63,7 @@ private:
     std::string m_host_address;
     std::string m_guest_address;
     bool m_nat { false };
+    bool m_owned { true };
 };
 
 } // namespace strata

@@ -79,7 +79,8 @@ std::vector<std::byte> encode_snapshot_file(SnapshotFile const& file)
     for (auto const& d : file.drives) {
         drives.push_back({ { "drive_id", d.disk.id }, { "path_on_host", d.disk.path }, { "format", d.disk.format },
             { "is_read_only", d.disk.read_only }, { "is_root_device", d.disk.boot }, { "cache", cache_name(d.disk.cache) },
-            { "capture", d.capture } });
+            { "capture", d.capture }, { "rate_limiter", limiter_json(d.disk.rate_limit) },
+            { "rate_limit_group", d.disk.rate_limit_group } });
     }
     json memory = json::array();
     for (auto const& m : file.memory) {
@@ -148,6 +149,17 @@ Result<SnapshotFile> decode_snapshot_file(std::span<std::byte const> bytes)
             drive.capture = d.at("capture").get<std::string>();
             if (drive.capture.find('/') != std::string::npos || drive.capture == "." || drive.capture == "..")
                 return bad("a drive's copy is not a file name");
+            // A file written before drives carried their limits has none.
+            if (d.contains("rate_limiter")) {
+                drive.disk.rate_limit = limiter_from(d.at("rate_limiter"));
+                if (auto r = check_rate_limiter(drive.disk.rate_limit); !r)
+                    return bad("drive '" + drive.disk.id + "': " + r.error().message);
+            }
+            if (d.contains("rate_limit_group")) {
+                drive.disk.rate_limit_group = d.at("rate_limit_group").get<std::string>();
+                if (!drive.disk.rate_limit_group.empty() && !valid_rate_limit_group(drive.disk.rate_limit_group))
+                    return bad("drive '" + drive.disk.id + "' names an invalid rate limit group");
+            }
             file.drives.push_back(std::move(drive));
         }
         if (doc.contains("transport")) {

@@ -231,6 +231,7 @@ Result<api::VmConfigView> VmmController::vm_config()
         drive.cache_type = d.cache == DiskCache::Unsafe ? api::CacheType::Unsafe : api::CacheType::Writeback;
         drive.scratch = d.scratch;
         drive.rate_limiter = d.rate_limit;
+        drive.rate_limit_group = d.rate_limit_group;
         view.drives.push_back(drive);
     }
     for (std::size_t i = 0; i < m_config.nets.size(); ++i) {
@@ -325,6 +326,7 @@ Status VmmController::put_drive(api::DriveConfig const& drive)
     d.scratch = drive.scratch;
     d.cache = drive.cache_type == api::CacheType::Unsafe ? DiskCache::Unsafe : DiskCache::Writeback;
     d.rate_limit = drive.rate_limiter;
+    d.rate_limit_group = drive.rate_limit_group;
     if (!d.path.empty()) {
         STRATA_TRY(check_client_path("path_on_host", d.path, d.read_only));
         // A host file: a strata layer if it says so, raw otherwise.
@@ -332,14 +334,16 @@ Status VmmController::put_drive(api::DriveConfig const& drive)
         if (auto f = detect_format(d.path); f && f.value() == ImageFormat::Strata)
             d.format = "strata";
     }
-    for (auto& existing : m_config.disks) {
-        if (existing.id == d.id) {
-            existing = d;
-            return ok();
-        }
-    }
+    // The drives as they would be, checked whole (ids, one boot disk, each rate
+    // limit group's limit) before any of it is kept: a refused PUT changes nothing.
     std::vector<DiskConfig> next = m_config.disks;
-    next.push_back(d);
+    auto same = std::find_if(next.begin(), next.end(), [&](DiskConfig const& e) { return e.id == d.id; });
+    if (same != next.end())
+        *same = d;
+    else
+        next.push_back(d);
+    // A drive of a group that gives no limit takes the group's (as --disk does).
+    STRATA_TRY(share_rate_limit_groups(next));
     STRATA_TRY(check_disks(next));
     m_config.disks = std::move(next);
     return ok();
@@ -672,6 +676,14 @@ Status VmmController::create_snapshot(api::SnapshotCreateRequest const& request)
             return make_error(ErrorKind::Unsupported, "drive '" + d.id + "' is a writable " + d.format + " file; snapshots copy writable raw drives only");
         SnapshotDrive drive { d, {} };
         drive.disk.path = std::filesystem::absolute(d.path, ec).string();
+        // The drive's limit as PATCH /drives last set it (the configuration
+        // follows it; the machine's copy is the one it started with).
+        for (auto const& c : m_config.disks) {
+            if (c.id == d.id) {
+                drive.disk.rate_limit = c.rate_limit;
+                drive.disk.rate_limit_group = c.rate_limit_group;
+            }
+        }
         if (!d.read_only) {
             drive.capture = snapshot_disk_name(snapshot, d.id);
             STRATA_TRY(check_new_file("snapshot_path", snapshot.parent_path() / drive.capture));

@@ -110,6 +110,73 @@ unsigned put_drive(std::string const& socket, std::string const& path)
     return r.value().status;
 }
 
+// A case that cannot run here says why; under CI=true that is a failure.
+void skip_case(std::string const& why, char const* ci_expects)
+{
+    MESSAGE("skipped: " << why);
+    if (std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true")
+        FAIL(ci_expects);
+}
+
+// `strata vmm --api-socket <folder>/api.sock --jail`, forked with its output in
+// vmm.log and `env` added: an unconfigured jailed VMM whose jail holds `folder`.
+struct ApiJail {
+    strata::test::TempDir dir;
+    std::string folder { dir.path("vm") };
+    std::string socket { folder + "/api.sock" };
+    std::string log { dir.path("vmm.log") };
+    pid_t vmm { 0 }; // the supervisor: the process forked here
+
+    explicit ApiJail(char const* name)
+        : dir(name)
+    {
+        fs::create_directories(folder);
+    }
+    ~ApiJail()
+    {
+        if (vmm > 0) {
+            ::kill(vmm, SIGKILL);
+            ::waitpid(vmm, nullptr, 0);
+        }
+    }
+
+    // Returns once the API answers (the case fails otherwise).
+    void start(std::vector<std::pair<std::string, std::string>> const& env = {})
+    {
+        vmm = ::fork();
+        REQUIRE(vmm >= 0);
+        if (vmm == 0) {
+            int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            ::dup2(out, 1);
+            ::dup2(out, 2);
+            for (auto const& [key, value] : env)
+                ::setenv(key.c_str(), value.c_str(), 1);
+            ::execl(strata::test::strata_bin.c_str(), "strata", "vmm", "--api-socket", socket.c_str(), "--jail", nullptr);
+            ::_exit(127);
+        }
+        bool up = false;
+        for (int i = 0; i < 200 && !up; ++i) {
+            auto r = strata::api::api_request(socket, "GET", "/", {}, 1s);
+            up = r && r.value().status == 200;
+            if (!up)
+                std::this_thread::sleep_for(25ms);
+        }
+        INFO(read_text(log));
+        REQUIRE(up);
+    }
+
+    // SIGTERM, forwarded to the VMM: both end cleanly.
+    void stop()
+    {
+        ::kill(vmm, SIGTERM);
+        int status = 0;
+        REQUIRE(::waitpid(vmm, &status, 0) == vmm);
+        vmm = 0;
+        INFO(read_text(log));
+        CHECK(WIFEXITED(status));
+    }
+};
+
 } // namespace
 
 TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no capabilities, cgroup limits")
@@ -129,6 +196,8 @@ TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no
     pid_t const supervisor = static_cast<pid_t>(std::stol(status_field(vmm, "PPid")));
     CHECK(jailed_vmm(supervisor) == vmm);
     CHECK(read_text("/proc/" + std::to_string(supervisor) + "/cmdline").find("--jail") != std::string::npos);
+    // The supervisor runs under a filter of its own.
+    CHECK(status_field(supervisor, "Seccomp") == "2");
 
     // PID 1 of a namespace of its own.
     std::string const nspid = status_field(vmm, "NSpid");
@@ -196,6 +265,8 @@ TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no
     std::string const log = read_text(runtime + "/vmm.log");
     INFO(log);
     CHECK(log.find("stopped by") != std::string::npos);
+    // Nothing the supervisor did on the way was refused by its filter.
+    CHECK(log.find("strata: seccomp:") == std::string::npos);
 
     // --no-jail: the VMM in the host's PID namespace.
     home.run({ "vms", "start", "web", "--no-jail" });
@@ -206,46 +277,17 @@ TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no
 
 TEST_CASE("strata vmm --api-socket --jail: PUT /drives reaches only the files in the jail")
 {
-    strata::test::TempDir dir("strata-jail-api");
-    std::string const folder = dir.path("vm");
-    fs::create_directories(folder);
-    std::string const socket = folder + "/api.sock";
-    std::string const inside = folder + "/inside.raw";
-    std::string const outside = dir.path("outside.raw");
+    ApiJail jail("strata-jail-api");
+    std::string const inside = jail.folder + "/inside.raw";
+    std::string const outside = jail.dir.path("outside.raw");
     for (auto const& f : { inside, outside })
         std::ofstream(f) << std::string(4096, '\0');
-
-    std::string const log = dir.path("vmm.log");
-    pid_t const vmm = ::fork();
-    REQUIRE(vmm >= 0);
-    if (vmm == 0) {
-        int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        ::dup2(out, 1);
-        ::dup2(out, 2);
-        ::execl(strata::test::strata_bin.c_str(), "strata", "vmm", "--api-socket", socket.c_str(), "--jail", nullptr);
-        ::_exit(127);
-    }
-    bool up = false;
-    for (int i = 0; i < 200 && !up; ++i) {
-        auto r = strata::api::api_request(socket, "GET", "/", {}, 1s);
-        up = r && r.value().status == 200;
-        if (!up)
-            std::this_thread::sleep_for(25ms);
-    }
-    if (!up) {
-        ::kill(vmm, SIGKILL);
-        ::waitpid(vmm, nullptr, 0);
-    }
-    INFO(read_text(log));
-    REQUIRE(up);
+    jail.start();
     // A file in the jail is a drive; one outside it is the client's error, as a
     // missing file is (the jail holds no such path).
-    CHECK(put_drive(socket, inside) == 204);
-    CHECK(put_drive(socket, outside) == 400);
-    ::kill(vmm, SIGTERM);
-    int status = 0;
-    REQUIRE(::waitpid(vmm, &status, 0) == vmm);
-    CHECK(WIFEXITED(status));
+    CHECK(put_drive(jail.socket, inside) == 204);
+    CHECK(put_drive(jail.socket, outside) == 400);
+    jail.stop();
 }
 
 // Watched failing once with apply_landlock returning before landlock_restrict_to
@@ -253,72 +295,68 @@ TEST_CASE("strata vmm --api-socket --jail: PUT /drives reaches only the files in
 TEST_CASE("Landlock: a jailed VMM cannot open a path its rules leave out, even one bound into its root")
 {
     long const abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, 1u);
-    strata::test::TempDir dir("strata-jail-landlock");
-    std::string const folder = dir.path("vm");
-    fs::create_directories(folder);
-    std::string const socket = folder + "/api.sock";
-    std::string const inside = folder + "/inside.raw";
+    ApiJail jail("strata-jail-landlock");
+    std::string const inside = jail.folder + "/inside.raw";
     // Bound into the jail by the test hook STRATA_TEST_JAIL_UNLISTED, but not
     // granted by its Landlock rules.
-    std::string const unlisted = dir.path("unlisted.raw");
+    std::string const unlisted = jail.dir.path("unlisted.raw");
     for (auto const& f : { inside, unlisted })
         std::ofstream(f) << std::string(4096, '\0');
-
-    std::string const log = dir.path("vmm.log");
-    pid_t const vmm = ::fork();
-    REQUIRE(vmm >= 0);
-    if (vmm == 0) {
-        int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        ::dup2(out, 1);
-        ::dup2(out, 2);
-        ::setenv("STRATA_TEST_JAIL_UNLISTED", unlisted.c_str(), 1);
-        ::execl(strata::test::strata_bin.c_str(), "strata", "vmm", "--api-socket", socket.c_str(), "--jail", nullptr);
-        ::_exit(127);
-    }
-    bool up = false;
-    for (int i = 0; i < 200 && !up; ++i) {
-        auto r = strata::api::api_request(socket, "GET", "/", {}, 1s);
-        up = r && r.value().status == 200;
-        if (!up)
-            std::this_thread::sleep_for(25ms);
-    }
-    if (!up) {
-        ::kill(vmm, SIGKILL);
-        ::waitpid(vmm, nullptr, 0);
-    }
-    INFO(read_text(log));
-    REQUIRE(up);
-    pid_t const jailed = jailed_vmm(vmm);
+    jail.start({ { "STRATA_TEST_JAIL_UNLISTED", unlisted } });
+    INFO(read_text(jail.log));
+    pid_t const jailed = jailed_vmm(jail.vmm);
     REQUIRE(jailed > 0);
     // Reachable: the mount is there in the VMM's root.
     CHECK(fs::exists("/proc/" + std::to_string(jailed) + "/root" + unlisted));
     if (abi <= 0) {
-        CHECK(read_text(log).find("strata: jail: lacks Landlock") != std::string::npos);
-        ::kill(vmm, SIGTERM);
-        ::waitpid(vmm, nullptr, 0);
-        MESSAGE("skipped: this kernel has no Landlock (the VMM said so in its log)");
-        if (std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true")
-            FAIL("CI's kernel should have Landlock");
+        CHECK(read_text(jail.log).find("strata: jail: lacks Landlock") != std::string::npos);
+        jail.stop();
+        skip_case("this kernel has no Landlock (the VMM said so in its log)", "CI's kernel should have Landlock");
         return;
     }
-    CHECK(read_text(log).find("strata: jail: Landlock ABI " + std::to_string(abi)) != std::string::npos);
-    CHECK(put_drive(socket, inside) == 204);
+    CHECK(read_text(jail.log).find("strata: jail: Landlock ABI " + std::to_string(abi)) != std::string::npos);
+    CHECK(put_drive(jail.socket, inside) == 204);
     // Bound, yet not openable: the rules hold beneath the mounts.
-    CHECK(put_drive(socket, unlisted) == 400);
-    ::kill(vmm, SIGTERM);
-    int status = 0;
-    REQUIRE(::waitpid(vmm, &status, 0) == vmm);
-    CHECK(WIFEXITED(status));
+    CHECK(put_drive(jail.socket, unlisted) == 400);
+    jail.stop();
+}
+
+// Watched failing once with supervise() not installing the filter: Seccomp 0 in
+// the supervisor's status, and the hook's getppid passed (the VMM came up).
+TEST_CASE("the jail's supervisor runs filtered: a forbidden system call ends it and its VMM with SIGSYS and a message")
+{
+    ApiJail jail("strata-jail-supervisor");
+    jail.start({ { "STRATA_SECCOMP", "default" } });
+    pid_t const jailed = jailed_vmm(jail.vmm);
+    if (jailed <= 0) {
+        jail.stop();
+        skip_case("the jail has no supervisor here (no namespaces: not root and no user namespace)", "CI runs as root");
+        return;
+    }
+    CHECK(status_field(jail.vmm, "Seccomp") == "2");
+    CHECK(status_field(jail.vmm, "NoNewPrivs") == "1");
+    // Its whole work under the filter: forwarding SIGTERM, reaping, cleaning up.
+    jail.stop();
+    CHECK(read_text(jail.log).find("strata: seccomp:") == std::string::npos);
+
+    strata::test::ProcessOptions p;
+    p.argv = { strata::test::strata_bin, "vmm", "--api-socket", jail.folder + "/forbidden.sock", "--jail" };
+    p.env = { { "STRATA_SECCOMP", "default" }, { "STRATA_TEST_SECCOMP_FORBIDDEN", "supervisor" } };
+    p.timeout = 60s;
+    auto r = strata::test::run_process(p);
+    REQUIRE(r.has_value());
+    INFO(r.value().describe(), "\n", r.value().out, "\n", r.value().err);
+    REQUIRE_FALSE(r.value().timed_out);
+    CHECK_FALSE(r.value().exited);
+    CHECK(r.value().signal == SIGSYS);
+    CHECK(r.value().err.find("strata: seccomp: the supervisor thread") != std::string::npos);
+    CHECK(r.value().err.find("made system call " + std::to_string(SYS_getppid) + ", which its filter forbids") != std::string::npos);
 }
 
 TEST_CASE("--jail-uid/--jail-gid: the jailed VMM runs as the given ids, the runtime folder is the caller's again after")
 {
-    if (::geteuid() != 0) {
-        MESSAGE("skipped: --jail-uid needs root");
-        if (std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true")
-            FAIL("CI runs as root");
-        return;
-    }
+    if (::geteuid() != 0)
+        return skip_case("--jail-uid needs root", "CI runs as root");
     StrataHome home("strata-jail-uid");
     home.run({ "vms", "create", "small", "--firmware", echo_fw });
     home.stop_at_end("small");
@@ -351,12 +389,8 @@ TEST_CASE("--jail-uid/--jail-gid: the jailed VMM runs as the given ids, the runt
 // own and saw the host's mounts.
 TEST_CASE("a user who is not root, with a KVM device of its own, starts a jailed VM (vms start): a user namespace's jail")
 {
-    if (::geteuid() != 0) {
-        MESSAGE("skipped: setting up another uid's KVM device node needs root");
-        if (std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true")
-            FAIL("CI runs as root");
-        return;
-    }
+    if (::geteuid() != 0)
+        return skip_case("setting up another uid's KVM device node needs root", "CI runs as root");
     // The user: a uid and gid no account has, with no supplementary groups. It
     // reaches KVM through a node of its own (STRATA_KVM_DEVICE), made here, as a
     // host would give a user /dev/kvm through its group or an ACL.
@@ -410,9 +444,8 @@ TEST_CASE("a user who is not root, with a KVM device of its own, starts a jailed
     int probed = 0;
     REQUIRE(::waitpid(probe, &probed, 0) == probe);
     if (!WIFEXITED(probed) || WEXITSTATUS(probed) != 0) {
-        MESSAGE("user namespaces are not available to uid 4343 here (a chroot, or turned off): checked the jail without them only");
-        if (std::getenv("CI") != nullptr && std::string(std::getenv("CI")) == "true")
-            FAIL("CI's machine should allow user namespaces");
+        skip_case("user namespaces are not available to uid 4343 here (a chroot, or turned off): checked the jail without them only",
+            "CI's machine should allow user namespaces");
         CHECK(log.find("no user namespace") != std::string::npos);
         CHECK(log.find("Landlock") != std::string::npos); // applied, or said to lack
         as_user({ "vms", "stop", "mine" });

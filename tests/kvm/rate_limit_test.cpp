@@ -7,6 +7,8 @@
 //
 // A VM in the store carries its disks' limits in its record (vms create --disk
 // ...,bps=, rate limit groups): vms start applies them, measured the same way.
+// A snapshot file carries them too: a load into a new VMM has the drives' limits
+// and group as PATCH last set them.
 //
 // Where the disk cannot go much faster than the limit (an emulated machine), the
 // limit is lowered to a third of the unlimited rate measured first, so the limit
@@ -27,8 +29,12 @@
 #include <functional>
 #include <map>
 #include <regex>
+#include <csignal>
+#include <fcntl.h>
 #include <string>
+#include <sys/wait.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -246,6 +252,97 @@ TEST_CASE("a VM created with a disk limit in a rate limit group runs within 10% 
         }
     }
     CHECK_MESSAGE(passed, "no attempt measured within 10% of the limit");
+}
+
+namespace {
+
+// An unconfigured `strata vmm --api-socket`, its output in `log`; ended with SIGTERM.
+struct ApiVmm {
+    std::string socket;
+    std::string log;
+    pid_t pid { -1 };
+
+    ApiVmm(std::string socket_path, std::string log_path)
+        : socket(std::move(socket_path))
+        , log(std::move(log_path))
+    {
+        pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            int const out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            int const in = ::open("/dev/null", O_RDONLY);
+            ::dup2(in, 0);
+            ::dup2(out, 1);
+            ::dup2(out, 2);
+            ::execl(strata_bin.c_str(), "strata", "vmm", "--api-socket", socket.c_str(), nullptr);
+            ::_exit(127);
+        }
+        for (int i = 0; i < 400; ++i) {
+            auto r = strata::api::api_request(socket, "GET", "/", {}, 1s);
+            if (r && r.value().status == 200)
+                return;
+            std::this_thread::sleep_for(25ms);
+        }
+        FAIL("the VMM's API never answered: ", slurp(log));
+    }
+    ~ApiVmm()
+    {
+        ::kill(pid, SIGTERM);
+        ::waitpid(pid, nullptr, 0);
+    }
+    // The reply's status (the test fails without a reply).
+    unsigned call(std::string const& method, std::string const& target, nlohmann::json const& body = nullptr) const
+    {
+        auto r = strata::api::api_request(socket, method, target, body.is_null() ? std::string() : body.dump(), 60s);
+        REQUIRE_MESSAGE(r.has_value(), r.error().message);
+        INFO(method, " ", target, " ", body.dump(), " -> ", r.value().status, " ", r.value().body, "\n", slurp(log));
+        return r.value().status;
+    }
+    nlohmann::json drives() const
+    {
+        auto r = strata::api::api_request(socket, "GET", "/vm/config", {}, 10s);
+        REQUIRE(r.has_value());
+        return nlohmann::json::parse(r.value().body)["drives"];
+    }
+};
+
+} // namespace
+
+// Watched failing with the snapshot file's two drive fields left out: the
+// loaded VMM's drives had neither the limit nor the group.
+TEST_CASE("a snapshot (PUT /snapshot/create) keeps its drives' limits and group, as PATCH last set them, and a load applies them")
+{
+    strata::test::TempDir dir("strata-rate-snap");
+    std::string const a = dir.file("a.raw", 1 << 20);
+    std::string const b = dir.file("b.raw", 1 << 20);
+    nlohmann::json const first = { { "ops", { { "size", 100 }, { "one_time_burst", 0 }, { "refill_time", 100 } } } };
+    nlohmann::json const patched = { { "bandwidth", { { "size", 2097152 }, { "one_time_burst", 0 }, { "refill_time", 100 } } } };
+    std::string const snapshot = dir.path("snap.json");
+    std::string const memory = dir.path("snap.mem");
+    {
+        ApiVmm source(dir.path("a.sock"), dir.path("a.log"));
+        REQUIRE(source.call("PUT", "/boot-source", { { "firmware_path", STRATA_BUILD_DIR "/firmware/echo.elf" } }) == 204);
+        REQUIRE(source.call("PUT", "/machine-config", { { "vcpu_count", 1 }, { "mem_size_mib", 64 } }) == 204);
+        REQUIRE(source.call("PUT", "/drives/a", { { "drive_id", "a" }, { "path_on_host", a }, { "is_root_device", false },
+                    { "rate_limit_group", "g" }, { "rate_limiter", first } }) == 204);
+        REQUIRE(source.call("PUT", "/drives/b", { { "drive_id", "b" }, { "path_on_host", b }, { "is_root_device", false },
+                    { "rate_limit_group", "g" } }) == 204);
+        REQUIRE(source.call("PUT", "/actions", { { "action_type", "InstanceStart" } }) == 204);
+        REQUIRE(source.call("PATCH", "/vm", { { "state", "Paused" } }) == 204);
+        // The group's new limit, through one of its drives.
+        REQUIRE(source.call("PATCH", "/drives/b", { { "drive_id", "b" }, { "rate_limiter", patched } }) == 204);
+        REQUIRE(source.call("PUT", "/snapshot/create", { { "snapshot_type", "Full" }, { "snapshot_path", snapshot }, { "mem_file_path", memory } })
+            == 204);
+    }
+    ApiVmm loaded(dir.path("b.sock"), dir.path("b.log"));
+    REQUIRE(loaded.call("PUT", "/snapshot/load", { { "snapshot_path", snapshot }, { "mem_file_path", memory } }) == 204);
+    auto const drives = loaded.drives();
+    INFO(drives.dump());
+    REQUIRE(drives.size() == 2);
+    for (auto const& d : drives) {
+        CHECK(d["rate_limit_group"] == "g");
+        CHECK(d["rate_limiter"] == patched);
+    }
 }
 
 TEST_CASE("vms create refuses disk limits it cannot keep, changing nothing")

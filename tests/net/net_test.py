@@ -710,6 +710,106 @@ def vms_running_clones_case():
         shutil.rmtree(xdg, ignore_errors=True)
 
 
+def status_field(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+    return ""
+
+
+def vms_netns_jailed_case():
+    """A stored VM with a netns=auto interface runs jailed (`vms start`'s
+    default): its namespace and tap are made before the jail, so the VMM is PID
+    1 of its own PID namespace, in a root of its own, without capabilities, out
+    of the namespace it was started from, every thread filtered; the guest still
+    answers UDP and ping at its address, and the namespace is gone once the VM
+    stopped. Watched failing on the code before: the VMM logged "jail: not
+    applied" and ran in the host's PID namespace and root."""
+    home = tempfile.mkdtemp(prefix="strata-net-jail-")
+    xdg = tempfile.mkdtemp(prefix="strata-net-xdg-")
+    env = dict(os.environ, STRATA_HOME=home, XDG_RUNTIME_DIR=xdg)
+    outer = f"strata-nt-{os.getpid()}-jail"
+    sh("ip", "netns", "add", outer)
+    try:
+        sh("ip", "-n", outer, "link", "set", "lo", "up")
+        strata_cmd("vms", "create", "web", "--firmware", NETECHO, "--cmdline", f"ip={GUEST_IP} timeout_s=120",
+                   "--net", "netns=auto,id=eth0", env=env)
+        strata_cmd("vms", "start", "web", ns=outer, env=env)
+        d = json.loads(strata_cmd("vms", "describe", "web", "--json", env=env).stdout)
+        log_path = os.path.join(os.path.dirname(d["api_socket"]), "vmm.log")
+        log = open(log_path).read()
+        print(log, flush=True)
+        check("not applied" not in log, "the jail was not applied")
+        m = re.search(r"namespace (strata-net-\d+);.* at (10\.200\.\d+\.\d+)", log)
+        check(m, "no namespace line in the VMM's log")
+        made, addr = m.group(1), m.group(2)
+        vmm = d["pid"]
+        check(status_field(vmm, "NSpid") == f"{vmm}\t1", f"not PID 1 of a namespace of its own: {status_field(vmm, 'NSpid')}")
+        check(status_field(vmm, "CapEff") == "0000000000000000", f"capabilities left: {status_field(vmm, 'CapEff')}")
+        check(status_field(vmm, "NoNewPrivs") == "1", "no PR_SET_NO_NEW_PRIVS")
+        # A root of its own: the host's /etc and the store's siblings are not there.
+        check(not os.path.exists(f"/proc/{vmm}/root/etc"), "the VMM sees the host's /etc")
+        check(os.path.exists(f"/proc/{vmm}/root/dev/kvm"), "no /dev/kvm in the jail")
+        check(not os.path.exists(f"/proc/{vmm}/root/dev/net/tun"), "/dev/net/tun in the jail though the tap was opened before it")
+        # Out of the namespace it was started in (the tap is an open descriptor).
+        outer_ns = os.stat(f"/run/netns/{outer}")
+        vmm_ns = os.stat(f"/proc/{vmm}/ns/net")
+        check((vmm_ns.st_dev, vmm_ns.st_ino) != (outer_ns.st_dev, outer_ns.st_ino), "the VMM stayed in the namespace it was started in")
+        echo_each(outer, [addr])
+        # Once the guest's driver runs, the tap's thread is among them.
+        threads = seccomp_modes(vmm)
+        check("net-eth0" in threads, f"no virtio-net thread among the VMM's: {threads}")
+        check(all(mode == 2 for mode in threads.values()), f"a VMM thread runs unfiltered: {threads}")
+        quit_each(outer, [addr])
+        wait_stopped("web", env)
+        # The supervisor deletes the namespace once the VMM ended.
+        deadline = time.time() + 30
+        while made in sh("ip", "netns", "list").stdout and time.time() < deadline:
+            time.sleep(0.2)
+        check(made not in sh("ip", "netns", "list").stdout, f"namespace {made} left behind")
+    finally:
+        strata_cmd("vms", "stop", "web", env=env, check_rc=False)
+        subprocess.run(["ip", "netns", "del", outer], capture_output=True, timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(xdg, ignore_errors=True)
+
+
+def run_restart_netns_case():
+    """`strata run --net netns=auto --on-reboot restart`: every thread of the VMM
+    is filtered, its main thread too (the namespace and its tap are made once,
+    before the filters, for every machine a reset rebuilds); the guest answers,
+    and the namespace is gone once strata ends. Watched failing on the code
+    before: the main thread stayed unfiltered (Seccomp 0) and said so."""
+    outer = f"strata-nt-{os.getpid()}-rr"
+    sh("ip", "netns", "add", outer)
+    proc = None
+    try:
+        sh("ip", "-n", outer, "link", "set", "lo", "up")
+        proc = run_guest(outer, [STRATA, "run", "--firmware", NETECHO, "--net", "netns=auto", "--on-reboot", "restart",
+                                 "--cmdline", f"ip={GUEST_IP} timeout_s=120"])
+        name, addr = namespace_line(proc)
+        echo_each(outer, [addr], pings=1)
+        # ip netns exec executes strata in its own place: the pid is the Popen's.
+        threads = seccomp_modes(proc.pid)
+        check("strata" in threads and "net-net0" in threads, f"threads: {threads}")
+        check(all(mode == 2 for mode in threads.values()), f"a VMM thread runs unfiltered: {threads}")
+        quit_each(outer, [addr])
+        rc, out = finish(proc, "the VM")
+        check(rc == 0 and "netecho: done" in out, f"the VM ended {rc}")
+        check("stays unfiltered" not in out, "the main thread was left unfiltered")
+        check(name not in sh("ip", "netns", "list").stdout, f"namespace {name} left behind")
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        subprocess.run(["ip", "netns", "del", outer], capture_output=True, timeout=30)
+
+
 def main():
     if os.geteuid() != 0:
         skip("needs root for network namespaces and taps")
@@ -739,6 +839,10 @@ def main():
         snapshot_clones_case("pci")
     elif CASE == "vms_running_clones":
         vms_running_clones_case()
+    elif CASE == "vms_netns_jailed":
+        vms_netns_jailed_case()
+    elif CASE == "run_restart_netns":
+        run_restart_netns_case()
     else:
         fail("unknown case " + CASE)
     print("PASS", CASE)

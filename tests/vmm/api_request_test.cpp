@@ -189,6 +189,23 @@ TEST_CASE("rate_limiter on PUT /drives/{id} and PATCH /drives/{id}")
     expect_error("PATCH", "/drives/a/b", R"({"drive_id": "a", "rate_limiter": {}})", "Invalid request method");
 }
 
+TEST_CASE("rate_limit_group on PUT /drives/{id}")
+{
+    auto d = expect_ok<DriveConfig>("PUT", "/drives/a", R"({"drive_id": "a", "path_on_host": "/d", "is_root_device": false,
+        "rate_limit_group": "shared.1", "rate_limiter": {"ops": {"size": 50, "refill_time": 100}}})");
+    CHECK(d.rate_limit_group == "shared.1");
+    CHECK(d.rate_limiter.ops == strata::TokenBucketConfig { 50, 0, 100 });
+    CHECK(expect_ok<DriveConfig>("PUT", "/drives/a", R"({"drive_id": "a", "path_on_host": "/d", "is_root_device": false})").rate_limit_group.empty());
+    CHECK(expect_ok<DriveConfig>("PUT", "/drives/a", R"({"drive_id": "a", "path_on_host": "/d", "is_root_device": false,
+        "rate_limit_group": null})").rate_limit_group.empty());
+    for (char const* bad : { R"("")", R"("a/b")", R"("..")", R"("has space")", R"("123456789012345678901")", R"("a\u0000b")" })
+        expect_error("PUT", "/drives/a", std::string(R"({"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "rate_limit_group": )") + bad + "}",
+            "`rate_limit_group`");
+    expect_error("PUT", "/drives/a", R"({"drive_id": "a", "path_on_host": "/d", "is_root_device": false, "rate_limit_group": 5})", "expected a string");
+    // PATCH changes the limit, never the group.
+    expect_error("PATCH", "/drives/a", R"({"drive_id": "a", "rate_limiter": {}, "rate_limit_group": "g"})", "unknown field `rate_limit_group`");
+}
+
 TEST_CASE("PUT /actions and PATCH /vm")
 {
     CHECK(expect_ok<InstanceAction>("PUT", "/actions", R"({"action_type": "InstanceStart"})").type == ActionType::InstanceStart);

@@ -34,6 +34,9 @@ SnapshotFile sample()
     d.disk.path = "/src/disk0.raw";
     d.disk.cache = DiskCache::Writeback;
     d.capture = "snap.disk-disk0";
+    d.disk.rate_limit.bandwidth = TokenBucketConfig { 1 << 20, 4096, 100 };
+    d.disk.rate_limit.ops = TokenBucketConfig { 50, 0, 100 };
+    d.disk.rate_limit_group = "shared";
     f.drives.push_back(d);
     f.memory.push_back(MemoryLayer { "/snaps/base.mem", 0x1234, false, {} });
     f.memory.push_back(MemoryLayer { "/snaps/diff1.mem", 0x5678, true, { { 3, 2 }, { 100, 1 } } });
@@ -51,6 +54,27 @@ SnapshotFile sample()
     return f;
 }
 
+// The file of `bytes` with its JSON description changed by `edit`, lengths and
+// CRC made right again (as another writer would have made it).
+template<typename F>
+std::vector<std::byte> with_description(std::vector<std::byte> const& bytes, F edit)
+{
+    std::uint64_t text_len = 0;
+    std::memcpy(&text_len, bytes.data() + 16, 8);
+    std::string text(reinterpret_cast<char const*>(bytes.data() + 32), text_len);
+    auto doc = nlohmann::json::parse(text);
+    edit(doc);
+    auto const changed = doc.dump();
+    std::vector<std::byte> file(bytes.begin(), bytes.begin() + 32);
+    file.insert(file.end(), reinterpret_cast<std::byte const*>(changed.data()), reinterpret_cast<std::byte const*>(changed.data()) + changed.size());
+    file.insert(file.end(), bytes.begin() + 32 + static_cast<std::ptrdiff_t>(text_len), bytes.end());
+    std::uint64_t const len = changed.size();
+    std::memcpy(file.data() + 16, &len, 8);
+    std::uint32_t const crc = crc32c(std::span<std::byte const>(file).subspan(16));
+    std::memcpy(file.data() + 12, &crc, 4);
+    return file;
+}
+
 } // namespace
 
 TEST_CASE("a snapshot file decodes to what was encoded")
@@ -66,6 +90,8 @@ TEST_CASE("a snapshot file decodes to what was encoded")
     CHECK(f.drives[0].disk.id == "disk0");
     CHECK(f.drives[0].disk.cache == DiskCache::Writeback);
     CHECK(f.drives[0].capture == "snap.disk-disk0");
+    CHECK(f.drives[0].disk.rate_limit == sample().drives[0].disk.rate_limit);
+    CHECK(f.drives[0].disk.rate_limit_group == "shared");
     REQUIRE(f.memory.size() == 2);
     CHECK(f.memory[1].diff);
     CHECK(f.memory[1].crc == 0x5678);
@@ -89,30 +115,39 @@ TEST_CASE("a snapshot file written before transports and interfaces were recorde
     old.transport = Transport::Mmio;
     old.nets.clear();
     old.mmds = {};
-    auto bytes = encode_snapshot_file(old);
-    // Drop the three newer keys from the JSON and fix the lengths and CRC, as
-    // the older writer made it.
-    std::uint64_t text_len = 0;
-    std::memcpy(&text_len, bytes.data() + 16, 8);
-    std::string text(reinterpret_cast<char const*>(bytes.data() + 32), text_len);
-    auto doc = nlohmann::json::parse(text);
-    doc.erase("transport");
-    doc.erase("network_interfaces");
-    doc.erase("mmds");
-    auto const shorter = doc.dump();
-    std::vector<std::byte> file(bytes.begin(), bytes.begin() + 32);
-    file.insert(file.end(), reinterpret_cast<std::byte const*>(shorter.data()), reinterpret_cast<std::byte const*>(shorter.data()) + shorter.size());
-    file.insert(file.end(), bytes.begin() + 32 + static_cast<std::ptrdiff_t>(text_len), bytes.end());
-    std::uint64_t const len = shorter.size();
-    std::memcpy(file.data() + 16, &len, 8);
-    std::uint32_t const crc = crc32c(std::span<std::byte const>(file).subspan(16));
-    std::memcpy(file.data() + 12, &crc, 4);
+    // Drop the newer keys from the JSON, as the older writer made it.
+    auto file = with_description(encode_snapshot_file(old), [](nlohmann::json& doc) {
+        doc.erase("transport");
+        doc.erase("network_interfaces");
+        doc.erase("mmds");
+        for (auto& d : doc.at("drives")) {
+            d.erase("rate_limiter");
+            d.erase("rate_limit_group");
+        }
+    });
     auto decoded = decode_snapshot_file(file);
     REQUIRE_MESSAGE(decoded.has_value(), decoded.error().message);
     CHECK(decoded.value().transport == Transport::Mmio);
     CHECK(decoded.value().nets.empty());
     CHECK(decoded.value().mmds.interfaces.empty());
-    CHECK(decoded.value().drives.size() == 1);
+    REQUIRE(decoded.value().drives.size() == 1);
+    CHECK(decoded.value().drives[0].disk.rate_limit.unlimited());
+    CHECK(decoded.value().drives[0].disk.rate_limit_group.empty());
+}
+
+TEST_CASE("a snapshot file whose drive limits could not be applied is refused")
+{
+    auto const bytes = encode_snapshot_file(sample());
+    auto no_refill = with_description(bytes, [](nlohmann::json& doc) { doc["drives"][0]["rate_limiter"]["ops"]["refill_time"] = 0; });
+    auto r = decode_snapshot_file(no_refill);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().kind == ErrorKind::BadInput);
+    CHECK(r.error().message.find("disk0") != std::string::npos);
+    auto bad_group = with_description(bytes, [](nlohmann::json& doc) { doc["drives"][0]["rate_limit_group"] = "../x"; });
+    r = decode_snapshot_file(bad_group);
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().kind == ErrorKind::BadInput);
+    CHECK(r.error().message.find("rate limit group") != std::string::npos);
 }
 
 TEST_CASE("a snapshot file with one bit flipped anywhere, or cut short, is refused")

@@ -85,3 +85,41 @@ TEST_CASE("a drive file gone between its PUT and InstanceStart is the client's e
     CHECK(fault(reply).find("path_on_host") != std::string::npos);
     CHECK(json::parse(api::handle_request(f.controller, "GET", "/", "").body)["state"] == "Not started");
 }
+
+TEST_CASE("PUT /drives puts a drive in a rate limit group, and a refused PUT changes nothing")
+{
+    Fixture f;
+    std::string const a = f.make_file("a.img");
+    std::string const b = f.make_file("b.img");
+    auto drive = [](std::string const& id, std::string const& path, json extra) {
+        json d = { { "drive_id", id }, { "path_on_host", path }, { "is_root_device", false } };
+        d.update(extra);
+        return d;
+    };
+    json const limit = { { "ops", { { "size", 50 }, { "one_time_burst", 0 }, { "refill_time", 100 } } } };
+    auto config = [&] { return json::parse(api::handle_request(f.controller, "GET", "/vm/config", "").body); };
+    REQUIRE(f.put("/drives/a", drive("a", a, { { "rate_limit_group", "g1" }, { "rate_limiter", limit } })).status == 204);
+    // A drive of the group without a limit of its own takes the group's.
+    REQUIRE(f.put("/drives/b", drive("b", b, { { "rate_limit_group", "g1" } })).status == 204);
+    json const before = config();
+    REQUIRE(before["drives"].size() == 2);
+    for (auto const& d : before["drives"]) {
+        CHECK(d["rate_limit_group"] == "g1");
+        CHECK(d["rate_limiter"] == limit);
+    }
+    // Refused, each with the configuration left as it was: a bad group name, and
+    // a second limit for the group (its drives share one limiter).
+    auto bad_name = f.put("/drives/b", drive("b", b, { { "rate_limit_group", "g/1" } }));
+    CHECK(bad_name.status == 400);
+    CHECK(fault(bad_name).find("rate_limit_group") != std::string::npos);
+    json const other = { { "ops", { { "size", 10 }, { "refill_time", 100 } } } };
+    auto conflict = f.put("/drives/c", drive("c", f.make_file("c.img"), { { "rate_limit_group", "g1" }, { "rate_limiter", other } }));
+    CHECK(conflict.status == 400);
+    CHECK(fault(conflict).find("g1") != std::string::npos);
+    auto replaced = f.put("/drives/b", drive("b", b, { { "rate_limit_group", "g1" }, { "rate_limiter", other } }));
+    CHECK(replaced.status == 400);
+    CHECK(config() == before);
+    // A drive leaves the group by a PUT without one.
+    REQUIRE(f.put("/drives/b", drive("b", b, json::object())).status == 204);
+    CHECK(config()["drives"][1].contains("rate_limit_group") == false);
+}

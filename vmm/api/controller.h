@@ -83,6 +83,10 @@ struct DriveConfig {
     // Firecracker's rate_limiter: {"bandwidth": {"size", "one_time_burst",
     // "refill_time"}, "ops": {...}}; sizes in bytes and requests, refill_time in ms.
     RateLimiterConfig rate_limiter;
+    // strata (Cloud Hypervisor's rate_limit_group): the VM's drives of one group
+    // share one limiter; a drive of a group without rate_limiter takes the
+    // group's, and drives that give one must agree. Empty: a limiter of its own.
+    std::string rate_limit_group;
 };
 
 // PATCH /drives/{drive_id}: a new rate limit, at once, before or after boot.

@@ -68,6 +68,8 @@ json drive_json(DriveConfig const& drive)
             limiter["ops"] = bucket(drive.rate_limiter.ops);
         out["rate_limiter"] = limiter;
     }
+    if (!drive.rate_limit_group.empty())
+        out["rate_limit_group"] = drive.rate_limit_group;
     return out;
 }
 

@@ -126,14 +126,15 @@ Result<TokenBucketConfig> parse_bucket(nlohmann::json const& json)
     return TokenBucketConfig { *size, burst.value_or(0), *refill };
 }
 
-// An absent rate_limiter, or an absent bucket in it, is no limit.
-Result<RateLimiterConfig> parse_rate_limiter(ObjectReader const& outer)
+// A rate limiter field of `outer` ({"bandwidth": bucket, "ops": bucket}):
+// nullopt when absent or null; an absent or null bucket is no limit.
+Result<std::optional<RateLimiterConfig>> parse_rate_limiter(ObjectReader const& outer, char const* field)
 {
-    STRATA_TRY(object, outer.object("rate_limiter"));
-    RateLimiterConfig config;
+    STRATA_TRY(object, outer.object(field));
     if (!object)
-        return config;
+        return std::optional<RateLimiterConfig>();
     STRATA_TRY(reader, ObjectReader::open(**object, { "bandwidth", "ops" }));
+    RateLimiterConfig config;
     STRATA_TRY(bandwidth, reader.object("bandwidth"));
     STRATA_TRY(ops, reader.object("ops"));
     if (bandwidth) {
@@ -145,8 +146,8 @@ Result<RateLimiterConfig> parse_rate_limiter(ObjectReader const& outer)
         config.ops = o;
     }
     if (auto checked = check_rate_limiter(config); !checked)
-        return usage("`rate_limiter`: " + checked.error().message + ".");
-    return config;
+        return usage(std::string("`") + field + "`: " + checked.error().message + ".");
+    return std::optional<RateLimiterConfig>(config);
 }
 
 Result<ApiRequest> parse_drive_update(std::string_view path_id, nlohmann::json const& json)
@@ -157,32 +158,10 @@ Result<ApiRequest> parse_drive_update(std::string_view path_id, nlohmann::json c
         return ObjectReader::missing("drive_id");
     if (*id != path_id)
         return usage("The id from the path does not match the id from the body!");
-    STRATA_TRY(limiter, reader.object("rate_limiter"));
-    if (!limiter)
+    STRATA_TRY(config, parse_rate_limiter(reader, "rate_limiter"));
+    if (!config)
         return ObjectReader::missing("rate_limiter");
-    STRATA_TRY(config, parse_rate_limiter(reader));
-    return ApiRequest { DriveUpdate { *id, config } };
-}
-
-// A rate limiter field ({"bandwidth": bucket, "ops": bucket}); nullopt when absent or null.
-Result<std::optional<RateLimiterConfig>> parse_rate_limiter(nlohmann::json const& body, char const* field)
-{
-    auto it = body.find(field);
-    if (it == body.end() || it->is_null())
-        return std::optional<RateLimiterConfig>();
-    STRATA_TRY(reader, ObjectReader::open(*it, { "bandwidth", "ops" }));
-    (void)reader;
-    RateLimiterConfig config;
-    for (char const* bucket : { "bandwidth", "ops" }) {
-        auto b = it->find(bucket);
-        if (b == it->end() || b->is_null())
-            continue;
-        STRATA_TRY(parsed, parse_bucket(*b));
-        (std::string_view(bucket) == "bandwidth" ? config.bandwidth : config.ops) = parsed;
-    }
-    if (auto r = check_rate_limiter(config); !r)
-        return usage(std::string("`") + field + "`: " + r.error().message);
-    return std::optional<RateLimiterConfig>(config);
+    return ApiRequest { DriveUpdate { *id, *config } };
 }
 
 // PUT /network-interfaces/{id}. The tap name and MAC are checked here with the
@@ -204,8 +183,8 @@ Result<ApiRequest> parse_network_interface(std::string_view path_id, nlohmann::j
     net.iface_id = *id;
     net.host_dev_name = *tap;
     net.guest_mac = mac.value_or("");
-    STRATA_TRY(rx, parse_rate_limiter(json, "rx_rate_limiter"));
-    STRATA_TRY(tx, parse_rate_limiter(json, "tx_rate_limiter"));
+    STRATA_TRY(rx, parse_rate_limiter(reader, "rx_rate_limiter"));
+    STRATA_TRY(tx, parse_rate_limiter(reader, "tx_rate_limiter"));
     net.rx_rate_limiter = rx.value_or(RateLimiterConfig {});
     net.tx_rate_limiter = tx.value_or(RateLimiterConfig {});
     return ApiRequest { net };
@@ -222,8 +201,8 @@ Result<ApiRequest> parse_network_interface_update(std::string_view path_id, nloh
         return usage("The id from the path does not match the id from the body!");
     NetworkInterfaceUpdate update;
     update.iface_id = *id;
-    STRATA_TRY(rx, parse_rate_limiter(json, "rx_rate_limiter"));
-    STRATA_TRY(tx, parse_rate_limiter(json, "tx_rate_limiter"));
+    STRATA_TRY(rx, parse_rate_limiter(reader, "rx_rate_limiter"));
+    STRATA_TRY(tx, parse_rate_limiter(reader, "tx_rate_limiter"));
     update.rx_rate_limiter = rx;
     update.tx_rate_limiter = tx;
     return ApiRequest { update };
@@ -231,7 +210,8 @@ Result<ApiRequest> parse_network_interface_update(std::string_view path_id, nloh
 
 Result<ApiRequest> parse_drive(std::string_view path_id, nlohmann::json const& json)
 {
-    STRATA_TRY(reader, ObjectReader::open(json, { "drive_id", "path_on_host", "disk_name", "is_read_only", "is_root_device", "cache_type", "scratch", "rate_limiter" }));
+    STRATA_TRY(reader, ObjectReader::open(json, { "drive_id", "path_on_host", "disk_name", "is_read_only", "is_root_device", "cache_type", "scratch", "rate_limiter",
+        "rate_limit_group" }));
     STRATA_TRY(id, reader.string("drive_id"));
     STRATA_TRY(path, reader.string("path_on_host"));
     STRATA_TRY(disk, reader.string("disk_name"));
@@ -239,7 +219,8 @@ Result<ApiRequest> parse_drive(std::string_view path_id, nlohmann::json const& j
     STRATA_TRY(root, reader.boolean("is_root_device"));
     STRATA_TRY(cache, reader.string("cache_type"));
     STRATA_TRY(scratch, reader.boolean("scratch"));
-    STRATA_TRY(rate_limiter, parse_rate_limiter(reader));
+    STRATA_TRY(rate_limiter, parse_rate_limiter(reader, "rate_limiter"));
+    STRATA_TRY(group, reader.string("rate_limit_group"));
     if (!id)
         return ObjectReader::missing("drive_id");
     if (!root)
@@ -260,7 +241,12 @@ Result<ApiRequest> parse_drive(std::string_view path_id, nlohmann::json const& j
     drive.is_read_only = read_only.value_or(false);
     drive.is_root_device = *root;
     drive.scratch = scratch.value_or(false);
-    drive.rate_limiter = rate_limiter;
+    drive.rate_limiter = rate_limiter.value_or(RateLimiterConfig {});
+    if (group) {
+        if (!valid_rate_limit_group(*group))
+            return usage("`rate_limit_group` '" + quote_for_message(*group) + "' must be 1-20 letters, digits, '-', '_' or '.'.");
+        drive.rate_limit_group = *group;
+    }
     if (cache) {
         if (*cache == "Unsafe")
             drive.cache_type = CacheType::Unsafe;

@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <dirent.h>
 #include <grp.h>
+#include <poll.h>
 #include <unistd.h>
 
 namespace strata {
@@ -236,6 +237,14 @@ int shared_netns()
 
 [[noreturn]] void supervise(pid_t child, Cgroup const& cg, sigset_t const& forwarded, JailSpec const& spec)
 {
+    // From here the supervisor only waits, forwards and cleans up: filtered to
+    // that. One that cannot be filtered takes its VMM down rather than run
+    // unfiltered (and still cleans up after it).
+    if (auto filtered = apply_supervisor_seccomp(spec.supervisor_seccomp, child); !filtered) {
+        std::string const message = "strata: jail: " + filtered.error().message + "; ending the VMM\n";
+        [[maybe_unused]] auto n = ::write(STDERR_FILENO, message.data(), message.size());
+        ::kill(child, SIGKILL);
+    }
     int status = 0;
     for (;;) {
         siginfo_t info {};
@@ -250,6 +259,8 @@ int shared_netns()
         if (done == child)
             break;
     }
+    if (spec.after_vmm)
+        spec.after_vmm();
     // The cgroup goes once empty; a cgroup folder is removed with rmdir alone.
     for (auto const& dir : cg.dirs)
         ::rmdir(dir.c_str());
@@ -484,6 +495,28 @@ void give_back_runtime_dir(std::string const& dir)
     (void)lend_runtime_dir(dir, ::getuid(), ::getgid());
 }
 
+Status await_cgroup(Jailed& jailed)
+{
+    if (jailed.cgroup_pending < 0)
+        return ok();
+    pid_t host_pid = 0;
+    ssize_t n = 0;
+    while ((n = ::read(jailed.cgroup_pending, &host_pid, sizeof host_pid)) < 0 && errno == EINTR) {
+    }
+    // The supervisor keeps its end open while it lives. One that died before
+    // the VMM set PR_SET_PDEATHSIG (a busy host may run the supervisor well
+    // ahead) sent no signal: its end is closed now, and the VMM must not run
+    // unsupervised.
+    pollfd alive { jailed.cgroup_pending, POLLIN, 0 };
+    bool const gone = n != static_cast<ssize_t>(sizeof host_pid) || (::poll(&alive, 1, 0) == 1 && (alive.revents & POLLHUP));
+    ::close(jailed.cgroup_pending);
+    jailed.cgroup_pending = -1;
+    if (gone)
+        ::_exit(1);
+    jailed.host_pid = host_pid;
+    return ok();
+}
+
 Result<Jailed> enter_jail(JailSpec const& spec)
 {
     Jailed jailed;
@@ -541,8 +574,9 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         if (root)
             cg = join_cgroup(spec, child, jailed);
         // Let the VMM go on, now in its cgroup, telling it its pid on the host.
+        // The write end stays open for the supervisor's life: the VMM sees it
+        // closed only if the supervisor is gone (await_cgroup).
         [[maybe_unused]] auto w = ::write(sync[1], &child, sizeof child);
-        ::close(sync[1]);
         supervise(child, cg, forwarded, spec);
     }
 
@@ -559,10 +593,11 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     ::sigprocmask(SIG_SETMASK, &mask, nullptr);
 
     int flags = CLONE_NEWNS;
-    // Tap devices live in the host's network namespace (and a lazily pulled disk
-    // reaches its registry through it): only a VM that uses neither leaves it, for
-    // the shared empty one or, without it, one of its own; either has nothing but
-    // a loopback that is down.
+    // Host taps live in the host's network namespace (and a lazily pulled disk
+    // reaches its registry through it): only a VM that uses neither leaves it
+    // (taps opened before the jail work from anywhere), for the shared empty one
+    // or, without it, one of its own; either has nothing but a loopback that is
+    // down.
     if (spec.new_network && netns < 0)
         flags |= CLONE_NEWNET;
     if (::unshare(flags) != 0)
@@ -574,14 +609,11 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     }
     STRATA_TRY(build_root(spec, root));
     STRATA_TRY(set_limits(spec));
-    // Moving a process into a v1 memory cgroup takes some 10 ms here (the kernel
-    // waits for an RCU grace period): the supervisor does it while the root is
-    // built, and the VMM waits for it only now, before it allocates guest memory.
-    pid_t host_pid = 0;
-    if (::read(sync[0], &host_pid, sizeof host_pid) != static_cast<ssize_t>(sizeof host_pid))
-        ::_exit(1); // the supervisor died before letting it go
-    jailed.host_pid = host_pid;
-    ::close(sync[0]);
+    // The supervisor moves the VMM into its cgroup meanwhile; await_cgroup waits
+    // for it later, just before guest memory is allocated.
+    jailed.host_pid = 0;
+    jailed.supervised = true;
+    jailed.cgroup_pending = sync[0];
     STRATA_TRY(apply_landlock(spec, jailed));
     STRATA_TRY(drop_privileges(spec, root, true, jailed));
     return jailed;

@@ -5,17 +5,20 @@
 //  - the calling process stays on the host as the jail's supervisor: it makes the
 //    VM's cgroup, forwards the signals it gets (SIGTERM, SIGINT, SIGHUP, SIGQUIT,
 //    SIGUSR1, SIGUSR2) to the jailed VMM, waits for it, removes the cgroup and
-//    exits with its status; if it is SIGKILLed the VMM follows
+//    exits with its status, under a seccomp filter of its own that allows
+//    only that (seccomp.h); if it is SIGKILLed the VMM follows
 //    (PR_SET_PDEATHSIG). The pid file names the jailed VMM itself (its host pid),
 //    so `vms stop` and /proc/PID show the VMM; SIGTERM and SIGINT stay blocked in
 //    all its threads, read by its signalfd: PID 1 of a namespace would drop a
-//    signal left at its default action.
+//    signal left at its default action. Once the VMM ended it runs the spec's
+//    after_vmm (e.g. deletes the VM's netns=auto namespaces).
 //  - the jailed VMM is PID 1 of a new PID namespace, in a new mount namespace
 //    whose root is a small read-only tmpfs at <runtime folder>/root holding only
 //    the bind mounts listed (each at its host path, so that no path the VMM uses
 //    changes), after pivot_root and a detached unmount of the old root; out of
-//    the host's network namespace when the VM has no interface and no lazily
-//    pulled disk: root's jails share one empty namespace, kept at
+//    the host's network namespace when the VM attaches no host tap and has no
+//    lazily pulled disk (JailSpec::new_network): root's jails share one empty
+//    namespace, kept at
 //    /run/strata/netns-none (made by the first; jail.cpp says why), others
 //    make one of their own;
 //    in the cgroup (v2 when /sys/fs/cgroup has cgroup.controllers, else v1) with
@@ -35,10 +38,12 @@
 #pragma once
 
 #include "base/result.h"
+#include "vmm/isolation/seccomp.h"
 
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,7 +66,7 @@ struct JailSpec {
     bool lend_runtime_dir { true };
     std::string cgroup_name;      // a folder name, made under the caller's cgroup
     std::vector<JailBind> binds;
-    bool new_network { false };   // only when the VM uses no network at all
+    bool new_network { false };   // only when the VMM needs nothing of the host's network
     std::optional<uid_t> uid;     // the jailed VMM's ids; unset: stay
     std::optional<gid_t> gid;
     std::vector<int> keep_capabilities; // e.g. CAP_NET_ADMIN to attach taps
@@ -71,10 +76,21 @@ struct JailSpec {
     std::uint64_t open_files { 2048 };  // RLIMIT_NOFILE
     std::uint64_t file_size { 0 };      // RLIMIT_FSIZE in bytes; 0: unlimited
     bool landlock { true };             // restrict to the binds with Landlock too
+    // Run by the supervisor once the VMM ended, before it exits: what the VMM
+    // made on the host and can no longer undo from inside (netns=auto
+    // namespaces, prepared_nets.h). Not run for a jail without a supervisor.
+    std::function<void()> after_vmm;
+    // The supervisor's own seccomp filter (seccomp.h apply_supervisor_seccomp),
+    // installed once the VMM runs; the VMM's --seccomp mode.
+    SeccompMode supervisor_seccomp { SeccompMode::Kill };
 };
 
 struct Jailed {
-    pid_t host_pid { 0 }; // the jailed VMM's pid on the host: for the pid file
+    // The jailed VMM's pid on the host, for the pid file: known once
+    // await_cgroup returned.
+    pid_t host_pid { 0 };
+    bool supervised { false }; // a supervisor runs (and runs after_vmm)
+    int cgroup_pending { -1 };  // the supervisor's go-ahead, read by await_cgroup
     std::vector<std::string> lacks; // what the jail could not apply, already logged
 };
 
@@ -83,6 +99,15 @@ struct Jailed {
 // error is returned only before the fork, or in the VMM when a step it could take
 // failed (the VMM must not run half-jailed then).
 [[nodiscard]] Result<Jailed> enter_jail(JailSpec const& spec);
+
+// In the jailed VMM: waits until the supervisor has moved it into its cgroup
+// and learns its host pid. Moving a process into a v1 memory cgroup takes some
+// 10 ms (the kernel waits for an RCU grace period), so the VMM goes on setting
+// itself up (filters, threads, sockets) meanwhile and waits only here, which
+// must come before it allocates guest memory: memory is charged to the cgroup
+// it was allocated in. Does nothing for a VMM without a supervisor. A
+// supervisor that died before letting it go ends the VMM.
+[[nodiscard]] Status await_cgroup(Jailed& jailed);
 
 // Gives a runtime folder that a jail with another uid held (and the files the VMM
 // made in it) back to the caller: what the supervisor does when the VMM ends, and

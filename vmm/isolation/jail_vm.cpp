@@ -63,7 +63,11 @@ Result<JailSpec> jail_spec_for_vm(Store& store, MachineConfig const& config, Run
     spec.binds.push_back(kvm_device());
     for (char const* dev : { "/dev/urandom", "/dev/null" })
         spec.binds.push_back({ dev, true });
-    if (!config.nets.empty()) {
+    // Taps the VMM attaches itself live in the host's network namespace; a
+    // netns=auto interface prepared before the jail is an open descriptor.
+    bool const host_nets = std::any_of(config.nets.begin(), config.nets.end(),
+        [&](NetConfig const& n) { return !(n.netns_auto && options.netns_auto_prepared); });
+    if (host_nets) {
         spec.binds.push_back({ "/dev/net/tun", true });
         // Attaching to a tap that no uid owns needs CAP_NET_ADMIN (TUNSETIFF).
         spec.keep_capabilities.push_back(CAP_NET_ADMIN);
@@ -120,7 +124,7 @@ Result<JailSpec> jail_spec_for_vm(Store& store, MachineConfig const& config, Run
             if (::stat(dir, &st) == 0)
                 spec.binds.push_back({ dir, false });
     }
-    spec.new_network = config.nets.empty() && !lazy;
+    spec.new_network = !host_nets && !lazy;
     spec.memory_max = (config.memory_mib << 20) + kJailMemoryOverhead;
     spec.cpus = config.vcpus + 1;
     spec.pids_max = config.vcpus + kJailThreadsSpare;

@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <future>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
@@ -107,6 +108,15 @@ constexpr char const* FetcherCalls[] = {
 // What only the spawner needs: making threads and letting them install their
 // filters.
 constexpr char const* SpawnerCalls[] = { "clone", "clone3", "set_robust_list", "rseq", "prctl", "seccomp" };
+
+// The jail's supervisor once the VMM runs (jail.cpp supervise): waiting for
+// signals and the VMM, the cgroup's removal (rmdir), giving the runtime folder
+// back (opendir, fchownat), deleting netns=auto namespaces (umount2, unlink),
+// and ending as the VMM ended (signal, prctl). kill(2) is added with its pids.
+constexpr char const* SupervisorCalls[] = {
+    "rt_sigtimedwait", "wait4", "waitid", "rmdir", "openat", "getdents64", "fchownat", "lchown", "newfstatat", "fstat",
+    "getuid", "getgid", "geteuid", "getegid", "umount2", "unlink", "unlinkat", "prctl",
+};
 
 // ioctls by kind; compared as 32-bit values (the kernel ignores the upper half of
 // the request number, so a filter must too).
@@ -255,7 +265,21 @@ void on_sigsys(int, siginfo_t* info, void* context)
     ::syscall(SYS_tgkill, ::getpid(), ::syscall(SYS_gettid), SIGSYS);
 }
 
-Status load_filter(KindLists const& lists, SeccompMode mode, char const* what)
+// SIGSYS to on_sigsys, for the filters' default action (SECCOMP_RET_TRAP).
+Status handle_sigsys()
+{
+    struct sigaction action {};
+    action.sa_sigaction = on_sigsys;
+    action.sa_flags = SA_SIGINFO;
+    sigemptyset(&action.sa_mask);
+    if (::sigaction(SIGSYS, &action, nullptr) != 0)
+        return errno_error("seccomp: SIGSYS handler");
+    return ok();
+}
+
+// `extra` adds rules of the caller's own to the filter before it is loaded.
+Status load_filter(KindLists const& lists, SeccompMode mode, char const* what,
+    std::function<int(scmp_filter_ctx)> const& extra = {})
 {
     std::uint32_t const deny = mode == SeccompMode::Log ? SCMP_ACT_LOG : SCMP_ACT_TRAP;
     scmp_filter_ctx ctx = ::seccomp_init(deny);
@@ -299,6 +323,10 @@ Status load_filter(KindLists const& lists, SeccompMode mode, char const* what)
                     return fail(rc, "allow an ioctl");
             }
         }
+    }
+    if (extra) {
+        if (int rc = extra(ctx); rc < 0)
+            return fail(rc, "add its own rules");
     }
     if (int rc = ::seccomp_load(ctx); rc < 0)
         return fail(rc, "load");
@@ -427,12 +455,7 @@ Status enable_seccomp(SeccompMode mode)
     // No core dump: it would hold the guest's memory.
     rlimit none {};
     ::setrlimit(RLIMIT_CORE, &none);
-    struct sigaction action {};
-    action.sa_sigaction = on_sigsys;
-    action.sa_flags = SA_SIGINFO;
-    sigemptyset(&action.sa_mask);
-    if (::sigaction(SIGSYS, &action, nullptr) != 0)
-        return errno_error("seccomp: SIGSYS handler");
+    STRATA_TRY(handle_sigsys());
     g_mode.store(static_cast<int>(mode));
 
     // Never destroyed: it waits on its condition variable for the rest of the
@@ -463,6 +486,35 @@ Status apply_seccomp(ThreadKind kind)
     t_filtered = true;
 #if STRATA_TEST_HOOKS
     if (forbidden)
+        ::syscall(SYS_getppid);
+#endif
+    return ok();
+}
+
+Status apply_supervisor_seccomp(SeccompMode mode, pid_t vmm)
+{
+    if (mode == SeccompMode::Off)
+        return ok();
+    if (::seccomp_api_get() < 2)
+        return make_error(ErrorKind::Unsupported, "seccomp: the kernel's seccomp API is too old for the supervisor's filter");
+    STRATA_TRY(handle_sigsys());
+    t_kind = "supervisor";
+    ::prctl(PR_GET_NAME, t_name, 0, 0, 0);
+    // A filter without CAP_SYS_ADMIN needs no_new_privs; the supervisor never
+    // executes anything, so it loses nothing by it.
+    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    pid_t const self = ::getpid();
+    KindLists lists { { CommonCalls, SupervisorCalls }, {} };
+    STRATA_TRY(load_filter(lists, mode, "supervisor", [vmm, self](scmp_filter_ctx ctx) {
+        for (pid_t pid : { vmm, self }) {
+            if (int rc = ::seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 1, SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(pid))); rc < 0)
+                return rc;
+        }
+        return 0;
+    }));
+    t_filtered = true;
+#if STRATA_TEST_HOOKS
+    if (char const* kind = std::getenv("STRATA_TEST_SECCOMP_FORBIDDEN"); kind != nullptr && std::string_view(kind) == "supervisor")
         ::syscall(SYS_getppid);
 #endif
     return ok();

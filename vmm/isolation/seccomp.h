@@ -21,7 +21,7 @@
 // nothing.
 //
 // Test hook (STRATA_TEST_HOOKS builds): STRATA_TEST_SECCOMP_FORBIDDEN=<kind name>
-// (vmm, api, api-worker, vcpu, device-io, fetcher) makes the first thread of that kind
+// (vmm, api, api-worker, vcpu, device-io, fetcher; supervisor: see below) makes the first thread of that kind
 // call getppid(2), which no filter allows, right after installing its filter.
 // Threading: enable_seccomp once on the main thread before any start_thread
 // (but one: a stored VM's VMM starts the thread that prepares its VM,
@@ -34,6 +34,7 @@
 #include "base/thread.h"
 
 #include <string>
+#include <sys/types.h>
 
 namespace strata {
 
@@ -59,5 +60,16 @@ enum class SeccompMode {
 // Installs the filter of `kind` on the calling thread; nothing when filtering is
 // off or was never enabled.
 [[nodiscard]] Status apply_seccomp(ThreadKind kind);
+
+// The jail's supervisor (jail.h): a process of its own on the host, one thread,
+// that once the VMM runs only waits for it, forwards signals to it and cleans up
+// after it (the cgroup, the runtime folder's owner, netns=auto namespaces). Its
+// filter allows that and nothing else: no exec, no fork, no sockets, no KVM,
+// and kill(2) only of `vmm` and of itself. A forbidden call raises SIGSYS with
+// the same message as a VMM thread's (kind "supervisor"); the VMM follows it
+// (PR_SET_PDEATHSIG). Off installs nothing. Needs no enable_seccomp: the
+// supervisor is not the VMM process. Test hook: STRATA_TEST_SECCOMP_FORBIDDEN=
+// supervisor calls getppid(2) right after the filter is installed.
+[[nodiscard]] Status apply_supervisor_seccomp(SeccompMode mode, pid_t vmm);
 
 } // namespace strata
