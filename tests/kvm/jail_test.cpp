@@ -401,8 +401,10 @@ TEST_CASE("a user who is not root, with a KVM device of its own, starts a jailed
     CHECK(status_field(vmm, "NoNewPrivs") == "1");
     CHECK(status_field(vmm, "Seccomp") == "2");
     // Can the user make a user namespace here? Not in a chroot (the kernel
-    // refuses it there: scripts/with-kvm's emulated machine runs tests in one),
-    // nor where the host turned them off; the jail is then the one without.
+    // refuses it there; scripts/with-kvm's emulated machine makes the host's root
+    // its mount namespace's root rather than chrooting into it, so that its
+    // tests have them), nor where the host turned them off; the jail is then the
+    // one without, and CI, whose machines allow them, fails.
     pid_t const probe = ::fork();
     REQUIRE(probe >= 0);
     if (probe == 0)
