@@ -10,8 +10,9 @@
 // Hypervisor has); each keeps its own timer.
 //
 // A request larger than a bucket's size could never be covered by a full
-// bucket: it is taken once the bucket is full and leaves the bucket in debt, so
-// the long-run rate still holds.
+// bucket: it is taken once the bucket holds no debt and leaves the bucket in
+// debt, so the long-run rate still holds, also for a device that comes late to
+// its timer (the time it was late is in the bucket, up to its size).
 // Threading: RateLimiter is safe from any thread (one mutex); TokenBucket and
 // RateLimitTimer belong to one thread.
 #pragma once

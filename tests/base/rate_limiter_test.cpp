@@ -1,6 +1,6 @@
 // TokenBucket and RateLimiter (base/rate_limiter.h) on a clock the test moves:
 // the steady rate is size / refill_time, one_time_burst is spent once, a request
-// larger than the bucket goes through when it is full and leaves debt, and the
+// larger than the bucket goes through when it holds no debt and leaves debt, and the
 // wait the bucket names is the time the tokens take to come.
 #include "base/rate_limiter.h"
 
@@ -56,7 +56,7 @@ TEST_CASE("one_time_burst is spent first and never comes back")
     CHECK(b.wait_for(1, t0 + 10s) > 0);
 }
 
-TEST_CASE("a request larger than the bucket passes when it is full and leaves debt")
+TEST_CASE("a request larger than the bucket passes when the bucket has no debt and leaves debt")
 {
     TokenBucket b(TokenBucketConfig { 100, 0, 100 }, t0);
     CHECK(b.wait_for(300, t0) == 0);
@@ -64,6 +64,41 @@ TEST_CASE("a request larger than the bucket passes when it is full and leaves de
     // 200 tokens of debt plus 1: 201 ms.
     CHECK(b.wait_for(1, t0) == 201'000'000);
     CHECK(b.wait_for(1, t0 + 201ms) == 0);
+}
+
+TEST_CASE("a request larger than the bucket waits for the debt before it, not for a full bucket")
+{
+    TokenBucket b(TokenBucketConfig { 100, 0, 100 }, t0);
+    CHECK(b.wait_for(300, t0) == 0);
+    b.take(300);
+    CHECK(b.wait_for(300, t0) == 200'000'000);
+    CHECK(b.wait_for(300, t0 + 150ms) == 50'000'000);
+    CHECK(b.wait_for(300, t0 + 200ms) == 0);
+    b.take(300);
+    CHECK(b.wait_for(300, t0 + 200ms) == 300'000'000);
+}
+
+// Watched failing once with large requests waiting for a full bucket (as before
+// this rule): 65 requests went through in the simulated 22.5 s (one per 350 ms).
+TEST_CASE("requests larger than the bucket keep the rate when the device comes back late to take them")
+{
+    // 100 tokens per 100 ms; requests of 300 tokens, each taken 50 ms after the
+    // bucket said it could be: 300 tokens per 300 ms still, not per 350 ms.
+    TokenBucket b(TokenBucketConfig { 100, 0, 100 }, t0);
+    auto t = t0;
+    int taken = 0;
+    while (t < t0 + 22500ms) {
+        if (auto const wait = b.wait_for(300, t); wait != 0) {
+            t += std::chrono::nanoseconds(wait) + 50ms;
+            continue;
+        }
+        b.take(300);
+        ++taken;
+    }
+    // 22.5 s at 1 token per ms is 75 requests (and the first came out of the
+    // full bucket); never more than the bucket plus one request ahead.
+    CHECK(taken >= 75);
+    CHECK(taken <= 76);
 }
 
 TEST_CASE("an unlimited bucket never waits, give_back returns tokens up to size")

@@ -255,7 +255,9 @@ TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no
     }
 
     // Stopping goes through the supervisor; the VMM and its cgroup go with it.
-    home.run({ "vms", "stop", "web" });
+    // echo has no keyboard controller driver and ignores Ctrl-Alt-Del: a second
+    // for it (not the default ten), then SIGTERM, which is what is checked.
+    home.run({ "vms", "stop", "web", "--timeout", "1" });
     CHECK(home.describe("vms", "web")["state"] == "stopped");
     // The supervisor reaps it as it ends.
     for (int i = 0; i < 100 && fs::exists("/proc/" + std::to_string(vmm)); ++i)
@@ -374,7 +376,7 @@ TEST_CASE("--jail-uid/--jail-gid: the jailed VMM runs as the given ids, the runt
     CHECK(status_field(vmm, "Uid") == "4242\t4242\t4242\t4242");
     CHECK(status_field(vmm, "Gid") == "4242\t4242\t4242\t4242");
     CHECK(status_field(vmm, "CapEff") == "0000000000000000");
-    home.run({ "vms", "stop", "small" });
+    home.run({ "vms", "stop", "small", "--timeout", "1" }); // echo ignores Ctrl-Alt-Del
     std::string const runtime = fs::path(vm["api_socket"].get<std::string>()).parent_path().string();
     struct stat st {};
     REQUIRE(::stat(runtime.c_str(), &st) == 0);
@@ -435,8 +437,10 @@ TEST_CASE("a user who is not root, with a KVM device of its own, starts a jailed
     CHECK(status_field(vmm, "NoNewPrivs") == "1");
     CHECK(status_field(vmm, "Seccomp") == "2");
     // Can the user make a user namespace here? Not in a chroot (the kernel
-    // refuses it there: scripts/with-kvm's emulated machine runs tests in one),
-    // nor where the host turned them off; the jail is then the one without.
+    // refuses it there; scripts/with-kvm's emulated machine makes the host's root
+    // its mount namespace's root rather than chrooting into it, so that its
+    // tests have them), nor where the host turned them off; the jail is then the
+    // one without, and CI, whose machines allow them, fails.
     pid_t const probe = ::fork();
     REQUIRE(probe >= 0);
     if (probe == 0)
@@ -448,7 +452,7 @@ TEST_CASE("a user who is not root, with a KVM device of its own, starts a jailed
             "CI's machine should allow user namespaces");
         CHECK(log.find("no user namespace") != std::string::npos);
         CHECK(log.find("Landlock") != std::string::npos); // applied, or said to lack
-        as_user({ "vms", "stop", "mine" });
+        as_user({ "vms", "stop", "mine", "--timeout", "1" });
         return;
     }
     CHECK(status_field(vmm, "NSpid") == std::to_string(vmm) + "\t1");
@@ -470,7 +474,7 @@ TEST_CASE("a user who is not root, with a KVM device of its own, starts a jailed
         std::this_thread::sleep_for(50ms);
     }
     CHECK(serial.find("echo: ready") != std::string::npos);
-    as_user({ "vms", "stop", "mine" });
+    as_user({ "vms", "stop", "mine", "--timeout", "1" }); // echo ignores Ctrl-Alt-Del
     CHECK(nlohmann::json::parse(as_user({ "vms", "describe", "mine", "--json" }))["state"] == "stopped");
 
     // Where user namespaces are off (test hook), the jail is the rlimits, no new
@@ -500,5 +504,5 @@ TEST_CASE("a user who is not root, with a KVM device of its own, starts a jailed
         CHECK(status_field(bare_vmm, "NoNewPrivs") == "1");
         CHECK(status_field(bare_vmm, "Seccomp") == "2");
     }
-    as_user({ "vms", "stop", "mine" });
+    as_user({ "vms", "stop", "mine", "--timeout", "1" });
 }

@@ -43,7 +43,10 @@ namespace {
 
 std::string const memwriter_elf = STRATA_BUILD_DIR "/firmware/memwriter.elf";
 std::uint64_t const check_every = 10;
-std::uint64_t const touch = 4;
+// One page a round: a slow machine runs many rounds between the two captures
+// (800 inside the emulated machine on a loaded host), and the bound below must
+// stay under the whole layer for it to tell the two apart.
+std::uint64_t const touch = 1;
 
 std::string slurp(fs::path const& p) { return strata::test::read_log(p); }
 std::uint64_t last_ok(std::string const& log) { return strata::test::memwriter_last_ok(log); }
@@ -246,7 +249,15 @@ TEST_CASE("a second memory capture stores only the pages written since the first
     CHECK(whole >= (32ull << 20));
     CHECK(diff > 0);
     CHECK(diff <= bound);
-    CHECK(diff * 20 < whole);
+    // The bound tells a differential layer from a whole one only while the guest
+    // wrote fewer pages between the captures than the whole layer holds
+    // (memwriter rewrites its region's pages in turn: 8,192 rounds of one page
+    // rewrite all of it). A slower machine lets the guest run more rounds between
+    // the captures, so no fixed fraction of the whole layer holds everywhere (one
+    // twentieth failed inside the emulated machine at 410 rounds of 4 pages, with
+    // the bound holding); this does.
+    CHECK_MESSAGE(bound < whole, "the guest ran ", rounds, " rounds between the captures: too many for the bound to tell a differential layer from a whole one");
+    CHECK(diff < whole);
 
     check_memwriter_clone(home, "c1", "two", after_second);
     check_memwriter_clone(home, "c2", "two", after_second);
