@@ -629,8 +629,19 @@ def pull_killed_once_marked(home, ref):
     p = subprocess.Popen([STRATA, "images", "pull", ref, "--insecure"], env=e,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     tmp = os.path.join(home, "tmp", "registry")
-    marked = lambda: sum(open(os.path.join(tmp, n), "rb").read().count(1) for n in os.listdir(tmp) if n.endswith(".chunks")) \
-        if os.path.isdir(tmp) else 0
+
+    def marked():
+        # A layer's progress file goes when the layer completes: one listed a
+        # moment ago may be gone when it is opened.
+        total = 0
+        for n in os.listdir(tmp) if os.path.isdir(tmp) else []:
+            if n.endswith(".chunks"):
+                try:
+                    with open(os.path.join(tmp, n), "rb") as f:
+                        total += f.read().count(1)
+                except FileNotFoundError:
+                    pass
+        return total
     deadline = time.monotonic() + 120
     while marked() == 0 and time.monotonic() < deadline and p.poll() is None:
         time.sleep(0.05)
