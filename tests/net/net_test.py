@@ -56,16 +56,23 @@ def sh(*argv, ns=None, check_rc=True):
 
 
 class Namespace:
-    """A network namespace with a tap (address HOST_IP/24, up) and lo up."""
+    """A network namespace of this test with lo up and, unless tap is None, a tap
+    (address HOST_IP/24, up). close() (or the end of a with block) deletes it; a
+    set-up step that fails deletes it too."""
 
     def __init__(self, tag, tap="tap0", mode="tap"):
         self.name = f"strata-nt-{os.getpid()}-{tag}"
         self.tap = tap
         sh("ip", "netns", "add", self.name)
-        sh("ip", "-n", self.name, "link", "set", "lo", "up")
-        sh("ip", "-n", self.name, "tuntap", "add", tap, "mode", mode)
-        sh("ip", "-n", self.name, "addr", "add", HOST_IP + "/24", "dev", tap)
-        sh("ip", "-n", self.name, "link", "set", tap, "up")
+        try:
+            sh("ip", "-n", self.name, "link", "set", "lo", "up")
+            if tap is not None:
+                sh("ip", "-n", self.name, "tuntap", "add", tap, "mode", mode)
+                sh("ip", "-n", self.name, "addr", "add", HOST_IP + "/24", "dev", tap)
+                sh("ip", "-n", self.name, "link", "set", tap, "up")
+        except BaseException:
+            self.close()
+            raise
 
     def close(self):
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
@@ -365,11 +372,10 @@ def clones_case():
     in (one this test made, so nothing reaches the root namespace), and every
     namespace strata made is gone once they end."""
     count = int(os.environ.get("STRATA_NET_CLONES", "4"))
-    outer = f"strata-nt-{os.getpid()}-outer"
-    sh("ip", "netns", "add", outer)
+    outer_ns = Namespace("outer", tap=None)
+    outer = outer_ns.name
     procs = []
     try:
-        sh("ip", "-n", outer, "link", "set", "lo", "up")
         for i in range(count):
             procs.append(run_guest(outer, [STRATA, "run", "--firmware", NETECHO, "--net", "netns=auto",
                                            "--cmdline", f"ip={GUEST_IP} timeout_s=240"]))
@@ -418,7 +424,7 @@ for a in addrs: u.sendto(b"quit", (a, 7))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        subprocess.run(["ip", "netns", "del", outer], capture_output=True, timeout=30)
+        outer_ns.close()
 
 
 def rate_limit_case():
@@ -648,11 +654,10 @@ def vms_running_clones_case():
     home = tempfile.mkdtemp(prefix="strata-net-vmsr-")
     xdg = tempfile.mkdtemp(prefix="strata-net-xdg-")
     env = dict(os.environ, STRATA_HOME=home, XDG_RUNTIME_DIR=xdg)
-    outer = f"strata-nt-{os.getpid()}-vmsr"
-    sh("ip", "netns", "add", outer)
+    outer_ns = Namespace("vmsr", tap=None)
+    outer = outer_ns.name
     started = []
     try:
-        sh("ip", "-n", outer, "link", "set", "lo", "up")
         # A machine image captures store disks: the VM has one (netecho does not use it).
         strata_cmd("vms", "create", "web", "--firmware", NETECHO, "--cmdline", f"ip={GUEST_IP} timeout_s=600",
                    "--net", "netns=auto,id=eth0", "--disk", "size=1M,id=data", env=env)
@@ -705,7 +710,7 @@ def vms_running_clones_case():
     finally:
         for name in started:
             strata_cmd("vms", "stop", name, env=env, check_rc=False)
-        subprocess.run(["ip", "netns", "del", outer], capture_output=True, timeout=30)
+        outer_ns.close()
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(xdg, ignore_errors=True)
 
