@@ -8,11 +8,15 @@
 //   the backend as that header copy plus the guest's own buffers (no copy of the
 //   payload). When the backend cannot take a packet now, the chain stays on the
 //   ring and the thread waits for the backend to become writable.
-// - receive: a packet is read from the backend only into the device's own
-//   buffer, and only once the guest has posted receive buffers; it is then copied
-//   into those buffers alone: with MRG_RXBUF across as many chains as it needs
-//   (num_buffers says how many), without it into one chain, which must hold it
-//   (a packet too large for the chain is dropped and counted). While the guest
+// - receive: a packet is read from the backend only once the guest has posted
+//   receive buffers, and lands in those buffers alone: with MRG_RXBUF across as
+//   many chains as it needs (num_buffers says how many), without it in one
+//   chain, which must hold it (a packet too large for the chain is dropped and
+//   counted). When the chains taken hold the largest packet (64 KiB and its
+//   headers), the backend writes straight into them (one copy, counted in
+//   rx_direct); otherwise the packet goes through the device's own buffer and
+//   is copied into the chains. Either way the device publishes only the chains
+//   the packet filled and writes num_buffers itself after the read. While the guest
 //   posts no buffers, packets stay queued in the host kernel (which drops on
 //   overflow, as a NIC does) and the thread stops watching the backend.
 // - fairness: at most NetOptions::budget packets each way per turn of the loop,
@@ -81,6 +85,7 @@ struct NetMetrics {
     std::uint64_t mmds_rx_frames;             // frames the guest sent the metadata service
     std::uint64_t mmds_tx_frames;             // frames the metadata service queued for the guest
     std::uint64_t mmds_dropped;               // of those, taken but not served, or not queued
+    std::uint64_t rx_direct;                  // of rx_packets, read straight into the guest's buffers
 };
 
 class VirtioNet final : public VirtioDevice {
@@ -126,6 +131,7 @@ private:
         std::atomic<std::uint64_t> rx_dropped { 0 }, tx_dropped { 0 }, errors { 0 }, tx_backpressure { 0 };
         std::atomic<std::uint64_t> rx_throttled { 0 }, tx_throttled { 0 };
         std::atomic<std::uint64_t> mmds_rx_frames { 0 }, mmds_tx_frames { 0 }, mmds_dropped { 0 };
+        std::atomic<std::uint64_t> rx_direct { 0 };
     };
     class Engine;
 
