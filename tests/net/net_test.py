@@ -12,6 +12,7 @@ KVM.
 
 usage: net_test.py CASE BUILD_DIR; exits 0 (pass), 1 (fail), 125 (skip).
 """
+import glob
 import http.client
 import json
 import os
@@ -715,6 +716,50 @@ def vms_running_clones_case():
         shutil.rmtree(xdg, ignore_errors=True)
 
 
+def netns_stop_case():
+    """`vms stop` of a netns=auto netecho VM, STRATA_NET_STOPS (default 3) times:
+    netecho ignores Ctrl-Alt-Del, so stop sends SIGTERM after --timeout 1, and
+    the VMM must end as a VMM does on SIGTERM, deleting the namespace it made
+    (with its veth end in this namespace) and its pid file, rather than be ended
+    by the signal's default action in one of its helper threads."""
+    count = int(os.environ.get("STRATA_NET_STOPS", "3"))
+    home = tempfile.mkdtemp(prefix="strata-net-stop-")
+    xdg = tempfile.mkdtemp(prefix="strata-net-xdg-")
+    env = dict(os.environ, STRATA_HOME=home, XDG_RUNTIME_DIR=xdg)
+    made, leaked = [], []
+    try:
+        strata_cmd("vms", "create", "fw", "--firmware", NETECHO, "--cmdline", f"ip={GUEST_IP} timeout_s=600",
+                   "--net", "netns=auto,id=eth0", env=env)
+        run_dir = None
+        for i in range(count):
+            strata_cmd("vms", "start", "fw", env=env)
+            if run_dir is None:
+                run_dir = os.path.dirname(glob.glob(os.path.join(xdg, "strata", "*", "vmm.log"))[0])
+            with open(os.path.join(run_dir, "vmm.log")) as f:
+                names = re.findall(r"namespace (strata-net-(\d+));", f.read())
+            check(len(names) == i + 1, f"start {i}: {len(names)} namespace lines in the VMM's log")
+            name, slot = names[-1]
+            made.append(name)
+            check(os.path.exists("/run/netns/" + name), f"start {i}: {name} is missing while the VM runs")
+            strata_cmd("vms", "stop", "fw", "--timeout", "1", env=env)
+            check(wait_stopped("fw", env)["state"] == "stopped", "not stopped")
+            if os.path.exists("/run/netns/" + name):
+                leaked.append(name)
+                fail(f"stop {i}: namespace {name} left behind")
+            check(not os.path.exists(os.path.join(run_dir, "pid")), f"stop {i}: the VMM's pid file left behind")
+            deadline = time.time() + 20
+            while sh("ip", "link", "show", "stn" + slot, check_rc=False).returncode == 0 and time.time() < deadline:
+                time.sleep(0.2)
+            check(time.time() < deadline, f"stop {i}: veth stn{slot} left behind")
+        print(f"{count} stops, each namespace deleted: {made}", flush=True)
+    finally:
+        strata_cmd("vms", "stop", "fw", "--force", env=env, check_rc=False)
+        for name in leaked:  # only what the VMM left: a deleted slot may be another VM's by now
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(xdg, ignore_errors=True)
+
+
 def main():
     if os.geteuid() != 0:
         skip("needs root for network namespaces and taps")
@@ -744,6 +789,8 @@ def main():
         snapshot_clones_case("pci")
     elif CASE == "vms_running_clones":
         vms_running_clones_case()
+    elif CASE == "netns_stop":
+        netns_stop_case()
     else:
         fail("unknown case " + CASE)
     print("PASS", CASE)
