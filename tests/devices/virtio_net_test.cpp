@@ -373,6 +373,24 @@ TEST_CASE("virtio-net: a packet read in place that is too short or was cut is dr
     CHECK(m.errors == 0);
 }
 
+TEST_CASE("virtio-net: looking for room to read in place does not ask a guest with fewer buffers posted to notify each one")
+{
+    // With EVENT_IDX the device asks for a notification (avail_event) only when
+    // a packet waits for buffers; taking every posted chain while looking for
+    // 64 KiB of room must not, or a guest that keeps less than that posted (the
+    // netecho firmware keeps 32 KiB) would exit to notify each buffer it posts.
+    Rig rig(AllFeatures | feature::RingEventIdx);
+    auto a = rig.post_receive(1526);
+    for (int i = 0; i < 3; ++i)
+        rig.post_receive(1526);
+    std::this_thread::sleep_for(20ms);
+    REQUIRE(rig.backend.inject(header() + frame(100, 'n')));
+    REQUIRE(eventually([&] { return rig.rx.used_idx() == 1; }));
+    CHECK(rig.read_guest(a + 12, 100) == frame(100, 'n'));
+    CHECK(rig.rx.avail_event() == 0);
+    CHECK(rig.dev->metrics().rx_direct == 0);
+}
+
 TEST_CASE("virtio-net: without MRG_RXBUF only a single buffer that holds the largest packet is read into in place")
 {
     Rig rig(feature::Version1 | vnet::feature::Mac);

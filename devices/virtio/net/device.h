@@ -22,6 +22,9 @@
 // - fairness: at most NetOptions::budget packets each way per turn of the loop,
 //   so a guest flooding transmitq delays, but never starves, receive, reset and
 //   the control events; the loop then goes round again without sleeping.
+// - polling: for NetOptions::poll_us after a turn that moved a packet, the loop
+//   looks at its events without sleeping (epoll_wait with no timeout), so the
+//   answer to a packet, or the next of a stream, costs no wake-up.
 // The queues are hostile input (STYLE.md 7, 9): a refused chain goes back to the
 // used ring with length 0, is counted in `errors` and logged (rate-limited); a
 // corrupt ring stops that queue and sets DEVICE_NEEDS_RESET. The VMM carries on.

@@ -281,7 +281,7 @@ private:
     // them (read_direct); otherwise into the device's buffer, copied on delivery.
     bool read_packet(bool& published)
     {
-        auto room = gather(published, DirectBytes);
+        auto room = gather(published, DirectBytes, false);
         if (!room)
             return false; // the queue failed
         if (room.value() && direct_capacity() >= DirectBytes)
@@ -355,8 +355,11 @@ private:
     // Takes receive chains until they hold `target` bytes (with MRG_RXBUF) or
     // one chain is taken (without). false: the ring ran dry first; the chains
     // taken so far stay reserved (for the pending packet, or the next one).
-    // Refused chains are returned at once, with length 0.
-    Result<bool> gather(bool& published, std::uint64_t target)
+    // Refused chains are returned at once, with length 0. A dry ring asks the
+    // guest to notify when it posts more only when `notify` is set: the probe
+    // for room to read in place must not, or a guest that keeps less than the
+    // largest packet posted would exit to notify after every buffer it posts.
+    Result<bool> gather(bool& published, std::uint64_t target, bool notify = true)
     {
         auto* vq = queue(ReceiveQueue);
         while (m_reserved_bytes < target && (merge() || m_reserved.empty())) {
@@ -364,6 +367,8 @@ private:
             if (!head)
                 return fail_queue(ReceiveQueue, head.error().message);
             if (!head.value()) {
+                if (!notify)
+                    return false;
                 auto more = vq->enable_notification();
                 if (!more)
                     return fail_queue(ReceiveQueue, more.error().message);
