@@ -488,6 +488,28 @@ TEST_CASE("virtio-net: the offloads the guest accepted are set on the backend, a
     CHECK(plain.backend.offload_calls().at(0) == vnet::Offloads {});
 }
 
+TEST_CASE("virtio-net: while it polls, the device takes transmits without notifications, and asks for them again before it sleeps")
+{
+    vnet::NetOptions options;
+    options.poll_us = 1'000'000; // a long window, so the test's steps fall inside it
+    Rig rig(AllFeatures | feature::RingEventIdx, options);
+    rig.transmit(header() + frame(80, '1'));
+    CHECK(rig.backend.take() == header() + frame(80, '1'));
+    // Within the window a chain published without a notification still goes,
+    // and avail_event stays behind (the guest is not asked to notify).
+    std::string const quiet = header() + frame(90, '2');
+    std::uint64_t gpa = rig.tx.alloc(quiet.size());
+    REQUIRE(rig.ram.mem().write_bytes(gpa, std::as_bytes(std::span(quiet.data(), quiet.size()))));
+    rig.tx.publish(rig.tx.build_chain({ { gpa, static_cast<std::uint32_t>(quiet.size()), false } }));
+    CHECK(rig.backend.take(500ms) == quiet);
+    CHECK(rig.tx.avail_event() != 2);
+    // Once the window closes the device asks to be notified of the next chain.
+    REQUIRE(eventually([&] { return rig.tx.avail_event() == 2; }, 3000ms));
+    rig.transmit(header() + frame(70, '3'));
+    CHECK(rig.backend.take() == header() + frame(70, '3'));
+    CHECK(rig.dev->metrics().tx_packets == 3);
+}
+
 TEST_CASE("virtio-net: hostile transmit chains are refused and counted, good packets still go")
 {
     StderrCapture log;

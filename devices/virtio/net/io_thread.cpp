@@ -54,6 +54,13 @@ public:
 
     // Chains taken from either queue so far (the loop polls while this moves).
     std::uint64_t moved() const { return m_moved; }
+    // While the loop polls, an empty transmit ring does not ask the guest to
+    // notify (EVENT_IDX's avail_event stays behind), so a guest sending a stream
+    // does not exit for every packet; the loop looks at the ring each turn
+    // instead. Cleared, the next process_transmit() asks again and looks once
+    // more, which the loop does before it sleeps.
+    bool tx_quiet() const { return m_tx_quiet; }
+    void set_tx_quiet(bool quiet) { m_tx_quiet = quiet; }
 
     // Whether the loop should watch the backend for a packet / for room.
     bool wants_receive() const { return m_queues[ReceiveQueue] && !m_rx_waiting && !m_rx_backend_failed && !m_rx_throttled; }
@@ -90,6 +97,8 @@ public:
                 break;
             }
             if (!head.value()) {
+                if (m_tx_quiet)
+                    break; // the loop polls the ring; the guest need not notify
                 auto more = vq->enable_notification();
                 if (!more) {
                     fail_queue(TransmitQueue, more.error().message);
@@ -512,6 +521,7 @@ private:
     RateLimitTimer* m_rx_timer { nullptr };
     RateLimitTimer* m_tx_timer { nullptr };
     std::uint64_t m_moved { 0 };
+    bool m_tx_quiet { false };
 };
 
 void VirtioNet::run(VirtioActivation activation)
@@ -613,8 +623,8 @@ void VirtioNet::run(VirtioActivation activation)
     // loop looks at its events without sleeping, so the answer to a packet (or
     // the next of a stream) is taken without a wake-up of this thread.
     auto const poll_window = std::chrono::microseconds(m_options.poll_us);
-    auto last_moved = std::chrono::steady_clock::now() - poll_window;
     std::uint64_t moved = engine.moved();
+    auto last_moved = std::chrono::steady_clock::now() - (moved > 0 ? std::chrono::microseconds(0) : poll_window);
     while (!m_stop.load()) {
         // A snapshot parks the thread here, between two turns: the queues'
         // events wait in their eventfds (level-triggered) for the next turn.
@@ -631,12 +641,25 @@ void VirtioNet::run(VirtioActivation activation)
             if (done)
                 backend_events = want;
         }
-        bool const polling = m_options.poll_us > 0 && std::chrono::steady_clock::now() - last_moved < poll_window;
+        bool polling = m_options.poll_us > 0 && std::chrono::steady_clock::now() - last_moved < poll_window;
+        if (!polling && engine.tx_quiet()) {
+            // The window closed: ask the guest to notify again and look at the
+            // ring once more before this thread may sleep.
+            engine.set_tx_quiet(false);
+            more_tx = engine.process_transmit() || more_tx;
+            if (engine.moved() != moved) {
+                moved = engine.moved();
+                last_moved = std::chrono::steady_clock::now();
+                polling = true;
+            }
+        }
+        if (polling)
+            engine.set_tx_quiet(true);
         epoll_event events[8];
         int n = ::epoll_wait(epoll.get(), events, 8, more_tx || more_rx || polling ? 0 : -1);
         if (n < 0)
             continue; // EINTR
-        bool receive = more_rx, transmit = more_tx;
+        bool receive = more_rx, transmit = more_tx || polling;
         for (int i = 0; i < n; ++i) {
             std::uint64_t const key = events[i].data.u64;
             if (key == ControlKey) {
