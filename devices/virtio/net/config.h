@@ -106,9 +106,11 @@ struct NetOptions {
     // receive, reset or the limiter.
     unsigned budget { 64 };
     // For this long after it last moved a packet, the I/O thread polls its
-    // events instead of sleeping in epoll_wait (0: never), trading a little
-    // host CPU for the wake-up latency of request/response traffic.
-    unsigned poll_us { 50 };
+    // events instead of sleeping in epoll_wait (0: never), trading host CPU for
+    // the wake-up latency of request/response traffic. Off by default: it
+    // pays only where the host has a core to spare (the VMM sets it from
+    // STRATA_NET_POLL_US).
+    unsigned poll_us { 0 };
     // Token buckets for each direction (base/rate_limiter.h, the disk limiter's),
     // owned by the VMM and outliving the device; null: unlimited. Bytes are the
     // frame's (without the virtio header); every packet is one operation.
