@@ -22,17 +22,19 @@
 // - fairness: at most NetOptions::budget packets each way per turn of the loop,
 //   so a guest flooding transmitq delays, but never starves, receive, reset and
 //   the control events; the loop then goes round again without sleeping.
-// - polling: for NetOptions::poll_us after a turn that moved a packet, the loop
-//   looks at its events without sleeping (epoll_wait with no timeout), so the
-//   answer to a packet, or the next of a stream, costs no wake-up.
+// - polling (off unless NetOptions::poll_us): for poll_us after a turn that
+//   moved a packet, the loop looks at its events without sleeping (epoll_wait
+//   with no timeout) and at the transmit ring, whose notifications the guest
+//   is meanwhile not asked for; before it sleeps it asks for them again.
 // The queues are hostile input (STYLE.md 7, 9): a refused chain goes back to the
 // used ring with length 0, is counted in `errors` and logged (rate-limited); a
 // corrupt ring stops that queue and sets DEVICE_NEEDS_RESET. The VMM carries on.
 //
 // Rate limits (NetOptions::rx_limiter, tx_limiter): a packet waits, never fails,
 // until its direction's buckets hold its bytes and one operation: a transmit
-// chain stays on the ring, a received packet in the device's buffer (and the
-// backend unread), while a timerfd runs out; the limiters may be changed at any
+// chain stays on the ring, a received packet in the device's buffer or, read
+// in place, in its chains unpublished (and the backend unread), while a timerfd
+// runs out; the limiters may be changed at any
 // time (RateLimiter::update, PATCH /network-interfaces).
 //
 // Metadata service (NetOptions::mmds): each transmit chain's first bytes are

@@ -164,7 +164,7 @@ public:
             if (!m_packet_charged) {
                 if (throttle(m_device.m_options.rx_limiter, m_rx_timer, m_packet_len - HeaderSize, m_rx_throttled,
                         m_device.m_counters.rx_throttled))
-                    break; // the packet waits in our buffer, the backend unread
+                    break; // the packet waits (in our buffer or in its chains unpublished), the backend unread
                 m_packet_charged = true;
             }
             auto gathered = gather(published, m_packet_len);
