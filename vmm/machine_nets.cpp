@@ -17,9 +17,11 @@ namespace strata {
 namespace {
 
 // STRATA_NET_POLL_US: how long each virtio-net I/O thread polls after a packet
-// (NetOptions::poll_us; 0, the default, never). Polling pays only on a host with
-// a core to spare for it: on bench/net's 2-CPU emulated machine it took CPU from
-// the guest and halved TCP throughput to the guest.
+// (NetOptions::poll_us; 0, the default, never). Polling can pay only on a host
+// with a core to spare for it: a spinning thread takes a CPU the guest's vCPU
+// may need, and bench/net on this project's loaded 2-CPU machines showed no
+// gain from it (its ratios there varied more between runs than any setting
+// moved them).
 unsigned net_poll_us()
 {
     char const* text = std::getenv("STRATA_NET_POLL_US");
