@@ -35,6 +35,15 @@ int report(Error const& error)
     return exit_code_for(error.kind);
 }
 
+void block_stop_signals()
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
 template<typename T>
 T with_signals(std::function<T()> const& fn, std::function<void()> const& stop, int& signal_number)
 {

@@ -24,6 +24,15 @@ namespace strata::cli {
 // Prints "strata: <message>" on stderr and returns the error's sysexits code.
 int report(Error const& error);
 
+// Blocks SIGINT and SIGTERM in the calling thread, so that every thread it
+// starts from then on inherits the mask. A VMM command calls it first, before
+// any thread exists: a process-directed SIGTERM goes to some thread that does
+// not block it, and if that is a helper thread (the console relay, the API's),
+// its default action ends the process at once, without the destructors that
+// delete a netns=auto namespace, the pid file and the sockets. Blocked
+// everywhere, it waits pending until with_signals' signalfd reads it.
+void block_stop_signals();
+
 // Runs fn with SIGINT and SIGTERM blocked; when one arrives, calls stop (once)
 // and records its number in signal_number. Returns fn's result.
 template<typename T>

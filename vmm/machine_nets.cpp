@@ -8,9 +8,37 @@
 #include "vmm/virtio_slot.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 
 namespace strata {
+
+namespace {
+
+// STRATA_NET_POLL_US: how long each virtio-net I/O thread polls after a packet
+// (NetOptions::poll_us; 0, the default, never). Polling can pay only on a host
+// with a core to spare for it: a spinning thread takes a CPU the guest's vCPU
+// may need, and bench/net on this project's loaded 2-CPU machines showed no
+// gain from it (its ratios there varied more between runs than any setting
+// moved them).
+unsigned net_poll_us()
+{
+    char const* text = std::getenv("STRATA_NET_POLL_US");
+    if (text == nullptr || *text == '\0')
+        return 0;
+    unsigned value = 0;
+    char const* end = text + std::strlen(text);
+    auto [at, err] = std::from_chars(text, end, value);
+    if (err != std::errc() || at != end || value > 1'000'000) {
+        std::fprintf(stderr, "strata: STRATA_NET_POLL_US='%s' is not a number of microseconds up to 1000000; not polling\n", text);
+        return 0;
+    }
+    return value;
+}
+
+} // namespace
 
 struct MachineNets::Net {
     NetConfig config;
@@ -68,6 +96,7 @@ Result<std::unique_ptr<MachineNets>> MachineNets::create(VirtioBuses const& buse
         options.id = config.id;
         options.rx_limiter = net->rx_limiter.get();
         options.tx_limiter = net->tx_limiter.get();
+        options.poll_us = net_poll_us();
         if (store && std::find(mmds.interfaces.begin(), mmds.interfaces.end(), config.id) != mmds.interfaces.end()) {
             options.mmds = store;
             options.mmds_ipv4 = mmds.ipv4;

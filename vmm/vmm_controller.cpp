@@ -288,7 +288,7 @@ Result<api::VmMetrics> VmmController::metrics()
         auto n = nets.device(i).metrics();
         out.nets.push_back(api::NetInterfaceMetrics { nets.config(i).id, n.rx_packets, n.rx_bytes, n.tx_packets, n.tx_bytes, n.rx_dropped,
             n.tx_dropped, n.errors, n.tx_backpressure, n.rx_throttled, n.tx_throttled, n.mmds_rx_frames, n.mmds_tx_frames,
-            n.mmds_dropped });
+            n.mmds_dropped, n.rx_direct });
     }
     return out;
 }

@@ -12,6 +12,7 @@ KVM.
 
 usage: net_test.py CASE BUILD_DIR; exits 0 (pass), 1 (fail), 125 (skip).
 """
+import glob
 import http.client
 import json
 import os
@@ -56,16 +57,23 @@ def sh(*argv, ns=None, check_rc=True):
 
 
 class Namespace:
-    """A network namespace with a tap (address HOST_IP/24, up) and lo up."""
+    """A network namespace of this test with lo up and, unless tap is None, a tap
+    (address HOST_IP/24, up). close() (or the end of a with block) deletes it; a
+    set-up step that fails deletes it too."""
 
     def __init__(self, tag, tap="tap0", mode="tap"):
         self.name = f"strata-nt-{os.getpid()}-{tag}"
         self.tap = tap
         sh("ip", "netns", "add", self.name)
-        sh("ip", "-n", self.name, "link", "set", "lo", "up")
-        sh("ip", "-n", self.name, "tuntap", "add", tap, "mode", mode)
-        sh("ip", "-n", self.name, "addr", "add", HOST_IP + "/24", "dev", tap)
-        sh("ip", "-n", self.name, "link", "set", tap, "up")
+        try:
+            sh("ip", "-n", self.name, "link", "set", "lo", "up")
+            if tap is not None:
+                sh("ip", "-n", self.name, "tuntap", "add", tap, "mode", mode)
+                sh("ip", "-n", self.name, "addr", "add", HOST_IP + "/24", "dev", tap)
+                sh("ip", "-n", self.name, "link", "set", tap, "up")
+        except BaseException:
+            self.close()
+            raise
 
     def close(self):
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=30)
@@ -365,11 +373,10 @@ def clones_case():
     in (one this test made, so nothing reaches the root namespace), and every
     namespace strata made is gone once they end."""
     count = int(os.environ.get("STRATA_NET_CLONES", "4"))
-    outer = f"strata-nt-{os.getpid()}-outer"
-    sh("ip", "netns", "add", outer)
+    outer_ns = Namespace("outer", tap=None)
+    outer = outer_ns.name
     procs = []
     try:
-        sh("ip", "-n", outer, "link", "set", "lo", "up")
         for i in range(count):
             procs.append(run_guest(outer, [STRATA, "run", "--firmware", NETECHO, "--net", "netns=auto",
                                            "--cmdline", f"ip={GUEST_IP} timeout_s=240"]))
@@ -418,7 +425,7 @@ for a in addrs: u.sendto(b"quit", (a, 7))
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        subprocess.run(["ip", "netns", "del", outer], capture_output=True, timeout=30)
+        outer_ns.close()
 
 
 def rate_limit_case():
@@ -648,11 +655,10 @@ def vms_running_clones_case():
     home = tempfile.mkdtemp(prefix="strata-net-vmsr-")
     xdg = tempfile.mkdtemp(prefix="strata-net-xdg-")
     env = dict(os.environ, STRATA_HOME=home, XDG_RUNTIME_DIR=xdg)
-    outer = f"strata-nt-{os.getpid()}-vmsr"
-    sh("ip", "netns", "add", outer)
+    outer_ns = Namespace("vmsr", tap=None)
+    outer = outer_ns.name
     started = []
     try:
-        sh("ip", "-n", outer, "link", "set", "lo", "up")
         # A machine image captures store disks: the VM has one (netecho does not use it).
         strata_cmd("vms", "create", "web", "--firmware", NETECHO, "--cmdline", f"ip={GUEST_IP} timeout_s=600",
                    "--net", "netns=auto,id=eth0", "--disk", "size=1M,id=data", env=env)
@@ -705,7 +711,51 @@ def vms_running_clones_case():
     finally:
         for name in started:
             strata_cmd("vms", "stop", name, env=env, check_rc=False)
-        subprocess.run(["ip", "netns", "del", outer], capture_output=True, timeout=30)
+        outer_ns.close()
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(xdg, ignore_errors=True)
+
+
+def netns_stop_case():
+    """`vms stop` of a netns=auto netecho VM, STRATA_NET_STOPS (default 3) times:
+    netecho ignores Ctrl-Alt-Del, so stop sends SIGTERM after --timeout 1, and
+    the VMM must end as a VMM does on SIGTERM, deleting the namespace it made
+    (with its veth end in this namespace) and its pid file, rather than be ended
+    by the signal's default action in one of its helper threads."""
+    count = int(os.environ.get("STRATA_NET_STOPS", "3"))
+    home = tempfile.mkdtemp(prefix="strata-net-stop-")
+    xdg = tempfile.mkdtemp(prefix="strata-net-xdg-")
+    env = dict(os.environ, STRATA_HOME=home, XDG_RUNTIME_DIR=xdg)
+    made, leaked = [], []
+    try:
+        strata_cmd("vms", "create", "fw", "--firmware", NETECHO, "--cmdline", f"ip={GUEST_IP} timeout_s=600",
+                   "--net", "netns=auto,id=eth0", env=env)
+        run_dir = None
+        for i in range(count):
+            strata_cmd("vms", "start", "fw", env=env)
+            if run_dir is None:
+                run_dir = os.path.dirname(glob.glob(os.path.join(xdg, "strata", "*", "vmm.log"))[0])
+            with open(os.path.join(run_dir, "vmm.log")) as f:
+                names = re.findall(r"namespace (strata-net-(\d+));", f.read())
+            check(len(names) == i + 1, f"start {i}: {len(names)} namespace lines in the VMM's log")
+            name, slot = names[-1]
+            made.append(name)
+            check(os.path.exists("/run/netns/" + name), f"start {i}: {name} is missing while the VM runs")
+            strata_cmd("vms", "stop", "fw", "--timeout", "1", env=env)
+            check(wait_stopped("fw", env)["state"] == "stopped", "not stopped")
+            if os.path.exists("/run/netns/" + name):
+                leaked.append(name)
+                fail(f"stop {i}: namespace {name} left behind")
+            check(not os.path.exists(os.path.join(run_dir, "pid")), f"stop {i}: the VMM's pid file left behind")
+            deadline = time.time() + 20
+            while sh("ip", "link", "show", "stn" + slot, check_rc=False).returncode == 0 and time.time() < deadline:
+                time.sleep(0.2)
+            check(time.time() < deadline, f"stop {i}: veth stn{slot} left behind")
+        print(f"{count} stops, each namespace deleted: {made}", flush=True)
+    finally:
+        strata_cmd("vms", "stop", "fw", "--force", env=env, check_rc=False)
+        for name in leaked:  # only what the VMM left: a deleted slot may be another VM's by now
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
         shutil.rmtree(home, ignore_errors=True)
         shutil.rmtree(xdg, ignore_errors=True)
 
@@ -843,6 +893,8 @@ def main():
         vms_netns_jailed_case()
     elif CASE == "run_restart_netns":
         run_restart_netns_case()
+    elif CASE == "netns_stop":
+        netns_stop_case()
     else:
         fail("unknown case " + CASE)
     print("PASS", CASE)

@@ -123,6 +123,7 @@ struct NetInterfaceMetrics {
     std::uint64_t rx_dropped { 0 }, tx_dropped { 0 }, errors { 0 }, tx_backpressure { 0 };
     std::uint64_t rx_throttled { 0 }, tx_throttled { 0 };
     std::uint64_t mmds_rx_frames { 0 }, mmds_tx_frames { 0 }, mmds_dropped { 0 };
+    std::uint64_t rx_direct { 0 };
 };
 
 // PUT /mmds and PATCH /mmds: the metadata service's data store (a JSON object,

@@ -133,7 +133,7 @@ json metrics_json(VmMetrics const& metrics)
                 { "tx_packets", n.tx_packets }, { "tx_bytes", n.tx_bytes }, { "rx_dropped", n.rx_dropped }, { "tx_dropped", n.tx_dropped },
                 { "errors", n.errors }, { "tx_backpressure", n.tx_backpressure }, { "rx_throttled", n.rx_throttled },
                 { "tx_throttled", n.tx_throttled }, { "mmds_rx_frames", n.mmds_rx_frames }, { "mmds_tx_frames", n.mmds_tx_frames },
-                { "mmds_dropped", n.mmds_dropped } });
+                { "mmds_dropped", n.mmds_dropped }, { "rx_direct", n.rx_direct } });
         out["nets"] = nets;
     }
     if (auto const& c = metrics.console)

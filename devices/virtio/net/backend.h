@@ -40,6 +40,11 @@ public:
     // longer than buf is cut to buf's size (the device's buffer takes the largest
     // packet the offloads allow).
     [[nodiscard]] virtual Result<std::size_t> receive(std::span<std::byte> buf) = 0;
+    // The same, scattered over pieces (the guest's own receive buffers, so the
+    // packet is copied once, not twice). A packet longer than the pieces is cut
+    // (a tap then reports either the cut or the whole length: the device gives
+    // pieces that hold the largest packet, and drops one reported longer).
+    [[nodiscard]] virtual Result<std::size_t> receive_into(std::span<iovec const> pieces) = 0;
     // One packet given as pieces, header first. false: the backend cannot take it
     // now; the caller keeps it and retries once fd() is writable. An error means
     // this packet was refused (the device drops it and counts it).

@@ -105,6 +105,12 @@ struct NetOptions {
     // and at its control events: a guest that floods transmitq cannot starve
     // receive, reset or the limiter.
     unsigned budget { 64 };
+    // For this long after it last moved a packet, the I/O thread polls its
+    // events instead of sleeping in epoll_wait (0: never), trading host CPU for
+    // the wake-up latency of request/response traffic. Off by default: it
+    // pays only where the host has a core to spare (the VMM sets it from
+    // STRATA_NET_POLL_US).
+    unsigned poll_us { 0 };
     // Token buckets for each direction (base/rate_limiter.h, the disk limiter's),
     // owned by the VMM and outliving the device; null: unlimited. Bytes are the
     // frame's (without the virtio header); every packet is one operation.

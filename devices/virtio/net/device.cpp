@@ -169,7 +169,7 @@ NetMetrics VirtioNet::metrics() const
     auto const& c = m_counters;
     return NetMetrics { c.rx_packets.load(), c.rx_bytes.load(), c.tx_packets.load(), c.tx_bytes.load(), c.rx_dropped.load(),
         c.tx_dropped.load(), c.errors.load(), c.tx_backpressure.load(), c.rx_throttled.load(), c.tx_throttled.load(),
-        c.mmds_rx_frames.load(), c.mmds_tx_frames.load(), c.mmds_dropped.load() };
+        c.mmds_rx_frames.load(), c.mmds_tx_frames.load(), c.mmds_dropped.load(), c.rx_direct.load() };
 }
 
 } // namespace strata::virtio::net

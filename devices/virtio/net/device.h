@@ -8,24 +8,33 @@
 //   the backend as that header copy plus the guest's own buffers (no copy of the
 //   payload). When the backend cannot take a packet now, the chain stays on the
 //   ring and the thread waits for the backend to become writable.
-// - receive: a packet is read from the backend only into the device's own
-//   buffer, and only once the guest has posted receive buffers; it is then copied
-//   into those buffers alone: with MRG_RXBUF across as many chains as it needs
-//   (num_buffers says how many), without it into one chain, which must hold it
-//   (a packet too large for the chain is dropped and counted). While the guest
+// - receive: a packet is read from the backend only once the guest has posted
+//   receive buffers, and lands in those buffers alone: with MRG_RXBUF across as
+//   many chains as it needs (num_buffers says how many), without it in one
+//   chain, which must hold it (a packet too large for the chain is dropped and
+//   counted). When the chains taken hold the largest packet (64 KiB and its
+//   headers), the backend writes straight into them (one copy, counted in
+//   rx_direct); otherwise the packet goes through the device's own buffer and
+//   is copied into the chains. Either way the device publishes only the chains
+//   the packet filled and writes num_buffers itself after the read. While the guest
 //   posts no buffers, packets stay queued in the host kernel (which drops on
 //   overflow, as a NIC does) and the thread stops watching the backend.
 // - fairness: at most NetOptions::budget packets each way per turn of the loop,
 //   so a guest flooding transmitq delays, but never starves, receive, reset and
 //   the control events; the loop then goes round again without sleeping.
+// - polling (off unless NetOptions::poll_us): for poll_us after a turn that
+//   moved a packet, the loop looks at its events without sleeping (epoll_wait
+//   with no timeout) and at the transmit ring, whose notifications the guest
+//   is meanwhile not asked for; before it sleeps it asks for them again.
 // The queues are hostile input (STYLE.md 7, 9): a refused chain goes back to the
 // used ring with length 0, is counted in `errors` and logged (rate-limited); a
 // corrupt ring stops that queue and sets DEVICE_NEEDS_RESET. The VMM carries on.
 //
 // Rate limits (NetOptions::rx_limiter, tx_limiter): a packet waits, never fails,
 // until its direction's buckets hold its bytes and one operation: a transmit
-// chain stays on the ring, a received packet in the device's buffer (and the
-// backend unread), while a timerfd runs out; the limiters may be changed at any
+// chain stays on the ring, a received packet in the device's buffer or, read
+// in place, in its chains unpublished (and the backend unread), while a timerfd
+// runs out; the limiters may be changed at any
 // time (RateLimiter::update, PATCH /network-interfaces).
 //
 // Metadata service (NetOptions::mmds): each transmit chain's first bytes are
@@ -81,6 +90,7 @@ struct NetMetrics {
     std::uint64_t mmds_rx_frames;             // frames the guest sent the metadata service
     std::uint64_t mmds_tx_frames;             // frames the metadata service queued for the guest
     std::uint64_t mmds_dropped;               // of those, taken but not served, or not queued
+    std::uint64_t rx_direct;                  // of rx_packets, read straight into the guest's buffers
 };
 
 class VirtioNet final : public VirtioDevice {
@@ -126,6 +136,7 @@ private:
         std::atomic<std::uint64_t> rx_dropped { 0 }, tx_dropped { 0 }, errors { 0 }, tx_backpressure { 0 };
         std::atomic<std::uint64_t> rx_throttled { 0 }, tx_throttled { 0 };
         std::atomic<std::uint64_t> mmds_rx_frames { 0 }, mmds_tx_frames { 0 }, mmds_dropped { 0 };
+        std::atomic<std::uint64_t> rx_direct { 0 };
     };
     class Engine;
 

@@ -9,7 +9,10 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstring>
+#include <deque>
+#include <numeric>
 #include <optional>
 #include <poll.h>
 #include <sys/epoll.h>
@@ -23,6 +26,10 @@ constexpr std::uint64_t ControlKey = 1ULL << 32;
 constexpr std::uint64_t BackendKey = 1ULL << 33;
 constexpr std::uint64_t RxTimerKey = 1ULL << 34;
 constexpr std::uint64_t TxTimerKey = 1ULL << 35;
+// A packet is read straight into the guest's buffers once they can hold the
+// largest one; a single read takes at most this many pieces (IOV_MAX).
+constexpr std::uint64_t DirectBytes = HeaderSize + MaxFrameBytes;
+constexpr std::size_t MaxReadPieces = 1024;
 
 } // namespace
 
@@ -44,6 +51,16 @@ public:
 
     // Frames of the metadata service wait for the guest.
     bool mmds_pending() const { return m_mmds && m_mmds->pending(); }
+
+    // Chains taken from either queue so far (the loop polls while this moves).
+    std::uint64_t moved() const { return m_moved; }
+    // While the loop polls, an empty transmit ring does not ask the guest to
+    // notify (EVENT_IDX's avail_event stays behind), so a guest sending a stream
+    // does not exit for every packet; the loop looks at the ring each turn
+    // instead. Cleared, the next process_transmit() asks again and looks once
+    // more, which the loop does before it sleeps.
+    bool tx_quiet() const { return m_tx_quiet; }
+    void set_tx_quiet(bool quiet) { m_tx_quiet = quiet; }
 
     // Whether the loop should watch the backend for a packet / for room.
     bool wants_receive() const { return m_queues[ReceiveQueue] && !m_rx_waiting && !m_rx_backend_failed && !m_rx_throttled; }
@@ -80,6 +97,8 @@ public:
                 break;
             }
             if (!head.value()) {
+                if (m_tx_quiet)
+                    break; // the loop polls the ring; the guest need not notify
                 auto more = vq->enable_notification();
                 if (!more) {
                     fail_queue(TransmitQueue, more.error().message);
@@ -128,6 +147,7 @@ public:
             published = true;
             ++done;
         }
+        m_moved += done;
         if (published)
             interrupt(TransmitQueue);
         return done >= m_device.m_options.budget;
@@ -139,15 +159,15 @@ public:
         unsigned done = 0;
         bool published = false;
         while (queue(ReceiveQueue) && !m_rx_waiting && !m_rx_backend_failed && !m_rx_throttled && done < m_device.m_options.budget) {
-            if (m_packet_len == 0 && !take_mmds_frame() && !read_packet())
+            if (m_packet_len == 0 && !take_mmds_frame() && !read_packet(published))
                 break;
             if (!m_packet_charged) {
                 if (throttle(m_device.m_options.rx_limiter, m_rx_timer, m_packet_len - HeaderSize, m_rx_throttled,
                         m_device.m_counters.rx_throttled))
-                    break; // the packet waits in our buffer, the backend unread
+                    break; // the packet waits (in our buffer or in its chains unpublished), the backend unread
                 m_packet_charged = true;
             }
-            auto gathered = gather(published);
+            auto gathered = gather(published, m_packet_len);
             if (!gathered)
                 break; // the queue failed
             if (!gathered.value()) {
@@ -158,6 +178,7 @@ public:
             published = true;
             ++done;
         }
+        m_moved += done;
         if (published)
             interrupt(ReceiveQueue);
         return done >= m_device.m_options.budget;
@@ -263,9 +284,17 @@ private:
         return true;
     }
 
-    // Reads the next packet from the backend; false when none is waiting.
-    bool read_packet()
+    // Reads the next packet from the backend; false when none is waiting (or
+    // the receive queue failed). When the guest has posted enough receive
+    // buffers to hold the largest packet, the backend writes straight into
+    // them (read_direct); otherwise into the device's buffer, copied on delivery.
+    bool read_packet(bool& published)
     {
+        auto room = gather(published, DirectBytes, false);
+        if (!room)
+            return false; // the queue failed
+        if (room.value() && direct_capacity() >= DirectBytes)
+            return read_direct();
         for (;;) {
             auto got = m_device.m_backend.receive(m_packet);
             if (!got) {
@@ -275,27 +304,80 @@ private:
             }
             if (got.value() == 0)
                 return false;
-            if (got.value() < HeaderSize + MinFrameBytes) {
+            if (got.value() < HeaderSize + MinFrameBytes || got.value() > m_packet.size()) {
                 ++m_device.m_counters.rx_dropped;
                 continue;
             }
             m_packet_len = got.value();
+            m_packet_in_guest = false;
             return true;
         }
     }
 
-    // Takes receive chains until they hold the pending packet (with MRG_RXBUF)
-    // or one chain is taken (without). false: the ring ran dry first; the chains
-    // taken so far stay reserved for this packet. Refused chains are returned
-    // at once, with length 0.
-    Result<bool> gather(bool& published)
+    // The bytes the reserved chains can take at once: all of them with
+    // MRG_RXBUF, the first alone without; limited to the pieces one read takes.
+    std::uint64_t direct_capacity()
+    {
+        m_rx_iov.clear();
+        std::uint64_t room = 0;
+        for (auto const& chain : m_reserved) {
+            for (auto const& b : chain.buffers) {
+                if (m_rx_iov.size() == MaxReadPieces)
+                    return room;
+                m_rx_iov.push_back(iovec { b.data(), b.size() });
+                room += b.size();
+            }
+            if (!merge())
+                break;
+        }
+        return room;
+    }
+
+    // Reads a packet into the reserved chains (m_rx_iov, direct_capacity());
+    // the chains are published on delivery, so a packet the rate limiter holds
+    // back waits in them unpublished.
+    bool read_direct()
+    {
+        std::uint64_t const room = std::accumulate(m_rx_iov.begin(), m_rx_iov.end(), std::uint64_t { 0 },
+            [](std::uint64_t sum, iovec const& v) { return sum + v.iov_len; });
+        for (;;) {
+            auto got = m_device.m_backend.receive_into(m_rx_iov);
+            if (!got) {
+                m_device.m_log.warn("receiving from the backend: " + got.error().message);
+                m_rx_backend_failed = true;
+                return false;
+            }
+            if (got.value() == 0)
+                return false;
+            // A cut packet, or one too short to be a frame, is dropped; the
+            // chains stay reserved for the next (the guest saw nothing yet).
+            if (got.value() < HeaderSize + MinFrameBytes || got.value() > room) {
+                ++m_device.m_counters.rx_dropped;
+                continue;
+            }
+            m_packet_len = got.value();
+            m_packet_in_guest = true;
+            return true;
+        }
+    }
+
+    // Takes receive chains until they hold `target` bytes (with MRG_RXBUF) or
+    // one chain is taken (without). false: the ring ran dry first; the chains
+    // taken so far stay reserved (for the pending packet, or the next one).
+    // Refused chains are returned at once, with length 0. A dry ring asks the
+    // guest to notify when it posts more only when `notify` is set: the probe
+    // for room to read in place must not, or a guest that keeps less than the
+    // largest packet posted would exit to notify after every buffer it posts.
+    Result<bool> gather(bool& published, std::uint64_t target, bool notify = true)
     {
         auto* vq = queue(ReceiveQueue);
-        while (m_reserved_bytes < m_packet_len && (merge() || m_reserved.empty())) {
+        while (m_reserved_bytes < target && (merge() || m_reserved.empty())) {
             auto head = vq->peek();
             if (!head)
                 return fail_queue(ReceiveQueue, head.error().message);
             if (!head.value()) {
+                if (!notify)
+                    return false;
                 auto more = vq->enable_notification();
                 if (!more)
                     return fail_queue(ReceiveQueue, more.error().message);
@@ -330,6 +412,7 @@ private:
                 + std::to_string(m_reserved_bytes) + "-byte receive buffer; dropped");
             m_packet_len = 0;
             m_packet_charged = false;
+            m_packet_in_guest = false; // never: a packet read in place fits its chains
             return;
         }
         std::uint16_t chains = 0;
@@ -337,7 +420,12 @@ private:
             room += m_reserved[chains].bytes;
         // num_buffers (the header's last field) as the guest must see it.
         std::uint16_t const num_buffers = merge() ? chains : 1;
-        std::memcpy(m_packet.data() + offsetof(NetHeader, num_buffers), &num_buffers, sizeof num_buffers);
+        std::array<std::byte, sizeof num_buffers> count_bytes;
+        std::memcpy(count_bytes.data(), &num_buffers, sizeof num_buffers);
+        if (m_packet_in_guest)
+            write_reserved(offsetof(NetHeader, num_buffers), count_bytes);
+        else
+            std::memcpy(m_packet.data() + offsetof(NetHeader, num_buffers), count_bytes.data(), count_bytes.size());
 
         std::size_t at = 0;
         auto* vq = queue(ReceiveQueue);
@@ -346,7 +434,8 @@ private:
             std::uint32_t written = 0;
             for (auto const& b : chain.buffers) {
                 std::size_t const n = std::min(b.size(), m_packet_len - at);
-                std::memcpy(b.data(), m_packet.data() + at, n);
+                if (!m_packet_in_guest)
+                    std::memcpy(b.data(), m_packet.data() + at, n);
                 at += n;
                 written += static_cast<std::uint32_t>(n);
                 if (at == m_packet_len)
@@ -357,9 +446,32 @@ private:
         }
         m_reserved.erase(m_reserved.begin(), m_reserved.begin() + chains);
         ++m_device.m_counters.rx_packets;
+        if (m_packet_in_guest)
+            ++m_device.m_counters.rx_direct;
         m_device.m_counters.rx_bytes += m_packet_len - HeaderSize;
         m_packet_len = 0;
         m_packet_charged = false;
+        m_packet_in_guest = false;
+    }
+
+    // Writes bytes at `offset` of the packet that lies in the reserved chains.
+    void write_reserved(std::size_t offset, std::span<std::byte const> bytes)
+    {
+        std::size_t done = 0;
+        for (auto const& chain : m_reserved) {
+            for (auto const& b : chain.buffers) {
+                if (offset >= b.size()) {
+                    offset -= b.size();
+                    continue;
+                }
+                std::size_t const n = std::min(b.size() - offset, bytes.size() - done);
+                std::memcpy(b.data() + offset, bytes.data() + done, n);
+                done += n;
+                offset = 0;
+                if (done == bytes.size())
+                    return;
+            }
+        }
     }
 
     void interrupt(std::uint16_t q)
@@ -376,6 +488,11 @@ private:
         if (q == ReceiveQueue) {
             m_reserved.clear();
             m_reserved_bytes = 0;
+            if (m_packet_in_guest) { // it lay in the chains just given up
+                m_packet_len = 0;
+                m_packet_charged = false;
+                m_packet_in_guest = false;
+            }
         }
         m_signals.set_needs_reset();
         return make_error(ErrorKind::BadInput, why);
@@ -391,7 +508,9 @@ private:
     std::vector<std::byte> m_mmds_frame;  // a transmit frame copied out for the service
     std::vector<std::byte> m_packet; // the packet read from the backend, not yet delivered
     std::size_t m_packet_len { 0 };  // 0: none
-    std::vector<NetChain> m_reserved; // receive chains taken for m_packet
+    bool m_packet_in_guest { false }; // the pending packet lies in m_reserved, not m_packet
+    std::vector<iovec> m_rx_iov;     // the reserved chains' buffers, for read_direct
+    std::deque<NetChain> m_reserved;  // receive chains taken for the pending (or the next) packet
     std::uint64_t m_reserved_bytes { 0 };
     bool m_rx_waiting { false };        // a packet waits for receive buffers
     bool m_rx_backend_failed { false }; // the backend's last receive failed
@@ -401,6 +520,8 @@ private:
     bool m_tx_throttled { false };      // the tx limiter's timer runs
     RateLimitTimer* m_rx_timer { nullptr };
     RateLimitTimer* m_tx_timer { nullptr };
+    std::uint64_t m_moved { 0 };
+    bool m_tx_quiet { false };
 };
 
 void VirtioNet::run(VirtioActivation activation)
@@ -498,6 +619,12 @@ void VirtioNet::run(VirtioActivation activation)
     bool more_rx = engine.process_receive();
     // The metadata service's answers are due without any event from the backend.
     auto receive_due = [&engine](bool receive) { return receive || engine.mmds_pending(); };
+    // Busy polling: for NetOptions::poll_us after the last packet moved, the
+    // loop looks at its events without sleeping, so the answer to a packet (or
+    // the next of a stream) is taken without a wake-up of this thread.
+    auto const poll_window = std::chrono::microseconds(m_options.poll_us);
+    std::uint64_t moved = engine.moved();
+    auto last_moved = std::chrono::steady_clock::now() - (moved > 0 ? std::chrono::microseconds(0) : poll_window);
     while (!m_stop.load()) {
         // A snapshot parks the thread here, between two turns: the queues'
         // events wait in their eventfds (level-triggered) for the next turn.
@@ -514,11 +641,25 @@ void VirtioNet::run(VirtioActivation activation)
             if (done)
                 backend_events = want;
         }
+        bool polling = m_options.poll_us > 0 && std::chrono::steady_clock::now() - last_moved < poll_window;
+        if (!polling && engine.tx_quiet()) {
+            // The window closed: ask the guest to notify again and look at the
+            // ring once more before this thread may sleep.
+            engine.set_tx_quiet(false);
+            more_tx = engine.process_transmit() || more_tx;
+            if (engine.moved() != moved) {
+                moved = engine.moved();
+                last_moved = std::chrono::steady_clock::now();
+                polling = true;
+            }
+        }
+        if (polling)
+            engine.set_tx_quiet(true);
         epoll_event events[8];
-        int n = ::epoll_wait(epoll.get(), events, 8, more_tx || more_rx ? 0 : -1);
+        int n = ::epoll_wait(epoll.get(), events, 8, more_tx || more_rx || polling ? 0 : -1);
         if (n < 0)
             continue; // EINTR
-        bool receive = more_rx, transmit = more_tx;
+        bool receive = more_rx, transmit = more_tx || polling;
         for (int i = 0; i < n; ++i) {
             std::uint64_t const key = events[i].data.u64;
             if (key == ControlKey) {
@@ -553,6 +694,10 @@ void VirtioNet::run(VirtioActivation activation)
             break;
         more_tx = transmit && engine.process_transmit();
         more_rx = receive_due(receive) && engine.process_receive();
+        if (engine.moved() != moved) {
+            moved = engine.moved();
+            last_moved = std::chrono::steady_clock::now();
+        }
     }
 }
 

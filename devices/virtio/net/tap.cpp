@@ -81,6 +81,21 @@ Result<std::size_t> Tap::receive(std::span<std::byte> buf)
     }
 }
 
+Result<std::size_t> Tap::receive_into(std::span<iovec const> pieces)
+{
+    for (;;) {
+        // A tap returns the packet's full length even when the pieces held less.
+        ssize_t n = ::readv(m_fd.get(), pieces.data(), static_cast<int>(pieces.size()));
+        if (n >= 0)
+            return static_cast<std::size_t>(n);
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN)
+            return std::size_t { 0 };
+        return errno_error("read from tap '" + m_name + "'");
+    }
+}
+
 Result<bool> Tap::send(std::span<iovec const> packet)
 {
     for (;;) {

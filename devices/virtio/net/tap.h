@@ -25,6 +25,7 @@ public:
 
     int fd() const override { return m_fd.get(); }
     [[nodiscard]] Result<std::size_t> receive(std::span<std::byte> buf) override;
+    [[nodiscard]] Result<std::size_t> receive_into(std::span<iovec const> pieces) override;
     [[nodiscard]] Result<bool> send(std::span<iovec const> packet) override;
     [[nodiscard]] Status set_offloads(Offloads offloads) override;
     std::string const& name() const { return m_name; }
