@@ -26,6 +26,7 @@ public:
     }
     int fd() const override { return m_tap->fd(); }
     Result<std::size_t> receive(std::span<std::byte> buf) override { return m_tap->receive(buf); }
+    Result<std::size_t> receive_into(std::span<iovec const> pieces) override { return m_tap->receive_into(pieces); }
     Result<bool> send(std::span<iovec const> packet) override { return m_tap->send(packet); }
     Status set_offloads(virtio::net::Offloads offloads) override { return m_tap->set_offloads(offloads); }
 
