@@ -55,6 +55,18 @@ void GuestMemory::mark_dirty(std::uint64_t gpa, std::uint64_t len) const
         mark(*region, gpa, len);
 }
 
+void GuestMemory::mark_written(std::span<std::byte const> host) const
+{
+    auto const at = reinterpret_cast<std::uintptr_t>(host.data());
+    for (auto const& r : m_regions) {
+        auto const base = reinterpret_cast<std::uintptr_t>(r.host);
+        if (at < base || at - base > r.size || host.size() > r.size - (at - base))
+            continue;
+        mark(r, r.gpa + (at - base), host.size());
+        return;
+    }
+}
+
 Result<std::span<std::byte>> GuestMemory::find(std::uint64_t gpa, std::uint64_t len, Region const** region) const
 {
     for (auto const& r : m_regions) {

@@ -60,6 +60,10 @@ public:
     // ring): each write must mark its pages again, or a snapshot taken between
     // the slice and the write misses it.
     void mark_dirty(std::uint64_t gpa, std::uint64_t len) const;
+    // The same for bytes named by their host view (a slice taken earlier, such as
+    // a receive buffer a network device holds across turns and fills later).
+    // Bytes outside every region mark nothing.
+    void mark_written(std::span<std::byte const> host) const;
 
     // Starts tracking region `index` into `bits` (one bit per page, zeroed by
     // the caller, outliving this view), while devices may be using the view:

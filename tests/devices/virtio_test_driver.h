@@ -26,6 +26,9 @@ public:
         std::memset(m_buf.get(), 0, size);
     }
     GuestMemory const& mem() const { return m_mem; }
+    // Dirty tracking from now on into `bits` (one bit per page), as a VMM starts
+    // it (or as a harvest leaves it: every bit clear) while devices run.
+    void track_dirty(std::atomic<std::uint64_t>* bits) { m_mem.start_dirty_tracking(0, bits); }
     std::byte* host(std::uint64_t gpa) const { return m_mem.slice(gpa, 0).value().data(); }
 
 private:

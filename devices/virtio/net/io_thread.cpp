@@ -436,6 +436,10 @@ private:
                 std::size_t const n = std::min(b.size(), m_packet_len - at);
                 if (!m_packet_in_guest)
                     std::memcpy(b.data(), m_packet.data() + at, n);
+                // Marked again as written: the chain was taken (and its pages
+                // marked) maybe turns ago, and a capture since then has taken the
+                // dirty log; read in place, the bytes also came after the mark.
+                m_mem.mark_written(b.first(n));
                 at += n;
                 written += static_cast<std::uint32_t>(n);
                 if (at == m_packet_len)
