@@ -69,16 +69,8 @@ Result<std::unique_ptr<Tap>> Tap::open(std::string const& name)
 
 Result<std::size_t> Tap::receive(std::span<std::byte> buf)
 {
-    for (;;) {
-        ssize_t n = ::read(m_fd.get(), buf.data(), buf.size());
-        if (n >= 0)
-            return static_cast<std::size_t>(n);
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN)
-            return std::size_t { 0 };
-        return errno_error("read from tap '" + m_name + "'");
-    }
+    iovec const whole { buf.data(), buf.size() };
+    return receive_into(std::span(&whole, 1));
 }
 
 Result<std::size_t> Tap::receive_into(std::span<iovec const> pieces)
