@@ -102,6 +102,42 @@ std::string log_tail(std::string const& path)
     return all.size() > 2000 ? all.substr(all.size() - 2000) : all;
 }
 
+// How long a VM whose VMM was killed may take to let its disks go. The kernel
+// needs milliseconds; past this, the command that opens a disk says it is in use.
+constexpr auto kReleaseLimit = 10s;
+
+// A VMM that was killed (SIGKILL, the OOM killer) leaves its pid file behind,
+// and the kernel may still hold its disks after the VMM lock is gone: io_uring
+// drops the files registered with a ring in a worker once the process has
+// ended, and each keeps its layer's write lock until then (imaging/layer/
+// layer.h, Locks). Such a VM is not yet stopped for a command that opens its
+// disks, so this waits until they are let go, then removes the pid file so the
+// wait happens once. A VMM started meanwhile takes the VMM lock before it
+// writes a pid file of its own, so the file is removed only while no VMM
+// holds the lock.
+void settle_killed_vmm(Store const& store, std::string const& vm, RuntimePaths const& paths)
+{
+    if (::access(paths.pid_file.c_str(), F_OK) != 0)
+        return;
+    std::vector<std::string> disks;
+    if (auto text = read_record(store.root(), RecordKind::Vm, vm); text)
+        if (auto record = parse_vm(text.value()); record)
+            for (auto const& d : record.value().disks)
+                if (!d.read_only)
+                    disks.push_back(d.disk);
+    auto const end = Clock::now() + kReleaseLimit;
+    for (auto const& disk : disks) {
+        for (;;) {
+            auto held = store.disk_held_for_writing(disk);
+            if (!held || !held.value() || Clock::now() >= end || vmm_lock_held(paths))
+                break;
+            std::this_thread::sleep_for(5ms);
+        }
+    }
+    if (!vmm_lock_held(paths))
+        ::unlink(paths.pid_file.c_str());
+}
+
 } // namespace
 
 VmRuntime vm_runtime(Store const& store, std::string const& vm)
@@ -110,6 +146,10 @@ VmRuntime vm_runtime(Store const& store, std::string const& vm)
     rt.paths = runtime_paths(store.root(), vm);
     // The lock says whether a VMM lives; the pid file only which process it is.
     rt.running = vmm_lock_held(rt.paths);
+    if (!rt.running) {
+        settle_killed_vmm(store, vm, rt.paths);
+        rt.running = vmm_lock_held(rt.paths);
+    }
     rt.pid = rt.running ? read_pid(rt.paths.pid_file) : 0;
     rt.api_ready = rt.running && api_answers(rt.paths.api_socket);
     return rt;

@@ -141,6 +141,11 @@ public:
         std::string const& as_vm = {});
     // The layer files of a disk, bottom first (for callers that open them themselves).
     [[nodiscard]] Result<std::vector<std::string>> layer_paths(ObjectKind kind, std::string const& name);
+    // Whether a process (or the kernel, for one that has ended) holds a write
+    // lock on the disk's top layer or the one under it, where a VMM's writable
+    // layers are (layer.h, Locks). Reads the manifest without the store lock:
+    // manifests are replaced whole (AtomicFile), so this sees one version.
+    [[nodiscard]] Result<bool> disk_held_for_writing(std::string const& disk) const;
 
     // Freezes a disk no VMM runs, in place, and returns its layers (all frozen);
     // its next writable open stacks a new top. For machine images of stopped VMs.

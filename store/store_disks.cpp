@@ -2,8 +2,11 @@
 // resize, open) and the record of a snapshot frozen inside a running VMM.
 #include "store/store.h"
 
+#include "base/fd.h"
 #include "store/machine_image.h"
 
+#include <cerrno>
+#include <fcntl.h>
 #include <set>
 #include <unistd.h>
 
@@ -256,6 +259,30 @@ Result<std::vector<std::string>> Store::layer_paths(ObjectKind kind, std::string
     for (auto const& id : d.layers)
         paths.push_back(layer_path(id));
     return paths;
+}
+
+Result<bool> Store::disk_held_for_writing(std::string const& disk) const
+{
+    STRATA_TRY(d, load(ObjectKind::Disk, disk));
+    std::size_t const from = d.layers.size() > 2 ? d.layers.size() - 2 : 0;
+    for (std::size_t i = from; i < d.layers.size(); ++i) {
+        Fd fd(::open(layer_path(d.layers[i]).c_str(), O_RDONLY | O_CLOEXEC));
+        if (!fd.valid()) {
+            if (errno == ENOENT)
+                continue;
+            return errno_error("open layer '" + layer_path(d.layers[i]) + "'");
+        }
+        // A read lock conflicts only with a write lock: readers of a shared
+        // frozen layer (other VMs' chains) do not count.
+        struct flock fl {};
+        fl.l_type = F_RDLCK;
+        fl.l_whence = SEEK_SET;
+        if (::fcntl(fd.get(), F_OFD_GETLK, &fl) != 0)
+            return errno_error("test the lock of layer '" + layer_path(d.layers[i]) + "'");
+        if (fl.l_type != F_UNLCK)
+            return true;
+    }
+    return false;
 }
 
 // A VMM killed after Store::prepare_push but before it froze the disk's old top

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <thread>
 #include <unistd.h>
@@ -27,6 +28,7 @@ struct Env : strata::test::StrataHome {
         : StrataHome("strata-stale", 60s)
     {
         stop_at_end("web");
+        stop_at_end("db");
     }
     nlohmann::json describe() const { return StrataHome::describe("vms", "web"); }
 };
@@ -78,4 +80,54 @@ TEST_CASE("a stale runtime folder whose pid names a live look-alike process is a
     CHECK(::kill(impostor, 0) == 0);
     ::kill(impostor, SIGKILL);
     ::waitpid(impostor, nullptr, 0);
+}
+
+TEST_CASE("a killed VMM's disks still held by the kernel: the VM is stopped once they are let go")
+{
+    // After a SIGKILL the kernel may keep a VMM's layer files (and their write
+    // locks) a while after the VMM lock is gone: io_uring drops a ring's
+    // registered files in a worker. The test plays that part by holding the
+    // disk's top layer itself for 500 ms once the VMM has ended; a command
+    // run meanwhile on the stopped VM must wait for it, not fail "in use".
+    Env env;
+    env.run({ "vms", "create", "db", "--firmware", STRATA_BUILD_DIR "/firmware/echo.elf", "--disk", "size=1M,id=d0" });
+    env.run({ "vms", "start", "db" });
+    auto running = env.strata::test::StrataHome::describe("vms", "db");
+    REQUIRE(running["state"] == "running");
+    std::string const dir = fs::path(running["api_socket"].get<std::string>()).parent_path();
+    auto layers = nlohmann::json::parse(env.run({ "disks", "describe", "db-disk-d0", "--json" }).out)["layers"];
+    std::string const top = (env.dir.path / "store" / "layers" / layers.back().get<std::string>()).string();
+    REQUIRE(::kill(static_cast<pid_t>(running["pid"].get<long>()), SIGKILL) == 0);
+
+    // The VMM has ended when its lock is free (looked at directly: a strata
+    // command would settle the VM before the test holds the layer).
+    auto const deadline = std::chrono::steady_clock::now() + 20s;
+    for (;;) {
+        int fd = ::open((dir + "/lock").c_str(), O_RDONLY | O_CLOEXEC);
+        REQUIRE(fd >= 0);
+        bool const free = ::flock(fd, LOCK_SH | LOCK_NB) == 0;
+        ::close(fd);
+        if (free)
+            break;
+        REQUIRE(std::chrono::steady_clock::now() < deadline);
+        std::this_thread::sleep_for(5ms);
+    }
+    int layer = ::open(top.c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(layer >= 0);
+    struct flock fl {};
+    fl.l_type = F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    while (::fcntl(layer, F_OFD_SETLK, &fl) != 0) {
+        REQUIRE(std::chrono::steady_clock::now() < deadline); // the kernel's own hold, let go
+        std::this_thread::sleep_for(5ms);
+    }
+    std::thread release([layer] {
+        std::this_thread::sleep_for(500ms);
+        ::close(layer);
+    });
+    auto image = env.run({ "machine-images", "create", "db-image", "--source-vm", "db" }, false);
+    release.join();
+    CHECK_MESSAGE(image.exit_code == 0, image.err);
+    CHECK(env.strata::test::StrataHome::describe("vms", "db")["state"] == "stopped");
+    CHECK_FALSE(fs::exists(dir + "/pid"));
 }
