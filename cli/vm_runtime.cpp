@@ -348,6 +348,9 @@ Status stop_vm(Store const& store, std::string const& vm, bool force, unsigned t
         ::kill(rt.pid, SIGKILL);
     if (!wait_gone(rt.paths, 5s))
         return make_error(ErrorKind::Busy, "the VMM of vm '" + vm + "' (pid " + std::to_string(rt.pid) + ") did not exit");
+    // The kernel may still hold the killed VMM's disks: stopped means they are
+    // free (settle_killed_vmm, which needs the pid file still there).
+    settle_killed_vmm(store, vm, rt.paths);
     // A killed VMM leaves its runtime files behind; they go while the lock is
     // held here, so a VMM starting meanwhile keeps its own.
     if (auto lock = try_vmm_lock(rt.paths)) {
