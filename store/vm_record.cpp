@@ -512,17 +512,37 @@ Status save_vm(RecordLock const& held, VmRecord const& vm, bool must_be_new)
 
 Status refuse_if_suspended_vm_disk(std::string const& store_root, std::string const& disk, std::string const& except_vm)
 {
-    // A store with no VM folder (disks only) has no suspended VMs.
+    // Only a VM with a folder in vm-state can be suspended: `vms suspend` moves
+    // the saved state there before it marks the record, a restore forgets the
+    // state in the record before it removes the folder, and `vms delete` removes
+    // the record before the folder. So the records read are those of the VMs
+    // with such a folder (suspended ones, and VMs made from a running-state
+    // image that have not started yet), not every VM's: every VMM start opens
+    // its disks through here, and a store of many VMs made it read and parse
+    // all their records each time.
+    auto const states = std::filesystem::path(store_root) / "vm-state";
     std::error_code ec;
-    if (!std::filesystem::exists(std::filesystem::path(store_root) / "vms", ec))
-        return ok();
-    STRATA_TRY(names, record_names(store_root, RecordKind::Vm));
+    std::filesystem::directory_iterator it(states, ec);
+    if (ec) {
+        if (ec == std::errc::no_such_file_or_directory)
+            return ok();
+        return make_error(ErrorKind::Io, "list '" + states.string() + "': " + ec.message());
+    }
+    std::vector<std::string> names;
+    for (; it != std::filesystem::directory_iterator(); it.increment(ec)) {
+        auto n = it->path().filename().string();
+        // A suspend's folder in the making ("NAME.new") names no VM, unless
+        // one is called that: its record is then read for nothing.
+        if (n != except_vm && check_object_name(n))
+            names.push_back(std::move(n));
+    }
+    if (ec)
+        return make_error(ErrorKind::Io, "list '" + states.string() + "': " + ec.message());
+    std::sort(names.begin(), names.end());
     for (auto const& n : names) {
-        if (n == except_vm)
-            continue;
         auto text = read_record(store_root, RecordKind::Vm, n);
         if (!text)
-            continue; // deleted meanwhile
+            continue; // no such VM, or deleted meanwhile
         STRATA_TRY(vm, parse_vm(text.value()));
         if (!vm.suspended())
             continue;

@@ -188,7 +188,8 @@ std::string encode_vm(VmRecord const& vm);
 // `disk`: a suspended VM's memory holds what its guest knows of its disks, so
 // nothing else may open them (read-only either: the VM may resume meanwhile)
 // or change them until it resumes or is deleted. Reads the records without the
-// record lock, as vms_using_disk does.
+// record lock, as vms_using_disk does, and only those of the VMs with a saved
+// state folder (vm_state_dir), the only ones that can be suspended.
 [[nodiscard]] Status refuse_if_suspended_vm_disk(std::string const& store_root, std::string const& disk, std::string const& except_vm = {});
 
 // Store I/O. load_vm(Store&, ...) takes the record lock itself (shared) — what

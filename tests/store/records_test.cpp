@@ -212,6 +212,54 @@ TEST_CASE("record names are checked and a record must name itself")
     CHECK_FALSE(parse_key_values("novalue", "--labels"));
 }
 
+TEST_CASE("a suspended VM's disks are refused to every other VM, and only VMs with a saved state folder are read for it")
+{
+    TempDir dir;
+    auto store = open_store(dir / "home");
+    auto const root = store->root();
+    auto record = [&](std::string const& name, std::string const& disk, std::string const& restore_from) {
+        VmRecord vm;
+        vm.name = name;
+        vm.spec.boot.firmware = std::string(64, 'f');
+        vm.disks = { VmDisk { "d0", disk, false, true, false, "none", true } };
+        vm.restore_from = restore_from;
+        REQUIRE(write_record(root, RecordKind::Vm, name, encode_vm(vm), true));
+    };
+    // No VM has saved state yet: nothing to refuse.
+    CHECK(refuse_if_suspended_vm_disk(root, "shared"));
+
+    // Suspended: its state folder, then its record (the order vms suspend keeps).
+    std::filesystem::create_directories(vm_state_dir(root, "sleeper"));
+    record("sleeper", "shared", "suspended");
+    auto refused = refuse_if_suspended_vm_disk(root, "shared");
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().kind == ErrorKind::Busy);
+    CHECK(refused.error().message.find("suspended vm 'sleeper'") != std::string::npos);
+    CHECK(refuse_if_suspended_vm_disk(root, "shared", "sleeper")); // its own VMM resumes it
+    CHECK(refuse_if_suspended_vm_disk(root, "other"));
+
+    // Made from a running-state image and not started: a folder, not suspended.
+    std::filesystem::create_directories(vm_state_dir(root, "clone"));
+    record("clone", "clone-disk", "machine-image:img");
+    CHECK(refuse_if_suspended_vm_disk(root, "clone-disk"));
+    // A folder whose VM is gone (deleted meanwhile) and a suspend's folder in
+    // the making name no record.
+    std::filesystem::create_directories(vm_state_dir(root, "gone"));
+    std::filesystem::create_directories(vm_state_dir(root, "sleeper.new"));
+    CHECK(refuse_if_suspended_vm_disk(root, "other"));
+    CHECK_FALSE(refuse_if_suspended_vm_disk(root, "shared"));
+
+    // The records of VMs without a saved state folder are not read: an
+    // unreadable one of an unrelated VM no longer stops every disk from opening.
+    REQUIRE(write_record(root, RecordKind::Vm, "broken", "not json", true));
+    CHECK(refuse_if_suspended_vm_disk(root, "other"));
+    CHECK_FALSE(refuse_if_suspended_vm_disk(root, "shared"));
+    // A suspended VM's own record that cannot be read still refuses (as an
+    // error): its disks are not handed out on a guess.
+    std::filesystem::create_directories(vm_state_dir(root, "broken"));
+    CHECK_FALSE(refuse_if_suspended_vm_disk(root, "other"));
+}
+
 TEST_CASE("boot artifacts are stored once by digest and collected when unused")
 {
     TempDir dir;
