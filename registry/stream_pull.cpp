@@ -32,6 +32,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fcntl.h>
+#include <limits>
 #include <mutex>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -51,6 +52,10 @@ constexpr unsigned kConnections = 4;
 // written early: the content digest (computed in order) starts on them while
 // the rest arrive.
 constexpr std::uint64_t kSegmentBytes = 4 << 20;
+// How far past the content digest's place in the layer file the workers may
+// start a segment: room for every worker's segment (a 4 MiB segment of a
+// well-compressed layer holds several times that much data), not the layer.
+constexpr std::uint64_t kLeadBytes = 48 << 20;
 
 // Chunks [first, first + count) of the layer's list, all in blob part, at bytes
 // [from, to) of it.
@@ -140,7 +145,17 @@ private:
         for (;;) {
             std::size_t i = 0;
             {
-                std::lock_guard lock(m_mu);
+                // A segment is taken only when it starts less than kLeadBytes
+                // past what the content digest has read: the workers then
+                // leave the hashing thread its share of the cores all along,
+                // rather than racing ahead and leaving it alone at the end.
+                std::unique_lock lock(m_mu);
+                m_cv.wait(lock, [&] {
+                    if (m_error || m_next >= m_segments.size())
+                        return true;
+                    std::uint64_t start = m_chunks[m_segments[m_next].first].file_offset;
+                    return start <= m_hashed || start - m_hashed < kLeadBytes;
+                });
                 if (m_error || m_next >= m_segments.size())
                     break;
                 i = m_next++;
@@ -235,6 +250,13 @@ private:
                         - m_chunks.begin());
                     {
                         std::unique_lock lock(m_mu);
+                        // Where the digest reads now: the workers may start
+                        // segments up to kLeadBytes past it (so always the one
+                        // holding these chunks).
+                        if (at > m_hashed) {
+                            m_hashed = at;
+                            m_cv.notify_all();
+                        }
                         m_cv.wait(lock, [&] { return m_error || m_done_prefix >= need; });
                         if (m_error)
                             return *m_error;
@@ -245,7 +267,15 @@ private:
                 }
             }
         }
+        set_hashed(std::numeric_limits<std::uint64_t>::max());
         return Sha256 { hash.finish() };
+    }
+
+    void set_hashed(std::uint64_t at)
+    {
+        std::lock_guard lock(m_mu);
+        m_hashed = at;
+        m_cv.notify_all();
     }
 
     std::vector<PartIndex> const& m_parts;
@@ -258,6 +288,7 @@ private:
     std::condition_variable m_cv;
     std::optional<Error> m_error;
     std::size_t m_next { 0 };  // the next segment to fetch
+    std::uint64_t m_hashed { 0 }; // the layer file offset the content digest reads at
     std::vector<char> m_done;  // per chunk: written
     std::size_t m_done_prefix { 0 };
 };
