@@ -5,9 +5,9 @@
 // segment, checks its SHA-256 and writes it at its place in the layer file, then
 // marks it written in the pull's chunk file. Nothing goes through a temporary
 // copy of the blob. The layer's content digest is computed by the calling
-// thread meanwhile, run by run, as soon as the chunks under a run are written
-// (it reads them back from the page cache), so freezing the layer does not read
-// it all again.
+// thread meanwhile, in order, each MiB as soon as the chunks under it are
+// written (it reads them back from the page cache), so freezing the layer does
+// not read it all again.
 //
 // The layer file and its chunk file are named by the layer's blobs, under
 // tmp/registry/, and stay there until the image is recorded: a pull that fails
@@ -32,6 +32,7 @@
 #include <cstdio>
 #include <ctime>
 #include <fcntl.h>
+#include <limits>
 #include <mutex>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -47,8 +48,14 @@ namespace {
 constexpr unsigned kConnections = 4;
 // Bytes of blob per Range request: large enough that a request's latency is
 // small beside its transfer, small enough that a dropped connection loses
-// little and four of them keep the connections busy.
-constexpr std::uint64_t kSegmentBytes = 8 << 20;
+// little, four of them keep the connections busy, and the first segments are
+// written early: the content digest (computed in order) starts on them while
+// the rest arrive.
+constexpr std::uint64_t kSegmentBytes = 4 << 20;
+// How far past the content digest's place in the layer file the workers may
+// start a segment: room for every worker's segment (a 4 MiB segment of a
+// well-compressed layer holds several times that much data), not the layer.
+constexpr std::uint64_t kLeadBytes = 48 << 20;
 
 // Chunks [first, first + count) of the layer's list, all in blob part, at bytes
 // [from, to) of it.
@@ -138,7 +145,17 @@ private:
         for (;;) {
             std::size_t i = 0;
             {
-                std::lock_guard lock(m_mu);
+                // A segment is taken only when it starts less than kLeadBytes
+                // past what the content digest has read: the workers then
+                // leave the hashing thread its share of the cores all along,
+                // rather than racing ahead and leaving it alone at the end.
+                std::unique_lock lock(m_mu);
+                m_cv.wait(lock, [&] {
+                    if (m_error || m_next >= m_segments.size())
+                        return true;
+                    std::uint64_t start = m_chunks[m_segments[m_next].first].file_offset;
+                    return start <= m_hashed || start - m_hashed < kLeadBytes;
+                });
                 if (m_error || m_next >= m_segments.size())
                     break;
                 i = m_next++;
@@ -207,8 +224,8 @@ private:
         return ok();
     }
 
-    // The layer's content digest as Layer::compute_digest defines it, each data
-    // extent read once the chunks under it are written.
+    // The layer's content digest as Layer::compute_digest defines it, each
+    // piece of data read once the chunks under it are written.
     Result<Sha256> content_digest(Layer const& layer)
     {
         Sha256Hasher hash;
@@ -221,25 +238,44 @@ private:
                 continue;
             for (std::size_t k = run.begin; k < run.end; ++k) {
                 std::uint64_t at = mapval::offset(extents[k].value), end = at + (extents[k].count << kBlockShift);
-                // The chunks placed before end (placements ascend with the list).
-                auto need = static_cast<std::size_t>(std::lower_bound(m_chunks.begin(), m_chunks.end(), end,
-                                                         [](LazyChunk const& c, std::uint64_t v) { return c.file_offset < v; })
-                    - m_chunks.begin());
-                {
-                    std::unique_lock lock(m_mu);
-                    m_cv.wait(lock, [&] { return m_error || m_done_prefix >= need; });
-                    if (m_error)
-                        return *m_error;
-                }
+                // Piece by piece, each as soon as the chunks under it are
+                // written: one extent may hold most of the layer (lay_out
+                // places consecutive chunks back to back), and waiting for
+                // all of it would leave the whole hash for after the download.
                 while (at < end) {
                     auto n = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), end - at));
+                    // The chunks placed before at + n (placements ascend with the list).
+                    auto need = static_cast<std::size_t>(std::lower_bound(m_chunks.begin(), m_chunks.end(), at + n,
+                                                             [](LazyChunk const& c, std::uint64_t v) { return c.file_offset < v; })
+                        - m_chunks.begin());
+                    {
+                        std::unique_lock lock(m_mu);
+                        // Where the digest reads now: the workers may start
+                        // segments up to kLeadBytes past it (so always the one
+                        // holding these chunks).
+                        if (at > m_hashed) {
+                            m_hashed = at;
+                            m_cv.notify_all();
+                        }
+                        m_cv.wait(lock, [&] { return m_error || m_done_prefix >= need; });
+                        if (m_error)
+                            return *m_error;
+                    }
                     STRATA_TRY(pread_all(m_fd, std::span(buf).first(n), at));
                     hash.update(buf.data(), n);
                     at += n;
                 }
             }
         }
+        set_hashed(std::numeric_limits<std::uint64_t>::max());
         return Sha256 { hash.finish() };
+    }
+
+    void set_hashed(std::uint64_t at)
+    {
+        std::lock_guard lock(m_mu);
+        m_hashed = at;
+        m_cv.notify_all();
     }
 
     std::vector<PartIndex> const& m_parts;
@@ -252,6 +288,7 @@ private:
     std::condition_variable m_cv;
     std::optional<Error> m_error;
     std::size_t m_next { 0 };  // the next segment to fetch
+    std::uint64_t m_hashed { 0 }; // the layer file offset the content digest reads at
     std::vector<char> m_done;  // per chunk: written
     std::size_t m_done_prefix { 0 };
 };
