@@ -107,6 +107,10 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
     int const lock_fd = options.lock_fd;
     block_stop_signals();
     std::signal(SIGPIPE, SIG_IGN);
+    // Before the store and the VM's configuration are read: the jail's cgroup
+    // move then waits for less (`vms start` has started one such wait already).
+    if (options.jail)
+        warm_cgroup_moves();
     // Jailed, the VMM keeps the store's paths but works from /: they must be absolute.
     // The runtime folder stays the one named by the root as given (what `vms` uses).
     std::string const given_root = Store::default_root();
@@ -238,6 +242,7 @@ int run_api_only(std::string const& given_socket, VmmOptions const& options)
     std::signal(SIGPIPE, SIG_IGN);
     std::string socket = given_socket;
     if (options.jail) {
+        warm_cgroup_moves(); // see run_stored_vm
         // Jailed, in the socket's folder: what the API names must be put there.
         socket = std::filesystem::absolute(given_socket).lexically_normal().string();
         JailOptions jo;

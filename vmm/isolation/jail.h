@@ -109,6 +109,20 @@ struct Jailed {
 // supervisor that died before letting it go ends the VMM.
 [[nodiscard]] Status await_cgroup(Jailed& jailed);
 
+// Makes the jail's cgroup move (enter_jail) cheaper when called well before it
+// (root only; does nothing otherwise). Every move into a cgroup, v1 or v2, first
+// waits for an RCU grace period (the kernel's cgroup_threadgroup_rwsem; some
+// 10 ms here), unless another move ended less than a grace period ago or is
+// waiting for one: then it waits only for that one. So this starts, on a short
+// thread of its own with every signal blocked, a move that changes nothing
+// (this process into the cgroup it is already in), and returns at once; the
+// jail's move, made while that one waits or soon after, ends when it does. What
+// `vms start` and a jailed `strata vmm` call first. Threading: any thread; the
+// thread it starts only writes a pid to a file and ends, and a process may fork,
+// unshare CLONE_NEWPID and enter_jail while it runs (fork copies only the
+// calling thread).
+void warm_cgroup_moves();
+
 // Gives a runtime folder that a jail with another uid held (and the files the VMM
 // made in it) back to the caller: what the supervisor does when the VMM ends, and
 // what `vms start` does for a folder a SIGKILLed supervisor left (only with no
