@@ -106,6 +106,7 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
     std::string const& seccomp = options.seccomp;
     int const lock_fd = options.lock_fd;
     block_stop_signals();
+    use_one_malloc_arena();
     std::signal(SIGPIPE, SIG_IGN);
     // Before the store and the VM's configuration are read: the jail's cgroup
     // move then waits for less (`vms start` has started one such wait already).
@@ -239,6 +240,7 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
 int run_api_only(std::string const& given_socket, VmmOptions const& options)
 {
     block_stop_signals();
+    use_one_malloc_arena();
     std::signal(SIGPIPE, SIG_IGN);
     std::string socket = given_socket;
     if (options.jail) {
