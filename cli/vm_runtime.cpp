@@ -118,10 +118,6 @@ VmRuntime vm_runtime(Store const& store, std::string const& vm)
 Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& already_running, bool resume, VmmLaunch const& launch)
 {
     already_running = false;
-    // The jail's cgroup move comes some milliseconds from now, in the VMM's
-    // supervisor; started here, the wait it needs is mostly over by then.
-    if (launch.jail)
-        warm_cgroup_moves();
     {
         STRATA_TRY(held, RecordLock::take(store.root(), false));
         STRATA_TRY(record, load_vm(held, vm));

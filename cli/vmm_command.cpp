@@ -108,10 +108,6 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
     block_stop_signals();
     use_one_malloc_arena();
     std::signal(SIGPIPE, SIG_IGN);
-    // Before the store and the VM's configuration are read: the jail's cgroup
-    // move then waits for less (`vms start` has started one such wait already).
-    if (options.jail)
-        warm_cgroup_moves();
     // Jailed, the VMM keeps the store's paths but works from /: they must be absolute.
     // The runtime folder stays the one named by the root as given (what `vms` uses).
     std::string const given_root = Store::default_root();
@@ -244,7 +240,6 @@ int run_api_only(std::string const& given_socket, VmmOptions const& options)
     std::signal(SIGPIPE, SIG_IGN);
     std::string socket = given_socket;
     if (options.jail) {
-        warm_cgroup_moves(); // see run_stored_vm
         // Jailed, in the socket's folder: what the API names must be put there.
         socket = std::filesystem::absolute(given_socket).lexically_normal().string();
         JailOptions jo;

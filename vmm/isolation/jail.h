@@ -116,8 +116,11 @@ struct Jailed {
 // waiting for one: then it waits only for that one. So this starts, on a short
 // thread of its own with every signal blocked, a move that changes nothing
 // (this process into the cgroup it is already in), and returns at once; the
-// jail's move, made while that one waits or soon after, ends when it does. What
-// `vms start` and a jailed `strata vmm` call first. Threading: any thread; the
+// jail's move, made while that one waits or soon after, ends when it does.
+// The kernel holds cgroup_mutex through that wait, so the jail's mkdir of its
+// cgroup waits for it too: what is won is the head start alone, and strata's
+// main calls this first thing for `vms start` and a jailed `strata vmm`.
+// Threading: any thread; the
 // thread it starts only writes a pid to a file and ends, and a process may fork,
 // unshare CLONE_NEWPID and enter_jail while it runs (fork copies only the
 // calling thread).
