@@ -11,24 +11,21 @@
 
 namespace {
 
-// Whether the command line starts a jailed VMM: `vms start|resume` without
-// --no-jail, or `vmm ... --jail`. Read from the words alone, before the parser:
-// a guess that turns out wrong has only started a cgroup move that changes
-// nothing.
+// Whether the command line starts a jailed VMM through `strata vmm --jail`:
+// `vms start|resume` without --no-jail. Read from the words alone, before the
+// parser: a guess that turns out wrong has only started a cgroup move that
+// changes nothing. Never `strata vmm --jail` itself: the move's thread holds a
+// descriptor of the host's cgroup.procs while it waits, and the VMM, forked
+// (not executed) from that process, would keep it (warm_cgroup_moves).
 bool starts_jailed_vmm(int argc, char** argv)
 {
-    if (argc < 3)
+    if (argc < 3 || std::string_view(argv[1]) != "vms")
         return false;
-    std::string_view const group = argv[1];
     std::string_view const command = argv[2];
-    bool no_jail = false, jail = false;
-    for (int i = 2; i < argc; ++i) {
-        no_jail = no_jail || std::string_view(argv[i]) == "--no-jail";
-        jail = jail || std::string_view(argv[i]) == "--jail";
-    }
-    if (group == "vms")
-        return (command == "start" || command == "resume") && !no_jail;
-    return group == "vmm" && jail;
+    for (int i = 3; i < argc; ++i)
+        if (std::string_view(argv[i]) == "--no-jail")
+            return false;
+    return command == "start" || command == "resume";
 }
 
 } // namespace

@@ -119,11 +119,12 @@ struct Jailed {
 // jail's move, made while that one waits or soon after, ends when it does.
 // The kernel holds cgroup_mutex through that wait, so the jail's mkdir of its
 // cgroup waits for it too: what is won is the head start alone, and strata's
-// main calls this first thing for `vms start` and a jailed `strata vmm`.
-// Threading: any thread; the
-// thread it starts only writes a pid to a file and ends, and a process may fork,
-// unshare CLONE_NEWPID and enter_jail while it runs (fork copies only the
-// calling thread).
+// main calls this first thing for `vms start`, which executes the jailed
+// `strata vmm`. Never in a process that goes on to enter_jail: while the move
+// waits, its thread holds the host's cgroup.procs open for writing, and a VMM
+// forked meanwhile would keep that descriptor (kvm_jail_test checks the VMM
+// holds no cgroup file). Threading: any thread; the thread it starts only
+// writes a pid to a file and ends.
 void warm_cgroup_moves();
 
 // Gives a runtime folder that a jail with another uid held (and the files the VMM
