@@ -67,6 +67,7 @@ int run_with_api(MachineConfig const& config, std::string const& socket, std::sh
 int run_vm(RunOptions& options)
 {
     block_stop_signals();
+    use_one_malloc_arena();
     auto& config = options.config;
     config.on_reboot = options.on_reboot == "restart" ? OnReboot::Restart : OnReboot::Exit;
     config.cpu_template = options.cpu_template == "minimal" ? CpuTemplate::Minimal : CpuTemplate::Host;

@@ -33,6 +33,10 @@ int report(Error const& error);
 // everywhere, it waits pending until with_signals' signalfd reads it.
 void block_stop_signals();
 
+// One malloc arena for all the VMM's threads (see run_support.cpp); called by
+// each VMM command first, before any thread starts.
+void use_one_malloc_arena();
+
 // Runs fn with SIGINT and SIGTERM blocked; when one arrives, calls stop (once)
 // and records its number in signal_number. Returns fn's result.
 template<typename T>

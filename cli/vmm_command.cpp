@@ -107,6 +107,7 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
     std::string const& seccomp = options.seccomp;
     int const lock_fd = options.lock_fd;
     block_stop_signals();
+    use_one_malloc_arena();
     std::signal(SIGPIPE, SIG_IGN);
     // Jailed, the VMM keeps the store's paths but works from /: they must be absolute.
     // The runtime folder stays the one named by the root as given (what `vms` uses).
@@ -240,6 +241,7 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
 int run_api_only(std::string const& given_socket, VmmOptions const& options)
 {
     block_stop_signals();
+    use_one_malloc_arena();
     std::signal(SIGPIPE, SIG_IGN);
     std::string socket = given_socket;
     if (options.jail) {

@@ -254,6 +254,14 @@ TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no
         CHECK(number(cgroup_file(vmm, "pids", "pids.max")) == 65);
     }
 
+    // It holds no descriptor of a cgroup file: one of the host's cgroup.procs,
+    // open for writing, would let it move itself out of its limits.
+    for (auto const& e : fs::directory_iterator("/proc/" + std::to_string(vmm) + "/fd")) {
+        std::error_code ec;
+        auto const target = fs::read_symlink(e.path(), ec).string();
+        CHECK_MESSAGE(target.rfind("/sys/fs/cgroup", 0) != 0, "the jailed VMM holds " << target << " (fd " << e.path().filename().string() << ")");
+    }
+
     // Stopping goes through the supervisor; the VMM and its cgroup go with it.
     // echo has no keyboard controller driver and ignores Ctrl-Alt-Del: a second
     // for it (not the default ten), then SIGTERM, which is what is checked.

@@ -15,6 +15,7 @@
 #include <linux/capability.h>
 #include <sched.h>
 #include <sstream>
+#include <system_error>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -28,6 +29,7 @@
 #include <dirent.h>
 #include <grp.h>
 #include <poll.h>
+#include <thread>
 #include <unistd.h>
 
 namespace strata {
@@ -493,6 +495,38 @@ Status lend_runtime_dir(std::string const& dir, uid_t uid, gid_t gid)
 void give_back_runtime_dir(std::string const& dir)
 {
     (void)lend_runtime_dir(dir, ::getuid(), ::getgid());
+}
+
+void warm_cgroup_moves()
+{
+    if (::geteuid() != 0)
+        return;
+    // The cgroup this process is in: v2's, or v1's memory hierarchy's (any
+    // hierarchy would do: the wait is shared by all of them).
+    std::string procs;
+    if (::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0)
+        procs = join("/sys/fs/cgroup", own_cgroup("")) + "/cgroup.procs";
+    else
+        procs = join("/sys/fs/cgroup/memory", own_cgroup("memory")) + "/cgroup.procs";
+    int const fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    // The thread must never take a signal meant for the process (the jail's
+    // supervisor reads its forwarded signals with sigwaitinfo).
+    sigset_t all, previous;
+    ::sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &previous);
+    try {
+        std::thread([fd, text = std::to_string(::getpid())] {
+            // A failed move (v2 may refuse a cgroup with controllers) has
+            // waited all the same; nothing to report.
+            [[maybe_unused]] auto n = ::write(fd, text.data(), text.size());
+            ::close(fd);
+        }).detach();
+    } catch (std::system_error const&) {
+        ::close(fd); // no thread: the jail's move waits as before
+    }
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 }
 
 Status await_cgroup(Jailed& jailed)

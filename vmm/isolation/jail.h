@@ -109,6 +109,24 @@ struct Jailed {
 // supervisor that died before letting it go ends the VMM.
 [[nodiscard]] Status await_cgroup(Jailed& jailed);
 
+// Makes the jail's cgroup move (enter_jail) cheaper when called well before it
+// (root only; does nothing otherwise). Every move into a cgroup, v1 or v2, first
+// waits for an RCU grace period (the kernel's cgroup_threadgroup_rwsem; some
+// 10 ms here), unless another move ended less than a grace period ago or is
+// waiting for one: then it waits only for that one. So this starts, on a short
+// thread of its own with every signal blocked, a move that changes nothing
+// (this process into the cgroup it is already in), and returns at once; the
+// jail's move, made while that one waits or soon after, ends when it does.
+// The kernel holds cgroup_mutex through that wait, so the jail's mkdir of its
+// cgroup waits for it too: what is won is the head start alone, and strata's
+// main calls this first thing for `vms start`, which executes the jailed
+// `strata vmm`. Never in a process that goes on to enter_jail: while the move
+// waits, its thread holds the host's cgroup.procs open for writing, and a VMM
+// forked meanwhile would keep that descriptor (kvm_jail_test checks the VMM
+// holds no cgroup file). Threading: any thread; the thread it starts only
+// writes a pid to a file and ends.
+void warm_cgroup_moves();
+
 // Gives a runtime folder that a jail with another uid held (and the files the VMM
 // made in it) back to the caller: what the supervisor does when the VMM ends, and
 // what `vms start` does for a folder a SIGKILLed supervisor left (only with no
