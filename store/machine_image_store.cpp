@@ -205,13 +205,13 @@ Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& v
         vm.restore_from = "machine-image:" + image;
     }
     // Clones are new NICs on the network: two VMs with one MAC confuse every
-    // switch and ARP cache between them.
-    // A running-state image's guest is different: its driver read the MAC at
-    // probe and keeps using it (virtio-net has no way to tell a running driver
-    // of another), so a restored clone keeps the image's MAC, and each of its
-    // interfaces gets a network namespace of its own (netns=auto) so that
-    // clones with one MAC and one guest address coexist. --net overrides name
-    // other taps; a MAC other than the guest's is refused.
+    // switch and ARP cache between them. That holds for a running-state
+    // image's clones too: each gets new MACs, which its restored device
+    // presents, and its VMM asks the guest agent to move the interface the
+    // driver set up at probe (with the image's MAC) to the new one (Machine::
+    // restore). Their guests still share one address, so each interface of a
+    // restored clone gets a network namespace of its own (netns=auto); --net
+    // overrides name other taps and may give a MAC (mac=).
     VmOverrides effective = overrides;
     if (mi.running) {
         auto const image_nets = vm.spec.nets;
@@ -225,16 +225,14 @@ Result<VmRecord> create_vm_from_machine_image(Store& store, std::string const& v
                         + " network interfaces; a VM restored from it needs as many --net (it has " + std::to_string(effective.nets->size()) + ")");
             for (std::size_t i = 0; i < image_nets.size(); ++i) {
                 auto& o = (*effective.nets)[i];
-                if (!o.guest_mac.empty() && o.guest_mac != image_nets[i].guest_mac)
-                    return make_error(ErrorKind::Usage, "machine-image '" + image + "' holds a running guest whose interface '" + image_nets[i].id
-                            + "' uses MAC " + image_nets[i].guest_mac + "; a restored VM keeps it (the running driver never reads another)");
-                o.guest_mac = image_nets[i].guest_mac;
+                if (o.guest_mac.empty() && overrides.keep_macs)
+                    o.guest_mac = image_nets[i].guest_mac;
                 o.id = image_nets[i].id;
             }
         }
-    } else if (!overrides.keep_macs) {
-        renew_guest_macs(vm.spec.nets);
     }
+    if (!overrides.keep_macs)
+        renew_guest_macs(vm.spec.nets);
     apply_overrides(vm, effective);
     STRATA_TRY(check_spec(vm.spec));
     STRATA_TRY(check_labels(vm.labels));

@@ -81,6 +81,8 @@ Result<AgentReply> AgentChannel::request(std::string const& cmd, nlohmann::json 
     std::uint64_t id = 0;
     {
         std::lock_guard lock(m_lock);
+        if (m_closed)
+            return make_error(ErrorKind::Unavailable, "the VM has ended; no guest agent to ask '" + cmd + "'");
         id = m_next_id++;
         m_awaited = id;
         m_reply.reset();
@@ -100,7 +102,11 @@ Result<AgentReply> AgentChannel::request(std::string const& cmd, nlohmann::json 
         return make_error(ErrorKind::Busy, "the guest agent's console is full (the guest is not reading it)");
     }
     std::unique_lock lock(m_lock);
-    bool const answered = m_cv.wait_for(lock, timeout, [&] { return m_reply.has_value(); });
+    bool const answered = m_cv.wait_for(lock, timeout, [&] { return m_reply.has_value() || m_closed; });
+    if (answered && !m_reply) {
+        m_awaited.reset();
+        return make_error(ErrorKind::Unavailable, "the VM ended before the guest agent answered '" + cmd + "'");
+    }
     if (!answered) {
         m_awaited.reset();
         ++m_stats.timeouts;
@@ -116,6 +122,13 @@ Result<AgentReply> AgentChannel::request(std::string const& cmd, nlohmann::json 
     AgentReply reply = std::move(*m_reply);
     m_reply.reset();
     return reply;
+}
+
+void AgentChannel::close()
+{
+    std::lock_guard lock(m_lock);
+    m_closed = true;
+    m_cv.notify_all();
 }
 
 AgentStats AgentChannel::stats() const

@@ -74,6 +74,10 @@ public:
 
     AgentStats stats() const;
 
+    // The VM has ended: the request waiting now and every later one fail at
+    // once (Unavailable) instead of waiting out their timeouts.
+    void close();
+
 private:
     void handle_line(std::string const& line);
 
@@ -87,6 +91,7 @@ private:
     std::uint64_t m_next_id { 1 };
     std::optional<std::uint64_t> m_awaited;
     std::optional<AgentReply> m_reply;
+    bool m_closed { false };
     AgentStats m_stats {};
 };
 

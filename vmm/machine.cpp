@@ -63,6 +63,10 @@ Machine::~Machine()
         eventfd_signal(m_input_stop.get());
     if (m_input_thread.joinable())
         m_input_thread.join();
+    if (m_mac_thread.joinable()) {
+        m_agent->close();
+        m_mac_thread.join();
+    }
     if (m_kernel_cache_writer.joinable())
         m_kernel_cache_writer.join();
     // The disks' and the console's I/O threads write guest RAM, so they stop before

@@ -11,6 +11,9 @@
 // Machine owns all of it through unique_ptr and tears it down in reverse order,
 // vCPU threads first, so no device outlives the memory it points into.
 //
+// A machine restored as a clone with new MACs (Machine::restore) asks the guest
+// agent, from a thread of its own while it runs, to move the guest's interfaces
+// to them, and logs the outcome on stderr.
 // A Machine runs once: run() starts the vCPUs and returns when the guest writes
 // the exit port, resets, triple-faults, hits a fatal KVM error, or stop() is
 // called (a signal). Reboot-and-restart is the caller's loop, building a new
@@ -136,8 +139,9 @@ public:
     // network interfaces and their ids) and its disks must hold what the VM's
     // disks held at the snapshot. Network interfaces open the taps (or make the
     // netns=auto namespaces) the config names and present the saved MAC, which
-    // the running guest's driver uses; a config asking for another MAC is
-    // refused (Usage). The metadata service's saved data goes into io.mmds when
+    // the running guest's driver uses, unless the config gives another: a
+    // clone's own MAC, which the device then presents and which run() asks the
+    // guest agent to move the guest's interface to. The metadata service's saved data goes into io.mmds when
     // that store is still empty. Refused with nothing run: another host CPU or
     // state version (Unsupported, 78), a state or memory file that is
     // truncated, corrupt or does not match the VM (BadInput, 65).
@@ -233,6 +237,13 @@ private:
         std::vector<kvm_cpuid_entry2> const& cpuid);
     void vcpu_loop(Vcpu& vcpu);
     void input_loop();
+    // A restored clone whose interfaces have MACs of their own (MachineNets::
+    // mac_changes): asks the guest agent to move the guest's interfaces to them
+    // (set-macs), again while no agent answers, for up to MacAnnounceWindow,
+    // and logs what came of it. Runs on its own thread from run() until it has
+    // an answer, gives up, or the machine ends.
+    void announce_new_macs();
+    static constexpr std::chrono::seconds MacAnnounceWindow { 120 };
     // Records the first exit reason and wakes run(); later ones are ignored.
     void finish(MachineExit exit);
     bool handle_io(kvm_run& run);
@@ -261,6 +272,7 @@ private:
     std::vector<std::unique_ptr<Vcpu>> m_vcpus;
     std::vector<std::thread> m_threads;
     std::thread m_input_thread;
+    std::thread m_mac_thread; // announce_new_macs
     // Writes a freshly decompressed kernel to the kernel cache while the guest boots.
     std::thread m_kernel_cache_writer;
     Fd m_done_event;  // eventfd: an exit reason was recorded

@@ -42,6 +42,7 @@ unsigned net_poll_us()
 
 struct MachineNets::Net {
     NetConfig config;
+    bool mac_configured { false }; // config.mac was given, not made up here
     std::unique_ptr<NetNamespace> own_netns; // netns=auto: deleted after the tap closes
     NetNamespace const* netns { nullptr };   // own_netns, or a prepared one
     std::shared_ptr<PreparedNets const> prepared; // holds a prepared tap and namespace
@@ -69,6 +70,7 @@ Result<std::unique_ptr<MachineNets>> MachineNets::create(VirtioBuses const& buse
     for (auto const& config : nets) {
         auto net = std::make_unique<Net>();
         net->config = config;
+        net->mac_configured = !config.mac.empty();
         auto const what = "network interface '" + config.id + "'";
         if (config.netns_auto && prepared && prepared->has(config.id)) {
             net->prepared = prepared;
@@ -157,9 +159,24 @@ Status MachineNets::restore_state(std::size_t i, NetInterfaceState const& state)
 {
     auto& n = *m_nets.at(i);
     STRATA_TRY(n.device->restore_state(virtio::net::VirtioNet::Snapshot { state.mac }));
-    n.config.mac = virtio::net::format_mac(state.mac);
+    auto const saved = virtio::net::format_mac(state.mac);
+    if (n.mac_configured && n.config.mac != saved)
+        m_mac_changes.push_back(MacChange { n.config.id, saved, n.config.mac });
+    else
+        n.config.mac = saved;
     n.rx_limiter->restore_state(state.rx);
     n.tx_limiter->restore_state(state.tx);
+    return ok();
+}
+
+Status MachineNets::apply_new_macs()
+{
+    for (auto const& change : m_mac_changes) {
+        auto it = std::find_if(m_nets.begin(), m_nets.end(), [&](auto const& n) { return n->config.id == change.id; });
+        if (it == m_nets.end())
+            return make_error(ErrorKind::Internal, "network interface '" + change.id + "' is gone");
+        STRATA_TRY((*it)->device->set_mac(*virtio::net::parse_mac(change.to)));
+    }
     return ok();
 }
 

@@ -60,18 +60,31 @@ public:
     // Running-state snapshots (machine_snapshot.cpp): every device's I/O thread
     // parked while the machine's state and RAM are saved; interface i's state
     // beyond its transport (MAC, limiter levels); and that state put back into
-    // a freshly created interface before its transport is restored (the device
-    // then presents the saved MAC, the one the guest's driver uses, and
-    // net config records it).
+    // a freshly created interface before its transport is restored. An
+    // interface configured without a MAC then presents the saved one, the one
+    // the guest's driver uses, and config() records it. One configured with
+    // another MAC (a clone of the snapshot with a network identity of its own)
+    // keeps that one: restore_state records the change, and apply_new_macs(),
+    // called once the transports are restored, puts it in the device's config
+    // space (VirtioNet::set_mac); moving the guest's interface to it is the
+    // guest agent's work (Machine::restore).
     void pause_all();
     void resume_all();
     NetInterfaceState save_state(std::size_t i) const;
     [[nodiscard]] Status restore_state(std::size_t i, NetInterfaceState const& state);
+    struct MacChange {
+        std::string id;
+        std::string from; // the MAC the restored driver uses, "xx:xx:xx:xx:xx:xx"
+        std::string to;   // the configured one
+    };
+    std::vector<MacChange> const& mac_changes() const { return m_mac_changes; }
+    [[nodiscard]] Status apply_new_macs();
 
 private:
     struct Net;
     MachineNets() = default;
     std::vector<std::unique_ptr<Net>> m_nets;
+    std::vector<MacChange> m_mac_changes;
 };
 
 } // namespace strata

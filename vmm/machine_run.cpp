@@ -5,7 +5,9 @@
 
 #include "base/thread.h"
 #include "devices/legacy/serial.h"
+#include "vmm/agent_channel.h"
 #include "vmm/kvm/vcpu.h"
+#include "vmm/machine_nets.h"
 
 #include <cerrno>
 #include <csignal>
@@ -34,6 +36,8 @@ MachineExit Machine::run()
     }
     if (m_io.serial_in >= 0)
         m_input_thread = start_thread(ThreadKind::DeviceIo, "strata-serial", [this] { input_loop(); });
+    if (m_nets && !m_nets->mac_changes().empty())
+        m_mac_thread = start_thread(ThreadKind::DeviceIo, "strata-netmac", [this] { announce_new_macs(); });
 
     pollfd pfd { m_done_event.get(), POLLIN, 0 };
     while (::poll(&pfd, 1, -1) < 0 && errno == EINTR) {
@@ -44,6 +48,10 @@ MachineExit Machine::run()
     eventfd_signal(m_input_stop.get());
     if (m_input_thread.joinable())
         m_input_thread.join();
+    // No guest is left to answer: a request still waiting ends now.
+    m_agent->close();
+    if (m_mac_thread.joinable())
+        m_mac_thread.join();
     return m_exit;
 }
 

@@ -221,13 +221,9 @@ Status check_devices(MachineConfig const& config, MachineState const& state)
         if (saved.id != want.id)
             return make_error(ErrorKind::BadInput, "the snapshot's network interface " + std::to_string(i) + " is '" + saved.id
                     + "', the VM's '" + want.id + "'");
-        // A running guest's driver read the MAC once, at probe, and keeps using
-        // it: the restored device presents that one. Another MAC asked for
-        // explicitly is refused rather than silently not applied.
-        auto const saved_mac = virtio::net::format_mac(saved.mac);
-        if (!want.mac.empty() && want.mac != saved_mac)
-            return make_error(ErrorKind::Usage, "network interface '" + want.id + "': the restored guest keeps the MAC its driver read ("
-                    + saved_mac + "); the VM asks for " + want.mac + " (give no MAC, or that one)");
+        // Another MAC than the saved one is a clone's own: the restored
+        // device presents it and the guest agent is asked to move the
+        // interface to it (MachineNets::apply_new_macs, Machine::run).
     }
     return ok();
 }
@@ -359,6 +355,9 @@ Status Machine::restore_state(MachineState const& state)
         if (!r)
             return r.error().context("restore virtio device " + std::to_string(i));
     }
+    // The transports are active again: a clone's own MACs go into the config
+    // space now, so a driver that asked for configuration changes hears of them.
+    STRATA_TRY(m_nets->apply_new_macs());
     // The metadata store's data, unless the VMM's own (its API, its
     // configuration) filled the store already. Tokens are not carried over.
     // Last: the store outlives this machine, and a load refused above must leave

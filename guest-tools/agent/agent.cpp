@@ -30,6 +30,68 @@ json reply_err(json const& id, std::string const& why) { return json { { "id", i
 
 } // namespace
 
+namespace {
+
+// "xx:xx:xx:xx:xx:xx" in lower case, unicast: what strata records and sends.
+bool mac_text(json const& v)
+{
+    if (!v.is_string())
+        return false;
+    auto const& s = v.get_ref<std::string const&>();
+    if (s.size() != 17)
+        return false;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        bool const colon = i % 3 == 2;
+        if (colon ? s[i] != ':' : !((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    }
+    int const first = std::stoi(s.substr(0, 2), nullptr, 16);
+    return (first & 1) == 0;
+}
+
+} // namespace
+
+json Agent::set_macs(json const& id, json const& req)
+{
+    constexpr std::size_t max_interfaces = 16;
+    auto it = req.find("interfaces");
+    bool well_formed = it != req.end() && it->is_array() && !it->empty() && it->size() <= max_interfaces;
+    if (well_formed)
+        for (auto const& e : *it)
+            well_formed = well_formed && e.is_object() && e.contains("from") && e.contains("to") && mac_text(e["from"]) && mac_text(e["to"]);
+    if (!well_formed)
+        return reply_err(id, "set-macs needs \"interfaces\": 1 to 16 objects {\"from\": MAC, \"to\": MAC} (lower-case unicast xx:xx:xx:xx:xx:xx)");
+    auto links = m_env.link_addresses();
+    json moved = json::array(), already = json::array(), missing = json::array();
+    std::string failures;
+    for (auto const& e : *it) {
+        std::string const from = e["from"], to = e["to"];
+        auto has = [&](std::string const& mac) {
+            return std::find_if(links.begin(), links.end(), [&](LinkAddress const& l) { return l.mac == mac; });
+        };
+        // Asked again (the VMM retries when a reply is late): nothing to do.
+        if (auto done = has(to); done != links.end()) {
+            already.push_back({ { "name", done->iface }, { "mac", to } });
+            continue;
+        }
+        auto link = has(from);
+        if (link == links.end()) {
+            missing.push_back(from);
+            continue;
+        }
+        std::string const err = m_env.set_link_address(LinkAddress { link->iface, to });
+        if (!err.empty()) {
+            failures += (failures.empty() ? "" : "; ") + err;
+            continue;
+        }
+        moved.push_back({ { "name", link->iface }, { "from", from }, { "to", to } });
+        link->mac = to;
+    }
+    if (!failures.empty())
+        return reply_err(id, failures);
+    return reply_ok(id, { { "moved", moved }, { "already", already }, { "missing", missing } });
+}
+
 std::vector<std::string> Agent::thaw_all()
 {
     std::vector<std::string> thawed;
@@ -125,7 +187,10 @@ std::string Agent::handle_line(std::string const& line)
         return reply_ok(id, { { "removed", r.actions }, { "power_off", true } }).dump();
     }
 
-    return reply_err(id, "unknown command '" + cmd + "' (ping, freeze, thaw, generalize)").dump();
+    if (cmd == "set-macs")
+        return set_macs(id, req).dump();
+
+    return reply_err(id, "unknown command '" + cmd + "' (ping, freeze, thaw, generalize, set-macs)").dump();
 }
 
 void serve(int fd, Agent& agent, Environment& env)

@@ -16,11 +16,22 @@
 //                                capture taken meanwhile was not quiesced.
 //   generalize                -> removes instance identity (provision.h), replies,
 //                                then powers the VM off.
+//   set-macs {"interfaces": [{"from": MAC, "to": MAC}]}
+//                             -> gives the interface whose MAC is `from` the MAC
+//                                `to` (SIOCSIFHWADDR, the link stays up): what a
+//                                VMM asks of a restored clone of a running guest,
+//                                whose driver kept the snapshot's MAC. Replies
+//                                {"moved": [{"name", "from", "to"}], "already":
+//                                [{"name", "mac"}] (an interface has `to`: asked
+//                                before), "missing": [from...]}; ok=false when a
+//                                change failed.
 // Unknown commands and malformed lines get ok=false; the channel stays usable.
 // Threading: one thread; tick() must be called periodically (serve() does).
 #pragma once
 
 #include "environment.h"
+
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <optional>
@@ -53,6 +64,7 @@ public:
 
 private:
     std::vector<std::string> thaw_all();
+    nlohmann::json set_macs(nlohmann::json const& id, nlohmann::json const& req);
 
     Environment& m_env;
     std::string m_instance_id;

@@ -3,7 +3,7 @@
 // tests (a fake root directory, a recording freezer, a clock the test moves).
 // The real implementation (system_environment.cpp) issues FIFREEZE/FITHAW, reads
 // /proc/self/mounts, powers the VM off through reboot(2), sets IPv4 addresses
-// and routes with the SIOC* ioctls and speaks HTTP/1.1 over TCP (the metadata
+// and routes and MACs with the SIOC* ioctls and speaks HTTP/1.1 over TCP (the metadata
 // service client, mmds_client.h).
 // Threading: used from the agent's single thread.
 #pragma once
@@ -33,6 +33,12 @@ struct Ipv4Setting {
     std::uint32_t gateway { 0 };   // a default route via it; 0: none
     std::vector<std::uint32_t> host_routes; // /32 routes on the link (the metadata service's address)
     bool keep_address { false };   // leave the address as it is (address, prefix unused)
+};
+
+// A network interface and its hardware address, "xx:xx:xx:xx:xx:xx" lower case.
+struct LinkAddress {
+    std::string iface;
+    std::string mac;
 };
 
 struct HttpRequest {
@@ -72,6 +78,10 @@ public:
     }
     // Brings the interface up and sets what `setting` says; "" on success, else why.
     virtual std::string configure_ipv4(Ipv4Setting const& setting) { return "no network in this environment (" + setting.iface + ")"; }
+    // The Ethernet interfaces and their MACs (SIOCGIFHWADDR), in the kernel's order.
+    virtual std::vector<LinkAddress> link_addresses() { return {}; }
+    // Gives the interface the MAC (SIOCSIFHWADDR), up or not; "" on success, else why.
+    virtual std::string set_link_address(LinkAddress const& link) { return "no network in this environment (" + link.iface + ")"; }
     // One HTTP/1.1 request (Connection: close) answered within `timeout`.
     virtual HttpReply http(HttpRequest const& request, std::chrono::milliseconds timeout)
     {

@@ -7,10 +7,13 @@
 #include <algorithm>
 #include <arpa/inet.h>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <memory>
 #include <fcntl.h>
 #include <fstream>
 #include <linux/fs.h>
+#include <net/if_arp.h>
 #include <net/if.h>
 #include <net/route.h>
 #include <netinet/in.h>
@@ -137,6 +140,53 @@ public:
         for (auto const& f : found)
             out.push_back(f.second);
         return out;
+    }
+
+    std::vector<LinkAddress> link_addresses() override
+    {
+        std::vector<LinkAddress> out;
+        std::unique_ptr<struct if_nameindex, void (*)(struct if_nameindex*)> names(::if_nameindex(), ::if_freenameindex);
+        Socket sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        if (!names || sock.fd < 0)
+            return out;
+        for (auto* n = names.get(); n->if_index != 0 && n->if_name; ++n) {
+            std::string const name = n->if_name;
+            if (name.size() >= IFNAMSIZ)
+                continue;
+            ifreq req {};
+            std::memcpy(req.ifr_name, name.data(), name.size());
+            if (::ioctl(sock.fd, SIOCGIFHWADDR, &req) != 0 || req.ifr_hwaddr.sa_family != ARPHRD_ETHER)
+                continue;
+            char text[18];
+            auto const* b = reinterpret_cast<unsigned char const*>(req.ifr_hwaddr.sa_data); // SAFETY: the address's bytes
+            std::snprintf(text, sizeof text, "%02x:%02x:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+            out.push_back(LinkAddress { name, text });
+        }
+        return out;
+    }
+
+    std::string set_link_address(LinkAddress const& link) override
+    {
+        if (link.iface.empty() || link.iface.size() >= IFNAMSIZ)
+            return "bad interface name";
+        unsigned bytes[6];
+        char tail = 0;
+        if (link.mac.size() != 17
+            || std::sscanf(link.mac.c_str(), "%2x:%2x:%2x:%2x:%2x:%2x%c", &bytes[0], &bytes[1], &bytes[2], &bytes[3], &bytes[4], &bytes[5], &tail) != 6)
+            return "'" + link.mac + "' is not a MAC address";
+        Socket sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+        if (sock.fd < 0)
+            return std::string("socket: ") + std::strerror(errno);
+        ifreq req {};
+        std::memcpy(req.ifr_name, link.iface.data(), link.iface.size());
+        req.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+        for (int i = 0; i < 6; ++i)
+            req.ifr_hwaddr.sa_data[i] = static_cast<char>(bytes[i]);
+        // virtio-net (like most NICs) takes a new address while up
+        // (IFF_LIVE_ADDR_CHANGE), so addresses and routes stay as they are.
+        if (::ioctl(sock.fd, SIOCSIFHWADDR, &req) != 0)
+            return "SIOCSIFHWADDR " + link.iface + ": " + std::strerror(errno);
+        return "";
     }
 
     std::uint32_t current_ipv4(std::string const& iface) override

@@ -34,9 +34,10 @@ namespace {
 
 struct FakeSignals final : VirtioSignals {
     void signal_used(std::uint16_t queue) override { ++used[queue & 1]; }
-    void signal_config_change() override { }
+    void signal_config_change() override { ++config_changes; }
     void set_needs_reset() override { needs_reset = true; }
     std::atomic<unsigned> used[2] { 0, 0 };
+    std::atomic<unsigned> config_changes { 0 };
     std::atomic<bool> needs_reset { false };
 };
 
@@ -822,4 +823,37 @@ TEST_CASE("virtio-net: the saved MAC goes back into a fresh device's config spac
     auto r = rig.dev->restore_state(saved);
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().kind == ErrorKind::Internal);
+}
+
+TEST_CASE("virtio-net: set_mac puts a clone's MAC in the config space; a driver with STATUS is told, a bad MAC changes nothing")
+{
+    // Restored (not active yet): the saved MAC, then the clone's; nobody to tell.
+    PairBackend backend;
+    vnet::NetOptions options;
+    auto dev = vnet::VirtioNet::create(backend, options).value();
+    REQUIRE(dev->restore_state(vnet::VirtioNet::Snapshot { vnet::parse_mac("02:aa:bb:cc:dd:ee").value() }));
+    REQUIRE(dev->set_mac(vnet::parse_mac("02:00:00:00:00:07").value()));
+    std::uint8_t cfg[6] {};
+    dev->read_config(0, std::as_writable_bytes(std::span(cfg)));
+    CHECK(std::memcmp(cfg, "\x02\x00\x00\x00\x00\x07", 6) == 0);
+
+    // Active with STATUS negotiated: one configuration change per new MAC.
+    Rig rig;
+    REQUIRE(rig.dev->set_mac(vnet::parse_mac("02:00:00:00:00:08").value()));
+    CHECK(rig.signals.config_changes == 1);
+    REQUIRE(rig.dev->set_mac(vnet::parse_mac("02:00:00:00:00:08").value()));
+    CHECK(rig.signals.config_changes == 1);
+    rig.dev->read_config(0, std::as_writable_bytes(std::span(cfg)));
+    CHECK(std::memcmp(cfg, "\x02\x00\x00\x00\x00\x08", 6) == 0);
+    auto multicast = rig.dev->set_mac({ 0x03, 0, 0, 0, 0, 1 });
+    REQUIRE_FALSE(multicast);
+    CHECK(multicast.error().kind == ErrorKind::Usage);
+    rig.dev->read_config(0, std::as_writable_bytes(std::span(cfg)));
+    CHECK(std::memcmp(cfg, "\x02\x00\x00\x00\x00\x08", 6) == 0);
+    CHECK(rig.signals.config_changes == 1);
+
+    // Without STATUS the driver is not interrupted.
+    Rig plain(AllFeatures & ~vnet::feature::Status);
+    REQUIRE(plain.dev->set_mac(vnet::parse_mac("02:00:00:00:00:09").value()));
+    CHECK(plain.signals.config_changes == 0);
 }

@@ -56,7 +56,20 @@ public:
     void power_off() override { powered_off = true; }
     void set_hostname(std::string const& name) override { hostname = name; }
     std::chrono::steady_clock::time_point now() override { return std::chrono::steady_clock::now() + offset; }
+    std::vector<LinkAddress> link_addresses() override { return links; }
+    std::string set_link_address(LinkAddress const& link) override
+    {
+        if (link.iface == fail_link)
+            return "SIOCSIFHWADDR " + link.iface + ": Device or resource busy";
+        log.push_back("mac " + link.iface + " " + link.mac);
+        for (auto& l : links)
+            if (l.iface == link.iface)
+                l.mac = link.mac;
+        return {};
+    }
 
+    std::vector<LinkAddress> links;
+    std::string fail_link;
     std::vector<std::string> log;
     std::string fail_freeze;
     bool powered_off { false };
@@ -462,4 +475,46 @@ TEST_CASE("command-line helpers and module loading report what they could not do
     auto loaded = load_modules(env.root().string(), log);
     CHECK(loaded.empty());
     CHECK(log.find("virtio.ko") != std::string::npos);
+}
+
+TEST_CASE("set-macs moves the interface with the old MAC to the new one, once; bad requests change nothing")
+{
+    FakeEnvironment env;
+    env.links = { { "eth0", "02:00:00:00:00:01" }, { "eth1", "02:00:00:00:00:02" } };
+    Agent agent(env, "i-1");
+    Channel ch(agent, env);
+    auto r = ch.request(R"({"id": 1, "cmd": "set-macs", "interfaces": [{"from": "02:00:00:00:00:02", "to": "02:aa:00:00:00:02"}, )"
+                          R"({"from": "02:00:00:00:00:09", "to": "02:aa:00:00:00:09"}]})");
+    REQUIRE(r["ok"] == true);
+    CHECK(r["result"]["moved"] == json::parse(R"([{"name": "eth1", "from": "02:00:00:00:00:02", "to": "02:aa:00:00:00:02"}])"));
+    CHECK(r["result"]["missing"] == json::parse(R"(["02:00:00:00:00:09"])"));
+    CHECK(env.log == std::vector<std::string> { "mac eth1 02:aa:00:00:00:02" });
+    CHECK(env.links[0].mac == "02:00:00:00:00:01");
+
+    // Asked again (a retried request): already done, nothing set.
+    r = ch.request(R"({"id": 2, "cmd": "set-macs", "interfaces": [{"from": "02:00:00:00:00:02", "to": "02:aa:00:00:00:02"}]})");
+    REQUIRE(r["ok"] == true);
+    CHECK(r["result"]["already"] == json::parse(R"([{"name": "eth1", "mac": "02:aa:00:00:00:02"}])"));
+    CHECK(r["result"]["moved"].empty());
+    CHECK(env.log.size() == 1);
+
+    // Malformed: refused whole, no interface touched.
+    for (std::string bad : { R"({"id": 3, "cmd": "set-macs"})", R"({"id": 3, "cmd": "set-macs", "interfaces": []})",
+             R"({"id": 3, "cmd": "set-macs", "interfaces": [{"from": "02:00:00:00:00:01", "to": "02:zz:00:00:00:01"}]})",
+             R"({"id": 3, "cmd": "set-macs", "interfaces": [{"from": "02:00:00:00:00:01", "to": "03:00:00:00:00:01"}]})",
+             R"({"id": 3, "cmd": "set-macs", "interfaces": [{"from": "02:00:00:00:00:01", "to": "02:AA:00:00:00:01"}]})",
+             R"({"id": 3, "cmd": "set-macs", "interfaces": [{"from": "02:00:00:00:00:01"}]})",
+             R"({"id": 3, "cmd": "set-macs", "interfaces": [{"from": "02:00:00:00:00:01", "to": "02:00:00:00:00:011"}]})" }) {
+        r = ch.request(bad);
+        CHECK_MESSAGE(r["ok"] == false, bad);
+        CHECK(r["error"].get<std::string>().find("set-macs needs") != std::string::npos);
+    }
+    CHECK(env.log.size() == 1);
+    CHECK(env.links[0].mac == "02:00:00:00:00:01");
+
+    // A change the system refuses is an error naming it.
+    env.fail_link = "eth0";
+    r = ch.request(R"({"id": 4, "cmd": "set-macs", "interfaces": [{"from": "02:00:00:00:00:01", "to": "02:aa:00:00:00:01"}]})");
+    CHECK(r["ok"] == false);
+    CHECK(r["error"].get<std::string>().find("eth0") != std::string::npos);
 }

@@ -2,6 +2,10 @@
 // images, differential sharing between successive images, O(1) VMs from an image,
 // and atomicity when a capture is cut short or killed.
 #include "tests/store/machine_image_util.h"
+#include "store/record_files.h"
+
+#include <filesystem>
+#include <fstream>
 
 using namespace strata;
 using namespace strata::test;
@@ -282,4 +286,66 @@ TEST_CASE("machine images keep the network mapping, VMs from them get new MACs u
     auto held = RecordLock::take(store->root(), false);
     REQUIRE(held);
     CHECK(load_vm(held.value(), "c").value().spec.nets == c.spec.nets);
+}
+
+TEST_CASE("clones of a running-state image get new MACs unless told, and stay netns=auto")
+{
+    TempDir dir;
+    auto store = open_store(dir / "home");
+    VmRecord vm = make_vm(*store, dir);
+    vm.spec.nets = { VmNet { "eth0", "", "02:00:00:00:00:01", true } };
+    {
+        auto held = RecordLock::take(store->root(), true);
+        REQUIRE(held);
+        REQUIRE(save_vm(held.value(), vm, false));
+    }
+    capture(*store, vm, "img");
+    // Made running-state by hand: its record says so and its folder holds a
+    // state and a memory file (the store links them, never reads them).
+    {
+        auto const path = record_path(store->root(), RecordKind::MachineImage, "img");
+        auto j = nlohmann::json::parse(std::ifstream(path));
+        j["state"] = "running";
+        std::ofstream(path, std::ios::trunc) << j.dump();
+        auto const state = machine_state_dir(store->root(), "img");
+        std::filesystem::create_directories(state);
+        std::ofstream(state / "state") << "s";
+        std::ofstream(state / "memory") << "m";
+    }
+
+    auto a = create_vm_from_machine_image(*store, "a", "img", {});
+    REQUIRE_MESSAGE(a, (a ? "" : a.error().message));
+    auto b = create_vm_from_machine_image(*store, "b", "img", {}).value();
+    REQUIRE(a.value().spec.nets.size() == 1);
+    CHECK(a.value().restore_from == "machine-image:img");
+    CHECK(a.value().spec.nets[0].netns_auto);
+    CHECK(a.value().spec.nets[0].guest_mac.size() == 17);
+    CHECK(a.value().spec.nets[0].guest_mac != "02:00:00:00:00:01");
+    CHECK(a.value().spec.nets[0].guest_mac != b.spec.nets[0].guest_mac);
+
+    VmOverrides keep;
+    keep.keep_macs = true;
+    CHECK(create_vm_from_machine_image(*store, "k", "img", keep).value().spec.nets[0].guest_mac == "02:00:00:00:00:01");
+
+    // --net ...,mac=: that MAC, under the image's interface id.
+    VmOverrides given;
+    given.nets = std::vector<VmNet> { VmNet { "x", "", "02:00:00:00:00:42", true } };
+    auto g = create_vm_from_machine_image(*store, "g", "img", given).value();
+    CHECK(g.spec.nets[0].guest_mac == "02:00:00:00:00:42");
+    CHECK(g.spec.nets[0].id == "eth0");
+
+    // A malformed or multicast MAC is refused and records nothing.
+    for (std::string bad : { "02:00:00:00:00:4", "01:00:5e:00:00:01", "02:00:00:00:00:zz" }) {
+        VmOverrides o;
+        o.nets = std::vector<VmNet> { VmNet { "eth0", "", bad, true } };
+        auto r = create_vm_from_machine_image(*store, "bad", "img", o);
+        REQUIRE_FALSE(r);
+        CHECK(r.error().kind == ErrorKind::Usage);
+        CHECK(r.error().message.find("MAC") != std::string::npos);
+        auto held = RecordLock::take(store->root(), false);
+        REQUIRE(held);
+        CHECK_FALSE(load_vm(held.value(), "bad"));
+        CHECK_FALSE(std::filesystem::exists(vm_state_dir(store->root(), "bad")));
+        CHECK_FALSE(store->get(ObjectKind::Disk, "bad-disk-data"));
+    }
 }

@@ -130,6 +130,25 @@ TEST_CASE("agent channel: no reply is a Timeout and an unread request is withdra
     CHECK(c.channel.stats().timeouts == 2);
 }
 
+TEST_CASE("agent channel: close() ends a waiting request at once and refuses later ones")
+{
+    FakeConsole c;
+    std::thread closer([&] {
+        next_request(c);
+        c.channel.close();
+    });
+    auto const began = std::chrono::steady_clock::now();
+    auto r = c.channel.request("set-macs", nlohmann::json::object(), 60s);
+    closer.join();
+    REQUIRE_FALSE(r.has_value());
+    CHECK(r.error().kind == ErrorKind::Unavailable);
+    CHECK(std::chrono::steady_clock::now() - began < 30s);
+    auto again = c.channel.request("ping", nlohmann::json::object(), 60s);
+    REQUIRE_FALSE(again.has_value());
+    CHECK(again.error().kind == ErrorKind::Unavailable);
+    CHECK(c.take().empty()); // nothing sent after the close
+}
+
 TEST_CASE("agent channel: over-long lines are dropped and a full console is Busy")
 {
     FakeConsole c;

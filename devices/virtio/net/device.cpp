@@ -75,6 +75,8 @@ Status VirtioNet::activate(VirtioActivation activation)
     }
     m_stop = false;
     m_running = true;
+    m_signals = activation.signals;
+    m_negotiated = activation.features;
     // Activation runs on the vCPU that wrote DRIVER_OK: start_thread gives the
     // tap's thread the device I/O filter rather than that vCPU's (base/thread.h).
     auto a = std::make_shared<VirtioActivation>(std::move(activation));
@@ -100,6 +102,8 @@ void VirtioNet::reset()
         m_running = false;
         m_stop = false;
         m_parked = false;
+        m_signals = nullptr;
+        m_negotiated = 0;
     }
     m_pause_cv.notify_all(); // a pause() waiting meanwhile has nothing left to wait for
 }
@@ -155,6 +159,21 @@ Status VirtioNet::restore_state(Snapshot const& snapshot)
     if (snapshot.mac[0] & 1)
         return make_error(ErrorKind::BadInput, "virtio-net '" + m_options.id + "': the saved MAC " + format_mac(snapshot.mac) + " is a multicast address");
     m_options.mac = snapshot.mac;
+    return ok();
+}
+
+Status VirtioNet::set_mac(MacAddress const& mac)
+{
+    std::lock_guard lock(m_mutex);
+    if (mac[0] & 1)
+        return make_error(ErrorKind::Usage, "virtio-net '" + m_options.id + "': " + format_mac(mac) + " is a multicast address");
+    if (mac == m_options.mac)
+        return ok();
+    m_options.mac = mac;
+    // §5.1.4: the device's configuration changed. Linux reads only the status
+    // again (the MAC stays the one it read at probe), but a driver is told.
+    if (m_running && m_signals && (m_negotiated & feature::Status))
+        m_signals->signal_config_change();
     return ok();
 }
 

@@ -57,8 +57,14 @@
 // so a device restored at that index takes them again (TransportSnapshot).
 // save_state()/restore_state() carry the one thing a restored device must keep
 // beyond its transport: the MAC the guest's driver read from the config space
-// (a running driver never reads it again). The counters are the VMM's, not the
-// guest's: a restored device starts them at zero, as a new VMM's metrics do.
+// (a running driver never reads it again). A clone of the snapshot that is to
+// have a MAC of its own then gets it with set_mac(): the config space presents
+// it from then on, and a driver that negotiated STATUS is sent a configuration
+// change, but the driver goes on using the MAC it read until the guest moves
+// its interface (strata's guest agent does, asked by the VMM). The device
+// never filters frames by MAC, so both work meanwhile. The counters are the
+// VMM's, not the guest's: a restored device starts them at zero, as a new
+// VMM's metrics do.
 //
 // Threading: VirtioDevice methods come from the transport (vCPU threads, under
 // the transport's lock); metrics() from any thread. The backend must outlive the
@@ -118,8 +124,10 @@ public:
     Snapshot save_state() const;
     // Only before the device is activated (the transport's restore activates it).
     [[nodiscard]] Status restore_state(Snapshot const& snapshot);
+    // The MAC the config space presents from now on (see above); thread-safe.
+    // A multicast address is refused (Usage) and changes nothing.
+    [[nodiscard]] Status set_mac(MacAddress const& mac);
     std::string const& id() const { return m_options.id; }
-    MacAddress const& mac() const { return m_options.mac; }
 
 private:
     VirtioNet(NetBackend& backend, NetOptions options);
@@ -150,6 +158,10 @@ private:
     mutable std::mutex m_mutex;
     std::thread m_thread;
     bool m_running { false };
+    // While running: how to reach the driver and what it negotiated (set_mac's
+    // configuration change).
+    VirtioSignals* m_signals { nullptr };
+    std::uint64_t m_negotiated { 0 };
     std::atomic<bool> m_stop { false };
     std::atomic<bool> m_pause_requested { false };
     bool m_parked { false }; // the I/O thread is parked or quiet (under m_mutex)
