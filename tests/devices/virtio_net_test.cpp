@@ -825,7 +825,7 @@ TEST_CASE("virtio-net: the saved MAC goes back into a fresh device's config spac
     CHECK(r.error().kind == ErrorKind::Internal);
 }
 
-TEST_CASE("virtio-net: set_mac puts a clone's MAC in the config space; a driver with STATUS is told, a bad MAC changes nothing")
+TEST_CASE("virtio-net: set_mac puts a clone's MAC in the config space, a driver with STATUS is told, a bad MAC changes nothing")
 {
     // Restored (not active yet): the saved MAC, then the clone's; nobody to tell.
     PairBackend backend;

@@ -477,7 +477,7 @@ TEST_CASE("command-line helpers and module loading report what they could not do
     CHECK(log.find("virtio.ko") != std::string::npos);
 }
 
-TEST_CASE("set-macs moves the interface with the old MAC to the new one, once; bad requests change nothing")
+TEST_CASE("set-macs moves the interface with the old MAC to the new one, once, and bad requests change nothing")
 {
     FakeEnvironment env;
     env.links = { { "eth0", "02:00:00:00:00:01" }, { "eth1", "02:00:00:00:00:02" } };
