@@ -113,8 +113,8 @@ constexpr auto kReleaseLimit = 10s;
 // layer.h, Locks). Such a VM is not yet stopped for a command that opens its
 // disks, so this waits until they are let go, then removes the pid file so the
 // wait happens once. A VMM started meanwhile takes the VMM lock before it
-// writes a pid file of its own, so the file is removed only while no VMM
-// holds the lock.
+// writes a pid file of its own, so the file is removed while this holds the
+// lock.
 void settle_killed_vmm(Store const& store, std::string const& vm, RuntimePaths const& paths)
 {
     if (::access(paths.pid_file.c_str(), F_OK) != 0)
@@ -134,7 +134,7 @@ void settle_killed_vmm(Store const& store, std::string const& vm, RuntimePaths c
             std::this_thread::sleep_for(5ms);
         }
     }
-    if (!vmm_lock_held(paths))
+    if (auto lock = try_vmm_lock(paths))
         ::unlink(paths.pid_file.c_str());
 }
 

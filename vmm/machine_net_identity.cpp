@@ -28,6 +28,19 @@ std::string text_at(nlohmann::json const& j, char const* key)
     return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+// An interface name the guest reported, fit for a log line: the guest chose
+// it, so anything but the characters Linux names are made of (a newline could
+// forge a line of its own) becomes '?', and it is cut to IFNAMSIZ - 1.
+std::string log_safe_name(std::string name)
+{
+    if (name.size() > 15)
+        name.resize(15);
+    for (char& c : name)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            c = '?';
+    return name;
+}
+
 } // namespace
 
 void Machine::announce_new_macs()
@@ -57,7 +70,7 @@ void Machine::announce_new_macs()
                         return;
                     for (auto const& e : *it)
                         if (text_at(e, mac_key) == mac)
-                            outcome = "the guest agent " + std::string(what) + " " + text_at(e, "name").substr(0, 16);
+                            outcome = "the guest agent " + std::string(what) + " " + log_safe_name(text_at(e, "name"));
                 };
                 report("moved", "to", c.to, "moved the guest's interface");
                 report("already", "mac", c.to, "had already moved the guest's interface");

@@ -160,8 +160,12 @@ Status MachineNets::restore_state(std::size_t i, NetInterfaceState const& state)
     auto& n = *m_nets.at(i);
     STRATA_TRY(n.device->restore_state(virtio::net::VirtioNet::Snapshot { state.mac }));
     auto const saved = virtio::net::format_mac(state.mac);
-    if (n.mac_configured && n.config.mac != saved)
-        m_mac_changes.push_back(MacChange { n.config.id, saved, n.config.mac });
+    // Compared as addresses: a configured MAC may be written in upper case
+    // (the API's guest_mac), and the agent is sent the canonical form.
+    auto const configured = virtio::net::parse_mac(n.config.mac);
+    auto const wanted = configured ? virtio::net::format_mac(*configured) : saved;
+    if (n.mac_configured && wanted != saved)
+        m_mac_changes.push_back(MacChange { n.config.id, saved, wanted });
     else
         n.config.mac = saved;
     n.rx_limiter->restore_state(state.rx);
