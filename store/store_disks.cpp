@@ -344,22 +344,8 @@ Result<std::unique_ptr<Chain>> Store::open_disk(std::string const& disk, ChainOp
     } else {
         STRATA_TRY(held, lock(true));
         (void)held;
-        // Most opens find the disk as a start leaves it: every layer below the
-        // top frozen and the top writable. Its chain is then opened at once,
-        // under the lock, and checks exactly that (Chain::open refuses an
-        // unfrozen layer below the top, Layer::open a frozen top for writing),
-        // so each layer's header is read once, not twice (writable_disk's
-        // checks open the top and the layer below it first). Anything else
-        // (a clone's first start, a capture a killed VMM left half done)
-        // takes writable_disk's repairs; the failed attempt changed nothing.
-        STRATA_TRY(d, load(ObjectKind::Disk, disk));
+        STRATA_TRY(d, writable_disk(disk));
         for (auto const& id : d.layers)
-            paths.push_back(layer_path(id));
-        if (auto as_is = Chain::open(paths, options); as_is && !as_is.value()->read_only())
-            return std::move(as_is.value());
-        paths.clear();
-        STRATA_TRY(w, writable_disk(disk));
-        for (auto const& id : w.layers)
             paths.push_back(layer_path(id));
     }
     auto chain = Chain::open(paths, options);
