@@ -15,7 +15,6 @@
 #include "vmm/console_relay.h"
 #include "vmm/isolation/jail_vm.h"
 #include "vmm/prepared_nets.h"
-#include "vmm/prepared_disks.h"
 #include "vmm/prepared_vm.h"
 #include "vmm/runtime_dir.h"
 #include "vmm/vm_config.h"
@@ -158,9 +157,6 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
     // thread's filter: the thread builds as the main thread does (unfiltered
     // until the machine is built) and ends before the guest runs.
     auto const preparation = VmPreparation::start(config.value().memory_mib << 20, config.value().track_dirty_pages);
-    // Its store disks likewise (vmm/prepared_disks.h): opening them waits on the
-    // device and, at a clone's first start, on fsyncs.
-    auto const disk_preparation = DiskPreparation::start(Store::default_root(), config.value().disks);
     if (auto filtering = enable_seccomp_option(seccomp); !filtering)
         return report(filtering.error());
     auto relay = ConsoleRelay::start(paths.serial_log, paths.console_socket);
@@ -179,7 +175,6 @@ int run_stored_vm(std::string const& name, VmmOptions const& options)
     }
     MachineIo io { relay.value()->serial_out(), relay.value()->serial_in(), mmds };
     io.prepared = preparation;
-    io.prepared_disks = disk_preparation;
     io.prepared_nets = prepared_nets;
     VmmController controller(name, config.value(), io,
         [&st, &record](Machine&, MachineImageCapture const& capture) { return record_vm_capture(st, record, capture); },

@@ -25,7 +25,6 @@
 #include "vmm/boot/linux/linux_loader.h"
 #include "vmm/machine_disks.h"
 #include "vmm/machine_nets.h"
-#include "vmm/prepared_disks.h"
 #include "vmm/prepared_vm.h"
 #include "vmm/boot/loader/memory_map.h"
 #include "vmm/boot/loader/pvh.h"
@@ -175,14 +174,7 @@ Status Machine::attach_devices(MachineConfig const& config, std::string& cmdline
         m_pci = std::make_unique<pci::PciBus>();
         STRATA_TRY(m_pio.insert(*m_pci, pci::PciBus::PortBase, pci::PciBus::PortLength));
     }
-    // The disks opened ahead where they were (prepared_disks.h); the machine
-    // keeps no hold on the preparation, used or not.
-    std::optional<PreparedDisks> prepared_disks;
-    if (m_io.prepared_disks)
-        prepared_disks = m_io.prepared_disks->take();
-    m_io.prepared_disks.reset();
-    STRATA_TRY(disks, MachineDisks::create(*m_vm, memory, m_mmio, m_pci.get(), config.disks, config.transport, cmdline,
-        prepared_disks ? &*prepared_disks : nullptr));
+    STRATA_TRY(disks, MachineDisks::create(*m_vm, memory, m_mmio, m_pci.get(), config.disks, config.transport, cmdline));
     m_disks = std::move(disks);
     STRATA_TRY(attach_console(cmdline));
     auto const first_net = static_cast<std::uint32_t>(m_disks->count() + 1);

@@ -62,7 +62,6 @@ class Vm;
 class Vcpu;
 class GuestRam;
 class VmPreparation;
-class DiskPreparation;
 class Serial;
 class I8042;
 class CmosRtc;
@@ -118,10 +117,6 @@ struct MachineIo {
     // A VM being made ahead of time (prepared_vm.h), for create() or restore()
     // to use when it fits the configuration; null: they make their own.
     std::shared_ptr<VmPreparation> prepared;
-    // The store disks being opened ahead of time (prepared_disks.h), for
-    // create() or restore() to use where they fit the configuration's disks;
-    // null: they open every disk themselves.
-    std::shared_ptr<DiskPreparation> prepared_disks;
     // netns=auto interfaces whose namespace and tap were made before the VMM
     // was jailed (prepared_nets.h): the machine uses their taps rather than
     // making namespaces. Null, or an interface not in it: the machine makes them.

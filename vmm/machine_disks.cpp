@@ -6,7 +6,6 @@
 #include "imaging/raw_backend.h"
 #include "registry/lazy.h"
 #include "store/store.h"
-#include "vmm/prepared_disks.h"
 #include "vmm/virtio_slot.h"
 
 #include <cstdio>
@@ -31,20 +30,10 @@ MachineDisks::~MachineDisks()
 }
 
 Result<std::unique_ptr<MachineDisks>> MachineDisks::create(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::PciBus* pci,
-    std::vector<DiskConfig> const& disks, Transport transport, std::string& cmdline_extra, PreparedDisks* prepared)
+    std::vector<DiskConfig> const& disks, Transport transport, std::string& cmdline_extra)
 {
     STRATA_TRY(check_disks(disks));
     auto set = std::unique_ptr<MachineDisks>(new MachineDisks());
-    // The chains opened ahead for these disks; the rest of the preparation is
-    // closed now, so that a disk opened here does not find its own layers held
-    // (a writable top is locked by whoever has it open).
-    std::vector<std::unique_ptr<Chain>> opened(disks.size());
-    if (prepared) {
-        for (std::size_t i = 0; i < disks.size(); ++i)
-            opened[i] = prepared->take_chain(i, disks[i]);
-        prepared->chains.clear();
-        set->m_store = std::move(prepared->store);
-    }
     // One limiter per rate limit group, shared by its disks (check_disks saw that
     // they agree on its limit); a disk outside any group has its own.
     std::map<std::string, std::shared_ptr<RateLimiter>> groups;
@@ -58,8 +47,7 @@ Result<std::unique_ptr<MachineDisks>> MachineDisks::create(Vm& vm, GuestMemory c
         } else {
             limiter = std::make_shared<RateLimiter>(d.rate_limit);
         }
-        auto const i = static_cast<std::size_t>(&d - disks.data());
-        if (auto r = set->attach(vm, memory, mmio, pci, d, std::move(opened[i]), std::move(limiter), transport, cmdline_extra); !r)
+        if (auto r = set->attach(vm, memory, mmio, pci, d, std::move(limiter), transport, cmdline_extra); !r)
             return r.error().context("disk '" + d.id + "'");
     }
     return set;
@@ -73,16 +61,8 @@ static CacheMode cache_mode(DiskCache cache)
     return cache == DiskCache::None ? CacheMode::None : CacheMode::Writeback;
 }
 
-Result<std::unique_ptr<Chain>> open_store_disk(Store& store, DiskConfig const& config)
-{
-    ChainOptions options;
-    options.cache = cache_mode(config.cache);
-    options.read_only = config.read_only;
-    return store.open_disk(config.store_disk, options, config.owner_vm);
-}
-
 Status MachineDisks::attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::PciBus* pci, DiskConfig const& config,
-    std::unique_ptr<Chain> opened, std::shared_ptr<RateLimiter> limiter, Transport transport, std::string& cmdline_extra)
+    std::shared_ptr<RateLimiter> limiter, Transport transport, std::string& cmdline_extra)
 {
     auto disk = std::make_unique<Disk>();
     disk->config = config;
@@ -91,13 +71,13 @@ Status MachineDisks::attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::P
             STRATA_TRY(store, Store::open(Store::default_root()));
             m_store = std::move(store);
         }
-        if (!opened) {
-            STRATA_TRY(chain, open_store_disk(*m_store, config));
-            opened = std::move(chain);
-        }
+        ChainOptions options;
+        options.cache = cache_mode(config.cache);
+        options.read_only = config.read_only;
+        STRATA_TRY(chain, m_store->open_disk(config.store_disk, options, config.owner_vm));
         // A disk over lazily pulled layers whose chunks are not all here yet is
         // served through a LazyDisk, which fetches them before they are read.
-        STRATA_TRY(backend, registry::wrap_lazy(m_store->root(), std::move(opened), disk->chain));
+        STRATA_TRY(backend, registry::wrap_lazy(m_store->root(), std::move(chain), disk->chain));
         disk->backend = std::move(backend);
     } else {
         STRATA_TRY(format, parse_format(config.format));

@@ -28,7 +28,6 @@ namespace strata {
 class BlockBackend;
 class Chain;
 class Store;
-struct PreparedDisks;
 struct VirtioSlot;
 namespace pci {
 class PciBus;
@@ -39,23 +38,13 @@ class VirtioBlk;
 }
 }
 
-// Opens a store disk's layer chain as a VM with `config` uses it: writable
-// unless read-only (the disk's writable top made then if it has none), with the
-// config's cache mode, refused while the disk belongs to a suspended VM other
-// than config.owner_vm (Store::open_disk).
-[[nodiscard]] Result<std::unique_ptr<Chain>> open_store_disk(Store& store, DiskConfig const& config);
-
 class MachineDisks {
 public:
     // Opens every disk and attaches it. For mmio, the command-line entries Linux
     // needs (virtio_mmio.device=...) are appended to cmdline_extra; for pci, `pci`
-    // is the VM's bus 0 (null for mmio). `prepared`, when given, holds disks
-    // opened ahead (prepared_disks.h): a disk opened for its configuration is
-    // used as it is, the others are opened here; what is not used is closed
-    // before any disk is opened here.
+    // is the VM's bus 0 (null for mmio).
     [[nodiscard]] static Result<std::unique_ptr<MachineDisks>> create(Vm& vm, GuestMemory const& memory,
-        Bus& mmio, pci::PciBus* pci, std::vector<DiskConfig> const& disks, Transport transport, std::string& cmdline_extra,
-        PreparedDisks* prepared = nullptr);
+        Bus& mmio, pci::PciBus* pci, std::vector<DiskConfig> const& disks, Transport transport, std::string& cmdline_extra);
     ~MachineDisks();
 
     std::size_t count() const { return m_disks.size(); }
@@ -80,7 +69,7 @@ private:
     struct Disk;
     MachineDisks() = default;
     [[nodiscard]] Status attach(Vm& vm, GuestMemory const& memory, Bus& mmio, pci::PciBus* pci, DiskConfig const& config,
-        std::unique_ptr<Chain> opened, std::shared_ptr<RateLimiter> limiter, Transport transport, std::string& cmdline_extra);
+        std::shared_ptr<RateLimiter> limiter, Transport transport, std::string& cmdline_extra);
 
     std::unique_ptr<Store> m_store;
     std::vector<std::unique_ptr<Disk>> m_disks;

@@ -16,7 +16,6 @@
 #include "registry/lazy.h"
 #include "vmm/agent_channel.h"
 #include "vmm/machine_disks.h"
-#include "vmm/prepared_disks.h"
 #include "vmm/prepared_vm.h"
 #include "vmm/snapshot_file.h"
 #include "base/file.h"
@@ -117,17 +116,6 @@ Status VmmController::create_machine()
         if (m_started)
             return make_error(ErrorKind::Usage, "the VM is already running");
     }
-    // Used or not, the preparations are over when this returns, built or
-    // refused: a later restore (PUT /snapshot/load) makes its own VM and opens
-    // its own disks, and a refused start keeps no disk open.
-    struct PreparationsOver {
-        MachineIo& io;
-        ~PreparationsOver()
-        {
-            io.prepared.reset();
-            io.prepared_disks.reset();
-        }
-    } const over { m_io };
     std::unique_ptr<Machine> machine;
     if (m_restore) {
         auto const began = std::chrono::steady_clock::now();
@@ -166,6 +154,9 @@ Status VmmController::create_machine()
             std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count()), prepared_note().c_str());
         machine = std::move(booted);
     }
+    // Used or not, the preparation is over: a later restore (PUT /snapshot/load)
+    // makes its own VM.
+    m_io.prepared.reset();
     std::lock_guard guard(m_lock);
     m_machine = std::move(machine);
     m_started = true;
@@ -175,16 +166,12 @@ Status VmmController::create_machine()
 
 std::string VmmController::prepared_note() const
 {
-    // Each one's own time is the waits it kept off the restore (or boot), but
+    if (!m_io.prepared)
+        return {};
+    // Its own time is the kernel's waits it kept off the restore (or boot), but
     // for the part counted above as waited.
-    std::string note;
-    if (m_io.prepared)
-        note += "VM prepared ahead in " + std::to_string(m_io.prepared->prepare_us()) + " us, " + std::to_string(m_io.prepared->waited_us())
-            + " us of it waited for";
-    if (m_io.prepared_disks)
-        note += std::string(note.empty() ? "" : "; ") + "disks opened ahead in " + std::to_string(m_io.prepared_disks->prepare_us()) + " us, "
-            + std::to_string(m_io.prepared_disks->waited_us()) + " us of it waited for";
-    return note.empty() ? note : " (" + note + ")";
+    return " (VM prepared ahead in " + std::to_string(m_io.prepared->prepare_us()) + " us, " + std::to_string(m_io.prepared->waited_us())
+        + " us of it waited for)";
 }
 
 std::optional<MachineExit> VmmController::run_until_exit()

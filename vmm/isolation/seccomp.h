@@ -24,10 +24,9 @@
 // (vmm, api, api-worker, vcpu, device-io, fetcher; supervisor: see below) makes the first thread of that kind
 // call getppid(2), which no filter allows, right after installing its filter.
 // Threading: enable_seccomp once on the main thread before any start_thread
-// (but two: a stored VM's VMM starts the threads that prepare its VM and open
-// its disks, vmm/prepared_vm.h and vmm/prepared_disks.h, just before; they run
-// unfiltered, as the main thread does while it builds the machine, and end
-// before the guest runs); apply_seccomp on
+// (but one: a stored VM's VMM starts the thread that prepares its VM,
+// vmm/prepared_vm.h, just before; it runs unfiltered, as the main thread does
+// while it builds the machine, and ends before the guest runs); apply_seccomp on
 // the thread to be filtered.
 #pragma once
 
