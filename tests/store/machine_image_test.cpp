@@ -256,11 +256,7 @@ TEST_CASE("machine images keep the network mapping, VMs from them get new MACs u
     auto store = open_store(dir / "home");
     VmRecord vm = make_vm(*store, dir);
     vm.spec.nets = { VmNet { "net0", "tap0", "02:00:00:00:00:01", false } };
-    {
-        auto held = RecordLock::take(store->root(), true);
-        REQUIRE(held);
-        REQUIRE(save_vm(held.value(), vm, false));
-    }
+    resave_vm(*store, vm);
     auto image = capture(*store, vm, "img");
     REQUIRE(image.spec.nets.size() == 1);
     CHECK(image.spec.nets[0] == vm.spec.nets[0]);
@@ -294,11 +290,7 @@ TEST_CASE("clones of a running-state image get new MACs unless told, and stay ne
     auto store = open_store(dir / "home");
     VmRecord vm = make_vm(*store, dir);
     vm.spec.nets = { VmNet { "eth0", "", "02:00:00:00:00:01", true } };
-    {
-        auto held = RecordLock::take(store->root(), true);
-        REQUIRE(held);
-        REQUIRE(save_vm(held.value(), vm, false));
-    }
+    resave_vm(*store, vm);
     capture(*store, vm, "img");
     // Made running-state by hand: its record says so and its folder holds a
     // state and a memory file (the store links them, never reads them).

@@ -82,6 +82,14 @@ inline VmRecord make_vm(Store& store, TempDir const& dir, std::string const& nam
     return vm;
 }
 
+// Records vm again after a test changed it (it exists already).
+inline void resave_vm(Store& store, VmRecord const& vm)
+{
+    auto held = RecordLock::take(store.root(), true);
+    REQUIRE(held);
+    REQUIRE(save_vm(held.value(), vm, false));
+}
+
 inline MachineImageRecord capture(Store& store, VmRecord const& vm, std::string const& name)
 {
     MachineImageRecord m;
