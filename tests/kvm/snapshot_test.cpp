@@ -13,6 +13,7 @@
 #include "vmm/machine_disks.h"
 #include "vmm/machine_state.h"
 
+#include <atomic>
 #include <doctest/doctest.h>
 
 #include <chrono>
@@ -108,11 +109,16 @@ struct Running {
     fs::path log;
     int log_fd { -1 };
     std::thread thread;
+    // Held by pointer so that a Running stays movable (it is moved before start()).
+    std::unique_ptr<std::atomic<bool>> ended = std::make_unique<std::atomic<bool>>(false);
     strata::MachineExit exit;
 
     void start()
     {
-        thread = std::thread([this] { exit = machine->run(); });
+        thread = std::thread([this] {
+            exit = machine->run();
+            *ended = true;
+        });
     }
     // Waits up to `limit` for the guest to end on its own, then stops it.
     strata::MachineExit finish(std::chrono::seconds limit)
@@ -121,7 +127,12 @@ struct Running {
         while (std::chrono::steady_clock::now() < until && slurp(log).find("seqwriter: done") == std::string::npos
             && slurp(log).find("FAIL") == std::string::npos && slurp(log).find("fail") == std::string::npos)
             std::this_thread::sleep_for(20ms);
-        std::this_thread::sleep_for(50ms);
+        // The guest exits right after its last line. A fixed 50 ms for that was
+        // too short under load (the stop then won over the guest's own exit and
+        // the case failed), so it gets up to 10 s before it is stopped.
+        auto const exit_until = std::chrono::steady_clock::now() + 10s;
+        while (!*ended && std::chrono::steady_clock::now() < exit_until)
+            std::this_thread::sleep_for(10ms);
         machine->stop();
         thread.join();
         machine.reset();
