@@ -272,6 +272,7 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
     // KVM machine on a loaded host, was seen taking over 10 s. The wait ends at
     // once when the VMM exits, so a long limit costs a failing start nothing.
     auto end = Clock::now() + 60s;
+    auto const fine_until = Clock::now() + 100ms;
     for (;;) {
         int status = 0;
         if (::waitpid(pid, &status, WNOHANG) == pid) {
@@ -293,8 +294,9 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
         }
         // A connect to a socket that is not there yet costs microseconds; a
         // coarse poll would add its half-period to every start (a restored VM
-        // is up in tens of milliseconds).
-        std::this_thread::sleep_for(2ms);
+        // is up in tens of milliseconds, a firmware VM in under ten). So the
+        // first 100 ms are polled every 250 us, then every 2 ms.
+        std::this_thread::sleep_for(Clock::now() < fine_until ? std::chrono::microseconds(250) : std::chrono::microseconds(2000));
     }
     return vm_runtime(store, vm);
 }
