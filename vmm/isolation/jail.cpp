@@ -74,8 +74,25 @@ Status mkdirs(std::string const& path, mode_t mode)
 // One cgroup folder per hierarchy the limits go to (v2: one; v1: memory, cpu,
 // pids), made under the caller's own cgroup in each, so that a host that put
 // strata in a cgroup of its own keeps it inside.
+//
+// How the VMM gets in decides what the jail costs a start. A move of a whole
+// process (its pid written to cgroup.procs) takes the kernel's
+// cgroup_threadgroup_rwsem for writing, which first waits for an RCU grace
+// period, holding cgroup_mutex meanwhile: 10-12 ms on a v1 host where a start
+// without the jail takes 6-7 ms. A thread that moves itself alone (0 written
+// to a v1 hierarchy's `tasks`) skips that lock (the kernel's
+// cgroup_procs_write_start): the jailed VMM does so first thing after the
+// fork, while it is one thread, so its move takes the whole process, in some
+// 0.1 ms. v2 has no such move into a domain cgroup (cgroup.threads moves a
+// thread only within a threaded subtree, which has no memory controller):
+// there the supervisor moves the VMM by its pid and the VMM waits for it
+// (await_cgroup) before it touches guest memory.
 struct Cgroup {
     std::vector<std::string> dirs;
+    bool v2 { false };
+    // v1: each hierarchy's folder and its `tasks` file, open for writing, for
+    // the VMM's own move. Both sides of the fork close them at once.
+    std::vector<std::pair<std::string, int>> tasks;
 };
 
 std::string own_cgroup(std::string const& controller)
@@ -104,9 +121,15 @@ std::string join(std::string const& base, std::string const& rel)
     return rel == "/" ? base : base + rel;
 }
 
-// Makes the cgroup, sets its limits and moves `pid` into it; what fails is a
-// lack, never an error: a VMM without a cgroup still runs, and says so.
-Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
+bool cgroup_v2()
+{
+    return ::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
+}
+
+// Makes the cgroup and sets its limits (before the fork: the VMM moves itself
+// on v1); what fails is a lack, never an error: a VMM without a cgroup still
+// runs, and says so.
+Cgroup make_cgroup(JailSpec const& spec, Jailed& jailed)
 {
     Cgroup cg;
     auto const limit = [](std::uint64_t v) { return v == 0 ? std::string("max") : std::to_string(v); };
@@ -118,7 +141,8 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
     // as the cores it may use (its vCPUs and one for its other threads): a
     // jailed VMM gets the share of the CPU an unjailed one would on a busy host.
     std::uint64_t const cpu_weight_v1 = 1024ull * std::max<std::uint32_t>(1, spec.cpus);
-    if (::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) {
+    if (cgroup_v2()) {
+        cg.v2 = true;
         std::string const parent = join("/sys/fs/cgroup", own_cgroup(""));
         // Controllers reach a child only through the parent's subtree_control,
         // which a cgroup holding processes (other than the root) refuses in v2.
@@ -139,8 +163,6 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
             write_text(dir + "/cpu.weight", std::to_string(std::min<std::uint64_t>(10000, 100ull * spec.cpus)));
         if (!write_text(dir + "/pids.max", limit(spec.pids_max)))
             lack(jailed, "a PID limit (" + dir + "/pids.max)");
-        if (!write_text(dir + "/cgroup.procs", std::to_string(pid)))
-            lack(jailed, "a cgroup (could not join " + dir + ")");
         return cg;
     }
     struct V1 {
@@ -168,10 +190,38 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
         for (auto const& [file, value] : h.files)
             if (!write_text(dir + "/" + file, value))
                 lack(jailed, std::string("a ") + h.controller + " limit (" + dir + "/" + file + ")");
-        if (!write_text(dir + "/cgroup.procs", std::to_string(pid)))
-            lack(jailed, std::string("a ") + h.controller + " cgroup (could not join " + dir + ")");
+        int const fd = ::open((dir + "/tasks").c_str(), O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            lack(jailed, std::string("a ") + h.controller + " cgroup (could not open " + dir + "/tasks: " + std::strerror(errno) + ")");
+        else
+            cg.tasks.emplace_back(dir, fd);
     }
     return cg;
+}
+
+void close_tasks(Cgroup& cg)
+{
+    for (auto& [dir, fd] : cg.tasks)
+        ::close(fd);
+    cg.tasks.clear();
+}
+
+// In the supervisor, v2: moves the VMM into the cgroup by its pid.
+void move_into_cgroup(Cgroup const& cg, pid_t pid, Jailed& jailed)
+{
+    for (auto const& dir : cg.dirs)
+        if (!write_text(dir + "/cgroup.procs", std::to_string(pid)))
+            lack(jailed, "a cgroup (could not join " + dir + ")");
+}
+
+// In the VMM, v1, while it is one thread: moves itself into each hierarchy's
+// cgroup (see Cgroup) and closes the files.
+void move_self_into_cgroup(Cgroup& cg, Jailed& jailed)
+{
+    for (auto const& [dir, fd] : cg.tasks)
+        if (::write(fd, "0", 1) != 1)
+            lack(jailed, "a cgroup (could not join " + dir + ": " + std::strerror(errno) + ")");
+    close_tasks(cg);
 }
 
 // --- the shared network namespace ---------------------------------------------
@@ -499,15 +549,12 @@ void give_back_runtime_dir(std::string const& dir)
 
 void warm_cgroup_moves()
 {
-    if (::geteuid() != 0)
+    // v2 only: on v1 the VMM moves itself without the wait (Cgroup), and a
+    // warm-up move would only hold cgroup_mutex through a grace period, which
+    // the jail's mkdir of its cgroup would then wait for.
+    if (::geteuid() != 0 || !cgroup_v2())
         return;
-    // The cgroup this process is in: v2's, or v1's memory hierarchy's (any
-    // hierarchy would do: the wait is shared by all of them).
-    std::string procs;
-    if (::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0)
-        procs = join("/sys/fs/cgroup", own_cgroup("")) + "/cgroup.procs";
-    else
-        procs = join("/sys/fs/cgroup/memory", own_cgroup("memory")) + "/cgroup.procs";
+    std::string const procs = join("/sys/fs/cgroup", own_cgroup("")) + "/cgroup.procs";
     int const fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return;
@@ -594,19 +641,37 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     ::sigaddset(&forwarded, SIGCHLD);
     ::sigprocmask(SIG_BLOCK, &forwarded, &previous);
 
+    // The cgroup is made before the fork, so that on v1 the VMM can move
+    // itself into it at once (Cgroup says why).
+    Cgroup cg;
+    if (root)
+        cg = make_cgroup(spec, jailed);
+    auto const undo_cgroup = [&cg] {
+        close_tasks(cg);
+        for (auto const& dir : cg.dirs)
+            ::rmdir(dir.c_str());
+    };
     int sync[2];
-    if (::pipe2(sync, O_CLOEXEC) != 0)
+    if (::pipe2(sync, O_CLOEXEC) != 0) {
+        undo_cgroup();
         return errno_error("jail: pipe");
+    }
     pid_t const child = ::fork();
-    if (child < 0)
+    if (child < 0) {
+        int const err = errno;
+        undo_cgroup();
+        ::close(sync[0]);
+        ::close(sync[1]);
+        errno = err;
         return errno_error("jail: fork");
+    }
     if (child > 0) {
         ::close(sync[0]);
+        close_tasks(cg);
         if (netns >= 0)
             ::close(netns);
-        Cgroup cg;
-        if (root)
-            cg = join_cgroup(spec, child, jailed);
+        if (cg.v2)
+            move_into_cgroup(cg, child, jailed);
         // Let the VMM go on, now in its cgroup, telling it its pid on the host.
         // The write end stays open for the supervisor's life: the VMM sees it
         // closed only if the supervisor is gone (await_cgroup).
@@ -614,7 +679,9 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         supervise(child, cg, forwarded, spec);
     }
 
-    // The jailed VMM: PID 1 of the new namespace.
+    // The jailed VMM: PID 1 of the new namespace. Into its cgroup first, while
+    // it is one thread and before it allocates anything of its own.
+    move_self_into_cgroup(cg, jailed);
     ::close(sync[1]);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     // As PID 1 the VMM gets a signal from the supervisor only if some thread
@@ -643,8 +710,9 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     }
     STRATA_TRY(build_root(spec, root));
     STRATA_TRY(set_limits(spec));
-    // The supervisor moves the VMM into its cgroup meanwhile; await_cgroup waits
-    // for it later, just before guest memory is allocated.
+    // On v2 the supervisor moves the VMM into its cgroup meanwhile; await_cgroup
+    // waits for it (and learns the VMM's host pid) later, just before guest
+    // memory is allocated.
     jailed.host_pid = 0;
     jailed.supervised = true;
     jailed.cgroup_pending = sync[0];
