@@ -2,6 +2,7 @@
 // jailed side (namespaces, the root, ids, capabilities, rlimits).
 #include "vmm/isolation/jail.h"
 
+#include "base/thread.h"
 #include "vmm/isolation/landlock.h"
 
 #include <algorithm>
@@ -560,11 +561,8 @@ void warm_cgroup_moves()
         return;
     // The thread must never take a signal meant for the process (the jail's
     // supervisor reads its forwarded signals with sigwaitinfo).
-    sigset_t all, previous;
-    ::sigfillset(&all);
-    ::pthread_sigmask(SIG_SETMASK, &all, &previous);
     try {
-        std::thread([fd, text = std::to_string(::getpid())] {
+        start_thread_signals_blocked(ThreadKind::Vmm, "strata-cgwarm", [fd, text = std::to_string(::getpid())] {
             // A failed move (v2 may refuse a cgroup with controllers) has
             // waited all the same; nothing to report.
             [[maybe_unused]] auto n = ::write(fd, text.data(), text.size());
@@ -573,7 +571,6 @@ void warm_cgroup_moves()
     } catch (std::system_error const&) {
         ::close(fd); // no thread: the jail's move waits as before
     }
-    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 }
 
 Status await_cgroup(Jailed& jailed)
