@@ -6,6 +6,7 @@
 #include "vmm/isolation/landlock.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -38,6 +39,11 @@ namespace strata {
 namespace {
 
 constexpr int kForwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+
+// Set once warm_cgroup_moves was called in this process, whatever it then did:
+// enter_jail refuses such a process (jail.h says why), so that the rule holds
+// by construction and not only by where the callers are.
+std::atomic<bool> cgroup_warm_up_called { false };
 
 void lack(Jailed& jailed, std::string what)
 {
@@ -550,6 +556,7 @@ void give_back_runtime_dir(std::string const& dir)
 
 void warm_cgroup_moves()
 {
+    cgroup_warm_up_called = true;
     // v2 only: on v1 the VMM moves itself without the wait (Cgroup), and a
     // warm-up move would only hold cgroup_mutex through a grace period, which
     // the jail's mkdir of its cgroup would then wait for.
@@ -597,6 +604,9 @@ Status await_cgroup(Jailed& jailed)
 
 Result<Jailed> enter_jail(JailSpec const& spec)
 {
+    if (cgroup_warm_up_called)
+        return make_error(ErrorKind::Internal, "jail: this process called warm_cgroup_moves, whose thread may hold the host's cgroup.procs "
+                "open: a VMM forked from it could keep that descriptor");
     Jailed jailed;
     jailed.host_pid = ::getpid();
     bool const root = ::geteuid() == 0;

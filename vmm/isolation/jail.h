@@ -98,7 +98,8 @@ struct Jailed {
 // Builds the jail and returns in the jailed VMM; the calling process becomes the
 // supervisor and never returns from here (it exits with the VMM's status). An
 // error is returned only before the fork, or in the VMM when a step it could take
-// failed (the VMM must not run half-jailed then).
+// failed (the VMM must not run half-jailed then). Refused in a process that
+// called warm_cgroup_moves.
 [[nodiscard]] Result<Jailed> enter_jail(JailSpec const& spec);
 
 // In the jailed VMM: waits until it is in its cgroup and learns its host pid.
@@ -126,8 +127,10 @@ struct Jailed {
 // executes the jailed `strata vmm`. Never in a process that goes on to
 // enter_jail: while the move waits, its thread holds the host's cgroup.procs
 // open for writing, and a VMM forked meanwhile would keep that descriptor
-// (kvm_jail_test checks the VMM holds no cgroup file). Threading: any thread;
-// the thread it starts only writes a pid to a file and ends.
+// (kvm_jail_test checks the VMM holds no cgroup file). enter_jail refuses
+// (an Internal error, before it does anything) in a process that called this,
+// on any host. Threading: any thread; the thread it starts only writes a pid
+// to a file and ends.
 void warm_cgroup_moves();
 
 // Gives a runtime folder that a jail with another uid held (and the files the VMM
