@@ -88,18 +88,17 @@ Status mkdirs(std::string const& path, mode_t mode)
 // period, holding cgroup_mutex meanwhile: 10-12 ms on a v1 host where a start
 // without the jail takes 6-7 ms. A thread that moves itself alone (0 written
 // to a v1 hierarchy's `tasks`) skips that lock (the kernel's
-// cgroup_procs_write_start): the jailed VMM does so first thing after the
-// fork, while it is one thread, so its move takes the whole process, in some
-// 0.1 ms. v2 has no such move into a domain cgroup (cgroup.threads moves a
-// thread only within a threaded subtree, which has no memory controller):
-// there the supervisor moves the VMM by its pid and the VMM waits for it
-// (await_cgroup) before it touches guest memory.
+// cgroup_procs_write_start): the jailed VMM does so while it is one thread,
+// so its move takes the whole process, in some 0.1 ms. The supervisor makes
+// the cgroup while the VMM builds its root; the VMM moves itself once the
+// supervisor says the cgroup is there, before it leaves the host's file
+// system (pivot_root). v2 has no such move into a domain cgroup
+// (cgroup.threads moves a thread only within a threaded subtree, which has no
+// memory controller): there the supervisor moves the VMM by its pid and the
+// VMM waits for it (await_cgroup) before it touches guest memory.
 struct Cgroup {
     std::vector<std::string> dirs;
     bool v2 { false };
-    // v1: each hierarchy's folder and its `tasks` file, open for writing, for
-    // the VMM's own move. Both sides of the fork close them at once.
-    std::vector<std::pair<std::string, int>> tasks;
 };
 
 std::string own_cgroup(std::string const& controller)
@@ -133,9 +132,16 @@ bool cgroup_v2()
     return ::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
 }
 
-// Makes the cgroup and sets its limits (before the fork: the VMM moves itself
-// on v1); what fails is a lack, never an error: a VMM without a cgroup still
-// runs, and says so.
+constexpr char const* kV1Controllers[] = { "memory", "cpu", "pids" };
+
+// The VM's cgroup folder in a v1 hierarchy, under the caller's own cgroup there.
+std::string v1_cgroup_dir(JailSpec const& spec, char const* controller)
+{
+    return join(std::string("/sys/fs/cgroup/") + controller, own_cgroup(controller)) + "/" + spec.cgroup_name;
+}
+
+// Makes the cgroup and sets its limits (in the supervisor); what fails is a
+// lack, never an error: a VMM without a cgroup still runs, and says so.
 Cgroup make_cgroup(JailSpec const& spec, Jailed& jailed)
 {
     Cgroup cg;
@@ -188,7 +194,7 @@ Cgroup make_cgroup(JailSpec const& spec, Jailed& jailed)
             lack(jailed, std::string("a ") + h.controller + " cgroup (no cgroup v2 and no v1 " + h.controller + " hierarchy)");
             continue;
         }
-        std::string const dir = join(root, own_cgroup(h.controller)) + "/" + spec.cgroup_name;
+        std::string const dir = v1_cgroup_dir(spec, h.controller);
         if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
             lack(jailed, std::string("a ") + h.controller + " cgroup (" + dir + ": " + std::strerror(errno) + ")");
             continue;
@@ -197,20 +203,8 @@ Cgroup make_cgroup(JailSpec const& spec, Jailed& jailed)
         for (auto const& [file, value] : h.files)
             if (!write_text(dir + "/" + file, value))
                 lack(jailed, std::string("a ") + h.controller + " limit (" + dir + "/" + file + ")");
-        int const fd = ::open((dir + "/tasks").c_str(), O_WRONLY | O_CLOEXEC);
-        if (fd < 0)
-            lack(jailed, std::string("a ") + h.controller + " cgroup (could not open " + dir + "/tasks: " + std::strerror(errno) + ")");
-        else
-            cg.tasks.emplace_back(dir, fd);
     }
     return cg;
-}
-
-void close_tasks(Cgroup& cg)
-{
-    for (auto& [dir, fd] : cg.tasks)
-        ::close(fd);
-    cg.tasks.clear();
 }
 
 // In the supervisor, v2: moves the VMM into the cgroup by its pid.
@@ -221,14 +215,24 @@ void move_into_cgroup(Cgroup const& cg, pid_t pid, Jailed& jailed)
             lack(jailed, "a cgroup (could not join " + dir + ")");
 }
 
-// In the VMM, v1, while it is one thread: moves itself into each hierarchy's
-// cgroup (see Cgroup) and closes the files.
-void move_self_into_cgroup(Cgroup& cg, Jailed& jailed)
+// In the VMM, v1, while it is one thread and still sees the host's
+// /sys/fs/cgroup, once the supervisor made the cgroup: moves itself into each
+// hierarchy's (see Cgroup). A folder the supervisor could not make is its lack,
+// already logged.
+void move_self_into_cgroup(JailSpec const& spec, Jailed& jailed)
 {
-    for (auto const& [dir, fd] : cg.tasks)
+    for (char const* controller : kV1Controllers) {
+        std::string const tasks = v1_cgroup_dir(spec, controller) + "/tasks";
+        int const fd = ::open(tasks.c_str(), O_WRONLY | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno != ENOENT)
+                lack(jailed, std::string("a ") + controller + " cgroup (could not open " + tasks + ": " + std::strerror(errno) + ")");
+            continue;
+        }
         if (::write(fd, "0", 1) != 1)
-            lack(jailed, "a cgroup (could not join " + dir + ": " + std::strerror(errno) + ")");
-    close_tasks(cg);
+            lack(jailed, std::string("a ") + controller + " cgroup (could not join " + tasks + ": " + std::strerror(errno) + ")");
+        ::close(fd);
+    }
 }
 
 // --- the shared network namespace ---------------------------------------------
@@ -396,6 +400,8 @@ Status bind_into(std::string const& root, JailBind const& bind, bool make_nodes,
     return ok();
 }
 
+// The jail's root, up to leaving the host's file system: its tmpfs and the
+// bind mounts in it (enter_root goes in).
 Status build_root(JailSpec const& spec, bool make_nodes)
 {
     if (::mount(nullptr, "/", nullptr, MS_PRIVATE | MS_REC, nullptr) != 0)
@@ -409,6 +415,13 @@ Status build_root(JailSpec const& spec, bool make_nodes)
         return errno_error("jail: mount the root");
     for (auto const& bind : spec.binds)
         STRATA_TRY(bind_into(root, bind, make_nodes, spec));
+    return ok();
+}
+
+// pivot_root into the root build_root made, the host's tree unmounted.
+Status enter_root(JailSpec const& spec)
+{
+    std::string const root = spec.runtime_dir + "/root";
     std::string const old = root + "/.old";
     if (::mkdir(old.c_str(), 0700) != 0)
         return errno_error("jail: make " + old);
@@ -580,10 +593,12 @@ void warm_cgroup_moves()
     }
 }
 
-Status await_cgroup(Jailed& jailed)
+namespace {
+
+// Reads the supervisor's go-ahead (the VMM's host pid) from `jailed.cgroup_pending`
+// and closes it; ends the VMM when the supervisor is gone.
+void read_go_ahead(Jailed& jailed)
 {
-    if (jailed.cgroup_pending < 0)
-        return ok();
     pid_t host_pid = 0;
     ssize_t n = 0;
     while ((n = ::read(jailed.cgroup_pending, &host_pid, sizeof host_pid)) < 0 && errno == EINTR) {
@@ -599,6 +614,14 @@ Status await_cgroup(Jailed& jailed)
     if (gone)
         ::_exit(1);
     jailed.host_pid = host_pid;
+}
+
+} // namespace
+
+Status await_cgroup(Jailed& jailed)
+{
+    if (jailed.cgroup_pending >= 0)
+        read_go_ahead(jailed);
     return ok();
 }
 
@@ -648,47 +671,33 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     ::sigaddset(&forwarded, SIGCHLD);
     ::sigprocmask(SIG_BLOCK, &forwarded, &previous);
 
-    // The cgroup is made before the fork, so that on v1 the VMM can move
-    // itself into it at once (Cgroup says why).
-    Cgroup cg;
-    if (root)
-        cg = make_cgroup(spec, jailed);
-    auto const undo_cgroup = [&cg] {
-        close_tasks(cg);
-        for (auto const& dir : cg.dirs)
-            ::rmdir(dir.c_str());
-    };
+    // Who moves the VMM into its cgroup (Cgroup says why): on v1 the VMM itself.
+    bool const self_move = root && !cgroup_v2();
     int sync[2];
-    if (::pipe2(sync, O_CLOEXEC) != 0) {
-        undo_cgroup();
+    if (::pipe2(sync, O_CLOEXEC) != 0)
         return errno_error("jail: pipe");
-    }
     pid_t const child = ::fork();
-    if (child < 0) {
-        int const err = errno;
-        undo_cgroup();
-        ::close(sync[0]);
-        ::close(sync[1]);
-        errno = err;
+    if (child < 0)
         return errno_error("jail: fork");
-    }
     if (child > 0) {
         ::close(sync[0]);
-        close_tasks(cg);
         if (netns >= 0)
             ::close(netns);
+        // While the VMM makes its namespaces and root.
+        Cgroup cg;
+        if (root)
+            cg = make_cgroup(spec, jailed);
         if (cg.v2)
             move_into_cgroup(cg, child, jailed);
-        // Let the VMM go on, now in its cgroup, telling it its pid on the host.
-        // The write end stays open for the supervisor's life: the VMM sees it
-        // closed only if the supervisor is gone (await_cgroup).
+        // Let the VMM go on, its cgroup made (v1) or joined (v2), telling it
+        // its pid on the host. The write end stays open for the supervisor's
+        // life: the VMM sees it closed only if the supervisor is gone
+        // (read_go_ahead).
         [[maybe_unused]] auto w = ::write(sync[1], &child, sizeof child);
         supervise(child, cg, forwarded, spec);
     }
 
-    // The jailed VMM: PID 1 of the new namespace. Into its cgroup first, while
-    // it is one thread and before it allocates anything of its own.
-    move_self_into_cgroup(cg, jailed);
+    // The jailed VMM: PID 1 of the new namespace.
     ::close(sync[1]);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     // As PID 1 the VMM gets a signal from the supervisor only if some thread
@@ -716,13 +725,21 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         ::close(netns);
     }
     STRATA_TRY(build_root(spec, root));
-    STRATA_TRY(set_limits(spec));
-    // On v2 the supervisor moves the VMM into its cgroup meanwhile; await_cgroup
-    // waits for it (and learns the VMM's host pid) later, just before guest
-    // memory is allocated.
     jailed.host_pid = 0;
     jailed.supervised = true;
     jailed.cgroup_pending = sync[0];
+    if (self_move) {
+        // Into the cgroup the supervisor made meanwhile, while this process is
+        // one thread and still sees the host's /sys/fs/cgroup, and before it
+        // allocates guest memory.
+        read_go_ahead(jailed);
+        move_self_into_cgroup(spec, jailed);
+    }
+    // On v2 the supervisor moves the VMM into its cgroup meanwhile; await_cgroup
+    // waits for it (and learns the VMM's host pid) later, just before guest
+    // memory is allocated.
+    STRATA_TRY(enter_root(spec));
+    STRATA_TRY(set_limits(spec));
     STRATA_TRY(apply_landlock(spec, jailed));
     STRATA_TRY(drop_privileges(spec, root, true, jailed));
     return jailed;

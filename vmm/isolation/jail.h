@@ -103,7 +103,7 @@ struct Jailed {
 [[nodiscard]] Result<Jailed> enter_jail(JailSpec const& spec);
 
 // In the jailed VMM: waits until it is in its cgroup and learns its host pid.
-// On v1 the VMM moved itself in when the jail began (in some 0.1 ms); on v2 the
+// On v1 the VMM moved itself in within enter_jail (in some 0.1 ms); on v2 the
 // supervisor moves it, which takes some 10 ms (the kernel waits for an RCU
 // grace period), so the VMM goes on setting itself up (filters, threads,
 // sockets) meanwhile and waits only here, which must come before it allocates
