@@ -1,5 +1,7 @@
 #include "base/thread.h"
 
+#include <csignal>
+#include <pthread.h>
 #include <sys/prctl.h>
 #include <utility>
 
@@ -43,6 +45,22 @@ std::thread start_thread(ThreadKind kind, std::string name, std::function<void()
         name_this_thread(name.c_str());
         fn();
     });
+}
+
+std::thread start_thread_signals_blocked(ThreadKind kind, std::string name, std::function<void()> fn)
+{
+    sigset_t all, before;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &before);
+    std::thread thread;
+    try {
+        thread = start_thread(kind, std::move(name), std::move(fn));
+    } catch (...) {
+        pthread_sigmask(SIG_SETMASK, &before, nullptr);
+        throw;
+    }
+    pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    return thread;
 }
 
 void set_thread_launcher(ThreadLauncher l)

@@ -32,6 +32,15 @@ using ThreadLauncher = std::function<std::thread(ThreadKind, std::string name, s
 // /proc/PID/task/TID/comm).
 std::thread start_thread(ThreadKind kind, std::string name, std::function<void()> fn);
 
+// Starts fn as start_thread does, on a thread with every signal blocked (a
+// thread inherits the mask of the thread that starts it, through a launcher
+// too): for a helper that must never take a signal meant for the process, such
+// as SIGTERM and SIGINT, which the VMM's main thread reads from a signalfd, or
+// the signals the jail's supervisor waits for with sigwaitinfo. The caller's
+// own mask is as it was when this returns. Throws std::system_error as
+// std::thread does.
+std::thread start_thread_signals_blocked(ThreadKind kind, std::string name, std::function<void()> fn);
+
 // Makes every later start_thread go through `launcher`.
 void set_thread_launcher(ThreadLauncher launcher);
 

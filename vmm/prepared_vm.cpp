@@ -3,8 +3,6 @@
 #include "base/thread.h"
 
 #include <chrono>
-#include <csignal>
-#include <pthread.h>
 #include <cstdlib>
 
 namespace strata {
@@ -31,20 +29,16 @@ std::shared_ptr<VmPreparation> VmPreparation::start(std::uint64_t memory_bytes, 
 {
     auto preparation = std::shared_ptr<VmPreparation>(new VmPreparation(memory_bytes, track_dirty));
     VmPreparation* self = preparation.get();
-    // Every signal blocked in it (it inherits the mask it is started with): the
-    // VMM's main thread reads SIGTERM and SIGINT from a signalfd, and a thread
-    // with them open would take them at their default action.
-    sigset_t all, before;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &before);
-    // The thread only writes m_result and m_prepare_us; take() reads them after join.
-    self->m_thread = start_thread(ThreadKind::Vmm, "strata-prepvm", [self] {
+    // Every signal blocked in it: the VMM's main thread reads SIGTERM and
+    // SIGINT from a signalfd, and a thread with them open would take them at
+    // their default action. The thread only writes m_result and m_prepare_us;
+    // take() reads them after join.
+    self->m_thread = start_thread_signals_blocked(ThreadKind::Vmm, "strata-prepvm", [self] {
         auto const began = std::chrono::steady_clock::now();
         self->m_result.emplace(prepare_vm(self->m_memory_bytes, self->m_track_dirty));
         self->m_prepare_us = static_cast<std::uint64_t>(
             std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - began).count());
     });
-    pthread_sigmask(SIG_SETMASK, &before, nullptr);
     return preparation;
 }
 

@@ -2,9 +2,11 @@
 // jailed side (namespaces, the root, ids, capabilities, rlimits).
 #include "vmm/isolation/jail.h"
 
+#include "base/thread.h"
 #include "vmm/isolation/landlock.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -37,6 +39,11 @@ namespace strata {
 namespace {
 
 constexpr int kForwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
+
+// Set once warm_cgroup_moves was called in this process, whatever it then did:
+// enter_jail refuses such a process (jail.h says why), so that the rule holds
+// by construction and not only by where the callers are.
+std::atomic<bool> cgroup_warm_up_called { false };
 
 void lack(Jailed& jailed, std::string what)
 {
@@ -74,8 +81,24 @@ Status mkdirs(std::string const& path, mode_t mode)
 // One cgroup folder per hierarchy the limits go to (v2: one; v1: memory, cpu,
 // pids), made under the caller's own cgroup in each, so that a host that put
 // strata in a cgroup of its own keeps it inside.
+//
+// How the VMM gets in decides what the jail costs a start. A move of a whole
+// process (its pid written to cgroup.procs) takes the kernel's
+// cgroup_threadgroup_rwsem for writing, which first waits for an RCU grace
+// period, holding cgroup_mutex meanwhile: 10-12 ms on a v1 host where a start
+// without the jail takes 6-7 ms. A thread that moves itself alone (0 written
+// to a v1 hierarchy's `tasks`) skips that lock (the kernel's
+// cgroup_procs_write_start): the jailed VMM does so while it is one thread,
+// so its move takes the whole process, in some 0.1 ms. The supervisor makes
+// the cgroup while the VMM builds its root; the VMM moves itself once the
+// supervisor says the cgroup is there, before it leaves the host's file
+// system (pivot_root). v2 has no such move into a domain cgroup
+// (cgroup.threads moves a thread only within a threaded subtree, which has no
+// memory controller): there the supervisor moves the VMM by its pid and the
+// VMM waits for it (await_cgroup) before it touches guest memory.
 struct Cgroup {
     std::vector<std::string> dirs;
+    bool v2 { false };
 };
 
 std::string own_cgroup(std::string const& controller)
@@ -104,9 +127,22 @@ std::string join(std::string const& base, std::string const& rel)
     return rel == "/" ? base : base + rel;
 }
 
-// Makes the cgroup, sets its limits and moves `pid` into it; what fails is a
+bool cgroup_v2()
+{
+    return ::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0;
+}
+
+constexpr char const* kV1Controllers[] = { "memory", "cpu", "pids" };
+
+// The VM's cgroup folder in a v1 hierarchy, under the caller's own cgroup there.
+std::string v1_cgroup_dir(JailSpec const& spec, char const* controller)
+{
+    return join(std::string("/sys/fs/cgroup/") + controller, own_cgroup(controller)) + "/" + spec.cgroup_name;
+}
+
+// Makes the cgroup and sets its limits (in the supervisor); what fails is a
 // lack, never an error: a VMM without a cgroup still runs, and says so.
-Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
+Cgroup make_cgroup(JailSpec const& spec, Jailed& jailed)
 {
     Cgroup cg;
     auto const limit = [](std::uint64_t v) { return v == 0 ? std::string("max") : std::to_string(v); };
@@ -118,7 +154,8 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
     // as the cores it may use (its vCPUs and one for its other threads): a
     // jailed VMM gets the share of the CPU an unjailed one would on a busy host.
     std::uint64_t const cpu_weight_v1 = 1024ull * std::max<std::uint32_t>(1, spec.cpus);
-    if (::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0) {
+    if (cgroup_v2()) {
+        cg.v2 = true;
         std::string const parent = join("/sys/fs/cgroup", own_cgroup(""));
         // Controllers reach a child only through the parent's subtree_control,
         // which a cgroup holding processes (other than the root) refuses in v2.
@@ -139,8 +176,6 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
             write_text(dir + "/cpu.weight", std::to_string(std::min<std::uint64_t>(10000, 100ull * spec.cpus)));
         if (!write_text(dir + "/pids.max", limit(spec.pids_max)))
             lack(jailed, "a PID limit (" + dir + "/pids.max)");
-        if (!write_text(dir + "/cgroup.procs", std::to_string(pid)))
-            lack(jailed, "a cgroup (could not join " + dir + ")");
         return cg;
     }
     struct V1 {
@@ -159,7 +194,7 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
             lack(jailed, std::string("a ") + h.controller + " cgroup (no cgroup v2 and no v1 " + h.controller + " hierarchy)");
             continue;
         }
-        std::string const dir = join(root, own_cgroup(h.controller)) + "/" + spec.cgroup_name;
+        std::string const dir = v1_cgroup_dir(spec, h.controller);
         if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
             lack(jailed, std::string("a ") + h.controller + " cgroup (" + dir + ": " + std::strerror(errno) + ")");
             continue;
@@ -168,10 +203,36 @@ Cgroup join_cgroup(JailSpec const& spec, pid_t pid, Jailed& jailed)
         for (auto const& [file, value] : h.files)
             if (!write_text(dir + "/" + file, value))
                 lack(jailed, std::string("a ") + h.controller + " limit (" + dir + "/" + file + ")");
-        if (!write_text(dir + "/cgroup.procs", std::to_string(pid)))
-            lack(jailed, std::string("a ") + h.controller + " cgroup (could not join " + dir + ")");
     }
     return cg;
+}
+
+// In the supervisor, v2: moves the VMM into the cgroup by its pid.
+void move_into_cgroup(Cgroup const& cg, pid_t pid, Jailed& jailed)
+{
+    for (auto const& dir : cg.dirs)
+        if (!write_text(dir + "/cgroup.procs", std::to_string(pid)))
+            lack(jailed, "a cgroup (could not join " + dir + ")");
+}
+
+// In the VMM, v1, while it is one thread and still sees the host's
+// /sys/fs/cgroup, once the supervisor made the cgroup: moves itself into each
+// hierarchy's (see Cgroup). A folder the supervisor could not make is its lack,
+// already logged.
+void move_self_into_cgroup(JailSpec const& spec, Jailed& jailed)
+{
+    for (char const* controller : kV1Controllers) {
+        std::string const tasks = v1_cgroup_dir(spec, controller) + "/tasks";
+        int const fd = ::open(tasks.c_str(), O_WRONLY | O_CLOEXEC);
+        if (fd < 0) {
+            if (errno != ENOENT)
+                lack(jailed, std::string("a ") + controller + " cgroup (could not open " + tasks + ": " + std::strerror(errno) + ")");
+            continue;
+        }
+        if (::write(fd, "0", 1) != 1)
+            lack(jailed, std::string("a ") + controller + " cgroup (could not join " + tasks + ": " + std::strerror(errno) + ")");
+        ::close(fd);
+    }
 }
 
 // --- the shared network namespace ---------------------------------------------
@@ -339,6 +400,8 @@ Status bind_into(std::string const& root, JailBind const& bind, bool make_nodes,
     return ok();
 }
 
+// The jail's root, up to leaving the host's file system: its tmpfs and the
+// bind mounts in it (enter_root goes in).
 Status build_root(JailSpec const& spec, bool make_nodes)
 {
     if (::mount(nullptr, "/", nullptr, MS_PRIVATE | MS_REC, nullptr) != 0)
@@ -352,6 +415,13 @@ Status build_root(JailSpec const& spec, bool make_nodes)
         return errno_error("jail: mount the root");
     for (auto const& bind : spec.binds)
         STRATA_TRY(bind_into(root, bind, make_nodes, spec));
+    return ok();
+}
+
+// pivot_root into the root build_root made, the host's tree unmounted.
+Status enter_root(JailSpec const& spec)
+{
+    std::string const root = spec.runtime_dir + "/root";
     std::string const old = root + "/.old";
     if (::mkdir(old.c_str(), 0700) != 0)
         return errno_error("jail: make " + old);
@@ -499,25 +569,20 @@ void give_back_runtime_dir(std::string const& dir)
 
 void warm_cgroup_moves()
 {
-    if (::geteuid() != 0)
+    cgroup_warm_up_called = true;
+    // v2 only: on v1 the VMM moves itself without the wait (Cgroup), and a
+    // warm-up move would only hold cgroup_mutex through a grace period, which
+    // the jail's mkdir of its cgroup would then wait for.
+    if (::geteuid() != 0 || !cgroup_v2())
         return;
-    // The cgroup this process is in: v2's, or v1's memory hierarchy's (any
-    // hierarchy would do: the wait is shared by all of them).
-    std::string procs;
-    if (::access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0)
-        procs = join("/sys/fs/cgroup", own_cgroup("")) + "/cgroup.procs";
-    else
-        procs = join("/sys/fs/cgroup/memory", own_cgroup("memory")) + "/cgroup.procs";
+    std::string const procs = join("/sys/fs/cgroup", own_cgroup("")) + "/cgroup.procs";
     int const fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return;
     // The thread must never take a signal meant for the process (the jail's
     // supervisor reads its forwarded signals with sigwaitinfo).
-    sigset_t all, previous;
-    ::sigfillset(&all);
-    ::pthread_sigmask(SIG_SETMASK, &all, &previous);
     try {
-        std::thread([fd, text = std::to_string(::getpid())] {
+        start_thread_signals_blocked(ThreadKind::Vmm, "strata-cgwarm", [fd, text = std::to_string(::getpid())] {
             // A failed move (v2 may refuse a cgroup with controllers) has
             // waited all the same; nothing to report.
             [[maybe_unused]] auto n = ::write(fd, text.data(), text.size());
@@ -526,13 +591,14 @@ void warm_cgroup_moves()
     } catch (std::system_error const&) {
         ::close(fd); // no thread: the jail's move waits as before
     }
-    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
 }
 
-Status await_cgroup(Jailed& jailed)
+namespace {
+
+// Reads the supervisor's go-ahead (the VMM's host pid) from `jailed.cgroup_pending`
+// and closes it; ends the VMM when the supervisor is gone.
+void read_go_ahead(Jailed& jailed)
 {
-    if (jailed.cgroup_pending < 0)
-        return ok();
     pid_t host_pid = 0;
     ssize_t n = 0;
     while ((n = ::read(jailed.cgroup_pending, &host_pid, sizeof host_pid)) < 0 && errno == EINTR) {
@@ -548,11 +614,22 @@ Status await_cgroup(Jailed& jailed)
     if (gone)
         ::_exit(1);
     jailed.host_pid = host_pid;
+}
+
+} // namespace
+
+Status await_cgroup(Jailed& jailed)
+{
+    if (jailed.cgroup_pending >= 0)
+        read_go_ahead(jailed);
     return ok();
 }
 
 Result<Jailed> enter_jail(JailSpec const& spec)
 {
+    if (cgroup_warm_up_called)
+        return make_error(ErrorKind::Internal, "jail: this process called warm_cgroup_moves, whose thread may hold the host's cgroup.procs "
+                "open: a VMM forked from it could keep that descriptor");
     Jailed jailed;
     jailed.host_pid = ::getpid();
     bool const root = ::geteuid() == 0;
@@ -594,6 +671,8 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     ::sigaddset(&forwarded, SIGCHLD);
     ::sigprocmask(SIG_BLOCK, &forwarded, &previous);
 
+    // Who moves the VMM into its cgroup (Cgroup says why): on v1 the VMM itself.
+    bool const self_move = root && !cgroup_v2();
     int sync[2];
     if (::pipe2(sync, O_CLOEXEC) != 0)
         return errno_error("jail: pipe");
@@ -604,12 +683,16 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         ::close(sync[0]);
         if (netns >= 0)
             ::close(netns);
+        // While the VMM makes its namespaces and root.
         Cgroup cg;
         if (root)
-            cg = join_cgroup(spec, child, jailed);
-        // Let the VMM go on, now in its cgroup, telling it its pid on the host.
-        // The write end stays open for the supervisor's life: the VMM sees it
-        // closed only if the supervisor is gone (await_cgroup).
+            cg = make_cgroup(spec, jailed);
+        if (cg.v2)
+            move_into_cgroup(cg, child, jailed);
+        // Let the VMM go on, its cgroup made (v1) or joined (v2), telling it
+        // its pid on the host. The write end stays open for the supervisor's
+        // life: the VMM sees it closed only if the supervisor is gone
+        // (read_go_ahead).
         [[maybe_unused]] auto w = ::write(sync[1], &child, sizeof child);
         supervise(child, cg, forwarded, spec);
     }
@@ -642,12 +725,21 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         ::close(netns);
     }
     STRATA_TRY(build_root(spec, root));
-    STRATA_TRY(set_limits(spec));
-    // The supervisor moves the VMM into its cgroup meanwhile; await_cgroup waits
-    // for it later, just before guest memory is allocated.
     jailed.host_pid = 0;
     jailed.supervised = true;
     jailed.cgroup_pending = sync[0];
+    if (self_move) {
+        // Into the cgroup the supervisor made meanwhile, while this process is
+        // one thread and still sees the host's /sys/fs/cgroup, and before it
+        // allocates guest memory.
+        read_go_ahead(jailed);
+        move_self_into_cgroup(spec, jailed);
+    }
+    // On v2 the supervisor moves the VMM into its cgroup meanwhile; await_cgroup
+    // waits for it (and learns the VMM's host pid) later, just before guest
+    // memory is allocated.
+    STRATA_TRY(enter_root(spec));
+    STRATA_TRY(set_limits(spec));
     STRATA_TRY(apply_landlock(spec, jailed));
     STRATA_TRY(drop_privileges(spec, root, true, jailed));
     return jailed;

@@ -21,7 +21,8 @@
 //    namespace, kept at
 //    /run/strata/netns-none (made by the first; jail.cpp says why), others
 //    make one of their own;
-//    in the cgroup (v2 when /sys/fs/cgroup has cgroup.controllers, else v1) with
+//    in the cgroup (v2 when /sys/fs/cgroup has cgroup.controllers, else v1;
+//    on v1 the VMM moves itself in, on v2 the supervisor moves it) with
 //    memory, CPU and PID limits and a CPU weight of `cpus` default tasks; with
 //    RLIMIT_NOFILE and RLIMIT_FSIZE; as the
 //    given uid/gid, with no capabilities beyond `keep_capabilities` and
@@ -97,34 +98,39 @@ struct Jailed {
 // Builds the jail and returns in the jailed VMM; the calling process becomes the
 // supervisor and never returns from here (it exits with the VMM's status). An
 // error is returned only before the fork, or in the VMM when a step it could take
-// failed (the VMM must not run half-jailed then).
+// failed (the VMM must not run half-jailed then). Refused in a process that
+// called warm_cgroup_moves.
 [[nodiscard]] Result<Jailed> enter_jail(JailSpec const& spec);
 
-// In the jailed VMM: waits until the supervisor has moved it into its cgroup
-// and learns its host pid. Moving a process into a v1 memory cgroup takes some
-// 10 ms (the kernel waits for an RCU grace period), so the VMM goes on setting
-// itself up (filters, threads, sockets) meanwhile and waits only here, which
-// must come before it allocates guest memory: memory is charged to the cgroup
-// it was allocated in. Does nothing for a VMM without a supervisor. A
-// supervisor that died before letting it go ends the VMM.
+// In the jailed VMM: waits until it is in its cgroup and learns its host pid.
+// On v1 the VMM moved itself in within enter_jail (in some 0.1 ms); on v2 the
+// supervisor moves it, which takes some 10 ms (the kernel waits for an RCU
+// grace period), so the VMM goes on setting itself up (filters, threads,
+// sockets) meanwhile and waits only here, which must come before it allocates
+// guest memory: memory is charged to the cgroup it was allocated in. Does
+// nothing for a VMM without a supervisor. A supervisor that died before
+// letting it go ends the VMM.
 [[nodiscard]] Status await_cgroup(Jailed& jailed);
 
-// Makes the jail's cgroup move (enter_jail) cheaper when called well before it
-// (root only; does nothing otherwise). Every move into a cgroup, v1 or v2, first
-// waits for an RCU grace period (the kernel's cgroup_threadgroup_rwsem; some
-// 10 ms here), unless another move ended less than a grace period ago or is
-// waiting for one: then it waits only for that one. So this starts, on a short
-// thread of its own with every signal blocked, a move that changes nothing
-// (this process into the cgroup it is already in), and returns at once; the
-// jail's move, made while that one waits or soon after, ends when it does.
-// The kernel holds cgroup_mutex through that wait, so the jail's mkdir of its
-// cgroup waits for it too: what is won is the head start alone, and strata's
-// main calls this first thing for `vms start`, which executes the jailed
-// `strata vmm`. Never in a process that goes on to enter_jail: while the move
-// waits, its thread holds the host's cgroup.procs open for writing, and a VMM
-// forked meanwhile would keep that descriptor (kvm_jail_test checks the VMM
-// holds no cgroup file). Threading: any thread; the thread it starts only
-// writes a pid to a file and ends.
+// Makes the jail's cgroup move (enter_jail) cheaper on a v2 host when called
+// well before it (root only; does nothing otherwise, and nothing on v1, where
+// the jailed VMM moves itself without waiting). Every move of a process into a
+// cgroup first waits for an RCU grace period (the kernel's
+// cgroup_threadgroup_rwsem; some 10 ms), unless another move ended less than a
+// grace period ago or is waiting for one: then it waits only for that one. So
+// this starts, on a short thread of its own with every signal blocked, a move
+// that changes nothing (this process into the cgroup it is already in), and
+// returns at once; the jail's move, made while that one waits or soon after,
+// ends when it does. The kernel holds cgroup_mutex through that wait, so the
+// jail's mkdir of its cgroup waits for it too: what is won is the head start
+// alone, and strata's main calls this first thing for `vms start`, which
+// executes the jailed `strata vmm`. Never in a process that goes on to
+// enter_jail: while the move waits, its thread holds the host's cgroup.procs
+// open for writing, and a VMM forked meanwhile would keep that descriptor
+// (kvm_jail_test checks the VMM holds no cgroup file). enter_jail refuses
+// (an Internal error, before it does anything) in a process that called this,
+// on any host. Threading: any thread; the thread it starts only writes a pid
+// to a file and ends.
 void warm_cgroup_moves();
 
 // Gives a runtime folder that a jail with another uid held (and the files the VMM
