@@ -49,6 +49,9 @@ void Machine::announce_new_macs()
     nlohmann::json list = nlohmann::json::array();
     for (auto const& c : changes)
         list.push_back({ { "from", c.from }, { "to", c.to } });
+    for (auto const& c : changes)
+        std::fprintf(stderr, "strata: network interface '%s': the device presents the new MAC %s; asking the guest agent to move the "
+            "guest's interface from the snapshot's %s\n", c.id.c_str(), c.to.c_str(), c.from.c_str());
     auto const give_up = std::chrono::steady_clock::now() + MacAnnounceWindow;
     std::string last;
     while (!m_finished.load(std::memory_order_acquire)) {
@@ -64,16 +67,23 @@ void Machine::announce_new_macs()
             auto const& r = reply.value().result;
             for (auto const& c : changes) {
                 std::string outcome = "the guest has no interface with MAC " + c.from + "; its interface keeps the MAC it has";
+                bool moved = false;
                 auto report = [&](char const* key, char const* mac_key, std::string const& mac, char const* what) {
                     auto it = r.is_object() ? r.find(key) : r.end();
                     if (it == r.end() || !it->is_array())
                         return;
                     for (auto const& e : *it)
-                        if (text_at(e, mac_key) == mac)
+                        if (text_at(e, mac_key) == mac) {
                             outcome = "the guest agent " + std::string(what) + " " + log_safe_name(text_at(e, "name"));
+                            moved = true;
+                        }
                 };
                 report("moved", "to", c.to, "moved the guest's interface");
                 report("already", "mac", c.to, "had already moved the guest's interface");
+                // Only a move the agent reports changes what a snapshot of
+                // this VM says the guest's driver uses.
+                if (moved)
+                    m_nets->guest_moved(c);
                 std::fprintf(stderr, "strata: network interface '%s': new MAC %s (the snapshot's %s): %s\n", c.id.c_str(), c.to.c_str(),
                     c.from.c_str(), outcome.c_str());
             }
