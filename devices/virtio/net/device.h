@@ -67,9 +67,8 @@
 // the one presented, so a clone of the clone knows what the guest has. A
 // driver that activates the device after a reset probed it again and read
 // the MAC presented then. The device never filters frames by MAC, so both
-// work meanwhile. The counters are the
-// VMM's, not the guest's: a restored device starts them at zero, as a new
-// VMM's metrics do.
+// work meanwhile. The counters are the VMM's, not the guest's: a restored
+// device starts them at zero, as a new VMM's metrics do.
 //
 // Threading: VirtioDevice methods come from the transport (vCPU threads, under
 // the transport's lock); metrics() from any thread. The backend must outlive the
