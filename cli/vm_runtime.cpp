@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
@@ -126,11 +127,19 @@ void settle_killed_vmm(Store const& store, std::string const& vm, RuntimePaths c
                 if (!d.read_only)
                     disks.push_back(d.disk);
     auto const end = Clock::now() + kReleaseLimit;
+    bool said = false;
     for (auto const& disk : disks) {
         for (;;) {
             auto held = store.disk_held_for_writing(disk);
             if (!held || !held.value() || Clock::now() >= end || vmm_lock_held(paths))
                 break;
+            // Said once, so that a command that pauses here says why (the
+            // kernel takes milliseconds as a rule; a test waits for this line).
+            if (!said)
+                std::fprintf(stderr, "strata: vm '%s': its VMM was killed and the kernel still holds its disk '%s'; waiting for it to "
+                    "let go (up to %lld s)\n", vm.c_str(), disk.c_str(),
+                    static_cast<long long>(std::chrono::duration_cast<std::chrono::seconds>(kReleaseLimit).count()));
+            said = true;
             std::this_thread::sleep_for(5ms);
         }
     }

@@ -74,7 +74,31 @@ void AgentChannel::handle_line(std::string const& line)
 Result<AgentReply> AgentChannel::request(std::string const& cmd, nlohmann::json const& args, std::chrono::milliseconds timeout,
     bool* delivered)
 {
+    {
+        // Said before queueing for the channel: a background request holding
+        // it gives way (exchange).
+        std::lock_guard lock(m_lock);
+        ++m_wanted;
+        m_cv.notify_all();
+    }
     std::lock_guard one_at_a_time(m_request_lock);
+    {
+        std::lock_guard lock(m_lock);
+        --m_wanted;
+    }
+    return exchange(cmd, args, timeout, delivered, false);
+}
+
+Result<AgentReply> AgentChannel::request_background(std::string const& cmd, nlohmann::json const& args,
+    std::chrono::milliseconds timeout)
+{
+    std::lock_guard one_at_a_time(m_request_lock);
+    return exchange(cmd, args, timeout, nullptr, true);
+}
+
+Result<AgentReply> AgentChannel::exchange(std::string const& cmd, nlohmann::json const& args, std::chrono::milliseconds timeout,
+    bool* delivered, bool background)
+{
     if (delivered)
         *delivered = false;
     nlohmann::json message = args.is_object() ? args : nlohmann::json::object();
@@ -83,6 +107,8 @@ Result<AgentReply> AgentChannel::request(std::string const& cmd, nlohmann::json 
         std::lock_guard lock(m_lock);
         if (m_closed)
             return make_error(ErrorKind::Unavailable, "the VM has ended; no guest agent to ask '" + cmd + "'");
+        if (background && m_wanted > 0)
+            return make_error(ErrorKind::Busy, "another request wants the guest agent; '" + cmd + "' was not sent");
         id = m_next_id++;
         m_awaited = id;
         m_reply.reset();
@@ -102,12 +128,20 @@ Result<AgentReply> AgentChannel::request(std::string const& cmd, nlohmann::json 
         return make_error(ErrorKind::Busy, "the guest agent's console is full (the guest is not reading it)");
     }
     std::unique_lock lock(m_lock);
-    bool const answered = m_cv.wait_for(lock, timeout, [&] { return m_reply.has_value() || m_closed; });
-    if (answered && !m_reply) {
+    bool const woken = m_cv.wait_for(lock, timeout, [&] { return m_reply.has_value() || m_closed || (background && m_wanted > 0); });
+    if (woken && !m_reply && m_closed) {
         m_awaited.reset();
         return make_error(ErrorKind::Unavailable, "the VM ended before the guest agent answered '" + cmd + "'");
     }
-    if (!answered) {
+    if (woken && !m_reply) {
+        // Another request wants the channel: this one is withdrawn, as on a
+        // timeout, and a late reply to it is ignored.
+        m_awaited.reset();
+        lock.unlock();
+        m_io.discard_pending();
+        return make_error(ErrorKind::Busy, "'" + cmd + "' gave way to another request to the guest agent before it was answered");
+    }
+    if (!woken) {
         m_awaited.reset();
         ++m_stats.timeouts;
         lock.unlock();

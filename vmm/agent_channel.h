@@ -15,8 +15,15 @@
 // starts with a newline, which ends any partial line an earlier withdrawn request
 // left in the guest's buffer (the agent ignores empty lines).
 //
-// Threading: on_guest_bytes() runs on the console's I/O thread; request() on any
-// thread, one at a time (a second caller waits for the first to finish).
+// Background work (a restored clone asking the agent to move its interfaces,
+// again and again while no agent answers) uses request_background(): it waits
+// for its reply only while nobody else wants the channel, and gives it up to a
+// request() made meanwhile at once, withdrawn as on a timeout, so a `vms agent`
+// request or a capture's freeze never waits behind it.
+//
+// Threading: on_guest_bytes() runs on the console's I/O thread; request() and
+// request_background() on any thread, one at a time (a second caller waits
+// for the first to finish, or for a background one to give way).
 #pragma once
 
 #include "base/result.h"
@@ -71,6 +78,12 @@ public:
     // here (AgentReply::ok is false): the caller decides what it means.
     [[nodiscard]] Result<AgentReply> request(std::string const& cmd, nlohmann::json const& args,
         std::chrono::milliseconds timeout, bool* delivered = nullptr);
+    // The same for background work: also fails with Busy, the request
+    // withdrawn as on a timeout, as soon as a request() is waiting for the
+    // channel (before it is sent, when one waits already). The caller asks
+    // again later; a reply to the withdrawn request is ignored.
+    [[nodiscard]] Result<AgentReply> request_background(std::string const& cmd, nlohmann::json const& args,
+        std::chrono::milliseconds timeout);
 
     AgentStats stats() const;
 
@@ -80,6 +93,9 @@ public:
 
 private:
     void handle_line(std::string const& line);
+    // One request and its reply, with m_request_lock held.
+    [[nodiscard]] Result<AgentReply> exchange(std::string const& cmd, nlohmann::json const& args, std::chrono::milliseconds timeout,
+        bool* delivered, bool background);
 
     AgentIo m_io;
     std::mutex m_request_lock; // one request at a time
@@ -92,6 +108,7 @@ private:
     std::optional<std::uint64_t> m_awaited;
     std::optional<AgentReply> m_reply;
     bool m_closed { false };
+    unsigned m_wanted { 0 }; // request() callers waiting for m_request_lock
     AgentStats m_stats {};
 };
 

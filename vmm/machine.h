@@ -235,8 +235,9 @@ private:
     // A restored clone whose interfaces have MACs of their own (MachineNets::
     // mac_changes): asks the guest agent to move the guest's interfaces to them
     // (set-macs), again while no agent answers, for up to MacAnnounceWindow,
-    // and logs what came of it. Runs on its own thread from run() until it has
-    // an answer, gives up, or the machine ends.
+    // and logs what came of it; a move the agent reports is what snapshots
+    // save from then on (MachineNets::guest_moved). Runs on its own thread
+    // from run() until it has an answer, gives up, or the machine ends.
     void announce_new_macs();
     static constexpr std::chrono::seconds MacAnnounceWindow { 120 };
     // Records the first exit reason and wakes run(); later ones are ignored.

@@ -184,4 +184,12 @@ Status MachineNets::apply_new_macs()
     return ok();
 }
 
+void MachineNets::guest_moved(MacChange const& change)
+{
+    auto it = std::find_if(m_nets.begin(), m_nets.end(), [&](auto const& n) { return n->config.id == change.id; });
+    auto mac = virtio::net::parse_mac(change.to);
+    if (it != m_nets.end() && mac)
+        (*it)->device->guest_moved_to(*mac);
+}
+
 } // namespace strata

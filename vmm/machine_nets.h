@@ -7,7 +7,8 @@
 //
 // Teardown order matters: slots first (the transport resets the device and stops
 // its I/O thread), then devices, then taps; Net's member order encodes that.
-// Threading: created on the main thread before vCPUs start; metrics from any thread.
+// Threading: created on the main thread before vCPUs start; metrics and
+// guest_moved() from any thread.
 #pragma once
 
 #include "base/result.h"
@@ -79,6 +80,12 @@ public:
     };
     std::vector<MacChange> const& mac_changes() const { return m_mac_changes; }
     [[nodiscard]] Status apply_new_macs();
+    // The guest agent moved the guest's interface of `change` to its new MAC
+    // (or found it there): a snapshot saves that MAC from now on, where until
+    // then it saves the one the guest's driver read, so that a clone of this
+    // clone asks the agent to move the interface the guest really has.
+    // Thread-safe.
+    void guest_moved(MacChange const& change);
 
 private:
     struct Net;

@@ -825,6 +825,48 @@ TEST_CASE("virtio-net: the saved MAC goes back into a fresh device's config spac
     CHECK(r.error().kind == ErrorKind::Internal);
 }
 
+TEST_CASE("virtio-net: a snapshot saves the MAC the driver uses until the guest moves to the one presented")
+{
+    auto const a = vnet::parse_mac("02:aa:bb:cc:dd:ee").value();
+    auto const b = vnet::parse_mac("02:00:00:00:00:07").value();
+    auto const c = vnet::parse_mac("02:00:00:00:00:08").value();
+    Rig rig;
+    auto activate = [&] {
+        VirtioActivation act;
+        act.mem = &rig.ram.mem();
+        act.features = AllFeatures;
+        act.queues = { rig.rx.config(), rig.tx.config() };
+        act.eventfds = &rig.fds;
+        act.signals = &rig.signals;
+        REQUIRE(rig.dev->activate(std::move(act)));
+    };
+    // A booted driver read the MAC the device was made with.
+    auto const made = rig.dev->save_state().mac;
+    REQUIRE(rig.dev->set_mac(b));
+    CHECK(rig.dev->save_state().mac == made);
+
+    // A restored clone: its driver has the snapshot's MAC, the device presents
+    // the clone's, and a snapshot of the clone saves the driver's until the
+    // guest says it moved.
+    rig.dev->reset();
+    REQUIRE(rig.dev->restore_state(vnet::VirtioNet::Snapshot { a }));
+    activate(); // as the transport's restore does
+    REQUIRE(rig.dev->set_mac(b));
+    std::uint8_t cfg[6] {};
+    rig.dev->read_config(0, std::as_writable_bytes(std::span(cfg)));
+    CHECK(std::memcmp(cfg, b.data(), 6) == 0);
+    CHECK(rig.dev->save_state().mac == a);
+    rig.dev->guest_moved_to(b);
+    CHECK(rig.dev->save_state().mac == b);
+
+    // A driver that resets the device probes it again and reads what it presents.
+    REQUIRE(rig.dev->set_mac(c));
+    CHECK(rig.dev->save_state().mac == b);
+    rig.dev->reset();
+    activate();
+    CHECK(rig.dev->save_state().mac == c);
+}
+
 TEST_CASE("virtio-net: set_mac puts a clone's MAC in the config space, a driver with STATUS is told, a bad MAC changes nothing")
 {
     // Restored (not active yet): the saved MAC, then the clone's; nobody to tell.

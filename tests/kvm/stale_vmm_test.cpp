@@ -87,8 +87,9 @@ TEST_CASE("a killed VMM's disks still held by the kernel: the VM is stopped once
     // After a SIGKILL the kernel may keep a VMM's layer files (and their write
     // locks) a while after the VMM lock is gone: io_uring drops a ring's
     // registered files in a worker. The test plays that part by holding the
-    // disk's top layer itself for 500 ms once the VMM has ended; a command
-    // run meanwhile on the stopped VM must wait for it, not fail "in use".
+    // disk's top layer itself once the VMM has ended, and lets it go only when
+    // the command run meanwhile on the stopped VM says it is waiting for it:
+    // the command must wait, not fail "in use", however late it starts.
     Env env;
     env.run({ "vms", "create", "db", "--firmware", STRATA_BUILD_DIR "/firmware/echo.elf", "--disk", "size=1M,id=d0" });
     env.run({ "vms", "start", "db" });
@@ -121,13 +122,27 @@ TEST_CASE("a killed VMM's disks still held by the kernel: the VM is stopped once
         REQUIRE(std::chrono::steady_clock::now() < deadline); // the kernel's own hold, let go
         std::this_thread::sleep_for(5ms);
     }
-    std::thread release([layer] {
-        std::this_thread::sleep_for(500ms);
+    // Held until the command says it waits (cli/vm_runtime.cpp,
+    // settle_killed_vmm); a command that never waits meets the lock.
+    bool waited = false;
+    strata::test::ProcessOptions options;
+    options.argv = { strata::test::strata_bin, "machine-images", "create", "db-image", "--source-vm", "db" };
+    options.env = { { "STRATA_HOME", env.store() } };
+    options.timeout = 90s;
+    options.on_stderr = [&](std::string const& err) {
+        if (layer >= 0 && err.find("the kernel still holds its disk 'db-disk-d0'; waiting") != std::string::npos) {
+            waited = true;
+            ::close(layer);
+            layer = -1;
+        }
+    };
+    auto image = strata::test::run_process(options);
+    if (layer >= 0)
         ::close(layer);
-    });
-    auto image = env.run({ "machine-images", "create", "db-image", "--source-vm", "db" }, false);
-    release.join();
-    CHECK_MESSAGE(image.exit_code == 0, image.err);
+    REQUIRE(image.has_value());
+    INFO(image.value().describe());
+    CHECK_MESSAGE(waited, "the command never said it waited for the layer");
+    CHECK(image.value().exit_code == 0);
     CHECK(env.strata::test::StrataHome::describe("vms", "db")["state"] == "stopped");
     CHECK_FALSE(fs::exists(dir + "/pid"));
 }

@@ -660,7 +660,10 @@ def vms_running_clones_case():
     at once each answer UDP and ping at their own address, restored rather
     than booted. (netecho has no guest agent: it keeps answering with the MAC
     its driver read, which the tap does not mind; linux_guest_test's
-    net-clones checks that a Linux guest's agent moves its interface.)"""
+    net-clones checks that a Linux guest's agent moves its interface.) A
+    running-state image of one clone then says its guest has the source's
+    MAC still, which the clone of the clone is made to ask the agent to move
+    from, and that clone answers too."""
     home = tempfile.mkdtemp(prefix="strata-net-vmsr-")
     xdg = tempfile.mkdtemp(prefix="strata-net-xdg-")
     env = dict(os.environ, STRATA_HOME=home, XDG_RUNTIME_DIR=xdg)
@@ -719,7 +722,45 @@ def vms_running_clones_case():
         clones = list(addresses(True).values())
         check(len(clones) == 2 and len(set(clones + src)) == 3, f"clone addresses: {clones}, source {src}")
         echo_each(outer, clones)
-        quit_each(outer, src + clones)
+
+        # A clone of a clone: netecho has no agent, so c1's guest still uses
+        # the source's MAC, and that is what an image of c1 must say its
+        # driver has; c3's VMM then asks to move the interface from it.
+        def vmm_log(vm, want):
+            """vm's vmm.log once it has `want` (the announcer's thread says
+            it after the restore), or as it is after 60 s."""
+            serial = json.loads(strata_cmd("vms", "describe", vm, "--json", env=env).stdout)["serial_log"]
+            deadline = time.time() + 60
+            while True:
+                with open(os.path.join(os.path.dirname(serial), "vmm.log")) as f:
+                    text = f.read()
+                if want in text or time.time() > deadline:
+                    return text
+                time.sleep(0.2)
+
+        def asks(new_mac, old_mac):
+            return f"the new MAC {new_mac}; asking the guest agent to move the guest's interface from the snapshot's {old_mac}"
+        c1_mac = json.loads(strata_cmd("vms", "describe", "c1", "--json", env=env).stdout)["network_interfaces"][0]["guest_mac"]
+        log = vmm_log("c1", asks(c1_mac, mac))
+        check(asks(c1_mac, mac) in log, f"c1's VMM did not say it asks to move {mac} to {c1_mac}: {log}")
+        strata_cmd("machine-images", "create", "img2", "--source-vm", "c1", "--with-memory", env=env)
+        strata_cmd("vms", "create", "c3", "--source-machine-image", "img2", env=env)
+        c3_mac = json.loads(strata_cmd("vms", "describe", "c3", "--json", env=env).stdout)["network_interfaces"][0]["guest_mac"]
+        check(c3_mac not in (mac, c1_mac), f"c3's MAC {c3_mac} is not new (source {mac}, c1 {c1_mac})")
+        before = set(addresses(True).values())
+        strata_cmd("vms", "start", "c3", ns=outer, env=env)
+        started.append("c3")
+        deadline = time.time() + 60
+        while len(addresses(True)) < 3 and time.time() < deadline:
+            time.sleep(0.2)
+        c3 = sorted(set(addresses(True).values()) - before)
+        check(len(c3) == 1, f"no namespace line from c3: {addresses(True)}")
+        log = vmm_log("c3", asks(c3_mac, mac))
+        check(asks(c3_mac, mac) in log,
+              f"c3's VMM does not ask to move the interface from the MAC its guest has ({mac}, not c1's {c1_mac}): "
+              f"{[l for l in log.splitlines() if 'MAC' in l]}")
+        echo_each(outer, c3)
+        quit_each(outer, src + clones + c3)
         for name in started:
             wait_stopped(name, env)
     finally:

@@ -154,6 +154,8 @@ Result<ProcessResult> run_process(ProcessOptions const& o)
             ssize_t got = ::read(fds[i].fd, buf, sizeof buf);
             if (got > 0) {
                 sinks[i]->append(buf, static_cast<size_t>(got));
+                if (i == 1 && o.on_stderr)
+                    o.on_stderr(result.err);
             } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
                 fds[i].fd = -1;
                 --open_fds;

@@ -12,6 +12,7 @@
 #include "base/result.h"
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -25,6 +26,10 @@ struct ProcessOptions {
     std::vector<std::pair<std::string, std::string>> env; // set on top of the parent's
     std::chrono::milliseconds timeout { 60'000 };
     std::string cwd;                        // empty: the parent's
+    // Called on the calling thread with the whole of stderr so far each time
+    // more of it arrives, while the child runs: for a test that acts when the
+    // child says something (and must not wait for it to end).
+    std::function<void(std::string const&)> on_stderr;
 };
 
 struct ProcessResult {

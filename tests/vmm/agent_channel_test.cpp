@@ -1,16 +1,22 @@
 // AgentChannel (vmm/agent_channel.h) against a fake guest: request/reply matching
 // by id, hostile output (garbage, wrong ids, over-long lines, split lines), the
-// timeout that withdraws an unread request, a full console; and the provisioning
-// argument strata.meta= (vmm/vm_config.h) decoded back.
+// timeout that withdraws an unread request, a full console, background requests
+// that give way; the MAC announcer (vmm/mac_announcer.h) on the same channel;
+// and the provisioning argument strata.meta= (vmm/vm_config.h) decoded back.
+#include "base/fd.h"
 #include "vmm/agent_channel.h"
+#include "vmm/mac_announcer.h"
 #include "vmm/vm_config.h"
 
 #include <doctest/doctest.h>
 
 #include <atomic>
+#include <future>
 #include <mutex>
 #include <string>
+#include <sys/eventfd.h>
 #include <thread>
+#include <vector>
 
 using namespace strata;
 using namespace std::chrono_literals;
@@ -162,6 +168,112 @@ TEST_CASE("agent channel: over-long lines are dropped and a full console is Busy
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error().kind == ErrorKind::Busy);
     CHECK(c.take().empty()); // the part that fit was taken back
+}
+
+// Whether f, polled every millisecond, holds within 30 s: a guard against a
+// hang (what is awaited takes milliseconds), not a measurement.
+template<typename F>
+bool soon(F&& f)
+{
+    auto const until = std::chrono::steady_clock::now() + 30s;
+    while (!f()) {
+        if (std::chrono::steady_clock::now() > until)
+            return false;
+        std::this_thread::sleep_for(1ms);
+    }
+    return true;
+}
+
+TEST_CASE("agent channel: a background request gives the channel up at once to a request made meanwhile")
+{
+    // The background request is read and never answered (an agent not yet
+    // serving), and may wait an hour: a freeze made meanwhile must not.
+    FakeConsole c;
+    auto background = std::async(std::launch::async,
+        [&] { return c.channel.request_background("set-macs", nlohmann::json::object(), 3600s); });
+    next_request(c);
+    auto freeze = std::async(std::launch::async, [&] { return c.channel.request("freeze", nlohmann::json::object(), 3600s); });
+    std::string text;
+    bool const sent = soon([&] { return !(text = c.take()).empty(); });
+    CHECK_MESSAGE(sent, "the freeze was not sent: it waits behind the background request");
+    if (sent) {
+        auto j = nlohmann::json::parse(text.substr(text.find('{')), nullptr, false);
+        CHECK(j["cmd"] == "freeze");
+        c.guest_says("{\"id\":" + std::to_string(j["id"].get<std::uint64_t>()) + ",\"ok\":true}\n");
+    }
+    bool const answered = freeze.wait_for(30s) == std::future_status::ready;
+    CHECK(answered);
+    c.channel.close(); // ends whatever still waits
+    auto b = background.get();
+    REQUIRE_FALSE(b.has_value());
+    CHECK(b.error().kind == ErrorKind::Busy);
+    auto f = freeze.get();
+    REQUIRE(f.has_value());
+    CHECK(f.value().ok);
+    CHECK(c.channel.stats().timeouts == 0);
+}
+
+TEST_CASE("MAC announcer: a freeze meanwhile is answered at once, and the agent's later move is reported")
+{
+    // An agent that does not answer set-macs at first (not yet serving) and
+    // does the second time: the announcer's tries may each wait an hour, yet
+    // a freeze made while one waits is sent and answered at once.
+    FakeConsole c;
+    std::vector<MachineNets::MacChange> const changes { { "eth0", "02:aa:bb:cc:dd:ee", "02:00:00:00:00:07" } };
+    MacAnnounceTiming timing;
+    timing.window = 3600s;
+    timing.request_timeout = 3600s;
+    timing.retry = 10ms;
+    Fd stop(::eventfd(0, EFD_CLOEXEC));
+    std::atomic<bool> finished { false };
+    std::atomic<bool> done { false };
+    std::vector<std::string> moved;
+    std::thread announcer([&] {
+        announce_macs(c.channel, changes, timing, stop.get(), finished,
+            [&](MachineNets::MacChange const& change) { moved.push_back(change.id + " " + change.to); });
+        done = true;
+    });
+
+    std::atomic<int> set_macs { 0 };
+    std::atomic<bool> guest_ends { false };
+    std::thread guest([&] {
+        std::string pending;
+        while (!guest_ends) {
+            pending += c.take();
+            for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n')) {
+                auto j = nlohmann::json::parse(pending.substr(0, nl), nullptr, false);
+                pending.erase(0, nl + 1);
+                if (!j.is_object())
+                    continue;
+                auto const id = std::to_string(j["id"].get<std::uint64_t>());
+                if (j["cmd"] == "freeze")
+                    c.guest_says("{\"id\":" + id + ",\"ok\":true,\"result\":{\"frozen\":[\"/\"]}}\n");
+                else if (j["cmd"] == "set-macs" && ++set_macs == 2)
+                    c.guest_says("{\"id\":" + id + ",\"ok\":true,\"result\":{\"moved\":[{\"name\":\"eth0\",\"from\":"
+                        "\"02:aa:bb:cc:dd:ee\",\"to\":\"02:00:00:00:00:07\"}]}}\n");
+            }
+            std::this_thread::sleep_for(1ms);
+        }
+    });
+
+    CHECK(soon([&] { return set_macs.load() == 1; }));
+    auto freeze = std::async(std::launch::async, [&] { return c.channel.request("freeze", nlohmann::json::object(), 3600s); });
+    bool const answered = freeze.wait_for(30s) == std::future_status::ready;
+    CHECK_MESSAGE(answered, "the freeze waits behind the announcer's request");
+    bool const ended = soon([&] { return done.load(); });
+    CHECK_MESSAGE(ended, "the announcer did not see the agent's move");
+    // Whatever still waits ends now (the machine ended).
+    finished = true;
+    eventfd_signal(stop.get());
+    c.channel.close();
+    announcer.join();
+    guest_ends = true;
+    guest.join();
+    auto f = freeze.get();
+    REQUIRE(f.has_value());
+    CHECK(f.value().ok);
+    CHECK(set_macs.load() == 2);
+    CHECK(moved == std::vector<std::string> { "eth0 02:00:00:00:00:07" });
 }
 
 TEST_CASE("strata.meta= carries the instance id, hostname, user and SSH keys")

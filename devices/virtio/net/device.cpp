@@ -31,6 +31,7 @@ VirtioNet::VirtioNet(NetBackend& backend, NetOptions options)
     : m_backend(backend)
     , m_options(std::move(options))
     , m_log("strata: virtio-net '" + m_options.id + "'")
+    , m_driver_mac(m_options.mac)
 {
     m_features = virtio::feature::Version1 | virtio::feature::RingIndirectDesc | virtio::feature::RingEventIdx
         | feature::Mac | feature::Status | feature::MrgRxbuf | feature::Csum | feature::GuestCsum | feature::HostTso4
@@ -73,6 +74,11 @@ Status VirtioNet::activate(VirtioActivation activation)
         if (cfg.ready)
             STRATA_TRY(Virtqueue::create(*activation.mem, cfg, m_options.queue_size, activation.features));
     }
+    // A driver that activates the device probed it first and read the MAC
+    // presented; a restored one goes on with the MAC the snapshot saved.
+    if (!m_restored)
+        m_driver_mac = m_options.mac;
+    m_restored = false;
     m_stop = false;
     m_running = true;
     m_signals = activation.signals;
@@ -90,6 +96,9 @@ void VirtioNet::reset()
 {
     {
         std::lock_guard lock(m_mutex);
+        // A driver resets the device before it probes it: whatever activates
+        // it next read the MAC presented then, restored or not.
+        m_restored = false;
         if (!m_running)
             return;
         m_stop = true;
@@ -148,7 +157,7 @@ void VirtioNet::quiet()
 VirtioNet::Snapshot VirtioNet::save_state() const
 {
     std::lock_guard lock(m_mutex);
-    return Snapshot { m_options.mac };
+    return Snapshot { m_driver_mac };
 }
 
 Status VirtioNet::restore_state(Snapshot const& snapshot)
@@ -159,6 +168,8 @@ Status VirtioNet::restore_state(Snapshot const& snapshot)
     if (snapshot.mac[0] & 1)
         return make_error(ErrorKind::BadInput, "virtio-net '" + m_options.id + "': the saved MAC " + format_mac(snapshot.mac) + " is a multicast address");
     m_options.mac = snapshot.mac;
+    m_driver_mac = snapshot.mac;
+    m_restored = true;
     return ok();
 }
 
@@ -175,6 +186,12 @@ Status VirtioNet::set_mac(MacAddress const& mac)
     if (m_running && m_signals && (m_negotiated & feature::Status))
         m_signals->signal_config_change();
     return ok();
+}
+
+void VirtioNet::guest_moved_to(MacAddress const& mac)
+{
+    std::lock_guard lock(m_mutex);
+    m_driver_mac = mac;
 }
 
 bool VirtioNet::active() const

@@ -56,15 +56,19 @@
 // chains taken for it but not yet published are behind the used ring's index,
 // so a device restored at that index takes them again (TransportSnapshot).
 // save_state()/restore_state() carry the one thing a restored device must keep
-// beyond its transport: the MAC the guest's driver read from the config space
-// (a running driver never reads it again). A clone of the snapshot that is to
-// have a MAC of its own then gets it with set_mac(): the config space presents
-// it from then on, and a driver that negotiated STATUS is sent a configuration
-// change, but the driver goes on using the MAC it read until the guest moves
-// its interface (strata's guest agent does, asked by the VMM). The device
-// never filters frames by MAC, so both work meanwhile. The counters are the
-// VMM's, not the guest's: a restored device starts them at zero, as a new
-// VMM's metrics do.
+// beyond its transport: the MAC the guest's driver uses, which it read from
+// the config space when it probed the device (a running driver never reads it
+// again). A clone of the snapshot that is to have a MAC of its own then gets
+// it with set_mac(): the config space presents it from then on, and a driver
+// that negotiated STATUS is sent a configuration change, but the driver goes
+// on using the MAC it read until the guest moves its interface (strata's
+// guest agent does, asked by the VMM, which then says so with
+// guest_moved_to()). Until then a snapshot saves the MAC the driver read, not
+// the one presented, so a clone of the clone knows what the guest has. A
+// driver that activates the device after a reset probed it again and read
+// the MAC presented then. The device never filters frames by MAC, so both
+// work meanwhile. The counters are the VMM's, not the guest's: a restored
+// device starts them at zero, as a new VMM's metrics do.
 //
 // Threading: VirtioDevice methods come from the transport (vCPU threads, under
 // the transport's lock); metrics() from any thread. The backend must outlive the
@@ -119,7 +123,7 @@ public:
     void pause();
     void resume();
     struct Snapshot {
-        MacAddress mac {};
+        MacAddress mac {}; // the MAC the guest's driver uses
     };
     Snapshot save_state() const;
     // Only before the device is activated (the transport's restore activates it).
@@ -127,6 +131,9 @@ public:
     // The MAC the config space presents from now on (see above); thread-safe.
     // A multicast address is refused (Usage) and changes nothing.
     [[nodiscard]] Status set_mac(MacAddress const& mac);
+    // The guest's interface now uses `mac` (its agent said it moved it there):
+    // what a snapshot saves from now on; thread-safe.
+    void guest_moved_to(MacAddress const& mac);
     std::string const& id() const { return m_options.id; }
 
 private:
@@ -158,6 +165,11 @@ private:
     mutable std::mutex m_mutex;
     std::thread m_thread;
     bool m_running { false };
+    // The MAC the guest's driver uses (m_options.mac is the one presented),
+    // and whether the next activation is a restore's, whose driver did not
+    // probe the device again (under m_mutex).
+    MacAddress m_driver_mac {};
+    bool m_restored { false };
     // While running: how to reach the driver and what it negotiated (set_mac's
     // configuration change).
     VirtioSignals* m_signals { nullptr };
