@@ -150,9 +150,11 @@ TokenBucket::Level TokenBucket::level(Clock::time_point now)
 void TokenBucket::set_level(Level const& level, Clock::time_point now)
 {
     auto const size = static_cast<std::int64_t>(m_config.size);
-    // A debt (a request larger than the bucket) is bounded by -size here, so a
-    // corrupt level cannot stall a device for long; a larger real debt is
-    // forgiven.
+    // A negative level (the debt a request larger than the bucket left under
+    // the rule before, in a snapshot taken then) is bounded by -size here, so
+    // a corrupt level cannot stall a device for long; a larger debt is
+    // forgiven. A level above the size (tokens a waiting request had gathered)
+    // comes back as a full bucket: the request waits again for the rest.
     m_budget = std::clamp<std::int64_t>(level.budget, -size, size);
     m_burst = std::min(level.burst, m_config.one_time_burst);
     m_last = now;

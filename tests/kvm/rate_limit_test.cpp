@@ -14,6 +14,7 @@
 // Where the disk cannot go much faster than the limit (an emulated machine), the
 // limit is lowered to a third of the unlimited rate measured first, so the limit
 // is what binds.
+#include "tests/support/emulated.h"
 #include "tests/support/process.h"
 #include "tests/support/strata_home.h"
 #include "tests/support/temp_dir.h"
@@ -31,7 +32,6 @@
 #include <map>
 #include <regex>
 #include <csignal>
-#include <cstdlib>
 #include <fcntl.h>
 #include <string>
 #include <sys/wait.h>
@@ -267,8 +267,7 @@ TEST_CASE("a VM created with a disk limit in a rate limit group runs within 10% 
     // start there: 1.8 s of CPU for one `vms describe`) overlaps the first
     // seconds of blkbench on the one CPU the guest's spinning vCPU leaves to
     // the VMM's I/O thread. blkbench waits that out before it measures.
-    char const* in_box = std::getenv("STRATA_IN_KVM_BOX");
-    std::string const settle = in_box != nullptr && std::string(in_box) == "1" ? " wait_ms=5000" : "";
+    std::string const settle = strata::test::in_emulated_machine() ? " wait_ms=5000" : "";
     bool passed = false;
     for (int attempt = 0; attempt < 3 && !passed; ++attempt) {
         std::string const a = std::to_string(attempt);
