@@ -53,14 +53,20 @@ TokenBucket::TokenBucket(TokenBucketConfig const& config, Clock::time_point now)
 {
 }
 
+std::int64_t TokenBucket::cap() const
+{
+    auto const size = static_cast<std::int64_t>(m_config.size);
+    return m_waiting > m_config.size ? static_cast<std::int64_t>(m_waiting) + size : size;
+}
+
 void TokenBucket::refill(Clock::time_point now)
 {
     if (now <= m_last)
         return;
     auto const elapsed = static_cast<unsigned __int128>(std::chrono::duration_cast<std::chrono::nanoseconds>(now - m_last).count());
     auto const refill_ns = static_cast<unsigned __int128>(m_config.refill_time_ms) * NsPerMs;
-    auto const size = static_cast<std::int64_t>(m_config.size);
-    if (m_budget >= size) {
+    auto const limit = cap();
+    if (m_budget >= limit) {
         m_last = now;
         return;
     }
@@ -70,9 +76,9 @@ void TokenBucket::refill(Clock::time_point now)
     auto const add = elapsed * static_cast<unsigned __int128>(m_config.size) / refill_ns;
     if (add == 0)
         return;
-    auto const room = static_cast<unsigned __int128>(size - m_budget);
+    auto const room = static_cast<unsigned __int128>(limit - m_budget);
     if (add >= room) {
-        m_budget = size;
+        m_budget = limit;
         m_last = now;
         return;
     }
@@ -86,18 +92,21 @@ std::uint64_t TokenBucket::wait_for(std::uint64_t tokens, Clock::time_point now)
         return 0;
     refill(now);
     std::uint64_t const rest = tokens - m_burst;
-    // A request larger than the bucket waits only until the bucket holds no debt
-    // (and leaves debt). Waiting for a full bucket instead would lose, at every
-    // such request, the time between the bucket filling and the device coming
-    // back to take it (a full bucket refills no more): on a loaded host, where
-    // the device's timer wakes tens of milliseconds late, 1 MiB requests under a
-    // 0.9 MiB bucket (a 9 MiB/s limit) went at 5.7 MiB/s. With the debt as the
-    // bar, a late device finds the time it was late in the bucket, up to a whole
-    // bucket's worth. What it lets through stays within the bucket's size plus
-    // one request plus size per refill_time over any span.
-    auto const need = rest > m_config.size ? std::int64_t(0) : static_cast<std::int64_t>(rest);
+    auto const need = static_cast<std::int64_t>(rest);
     if (m_budget >= need)
         return 0;
+    // A request larger than the bucket waits for its whole cost: the bucket
+    // fills beyond its size for it from here on (the time it sat full before
+    // this request came stays spent, as for any request). Taking it once the
+    // bucket held no debt instead (the rule before) let it through at once from
+    // a full bucket, up to a bucket more than the rate allows over a span. The
+    // cap keeps one size above the cost, so a device that comes back late to
+    // its timer (tens of milliseconds inside an emulated machine on a loaded
+    // host) finds the time it was late in the bucket instead of losing it at
+    // every request: 1 MiB requests under a 0.9 MiB bucket went at 5.7 MiB/s of
+    // 9 when such a request had to find the bucket exactly full.
+    if (rest > m_config.size)
+        m_waiting = std::max(m_waiting, rest);
     auto const missing = static_cast<unsigned __int128>(need - m_budget);
     auto const refill_ns = static_cast<unsigned __int128>(m_config.refill_time_ms) * NsPerMs;
     auto ns = missing * refill_ns / m_config.size;
@@ -114,12 +123,21 @@ void TokenBucket::take(std::uint64_t tokens)
     std::uint64_t const from_burst = std::min(tokens, m_burst);
     m_burst -= from_burst;
     m_budget -= static_cast<std::int64_t>(tokens - from_burst);
+    // The request that waited is taken: what a late device had over its cost
+    // stays (up to the size), and the cap is the size again. A smaller request
+    // (another disk of a group) leaves the waiting one's tokens growing.
+    if (m_waiting != 0 && tokens - from_burst >= m_waiting) {
+        m_waiting = 0;
+        m_budget = std::min(m_budget, static_cast<std::int64_t>(m_config.size));
+    }
 }
 
 void TokenBucket::give_back(std::uint64_t tokens)
 {
     if (unlimited())
         return;
+    // Up to the size: a request larger than the bucket that did not start after
+    // all (the backend was full) waits again for what it has over the size.
     m_budget = std::min(static_cast<std::int64_t>(m_config.size), m_budget + static_cast<std::int64_t>(tokens));
 }
 
@@ -132,9 +150,11 @@ TokenBucket::Level TokenBucket::level(Clock::time_point now)
 void TokenBucket::set_level(Level const& level, Clock::time_point now)
 {
     auto const size = static_cast<std::int64_t>(m_config.size);
-    // A debt (a request larger than the bucket) is bounded by -size here, so a
-    // corrupt level cannot stall a device for long; a larger real debt is
-    // forgiven.
+    // A negative level (the debt a request larger than the bucket left under
+    // the rule before, in a snapshot taken then) is bounded by -size here, so
+    // a corrupt level cannot stall a device for long; a larger debt is
+    // forgiven. A level above the size (tokens a waiting request had gathered)
+    // comes back as a full bucket: the request waits again for the rest.
     m_budget = std::clamp<std::int64_t>(level.budget, -size, size);
     m_burst = std::min(level.burst, m_config.one_time_burst);
     m_last = now;

@@ -9,10 +9,13 @@
 // fails. Several devices may share one RateLimiter (a rate limit group, as Cloud
 // Hypervisor has); each keeps its own timer.
 //
-// A request larger than a bucket's size could never be covered by a full
-// bucket: it is taken once the bucket holds no debt and leaves the bucket in
-// debt, so the long-run rate still holds, also for a device that comes late to
-// its timer (the time it was late is in the bucket, up to its size).
+// A request larger than a bucket's size waits for its whole cost, as
+// Firecracker charges such a request in full: while it waits, the bucket
+// fills beyond its size up to that cost (and up to one size more, the time a
+// device came late to its timer, which the next request then finds), so from
+// a full bucket it waits for the tokens it lacks. Over any span what passes
+// stays within the larger of the bucket and the request plus size per
+// refill_time, and a late device keeps the long-run rate.
 // Threading: RateLimiter is safe from any thread (one mutex); TokenBucket and
 // RateLimitTimer belong to one thread.
 #pragma once
@@ -79,10 +82,14 @@ public:
 
 private:
     void refill(Clock::time_point now);
+    // What the budget may refill to: the size, or while a request larger than
+    // it waits (m_waiting), that request's cost plus the size.
+    std::int64_t cap() const;
 
     TokenBucketConfig m_config;
-    std::int64_t m_budget { 0 }; // may be negative: debt from a request larger than size
+    std::int64_t m_budget { 0 }; // negative only from a restored level (an older rule's debt)
     std::uint64_t m_burst { 0 };
+    std::uint64_t m_waiting { 0 }; // tokens of a request larger than size that was told to wait
     Clock::time_point m_last {};
 };
 

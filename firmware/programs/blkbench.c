@@ -3,7 +3,9 @@
  * (default 1024) with `qd=` requests in flight (default 8); `mode=read|write|both`
  * (default both); `fill=random` writes incompressible data (default: zeros but
  * one word per 4 KiB); `disk=N` picks the disk (default the first writable one, or
- * disk 0 for mode=read). The guest never touches the data beyond one word per
+ * disk 0 for mode=read); `wait_ms=` waits that long before the first phase (for
+ * hosts where what started the VM still runs: its CPU time is not the disk's).
+ * The guest never touches the data beyond one word per
  * 4 KiB of the buffers at start: guest code may be emulated, and the point is to
  * time the VMM's I/O path. The host times the whole process; the guest also
  * prints its own TSC-timed figure per phase:
@@ -129,6 +131,11 @@ int main(const char* cmdline)
     }
     printf("blkbench: disk %lu %s, %lu MiB, tsc %lu kHz from %s\n", (unsigned long)pick, d->dev.name,
            (unsigned long)(total >> 20), (unsigned long)rt_tsc_khz(), rt_tsc_source());
+    uint64_t const wait_ms = cmdline_u64("wait_ms", 0);
+    if (wait_ms > 600000)
+        rt_fail(3, "wait_ms=%lu is over 600000", (unsigned long)wait_ms);
+    for (uint64_t const until = rdtsc() + wait_ms * rt_tsc_khz(); rdtsc() < until;)
+        __asm__ volatile("pause");
     if (do_write)
         run_phase(d, VIRTIO_BLK_T_OUT, total, req_bytes, qd, bufs);
     if (do_read)
