@@ -231,7 +231,7 @@ class Front:
 
 
 # A bound for a failure, not a timing: inside scripts/with-kvm's emulated machine
-# on a loaded host `images push` of lazy_kill's then 64 MiB mostly random image
+# on a loaded host `images push` of lazy_kill's 64 MiB mostly random image
 # (compressed by an emulated CPU) passed 300 s and failed the test.
 COMMAND_LIMIT_S = 900 if os.environ.get("STRATA_IN_KVM_BOX") == "1" else 300
 
@@ -1220,19 +1220,9 @@ def present_chunks_hold_their_data(home):
 def case_lazy_kill(work):
     """A VMM killed (SIGKILL) while its lazy disk is being filled: every chunk
     it marked present holds its right bytes, the next start goes on from those
-    chunks (fetching only the rest) and the disk then reads as the pushed image (KVM).
-
-    Inside scripts/with-kvm's emulated machine the image is 32 MiB, not 64: every
-    step that makes, imports, pushes, fetches, exports or hashes it (each
-    instruction emulated) takes time in proportion, and at 64 MiB the test took
-    377 s there. The checks do not depend on the size, as long as the kill
-    lands before the fill ends: the first marks appear once the fill's first
-    fetch (about 16 MB) is in, 41 of 53 chunks at 32 MiB and 41 of 107 at 64
-    (measured on host KVM), and the rest of the ~22 MB blob then still takes
-    about 4 s at the slowed ~1.3 MB/s, against a kill one poll and one API
-    request after the first mark."""
+    chunks (fetching only the rest) and the disk then reads as the pushed image (KVM)."""
     fw = os.path.join(BUILD, "firmware")
-    mib = 32 if os.environ.get("STRATA_IN_KVM_BOX") == "1" else 64
+    mib = 64
     reg = Registry(os.path.join(work, "reg"))
     front = Front(reg, slow=True)
     try:
