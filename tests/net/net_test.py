@@ -361,7 +361,7 @@ def api_case():
             st, m = api(sock, "GET", "/metrics")
             n = m["nets"][0]
             check(n["iface_id"] == "eth0" and n["rx_packets"] >= 6 and n["tx_packets"] >= 6 and n["errors"] == 0, f"metrics: {m}")
-            sh("python3", "-c", f"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'quit', ('{GUEST_IP}', 7))", ns=ns.name)
+            sh(sys.executable, "-c", f"import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.sendto(b'quit', ('{GUEST_IP}', 7))", ns=ns.name)
         finally:
             rc, out = finish(proc, "strata vmm")
         print("vmm exit", rc)
