@@ -240,6 +240,12 @@ Result<VmRuntime> start_vm(Store const& store, std::string const& vm, bool& alre
         if (lock_fd != 3)
             ::dup2(lock_fd, 3);
         ::fcntl(3, F_SETFD, 0);
+        // Nothing else the caller had open reaches the VMM: a jailed VMM would
+        // otherwise hold, inside its jail, whatever descriptors its caller left
+        // without close-on-exec (a shell's redirections, a parent's files).
+        if (::close_range(4, ~0U, 0) != 0)
+            for (int fd = 4; fd < 65536; ++fd)
+                ::close(fd);
         // SAFETY: execv takes char* const[]; it does not modify the strings.
         ::execv(exe, const_cast<char* const*>(argv.data()));
         ::_exit(EX_OSERR);

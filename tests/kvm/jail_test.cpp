@@ -188,7 +188,12 @@ TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no
     std::string const outside = home.dir.path("outside.raw");
     { std::ofstream(outside) << std::string(4096, '\0'); }
 
+    // A descriptor the caller of `vms start` left open without close-on-exec
+    // (a shell's redirection, say) must not reach the jailed VMM.
+    int const leaked = ::open(outside.c_str(), O_RDONLY);
+    REQUIRE(leaked >= 0);
     home.run({ "vms", "start", "web" });
+    ::close(leaked);
     auto vm = home.describe("vms", "web");
     REQUIRE(vm["state"] == "running");
     // The pid is the jailed VMM's; its parent, the supervisor, stays on the host.
@@ -260,6 +265,7 @@ TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no
         std::error_code ec;
         auto const target = fs::read_symlink(e.path(), ec).string();
         CHECK_MESSAGE(target.rfind("/sys/fs/cgroup", 0) != 0, "the jailed VMM holds " << target << " (fd " << e.path().filename().string() << ")");
+        CHECK_MESSAGE(target != outside, "the jailed VMM holds the caller's " << target << " (fd " << e.path().filename().string() << ")");
     }
 
     // Stopping goes through the supervisor; the VMM and its cgroup go with it.
