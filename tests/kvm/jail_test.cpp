@@ -259,6 +259,12 @@ TEST_CASE("a started VM's VMM runs in its jail: only the listed paths, PID 1, no
         CHECK(number(cgroup_file(vmm, "pids", "pids.max")) == 65);
     }
 
+    // Every thread is in the VM's cgroups, not only the main one (on v1 the VMM
+    // moves itself by writing 0 to `tasks`, which moves the calling thread).
+    std::string const main_cgroups = read_text("/proc/" + std::to_string(vmm) + "/cgroup");
+    for (auto const& t : fs::directory_iterator("/proc/" + std::to_string(vmm) + "/task"))
+        CHECK_MESSAGE(read_text(t.path().string() + "/cgroup") == main_cgroups, "thread " << t.path().filename().string() << " is in other cgroups");
+
     // It holds no descriptor of a cgroup file: one of the host's cgroup.procs,
     // open for writing, would let it move itself out of its limits.
     for (auto const& e : fs::directory_iterator("/proc/" + std::to_string(vmm) + "/fd")) {

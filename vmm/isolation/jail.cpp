@@ -218,9 +218,20 @@ void move_into_cgroup(Cgroup const& cg, pid_t pid, Jailed& jailed)
 // In the VMM, v1, while it is one thread and still sees the host's
 // /sys/fs/cgroup, once the supervisor made the cgroup: moves itself into each
 // hierarchy's (see Cgroup). A folder the supervisor could not make is its lack,
-// already logged.
-void move_self_into_cgroup(JailSpec const& spec, Jailed& jailed)
+// already logged. A `tasks` write moves the calling thread only, so a second
+// thread started before the jail would stay outside every limit: that is
+// refused, not logged as a lack.
+Status move_self_into_cgroup(JailSpec const& spec, Jailed& jailed)
 {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+        if (line.rfind("Threads:", 0) == 0) {
+            long const threads = std::stol(line.substr(8));
+            if (threads != 1)
+                return make_error(ErrorKind::Internal,
+                    "jail: the VMM has " + std::to_string(threads) + " threads where it moves itself into its cgroup; only one would move");
+        }
     for (char const* controller : kV1Controllers) {
         std::string const tasks = v1_cgroup_dir(spec, controller) + "/tasks";
         int const fd = ::open(tasks.c_str(), O_WRONLY | O_CLOEXEC);
@@ -233,6 +244,7 @@ void move_self_into_cgroup(JailSpec const& spec, Jailed& jailed)
             lack(jailed, std::string("a ") + controller + " cgroup (could not join " + tasks + ": " + std::strerror(errno) + ")");
         ::close(fd);
     }
+    return ok();
 }
 
 // --- the shared network namespace ---------------------------------------------
@@ -733,7 +745,7 @@ Result<Jailed> enter_jail(JailSpec const& spec)
         // one thread and still sees the host's /sys/fs/cgroup, and before it
         // allocates guest memory.
         read_go_ahead(jailed);
-        move_self_into_cgroup(spec, jailed);
+        STRATA_TRY(move_self_into_cgroup(spec, jailed));
     }
     // On v2 the supervisor moves the VMM into its cgroup meanwhile; await_cgroup
     // waits for it (and learns the VMM's host pid) later, just before guest
