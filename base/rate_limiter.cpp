@@ -59,6 +59,14 @@ std::int64_t TokenBucket::cap() const
     return m_waiting > m_config.size ? static_cast<std::int64_t>(m_waiting) + size : size;
 }
 
+void TokenBucket::forget_waiting()
+{
+    if (m_waiting == 0)
+        return;
+    m_waiting = 0;
+    m_budget = std::min(m_budget, static_cast<std::int64_t>(m_config.size));
+}
+
 void TokenBucket::refill(Clock::time_point now)
 {
     if (now <= m_last)
@@ -68,6 +76,7 @@ void TokenBucket::refill(Clock::time_point now)
     auto const limit = cap();
     if (m_budget >= limit) {
         m_last = now;
+        forget_waiting();
         return;
     }
     // Whole tokens only; the time of the fraction left over stays unspent
@@ -80,6 +89,11 @@ void TokenBucket::refill(Clock::time_point now)
     if (add >= room) {
         m_budget = limit;
         m_last = now;
+        // Full beyond the size: the request that raised the cap is later than
+        // a whole refill_time past the moment its tokens were there, so it is
+        // taken to be gone (its queue was reset, its frame dropped). Kept, the
+        // raised cap would let that much more through at once to anyone.
+        forget_waiting();
         return;
     }
     m_budget += static_cast<std::int64_t>(add);
@@ -136,9 +150,12 @@ void TokenBucket::give_back(std::uint64_t tokens)
 {
     if (unlimited())
         return;
-    // Up to the size: a request larger than the bucket that did not start after
-    // all (the backend was full) waits again for what it has over the size.
-    m_budget = std::min(static_cast<std::int64_t>(m_config.size), m_budget + static_cast<std::int64_t>(tokens));
+    // A request larger than the bucket that did not start after all (the
+    // backend was full) has cleared its wait in take(), so the cap is the size
+    // again and it waits anew for what it has over the size.
+    // Up to the cap, not the size: a smaller request giving its tokens back
+    // must not take away what a larger, waiting one has gathered past the size.
+    m_budget = std::min(cap(), m_budget + static_cast<std::int64_t>(tokens));
 }
 
 TokenBucket::Level TokenBucket::level(Clock::time_point now)

@@ -85,6 +85,8 @@ private:
     // What the budget may refill to: the size, or while a request larger than
     // it waits (m_waiting), that request's cost plus the size.
     std::int64_t cap() const;
+    // Drops a waiting request's raised cap once the bucket has reached it.
+    void forget_waiting();
 
     TokenBucketConfig m_config;
     std::int64_t m_budget { 0 }; // negative only from a restored level (an older rule's debt)

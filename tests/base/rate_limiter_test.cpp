@@ -175,3 +175,30 @@ TEST_CASE("a limiter's state carries its spent tokens to another limiter of the 
     CHECK(back.bandwidth.budget >= -1000);
     CHECK(back.bandwidth.burst <= 500);
 }
+
+// Watched failing with give_back capped at the size: B's returned tokens took
+// away what A had gathered past the size, and A waited 140 ms more.
+TEST_CASE("give_back never lowers the budget a larger request is waiting on")
+{
+    TokenBucket b(TokenBucketConfig { 100, 0, 100 }, t0);
+    CHECK(b.wait_for(300, t0) == 200'000'000); // A waits; the bucket may now fill past 100
+    CHECK(b.wait_for(10, t0 + 150ms) == 0);    // B, another disk of the group
+    b.take(10);
+    b.give_back(10);                            // B's backend was full
+    CHECK(b.wait_for(300, t0 + 210ms) == 0);
+}
+
+// Watched failing without forget_waiting: 400 tokens of small requests passed at
+// once after the idle time, four times the bucket.
+TEST_CASE("a request told to wait that never comes back leaves the bucket at its size")
+{
+    TokenBucket b(TokenBucketConfig { 100, 0, 100 }, t0);
+    CHECK(b.wait_for(300, t0) > 0); // its queue is reset while it waits, say
+    std::uint64_t taken = 0;
+    auto const t = t0 + 10s;
+    while (b.wait_for(10, t) == 0 && taken < 10'000) {
+        b.take(10);
+        taken += 10;
+    }
+    CHECK(taken <= 100);
+}
