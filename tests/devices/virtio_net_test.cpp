@@ -176,6 +176,11 @@ struct Rig {
     {
         options.mac = { 0x02, 0x11, 0x22, 0x33, 0x44, 0x55 };
         dev = vnet::VirtioNet::create(backend, std::move(options)).value();
+        activate(features);
+    }
+    // What a transport does when the driver sets DRIVER_OK (again after a reset).
+    void activate(std::uint64_t features = AllFeatures)
+    {
         VirtioActivation a;
         a.mem = &ram.mem();
         a.features = features;
@@ -837,13 +842,7 @@ TEST_CASE("virtio-net: a driver that resets a restored device before activating 
     REQUIRE(rig.dev->set_mac(b));
     // The guest rebooted after the restore: its driver resets and probes anew.
     rig.dev->reset();
-    VirtioActivation act;
-    act.mem = &rig.ram.mem();
-    act.features = AllFeatures;
-    act.queues = { rig.rx.config(), rig.tx.config() };
-    act.eventfds = &rig.fds;
-    act.signals = &rig.signals;
-    REQUIRE(rig.dev->activate(std::move(act)));
+    rig.activate();
     CHECK(rig.dev->save_state().mac == b);
 }
 
@@ -853,15 +852,6 @@ TEST_CASE("virtio-net: a snapshot saves the MAC the driver uses until the guest 
     auto const b = vnet::parse_mac("02:00:00:00:00:07").value();
     auto const c = vnet::parse_mac("02:00:00:00:00:08").value();
     Rig rig;
-    auto activate = [&] {
-        VirtioActivation act;
-        act.mem = &rig.ram.mem();
-        act.features = AllFeatures;
-        act.queues = { rig.rx.config(), rig.tx.config() };
-        act.eventfds = &rig.fds;
-        act.signals = &rig.signals;
-        REQUIRE(rig.dev->activate(std::move(act)));
-    };
     // A booted driver read the MAC the device was made with.
     auto const made = rig.dev->save_state().mac;
     REQUIRE(rig.dev->set_mac(b));
@@ -872,7 +862,7 @@ TEST_CASE("virtio-net: a snapshot saves the MAC the driver uses until the guest 
     // guest says it moved.
     rig.dev->reset();
     REQUIRE(rig.dev->restore_state(vnet::VirtioNet::Snapshot { a }));
-    activate(); // as the transport's restore does
+    rig.activate(); // as the transport's restore does
     REQUIRE(rig.dev->set_mac(b));
     std::uint8_t cfg[6] {};
     rig.dev->read_config(0, std::as_writable_bytes(std::span(cfg)));
@@ -885,7 +875,7 @@ TEST_CASE("virtio-net: a snapshot saves the MAC the driver uses until the guest 
     REQUIRE(rig.dev->set_mac(c));
     CHECK(rig.dev->save_state().mac == b);
     rig.dev->reset();
-    activate();
+    rig.activate();
     CHECK(rig.dev->save_state().mac == c);
 }
 
