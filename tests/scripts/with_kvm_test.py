@@ -376,6 +376,50 @@ def case_kvm_test_skip_rules(build):
     subprocess.run(["rm", "-rf", d])
 
 
+def case_host_changes(build):
+    """What the host changes while a session's machine runs is seen inside within the
+    machine's metadata timeout (1 s), although the machine keeps file pages across
+    opens: a file rewritten in place at the same size, one that grew, a script
+    rewritten in place, and a file made after the machine found it missing."""
+    d = tempfile.mkdtemp(prefix="with-kvm-changes-")
+    r = run(["--emulated", "--start", d])
+    check(r.returncode == 0, "start failed: %s" % r.stderr)
+    try:
+        same, grown, script, late = (os.path.join(d, n) for n in ("same", "grown", "script.sh", "late"))
+        with open(same, "w") as f:
+            f.write("one\n")
+        with open(grown, "w") as f:
+            f.write("a\n")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\necho first\n")
+        os.chmod(script, 0o755)
+
+        def inside(cmd):
+            r = run(["--session", d, "--", "sh", "-c", cmd])
+            check(r.returncode == 0, "%r failed inside: %s" % (cmd, r.stderr))
+            return r.stdout
+
+        # Read (and run) each twice, so that the machine holds their pages.
+        for _ in range(2):
+            out = inside("cat %s %s; %s; test -e %s && echo late-there || echo late-missing" % (same, grown, script, late))
+        check(out == "one\na\nfirst\nlate-missing\n", "first look inside: %r" % out)
+        # In place: the same inode, as an editor's or a tool's rewrite leaves it.
+        with open(same, "r+") as f:
+            f.write("two\n")
+        with open(grown, "a") as f:
+            f.write("b\n")
+        with open(script, "r+") as f:
+            f.write("#!/bin/sh\necho secnd\n")
+        with open(late, "w") as f:
+            f.write("here\n")
+        time.sleep(1.5)
+        out = inside("cat %s %s; %s; cat %s" % (same, grown, script, late))
+        check(out == "two\na\nb\nsecnd\nhere\n", "the machine did not see the host's changes: %r" % out)
+    finally:
+        run(["--stop", d])
+        subprocess.run(["rm", "-rf", d])
+
+
 def case_where(build):
     """Commands run on the host where its /dev/kvm works, in the machine otherwise, and
     in the machine whenever STRATA_WITH_KVM=emulated asks for it."""
