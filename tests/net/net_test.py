@@ -336,7 +336,7 @@ def api_case():
         sock = os.path.join(tempfile.mkdtemp(prefix="strata-net-api-"), "api.sock")
         proc = run_guest(ns.name, [STRATA, "vmm", "--api-socket", sock])
         try:
-            deadline = time.time() + 30
+            deadline = time.time() + 120  # a bound on a hang (registry_test.py unix_get)
             while not os.path.exists(sock):
                 check(time.time() < deadline, "the API socket never appeared")
                 time.sleep(0.05)
@@ -438,7 +438,7 @@ def rate_limit_case():
         sock = os.path.join(tempfile.mkdtemp(prefix="strata-net-rl-"), "api.sock")
         proc = run_guest(ns.name, [STRATA, "vmm", "--api-socket", sock])
         try:
-            deadline = time.time() + 30
+            deadline = time.time() + 120  # a bound on a hang (registry_test.py unix_get)
             while not os.path.exists(sock):
                 check(time.time() < deadline, "the API socket never appeared")
                 time.sleep(0.05)
