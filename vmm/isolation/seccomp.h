@@ -1,7 +1,9 @@
-// seccomp filters per thread kind (libseccomp), as Firecracker and Cloud
-// Hypervisor filter their VMMs: every thread of a VMM process runs under a filter
-// that allows only the system calls its kind needs (base/thread.h names the
-// kinds), ioctl numbers among them compared as 32-bit values.
+// seccomp filters per thread kind, as Firecracker and Cloud Hypervisor filter
+// their VMMs: every thread of a VMM process runs under a filter that allows only
+// the system calls its kind needs (base/thread.h names the kinds), ioctl numbers
+// among them compared as 32-bit values. The rules are in seccomp_rules.h;
+// libseccomp compiles them into BPF at build time, as Firecracker's seccompiler
+// does (seccomp_programs.h), so a thread only loads its program.
 //
 // Filters stack in Linux: a thread inherits its creator's filter and can only add
 // to it, so a vCPU thread that starts a device's I/O thread (virtio activation
