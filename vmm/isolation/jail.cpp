@@ -2,11 +2,10 @@
 // jailed side (namespaces, the root, ids, capabilities, rlimits).
 #include "vmm/isolation/jail.h"
 
-#include "base/thread.h"
+#include "vmm/isolation/clone_into_cgroup.h"
 #include "vmm/isolation/landlock.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
@@ -17,7 +16,6 @@
 #include <linux/capability.h>
 #include <sched.h>
 #include <sstream>
-#include <system_error>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -31,7 +29,6 @@
 #include <dirent.h>
 #include <grp.h>
 #include <poll.h>
-#include <thread>
 #include <unistd.h>
 
 namespace strata {
@@ -39,11 +36,6 @@ namespace strata {
 namespace {
 
 constexpr int kForwarded[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 };
-
-// Set once warm_cgroup_moves was called in this process, whatever it then did:
-// enter_jail refuses such a process (jail.h says why), so that the rule holds
-// by construction and not only by where the callers are.
-std::atomic<bool> cgroup_warm_up_called { false };
 
 void lack(Jailed& jailed, std::string what)
 {
@@ -86,16 +78,23 @@ Status mkdirs(std::string const& path, mode_t mode)
 // process (its pid written to cgroup.procs) takes the kernel's
 // cgroup_threadgroup_rwsem for writing, which first waits for an RCU grace
 // period, holding cgroup_mutex meanwhile: 10-12 ms on a v1 host where a start
-// without the jail takes 6-7 ms. A thread that moves itself alone (0 written
-// to a v1 hierarchy's `tasks`) skips that lock (the kernel's
-// cgroup_procs_write_start): the jailed VMM does so while it is one thread,
-// so its move takes the whole process, in some 0.1 ms. The supervisor makes
-// the cgroup while the VMM builds its root; the VMM moves itself once the
-// supervisor says the cgroup is there, before it leaves the host's file
-// system (pivot_root). v2 has no such move into a domain cgroup
-// (cgroup.threads moves a thread only within a threaded subtree, which has no
-// memory controller): there the supervisor moves the VMM by its pid and the
-// VMM waits for it (await_cgroup) before it touches guest memory.
+// without the jail takes 6-7 ms, more in an emulated machine. So no jail
+// moves a whole process when it can help it:
+//  - v2: the cgroup and its limits are made before the VMM, and the VMM is
+//    created in it (clone3 with CLONE_INTO_CGROUP, clone_into_cgroup.h), so
+//    nothing is ever moved. Where the kernel refuses that (older than 5.7, no
+//    delegation of the folder), the VMM is forked as on v1 and the supervisor
+//    moves it in by its pid, grace period and all, while the VMM goes on
+//    setting itself up; the VMM waits for that move (await_cgroup) before it
+//    touches guest memory. v2 has no cheaper move into a domain cgroup
+//    (cgroup.threads moves a thread only within a threaded subtree, which has
+//    no memory controller).
+//  - v1 (no CLONE_INTO_CGROUP there): a thread that moves itself alone (0
+//    written to a hierarchy's `tasks`) skips that lock (the kernel's
+//    cgroup_procs_write_start). The supervisor makes the cgroup while the VMM
+//    builds its root; the VMM, still one thread, moves itself (and so its
+//    whole process) in once the supervisor says the cgroup is there, in some
+//    0.1 ms, before it leaves the host's file system (pivot_root).
 struct Cgroup {
     std::vector<std::string> dirs;
     bool v2 { false };
@@ -140,8 +139,9 @@ std::string v1_cgroup_dir(JailSpec const& spec, char const* controller)
     return join(std::string("/sys/fs/cgroup/") + controller, own_cgroup(controller)) + "/" + spec.cgroup_name;
 }
 
-// Makes the cgroup and sets its limits (in the supervisor); what fails is a
-// lack, never an error: a VMM without a cgroup still runs, and says so.
+// Makes the cgroup and sets its limits (v2: before the VMM is created; v1: in
+// the supervisor); what fails is a lack, never an error: a VMM without a cgroup
+// still runs, and says so.
 Cgroup make_cgroup(JailSpec const& spec, Jailed& jailed)
 {
     Cgroup cg;
@@ -207,7 +207,8 @@ Cgroup make_cgroup(JailSpec const& spec, Jailed& jailed)
     return cg;
 }
 
-// In the supervisor, v2: moves the VMM into the cgroup by its pid.
+// In the supervisor, v2, when the VMM could not be created in its cgroup: moves
+// it in by its pid (a grace period's wait, see Cgroup).
 void move_into_cgroup(Cgroup const& cg, pid_t pid, Jailed& jailed)
 {
     for (auto const& dir : cg.dirs)
@@ -579,32 +580,6 @@ void give_back_runtime_dir(std::string const& dir)
     (void)lend_runtime_dir(dir, ::getuid(), ::getgid());
 }
 
-void warm_cgroup_moves()
-{
-    cgroup_warm_up_called = true;
-    // v2 only: on v1 the VMM moves itself without the wait (Cgroup), and a
-    // warm-up move would only hold cgroup_mutex through a grace period, which
-    // the jail's mkdir of its cgroup would then wait for.
-    if (::geteuid() != 0 || !cgroup_v2())
-        return;
-    std::string const procs = join("/sys/fs/cgroup", own_cgroup("")) + "/cgroup.procs";
-    int const fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return;
-    // The thread must never take a signal meant for the process (the jail's
-    // supervisor reads its forwarded signals with sigwaitinfo).
-    try {
-        start_thread_signals_blocked(ThreadKind::Vmm, "strata-cgwarm", [fd, text = std::to_string(::getpid())] {
-            // A failed move (v2 may refuse a cgroup with controllers) has
-            // waited all the same; nothing to report.
-            [[maybe_unused]] auto n = ::write(fd, text.data(), text.size());
-            ::close(fd);
-        }).detach();
-    } catch (std::system_error const&) {
-        ::close(fd); // no thread: the jail's move waits as before
-    }
-}
-
 namespace {
 
 // Reads the supervisor's go-ahead (the VMM's host pid) from `jailed.cgroup_pending`
@@ -628,6 +603,51 @@ void read_go_ahead(Jailed& jailed)
     jailed.host_pid = host_pid;
 }
 
+struct Spawned {
+    pid_t pid { -1 };       // as fork's
+    bool in_cgroup { false }; // created in the cgroup (v2): nothing to move
+};
+
+// Creates the VMM as PID 1 of a new PID namespace: on v2, inside the cgroup
+// made for it when the kernel allows (Cgroup); otherwise by unshare and fork,
+// as on v1. The fallback is logged with its reason: it costs the start a
+// grace period, but the VMM still gets into its cgroup, so it is no lack.
+Result<Spawned> spawn_vmm(Cgroup const& cg)
+{
+    if (cg.v2 && !cg.dirs.empty()) {
+        std::string why;
+        int fd = ::open(cg.dirs.front().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+#ifdef STRATA_TEST_HOOKS
+        // A kernel that refuses the cgroup (kvm_jail_test): a folder that is
+        // no cgroup is refused where EPERM or EACCES would be, after the
+        // kernel gave the child its pid in the new namespace.
+        if (char const* refuse = std::getenv("STRATA_TEST_JAIL_REFUSE_CLONE_INTO_CGROUP"); fd >= 0 && refuse != nullptr && *refuse) {
+            ::close(fd);
+            fd = ::open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        }
+#endif
+        if (fd < 0) {
+            why = std::string("open ") + cg.dirs.front() + ": " + std::strerror(errno);
+        } else {
+            auto child = clone_into_cgroup(fd);
+            // The VMM does not exec: its copy would outlive the jail's set-up.
+            ::close(fd);
+            if (child)
+                return Spawned { child.value(), true };
+            why = child.error().message;
+        }
+        std::string const line = "strata: jail: the supervisor moves the VMM into its cgroup, which waits for an RCU grace period "
+                                  "(it could not be created in it: " + why + ")\n";
+        [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
+    }
+    if (::unshare(CLONE_NEWPID) != 0)
+        return errno_error("jail: new PID namespace");
+    pid_t const child = ::fork();
+    if (child < 0)
+        return errno_error("jail: fork");
+    return Spawned { child, false };
+}
+
 } // namespace
 
 Status await_cgroup(Jailed& jailed)
@@ -639,9 +659,6 @@ Status await_cgroup(Jailed& jailed)
 
 Result<Jailed> enter_jail(JailSpec const& spec)
 {
-    if (cgroup_warm_up_called)
-        return make_error(ErrorKind::Internal, "jail: this process called warm_cgroup_moves, whose thread may hold the host's cgroup.procs "
-                "open: a VMM forked from it could keep that descriptor");
     Jailed jailed;
     jailed.host_pid = ::getpid();
     bool const root = ::geteuid() == 0;
@@ -662,13 +679,11 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     }
     // Root joins the shared empty network namespace; a user namespace's root
     // cannot (it is the host's), so it makes one of its own. Before the PID
-    // namespace: making the shared one forks, and the first child after
-    // CLONE_NEWPID must be the VMM (its namespace's PID 1).
+    // namespace: making the shared one forks, and the first child in a new
+    // PID namespace must be the VMM (its namespace's PID 1).
     int netns = -1;
     if (spec.new_network && root)
         netns = shared_netns();
-    if (::unshare(CLONE_NEWPID) != 0)
-        return errno_error("jail: new PID namespace");
     // The jailed uid makes the VMM's sockets, log and pid file in the runtime
     // folder: it owns the folder while the VMM runs (the supervisor gives it
     // back). The store must be readable (and, for captures, writable) by that
@@ -683,24 +698,36 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     ::sigaddset(&forwarded, SIGCHLD);
     ::sigprocmask(SIG_BLOCK, &forwarded, &previous);
 
-    // Who moves the VMM into its cgroup (Cgroup says why): on v1 the VMM itself.
-    bool const self_move = root && !cgroup_v2();
     int sync[2];
     if (::pipe2(sync, O_CLOEXEC) != 0)
         return errno_error("jail: pipe");
-    pid_t const child = ::fork();
-    if (child < 0)
-        return errno_error("jail: fork");
+    // How the VMM gets into its cgroup (Cgroup says why): on v2 the cgroup is
+    // made first and the VMM created in it; on v1 the supervisor makes it
+    // while the VMM builds its root, and the VMM moves itself in.
+    bool const v2 = root && cgroup_v2();
+    Cgroup cg;
+    if (v2)
+        cg = make_cgroup(spec, jailed);
+    auto spawned = spawn_vmm(cg);
+    if (!spawned) {
+        for (auto const& dir : cg.dirs)
+            ::rmdir(dir.c_str());
+        return spawned.error();
+    }
+    pid_t const child = spawned.value().pid;
     if (child > 0) {
         ::close(sync[0]);
         if (netns >= 0)
             ::close(netns);
-        // While the VMM makes its namespaces and root.
-        Cgroup cg;
-        if (root)
+        // v1: while the VMM makes its namespaces and root.
+        if (root && !v2) {
             cg = make_cgroup(spec, jailed);
-        if (cg.v2)
+        } else if (spawned.value().in_cgroup) {
+            std::string const line = "strata: jail: the VMM started in its cgroup " + cg.dirs.front() + "\n";
+            [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
+        } else {
             move_into_cgroup(cg, child, jailed);
+        }
         // Let the VMM go on, its cgroup made (v1) or joined (v2), telling it
         // its pid on the host. The write end stays open for the supervisor's
         // life: the VMM sees it closed only if the supervisor is gone
@@ -740,16 +767,16 @@ Result<Jailed> enter_jail(JailSpec const& spec)
     jailed.host_pid = 0;
     jailed.supervised = true;
     jailed.cgroup_pending = sync[0];
-    if (self_move) {
+    if (root && !v2) {
         // Into the cgroup the supervisor made meanwhile, while this process is
         // one thread and still sees the host's /sys/fs/cgroup, and before it
         // allocates guest memory.
         read_go_ahead(jailed);
         STRATA_TRY(move_self_into_cgroup(spec, jailed));
     }
-    // On v2 the supervisor moves the VMM into its cgroup meanwhile; await_cgroup
-    // waits for it (and learns the VMM's host pid) later, just before guest
-    // memory is allocated.
+    // On v2 the VMM is in its cgroup already, or the supervisor moves it in
+    // meanwhile; await_cgroup learns the VMM's host pid (and waits for that
+    // move) later, just before guest memory is allocated.
     STRATA_TRY(enter_root(spec));
     STRATA_TRY(set_limits(spec));
     STRATA_TRY(apply_landlock(spec, jailed));

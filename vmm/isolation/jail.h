@@ -22,8 +22,9 @@
 //    /run/strata/netns-none (made by the first; jail.cpp says why), others
 //    make one of their own;
 //    in the cgroup (v2 when /sys/fs/cgroup has cgroup.controllers, else v1;
-//    on v1 the VMM moves itself in, on v2 the supervisor moves it) with
-//    memory, CPU and PID limits and a CPU weight of `cpus` default tasks; with
+//    on v2 the VMM is created in it, clone_into_cgroup.h, or where the kernel
+//    refuses that the supervisor moves it in; on v1 the VMM moves itself in)
+//    with memory, CPU and PID limits and a CPU weight of `cpus` default tasks; with
 //    RLIMIT_NOFILE and RLIMIT_FSIZE; as the
 //    given uid/gid, with no capabilities beyond `keep_capabilities` and
 //    PR_SET_NO_NEW_PRIVS; and, where the kernel has Landlock (landlock.h), able
@@ -34,8 +35,9 @@
 // caller lacks the privilege; each step skipped is written to stderr (the VMM's
 // log) as "strata: jail: lacks ...", and the rest still applies.
 //
-// Threading: enter_jail forks and unshares, so it must run while the process has
-// one thread only (before seccomp's spawner or any device thread starts).
+// Threading: enter_jail forks (or clones, without running fork handlers) and
+// unshares, so it must run while the process has one thread only (before
+// seccomp's spawner or any device thread starts).
 #pragma once
 
 #include "base/result.h"
@@ -98,40 +100,20 @@ struct Jailed {
 // Builds the jail and returns in the jailed VMM; the calling process becomes the
 // supervisor and never returns from here (it exits with the VMM's status). An
 // error is returned only before the fork, or in the VMM when a step it could take
-// failed (the VMM must not run half-jailed then). Refused in a process that
-// called warm_cgroup_moves.
+// failed (the VMM must not run half-jailed then).
 [[nodiscard]] Result<Jailed> enter_jail(JailSpec const& spec);
 
-// In the jailed VMM: waits until it is in its cgroup and learns its host pid.
-// On v1 the VMM moved itself in within enter_jail (in some 0.1 ms); on v2 the
-// supervisor moves it, which takes some 10 ms (the kernel waits for an RCU
-// grace period), so the VMM goes on setting itself up (filters, threads,
-// sockets) meanwhile and waits only here, which must come before it allocates
-// guest memory: memory is charged to the cgroup it was allocated in. Does
-// nothing for a VMM without a supervisor. A supervisor that died before
-// letting it go ends the VMM.
+// In the jailed VMM: learns its host pid from the supervisor, and waits until
+// it is in its cgroup. On v2 it was created there (no wait), and on v1 it moved
+// itself in within enter_jail (in some 0.1 ms). Only on a v2 host whose kernel
+// refused that creation (older than 5.7, no delegation) does the supervisor
+// move it, which takes some 10 ms (the kernel waits for an RCU grace period),
+// so the VMM goes on setting itself up (filters, threads, sockets) meanwhile
+// and waits only here, which must come before it allocates guest memory:
+// memory is charged to the cgroup it was allocated in. Does nothing for a VMM
+// without a supervisor. A supervisor that died before letting it go ends the
+// VMM.
 [[nodiscard]] Status await_cgroup(Jailed& jailed);
-
-// Makes the jail's cgroup move (enter_jail) cheaper on a v2 host when called
-// well before it (root only; does nothing otherwise, and nothing on v1, where
-// the jailed VMM moves itself without waiting). Every move of a process into a
-// cgroup first waits for an RCU grace period (the kernel's
-// cgroup_threadgroup_rwsem; some 10 ms), unless another move ended less than a
-// grace period ago or is waiting for one: then it waits only for that one. So
-// this starts, on a short thread of its own with every signal blocked, a move
-// that changes nothing (this process into the cgroup it is already in), and
-// returns at once; the jail's move, made while that one waits or soon after,
-// ends when it does. The kernel holds cgroup_mutex through that wait, so the
-// jail's mkdir of its cgroup waits for it too: what is won is the head start
-// alone, and strata's main calls this first thing for `vms start`, which
-// executes the jailed `strata vmm`. Never in a process that goes on to
-// enter_jail: while the move waits, its thread holds the host's cgroup.procs
-// open for writing, and a VMM forked meanwhile would keep that descriptor
-// (kvm_jail_test checks the VMM holds no cgroup file). enter_jail refuses
-// (an Internal error, before it does anything) in a process that called this,
-// on any host. Threading: any thread; the thread it starts only writes a pid
-// to a file and ends.
-void warm_cgroup_moves();
 
 // Gives a runtime folder that a jail with another uid held (and the files the VMM
 // made in it) back to the caller: what the supervisor does when the VMM ends, and
