@@ -386,12 +386,14 @@ def case_host_changes(build):
     check(r.returncode == 0, "start failed: %s" % r.stderr)
     try:
         same, grown, script, late = (os.path.join(d, n) for n in ("same", "grown", "script.sh", "late"))
-        with open(same, "w") as f:
-            f.write("one\n")
-        with open(grown, "w") as f:
-            f.write("a\n")
-        with open(script, "w") as f:
-            f.write("#!/bin/sh\necho first\n")
+
+        def write(path, mode, text):
+            with open(path, mode) as f:
+                f.write(text)
+
+        write(same, "w", "one\n")
+        write(grown, "w", "a\n")
+        write(script, "w", "#!/bin/sh\necho first\n")
         os.chmod(script, 0o755)
 
         def inside(cmd):
@@ -404,14 +406,10 @@ def case_host_changes(build):
             out = inside("cat %s %s; %s; test -e %s && echo late-there || echo late-missing" % (same, grown, script, late))
         check(out == "one\na\nfirst\nlate-missing\n", "first look inside: %r" % out)
         # In place: the same inode, as an editor's or a tool's rewrite leaves it.
-        with open(same, "r+") as f:
-            f.write("two\n")
-        with open(grown, "a") as f:
-            f.write("b\n")
-        with open(script, "r+") as f:
-            f.write("#!/bin/sh\necho secnd\n")
-        with open(late, "w") as f:
-            f.write("here\n")
+        write(same, "r+", "two\n")
+        write(grown, "a", "b\n")
+        write(script, "r+", "#!/bin/sh\necho secnd\n")
+        write(late, "w", "here\n")
         time.sleep(1.5)
         out = inside("cat %s %s; %s; cat %s" % (same, grown, script, late))
         check(out == "two\na\nb\nsecnd\nhere\n", "the machine did not see the host's changes: %r" % out)
