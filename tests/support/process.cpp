@@ -156,6 +156,11 @@ Result<ProcessResult> run_process(ProcessOptions const& o)
                 sinks[i]->append(buf, static_cast<size_t>(got));
                 if (i == 1 && o.on_stderr)
                     o.on_stderr(result.err);
+                if (o.stop_when && !result.stopped && o.stop_when(result.out, result.err)) {
+                    result.stopped = true;
+                    ::kill(-pid, SIGKILL);
+                    ::kill(pid, SIGKILL);
+                }
             } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
                 fds[i].fd = -1;
                 --open_fds;

@@ -30,6 +30,11 @@ struct ProcessOptions {
     // more of it arrives, while the child runs: for a test that acts when the
     // child says something (and must not wait for it to end).
     std::function<void(std::string const&)> on_stderr;
+    // Asked with stdout and stderr so far each time more of either arrives: true
+    // ends the child (SIGKILL to its process group) and the call returns with
+    // `stopped` set. For a child that would otherwise run until the timeout,
+    // such as a VM that restarts forever.
+    std::function<bool(std::string const& out, std::string const& err)> stop_when;
 };
 
 struct ProcessResult {
@@ -37,6 +42,7 @@ struct ProcessResult {
     int exit_code { -1 };
     int signal { 0 };          // the signal that ended it, when !exited
     bool timed_out { false };  // killed by run_process after the timeout
+    bool stopped { false };    // killed by run_process when stop_when said so
     std::string out;
     std::string err;
     double seconds { 0 };      // wall time from spawn to reaping
