@@ -79,20 +79,10 @@ int main(int argc, char** argv)
     src << "\n} // namespace\n\nstd::span<sock_filter const> compiled_seccomp_program(seccomp_rules::Program program, bool log)\n{\n"
         << "    using P = seccomp_rules::Program;\n    switch (program) {\n";
     for (Program program : strata::seccomp_rules::compiled_programs) {
-        std::string const name = strata::seccomp_rules::program_name(program);
-        std::string enumerator;
-        switch (program) {
-        case Program::Vmm: enumerator = "Vmm"; break;
-        case Program::ApiIo: enumerator = "ApiIo"; break;
-        case Program::ApiWorker: enumerator = "ApiWorker"; break;
-        case Program::Vcpu: enumerator = "Vcpu"; break;
-        case Program::DeviceIo: enumerator = "DeviceIo"; break;
-        case Program::Fetcher: enumerator = "Fetcher"; break;
-        case Program::Spawner: enumerator = "Spawner"; break;
-        case Program::Supervisor: enumerator = "Supervisor"; break;
-        }
-        src << "    case P::" << enumerator << ": return log ? std::span<sock_filter const>(" << array_name(program, true)
-            << ") : std::span<sock_filter const>(" << array_name(program, false) << ");\n";
+        // The enumerator by its value: the generated source needs no second list of
+        // the programs' names.
+        src << "    case static_cast<P>(" << static_cast<int>(program) << "): return log ? std::span<sock_filter const>("
+            << array_name(program, true) << ") : std::span<sock_filter const>(" << array_name(program, false) << ");\n";
     }
     src << "    default: return {};\n    }\n}\n\n} // namespace strata\n";
     // Written whole under another name first: a build stopped midway leaves no
