@@ -17,9 +17,12 @@
 #include <fcntl.h>
 #include <future>
 #include <poll.h>
+#include <filesystem>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 #include <thread>
 
 using namespace strata;
@@ -163,6 +166,61 @@ TEST_CASE("a live socket is refused, a stale one replaced, anything else left al
     auto too_long = ApiServer::start("/tmp/" + std::string(120, 'x'), other);
     REQUIRE_FALSE(too_long.has_value());
     CHECK(too_long.error().kind == ErrorKind::Usage);
+}
+
+TEST_CASE("the socket file appears only once the socket listens: a client that sees it is never refused")
+{
+    // A client waiting for the file (inotify, as fast as a waiter can be) connects
+    // the moment it appears. Bound at its final name, the file existed before the
+    // socket listened, and such clients were refused now and then (ECONNREFUSED).
+    test::TempDir dir;
+    std::string const path = dir.path("api.sock");
+    int refused = 0;
+    for (int round = 0; round < 1000; ++round) {
+        Fd watch(::inotify_init1(IN_CLOEXEC));
+        REQUIRE(watch.valid());
+        REQUIRE(::inotify_add_watch(watch.get(), dir.path.c_str(), IN_CREATE | IN_MOVED_TO) >= 0);
+        auto client = std::async(std::launch::async, [&] {
+            alignas(inotify_event) char buffer[4096];
+            for (;;) {
+                if (::read(watch.get(), buffer, sizeof(buffer)) <= 0)
+                    return -1;
+                struct stat st {};
+                if (::lstat(path.c_str(), &st) == 0)
+                    break;
+            }
+            auto fd = connect_unix(path);
+            return fd.has_value() ? 0 : fd.error().err;
+        });
+        auto listener = listen_unix(path);
+        REQUIRE(listener.has_value());
+        int const err = client.get();
+        if (err != 0) {
+            INFO("round ", round, ": ", std::strerror(err));
+            CHECK(err == ECONNREFUSED);
+            ++refused;
+        }
+        remove_socket_file(path, listener.value());
+    }
+    CHECK(refused == 0);
+    // Nothing but the socket was left in the directory on the way.
+    CHECK(std::distance(std::filesystem::directory_iterator(dir.path), std::filesystem::directory_iterator {}) == 0);
+}
+
+TEST_CASE("a path too long for a staging name next to it still gets its socket")
+{
+    test::TempDir dir;
+    // sun_path holds 107 bytes of path; this one leaves no room for the staging name.
+    std::string path = dir.path("s");
+    path += std::string(107 - path.size(), 'x');
+    REQUIRE(path.size() == 107);
+    auto listener = listen_unix(path);
+    INFO((listener ? std::string() : listener.error().message));
+    REQUIRE(listener.has_value());
+    CHECK(connect_unix(path).has_value());
+    remove_socket_file(path, listener.value());
+    struct stat st {};
+    CHECK(::lstat(path.c_str(), &st) < 0);
 }
 
 TEST_CASE("requests over HTTP: statuses, bodies, content type, pre- and post-boot rules")

@@ -1,10 +1,13 @@
 // The API socket file; see unix_listener.h.
 #include "vmm/api/unix_listener.h"
 
+#include <cstdio>
 #include <cstring>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 namespace strata::api {
 
@@ -65,6 +68,40 @@ Status clear_path(std::string const& path, sockaddr_un const& addr)
     return ok();
 }
 
+// The name the socket is bound to before it is published at `path`: in the same
+// directory, so that renaming it there is atomic. Empty when it would not fit in
+// sun_path; the socket is then bound at `path` itself.
+std::string staging_name(std::string const& path)
+{
+    auto const slash = path.rfind('/');
+    std::string const dir = slash == std::string::npos ? std::string {} : path.substr(0, slash + 1);
+    std::string name = dir + ".strata-api-" + std::to_string(::getpid());
+    if (name.size() >= sizeof(sockaddr_un::sun_path))
+        return {};
+    return name;
+}
+
+// Moves the listening socket from `from` to `path`, refusing to replace anything
+// that appeared at `path` since clear_path() looked.
+Status publish(std::string const& from, std::string const& path)
+{
+    if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) == 0)
+        return ok();
+    int const rename_errno = errno;
+    if (rename_errno == EEXIST)
+        return make_error(ErrorKind::Busy, "API socket '" + path + "' was created by another process meanwhile");
+    if (rename_errno != EINVAL && rename_errno != ENOSYS)
+        return errno_error("publish API socket '" + path + "'", rename_errno);
+    // A file system without RENAME_NOREPLACE: a hard link also refuses an existing name.
+    if (::link(from.c_str(), path.c_str()) < 0) {
+        if (errno == EEXIST)
+            return make_error(ErrorKind::Busy, "API socket '" + path + "' was created by another process meanwhile");
+        return errno_error("publish API socket '" + path + "'");
+    }
+    ::unlink(from.c_str());
+    return ok();
+}
+
 } // namespace
 
 Result<UnixListener> listen_unix(std::string const& path, int backlog)
@@ -73,11 +110,21 @@ Result<UnixListener> listen_unix(std::string const& path, int backlog)
     STRATA_TRY(clear_path(path, addr));
     STRATA_TRY(fd, new_socket());
 
+    // The socket is bound and listening before its file appears at `path`: a client
+    // that waits for the file (as Firecracker's users do) and connects at once must
+    // not find a socket that refuses it. So it is bound under a staging name in the
+    // same directory and renamed into place once it listens.
+    std::string const staging = staging_name(path);
+    std::string const& bound = staging.empty() ? path : staging;
+    STRATA_TRY(bind_addr, make_address(bound));
+    if (!staging.empty())
+        ::unlink(staging.c_str()); // a leftover of an earlier process with our pid
+
     // bind() creates the file with 0777 & ~umask; a umask of 0177 makes it 0600
     // from its first instant, so no other user can connect in between.
     mode_t const old_mask = ::umask(0177);
     // SAFETY: as in connect_to(): sockaddr_un is a sockaddr layout bind() takes.
-    int const rc = ::bind(fd.get(), reinterpret_cast<sockaddr const*>(&addr), sizeof(addr));
+    int const rc = ::bind(fd.get(), reinterpret_cast<sockaddr const*>(&bind_addr), sizeof(bind_addr));
     int const bind_errno = errno;
     ::umask(old_mask);
     if (rc < 0) {
@@ -86,20 +133,28 @@ Result<UnixListener> listen_unix(std::string const& path, int backlog)
         return errno_error("bind API socket '" + path + "'", bind_errno);
     }
 
+    auto fail = [&](Error error) -> Result<UnixListener> {
+        ::unlink(bound.c_str());
+        return error;
+    };
+    if (::chmod(bound.c_str(), 0600) < 0)
+        return fail(errno_error("set mode of API socket '" + path + "'"));
+    if (::listen(fd.get(), backlog) < 0)
+        return fail(errno_error("listen on API socket '" + path + "'"));
+    if (!staging.empty()) {
+        if (auto published = publish(staging, path); !published)
+            return fail(published.error());
+    }
+
     UnixListener listener;
     struct stat st {};
-    if (::chmod(path.c_str(), 0600) < 0 || ::lstat(path.c_str(), &st) < 0) {
-        auto error = errno_error("set mode of API socket '" + path + "'");
+    if (::lstat(path.c_str(), &st) < 0) {
+        auto error = errno_error("API socket '" + path + "'");
         ::unlink(path.c_str());
         return error;
     }
     listener.device = st.st_dev;
     listener.inode = st.st_ino;
-    if (::listen(fd.get(), backlog) < 0) {
-        auto error = errno_error("listen on API socket '" + path + "'");
-        ::unlink(path.c_str());
-        return error;
-    }
     listener.fd = std::move(fd);
     return listener;
 }

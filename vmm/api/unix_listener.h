@@ -6,6 +6,10 @@
 // accepts connections on it) is refused as Busy, a stale socket left by a killed VMM
 // is removed, and anything else (a file, a directory) is refused as Exists and left
 // alone.
+//
+// The file appears only once the socket listens (it is bound under a staging name in
+// the same directory and renamed into place), so a client that waits for the path and
+// connects at once is never refused.
 // Threading: listen_unix() sets the process umask for the duration of bind(), which
 // affects files other threads create at that instant; call it before starting
 // threads that create files (the Machine does, at startup). connect_unix() is safe
