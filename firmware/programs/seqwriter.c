@@ -69,6 +69,7 @@ static void wait_all(int n, uint32_t type, uint64_t round)
 int main(const char* cmdline)
 {
     (void)cmdline;
+    rt_install_traps();
     int found = blk_open_all(g_disks, BLK_MAX_DISKS);
     int n = 0;
     for (int i = 0; i < found; ++i)

@@ -34,6 +34,11 @@ int snprintf(char* buf, size_t size, const char* fmt, ...) __attribute__((format
 __attribute__((noreturn)) void rt_exit(uint32_t value);
 /* Prints "<program>: FAIL: <message>" and exits with `code` (1..63). */
 __attribute__((noreturn, format(printf, 2, 3))) void rt_fail(int code, const char* fmt, ...);
+/* Installs an IDT for the CPU exceptions (vectors 0-31): an exception then prints
+ * "<program>: FAIL: exception V error E at rip R ..." and exits with RT_TRAP_EXIT,
+ * where without it the guest triple-faults and the VMM sees only reset registers. */
+#define RT_TRAP_EXIT 62
+void rt_install_traps(void);
 /* The program's name as given by the build, used as a prefix in messages. */
 extern const char rt_program_name[];
 

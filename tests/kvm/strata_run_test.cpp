@@ -181,6 +181,20 @@ TEST_CASE("a triple fault is a reset, reported with registers: exit 0 with --on-
     CHECK(contains(r.err, "cr0="));
 }
 
+TEST_CASE("a guest with the runtime's exception handlers reports the exception instead of triple-faulting")
+{
+    // What seqwriter installs, so that a fault in a test guest says where it was.
+    auto ud = run({ "run", "--firmware", firmware("fault"), "--cmdline", "traps=1" });
+    INFO(ud.out, ud.err);
+    CHECK(ud.exit_code == 62);
+    CHECK(contains(ud.out, "fault: FAIL: exception 6 error 0x0 at rip 0x"));
+    auto de = run({ "run", "--firmware", firmware("fault"), "--cmdline", "traps=1 how=de" });
+    INFO(de.out, de.err);
+    CHECK(de.exit_code == 62);
+    CHECK(contains(de.out, "fault: FAIL: exception 0 error 0x0 at rip 0x"));
+    CHECK_FALSE(contains(de.err, "triple fault"));
+}
+
 TEST_CASE("serial input reaches the guest from a file and from a pipe")
 {
     TempDir dir;
