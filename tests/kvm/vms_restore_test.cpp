@@ -200,8 +200,13 @@ TEST_CASE("clones of one running-state image (20 of them) run at once, each on i
     for (auto const& n : names)
         env.run({ "vms", "start", n });
     // All of them run at once: every VMM is up before any is stopped.
-    for (auto const& n : names)
-        CHECK(env.describe(n)["state"] == "running");
+    for (auto const& n : names) {
+        auto const rec = env.describe(n);
+        std::string const serial = rec["serial_log"];
+        // A clone that already ended says why in its serial log and VMM log.
+        INFO(n, " serial:\n", slurp(serial), "\nvmm.log:\n", slurp(fs::path(serial).parent_path() / "vmm.log"));
+        CHECK(rec["state"] == "running");
+    }
     std::map<std::string, std::uint64_t> reached;
     for (auto const& n : names)
         reached[n] = run_clone(env, n, before, 1);
