@@ -16,6 +16,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <utility>
@@ -25,6 +27,13 @@ namespace strata::test {
 
 inline std::string const strata_bin = STRATA_BUILD_DIR "/strata";
 inline std::string const seqcheck_bin = STRATA_BUILD_DIR "/seqcheck";
+
+// A file's text, or an empty string when it cannot be read (for failure messages).
+inline std::string read_text(std::filesystem::path const& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
 
 struct StrataRunOptions {
     std::vector<std::pair<std::string, std::string>> env; // on top of STRATA_HOME
@@ -151,7 +160,15 @@ public:
         REQUIRE_MESSAGE(wait_for_progress(log, std::nullopt), "no progress from seqwriter in VM ", vm);
         auto const before = last_reported_round(log);
         REQUIRE(before.has_value());
-        run({ "machine-images", "create", image, "--source-vm", vm, "--with-memory" });
+        auto const made = run_raw({ "machine-images", "create", image, "--source-vm", vm, "--with-memory" });
+        if (made.exit_code != 0) {
+            // Once the VMM closed the request's connection without a reply: its logs
+            // say whether the VMM or its guest ended, and why.
+            auto const folder = std::filesystem::path(log).parent_path();
+            INFO("machine-images create: ", made.describe(), "\n", made.err, "\nserial log:\n", read_text(log),
+                "\nvmm.log:\n", read_text(folder / "vmm.log"));
+            REQUIRE(made.exit_code == 0);
+        }
         run({ "vms", "stop", vm, "--force" });
         return *before;
     }
