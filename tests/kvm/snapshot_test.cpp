@@ -131,8 +131,11 @@ struct Running {
     strata::MachineExit finish(std::chrono::seconds limit)
     {
         auto until = std::chrono::steady_clock::now() + limit;
-        while (std::chrono::steady_clock::now() < until && slurp(log).find("seqwriter: done") == std::string::npos
-            && slurp(log).find("FAIL") == std::string::npos && slurp(log).find("fail") == std::string::npos)
+        auto ended_its_run = [](std::string const& text) {
+            return text.find("seqwriter: done") != std::string::npos || text.find("FAIL") != std::string::npos
+                || text.find("fail") != std::string::npos;
+        };
+        while (std::chrono::steady_clock::now() < until && !ended_its_run(slurp(log)))
             std::this_thread::sleep_for(20ms);
         // The guest exits right after its last line. A fixed 50 ms for that was
         // too short under load (the stop then won over the guest's own exit and
@@ -140,10 +143,7 @@ struct Running {
         auto const exit_until = std::chrono::steady_clock::now() + 10s;
         while (!*ended && std::chrono::steady_clock::now() < exit_until)
             std::this_thread::sleep_for(10ms);
-        machine->stop();
-        thread.join();
-        machine.reset();
-        ::close(log_fd);
+        stop_now();
         // A fault or a KVM failure says what the vCPU held; the cases only check the kind.
         if (exit.kind == strata::MachineExit::Kind::TripleFault || exit.kind == strata::MachineExit::Kind::Failed)
             MESSAGE(log.string(), ": ", exit.details);

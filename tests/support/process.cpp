@@ -131,6 +131,10 @@ Result<ProcessResult> run_process(ProcessOptions const& o)
 
     ProcessResult result;
     auto deadline = start + o.timeout;
+    auto kill_child = [pid] {
+        ::kill(-pid, SIGKILL);
+        ::kill(pid, SIGKILL);
+    };
     pollfd fds[2] = { { out.r, POLLIN, 0 }, { err.r, POLLIN, 0 } };
     std::string* sinks[2] = { &result.out, &result.err };
     int open_fds = 2;
@@ -138,8 +142,7 @@ Result<ProcessResult> run_process(ProcessOptions const& o)
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0) {
             result.timed_out = true;
-            ::kill(-pid, SIGKILL);
-            ::kill(pid, SIGKILL);
+            kill_child();
             break;
         }
         int n = ::poll(fds, 2, static_cast<int>(std::min<long long>(left.count(), 1000)));
@@ -158,8 +161,7 @@ Result<ProcessResult> run_process(ProcessOptions const& o)
                     o.on_stderr(result.err);
                 if (o.stop_when && !result.stopped && o.stop_when(result.out, result.err)) {
                     result.stopped = true;
-                    ::kill(-pid, SIGKILL);
-                    ::kill(pid, SIGKILL);
+                    kill_child();
                 }
             } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
                 fds[i].fd = -1;
