@@ -309,8 +309,12 @@ TEST_CASE("seqwriter captured mid-run continues in every clone and seqcheck pass
 
 TEST_CASE("a state file with one vCPU register or one queue index altered makes the run fail")
 {
-    TempDir tmp("strata-snapshot-neg");
-    auto image = capture(tmp);
+    // doctest runs a case from its top once for each SUBCASE. The capture, a
+    // seqwriter boot run to `captured_after` rounds (most of a case's time inside
+    // the emulated machine), is made on the first run and kept for the others;
+    // each subcase works in clone folders of its own.
+    static TempDir tmp("strata-snapshot-neg");
+    static Image const image = capture(tmp);
 
     SUBCASE("queue index")
     {
@@ -354,10 +358,11 @@ TEST_CASE("a state file with one vCPU register or one queue index altered makes 
 
 TEST_CASE("bad state or memory files are refused before anything runs")
 {
-    TempDir tmp("strata-snapshot-bad");
-    auto image = capture(tmp);
-    auto dir = clone_dir(tmp, image, "clone");
-    auto const disk0 = slurp(dir / "disk0.raw");
+    // One capture and one clone folder for all subcases (see the case above).
+    static TempDir tmp("strata-snapshot-bad");
+    static Image const image = capture(tmp);
+    static fs::path const dir = clone_dir(tmp, image, "clone");
+    static std::string const disk0 = slurp(dir / "disk0.raw");
     auto state = slurp_bytes(image.state);
     auto memory = slurp_bytes(image.memory);
     auto const config = config_for(dir);
@@ -430,9 +435,10 @@ TEST_CASE("bad state or memory files are refused before anything runs")
 
 TEST_CASE("over virtio-pci: seqwriter captured mid-run continues in every clone, and one altered queue index makes it fail")
 {
-    TempDir tmp("strata-snapshot-pci");
+    // One capture for all subcases (see the second case), each with clone folders of its own.
+    static TempDir tmp("strata-snapshot-pci");
     auto const pci = strata::Transport::Pci;
-    auto image = capture(tmp, pci);
+    static Image const image = capture(tmp, pci);
     {
         // The state holds each function's PCI part: the disks, the console.
         auto state = strata::decode_machine_state(slurp_bytes(image.state));
