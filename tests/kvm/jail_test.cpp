@@ -6,6 +6,7 @@
 // Watched failing once on a jail without pivot_root (build_root returning before
 // it): the mount set, /dev, the read-only root, /etc and the outside file all
 // showed the host's, and PUT /drives outside the jail answered 204.
+#include "tests/support/read_text.h"
 #include "tests/support/strata_home.h"
 #include "tests/support/temp_dir.h"
 #include "vmm/api/client.h"
@@ -38,13 +39,7 @@ namespace {
 
 std::string const echo_fw = STRATA_BUILD_DIR "/firmware/echo.elf";
 
-std::string read_text(std::string const& path)
-{
-    std::ifstream in(path);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
+using strata::test::read_text;
 
 std::string status_field(pid_t pid, std::string const& field)
 {

@@ -19,6 +19,7 @@
 #include "base/fd.h"
 #include "store/memory_chain.h"
 #include "tests/support/memwriter_progress.h"
+#include "tests/support/read_text.h"
 #include "tests/support/strata_home.h"
 
 #include <doctest/doctest.h>
@@ -48,7 +49,7 @@ std::uint64_t const check_every = 10;
 // stay under the whole layer for it to tell the two apart.
 std::uint64_t const touch = 1;
 
-std::string slurp(fs::path const& p) { return strata::test::read_log(p); }
+std::string slurp(fs::path const& p) { return strata::test::read_text(p); }
 std::uint64_t last_ok(std::string const& log) { return strata::test::memwriter_last_ok(log); }
 
 std::string serial_log(StrataHome const& home, std::string const& vm)

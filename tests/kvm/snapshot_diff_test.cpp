@@ -8,6 +8,7 @@
 // RAM identical to the second Full (same checksum over every non-zero page),
 // and continue: memwriter's later checks pass.
 #include "tests/support/memwriter_progress.h"
+#include "tests/support/read_text.h"
 #include "tests/support/temp_dir.h"
 #include "vmm/machine.h"
 
@@ -33,7 +34,7 @@ namespace {
 
 std::string const memwriter_elf = STRATA_BUILD_DIR "/firmware/memwriter.elf";
 
-std::string slurp(fs::path const& p) { return strata::test::read_log(p); }
+std::string slurp(fs::path const& p) { return strata::test::read_text(p); }
 std::uint64_t last_ok(std::string const& log) { return strata::test::memwriter_last_ok(log); }
 
 struct Running {

@@ -10,20 +10,10 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <string_view>
 
 namespace strata::test {
-
-inline std::string read_log(std::filesystem::path const& p)
-{
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
 
 // The highest "memwriter: round R ok" in a log, or 0.
 inline std::uint64_t memwriter_last_ok(std::string const& log)

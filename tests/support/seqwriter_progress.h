@@ -10,12 +10,12 @@
 // Threading: plain functions; wait_for_progress blocks the calling thread.
 #pragma once
 
+#include "tests/support/read_text.h"
+
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <thread>
 
@@ -25,10 +25,7 @@ namespace strata::test {
 // the first progress line (or when the file does not exist yet).
 inline std::optional<std::uint64_t> last_reported_round(std::string const& log_path)
 {
-    std::ifstream in(log_path);
-    std::stringstream text;
-    text << in.rdbuf();
-    std::string const s = text.str();
+    std::string const s = read_text(log_path);
     std::string const marker = "seqwriter: round ";
     std::optional<std::uint64_t> last;
     for (auto at = s.find(marker); at != std::string::npos; at = s.find(marker, at + 1)) {

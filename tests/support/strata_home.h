@@ -7,6 +7,7 @@
 #pragma once
 
 #include "tests/support/process.h"
+#include "tests/support/read_text.h"
 #include "tests/support/seqwriter_progress.h"
 #include "tests/support/temp_dir.h"
 
@@ -16,8 +17,6 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <optional>
 #include <string>
 #include <utility>
@@ -27,13 +26,6 @@ namespace strata::test {
 
 inline std::string const strata_bin = STRATA_BUILD_DIR "/strata";
 inline std::string const seqcheck_bin = STRATA_BUILD_DIR "/seqcheck";
-
-// A file's text, or an empty string when it cannot be read (for failure messages).
-inline std::string read_text(std::filesystem::path const& path)
-{
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 struct StrataRunOptions {
     std::vector<std::pair<std::string, std::string>> env; // on top of STRATA_HOME
