@@ -9,12 +9,13 @@ const char rt_program_name[] = "echo";
 int main(const char* cmdline)
 {
     (void)cmdline;
+    rt_idle_enable();
     printf("echo: ready\n");
     for (;;) {
         int c = rt_getc();
         if (c < 0) {
             /* Nothing waiting: idle briefly instead of spinning through exits. */
-            rt_udelay(1000);
+            rt_idle_tick();
             continue;
         }
         if (c == 'q')

@@ -151,6 +151,7 @@ void fwagent_poll(struct fwagent* a)
     static char line[VCON_LINE_MAX];
     if (!a->enabled)
         return;
+    uint64_t const since = rdtsc();
     do {
         while (vcon_poll_line(&a->con, line, sizeof line) >= 0)
             handle(a, line);
@@ -160,6 +161,6 @@ void fwagent_poll(struct fwagent* a)
             printf("fwagent: freeze timed out; thawed by itself\n");
         }
         if (g_frozen)
-            cpu_relax();
+            rt_wait_turn(since);
     } while (g_frozen);
 }

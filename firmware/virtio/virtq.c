@@ -108,10 +108,11 @@ int virtq_wait_used(struct virtq* q, uint64_t ms)
 {
     struct rt_timeout timeout;
     rt_timeout_start(&timeout, ms);
+    uint64_t const since = rdtsc();
     while (!virtq_poll(q, 0)) {
         if (rt_timeout_expired(&timeout))
             return -1;
-        cpu_relax();
+        rt_wait_turn(since);
     }
     return 0;
 }
