@@ -9,7 +9,6 @@
  * an exit code naming the failed step. Checks only a few hundred KiB per disk:
  * guest code may be emulated at about a million instructions per second. */
 #include "blk.h"
-#include "io.h"
 #include "runtime.h"
 
 const char rt_program_name[] = "blkcheck";
@@ -66,10 +65,8 @@ static void check_writable(struct blk_dev* d, bool discard_zeroes)
         if (st)
             rt_fail(11, "disk %d: cannot queue a write", d->index);
         blk_kick(d);
-        uint64_t const since = rdtsc();
         while (!req.done)
-            if (!blk_poll(d))
-                rt_wait_turn(since);
+            blk_poll(d);
         expect_status(d, req.status, VIRTIO_BLK_T_OUT, 11);
     }
     if (d->features & VIRTIO_BLK_F_FLUSH)
@@ -115,7 +112,6 @@ static void check_read_only(struct blk_dev* d)
 int main(const char* cmdline)
 {
     (void)cmdline;
-    rt_idle_enable();
     static struct blk_dev disks[BLK_MAX_DISKS];
     int n = blk_open_all(disks, BLK_MAX_DISKS);
     uint64_t want = cmdline_u64("disks", 0);

@@ -9,13 +9,12 @@ const char rt_program_name[] = "echo";
 int main(const char* cmdline)
 {
     (void)cmdline;
-    rt_idle_enable();
     printf("echo: ready\n");
     for (;;) {
         int c = rt_getc();
         if (c < 0) {
             /* Nothing waiting: idle briefly instead of spinning through exits. */
-            rt_idle_tick();
+            rt_udelay(1000);
             continue;
         }
         if (c == 'q')

@@ -151,7 +151,6 @@ void fwagent_poll(struct fwagent* a)
     static char line[VCON_LINE_MAX];
     if (!a->enabled)
         return;
-    uint64_t const since = rdtsc();
     do {
         while (vcon_poll_line(&a->con, line, sizeof line) >= 0)
             handle(a, line);
@@ -161,6 +160,6 @@ void fwagent_poll(struct fwagent* a)
             printf("fwagent: freeze timed out; thawed by itself\n");
         }
         if (g_frozen)
-            rt_wait_turn(since);
+            cpu_relax();
     } while (g_frozen);
 }

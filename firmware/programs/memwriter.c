@@ -56,7 +56,6 @@ static void check(const uint64_t* region, const uint32_t* gens, uint64_t pages, 
 int main(const char* cmdline)
 {
     (void)cmdline;
-    rt_idle_enable();
     uint64_t mb = cmdline_u64("mb", 32);
     uint64_t touch = cmdline_u64("touch", 4);
     uint64_t period_ms = cmdline_u64("period_ms", 10);

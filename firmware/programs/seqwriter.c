@@ -44,7 +44,6 @@ static void wait_all(int n, uint32_t type, uint64_t round)
 {
     struct rt_timeout timeout;
     rt_timeout_start(&timeout, g_timeout_ms);
-    uint64_t const since = rdtsc();
     for (int i = 0; i < n; ++i) {
         while (!g_reqs[i].done) {
             bool any = false;
@@ -60,8 +59,6 @@ static void wait_all(int n, uint32_t type, uint64_t round)
             if (rt_timeout_expired(&timeout) && !any)
                 rt_fail(5, "round %lu: %s on disk %d did not complete in %lu ms", (unsigned long)round,
                         blk_type_name(type), g_writable[i]->index, (unsigned long)g_timeout_ms);
-            if (!any)
-                rt_wait_turn(since);
         }
         if (g_reqs[i].status != VIRTIO_BLK_S_OK)
             rt_fail(6, "round %lu: %s on disk %d failed with status %u", (unsigned long)round, blk_type_name(type),
@@ -72,7 +69,7 @@ static void wait_all(int n, uint32_t type, uint64_t round)
 int main(const char* cmdline)
 {
     (void)cmdline;
-    rt_idle_enable();
+    rt_install_traps();
     int found = blk_open_all(g_disks, BLK_MAX_DISKS);
     int n = 0;
     for (int i = 0; i < found; ++i)

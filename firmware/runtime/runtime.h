@@ -39,18 +39,6 @@ __attribute__((noreturn, format(printf, 2, 3))) void rt_fail(int code, const cha
  * where without it the guest triple-faults and the VMM sees only reset registers. */
 #define RT_TRAP_EXIT 62
 void rt_install_traps(void);
-/* Waiting without spinning (idle.c): rt_idle_enable() installs the traps above and
- * starts a periodic LAPIC timer of about 1 ms; rt_wait_turn(since), called on every
- * turn of a polling loop with the TSC at which the wait began, then spins for the
- * first 100 us of the wait and halts until the next tick after that. Without
- * rt_idle_enable() it only spins (cpu_relax). */
-#define RT_TICK_VECTOR 0x20
-#define RT_SPURIOUS_VECTOR 0xff
-void rt_idle_enable(void); /* not with `idle=0` on the command line */
-void rt_wait_turn(uint64_t since);
-/* Waits about a millisecond: one tick halted once rt_idle_enable() ran, else
- * rt_udelay(1000). For loops that look at something every millisecond. */
-void rt_idle_tick(void);
 /* The program's name as given by the build, used as a prefix in messages. */
 extern const char rt_program_name[];
 
@@ -88,10 +76,7 @@ void* rt_alloc(uint64_t size, uint64_t align);
 uint64_t rt_tsc_khz(void);
 const char* rt_tsc_source(void); /* "kvmclock", "pit", "cpuid-0x16" or "assumed" */
 uint64_t rt_tsc_to_us(uint64_t ticks);
-/* Busy-waits `us` microseconds; once rt_idle_enable() ran, a delay of over 2 ms
- * halts through its ticks and spins only its last 2 ms. */
 void rt_udelay(uint64_t us);
-bool rt_idle_enabled(void);
 
 /* A timeout that counts only time the guest ran. The TSC keeps counting while
  * the VMM holds the vCPUs paused, and a restored guest was seen to find its TSC

@@ -132,13 +132,8 @@ uint64_t rt_tsc_to_us(uint64_t ticks)
 void rt_udelay(uint64_t us)
 {
     uint64_t end = rdtsc() + us * rt_tsc_khz() / 1000;
-    uint64_t const spin = 2 * rt_tsc_khz(); /* 2 ms: a tick may come up to 1 ms late */
-    for (uint64_t now = rdtsc(); now < end; now = rdtsc()) {
-        if (end - now > spin && rt_idle_enabled())
-            rt_idle_tick();
-        else
-            cpu_relax();
-    }
+    while (rdtsc() < end)
+        cpu_relax();
 }
 
 void rt_timeout_start(struct rt_timeout* t, uint64_t ms)

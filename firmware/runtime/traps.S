@@ -63,22 +63,6 @@ trap_common:
     hlt
     jmp 1b
 
-/* The idle timer's tick (idle.c): it only ends a HLT, so the handler acknowledges
- * it at the LAPIC's EOI register and returns. The spurious vector gets no EOI. */
-    .p2align 4
-    .globl rt_tick_stub
-rt_tick_stub:
-    pushq %rax
-    movabs $0xfee000b0, %rax
-    movl $0, (%rax)
-    popq %rax
-    iretq
-
-    .p2align 4
-    .globl rt_spurious_stub
-rt_spurious_stub:
-    iretq
-
     .section .rodata
     .p2align 3
     .globl rt_trap_stubs

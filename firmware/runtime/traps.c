@@ -26,11 +26,7 @@ struct idt_entry {
 } __attribute__((packed));
 
 extern const uint64_t rt_trap_stubs[32];
-extern const char rt_tick_stub[];
-extern const char rt_spurious_stub[];
-/* All 256 vectors: an interrupt on a vector without an entry (not present) raises
- * #GP, which the exception entries report. */
-static struct idt_entry g_idt[256] __attribute__((aligned(16)));
+static struct idt_entry g_idt[32] __attribute__((aligned(16)));
 
 __attribute__((noreturn)) void rt_trap(const struct rt_trap_frame* f);
 
@@ -43,23 +39,18 @@ __attribute__((noreturn)) void rt_trap(const struct rt_trap_frame* f)
             (unsigned long)f->rflags, (unsigned long)cr2);
 }
 
-static void set_gate(int v, uint64_t a)
-{
-    g_idt[v].offset_low = (uint16_t)a;
-    g_idt[v].selector = 0x08; /* the 64-bit code segment (entry.S's GDT) */
-    g_idt[v].ist = 0;
-    g_idt[v].type = 0x8e; /* present, ring 0, 64-bit interrupt gate */
-    g_idt[v].offset_mid = (uint16_t)(a >> 16);
-    g_idt[v].offset_high = (uint32_t)(a >> 32);
-    g_idt[v].zero = 0;
-}
-
 void rt_install_traps(void)
 {
-    for (int v = 0; v < 32; ++v)
-        set_gate(v, rt_trap_stubs[v]);
-    set_gate(RT_TICK_VECTOR, (uint64_t)rt_tick_stub);
-    set_gate(RT_SPURIOUS_VECTOR, (uint64_t)rt_spurious_stub);
+    for (int v = 0; v < 32; ++v) {
+        uint64_t a = rt_trap_stubs[v];
+        g_idt[v].offset_low = (uint16_t)a;
+        g_idt[v].selector = 0x08; /* the 64-bit code segment (entry.S's GDT) */
+        g_idt[v].ist = 0;
+        g_idt[v].type = 0x8e; /* present, ring 0, 64-bit interrupt gate */
+        g_idt[v].offset_mid = (uint16_t)(a >> 16);
+        g_idt[v].offset_high = (uint32_t)(a >> 32);
+        g_idt[v].zero = 0;
+    }
     struct __attribute__((packed)) {
         uint16_t limit;
         uint64_t base;

@@ -131,13 +131,10 @@ uint8_t blk_sync(struct blk_dev* d, uint32_t type, uint64_t sector, void* buf, u
     blk_kick(d);
     struct rt_timeout timeout;
     rt_timeout_start(&timeout, 30000);
-    uint64_t const since = rdtsc();
     while (!req.done) {
         bool got = blk_poll(d) != 0;
         if (rt_timeout_expired(&timeout) && !got)
             return BLK_S_TIMEOUT;
-        if (!got)
-            rt_wait_turn(since);
     }
     return req.status;
 }

@@ -108,11 +108,10 @@ int virtq_wait_used(struct virtq* q, uint64_t ms)
 {
     struct rt_timeout timeout;
     rt_timeout_start(&timeout, ms);
-    uint64_t const since = rdtsc();
     while (!virtq_poll(q, 0)) {
         if (rt_timeout_expired(&timeout))
             return -1;
-        rt_wait_turn(since);
+        cpu_relax();
     }
     return 0;
 }
