@@ -6,16 +6,23 @@
 
 #include <filesystem>
 #include <fstream>
-#include <iterator>
+#include <sstream>
 #include <string>
 
 namespace strata::test {
 
 // The file's text; an empty string when it does not exist or cannot be read.
+// One bulk copy of the stream buffer, not a character at a time: the tests poll
+// guests' serial logs of several MiB many times a second, at -O0, inside the
+// emulated machine, where istreambuf_iterator's per-character loop made
+// memwriter's Diff snapshot case take 92-113 s against 15 s.
 inline std::string read_text(std::filesystem::path const& path)
 {
     std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    std::ostringstream text;
+    if (in)
+        text << in.rdbuf();
+    return text.str();
 }
 
 } // namespace strata::test
