@@ -284,7 +284,10 @@ def case_hung_machine(build):
 def case_rerun_lost(build):
     """With --rerun-lost, a command whose session machine stalls under it runs once
     more from the start in the machine started next, and says so; when that machine
-    stalls too, the command gets 125 as without the option."""
+    stalls too, the command gets 125 as without the option. The first machine stalls
+    whole (paused through QEMU's monitor); the second has one CPU stuck, as its kernel
+    reports it (two RCU stall reports with the same counters, written to its kernel
+    log here), while its heartbeat goes on."""
     import socket
     d = tempfile.mkdtemp(prefix="with-kvm-rerun-")
     env = {"STRATA_WITH_KVM_HUNG_AFTER": "20"}
@@ -302,17 +305,25 @@ def case_rerun_lost(build):
         time.sleep(0.5)
         m.close()
 
-    for attempt in (1, 2):
+    def stuck_cpu():
+        report = "<3>rcu: \t1-...0: (4 ticks this GP) idle=e0e4/1/0x4000000000000000 softirq=21257/21259 fqs=%d\n"
+        script = "printf '%s' > /dev/kmsg; sleep 1; printf '%s' > /dev/kmsg" % (report % 2538, report % 7462)
+        # The command that writes the reports may itself be lost with the machine.
+        run(["--session", d, "--", "sh", "-c", script], env=env)
+
+    for attempt, lose in ((1, stall), (2, stuck_cpu)):
         line = p.stdout.readline().strip()
         check(line == "started", "run %d of the command did not start: %r" % (attempt, line))
         # After the first stall the next "started" comes from the machine started next.
-        stall()
+        lose()
     code = p.wait(300)
     err = p.stderr.read()
     print(err)
     check(code == 125, "expected 125 after the second stall, got %d: %s" % (code, err))
     check(err.count("stopped responding") == 2, "both stalls are not reported: %s" % err)
     check(err.count("running the command again, once") == 1, "the re-run is not said once: %s" % err)
+    said = open(os.path.join(d, "supervisor.log")).read()
+    check("has a stuck CPU (CPU 1 made no progress" in said, "the stuck CPU is not named: %s" % said)
     run(["--stop", d])
     check(not machine_processes(d), "processes outlived --stop: %s" % machine_processes(d))
     subprocess.run(["rm", "-rf", d])
