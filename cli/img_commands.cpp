@@ -23,7 +23,7 @@ namespace strata::cli {
 
 namespace {
 
-int report(Error const& error)
+int report_img(Error const& error)
 {
     std::cerr << "strata img: " << error.message << "\n";
     return exit_code_for(error.kind);
@@ -46,26 +46,26 @@ int cmd_create(std::string const& format, std::string const& file, std::string c
 {
     auto size = parse_size(size_text);
     if (!size)
-        return report(size.error());
+        return report_img(size.error());
     auto fmt = parse_format(format);
     if (!fmt)
-        return report(fmt.error());
+        return report_img(fmt.error());
     std::uint64_t bytes = (size.value() + 511) / 512 * 512;
     if (fmt.value() == ImageFormat::Raw) {
         Fd fd(::open(file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
         if (!fd.valid())
-            return report(errno_error("create '" + file + "'"));
+            return report_img(errno_error("create '" + file + "'"));
         if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0)
-            return report(errno_error("size '" + file + "'"));
+            return report_img(errno_error("size '" + file + "'"));
     } else if (fmt.value() == ImageFormat::Strata) {
         auto engine = make_engine(EngineKind::Sync);
         if (!engine)
-            return report(engine.error());
+            return report_img(engine.error());
         auto layer = Layer::create(file, bytes, LayerId::random(), *engine.value());
         if (!layer)
-            return report(layer.error());
+            return report_img(layer.error());
     } else {
-        return report(make_error(ErrorKind::Unsupported, "img create makes raw or strata images"));
+        return report_img(make_error(ErrorKind::Unsupported, "img create makes raw or strata images"));
     }
     std::printf("Formatting '%s', fmt=%s size=%llu\n", file.c_str(), std::string(format_name(fmt.value())).c_str(),
         static_cast<unsigned long long>(bytes));
@@ -76,7 +76,7 @@ int cmd_info(std::string const& file, std::string const& format, std::string con
 {
     auto fmt = pick_format(file, format);
     if (!fmt)
-        return report(fmt.error());
+        return report_img(fmt.error());
     nlohmann::ordered_json j;
     j["filename"] = file;
     j["format"] = std::string(format_name(fmt.value()));
@@ -84,7 +84,7 @@ int cmd_info(std::string const& file, std::string const& format, std::string con
         auto engine = make_engine(EngineKind::Sync);
         auto layer = Layer::open(file, LayerOpen::ReadOnly, *engine.value(), LayerOptions { .cache = CacheMode::Writeback });
         if (!layer)
-            return report(layer.error());
+            return report_img(layer.error());
         Layer& l = *layer.value();
         j["virtual-size"] = l.size();
         j["actual-size"] = disk_usage(file);
@@ -102,7 +102,7 @@ int cmd_info(std::string const& file, std::string const& format, std::string con
     } else {
         auto backend = open_image(file, fmt.value(), OpenImageOptions { .cache = CacheMode::Writeback, .engine = EngineKind::Sync });
         if (!backend)
-            return report(backend.error());
+            return report_img(backend.error());
         j["virtual-size"] = backend.value()->size();
         j["actual-size"] = disk_usage(file);
         j["dirty-flag"] = false;
@@ -126,7 +126,7 @@ int cmd_check(std::string const& file, std::string const& format, std::string co
 {
     auto fmt = pick_format(file, format);
     if (!fmt) {
-        report(fmt.error());
+        report_img(fmt.error());
         return 1;
     }
     if (fmt.value() != ImageFormat::Strata) {
@@ -139,7 +139,7 @@ int cmd_check(std::string const& file, std::string const& format, std::string co
     else if (repair == "all")
         mode = RepairMode::All;
     else if (!repair.empty())
-        return report(make_error(ErrorKind::Usage, "-r takes leaks or all"));
+        return report_img(make_error(ErrorKind::Usage, "-r takes leaks or all"));
     auto engine = make_engine(EngineKind::Sync);
     auto layer = Layer::open(file, mode == RepairMode::None ? LayerOpen::ReadOnly : LayerOpen::Rewrite, *engine.value(),
         LayerOptions { .cache = CacheMode::Writeback, .tolerant = true });
@@ -198,7 +198,7 @@ int cmd_map(std::string const& file, std::string const& format, std::string cons
 {
     auto fmt = pick_format(file, format);
     if (!fmt)
-        return report(fmt.error());
+        return report_img(fmt.error());
     struct Run {
         std::uint64_t start, length;
         bool data, zero;
@@ -210,7 +210,7 @@ int cmd_map(std::string const& file, std::string const& format, std::string cons
         auto engine = make_engine(EngineKind::Sync);
         auto layer = Layer::open(file, LayerOpen::ReadOnly, *engine.value(), LayerOptions { .cache = CacheMode::Writeback });
         if (!layer)
-            return report(layer.error());
+            return report_img(layer.error());
         size = layer.value()->size();
         std::uint64_t pos = 0;
         layer.value()->map().for_each([&](Extent const& e) {
@@ -227,12 +227,12 @@ int cmd_map(std::string const& file, std::string const& format, std::string cons
     } else if (fmt.value() == ImageFormat::Raw) {
         auto extents = file_data_extents(file);
         if (!extents)
-            return report(extents.error());
+            return report_img(extents.error());
         size = extents.value().first;
         for (auto const& [s, len, data] : extents.value().second)
             runs.push_back(Run { s, len, data, !data, s });
     } else {
-        return report(make_error(ErrorKind::Unsupported, "img map reads raw and strata images"));
+        return report_img(make_error(ErrorKind::Unsupported, "img map reads raw and strata images"));
     }
     if (output == "json") {
         nlohmann::ordered_json arr = nlohmann::ordered_json::array();
@@ -263,33 +263,33 @@ int cmd_resize(std::string const& file, std::string const& format, std::string c
 {
     auto fmt = pick_format(file, format);
     if (!fmt)
-        return report(fmt.error());
+        return report_img(fmt.error());
     bool relative = !size_text.empty() && (size_text[0] == '+' || size_text[0] == '-');
     if (!size_text.empty() && size_text[0] == '-')
-        return report(make_error(ErrorKind::Unsupported, "shrinking is not supported"));
+        return report_img(make_error(ErrorKind::Unsupported, "shrinking is not supported"));
     auto delta = parse_size(relative ? size_text.substr(1) : size_text);
     if (!delta)
-        return report(delta.error());
+        return report_img(delta.error());
     if (fmt.value() == ImageFormat::Strata) {
         auto engine = make_engine(EngineKind::Sync);
         auto layer = Layer::open(file, LayerOpen::Writable, *engine.value(), LayerOptions { .cache = CacheMode::Writeback });
         if (!layer)
-            return report(layer.error());
+            return report_img(layer.error());
         std::uint64_t target = (relative ? layer.value()->size() + delta.value() : delta.value() + 511) / 512 * 512;
         if (auto s = layer.value()->resize(target); !s)
-            return report(s.error());
+            return report_img(s.error());
     } else if (fmt.value() == ImageFormat::Raw) {
         struct stat st {};
         if (::stat(file.c_str(), &st) != 0)
-            return report(errno_error("stat '" + file + "'"));
+            return report_img(errno_error("stat '" + file + "'"));
         std::uint64_t cur = static_cast<std::uint64_t>(st.st_size);
         std::uint64_t target = relative ? cur + delta.value() : delta.value();
         if (target < cur)
-            return report(make_error(ErrorKind::Unsupported, "shrinking is not supported"));
+            return report_img(make_error(ErrorKind::Unsupported, "shrinking is not supported"));
         if (::truncate(file.c_str(), static_cast<off_t>(target)) != 0)
-            return report(errno_error("resize '" + file + "'"));
+            return report_img(errno_error("resize '" + file + "'"));
     } else {
-        return report(make_error(ErrorKind::Unsupported, "img resize changes raw and strata images"));
+        return report_img(make_error(ErrorKind::Unsupported, "img resize changes raw and strata images"));
     }
     std::printf("Image resized.\n");
     return 0;
@@ -300,9 +300,9 @@ int cmd_freeze(std::string const& file, bool no_digest)
     auto engine = make_engine(EngineKind::Sync);
     auto layer = Layer::open(file, LayerOpen::Writable, *engine.value(), LayerOptions { .cache = CacheMode::Writeback });
     if (!layer)
-        return report(layer.error());
+        return report_img(layer.error());
     if (auto s = layer.value()->freeze(!no_digest); !s)
-        return report(s.error());
+        return report_img(s.error());
     if (auto d = layer.value()->digest())
         std::printf("%s\n", d->to_string().c_str());
     return 0;

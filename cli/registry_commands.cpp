@@ -5,6 +5,7 @@
 // (README "Registries").
 #include "base/sysexits.h"
 #include "cli/commands.h"
+#include "cli/run_support.h"
 #include "registry/lazy.h"
 #include "registry/transfer.h"
 #include "store/machine_image_store.h"
@@ -22,12 +23,6 @@
 namespace strata::cli {
 
 namespace {
-
-int fail(Error const& e)
-{
-    std::cerr << "strata: " << e.message << "\n";
-    return exit_code_for(e.kind);
-}
 
 struct RegistryArgs {
     std::string name, ref, creds, ca_cert;
@@ -77,7 +72,7 @@ int with_store(F&& fn)
 {
     auto store = Store::open(Store::default_root());
     if (!store)
-        return fail(store.error());
+        return report(store.error());
     return fn(*store.value());
 }
 
@@ -98,13 +93,13 @@ void add_push_pull(CLI::App* group, char const* what, int& exit_code, Push push_
         exit_code = with_store([&](Store& s) {
             auto ref = registry::parse_reference(a->ref);
             if (!ref)
-                return fail(ref.error());
+                return report(ref.error());
             auto o = transfer_options(*a, ref.value());
             if (!o)
-                return fail(o.error());
+                return report(o.error());
             auto r = push_fn(s, a->name, ref.value(), o.value());
             if (!r)
-                return fail(r.error());
+                return report(r.error());
             print_stats(r.value().stats);
             for (auto const& note : r.value().notes)
                 std::cerr << "strata: note: " << note << "\n";
@@ -122,13 +117,13 @@ void add_push_pull(CLI::App* group, char const* what, int& exit_code, Push push_
         exit_code = with_store([&](Store& s) {
             auto ref = registry::parse_reference(a->ref);
             if (!ref)
-                return fail(ref.error());
+                return report(ref.error());
             auto o = transfer_options(*a, ref.value());
             if (!o)
-                return fail(o.error());
+                return report(o.error());
             auto r = pull_fn(s, ref.value(), a->name, o.value());
             if (!r)
-                return fail(r.error());
+                return report(r.error());
             print_stats(r.value().stats);
             std::cout << r.value().image.name << " " << ref.value().registry << "/" << ref.value().repository << "@" << r.value().digest << "\n";
             return 0;
@@ -152,26 +147,26 @@ void register_registry(CLI::App& app, int& exit_code)
                 if (machine) {
                     auto dirs = ensure_record_dirs(s.root());
                     if (!dirs)
-                        return fail(dirs.error());
+                        return report(dirs.error());
                     auto held = RecordLock::take(s.root(), false);
                     if (!held)
-                        return fail(held.error());
+                        return report(held.error());
                     auto m = load_machine_image(held.value(), *fill_name);
                     if (!m)
-                        return fail(m.error());
+                        return report(m.error());
                     for (auto const& d : m.value().disks)
                         layers.insert(layers.end(), d.layers.begin(), d.layers.end());
                 } else {
                     auto m = s.get(ObjectKind::Image, *fill_name);
                     if (!m)
-                        return fail(m.error());
+                        return report(m.error());
                     layers = m.value().layers;
                 }
                 std::uint64_t total = 0;
                 for (auto const& id : layers) {
                     auto got = registry::fill_layer(s.root(), id);
                     if (!got)
-                        return fail(got.error().context("fill layer " + id.to_string()));
+                        return report(got.error().context("fill layer " + id.to_string()));
                     total += got.value();
                 }
                 registry::prune_records(s.root());

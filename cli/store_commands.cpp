@@ -7,6 +7,7 @@
 #include "store/rootfs_image.h"
 #include "store/store.h"
 #include "cli/commands.h"
+#include "cli/run_support.h"
 #include "cli/img_util.h"
 #include "registry/lazy.h"
 
@@ -21,12 +22,6 @@
 namespace strata::cli {
 
 namespace {
-
-int fail(Error const& e)
-{
-    std::cerr << "strata: " << e.message << "\n";
-    return exit_code_for(e.kind);
-}
 
 // Progress on a terminal: "\r  42%" on stderr, cleared at the end.
 ProgressFn terminal_progress(std::string const& what)
@@ -52,7 +47,7 @@ void with_store(int& exit_code, F&& fn)
     auto start = std::chrono::steady_clock::now();
     auto store = Store::open(Store::default_root());
     if (!store) {
-        exit_code = fail(store.error());
+        exit_code = report(store.error());
         return;
     }
     exit_code = fn(*store.value());
@@ -135,7 +130,7 @@ void add_common(CLI::App* group, ObjectKind kind, int& exit_code)
         with_store(exit_code, [&](Store& s) {
             auto all = s.list(kind);
             if (!all)
-                return fail(all.error());
+                return report(all.error());
             print_list(all.value(), *json);
             return 0;
         });
@@ -147,7 +142,7 @@ void add_common(CLI::App* group, ObjectKind kind, int& exit_code)
         with_store(exit_code, [&](Store& s) {
             auto d = s.describe(kind, *name);
             if (!d)
-                return fail(d.error());
+                return report(d.error());
             print_details(d.value(), *json);
             return 0;
         });
@@ -157,7 +152,7 @@ void add_common(CLI::App* group, ObjectKind kind, int& exit_code)
     del->callback([&exit_code, kind, name] {
         with_store(exit_code, [&](Store& s) {
             auto st = s.remove(kind, *name);
-            return st ? 0 : fail(st.error());
+            return st ? 0 : report(st.error());
         });
     });
 }
@@ -184,15 +179,15 @@ void register_disks(CLI::App& app, int& exit_code)
             if (!a->size.empty()) {
                 auto size = size_arg(a->size);
                 if (!size)
-                    return fail(size.error());
+                    return report(size.error());
                 auto m = s.create_disk(a->name, size.value());
-                return m ? 0 : fail(m.error());
+                return m ? 0 : report(m.error());
             }
             if (a->image.empty() && a->snapshot.empty())
-                return fail(make_error(ErrorKind::Usage, "disks create needs --size, --image or --source-snapshot"));
+                return report(make_error(ErrorKind::Usage, "disks create needs --size, --image or --source-snapshot"));
             auto m = a->image.empty() ? s.create_disk_from(a->name, ObjectKind::Snapshot, a->snapshot)
                                       : s.create_disk_from(a->name, ObjectKind::Image, a->image);
-            return m ? 0 : fail(m.error());
+            return m ? 0 : report(m.error());
         });
     });
 
@@ -202,7 +197,7 @@ void register_disks(CLI::App& app, int& exit_code)
     snap->callback([&exit_code, a] {
         with_store(exit_code, [&](Store& s) {
             auto m = s.snapshot_disk(a->name, a->snapshot_name);
-            return m ? 0 : fail(m.error());
+            return m ? 0 : report(m.error());
         });
     });
 
@@ -212,7 +207,7 @@ void register_disks(CLI::App& app, int& exit_code)
     revert->callback([&exit_code, a] {
         with_store(exit_code, [&](Store& s) {
             auto st = s.revert_disk(a->name, a->snapshot);
-            return st ? 0 : fail(st.error());
+            return st ? 0 : report(st.error());
         });
     });
 
@@ -221,7 +216,7 @@ void register_disks(CLI::App& app, int& exit_code)
     commit->callback([&exit_code, a] {
         with_store(exit_code, [&](Store& s) {
             auto st = s.commit_disk(a->name);
-            return st ? 0 : fail(st.error());
+            return st ? 0 : report(st.error());
         });
     });
 
@@ -230,7 +225,7 @@ void register_disks(CLI::App& app, int& exit_code)
     flatten->callback([&exit_code, a] {
         with_store(exit_code, [&](Store& s) {
             auto st = s.flatten_disk(a->name);
-            return st ? 0 : fail(st.error());
+            return st ? 0 : report(st.error());
         });
     });
 
@@ -241,9 +236,9 @@ void register_disks(CLI::App& app, int& exit_code)
         with_store(exit_code, [&](Store& s) {
             auto size = size_arg(a->size);
             if (!size)
-                return fail(size.error());
+                return report(size.error());
             auto st = s.resize_disk(a->name, size.value());
-            return st ? 0 : fail(st.error());
+            return st ? 0 : report(st.error());
         });
     });
 }
@@ -269,13 +264,13 @@ void register_images(CLI::App& app, int& exit_code)
             if (!a->format.empty()) {
                 auto f = parse_format(a->format);
                 if (!f)
-                    return fail(f.error());
+                    return report(f.error());
                 options.format = f.value();
             }
             options.description = a->description;
             options.progress = terminal_progress("importing");
             auto m = s.import_image(a->name, a->file, options);
-            return m ? 0 : fail(m.error());
+            return m ? 0 : report(m.error());
         });
     });
 
@@ -288,7 +283,7 @@ void register_images(CLI::App& app, int& exit_code)
             ExportOptions options;
             auto f = parse_format(a->out_format);
             if (!f)
-                return fail(f.error());
+                return report(f.error());
             switch (f.value()) {
             case ImageFormat::Archive: options.format = ExportFormat::Archive; break;
             case ImageFormat::Raw: options.format = ExportFormat::Raw; break;
@@ -297,7 +292,7 @@ void register_images(CLI::App& app, int& exit_code)
             }
             options.progress = terminal_progress("exporting");
             auto st = s.export_image(a->name, a->file, options);
-            return st ? 0 : fail(st.error());
+            return st ? 0 : report(st.error());
         });
     });
 
@@ -309,10 +304,10 @@ void register_images(CLI::App& app, int& exit_code)
     create->callback([&exit_code, a] {
         with_store(exit_code, [&](Store& s) {
             if (a->disk.empty() == a->snapshot.empty())
-                return fail(make_error(ErrorKind::Usage, "images create needs --source-disk or --source-snapshot"));
+                return report(make_error(ErrorKind::Usage, "images create needs --source-disk or --source-snapshot"));
             auto m = a->disk.empty() ? s.create_image(a->name, ObjectKind::Snapshot, a->snapshot)
                                      : s.create_image(a->name, ObjectKind::Disk, a->disk);
-            return m ? 0 : fail(m.error());
+            return m ? 0 : report(m.error());
         });
     });
 
@@ -328,7 +323,7 @@ void register_images(CLI::App& app, int& exit_code)
         if (!a->size.empty()) {
             auto size = size_arg(a->size);
             if (!size) {
-                exit_code = fail(size.error());
+                exit_code = report(size.error());
                 return;
             }
             options.size = size.value();
@@ -338,7 +333,7 @@ void register_images(CLI::App& app, int& exit_code)
         with_store(exit_code, [&](Store& s) {
             auto r = create_rootfs_image(s, a->name, a->from_dir, options);
             if (!r)
-                return fail(r.error());
+                return report(r.error());
             auto const& rep = r.value();
             std::printf("image %s: ext4, %s (%llu bytes, %s), %llu inodes; the directory holds %s in %llu entries\n",
                 rep.manifest.name.c_str(), human_size(rep.size).c_str(), static_cast<unsigned long long>(rep.size),

@@ -52,7 +52,7 @@ std::string encode_object(ObjectManifest const& m)
     return object_json(m).dump(2) + "\n";
 }
 
-static Error bad(std::string const& what)
+static Error bad_manifest(std::string const& what)
 {
     return make_error(ErrorKind::BadInput, "manifest: " + what);
 }
@@ -63,43 +63,43 @@ static Result<std::string> opt_string(json const& j, char const* key)
     if (it == j.end())
         return std::string();
     if (!it->is_string() || it->get_ref<std::string const&>().size() > 4096)
-        return bad(std::string("'") + key + "' is not a string of at most 4096 bytes");
+        return bad_manifest(std::string("'") + key + "' is not a string of at most 4096 bytes");
     return it->get<std::string>();
 }
 
 Result<ObjectManifest> parse_object(std::string_view text, ObjectKind kind)
 {
     if (text.size() > kMaxManifestBytes)
-        return bad("larger than 1 MiB");
+        return bad_manifest("larger than 1 MiB");
     json j = json::parse(text.begin(), text.end(), nullptr, false);
     if (j.is_discarded() || !j.is_object())
-        return bad("not a JSON object");
+        return bad_manifest("not a JSON object");
     ObjectManifest m;
     m.kind = kind;
     auto k = j.find("kind");
     if (k == j.end() || !k->is_string() || k->get<std::string>() != kind_name(kind))
-        return bad("'kind' is not \"" + std::string(kind_name(kind)) + "\"");
+        return bad_manifest("'kind' is not \"" + std::string(kind_name(kind)) + "\"");
     auto name = j.find("name");
     if (name == j.end() || !name->is_string())
-        return bad("'name' is missing");
+        return bad_manifest("'name' is missing");
     m.name = name->get<std::string>();
     if (auto s = check_object_name(m.name); !s)
-        return bad(s.error().message);
+        return bad_manifest(s.error().message);
     auto size = j.find("size");
     if (size == j.end() || !size->is_number_unsigned())
-        return bad("'size' is not an unsigned integer");
+        return bad_manifest("'size' is not an unsigned integer");
     m.size = size->get<std::uint64_t>();
     if (m.size == 0 || m.size % 512 != 0 || m.size > layer_format::kMaxVirtualSize)
-        return bad("'size' must be a non-zero multiple of 512 up to 2^56");
+        return bad_manifest("'size' must be a non-zero multiple of 512 up to 2^56");
     auto layers = j.find("layers");
     if (layers == j.end() || !layers->is_array() || layers->empty() || layers->size() > kMaxManifestLayers)
-        return bad("'layers' must list 1 to " + std::to_string(kMaxManifestLayers) + " layer IDs");
+        return bad_manifest("'layers' must list 1 to " + std::to_string(kMaxManifestLayers) + " layer IDs");
     for (auto const& l : *layers) {
         if (!l.is_string())
-            return bad("a layer ID is not a string");
+            return bad_manifest("a layer ID is not a string");
         auto id = LayerId::parse(l.get<std::string>());
         if (!id)
-            return bad("bad layer ID '" + l.get<std::string>().substr(0, 64) + "'");
+            return bad_manifest("bad layer ID '" + l.get<std::string>().substr(0, 64) + "'");
         m.layers.push_back(id.value());
     }
     STRATA_TRY(created, opt_string(j, "created"));
@@ -113,10 +113,10 @@ Result<ObjectManifest> parse_object(std::string_view text, ObjectKind kind)
     auto labels = j.find("labels");
     if (labels != j.end()) {
         if (!labels->is_object())
-            return bad("'labels' is not an object");
+            return bad_manifest("'labels' is not an object");
         for (auto const& [key, value] : labels->items())
             if (!value.is_string())
-                return bad("label '" + key.substr(0, 64) + "' is not a string");
+                return bad_manifest("label '" + key.substr(0, 64) + "' is not a string");
         m.labels = *labels;
     }
     return m;

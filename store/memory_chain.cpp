@@ -16,7 +16,7 @@ namespace {
 
 using json = nlohmann::json;
 
-Error bad(std::string const& why)
+Error bad_chain(std::string const& why)
 {
     return make_error(ErrorKind::BadInput, "memory chain: " + why);
 }
@@ -74,7 +74,7 @@ Result<std::vector<MemoryChainLayer>> parse_memory_chain(std::string_view text)
 {
     auto doc = json::parse(text.begin(), text.end(), nullptr, false);
     if (doc.is_discarded() || !doc.is_object())
-        return bad("not a JSON object");
+        return bad_chain("not a JSON object");
     std::vector<MemoryChainLayer> chain;
     try {
         if (doc.at("format").get<int>() != 1)
@@ -90,29 +90,29 @@ Result<std::vector<MemoryChainLayer>> parse_memory_chain(std::string_view text)
             chain.push_back(std::move(layer));
         }
     } catch (json::exception const& e) {
-        return bad(std::string("incomplete: ") + e.what());
+        return bad_chain(std::string("incomplete: ") + e.what());
     }
     if (chain.empty())
-        return bad("no layers");
+        return bad_chain("no layers");
     for (std::size_t i = 0; i < chain.size(); ++i) {
         auto const& l = chain[i];
         if (!layer_id(l.id))
-            return bad("layer ID '" + l.id + "' is not 16 hex digits");
+            return bad_chain("layer ID '" + l.id + "' is not 16 hex digits");
         if (!layer_file_name(l.file, l.id))
-            return bad("layer " + l.id + "'s file '" + l.file + "' is neither \"memory\" nor \"memory-<id>\"");
+            return bad_chain("layer " + l.id + "'s file '" + l.file + "' is neither \"memory\" nor \"memory-<id>\"");
         if (l.diff != (i > 0))
-            return bad(i == 0 ? "the bottom layer must be a whole one" : "only the bottom layer can be a whole one");
+            return bad_chain(i == 0 ? "the bottom layer must be a whole one" : "only the bottom layer can be a whole one");
         if (!l.diff && !l.runs.empty())
-            return bad("a whole layer lists pages");
+            return bad_chain("a whole layer lists pages");
         std::uint64_t next = 0;
         for (auto const& r : l.runs) {
             if (r.count == 0 || r.first < next || r.first + r.count < r.first)
-                return bad("layer " + l.id + "'s pages are not ascending runs");
+                return bad_chain("layer " + l.id + "'s pages are not ascending runs");
             next = r.first + r.count;
         }
         for (std::size_t j = 0; j < i; ++j)
             if (chain[j].id == l.id || chain[j].file == l.file)
-                return bad("layer " + l.id + " is named twice");
+                return bad_chain("layer " + l.id + " is named twice");
     }
     return chain;
 }

@@ -12,9 +12,9 @@ namespace strata {
 
 namespace {
 
-Error usage(std::string const& what, std::string const& why) { return make_error(ErrorKind::Usage, what + ": " + why); }
+Error net_usage(std::string const& what, std::string const& why) { return make_error(ErrorKind::Usage, what + ": " + why); }
 
-bool valid_id(std::string const& id)
+bool valid_net_id(std::string const& id)
 {
     if (id.empty() || id.size() > 20 || id == "." || id == "..")
         return false;
@@ -31,19 +31,19 @@ Result<std::uint64_t> parse_rate(std::string const& what, std::string const& key
     std::size_t i = 0;
     for (; i < value.size() && value[i] >= '0' && value[i] <= '9'; ++i) {
         if (n > (std::uint64_t(1) << 40))
-            return usage(what, key + "= is too large");
+            return net_usage(what, key + "= is too large");
         n = n * 10 + static_cast<std::uint64_t>(value[i] - '0');
     }
     if (i == 0)
-        return usage(what, key + "= takes a number per second like 10M, not '" + value + "'");
+        return net_usage(what, key + "= takes a number per second like 10M, not '" + value + "'");
     std::string const suffix = value.substr(i);
     unsigned shift = suffix.empty() ? 0 : suffix == "K" || suffix == "k" ? 10 : suffix == "M" || suffix == "m" ? 20 : suffix == "G" || suffix == "g" ? 30 : 99;
     if (shift == 99)
-        return usage(what, key + "= takes a number per second with K, M or G, not '" + value + "'");
+        return net_usage(what, key + "= takes a number per second with K, M or G, not '" + value + "'");
     if (n == 0)
-        return usage(what, key + "= must be at least 1 (leave it out for no limit)");
+        return net_usage(what, key + "= must be at least 1 (leave it out for no limit)");
     if (n > (std::uint64_t(1) << (50 - shift)))
-        return usage(what, key + "= is too large");
+        return net_usage(what, key + "= is too large");
     return n << shift;
 }
 
@@ -65,20 +65,20 @@ bool per_second_shape(TokenBucketConfig const& b) { return b.size == 0 || (b.ref
 
 Status check_net(NetConfig const& net, std::string const& what)
 {
-    if (!valid_id(net.id))
-        return usage(what, "id '" + net.id + "' must be 1-20 letters, digits, '-', '_' or '.'");
+    if (!valid_net_id(net.id))
+        return net_usage(what, "id '" + net.id + "' must be 1-20 letters, digits, '-', '_' or '.'");
     if (net.netns_auto && !net.tap.empty())
-        return usage(what, "give tap=NAME or netns=auto, not both");
+        return net_usage(what, "give tap=NAME or netns=auto, not both");
     if (net.tap.empty() && !net.netns_auto)
-        return usage(what, "give the host tap (tap=NAME) or netns=auto");
+        return net_usage(what, "give the host tap (tap=NAME) or netns=auto");
     if (!net.netns_auto && !virtio::net::valid_interface_name(net.tap))
-        return usage(what, "'" + net.tap + "' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
+        return net_usage(what, "'" + net.tap + "' is not a valid interface name (1-15 characters, no '/', ':' or spaces)");
     if (!net.mac.empty() && !virtio::net::parse_mac(net.mac))
-        return usage(what, "'" + net.mac + "' is not a unicast MAC address like 52:54:00:12:34:56");
+        return net_usage(what, "'" + net.mac + "' is not a unicast MAC address like 52:54:00:12:34:56");
     if (auto r = check_rate_limiter(net.rx_limit); !r)
-        return usage(what, "rx rate limiter: " + r.error().message);
+        return net_usage(what, "rx rate limiter: " + r.error().message);
     if (auto r = check_rate_limiter(net.tx_limit); !r)
-        return usage(what, "tx rate limiter: " + r.error().message);
+        return net_usage(what, "tx rate limiter: " + r.error().message);
     return ok();
 }
 
@@ -92,11 +92,11 @@ Result<NetConfig> parse_net_spec(std::string const& spec, unsigned index)
     while (std::getline(in, item, ',')) {
         auto eq = item.find('=');
         if (eq == std::string::npos)
-            return usage(what, "'" + item + "' is not key=value (tap=NAME[,mac=M][,id=ID])");
+            return net_usage(what, "'" + item + "' is not key=value (tap=NAME[,mac=M][,id=ID])");
         std::string key = item.substr(0, eq);
         std::string value = item.substr(eq + 1);
         if (!seen.insert(key).second)
-            return usage(what, key + "= is given twice");
+            return net_usage(what, key + "= is given twice");
         if (key == "tap")
             net.tap = value;
         else if (key == "mac")
@@ -105,14 +105,14 @@ Result<NetConfig> parse_net_spec(std::string const& spec, unsigned index)
             net.id = value;
         else if (key == "netns") {
             if (value != "auto")
-                return usage(what, "netns= takes only 'auto' (a namespace of the VM's own)");
+                return net_usage(what, "netns= takes only 'auto' (a namespace of the VM's own)");
             net.netns_auto = true;
         } else if (key == "rx_bps" || key == "tx_bps" || key == "rx_pps" || key == "tx_pps") {
             STRATA_TRY(rate, parse_rate(what, key, value));
             auto& limiter = key[0] == 'r' ? net.rx_limit : net.tx_limit;
             (key[3] == 'b' ? limiter.bandwidth : limiter.ops) = per_second(rate);
         } else
-            return usage(what, "unknown key '" + key + "' (tap, netns, mac, id, rx_bps, tx_bps, rx_pps, tx_pps)");
+            return net_usage(what, "unknown key '" + key + "' (tap, netns, mac, id, rx_bps, tx_bps, rx_pps, tx_pps)");
     }
     if (net.id.empty())
         net.id = "net" + std::to_string(index);

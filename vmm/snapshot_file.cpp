@@ -19,8 +19,8 @@ namespace {
 
 using nlohmann::json;
 
-constexpr char magic[8] = { 'S', 'T', 'R', 'A', 'T', 'A', 'F', 'S' };
-constexpr std::size_t header_bytes = 32;
+constexpr char snapshot_magic[8] = { 'S', 'T', 'R', 'A', 'T', 'A', 'F', 'S' };
+constexpr std::size_t snapshot_header_bytes = 32;
 
 void put_le(std::vector<std::byte>& out, std::size_t at, std::uint64_t value, std::size_t bytes)
 {
@@ -66,7 +66,7 @@ RateLimiterConfig limiter_from(json const& j)
     return RateLimiterConfig { bucket_from(j.at("bandwidth")), bucket_from(j.at("ops")) };
 }
 
-Error bad(std::string const& why)
+Error bad_snapshot(std::string const& why)
 {
     return make_error(ErrorKind::BadInput, "not a usable snapshot file: " + why);
 }
@@ -100,13 +100,13 @@ std::vector<std::byte> encode_snapshot_file(SnapshotFile const& file)
         { "mmds", { { "interfaces", file.mmds.interfaces }, { "v2", file.mmds.v2 }, { "ipv4", file.mmds.ipv4 } } } };
     std::string text = doc.dump();
 
-    std::vector<std::byte> out(header_bytes + text.size() + file.machine_state.size());
-    std::memcpy(out.data(), magic, sizeof magic);
+    std::vector<std::byte> out(snapshot_header_bytes + text.size() + file.machine_state.size());
+    std::memcpy(out.data(), snapshot_magic, sizeof snapshot_magic);
     put_le(out, 8, SnapshotFile::format_version, 4);
     put_le(out, 16, text.size(), 8);
     put_le(out, 24, file.machine_state.size(), 8);
-    std::memcpy(out.data() + header_bytes, text.data(), text.size());
-    std::memcpy(out.data() + header_bytes + text.size(), file.machine_state.data(), file.machine_state.size());
+    std::memcpy(out.data() + snapshot_header_bytes, text.data(), text.size());
+    std::memcpy(out.data() + snapshot_header_bytes + text.size(), file.machine_state.data(), file.machine_state.size());
     // The CRC covers the lengths too (bytes 16..31) and everything after them.
     put_le(out, 12, crc32c(std::span<std::byte const>(out).subspan(16)), 4);
     return out;
@@ -114,24 +114,24 @@ std::vector<std::byte> encode_snapshot_file(SnapshotFile const& file)
 
 Result<SnapshotFile> decode_snapshot_file(std::span<std::byte const> bytes)
 {
-    if (bytes.size() < header_bytes || std::memcmp(bytes.data(), magic, sizeof magic) != 0)
-        return bad("it does not start with a strata snapshot header");
+    if (bytes.size() < snapshot_header_bytes || std::memcmp(bytes.data(), snapshot_magic, sizeof snapshot_magic) != 0)
+        return bad_snapshot("it does not start with a strata snapshot header");
     auto const version = get_le(bytes, 8, 4);
     if (version != SnapshotFile::format_version)
         return make_error(ErrorKind::Unsupported, "the snapshot file has format version " + std::to_string(version)
                 + "; this strata reads version " + std::to_string(SnapshotFile::format_version));
     if (crc32c(bytes.subspan(16)) != get_le(bytes, 12, 4))
-        return bad("its checksum does not match (the file was changed or truncated)");
+        return bad_snapshot("its checksum does not match (the file was changed or truncated)");
     auto const text_len = get_le(bytes, 16, 8);
     auto const state_len = get_le(bytes, 24, 8);
-    auto const rest = bytes.size() - header_bytes;
+    auto const rest = bytes.size() - snapshot_header_bytes;
     if (text_len > rest || state_len != rest - text_len)
-        return bad("its lengths do not add up");
+        return bad_snapshot("its lengths do not add up");
 
-    auto doc = json::parse(reinterpret_cast<char const*>(bytes.data() + header_bytes),
-        reinterpret_cast<char const*>(bytes.data() + header_bytes + text_len), nullptr, false);
+    auto doc = json::parse(reinterpret_cast<char const*>(bytes.data() + snapshot_header_bytes),
+        reinterpret_cast<char const*>(bytes.data() + snapshot_header_bytes + text_len), nullptr, false);
     if (doc.is_discarded() || !doc.is_object())
-        return bad("its description is not JSON");
+        return bad_snapshot("its description is not JSON");
     SnapshotFile file;
     try {
         file.vcpus = doc.at("vcpu_count").get<std::uint32_t>();
@@ -148,24 +148,24 @@ Result<SnapshotFile> decode_snapshot_file(std::span<std::byte const> bytes)
             drive.disk.cache = cache == "writeback" ? DiskCache::Writeback : cache == "unsafe" ? DiskCache::Unsafe : DiskCache::None;
             drive.capture = d.at("capture").get<std::string>();
             if (drive.capture.find('/') != std::string::npos || drive.capture == "." || drive.capture == "..")
-                return bad("a drive's copy is not a file name");
+                return bad_snapshot("a drive's copy is not a file name");
             // A file written before drives carried their limits has none.
             if (d.contains("rate_limiter")) {
                 drive.disk.rate_limit = limiter_from(d.at("rate_limiter"));
                 if (auto r = check_rate_limiter(drive.disk.rate_limit); !r)
-                    return bad("drive '" + drive.disk.id + "': " + r.error().message);
+                    return bad_snapshot("drive '" + drive.disk.id + "': " + r.error().message);
             }
             if (d.contains("rate_limit_group")) {
                 drive.disk.rate_limit_group = d.at("rate_limit_group").get<std::string>();
                 if (!drive.disk.rate_limit_group.empty() && !valid_rate_limit_group(drive.disk.rate_limit_group))
-                    return bad("drive '" + drive.disk.id + "' names an invalid rate limit group");
+                    return bad_snapshot("drive '" + drive.disk.id + "' names an invalid rate limit group");
             }
             file.drives.push_back(std::move(drive));
         }
         if (doc.contains("transport")) {
             auto const t = doc.at("transport").get<std::string>();
             if (t != "mmio" && t != "pci")
-                return bad("unknown transport '" + t + "'");
+                return bad_snapshot("unknown transport '" + t + "'");
             file.transport = t == "pci" ? Transport::Pci : Transport::Mmio;
         }
         if (doc.contains("network_interfaces")) {
@@ -198,11 +198,11 @@ Result<SnapshotFile> decode_snapshot_file(std::span<std::byte const> bytes)
             file.memory.push_back(std::move(layer));
         }
     } catch (json::exception const& e) {
-        return bad(std::string("its description is incomplete: ") + e.what());
+        return bad_snapshot(std::string("its description is incomplete: ") + e.what());
     }
     if (file.memory.empty())
-        return bad("it names no memory file");
-    file.machine_state.assign(bytes.begin() + static_cast<std::ptrdiff_t>(header_bytes + text_len), bytes.end());
+        return bad_snapshot("it names no memory file");
+    file.machine_state.assign(bytes.begin() + static_cast<std::ptrdiff_t>(snapshot_header_bytes + text_len), bytes.end());
     return file;
 }
 

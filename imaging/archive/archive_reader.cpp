@@ -14,7 +14,7 @@ using namespace archive;
 
 bool ArchiveReader::has_magic(std::span<std::byte const> bytes)
 {
-    return bytes.size() >= 8 && std::memcmp(bytes.data(), kHeaderMagic.data(), 8) == 0;
+    return bytes.size() >= 8 && std::memcmp(bytes.data(), archive::kHeaderMagic.data(), 8) == 0;
 }
 
 Result<std::unique_ptr<ArchiveReader>> ArchiveReader::open(std::string const& path)

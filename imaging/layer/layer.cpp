@@ -26,7 +26,7 @@ static std::uint64_t round_up(std::uint64_t v, std::uint64_t a) { return (v + a 
 Result<std::unique_ptr<Layer>> Layer::create(std::string const& path, std::uint64_t size, LayerId id, IoEngine& engine,
     LayerOptions const& options)
 {
-    if (size % 512 != 0 || size > kMaxVirtualSize)
+    if (size % 512 != 0 || size > layer_format::kMaxVirtualSize)
         return make_error(ErrorKind::Usage, "layer size must be a multiple of 512 bytes, at most 64 PiB");
     if (options.journal_length % kBlockSize != 0 || options.journal_length < kBlockSize || options.journal_length > kMaxJournalLength)
         return make_error(ErrorKind::Usage, "journal length must be a multiple of 4096 up to 1 GiB");
@@ -432,7 +432,7 @@ Status Layer::resize(std::uint64_t new_size)
 {
     if (!m_writable)
         return make_error(ErrorKind::Permission, "layer '" + m_path + "' is read-only");
-    if (new_size % 512 != 0 || new_size > kMaxVirtualSize)
+    if (new_size % 512 != 0 || new_size > layer_format::kMaxVirtualSize)
         return make_error(ErrorKind::Usage, "size must be a multiple of 512 bytes, at most 64 PiB");
     if (new_size < m_header.virtual_size)
         return make_error(ErrorKind::Unsupported, "shrinking a layer is not supported");

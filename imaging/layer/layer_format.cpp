@@ -84,7 +84,7 @@ std::string Sha256::to_string() const { return "sha256:" + hex(bytes); }
 void encode_header(LayerHeader const& h, std::span<std::byte, kSlotSize> slot)
 {
     std::fill(slot.begin(), slot.end(), std::byte { 0 });
-    std::memcpy(slot.data(), kHeaderMagic, 8);
+    std::memcpy(slot.data(), layer_codec::kHeaderMagic, 8);
     put32(slot, 8, kVersion);
     put32(slot, 12, static_cast<std::uint32_t>(kHeaderLength));
     put64(slot, 16, h.incompat);
@@ -113,7 +113,7 @@ Result<LayerHeader> decode_header(std::span<std::byte const> slot, std::uint64_t
     // rather than let the padding fail the CRC.
     if (slot.size() < kHeaderLength || file_size < kHeaderLength)
         return bad("file too short (" + std::to_string(file_size) + " bytes) to hold a header");
-    if (!magic_is(slot, kHeaderMagic))
+    if (!magic_is(slot, layer_codec::kHeaderMagic))
         return bad("bad magic (not a strata layer)");
     if (get32(slot, 252) != crc32c(slot.subspan(0, 252)))
         return bad("CRC mismatch");
@@ -145,7 +145,7 @@ Result<LayerHeader> decode_header(std::span<std::byte const> slot, std::uint64_t
     if (state != 1 && state != 2)
         return bad("unknown state " + std::to_string(state));
     h.state = static_cast<LayerState>(state);
-    if (h.virtual_size % 512 != 0 || h.virtual_size > kMaxVirtualSize)
+    if (h.virtual_size % 512 != 0 || h.virtual_size > layer_format::kMaxVirtualSize)
         return bad("virtual size " + std::to_string(h.virtual_size) + " is not a multiple of 512 up to 2^56");
     if (h.journal_offset != kJournalOffset || h.journal_length % kBlockSize != 0 || h.journal_length > kMaxJournalLength)
         return bad("journal placement is invalid");

@@ -30,7 +30,7 @@ struct Qcow2Reader::Chain {
     unsigned depth { 0 };
 };
 
-static Error bad(std::string const& what)
+static Error bad_qcow2_image(std::string const& what)
 {
     return make_error(ErrorKind::BadInput, "qcow2: " + what);
 }
@@ -89,7 +89,7 @@ unsigned Qcow2Reader::chain_depth() const
 Result<std::unique_ptr<Qcow2Reader>> Qcow2Reader::open_in_chain(std::string const& path, Qcow2OpenOptions const& options, Chain& chain)
 {
     if (++chain.depth > kMaxBackingDepth)
-        return bad("backing chain of '" + path + "' is deeper than " + std::to_string(kMaxBackingDepth));
+        return bad_qcow2_image("backing chain of '" + path + "' is deeper than " + std::to_string(kMaxBackingDepth));
     std::unique_ptr<Qcow2Reader> r(new Qcow2Reader());
     r->m_path = path;
     r->m_fd = Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -99,7 +99,7 @@ Result<std::unique_ptr<Qcow2Reader>> Qcow2Reader::open_in_chain(std::string cons
     if (::fstat(r->m_fd.get(), &st) != 0)
         return errno_error("stat '" + path + "'");
     if (!chain.seen.insert({ st.st_dev, st.st_ino }).second)
-        return bad("backing chain of '" + path + "' loops back to a file already in the chain");
+        return bad_qcow2_image("backing chain of '" + path + "' loops back to a file already in the chain");
     r->m_file_size = static_cast<std::uint64_t>(st.st_size);
 
     std::vector<std::byte> head(static_cast<std::size_t>(std::min<std::uint64_t>(kHeaderProbeBytes, r->m_file_size)));
@@ -160,7 +160,7 @@ Status Qcow2Reader::open_backing(std::string const& image_path, Qcow2OpenOptions
         m_backing->qcow2 = std::move(reader.value());
     } else if (*format == "raw") {
         if (!chain.seen.insert({ st.st_dev, st.st_ino }).second)
-            return bad("backing chain of '" + image_path + "' loops back to a file already in the chain");
+            return bad_qcow2_image("backing chain of '" + image_path + "' loops back to a file already in the chain");
         m_backing->size = static_cast<std::uint64_t>(st.st_size);
         m_backing->raw = std::move(probe);
     } else {
@@ -172,9 +172,9 @@ Status Qcow2Reader::open_backing(std::string const& image_path, Qcow2OpenOptions
 Status Qcow2Reader::check_host_range(std::uint64_t host, std::uint64_t length, char const* what) const
 {
     if (host < m_header.cluster_size)
-        return bad(std::string(what) + " at offset " + std::to_string(host) + " overlaps the header");
+        return bad_qcow2_image(std::string(what) + " at offset " + std::to_string(host) + " overlaps the header");
     if (host > m_file_size || length > m_file_size - host)
-        return bad(std::string(what) + " at offset " + std::to_string(host) + " runs past the end of the file");
+        return bad_qcow2_image(std::string(what) + " at offset " + std::to_string(host) + " runs past the end of the file");
     return ok();
 }
 
@@ -184,11 +184,11 @@ Result<std::vector<std::byte> const*> Qcow2Reader::l2_table(std::uint64_t l2_off
     if (it != m_l2_cache.end())
         return &it->second;
     if (l2_offset % m_header.cluster_size != 0)
-        return bad("L2 table offset " + std::to_string(l2_offset) + " is not cluster aligned");
+        return bad_qcow2_image("L2 table offset " + std::to_string(l2_offset) + " is not cluster aligned");
     STRATA_TRY(check_host_range(l2_offset, m_header.cluster_size, "L2 table"));
     std::uint64_t l1_end = m_header.l1_table_offset + std::uint64_t { m_header.l1_size } * 8;
     if (l2_offset < l1_end && l2_offset + m_header.cluster_size > m_header.l1_table_offset)
-        return bad("L2 table at offset " + std::to_string(l2_offset) + " overlaps the L1 table");
+        return bad_qcow2_image("L2 table at offset " + std::to_string(l2_offset) + " overlaps the L1 table");
     if (m_l2_cache.size() * m_header.cluster_size >= kL2CacheBytes)
         m_l2_cache.clear();
     std::vector<std::byte> table(m_header.cluster_size);
@@ -255,7 +255,7 @@ Status Qcow2Reader::read_cluster(std::uint64_t offset, std::span<std::byte> buf)
         return read_compressed(entry & ~(kCopied | kCompressed), in_cluster, buf);
     std::uint64_t host = entry & kOffsetMask;
     if (host != 0 && host % cs != 0)
-        return bad("data cluster offset " + std::to_string(host) + " is not cluster aligned");
+        return bad_qcow2_image("data cluster offset " + std::to_string(host) + " is not cluster aligned");
     if (!m_header.extended_l2) {
         if (m_header.version >= 3 && (entry & kZeroFlag) != 0) {
             std::memset(buf.data(), 0, buf.size());
@@ -278,10 +278,10 @@ Status Qcow2Reader::read_cluster(std::uint64_t offset, std::span<std::byte> buf)
         bool zero = (bitmap >> (32 + index)) & 1;
         auto part = buf.subspan(done, n);
         if (alloc && zero)
-            return bad("subcluster is marked both allocated and zero");
+            return bad_qcow2_image("subcluster is marked both allocated and zero");
         if (alloc) {
             if (host == 0)
-                return bad("allocated subcluster in a cluster with no host offset");
+                return bad_qcow2_image("allocated subcluster in a cluster with no host offset");
             STRATA_TRY(check_host_range(host + pos, n, "data subcluster"));
             STRATA_TRY(pread_all(m_fd.get(), part, host + pos));
         } else if (zero) {

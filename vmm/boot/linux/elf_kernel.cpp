@@ -1,6 +1,7 @@
 #include "vmm/boot/linux/elf_kernel.h"
 
 #include "base/fd.h"
+#include "base/hex.h"
 
 #include <elf.h>
 
@@ -14,7 +15,7 @@ namespace strata::linux_boot {
 
 namespace {
 
-Error bad(std::string const& what) { return make_error(ErrorKind::BadInput, "not a usable ELF kernel: " + what); }
+Error bad_elf_kernel(std::string const& what) { return make_error(ErrorKind::BadInput, "not a usable ELF kernel: " + what); }
 
 // Reads bounds-checked pieces of a kernel file, held in memory or open as a file,
 // so the parser never needs the whole file (a vmlinux is some 50 MB, of which the
@@ -100,13 +101,13 @@ Result<ElfKernel> parse(Source const& f)
 {
     std::array<std::byte, EI_NIDENT> ident {};
     if (!f.read(0, ident) || !looks_like_elf(ident))
-        return bad("no ELF magic");
+        return bad_elf_kernel("no ELF magic");
     ElfKernel k;
     auto cls = std::to_integer<int>(ident[EI_CLASS]);
     if (cls != ELFCLASS64 && cls != ELFCLASS32)
-        return bad("unknown ELF class");
+        return bad_elf_kernel("unknown ELF class");
     if (std::to_integer<int>(ident[EI_DATA]) != ELFDATA2LSB)
-        return bad("not little-endian");
+        return bad_elf_kernel("not little-endian");
     k.is_64bit = cls == ELFCLASS64;
 
     // ELF32 and ELF64 headers name the same fields at different widths.
@@ -115,24 +116,24 @@ Result<ElfKernel> parse(Source const& f)
     auto header = [&]<typename Ehdr, typename Phdr>() -> Status {
         auto eh = f.read_at<Ehdr>(0);
         if (!eh)
-            return bad("truncated ELF header");
+            return bad_elf_kernel("truncated ELF header");
         machine = eh->e_machine;
         k.entry_vaddr = eh->e_entry;
         phoff = eh->e_phoff;
         phnum = eh->e_phnum;
         phentsize = eh->e_phentsize;
         if (phentsize != sizeof(Phdr))
-            return bad("unexpected program header size");
+            return bad_elf_kernel("unexpected program header size");
         return ok();
     };
     if (auto s = k.is_64bit ? header.template operator()<Elf64_Ehdr, Elf64_Phdr>() : header.template operator()<Elf32_Ehdr, Elf32_Phdr>(); !s)
         return s.error();
     if (machine != EM_X86_64 && machine != EM_386)
-        return bad("not an x86 executable");
+        return bad_elf_kernel("not an x86 executable");
     if (phnum == 0 || phnum > 256)
-        return bad("no (or too many) program headers");
+        return bad_elf_kernel("no (or too many) program headers");
     if (phoff > f.size() || std::uint64_t(phnum) * phentsize > f.size() - phoff)
-        return bad("program headers lie past the end of the file (truncated?)");
+        return bad_elf_kernel("program headers lie past the end of the file (truncated?)");
 
     for (std::uint16_t i = 0; i < phnum; ++i) {
         std::uint64_t at = phoff + std::uint64_t(i) * phentsize;
@@ -147,7 +148,7 @@ Result<ElfKernel> parse(Source const& f)
             return true;
         };
         if (!(k.is_64bit ? segment.template operator()<Elf64_Phdr>() : segment.template operator()<Elf32_Phdr>()))
-            return bad("the program headers cannot be read");
+            return bad_elf_kernel("the program headers cannot be read");
         if (type == PT_NOTE) {
             scan_notes(f, s.file_offset, s.file_size, k);
             continue;
@@ -156,19 +157,19 @@ Result<ElfKernel> parse(Source const& f)
             continue;
         std::string name = "segment " + std::to_string(i);
         if (s.file_size > s.mem_size)
-            return bad(name + " has a file size larger than its memory size");
+            return bad_elf_kernel(name + " has a file size larger than its memory size");
         if (s.file_offset > f.size() || s.file_size > f.size() - s.file_offset)
-            return bad(name + " lies past the end of the file (truncated?)");
+            return bad_elf_kernel(name + " lies past the end of the file (truncated?)");
         if (s.paddr + s.mem_size < s.paddr || s.vaddr + s.mem_size < s.vaddr)
-            return bad(name + " wraps around the address space");
+            return bad_elf_kernel(name + " wraps around the address space");
         k.segments.push_back(s);
     }
     if (k.segments.empty())
-        return bad("no loadable segment");
+        return bad_elf_kernel("no loadable segment");
     std::sort(k.segments.begin(), k.segments.end(), [](auto const& a, auto const& b) { return a.paddr < b.paddr; });
     for (std::size_t i = 1; i < k.segments.size(); ++i)
         if (k.segments[i - 1].paddr + k.segments[i - 1].mem_size > k.segments[i].paddr)
-            return bad("loadable segments overlap");
+            return bad_elf_kernel("loadable segments overlap");
     k.lowest = k.segments.front().paddr;
     k.highest = k.segments.back().paddr + k.segments.back().mem_size;
 
@@ -182,13 +183,6 @@ Result<ElfKernel> parse(Source const& f)
             if (k.entry_vaddr >= s.paddr && k.entry_vaddr - s.paddr < s.mem_size)
                 k.entry_paddr = k.entry_vaddr;
     return k;
-}
-
-std::string hex(std::uint64_t v)
-{
-    char b[32];
-    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-    return b;
 }
 
 // Copies (from memory) or reads (from a file, straight into guest RAM: no buffer

@@ -8,6 +8,7 @@
 
 #include "base/fd.h"
 #include "base/file.h"
+#include "base/hex.h"
 
 #include <elf.h>
 
@@ -20,13 +21,6 @@
 namespace strata::linux_boot {
 
 namespace {
-
-std::string hex(std::uint64_t v)
-{
-    char b[24];
-    std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-    return b;
-}
 
 // A file the loader reads pieces of instead of holding it whole.
 struct OpenFile {

@@ -1,5 +1,7 @@
 #include "vmm/boot/loader/elf.h"
 
+#include "base/hex.h"
+
 #include <algorithm>
 #include <cstring>
 #include <elf.h>
@@ -9,14 +11,7 @@ namespace strata {
 
 namespace {
 
-std::string hex(std::uint64_t v)
-{
-    std::ostringstream s;
-    s << "0x" << std::hex << v;
-    return s.str();
-}
-
-Error bad(std::string what)
+Error bad_elf(std::string what)
 {
     return make_error(ErrorKind::BadInput, std::move(what));
 }
@@ -73,9 +68,9 @@ Result<ElfHeader> read_header(std::span<std::byte const> file)
 {
     auto eh = read_at<Ehdr>(file, 0);
     if (!eh)
-        return bad("truncated ELF header");
+        return bad_elf("truncated ELF header");
     if (eh->e_phentsize != sizeof(Phdr))
-        return bad("ELF program header size " + std::to_string(eh->e_phentsize) + " is not " + std::to_string(sizeof(Phdr)));
+        return bad_elf("ELF program header size " + std::to_string(eh->e_phentsize) + " is not " + std::to_string(sizeof(Phdr)));
     return ElfHeader { eh->e_type, eh->e_machine, eh->e_entry, eh->e_phoff, eh->e_phnum, eh->e_phentsize };
 }
 
@@ -84,12 +79,12 @@ Result<ElfHeader> read_header(std::span<std::byte const> file)
 Result<ElfImage> parse_elf(std::span<std::byte const> file)
 {
     if (file.size() < EI_NIDENT || std::memcmp(file.data(), ELFMAG, SELFMAG) != 0)
-        return bad("not an ELF file (no ELF magic)");
+        return bad_elf("not an ELF file (no ELF magic)");
     auto cls = static_cast<unsigned char>(file[EI_CLASS]);
     if (cls != ELFCLASS64 && cls != ELFCLASS32)
-        return bad("unknown ELF class " + std::to_string(cls));
+        return bad_elf("unknown ELF class " + std::to_string(cls));
     if (static_cast<unsigned char>(file[EI_DATA]) != ELFDATA2LSB)
-        return bad("not a little-endian ELF file");
+        return bad_elf("not a little-endian ELF file");
 
     ElfImage image;
     image.is_64bit = cls == ELFCLASS64;
@@ -99,13 +94,13 @@ Result<ElfImage> parse_elf(std::span<std::byte const> file)
     auto [type, machine, entry, phoff, phnum, phentsize] = header.value();
     image.entry = entry;
     if (type != ET_EXEC)
-        return bad("ELF file is not an executable (e_type " + std::to_string(type) + ")");
+        return bad_elf("ELF file is not an executable (e_type " + std::to_string(type) + ")");
     if (machine != EM_X86_64 && machine != EM_386)
-        return bad("ELF file is not for x86 (e_machine " + std::to_string(machine) + ")");
+        return bad_elf("ELF file is not for x86 (e_machine " + std::to_string(machine) + ")");
     if (phnum == 0)
-        return bad("ELF file has no program headers");
+        return bad_elf("ELF file has no program headers");
     if (phoff > file.size() || phnum * phentsize > file.size() - phoff)
-        return bad("ELF program headers lie past the end of the file (truncated?)");
+        return bad_elf("ELF program headers lie past the end of the file (truncated?)");
 
     for (std::uint64_t i = 0; i < phnum; ++i) {
         std::uint64_t at = phoff + i * phentsize;
@@ -128,20 +123,20 @@ Result<ElfImage> parse_elf(std::span<std::byte const> file)
             continue;
         std::string name = "segment " + std::to_string(i);
         if (seg.file_size > seg.mem_size)
-            return bad(name + " has a file size larger than its memory size");
+            return bad_elf(name + " has a file size larger than its memory size");
         if (seg.file_offset > file.size() || seg.file_size > file.size() - seg.file_offset)
-            return bad(name + " lies past the end of the file (truncated?)");
+            return bad_elf(name + " lies past the end of the file (truncated?)");
         if (seg.paddr + seg.mem_size < seg.paddr)
-            return bad(name + " wraps around the address space");
+            return bad_elf(name + " wraps around the address space");
         image.segments.push_back(seg);
     }
     if (image.segments.empty())
-        return bad("ELF file has no loadable segments");
+        return bad_elf("ELF file has no loadable segments");
     std::sort(image.segments.begin(), image.segments.end(), [](auto const& a, auto const& b) { return a.paddr < b.paddr; });
     for (std::size_t i = 1; i < image.segments.size(); ++i) {
         auto const& prev = image.segments[i - 1];
         if (prev.paddr + prev.mem_size > image.segments[i].paddr)
-            return bad("ELF segments overlap at physical address " + hex(image.segments[i].paddr));
+            return bad_elf("ELF segments overlap at physical address " + hex(image.segments[i].paddr));
     }
     image.lowest = image.segments.front().paddr;
     image.highest = image.segments.back().paddr + image.segments.back().mem_size;
@@ -153,10 +148,10 @@ Status load_elf_segments(ElfImage const& image, std::span<std::byte const> file,
     for (auto const& seg : image.segments) {
         std::string range = hex(seg.paddr) + "-" + hex(seg.paddr + seg.mem_size);
         if (seg.paddr < reserved_below)
-            return bad("ELF segment at " + range + " overlaps strata's boot area below " + hex(reserved_below));
+            return bad_elf("ELF segment at " + range + " overlaps strata's boot area below " + hex(reserved_below));
         auto dest = memory.slice(seg.paddr, seg.mem_size);
         if (!dest)
-            return bad("ELF segment at " + range + " lies outside guest memory (" + std::to_string(memory.total_size() >> 20) + " MiB)");
+            return bad_elf("ELF segment at " + range + " lies outside guest memory (" + std::to_string(memory.total_size() >> 20) + " MiB)");
         std::memcpy(dest.value().data(), file.data() + seg.file_offset, seg.file_size);
         std::memset(dest.value().data() + seg.file_size, 0, seg.mem_size - seg.file_size);
     }
