@@ -156,6 +156,18 @@ struct Running {
         thread.join();
         machine.reset();
         ::close(log_fd);
+        log_fd = -1;
+    }
+    // A case that fails (a REQUIRE throws) while its guest runs ends the guest
+    // here: a joinable thread destroyed would end the whole binary (std::terminate)
+    // before doctest reports the failure.
+    Running() = default;
+    Running(Running&&) = default;
+    Running& operator=(Running&&) = default;
+    ~Running()
+    {
+        if (thread.joinable())
+            stop_now();
     }
 };
 
@@ -197,8 +209,15 @@ Image capture(TempDir const& tmp, strata::Transport transport = strata::Transpor
     vm.machine = std::move(m.value());
     vm.start();
     auto until = std::chrono::steady_clock::now() + 240s;
-    while (last_round(slurp(vm.log)) < static_cast<long long>(captured_after) && std::chrono::steady_clock::now() < until)
+    while (last_round(slurp(vm.log)) < static_cast<long long>(captured_after) && !*vm.ended
+        && std::chrono::steady_clock::now() < until)
         std::this_thread::sleep_for(5ms);
+    // Seen once in a CI-like run: the source made no progress for the whole 240 s,
+    // and the capture then failed with no word of why. Say what the guest wrote and
+    // how its run ended, if it did.
+    REQUIRE_MESSAGE(last_round(slurp(vm.log)) >= static_cast<long long>(captured_after),
+        "the source VM did not reach round ", captured_after, (*vm.ended ? " (its run ended, exit kind " + std::to_string(static_cast<int>(vm.exit.kind)) + ": " + vm.exit.details + ")" : " in 240 s"),
+        "; its serial log:\n", slurp(vm.log));
 
     Image image;
     image.dir = tmp.path / "image";
