@@ -158,12 +158,12 @@ struct Running {
         ::close(log_fd);
         log_fd = -1;
     }
-    // A case that fails (a REQUIRE throws) while its guest runs ends the guest
-    // here: a joinable thread destroyed would end the whole binary (std::terminate)
-    // before doctest reports the failure.
     Running() = default;
     Running(Running&&) = default;
     Running& operator=(Running&&) = default;
+    // A case that fails (a REQUIRE throws) while its guest runs ends the guest
+    // here: a joinable thread destroyed would end the whole binary (std::terminate)
+    // before doctest reports the failure.
     ~Running()
     {
         if (thread.joinable())
@@ -215,9 +215,12 @@ Image capture(TempDir const& tmp, strata::Transport transport = strata::Transpor
     // Seen once in a CI-like run: the source made no progress for the whole 240 s,
     // and the capture then failed with no word of why. Say what the guest wrote and
     // how its run ended, if it did.
-    REQUIRE_MESSAGE(last_round(slurp(vm.log)) >= static_cast<long long>(captured_after),
-        "the source VM did not reach round ", captured_after, (*vm.ended ? " (its run ended, exit kind " + std::to_string(static_cast<int>(vm.exit.kind)) + ": " + vm.exit.details + ")" : " in 240 s"),
-        "; its serial log:\n", slurp(vm.log));
+    auto const source_log = slurp(vm.log);
+    REQUIRE_MESSAGE(last_round(source_log) >= static_cast<long long>(captured_after), "the source VM did not reach round ",
+        captured_after,
+        (*vm.ended ? " (its run ended, exit kind " + std::to_string(static_cast<int>(vm.exit.kind)) + ": " + vm.exit.details + ")"
+                   : " in 240 s"),
+        "; its serial log:\n", source_log);
 
     Image image;
     image.dir = tmp.path / "image";

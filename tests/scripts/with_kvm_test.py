@@ -285,10 +285,10 @@ def case_rerun_lost(build):
     """With --rerun-lost, a command whose session machine stalls under it runs again
     from the start in the machine started next, and says so; when that machine
     stalls too and no rerun is left (STRATA_WITH_KVM_RERUNS=1 here), the command gets
-    125 as without the option. The first machine stalls
-    whole (paused through QEMU's monitor); the second has one CPU stuck, as its kernel
-    reports it (two RCU stall reports with the same counters, written to its kernel
-    log here), while its heartbeat goes on."""
+    125 as without the option. The first machine stalls whole (paused through QEMU's
+    monitor); the second has one CPU stuck, as its kernel reports it (two RCU stall
+    reports with the same counters, written to its kernel log here), while its
+    heartbeat goes on."""
     import socket
     d = tempfile.mkdtemp(prefix="with-kvm-rerun-")
     env = {"STRATA_WITH_KVM_HUNG_AFTER": "20"}
